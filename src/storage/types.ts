@@ -1,0 +1,245 @@
+/**
+ * Public contract of the storage engine. The HTTP layer, the query executor and the replication
+ * engine depend on these types only; `engine.ts` implements them.
+ *
+ * Conventions: timestamps are u64 microseconds as `bigint`; payload sizes are `number` (bytes,
+ * exact up to 2^53); info objects are returned in their wire shape (snake_case, bigint for u64).
+ */
+import type { Readable } from 'node:stream';
+
+/** Label name → value. Names arrive lower-case through HTTP headers. */
+export type Labels = Record<string, string>;
+
+export type QuotaType = 'NONE' | 'FIFO' | 'HARD';
+
+/** Bucket settings in wire shape (api.md §7.2); all fields filled in when returned. */
+export interface BucketSettings {
+  quota_type: QuotaType;
+  quota_size: bigint;
+  max_block_size: bigint;
+  max_block_records: bigint;
+}
+
+/** Partial settings as accepted by create/update (missing or null = default/keep). */
+export type BucketSettingsPatch = { [K in keyof BucketSettings]?: BucketSettings[K] | null };
+
+export type Status = 'READY' | 'DELETING';
+
+/** api.md §7.2 BucketInfo. */
+export interface BucketInfo {
+  name: string;
+  entry_count: bigint;
+  size: bigint;
+  oldest_record: bigint;
+  latest_record: bigint;
+  is_provisioned: boolean;
+  status: Status;
+}
+
+/** api.md §7.2 EntryInfo. */
+export interface EntryInfo {
+  name: string;
+  size: bigint;
+  record_count: bigint;
+  block_count: bigint;
+  oldest_record: bigint;
+  latest_record: bigint;
+  status: Status;
+}
+
+export type RecordState = 'started' | 'finished' | 'errored';
+
+/** Metadata of one stored record. */
+export interface RecordMeta {
+  entry: string;
+  ts: bigint;
+  /** Payload length in bytes. */
+  size: number;
+  contentType: string;
+  labels: Labels;
+  state: RecordState;
+  /** First 16 bytes of the SHA-256 of the payload, computed while it was written. */
+  digest: Buffer;
+  /** Instance id of the instance where the record was first written ('' = this instance). */
+  origin: string;
+}
+
+/** A record that can be read. */
+export interface StoredRecord {
+  readonly meta: RecordMeta;
+  /** Streams the payload from disk. */
+  stream(): Readable;
+  /** Reads the whole payload (only for small records). */
+  buffer(): Promise<Buffer>;
+}
+
+/** Options of one record write. */
+export interface WriteOptions {
+  /** Declared payload length; the body must deliver exactly this many bytes. */
+  size: number;
+  contentType?: string;
+  labels?: Labels;
+  /** Origin instance id when the record arrives through replication ('' or undefined = local). */
+  origin?: string;
+  /**
+   * Digest the sender computed. When a record with the same timestamp already exists with the same
+   * size and digest, the write is an idempotent no-op (`already_present`) instead of a 409.
+   */
+  digest?: Buffer;
+}
+
+export type WriteOutcome = 'written' | 'already_present';
+
+/** Payload source: a Buffer or any async iterable of Buffers delivering exactly `size` bytes. */
+export type PayloadSource = Buffer | AsyncIterable<Buffer>;
+
+export interface LabelUpdateOptions {
+  /** Origin instance id of the update when it arrives through replication. */
+  origin?: string;
+}
+
+/** One bucket. Obtained from `Storage.bucket(name)`. */
+export interface Bucket {
+  readonly name: string;
+  settings(): BucketSettings;
+  info(): BucketInfo;
+  /** Visible entries (no `$meta`), sorted by name, including implicit parents. */
+  entries(): EntryInfo[];
+  /** All entry names including `$meta` ones. */
+  entryNames(): string[];
+  hasEntry(entry: string): boolean;
+
+  /**
+   * Writes one record. Resolves once the record is durable (group commit) — only then may a
+   * client be answered 200. Rejects with FerryError: 409 exists, 400 quota / short / long body,
+   * 500 FIFO failure, 507 disk full, 422 invalid entry name.
+   */
+  write(entry: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome>;
+
+  /** Reads one record (latest when ts is undefined). 404 / 425 / 500 as api.md §8.2. */
+  read(entry: string, ts?: bigint): Promise<StoredRecord>;
+
+  /**
+   * Iterates records of one entry with start <= ts < stop in ascending order (finished ones only),
+   * loading block metadata lazily. Safe to run while writes continue.
+   */
+  scan(entry: string, start: bigint, stop: bigint): AsyncIterable<StoredRecord>;
+
+  /**
+   * Changes labels: a value of '' or null deletes the label. Durable on resolve.
+   * Returns the complete new label set. 404 if the record does not exist.
+   */
+  updateLabels(
+    entry: string,
+    ts: bigint,
+    changes: Record<string, string | null>,
+    opts?: LabelUpdateOptions,
+  ): Promise<Labels>;
+
+  /** Removes one record (404 if missing). */
+  removeRecord(entry: string, ts: bigint): Promise<void>;
+  /** Removes an entry and all its sub-entries (404 if missing). Asynchronous: DELETING first. */
+  removeEntry(entry: string): Promise<void>;
+  /** Renames an entry and its children (404 / 409 as api.md §8.5). */
+  renameEntry(entry: string, newName: string): Promise<void>;
+}
+
+export interface CreateBucketOptions {
+  provisioned?: boolean;
+}
+
+/** A committed change as seen by replication (api.md §20.6 notify, replication.md §11 log). */
+export interface Change {
+  /** Log sequence number, strictly increasing across the whole instance. */
+  lsn: bigint;
+  kind: 'write' | 'update';
+  bucket: string;
+  entry: string;
+  ts: bigint;
+  /** Payload size of the record. */
+  size: number;
+  contentType: string;
+  /** Labels after the change (for updates: the complete new set). */
+  labels: Labels;
+  /** For updates: the labels that were removed by it. */
+  removedLabels?: string[];
+  digest: Buffer;
+  /** Origin instance of the change ('' = written by a client of this instance). */
+  origin: string;
+  /** Wall-clock commit time in ms since epoch. */
+  commitTime: number;
+}
+
+/**
+ * A replication slot pins the change log from `lsn` on (exclusive) so that it is not truncated,
+ * and protects the records of its scope from FIFO eviction until they are shipped.
+ */
+export interface SlotState {
+  name: string;
+  /** Bucket whose records the slot protects from FIFO eviction. */
+  bucket: string;
+  /** Every change with lsn <= this has been shipped (or filtered). */
+  lsn: bigint;
+  /**
+   * Upper bound of pending payload bytes the slot may protect; past it FIFO eviction is allowed
+   * again and `onOverflow` is called once.
+   */
+  maxBytes: number;
+}
+
+/** The durable, ordered change log (the storage WAL), read by replication. */
+export interface ChangeLog {
+  /** LSN of the latest durable change (0n when none). */
+  lastLsn(): bigint;
+  /** Reads up to `max` durable changes with lsn > `after`, in order. */
+  read(after: bigint, max: number): Promise<Change[]>;
+  /** Called after every group commit with the new last LSN. Returns an unsubscribe function. */
+  onCommit(listener: (lastLsn: bigint) => void): () => void;
+  /** Creates or replaces a slot (persisted). */
+  setSlot(slot: SlotState): Promise<void>;
+  /** Advances a slot's LSN (persisted lazily, at least on the next commit or checkpoint). */
+  advanceSlot(name: string, lsn: bigint): void;
+  getSlot(name: string): SlotState | undefined;
+  dropSlot(name: string): Promise<void>;
+  /** Registers a callback for FIFO eviction that had to pass a slot's protection. */
+  onSlotOverflow(listener: (slot: string, evictedUpToLsn: bigint) => void): () => void;
+}
+
+/** The storage engine: buckets plus the change log. */
+export interface Storage {
+  /** Persistent id of this instance (uuid), created at first start. */
+  readonly instanceId: string;
+  readonly changes: ChangeLog;
+
+  listBuckets(): BucketInfo[];
+  /** Returns a bucket; 404 if missing, 409 while it is being deleted. */
+  bucket(name: string): Bucket;
+  hasBucket(name: string): boolean;
+  createBucket(name: string, settings?: BucketSettingsPatch, opts?: CreateBucketOptions): Promise<Bucket>;
+  updateBucketSettings(name: string, patch: BucketSettingsPatch): Promise<void>;
+  /** Starts asynchronous deletion (DELETING status), resolves when it has been scheduled. */
+  removeBucket(name: string): Promise<void>;
+  renameBucket(name: string, newName: string): Promise<void>;
+  /** Defaults for new buckets (api.md §6 `defaults.bucket`). */
+  defaultSettings(): BucketSettings;
+  /** Σ bucket sizes, oldest and latest record over all buckets. */
+  usage(): { usage: bigint; oldest_record: bigint; latest_record: bigint };
+
+  /** Flushes, checkpoints and closes files. */
+  close(): Promise<void>;
+}
+
+/** Engine configuration. */
+export interface StorageOptions {
+  dataPath: string;
+  defaults?: Partial<BucketSettings>;
+  /**
+   * `fsync` (default): every acknowledged write is on stable storage (group commit).
+   * `none`: no fsync — for throw-away data only.
+   */
+  durability?: 'fsync' | 'none';
+  /** Max time a group commit waits to gather more writes (ms, default 0 = next tick). */
+  groupCommitDelayMs?: number;
+  /** Checkpoint interval (ms, default 30 s). */
+  checkpointIntervalMs?: number;
+}
