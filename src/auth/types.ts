@@ -1,0 +1,55 @@
+/**
+ * Token store contract (api.md §5). Implemented by `token-store.ts`. JSON values are wire-shaped.
+ */
+
+/** api.md §5.5 Token JSON — exactly these keys. */
+export interface TokenJson {
+  name: string;
+  value: string;
+  created_at: string;
+  permissions: { full_access: boolean; read: string[]; write: string[] };
+  is_provisioned: boolean;
+  expires_at: string | null;
+  ttl: number | null;
+  last_access: string | null;
+  ip_allowlist: string[];
+  is_expired: boolean;
+}
+
+/** The authenticated caller of a request. */
+export interface Principal {
+  name: string;
+  fullAccess: boolean;
+  read: string[];
+  write: string[];
+  /** The token JSON as `/me` returns it (value ""). */
+  toJson(): TokenJson;
+}
+
+export interface TokenStore {
+  /** True when RS_DISABLE_AUTH is set. */
+  readonly disabled: boolean;
+  /**
+   * Authenticates an `Authorization` header value for a client IP (already resolved, may be
+   * undefined). Throws 401 with the exact messages of api.md §3.4. With auth disabled returns the
+   * `AUTHENTICATION-DISABLED` full-access principal.
+   */
+  authenticate(authorization: string | undefined, clientIp: string | undefined): Principal;
+  /** 403 unless full access. */
+  checkFullAccess(p: Principal): void;
+  /** 403 unless read access to bucket (wildcards never match `$` buckets). */
+  checkRead(p: Principal, bucket: string): void;
+  /** 403 unless write access to bucket. */
+  checkWrite(p: Principal, bucket: string): void;
+  canRead(p: Principal, bucket: string): boolean;
+
+  list(): TokenJson[];
+  get(name: string): TokenJson;
+  /** Accepts both body shapes of §5.4 (already JSON-parsed). Returns {value, created_at}. */
+  create(name: string, body: unknown): Promise<{ value: string; created_at: string }>;
+  remove(name: string): Promise<void>;
+  rotate(name: string): Promise<{ value: string; created_at: string }>;
+  /** Bucket removed / renamed: update every token's read and write lists (§5.7). */
+  onBucketRemoved(bucket: string): Promise<void>;
+  onBucketRenamed(oldName: string, newName: string): Promise<void>;
+}

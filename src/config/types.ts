@@ -1,0 +1,74 @@
+/**
+ * Resolved server configuration (api.md §18). Produced by `loadConfig(env)` in `load-config.ts`.
+ */
+import type { BucketSettings } from '../storage/types.js';
+
+export interface ProvisionedToken {
+  name: string;
+  value: string;
+  fullAccess: boolean;
+  read: string[];
+  write: string[];
+  /** RFC 3339 or undefined. */
+  expiresAt?: string;
+}
+
+export interface ProvisionedBucket {
+  name: string;
+  settings: Partial<BucketSettings>;
+}
+
+/** A provisioned replication as raw settings JSON (validated by the replication module). */
+export interface ProvisionedReplication {
+  name: string;
+  /** Settings object in the wire shape of api.md §17.2 (mode may be absent = keep persisted). */
+  settings: Record<string, unknown>;
+}
+
+export interface FerryConfig {
+  host: string;
+  port: number;
+  /** Normalised to begin and end with '/'. */
+  apiBasePath: string;
+  dataPath: string;
+  certPath?: string;
+  certKeyPath?: string;
+  publicUrl?: string;
+  /** `RS_CORS_ALLOW_ORIGIN` split on commas and trimmed; ['*'] = any; [] = none. */
+  corsAllowOrigin: string[];
+  instanceName: string;
+  instanceRole: 'STANDALONE' | 'PRIMARY' | 'SECONDARY' | 'REPLICA';
+  auth:
+    | { mode: 'disabled' }
+    | { mode: 'provisioned'; token: string } // RS_API_TOKEN
+    | { mode: 'init'; token: string } // RS_INIT_API_TOKEN
+    | { mode: 'none' }; // nothing set: no init token (only provisioned tokens, if any)
+  /** True when the user explicitly allowed a non-loopback listener without auth (FERRY_ALLOW_OPEN=true). */
+  allowOpen: boolean;
+  defaults: BucketSettings;
+  tokens: ProvisionedToken[];
+  buckets: ProvisionedBucket[];
+  replications: ProvisionedReplication[];
+  io: {
+    operationTimeoutMs: number;
+    batchMaxMetadataSize: number;
+    batchMaxSize: number;
+    batchMaxRecords: number;
+    batchTimeoutMs: number;
+    batchRecordsTimeoutMs: number;
+  };
+  systemEvents: { enabled: boolean; quotaSize: bigint };
+  replication: {
+    timeoutMs: number;
+    logSize: number;
+    verifySsl: boolean;
+    caPath?: string;
+  };
+  storage: {
+    durability: 'fsync' | 'none';
+  };
+  /** Max request body for JSON routes (bytes). */
+  maxJsonBody: number;
+  /** Errors found while reading the environment (logged at start, never fatal for optional items). */
+  warnings: string[];
+}
