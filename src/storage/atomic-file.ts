@@ -1,0 +1,36 @@
+/** Crash-safe small-file writes: write a temp file, fsync it, rename over the target, fsync the directory. */
+import { open, rename, mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+/** Syncs a directory so that a rename or create inside it is durable. */
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export interface AtomicWriteOptions {
+  /** File mode (e.g. 0o600 for secrets). */
+  mode?: number;
+  /** Skip fsync calls (durability 'none'). */
+  noSync?: boolean;
+}
+
+/** Atomically replaces `path` with `data`. */
+export async function writeFileAtomic(path: string, data: Uint8Array | string, opts: AtomicWriteOptions = {}): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  const fh = await open(tmp, 'w', opts.mode ?? 0o644);
+  try {
+    await fh.writeFile(data);
+    if (!opts.noSync) await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  if (!opts.noSync) await fsyncDir(dir);
+}

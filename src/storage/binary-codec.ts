@@ -1,0 +1,196 @@
+/**
+ * Minimal little-endian binary writer/reader for WAL frames and metadata files. A binary layout
+ * instead of per-record JSON keeps the hot path (group commit, checkpoints, replay) cheap.
+ */
+export class BinaryWriter {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(initial = 256) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+
+  private ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  u8(v: number): this {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+    return this;
+  }
+
+  u16(v: number): this {
+    this.ensure(2);
+    this.buf.writeUInt16LE(v, this.pos);
+    this.pos += 2;
+    return this;
+  }
+
+  u32(v: number): this {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v >>> 0, this.pos);
+    this.pos += 4;
+    return this;
+  }
+
+  /** Unsigned 64-bit from a bigint. */
+  u64(v: bigint): this {
+    this.ensure(8);
+    this.buf.writeBigUInt64LE(v, this.pos);
+    this.pos += 8;
+    return this;
+  }
+
+  /** Non-negative integer up to 2^53 stored as 64 bits. */
+  num(v: number): this {
+    this.ensure(8);
+    this.buf.writeUInt32LE(v % 0x100000000, this.pos);
+    this.buf.writeUInt32LE(Math.floor(v / 0x100000000), this.pos + 4);
+    this.pos += 8;
+    return this;
+  }
+
+  bytes(b: Uint8Array): this {
+    this.ensure(b.length);
+    this.buf.set(b, this.pos);
+    this.pos += b.length;
+    return this;
+  }
+
+  /** String with a u16 length prefix (names, content types). */
+  str16(s: string): this {
+    const len = Buffer.byteLength(s);
+    this.ensure(2 + len);
+    this.buf.writeUInt16LE(len, this.pos);
+    this.buf.write(s, this.pos + 2, len, 'utf8');
+    this.pos += 2 + len;
+    return this;
+  }
+
+  /** String with a u32 length prefix (label values). */
+  str32(s: string): this {
+    const len = Buffer.byteLength(s);
+    this.ensure(4 + len);
+    this.buf.writeUInt32LE(len, this.pos);
+    this.buf.write(s, this.pos + 4, len, 'utf8');
+    this.pos += 4 + len;
+    return this;
+  }
+
+  labels(labels: Record<string, string>): this {
+    const keys = Object.keys(labels);
+    this.u16(keys.length);
+    for (const k of keys) this.str16(k).str32(labels[k]!);
+    return this;
+  }
+
+  /** Writes a u32 at an absolute position (for back-patching lengths). */
+  patchU32(at: number, v: number): void {
+    this.buf.writeUInt32LE(v >>> 0, at);
+  }
+
+  /** A view of the bytes written so far (valid until the next write). */
+  view(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+}
+
+export class BinaryReader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start = 0,
+    readonly end = buf.length,
+  ) {
+    this.pos = start;
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.end) throw new RangeError('truncated binary data');
+  }
+
+  get remaining(): number {
+    return this.end - this.pos;
+  }
+
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+
+  u64(): bigint {
+    this.need(8);
+    const v = this.buf.readBigUInt64LE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  num(): number {
+    this.need(8);
+    const lo = this.buf.readUInt32LE(this.pos);
+    const hi = this.buf.readUInt32LE(this.pos + 4);
+    this.pos += 8;
+    return hi * 0x100000000 + lo;
+  }
+
+  bytes(n: number): Buffer {
+    this.need(n);
+    const b = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return b;
+  }
+
+  str16(): string {
+    const len = this.u16();
+    this.need(len);
+    const s = this.buf.toString('utf8', this.pos, this.pos + len);
+    this.pos += len;
+    return s;
+  }
+
+  str32(): string {
+    const len = this.u32();
+    this.need(len);
+    const s = this.buf.toString('utf8', this.pos, this.pos + len);
+    this.pos += len;
+    return s;
+  }
+
+  labels(): Record<string, string> {
+    const n = this.u16();
+    const out: Record<string, string> = {};
+    for (let i = 0; i < n; i++) {
+      const k = this.str16();
+      out[k] = this.str32();
+    }
+    return out;
+  }
+}

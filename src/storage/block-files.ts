@@ -1,0 +1,219 @@
+/**
+ * Block data files: an LRU cache of open handles, coalesced positional writes and reads.
+ *
+ * Small payload chunks are queued per file and written with one `writev` per contiguous run when
+ * the group commit flushes (or when too much is queued), so a batch of 1 KiB records costs a few
+ * syscalls instead of one per record. Large chunks are written directly.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { Readable } from 'node:stream';
+
+const DIRECT_WRITE_BYTES = 256 * 1024;
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
+const MAX_OPEN = 256;
+const SMALL_READ_BYTES = 512 * 1024;
+const READ_WINDOW_BYTES = 256 * 1024;
+const MAX_WINDOWS = 64;
+
+interface OpenFile {
+  path: string;
+  fh: FileHandle;
+  refs: number;
+  pending: Array<{ pos: number; buf: Buffer }>;
+  pendingBytes: number;
+  /** Written since the last sync. */
+  dirty: boolean;
+  lastUse: number;
+}
+
+export class BlockFiles {
+  private files = new Map<string, OpenFile>();
+  private opening = new Map<string, Promise<OpenFile>>();
+  private tick = 0;
+  /** Read-ahead windows by path (insertion order = LRU order). */
+  private windows = new Map<string, { start: number; buf: Buffer }>();
+
+  private async acquire(path: string): Promise<OpenFile> {
+    let f = this.files.get(path);
+    if (!f) {
+      let p = this.opening.get(path);
+      if (!p) {
+        p = (async () => {
+          const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+          const file: OpenFile = { path, fh, refs: 0, pending: [], pendingBytes: 0, dirty: false, lastUse: 0 };
+          this.files.set(path, file);
+          this.opening.delete(path);
+          return file;
+        })();
+        p.catch(() => this.opening.delete(path));
+        this.opening.set(path, p);
+      }
+      f = await p;
+    }
+    f.refs++;
+    f.lastUse = ++this.tick;
+    return f;
+  }
+
+  private release(f: OpenFile): void {
+    f.refs--;
+    if (this.files.size > MAX_OPEN) void this.evictIdle();
+  }
+
+  private async evictIdle(): Promise<void> {
+    const idle = [...this.files.values()]
+      .filter((f) => f.refs === 0 && f.pending.length === 0 && !f.dirty)
+      .sort((a, b) => a.lastUse - b.lastUse);
+    for (const f of idle.slice(0, Math.max(0, this.files.size - MAX_OPEN / 2))) {
+      this.files.delete(f.path);
+      await f.fh.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Writes `buf` at `pos`. The data is durable only after `syncFiles` for this path. Small writes to
+   * an open file are queued synchronously (no promise), the common case of batched ingest.
+   */
+  writeAt(path: string, pos: number, buf: Buffer): Promise<void> | undefined {
+    this.windows.delete(path);
+    const f = this.files.get(path);
+    if (f && buf.length < DIRECT_WRITE_BYTES && f.pendingBytes + buf.length < MAX_QUEUED_BYTES) {
+      f.dirty = true;
+      f.lastUse = ++this.tick;
+      f.pending.push({ pos, buf: Buffer.from(buf) });
+      f.pendingBytes += buf.length;
+      return undefined;
+    }
+    return this.writeAtSlow(path, pos, buf);
+  }
+
+  private async writeAtSlow(path: string, pos: number, buf: Buffer): Promise<void> {
+    const f = await this.acquire(path);
+    try {
+      f.dirty = true;
+      if (buf.length >= DIRECT_WRITE_BYTES) {
+        await this.flushFile(f);
+        await f.fh.write(buf, 0, buf.length, pos);
+      } else {
+        // Copy: callers may reuse their buffers (HTTP chunks are views into socket buffers).
+        f.pending.push({ pos, buf: Buffer.from(buf) });
+        f.pendingBytes += buf.length;
+        if (f.pendingBytes >= MAX_QUEUED_BYTES) await this.flushFile(f);
+      }
+    } finally {
+      this.release(f);
+    }
+  }
+
+  private async flushFile(f: OpenFile): Promise<void> {
+    if (f.pending.length === 0) return;
+    const pending = f.pending;
+    f.pending = [];
+    f.pendingBytes = 0;
+    pending.sort((a, b) => a.pos - b.pos);
+    let i = 0;
+    while (i < pending.length) {
+      const start = pending[i]!.pos;
+      const run: Buffer[] = [pending[i]!.buf];
+      let end = start + pending[i]!.buf.length;
+      i++;
+      while (i < pending.length && pending[i]!.pos === end) {
+        run.push(pending[i]!.buf);
+        end += pending[i]!.buf.length;
+        i++;
+      }
+      await f.fh.writev(run, start);
+    }
+  }
+
+  /** Flushes queued writes of the given files and fdatasyncs them (in parallel). */
+  async syncFiles(paths: Iterable<string>, sync: boolean): Promise<void> {
+    const tasks: Promise<void>[] = [];
+    for (const path of paths) {
+      const f = this.files.get(path);
+      if (!f) continue;
+      tasks.push(
+        (async () => {
+          f.refs++;
+          try {
+            await this.flushFile(f);
+            if (sync && f.dirty) {
+              f.dirty = false;
+              await f.fh.datasync();
+            }
+          } finally {
+            f.refs--;
+          }
+        })(),
+      );
+    }
+    await Promise.all(tasks);
+  }
+
+  /**
+   * Reads `len` bytes at `pos`. Small reads go through a per-file read-ahead window, so that a
+   * sequential scan of small records costs one read per window instead of one per record.
+   */
+  async readAt(path: string, pos: number, len: number): Promise<Buffer> {
+    const w = this.windows.get(path);
+    if (w && pos >= w.start && pos + len <= w.start + w.buf.length) {
+      return Buffer.from(w.buf.subarray(pos - w.start, pos - w.start + len));
+    }
+    const f = await this.acquire(path);
+    try {
+      if (f.pending.length) await this.flushFile(f);
+      if (len < READ_WINDOW_BYTES / 4) {
+        const win = Buffer.allocUnsafe(READ_WINDOW_BYTES);
+        const { bytesRead } = await f.fh.read(win, 0, win.length, pos);
+        if (bytesRead >= len) {
+          this.windows.delete(path);
+          this.windows.set(path, { start: pos, buf: win.subarray(0, bytesRead) });
+          if (this.windows.size > MAX_WINDOWS) this.windows.delete(this.windows.keys().next().value!);
+          return Buffer.from(win.subarray(0, len));
+        }
+      }
+      const buf = Buffer.allocUnsafe(len);
+      let done = 0;
+      while (done < len) {
+        const { bytesRead } = await f.fh.read(buf, done, len - done, pos + done);
+        if (bytesRead === 0) throw new Error(`short read in ${path}`);
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      this.release(f);
+    }
+  }
+
+  /** Streams `len` bytes at `pos`; small payloads are read at once through the handle cache. */
+  stream(path: string, pos: number, len: number): Readable {
+    if (len === 0) return Readable.from([]);
+    if (len <= SMALL_READ_BYTES) {
+      return Readable.from(
+        (async function* (files: BlockFiles) {
+          yield await files.readAt(path, pos, len);
+        })(this),
+      );
+    }
+    return createReadStream(path, { start: pos, end: pos + len - 1, highWaterMark: 1 << 20 });
+  }
+
+  /** Closes and forgets a file (before it is deleted or renamed). */
+  async forget(pathPrefix: string): Promise<void> {
+    this.windows.clear();
+    for (const [p, f] of this.files) {
+      if (p === pathPrefix || p.startsWith(pathPrefix.endsWith('/') ? pathPrefix : pathPrefix + '/')) {
+        this.files.delete(p);
+        await this.flushFile(f).catch(() => {});
+        await f.fh.close().catch(() => {});
+      }
+    }
+  }
+
+  async closeAll(sync: boolean): Promise<void> {
+    await this.syncFiles([...this.files.keys()], sync);
+    for (const f of this.files.values()) await f.fh.close().catch(() => {});
+    this.files.clear();
+  }
+}

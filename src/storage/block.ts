@@ -1,0 +1,196 @@
+/**
+ * Blocks: the unit of storage of an entry (api.md §3.10, §21). A block has a data file
+ * (`<id>.blk`, payloads back to back) and, once checkpointed, a descriptor file (`<id>.meta`) with
+ * its record descriptors. Per entry, `index.bin` summarises every block so that start-up and info
+ * requests never open descriptors (start-up time does not grow with the number of records).
+ */
+import { readFile } from 'node:fs/promises';
+import { BinaryReader, BinaryWriter } from './binary-codec.js';
+import { crc32 } from './crc32.js';
+import type { Labels, RecordMeta, RecordState } from './types.js';
+
+/** A record descriptor: public metadata plus its place in the block. */
+export interface RecordDesc extends RecordMeta {
+  offset: number;
+  /** Accounted descriptor size (api.md §3.9), fixed at write start. */
+  descSize: number;
+  lsn: bigint;
+}
+
+export class Block {
+  /** Records sorted by timestamp, or undefined until loaded from `<id>.meta`. */
+  records: RecordDesc[] | undefined;
+  /** Finished records. */
+  count = 0;
+  /** Records including in-flight reservations (for the block-full rule). */
+  slots = 0;
+  /** Next write offset (payload bytes reserved so far). */
+  payloadBytes = 0;
+  /** Σ payload + descriptor of finished records. */
+  accSize = 0;
+  minTs = 0n;
+  maxTs = 0n;
+  /** Highest LSN of a write into this block (FIFO protection of pending replication). */
+  maxLsn = 0n;
+  /** Descriptors changed since the last checkpoint. */
+  dirty = false;
+  version = 0;
+  /** Writes in flight (a block is never evicted while it has some). */
+  inflight = 0;
+  lastUse = 0;
+
+  constructor(readonly id: bigint) {}
+
+  /** Index of the first record with ts >= `ts` (records must be loaded). */
+  lowerBound(ts: bigint): number {
+    const r = this.records!;
+    let lo = 0;
+    let hi = r.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (r[mid]!.ts < ts) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  find(ts: bigint): RecordDesc | undefined {
+    const i = this.lowerBound(ts);
+    const r = this.records![i];
+    return r && r.ts === ts ? r : undefined;
+  }
+
+  insert(desc: RecordDesc): void {
+    const r = this.records!;
+    if (r.length === 0 || r[r.length - 1]!.ts < desc.ts) r.push(desc);
+    else r.splice(this.lowerBound(desc.ts), 0, desc);
+    this.version++;
+  }
+
+  remove(ts: bigint): RecordDesc | undefined {
+    const i = this.lowerBound(ts);
+    const r = this.records![i];
+    if (!r || r.ts !== ts) return undefined;
+    this.records!.splice(i, 1);
+    this.version++;
+    return r;
+  }
+
+  /** Recomputes summary fields from loaded records (after replay or removals). */
+  recompute(): void {
+    let count = 0;
+    let acc = 0;
+    let minTs = 0n;
+    let maxTs = 0n;
+    let end = 0;
+    let maxLsn = this.maxLsn;
+    for (const r of this.records!) {
+      if (r.offset + r.size > end) end = r.offset + r.size;
+      if (r.state !== 'finished') continue;
+      if (count === 0 || r.ts < minTs) minTs = r.ts;
+      if (count === 0 || r.ts > maxTs) maxTs = r.ts;
+      count++;
+      acc += r.size + r.descSize;
+      if (r.lsn > maxLsn) maxLsn = r.lsn;
+    }
+    this.count = count;
+    this.slots = this.records!.length;
+    this.accSize = acc;
+    this.minTs = minTs;
+    this.maxTs = maxTs;
+    this.maxLsn = maxLsn;
+    if (end > this.payloadBytes) this.payloadBytes = end;
+  }
+}
+
+const META_MAGIC = 0x4d524546; // 'FERM'
+const INDEX_MAGIC = 0x49524546; // 'FERI'
+const STATE_CODE: Record<RecordState, number> = { started: 0, finished: 1, errored: 2 };
+const CODE_STATE: RecordState[] = ['started', 'finished', 'errored'];
+
+/** Serialises the finished records of a block. */
+export function encodeBlockMeta(block: Block): Buffer {
+  const w = new BinaryWriter(64 + (block.records?.length ?? 0) * 96);
+  const records = block.records!.filter((r) => r.state === 'finished');
+  w.u32(META_MAGIC).u32(records.length).u64(block.id);
+  for (const r of records) {
+    w.u64(r.ts).num(r.offset).num(r.size).u32(r.descSize).u64(r.lsn).u8(STATE_CODE[r.state]);
+    w.str16(r.contentType).labels(r.labels).bytes(r.digest.subarray(0, 16)).str16(r.origin);
+  }
+  const body = w.view();
+  const out = Buffer.allocUnsafe(body.length + 4);
+  body.copy(out, 0);
+  out.writeUInt32LE(crc32(body), body.length);
+  return out;
+}
+
+/** Reads `<id>.meta`; returns undefined if missing or corrupt (the WAL then rebuilds it). */
+export async function loadBlockMeta(path: string, entry: string): Promise<RecordDesc[] | undefined> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch {
+    return undefined;
+  }
+  if (buf.length < 20 || crc32(buf, 0, buf.length - 4) !== buf.readUInt32LE(buf.length - 4)) return undefined;
+  const r = new BinaryReader(buf, 0, buf.length - 4);
+  if (r.u32() !== META_MAGIC) return undefined;
+  const n = r.u32();
+  r.u64();
+  const out: RecordDesc[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const ts = r.u64();
+    const offset = r.num();
+    const size = r.num();
+    const descSize = r.u32();
+    const lsn = r.u64();
+    const state = CODE_STATE[r.u8()] ?? 'finished';
+    const contentType = r.str16();
+    const labels: Labels = r.labels();
+    const digest = Buffer.from(r.bytes(16));
+    const origin = r.str16();
+    out[i] = { entry, ts, size, contentType, labels, state, digest, origin, offset, descSize, lsn };
+  }
+  return out;
+}
+
+/** Serialises the block summaries of an entry. */
+export function encodeEntryIndex(blocks: Block[]): Buffer {
+  const w = new BinaryWriter(16 + blocks.length * 64);
+  w.u32(INDEX_MAGIC).u32(blocks.length);
+  for (const b of blocks) {
+    w.u64(b.id).u32(b.count).num(b.payloadBytes).num(b.accSize).u64(b.minTs).u64(b.maxTs).u64(b.maxLsn);
+  }
+  const body = w.view();
+  const out = Buffer.allocUnsafe(body.length + 4);
+  body.copy(out, 0);
+  out.writeUInt32LE(crc32(body), body.length);
+  return out;
+}
+
+/** Reads `index.bin`; undefined when missing or corrupt. */
+export async function loadEntryIndex(path: string): Promise<Block[] | undefined> {
+  let buf: Buffer;
+  try {
+    buf = await readFile(path);
+  } catch {
+    return undefined;
+  }
+  if (buf.length < 12 || crc32(buf, 0, buf.length - 4) !== buf.readUInt32LE(buf.length - 4)) return undefined;
+  const r = new BinaryReader(buf, 0, buf.length - 4);
+  if (r.u32() !== INDEX_MAGIC) return undefined;
+  const n = r.u32();
+  const out: Block[] = [];
+  for (let i = 0; i < n; i++) {
+    const b = new Block(r.u64());
+    b.count = r.u32();
+    b.slots = b.count;
+    b.payloadBytes = r.num();
+    b.accSize = r.num();
+    b.minTs = r.u64();
+    b.maxTs = r.u64();
+    b.maxLsn = r.u64();
+    out.push(b);
+  }
+  return out;
+}

@@ -1,0 +1,613 @@
+/**
+ * Bucket implementation: entries, record writes with quotas, reads, scans, label updates and
+ * removals. Durability and ordering come from the engine's group commit (`engine.commit`).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Block, type RecordDesc } from './block.js';
+import { Entry } from './entry.js';
+import { descriptorSize } from './descriptor-size.js';
+import { OpType } from './wal.js';
+import type { EngineInternals } from './engine-internals.js';
+import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
+import type {
+  Bucket,
+  BucketInfo,
+  BucketSettings,
+  EntryInfo,
+  LabelUpdateOptions,
+  Labels,
+  PayloadSource,
+  Status,
+  StoredRecord,
+  WriteOptions,
+  WriteOutcome,
+} from './types.js';
+
+const DEFAULT_CT = 'application/octet-stream';
+const EMPTY_DIGEST = Buffer.alloc(16);
+const ENTRY_RE = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*(\/\$meta)?$/;
+
+export const isMetaName = (name: string): boolean => name === '$meta' || name.endsWith('/$meta');
+
+/** Validates an entry name (api.md §3.7); `$meta` suffix allowed. Prevents any path traversal. */
+export function checkEntryName(name: string): void {
+  if (!ENTRY_RE.test(name)) throw Errors.invalidName();
+}
+
+export class BucketImpl implements Bucket {
+  entriesMap = new Map<string, Entry>();
+  status: Status = 'READY';
+  /** Σ payload + descriptor sizes of finished records. */
+  accSize = 0;
+  /** Payload bytes of writes in flight (counted against quotas). */
+  reservedBytes = 0;
+  private active = 0;
+  private exclusive: Promise<void> | undefined;
+  private drained: (() => void) | undefined;
+
+  constructor(
+    public name: string,
+    public dir: string,
+    private currentSettings: BucketSettings,
+    readonly provisioned: boolean,
+    private readonly engine: EngineInternals,
+  ) {}
+
+  // ---------------------------------------------------------------- concurrency
+
+  /** Runs an operation that may run alongside others (writes, updates, removals of records). */
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusive) await this.exclusive;
+    this.checkReady();
+    this.active++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.active === 0 && this.drained) this.drained();
+    }
+  }
+
+  /** Runs an operation alone (renames): waits until operations in flight are done. */
+  async exclusiveOp<T>(fn: () => Promise<T>): Promise<T> {
+    while (this.exclusive) await this.exclusive;
+    let release!: () => void;
+    this.exclusive = new Promise<void>((r) => (release = r));
+    try {
+      if (this.active > 0) await new Promise<void>((r) => (this.drained = r));
+      this.drained = undefined;
+      return await fn();
+    } finally {
+      this.exclusive = undefined;
+      release();
+    }
+  }
+
+  checkReady(): void {
+    if (this.status === 'DELETING') throw Errors.bucketDeleting(this.name);
+  }
+
+  // ---------------------------------------------------------------- info
+
+  settings(): BucketSettings {
+    return { ...this.currentSettings };
+  }
+
+  setSettings(s: BucketSettings): void {
+    this.currentSettings = s;
+  }
+
+  info(): BucketInfo {
+    let count = 0n;
+    let oldest = 0n;
+    let latest = 0n;
+    let first = true;
+    for (const e of this.entriesMap.values()) {
+      if (!isMetaName(e.name)) count++;
+      if (e.recordCount === 0) continue;
+      const o = e.oldest;
+      const l = e.latest;
+      if (first || o < oldest) oldest = o;
+      if (first || l > latest) latest = l;
+      first = false;
+    }
+    return {
+      name: this.name,
+      entry_count: count,
+      size: BigInt(this.accSize),
+      oldest_record: oldest,
+      latest_record: latest,
+      is_provisioned: this.provisioned,
+      status: this.status,
+    };
+  }
+
+  entries(): EntryInfo[] {
+    return [...this.entriesMap.values()]
+      .filter((e) => !isMetaName(e.name))
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((e) => e.info());
+  }
+
+  entryNames(): string[] {
+    return [...this.entriesMap.keys()].sort();
+  }
+
+  hasEntry(entry: string): boolean {
+    return this.entriesMap.has(entry);
+  }
+
+  private getEntry(name: string): Entry {
+    const e = this.entriesMap.get(name);
+    if (!e) throw Errors.entryNotFound(name, this.name);
+    if (e.status === 'DELETING') throw Errors.entryDeleting(name, this.name);
+    return e;
+  }
+
+  /** Finds or creates an entry and its implicit parents. */
+  ensureEntry(name: string): Entry | Promise<Entry> {
+    const existing = this.entriesMap.get(name);
+    if (existing) {
+      if (existing.status === 'DELETING') throw Errors.entryDeleting(name, this.name);
+      return existing;
+    }
+    return this.createEntry(name);
+  }
+
+  private async createEntry(name: string): Promise<Entry> {
+    checkEntryName(name);
+    const dir = `${this.dir}/${name}`;
+    await mkdir(dir, { recursive: true });
+    const parts = name.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const p = parts.slice(0, i).join('/');
+      if (!this.entriesMap.has(p)) this.entriesMap.set(p, new Entry(p, `${this.dir}/${p}`));
+    }
+    return this.entriesMap.get(name)!;
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  write(entryName: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome> {
+    return this.shared(() => this.doWrite(entryName, ts, opts, payload));
+  }
+
+  private async doWrite(entryName: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome> {
+    checkEntryName(entryName);
+    const size = opts.size;
+    if (!Number.isSafeInteger(size) || size < 0) throw Errors.unprocessable('Invalid content length');
+    const got = this.ensureEntry(entryName);
+    const entry = got instanceof Entry ? got : await got;
+    if (this.currentSettings.quota_type !== 'NONE') await this.enforceQuota(size, isMetaName(entryName));
+
+    // Choose and reserve without an await in between, so that concurrent writers see each
+    // other's reservations (block-full rule, offsets).
+    let block = this.chooseBlock(entry, ts, size);
+    while (!block.records) {
+      await this.engine.loadBlock(entry, block);
+      block = this.chooseBlock(entry, ts, size);
+    }
+    block.inflight++;
+    let desc: RecordDesc;
+    try {
+      const existing = block.find(ts);
+      if (existing) {
+        if (existing.state === 'finished' && opts.digest && existing.size === size) {
+          if (existing.digest.equals(opts.digest.subarray(0, 16))) {
+            await drain(payload);
+            return 'already_present';
+          }
+        }
+        if (existing.state !== 'errored' || existing.size !== size) throw Errors.recordExists(ts);
+        // An errored upload of the same size may be overwritten (retried transfers, api.md §3.8).
+        desc = existing;
+        desc.state = 'started';
+        desc.labels = opts.labels ?? {};
+        desc.contentType = opts.contentType || DEFAULT_CT;
+        desc.origin = opts.origin ?? '';
+      } else {
+        const contentType = opts.contentType || DEFAULT_CT;
+        const labels = opts.labels ?? {};
+        const offset = block.payloadBytes;
+        block.payloadBytes += size;
+        block.slots++;
+        desc = {
+          entry: entryName,
+          ts,
+          size,
+          contentType,
+          labels,
+          state: 'started',
+          digest: EMPTY_DIGEST,
+          origin: opts.origin ?? '',
+          offset,
+          descSize: descriptorSize(ts, offset, size, contentType, labels),
+          lsn: 0n,
+        };
+        block.insert(desc);
+      }
+    } catch (e) {
+      block.inflight--;
+      this.dropIfEmpty(entry, block);
+      throw e;
+    }
+
+    this.reservedBytes += size;
+    const path = entry.dataPath(block);
+    let digest: Buffer;
+    try {
+      digest = await this.writePayload(path, desc.offset, size, payload);
+      if (opts.digest && !opts.digest.subarray(0, 16).equals(digest)) {
+        throw Errors.badRequest(`Content digest mismatch for record ${ts}: the payload was damaged in transit`);
+      }
+      await this.engine.commit(
+        {
+          type: OpType.Write,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.name,
+          entry: entryName,
+          ts,
+          blockId: block.id,
+          offset: desc.offset,
+          size,
+          descSize: desc.descSize,
+          contentType: desc.contentType,
+          labels: desc.labels,
+          digest,
+          origin: desc.origin,
+        },
+        path,
+        (lsn) => {
+          desc.digest = digest;
+          desc.lsn = lsn;
+          desc.state = 'finished';
+          block.count++;
+          block.accSize += size + desc.descSize;
+          if (block.count === 1 || ts < block.minTs) block.minTs = ts;
+          if (block.count === 1 || ts > block.maxTs) block.maxTs = ts;
+          if (lsn > block.maxLsn) block.maxLsn = lsn;
+          block.dirty = true;
+          block.version++;
+          entry.indexDirty = true;
+          this.accSize += size + desc.descSize;
+        },
+      );
+      return 'written';
+    } catch (e) {
+      desc.state = 'errored';
+      throw e instanceof FerryError ? e : fromFsError(e);
+    } finally {
+      this.reservedBytes -= size;
+      block.inflight--;
+    }
+  }
+
+  private async writePayload(path: string, offset: number, size: number, payload: PayloadSource): Promise<Buffer> {
+    const hash = createHash('sha256');
+    const files = this.engine.files;
+    if (Buffer.isBuffer(payload)) {
+      if (payload.length < size) throw Errors.contentSmaller();
+      if (payload.length > size) throw Errors.contentBigger();
+      hash.update(payload);
+      if (size > 0) await files.writeAt(path, offset, payload);
+    } else {
+      let written = 0;
+      for await (const chunk of payload) {
+        if (chunk.length === 0) continue;
+        if (written + chunk.length > size) throw Errors.contentBigger();
+        hash.update(chunk);
+        const p = files.writeAt(path, offset + written, chunk);
+        if (p) await p;
+        written += chunk.length;
+      }
+      if (written < size) throw Errors.contentSmaller();
+    }
+    return hash.digest().subarray(0, 16);
+  }
+
+  /** Picks the block for a record (api.md §21.2: append, belated, or a new block when full). */
+  private chooseBlock(entry: Entry, ts: bigint, size: number): Block {
+    const blocks = entry.blocks;
+    const last = blocks[blocks.length - 1];
+    const s = this.currentSettings;
+    const meta = isMetaName(entry.name);
+    const maxSize = meta ? 128 * 1024 : Number(s.max_block_size);
+    const maxRecords = Number(s.max_block_records);
+    let block: Block | undefined;
+    if (last && ts >= last.id) {
+      const full = last.slots > 0 && (last.payloadBytes + size > maxSize || last.slots + 1 > maxRecords);
+      block = full && (last.count === 0 || ts > last.maxTs) ? undefined : last;
+    } else if (last) {
+      block = entry.blockFor(ts);
+    }
+    if (!block) {
+      block = new Block(ts);
+      block.records = [];
+      block.dirty = true;
+      entry.addBlock(block);
+    }
+    return block;
+  }
+
+  private dropIfEmpty(entry: Entry, block: Block): void {
+    if (block.inflight === 0 && block.records && block.records.length === 0 && block.count === 0) {
+      entry.removeBlock(block);
+    }
+  }
+
+  /** Quotas (api.md §7.5): HARD refuses, FIFO evicts whole oldest blocks of non-`$meta` entries. */
+  private async enforceQuota(incoming: number, isMeta: boolean): Promise<void> {
+    const s = this.currentSettings;
+    if (s.quota_type === 'NONE') return;
+    const quota = Number(s.quota_size);
+    const used = () => this.accSize + this.reservedBytes;
+    if (s.quota_type === 'HARD') {
+      if (used() + incoming > quota) throw Errors.quotaExceeded(this.name);
+      return;
+    }
+    if (isMeta && this.name === '$system') return;
+    while (used() + incoming > quota) {
+      const victim = this.pickEvictionVictim();
+      if (!victim) throw Errors.quotaKeepFailed(this.name);
+      await this.removeBlockDurably(victim.entry, victim.block);
+    }
+  }
+
+  private pickEvictionVictim(): { entry: Entry; block: Block } | undefined {
+    let best: { entry: Entry; block: Block } | undefined;
+    for (const e of this.entriesMap.values()) {
+      if (isMetaName(e.name) || e.status === 'DELETING') continue;
+      const b = e.blocks.find((x) => x.count > 0 || x.inflight === 0);
+      if (!b || b.inflight > 0) continue;
+      if (this.engine.isProtected(this.name, b)) continue;
+      if (!best || b.minTs < best.block.minTs) best = { entry: e, block: b };
+    }
+    return best;
+  }
+
+  /** Removes a whole block: logged durably first, files deleted afterwards. */
+  async removeBlockDurably(entry: Entry, block: Block): Promise<void> {
+    entry.removeBlock(block);
+    this.accSize -= block.accSize;
+    this.engine.notifyEvicted(this.name, block);
+    await this.engine.commit(
+      { type: OpType.RemoveBlock, lsn: 0n, time: Date.now(), bucket: this.name, entry: entry.name, blockId: block.id },
+      undefined,
+      () => {},
+    );
+    await this.engine.deleteBlockFiles(entry, block);
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  async read(entryName: string, ts?: bigint): Promise<StoredRecord> {
+    this.checkReady();
+    const entry = this.getEntry(entryName);
+    if (ts === undefined) {
+      for (let i = entry.blocks.length - 1; i >= 0; i--) {
+        const b = entry.blocks[i]!;
+        if (b.count === 0) continue;
+        await this.engine.loadBlock(entry, b);
+        const recs = b.records!;
+        for (let j = recs.length - 1; j >= 0; j--) if (recs[j]!.state === 'finished') return this.stored(entry, b, recs[j]!);
+      }
+      throw Errors.recordNotFound(0n, this.name, entryName);
+    }
+    const block = entry.blockFor(ts);
+    if (!block) throw Errors.recordNotFound(ts, this.name, entryName);
+    await this.engine.loadBlock(entry, block);
+    const desc = block.find(ts);
+    if (!desc) throw Errors.recordNotFound(ts, this.name, entryName);
+    if (desc.state === 'started') throw Errors.recordStillWritten(ts);
+    if (desc.state === 'errored') throw Errors.recordErrored(ts);
+    return this.stored(entry, block, desc);
+  }
+
+  private stored(entry: Entry, block: Block, desc: RecordDesc): StoredRecord {
+    const files = this.engine.files;
+    const path = entry.dataPath(block);
+    return {
+      meta: desc,
+      stream: () => files.stream(path, desc.offset, desc.size),
+      buffer: () => (desc.size === 0 ? Promise.resolve(Buffer.alloc(0)) : files.readAt(path, desc.offset, desc.size)),
+    };
+  }
+
+  async *scan(entryName: string, start: bigint, stop: bigint): AsyncIterable<StoredRecord> {
+    const entry = this.entriesMap.get(entryName);
+    if (!entry || start >= stop) return;
+    let lastTs: bigint | undefined;
+    let bi = entry.firstBlockIndex(start);
+    for (;;) {
+      const block = entry.blocks[bi];
+      if (!block || block.id >= stop) return;
+      await this.engine.loadBlock(entry, block);
+      const from = lastTs === undefined ? start : lastTs + 1n;
+      for (let i = block.lowerBound(from); i < block.records!.length; i++) {
+        const r = block.records![i]!;
+        if (r.ts >= stop) return;
+        if (r.state !== 'finished') continue;
+        lastTs = r.ts;
+        yield this.stored(entry, block, r);
+        // The block may have changed while the consumer held the record.
+        i = block.lowerBound(lastTs + 1n) - 1;
+      }
+      const idx = entry.blocks.indexOf(block);
+      bi = idx >= 0 ? idx + 1 : entry.firstBlockIndex(lastTs === undefined ? start : lastTs + 1n);
+      if (idx < 0 && lastTs !== undefined) {
+        // Block evicted meanwhile: continue after the last timestamp seen.
+        while (entry.blocks[bi] && entry.blocks[bi]!.id <= lastTs && bi < entry.blocks.length - 1) bi++;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- updates and removals
+
+  updateLabels(
+    entryName: string,
+    ts: bigint,
+    changes: Record<string, string | null>,
+    opts: LabelUpdateOptions = {},
+  ): Promise<Labels> {
+    return this.shared(async () => {
+      const entry = this.getEntry(entryName);
+      const block = entry.blockFor(ts);
+      if (!block) throw Errors.recordNotFound(ts, this.name, entryName);
+      await this.engine.loadBlock(entry, block);
+      const desc = block.find(ts);
+      if (!desc || desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
+      const next: Labels = { ...desc.labels };
+      const removed: string[] = [];
+      let changed = false;
+      for (const [k, v] of Object.entries(changes)) {
+        if (v === null || v === '') {
+          if (k in next) {
+            delete next[k];
+            removed.push(k);
+            changed = true;
+          }
+        } else if (next[k] !== v) {
+          next[k] = v;
+          changed = true;
+        }
+      }
+      // A no-op update is not logged: nothing to replicate, which also ends update ping-pong.
+      if (!changed) return next;
+      desc.labels = next;
+      block.dirty = true;
+      block.version++;
+      entry.indexDirty = true;
+      await this.engine.commit(
+        {
+          type: OpType.Update,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.name,
+          entry: entryName,
+          ts,
+          labels: next,
+          removed,
+          origin: opts.origin ?? '',
+          size: desc.size,
+          contentType: desc.contentType,
+          digest: desc.digest,
+        },
+        undefined,
+        () => {},
+      );
+      return next;
+    });
+  }
+
+  removeRecord(entryName: string, ts: bigint): Promise<void> {
+    return this.shared(async () => {
+      const entry = this.getEntry(entryName);
+      const block = entry.blockFor(ts);
+      if (!block) throw Errors.recordNotFound(ts, this.name, entryName);
+      await this.engine.loadBlock(entry, block);
+      const desc = block.find(ts);
+      if (!desc || desc.state === 'started') throw Errors.recordNotFound(ts, this.name, entryName);
+      block.remove(ts);
+      if (desc.state === 'finished') {
+        block.count--;
+        block.accSize -= desc.size + desc.descSize;
+        this.accSize -= desc.size + desc.descSize;
+      }
+      block.slots--;
+      block.dirty = true;
+      entry.indexDirty = true;
+      if (block.count > 0) {
+        block.minTs = block.records!.find((r) => r.state === 'finished')?.ts ?? block.minTs;
+        for (let i = block.records!.length - 1; i >= 0; i--) {
+          if (block.records![i]!.state === 'finished') {
+            block.maxTs = block.records![i]!.ts;
+            break;
+          }
+        }
+      }
+      await this.engine.commit(
+        { type: OpType.RemoveRecord, lsn: 0n, time: Date.now(), bucket: this.name, entry: entryName, ts },
+        undefined,
+        () => {},
+      );
+      if (block.records!.length === 0 && block.inflight === 0) await this.removeBlockDurably(entry, block);
+    });
+  }
+
+  removeEntry(entryName: string): Promise<void> {
+    return this.shared(async () => {
+      const root = this.getEntry(entryName);
+      const doomed = [...this.entriesMap.values()].filter(
+        (e) => e.name === entryName || e.name.startsWith(entryName + '/'),
+      );
+      for (const e of doomed) e.status = 'DELETING';
+      await this.engine.commit(
+        { type: OpType.RemoveEntry, lsn: 0n, time: Date.now(), bucket: this.name, entry: entryName },
+        undefined,
+        () => {},
+      );
+      // Deletion continues in the background; the entries answer 409 until they are gone.
+      void (async () => {
+        try {
+          await this.engine.files.forget(root.dir);
+          for (const e of doomed) this.removeAccounting(e);
+          await rm(root.dir, { recursive: true, force: true });
+        } finally {
+          for (const e of doomed) this.entriesMap.delete(e.name);
+          await this.engine.requestCheckpoint();
+        }
+      })();
+    });
+  }
+
+  private removeAccounting(e: Entry): void {
+    for (const b of e.blocks) this.accSize -= b.accSize;
+    e.blocks = [];
+  }
+
+  renameEntry(entryName: string, newName: string): Promise<void> {
+    this.checkReady();
+    return this.exclusiveOp(async () => {
+      const entry = this.getEntry(entryName);
+      if (isMetaName(entryName) || isMetaName(newName)) throw Errors.unprocessable('Cannot rename $meta entries');
+      checkEntryName(newName);
+      if (this.entriesMap.has(newName)) throw Errors.conflict(`Entry '${newName}' already exists in bucket '${this.name}'`);
+      if (newName.startsWith(entryName + '/')) {
+        throw Errors.conflict(`Cannot rename entry '${entryName}' into its own subtree '${newName}'`);
+      }
+      // Make every change so far durable in descriptor files first, so that the WAL holds nothing
+      // that refers to the old name and would need replay.
+      await this.engine.checkpoint();
+      const moved = [...this.entriesMap.values()].filter((e) => e.name === entryName || e.name.startsWith(entryName + '/'));
+      const newDir = `${this.dir}/${newName}`;
+      await this.engine.files.forget(entry.dir);
+      await mkdir(dirname(newDir), { recursive: true });
+      await rename(entry.dir, newDir);
+      for (const e of moved) {
+        this.entriesMap.delete(e.name);
+        const suffix = e.name.slice(entryName.length);
+        e.name = newName + suffix;
+        e.dir = newDir + suffix;
+        for (const b of e.blocks) if (b.records) for (const r of b.records) r.entry = e.name;
+        this.entriesMap.set(e.name, e);
+      }
+      const parts = newName.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const p = parts.slice(0, i).join('/');
+        if (!this.entriesMap.has(p)) this.entriesMap.set(p, new Entry(p, `${this.dir}/${p}`));
+      }
+      await this.engine.checkpoint();
+    }).catch((e) => {
+      throw e instanceof FerryError ? e : fromFsError(e);
+    });
+  }
+}
+
+async function drain(payload: PayloadSource): Promise<void> {
+  if (Buffer.isBuffer(payload)) return;
+  for await (const _ of payload) {
+    /* discard */
+  }
+}

@@ -1,0 +1,682 @@
+/**
+ * The storage engine: buckets on disk, one WAL with group commit, periodic checkpoints, and the
+ * change log view of the WAL used by replication (slots).
+ *
+ * Durability model: a record's payload is written to its block file, then the group commit
+ * fdatasyncs every block file touched by the group, appends the group's WAL frames and fdatasyncs
+ * the WAL once, and only then answers the writers. Many concurrent writes therefore share one
+ * WAL fsync. After a crash the WAL is replayed from the last checkpoint; a torn WAL tail belongs
+ * to writes that were never acknowledged and is cut.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Block, encodeBlockMeta, encodeEntryIndex, loadBlockMeta, loadEntryIndex } from './block.js';
+import { BlockFiles } from './block-files.js';
+import { BucketImpl, isMetaName } from './bucket.js';
+import { Entry } from './entry.js';
+import { writeFileAtomic } from './atomic-file.js';
+import { OpType, Wal, type WalOp } from './wal.js';
+import type { EngineInternals } from './engine-internals.js';
+import { Errors, fromFsError } from '../protocol/errors.js';
+import type {
+  Bucket,
+  BucketInfo,
+  BucketSettings,
+  BucketSettingsPatch,
+  Change,
+  ChangeLog,
+  CreateBucketOptions,
+  QuotaType,
+  SlotState,
+  Storage,
+  StorageOptions,
+} from './types.js';
+
+const BUCKET_RE = /^[A-Za-z0-9_-]+$/;
+const BUILTIN_DEFAULTS: BucketSettings = {
+  quota_type: 'NONE',
+  quota_size: 0n,
+  max_block_size: 64_000_000n,
+  max_block_records: 1024n,
+};
+const MAX_LOADED_BLOCKS = 512;
+const CHECKPOINT_OPS = 200_000;
+
+interface Pending {
+  op: WalOp;
+  path: string | undefined;
+  apply: (lsn: bigint) => void;
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Opens (or creates) a data directory. */
+export async function openStorage(opts: StorageOptions): Promise<Storage> {
+  const engine = new Engine(opts);
+  await engine.open();
+  return engine;
+}
+
+class Engine implements Storage, EngineInternals, ChangeLog {
+  readonly files = new BlockFiles();
+  instanceId = '';
+  private buckets = new Map<string, BucketImpl>();
+  private wal!: Wal;
+  private queue: Pending[] = [];
+  private committing = false;
+  private appliedLsn = 0n;
+  private opsSinceCheckpoint = 0;
+  private checkpointRunning: Promise<void> | undefined;
+  private checkpointAgain = false;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly sync: boolean;
+  private readonly defaults: BucketSettings;
+  private readonly root: string;
+  private readonly bucketsDir: string;
+  private readonly metaDir: string;
+  private slots = new Map<string, SlotState>();
+  private slotsDirty = false;
+  private slotsTimer: NodeJS.Timeout | undefined;
+  private commitListeners = new Set<(lsn: bigint) => void>();
+  private overflowListeners = new Set<(slot: string, lsn: bigint) => void>();
+  private loaded = new Set<Block>();
+  private loading = new Map<Block, Promise<void>>();
+  private useTick = 0;
+
+  constructor(private readonly opts: StorageOptions) {
+    this.sync = (opts.durability ?? 'fsync') === 'fsync';
+    this.defaults = { ...BUILTIN_DEFAULTS, ...(opts.defaults ?? {}) };
+    this.root = opts.dataPath;
+    this.bucketsDir = join(this.root, 'buckets');
+    this.metaDir = join(this.root, '.ferry');
+  }
+
+  get changes(): ChangeLog {
+    return this;
+  }
+
+  // ------------------------------------------------------------------ start-up
+
+  async open(): Promise<void> {
+    await mkdir(this.bucketsDir, { recursive: true });
+    await mkdir(this.metaDir, { recursive: true, mode: 0o700 });
+    this.instanceId = await this.loadInstanceId();
+    await this.loadSlots();
+    await this.loadBuckets();
+    const cpLsn = await this.readCheckpointLsn();
+    const ops: WalOp[] = [];
+    this.wal = await Wal.open(join(this.root, 'wal'), this.sync, cpLsn, (op) => ops.push(op));
+    for (const op of ops) await this.replay(op);
+    this.appliedLsn = this.wal.lastDurableLsn();
+    for (const b of this.buckets.values()) this.recomputeBucketSize(b);
+    if (ops.length > 0) await this.checkpoint();
+    const interval = this.opts.checkpointIntervalMs ?? 30_000;
+    this.timer = setInterval(() => void this.checkpoint().catch(() => {}), interval);
+    this.timer.unref();
+  }
+
+  private async loadInstanceId(): Promise<string> {
+    const p = join(this.metaDir, 'instance-id');
+    try {
+      const id = (await readFile(p, 'utf8')).trim();
+      if (id) return id;
+    } catch {
+      /* first start */
+    }
+    const id = randomUUID();
+    await writeFileAtomic(p, id + '\n', { noSync: !this.sync });
+    return id;
+  }
+
+  private async readCheckpointLsn(): Promise<bigint> {
+    try {
+      return BigInt((await readFile(join(this.root, 'wal', 'checkpoint'), 'utf8')).trim());
+    } catch {
+      return 0n;
+    }
+  }
+
+  private async loadBuckets(): Promise<void> {
+    for (const name of await readdir(this.bucketsDir)) {
+      const dir = join(this.bucketsDir, name);
+      if (name.startsWith('.')) {
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      let conf: { settings: Record<string, string>; provisioned: boolean; deleting?: boolean };
+      try {
+        conf = JSON.parse(await readFile(join(dir, 'settings.json'), 'utf8'));
+      } catch {
+        continue;
+      }
+      if (conf.deleting) {
+        await rm(dir, { recursive: true, force: true });
+        continue;
+      }
+      const settings: BucketSettings = {
+        quota_type: conf.settings.quota_type as QuotaType,
+        quota_size: BigInt(conf.settings.quota_size!),
+        max_block_size: BigInt(conf.settings.max_block_size!),
+        max_block_records: BigInt(conf.settings.max_block_records!),
+      };
+      const bucket = new BucketImpl(name, dir, settings, conf.provisioned, this);
+      await this.loadEntries(bucket, dir, '');
+      this.buckets.set(name, bucket);
+    }
+  }
+
+  private async loadEntries(bucket: BucketImpl, dir: string, prefix: string): Promise<void> {
+    const items = await readdir(dir, { withFileTypes: true });
+    for (const it of items) {
+      if (!it.isDirectory()) continue;
+      const name = prefix ? `${prefix}/${it.name}` : it.name;
+      const entryDir = join(dir, it.name);
+      const entry = new Entry(name, `${bucket.dir}/${name}`);
+      entry.blocks = (await loadEntryIndex(join(entryDir, 'index.bin'))) ?? [];
+      bucket.entriesMap.set(name, entry);
+      await this.loadEntries(bucket, entryDir, name);
+    }
+  }
+
+  private recomputeBucketSize(b: BucketImpl): void {
+    let s = 0;
+    for (const e of b.entriesMap.values()) s += e.size;
+    b.accSize = s;
+  }
+
+  /** Redo of one WAL op after the last checkpoint (idempotent). */
+  private async replay(op: WalOp): Promise<void> {
+    const bucket = this.buckets.get(op.bucket);
+    if (!bucket) return;
+    switch (op.type) {
+      case OpType.Write: {
+        const entry = await bucket.ensureEntry(op.entry);
+        let block = entry.blocks.find((b) => b.id === op.blockId);
+        if (!block) {
+          block = new Block(op.blockId);
+          block.records = [];
+          entry.addBlock(block);
+        }
+        await this.loadBlock(entry, block);
+        if (!block.find(op.ts)) {
+          block.insert({
+            entry: op.entry,
+            ts: op.ts,
+            size: op.size,
+            contentType: op.contentType,
+            labels: op.labels,
+            state: 'finished',
+            digest: op.digest,
+            origin: op.origin,
+            offset: op.offset,
+            descSize: op.descSize,
+            lsn: op.lsn,
+          });
+        }
+        block.recompute();
+        block.dirty = true;
+        entry.indexDirty = true;
+        break;
+      }
+      case OpType.Update: {
+        const entry = bucket.entriesMap.get(op.entry);
+        const block = entry?.blockFor(op.ts);
+        if (!entry || !block) return;
+        await this.loadBlock(entry, block);
+        const d = block.find(op.ts);
+        if (d) {
+          d.labels = op.labels;
+          block.dirty = true;
+        }
+        break;
+      }
+      case OpType.RemoveRecord: {
+        const entry = bucket.entriesMap.get(op.entry);
+        const block = entry?.blockFor(op.ts);
+        if (!entry || !block) return;
+        await this.loadBlock(entry, block);
+        if (block.remove(op.ts)) {
+          block.recompute();
+          block.dirty = true;
+          entry.indexDirty = true;
+        }
+        break;
+      }
+      case OpType.RemoveBlock: {
+        const entry = bucket.entriesMap.get(op.entry);
+        const block = entry?.blocks.find((b) => b.id === op.blockId);
+        if (!entry || !block) return;
+        entry.removeBlock(block);
+        await this.deleteBlockFiles(entry, block);
+        break;
+      }
+      case OpType.RemoveEntry: {
+        const doomed = [...bucket.entriesMap.values()].filter(
+          (e) => e.name === op.entry || e.name.startsWith(op.entry + '/'),
+        );
+        for (const e of doomed) bucket.entriesMap.delete(e.name);
+        await this.files.forget(`${bucket.dir}/${op.entry}`);
+        await rm(`${bucket.dir}/${op.entry}`, { recursive: true, force: true });
+        break;
+      }
+      case OpType.RemoveBucket: {
+        this.buckets.delete(op.bucket);
+        await this.files.forget(bucket.dir);
+        await rm(bucket.dir, { recursive: true, force: true });
+        break;
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ EngineInternals
+
+  async loadBlock(entry: Entry, block: Block): Promise<void> {
+    block.lastUse = ++this.useTick;
+    if (block.records) return;
+    let p = this.loading.get(block);
+    if (!p) {
+      p = (async () => {
+        const recs = await loadBlockMeta(entry.metaPath(block), entry.name);
+        if (!block.records) {
+          block.records = recs ?? [];
+          this.loaded.add(block);
+          if (this.loaded.size > MAX_LOADED_BLOCKS) this.unloadCold();
+        }
+      })().finally(() => this.loading.delete(block));
+      this.loading.set(block, p);
+    }
+    await p;
+  }
+
+  /** Drops descriptors of clean, idle blocks from memory (they reload from `<id>.meta`). */
+  private unloadCold(): void {
+    const candidates = [...this.loaded]
+      .filter((b) => !b.dirty && b.inflight === 0)
+      .sort((a, b) => a.lastUse - b.lastUse);
+    const excess = this.loaded.size - MAX_LOADED_BLOCKS / 2;
+    for (const b of candidates.slice(0, excess)) {
+      b.records = undefined;
+      this.loaded.delete(b);
+    }
+  }
+
+  commit(op: WalOp, path: string | undefined, apply: (lsn: bigint) => void): Promise<void> {
+    if (this.closed) return Promise.reject(Errors.unavailable('The storage engine is closed'));
+    op.lsn = this.wal.allocLsn();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ op, path, apply, resolve, reject });
+      this.kick();
+    });
+  }
+
+  private kick(): void {
+    if (this.committing || this.queue.length === 0) return;
+    this.committing = true;
+    setImmediate(() => void this.runCommit());
+  }
+
+  private async runCommit(): Promise<void> {
+    const group = this.queue;
+    this.queue = [];
+    try {
+      const paths = new Set<string>();
+      for (const g of group) if (g.path) paths.add(g.path);
+      await this.files.syncFiles(paths, this.sync);
+      await this.wal.append(group.map((g) => g.op));
+      for (const g of group) {
+        g.apply(g.op.lsn);
+        g.resolve();
+      }
+      this.appliedLsn = group[group.length - 1]!.op.lsn;
+      this.opsSinceCheckpoint += group.length;
+      for (const l of this.commitListeners) l(this.appliedLsn);
+    } catch (e) {
+      const err = fromFsError(e);
+      for (const g of group) g.reject(err);
+    } finally {
+      this.committing = false;
+      this.kick();
+      if (this.opsSinceCheckpoint >= CHECKPOINT_OPS) void this.checkpoint().catch(() => {});
+      if (this.slotsDirty && !this.slotsTimer) {
+        this.slotsTimer = setTimeout(() => void this.persistSlots(), 100);
+        this.slotsTimer.unref();
+      }
+    }
+  }
+
+  isProtected(bucket: string, block: Block): boolean {
+    for (const slot of this.slots.values()) {
+      if (slot.bucket !== bucket || block.maxLsn <= slot.lsn) continue;
+      const b = this.buckets.get(bucket);
+      let pendingBytes = 0;
+      if (b) for (const e of b.entriesMap.values()) for (const x of e.blocks) if (x.maxLsn > slot.lsn) pendingBytes += x.accSize;
+      if (pendingBytes <= slot.maxBytes) return true;
+    }
+    return false;
+  }
+
+  notifyEvicted(bucket: string, block: Block): void {
+    for (const slot of this.slots.values()) {
+      if (slot.bucket === bucket && block.maxLsn > slot.lsn) {
+        for (const l of this.overflowListeners) l(slot.name, block.maxLsn);
+      }
+    }
+  }
+
+  async deleteBlockFiles(entry: Entry, block: Block): Promise<void> {
+    const data = entry.dataPath(block);
+    await this.files.forget(data);
+    this.loaded.delete(block);
+    await unlink(data).catch(() => {});
+    await unlink(entry.metaPath(block)).catch(() => {});
+  }
+
+  requestCheckpoint(): Promise<void> {
+    return this.checkpoint().catch(() => {});
+  }
+
+  /** Writes dirty descriptors and indexes, then moves the replay start past them. */
+  async checkpoint(): Promise<void> {
+    if (this.checkpointRunning) {
+      this.checkpointAgain = true;
+      await this.checkpointRunning;
+      if (!this.checkpointAgain) return;
+    }
+    this.checkpointAgain = false;
+    const run = this.doCheckpoint();
+    this.checkpointRunning = run;
+    try {
+      await run;
+    } finally {
+      this.checkpointRunning = undefined;
+    }
+  }
+
+  private async doCheckpoint(): Promise<void> {
+    const cpLsn = this.appliedLsn;
+    this.opsSinceCheckpoint = 0;
+    const noSync = !this.sync;
+    const writes: Array<() => Promise<void>> = [];
+    for (const bucket of this.buckets.values()) {
+      for (const entry of bucket.entriesMap.values()) {
+        if (entry.status === 'DELETING') continue;
+        for (const block of entry.blocks) {
+          if (!block.dirty || !block.records) continue;
+          block.dirty = false;
+          const data = encodeBlockMeta(block);
+          writes.push(async () => {
+            try {
+              await writeFileAtomic(entry.metaPath(block), data, { noSync });
+            } catch (e) {
+              block.dirty = true;
+              throw e;
+            }
+          });
+        }
+        if (entry.indexDirty) {
+          entry.indexDirty = false;
+          const data = encodeEntryIndex(entry.blocks);
+          writes.push(async () => {
+            try {
+              await mkdir(entry.dir, { recursive: true });
+              await writeFileAtomic(`${entry.dir}/index.bin`, data, { noSync });
+            } catch (e) {
+              entry.indexDirty = true;
+              throw e;
+            }
+          });
+        }
+      }
+    }
+    // Bounded parallelism keeps the thread pool available to writers.
+    let i = 0;
+    const worker = async () => {
+      while (i < writes.length) await writes[i++]!();
+    };
+    await Promise.all([worker(), worker(), worker()]);
+    await writeFileAtomic(join(this.root, 'wal', 'checkpoint'), cpLsn.toString(), { noSync });
+    if (this.slotsDirty) await this.persistSlots();
+    let keep = cpLsn;
+    for (const s of this.slots.values()) if (s.lsn < keep) keep = s.lsn;
+    await this.wal.truncateUpTo(keep);
+    if (this.loaded.size > MAX_LOADED_BLOCKS) this.unloadCold();
+  }
+
+  // ------------------------------------------------------------------ Storage
+
+  listBuckets(): BucketInfo[] {
+    return [...this.buckets.values()].sort((a, b) => (a.name < b.name ? -1 : 1)).map((b) => b.info());
+  }
+
+  bucket(name: string): Bucket {
+    const b = this.buckets.get(name);
+    if (!b) throw Errors.bucketNotFound(name);
+    b.checkReady();
+    return b;
+  }
+
+  hasBucket(name: string): boolean {
+    return this.buckets.has(name);
+  }
+
+  defaultSettings(): BucketSettings {
+    return { ...this.defaults };
+  }
+
+  private resolveSettings(base: BucketSettings, patch: BucketSettingsPatch | undefined): BucketSettings {
+    const out = { ...base };
+    if (!patch) return out;
+    if (patch.quota_type !== undefined && patch.quota_type !== null) {
+      if (!['NONE', 'FIFO', 'HARD'].includes(patch.quota_type)) {
+        throw Errors.unprocessable(`Invalid quota type '${String(patch.quota_type)}'`);
+      }
+      out.quota_type = patch.quota_type;
+    }
+    for (const k of ['quota_size', 'max_block_size', 'max_block_records'] as const) {
+      const v = patch[k];
+      if (v === undefined || v === null) continue;
+      if (typeof v !== 'bigint' || v < 0n) throw Errors.unprocessable(`Invalid value of '${k}'`);
+      out[k] = v;
+    }
+    if (out.max_block_records === 0n) throw Errors.unprocessable("'max_block_records' must be greater than 0");
+    if (out.max_block_size === 0n) throw Errors.unprocessable("'max_block_size' must be greater than 0");
+    return out;
+  }
+
+  private async saveSettings(b: BucketImpl, extra: { deleting?: boolean } = {}): Promise<void> {
+    const s = b.settings();
+    const conf = {
+      settings: {
+        quota_type: s.quota_type,
+        quota_size: s.quota_size.toString(),
+        max_block_size: s.max_block_size.toString(),
+        max_block_records: s.max_block_records.toString(),
+      },
+      provisioned: b.provisioned,
+      ...extra,
+    };
+    await writeFileAtomic(join(b.dir, 'settings.json'), JSON.stringify(conf), { noSync: !this.sync });
+  }
+
+  async createBucket(name: string, patch?: BucketSettingsPatch, opts: CreateBucketOptions = {}): Promise<Bucket> {
+    if (!BUCKET_RE.test(name) && name !== '$system') throw Errors.invalidName();
+    const existing = this.buckets.get(name);
+    if (existing) {
+      if (existing.status === 'DELETING') throw Errors.bucketDeleting(name);
+      if (!opts.provisioned) throw Errors.bucketExists(name);
+      // Provisioning is re-applied at every start.
+      existing.setSettings(this.resolveSettings(this.defaults, patch));
+      (existing as { provisioned: boolean }).provisioned = true;
+      await this.saveSettings(existing);
+      return existing;
+    }
+    const settings = this.resolveSettings(this.defaults, patch);
+    const dir = join(this.bucketsDir, name);
+    await mkdir(dir, { recursive: true });
+    const b = new BucketImpl(name, dir, settings, !!opts.provisioned, this);
+    await this.saveSettings(b);
+    this.buckets.set(name, b);
+    return b;
+  }
+
+  async updateBucketSettings(name: string, patch: BucketSettingsPatch): Promise<void> {
+    const b = this.bucket(name) as BucketImpl;
+    if (b.provisioned) throw Errors.bucketProvisioned(name);
+    b.setSettings(this.resolveSettings(b.settings(), patch));
+    await this.saveSettings(b);
+  }
+
+  async removeBucket(name: string): Promise<void> {
+    const b = this.bucket(name) as BucketImpl;
+    if (b.provisioned) throw Errors.bucketProvisioned(name);
+    b.status = 'DELETING';
+    await this.commit({ type: OpType.RemoveBucket, lsn: 0n, time: Date.now(), bucket: name }, undefined, () => {});
+    await this.saveSettings(b, { deleting: true });
+    void (async () => {
+      try {
+        await this.files.forget(b.dir);
+        const trash = join(this.bucketsDir, `.trash-${name}-${Date.now()}`);
+        await rename(b.dir, trash);
+        this.buckets.delete(name);
+        await rm(trash, { recursive: true, force: true });
+      } catch {
+        this.buckets.delete(name);
+      }
+      await this.requestCheckpoint();
+    })();
+  }
+
+  async renameBucket(name: string, newName: string): Promise<void> {
+    const b = this.bucket(name) as BucketImpl;
+    if (b.provisioned) throw Errors.bucketProvisioned(name);
+    if (!BUCKET_RE.test(newName)) throw Errors.invalidName();
+    if (this.buckets.has(newName)) throw Errors.bucketExists(newName);
+    await b.exclusiveOp(async () => {
+      if (this.buckets.has(newName)) throw Errors.bucketExists(newName);
+      await this.checkpoint();
+      await this.files.forget(b.dir);
+      const newDir = join(this.bucketsDir, newName);
+      await rename(b.dir, newDir);
+      this.buckets.delete(name);
+      b.name = newName;
+      b.dir = newDir;
+      for (const e of b.entriesMap.values()) e.dir = `${newDir}/${e.name}`;
+      this.buckets.set(newName, b);
+      await this.checkpoint();
+    });
+  }
+
+  usage(): { usage: bigint; oldest_record: bigint; latest_record: bigint } {
+    let usage = 0n;
+    let oldest = 0n;
+    let latest = 0n;
+    let first = true;
+    for (const b of this.buckets.values()) {
+      const i = b.info();
+      usage += i.size;
+      if (first || i.oldest_record < oldest) oldest = i.oldest_record;
+      if (i.latest_record > latest) latest = i.latest_record;
+      first = false;
+    }
+    return { usage, oldest_record: oldest, latest_record: latest };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    while (this.committing || this.queue.length) await new Promise((r) => setTimeout(r, 2));
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.slotsTimer) clearTimeout(this.slotsTimer);
+    await this.checkpoint().catch(() => {});
+    await this.persistSlots().catch(() => {});
+    await this.files.closeAll(this.sync);
+    await this.wal.close();
+  }
+
+  // ------------------------------------------------------------------ ChangeLog
+
+  lastLsn(): bigint {
+    return this.appliedLsn;
+  }
+
+  read(after: bigint, max: number): Promise<Change[]> {
+    return this.wal.read(after, max).then((list) => (list.length && list[list.length - 1]!.lsn > this.appliedLsn ? list.filter((c) => c.lsn <= this.appliedLsn) : list));
+  }
+
+  onCommit(listener: (lastLsn: bigint) => void): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  async setSlot(slot: SlotState): Promise<void> {
+    this.slots.set(slot.name, { ...slot });
+    this.slotsDirty = true;
+    await this.persistSlots();
+  }
+
+  advanceSlot(name: string, lsn: bigint): void {
+    const s = this.slots.get(name);
+    if (!s || lsn <= s.lsn) return;
+    s.lsn = lsn;
+    this.slotsDirty = true;
+    if (!this.slotsTimer) {
+      this.slotsTimer = setTimeout(() => void this.persistSlots(), 100);
+      this.slotsTimer.unref();
+    }
+  }
+
+  getSlot(name: string): SlotState | undefined {
+    const s = this.slots.get(name);
+    return s ? { ...s } : undefined;
+  }
+
+  async dropSlot(name: string): Promise<void> {
+    if (this.slots.delete(name)) {
+      this.slotsDirty = true;
+      await this.persistSlots();
+    }
+  }
+
+  onSlotOverflow(listener: (slot: string, evictedUpToLsn: bigint) => void): () => void {
+    this.overflowListeners.add(listener);
+    return () => this.overflowListeners.delete(listener);
+  }
+
+  private persisting: Promise<void> | undefined;
+
+  private async persistSlots(): Promise<void> {
+    if (this.slotsTimer) {
+      clearTimeout(this.slotsTimer);
+      this.slotsTimer = undefined;
+    }
+    while (this.persisting) await this.persisting;
+    if (!this.slotsDirty) return;
+    this.slotsDirty = false;
+    const data = JSON.stringify(
+      [...this.slots.values()].map((s) => ({ ...s, lsn: s.lsn.toString() })),
+    );
+    this.persisting = writeFileAtomic(join(this.metaDir, 'slots.json'), data, { noSync: !this.sync }).catch(() => {
+      this.slotsDirty = true;
+    });
+    try {
+      await this.persisting;
+    } finally {
+      this.persisting = undefined;
+    }
+  }
+
+  private async loadSlots(): Promise<void> {
+    try {
+      const list = JSON.parse(await readFile(join(this.metaDir, 'slots.json'), 'utf8')) as Array<
+        Omit<SlotState, 'lsn'> & { lsn: string }
+      >;
+      for (const s of list) this.slots.set(s.name, { ...s, lsn: BigInt(s.lsn) });
+    } catch {
+      /* none yet */
+    }
+  }
+}
+
+export { isMetaName };

@@ -1,0 +1,100 @@
+/** One entry of a bucket: its blocks (sorted by id = first timestamp) and derived statistics. */
+import { Block } from './block.js';
+import type { EntryInfo, Status } from './types.js';
+
+export class Entry {
+  blocks: Block[] = [];
+  status: Status = 'READY';
+  /** Index or block descriptors changed since the last checkpoint. */
+  indexDirty = false;
+
+  constructor(
+    public name: string,
+    public dir: string,
+  ) {}
+
+  /** The block with the greatest id <= ts, or undefined. */
+  blockFor(ts: bigint): Block | undefined {
+    const b = this.blocks;
+    let lo = 0;
+    let hi = b.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (b[mid]!.id <= ts) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo > 0 ? b[lo - 1] : undefined;
+  }
+
+  /** Index of the first block that may hold ts >= start. */
+  firstBlockIndex(start: bigint): number {
+    const b = this.blocks;
+    let lo = 0;
+    let hi = b.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (b[mid]!.id <= start) lo = mid + 1;
+      else hi = mid;
+    }
+    return Math.max(0, lo - 1);
+  }
+
+  addBlock(block: Block): void {
+    const b = this.blocks;
+    if (b.length === 0 || b[b.length - 1]!.id < block.id) b.push(block);
+    else {
+      let i = 0;
+      while (i < b.length && b[i]!.id < block.id) i++;
+      b.splice(i, 0, block);
+    }
+    this.indexDirty = true;
+  }
+
+  removeBlock(block: Block): void {
+    const i = this.blocks.indexOf(block);
+    if (i >= 0) this.blocks.splice(i, 1);
+    this.indexDirty = true;
+  }
+
+  dataPath(block: Block): string {
+    return `${this.dir}/${block.id}.blk`;
+  }
+
+  metaPath(block: Block): string {
+    return `${this.dir}/${block.id}.meta`;
+  }
+
+  get size(): number {
+    let s = 0;
+    for (const b of this.blocks) s += b.accSize;
+    return s;
+  }
+
+  get recordCount(): number {
+    let s = 0;
+    for (const b of this.blocks) s += b.count;
+    return s;
+  }
+
+  get oldest(): bigint {
+    for (const b of this.blocks) if (b.count > 0) return b.minTs;
+    return 0n;
+  }
+
+  get latest(): bigint {
+    for (let i = this.blocks.length - 1; i >= 0; i--) if (this.blocks[i]!.count > 0) return this.blocks[i]!.maxTs;
+    return 0n;
+  }
+
+  info(): EntryInfo {
+    return {
+      name: this.name,
+      size: BigInt(this.size),
+      record_count: BigInt(this.recordCount),
+      block_count: BigInt(this.blocks.length),
+      oldest_record: this.oldest,
+      latest_record: this.latest,
+      status: this.status,
+    };
+  }
+}

@@ -1,0 +1,482 @@
+/**
+ * Write-ahead log: the single durable, ordered log of every metadata change of the instance.
+ * It is both the storage engine's redo log (replayed from the last checkpoint at start) and the
+ * replication transaction log (replication slots read it by LSN), so a write is logged for
+ * replication in the same fsync that makes it durable.
+ *
+ * Layout: `wal/<20-digit first LSN>.wal` segments of frames `[u32 len][u32 crc32][payload]`.
+ * A torn or corrupt tail is cut at the last valid frame; nothing before it is ever discarded.
+ */
+import { open, readdir, unlink, mkdir, stat, truncate, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from './crc32.js';
+import { BinaryReader, BinaryWriter } from './binary-codec.js';
+import { fsyncDir } from './atomic-file.js';
+import type { Change, Labels } from './types.js';
+
+export const enum OpType {
+  Write = 1,
+  Update = 2,
+  RemoveRecord = 3,
+  RemoveBlock = 4,
+  RemoveEntry = 5,
+  RemoveBucket = 6,
+}
+
+export interface WriteOp {
+  type: OpType.Write;
+  lsn: bigint;
+  time: number;
+  bucket: string;
+  entry: string;
+  ts: bigint;
+  blockId: bigint;
+  offset: number;
+  size: number;
+  descSize: number;
+  contentType: string;
+  labels: Labels;
+  digest: Buffer;
+  origin: string;
+}
+
+export interface UpdateOp {
+  type: OpType.Update;
+  lsn: bigint;
+  time: number;
+  bucket: string;
+  entry: string;
+  ts: bigint;
+  /** Complete label set after the update. */
+  labels: Labels;
+  removed: string[];
+  origin: string;
+  size: number;
+  contentType: string;
+  digest: Buffer;
+}
+
+export interface RemoveRecordOp {
+  type: OpType.RemoveRecord;
+  lsn: bigint;
+  time: number;
+  bucket: string;
+  entry: string;
+  ts: bigint;
+}
+
+export interface RemoveBlockOp {
+  type: OpType.RemoveBlock;
+  lsn: bigint;
+  time: number;
+  bucket: string;
+  entry: string;
+  blockId: bigint;
+}
+
+export interface RemoveEntryOp {
+  type: OpType.RemoveEntry;
+  lsn: bigint;
+  time: number;
+  bucket: string;
+  entry: string;
+}
+
+export interface RemoveBucketOp {
+  type: OpType.RemoveBucket;
+  lsn: bigint;
+  time: number;
+  bucket: string;
+}
+
+export type WalOp = WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | RemoveEntryOp | RemoveBucketOp;
+
+const HEADER = 8;
+const SEGMENT_BYTES = 64 * 1024 * 1024;
+const SPARSE_EVERY = 512;
+const TAIL_CAPACITY = 100_000;
+
+/** Serialises one op into a frame appended to `w`. */
+export function encodeOp(w: BinaryWriter, op: WalOp): void {
+  const start = w.length;
+  w.u32(0).u32(0);
+  w.u8(op.type).u64(op.lsn).num(op.time).str16(op.bucket);
+  switch (op.type) {
+    case OpType.Write:
+      w.str16(op.entry).u64(op.ts).u64(op.blockId).num(op.offset).num(op.size).u32(op.descSize);
+      w.str16(op.contentType).labels(op.labels).bytes(op.digest.subarray(0, 16)).str16(op.origin);
+      break;
+    case OpType.Update:
+      w.str16(op.entry).u64(op.ts).labels(op.labels).u16(op.removed.length);
+      for (const r of op.removed) w.str16(r);
+      w.str16(op.origin).num(op.size).str16(op.contentType).bytes(op.digest.subarray(0, 16));
+      break;
+    case OpType.RemoveRecord:
+      w.str16(op.entry).u64(op.ts);
+      break;
+    case OpType.RemoveBlock:
+      w.str16(op.entry).u64(op.blockId);
+      break;
+    case OpType.RemoveEntry:
+      w.str16(op.entry);
+      break;
+    case OpType.RemoveBucket:
+      break;
+  }
+  const buf = w.view();
+  const len = w.length - start - HEADER;
+  w.patchU32(start, len);
+  w.patchU32(start + 4, crc32(buf, start + HEADER, w.length));
+}
+
+function decodeOp(buf: Buffer, start: number, end: number): WalOp {
+  const r = new BinaryReader(buf, start, end);
+  const type = r.u8() as OpType;
+  const lsn = r.u64();
+  const time = r.num();
+  const bucket = r.str16();
+  switch (type) {
+    case OpType.Write: {
+      const entry = r.str16();
+      const ts = r.u64();
+      const blockId = r.u64();
+      const offset = r.num();
+      const size = r.num();
+      const descSize = r.u32();
+      const contentType = r.str16();
+      const labels = r.labels();
+      const digest = Buffer.from(r.bytes(16));
+      const origin = r.str16();
+      return { type, lsn, time, bucket, entry, ts, blockId, offset, size, descSize, contentType, labels, digest, origin };
+    }
+    case OpType.Update: {
+      const entry = r.str16();
+      const ts = r.u64();
+      const labels = r.labels();
+      const n = r.u16();
+      const removed: string[] = [];
+      for (let i = 0; i < n; i++) removed.push(r.str16());
+      const origin = r.str16();
+      const size = r.num();
+      const contentType = r.str16();
+      const digest = Buffer.from(r.bytes(16));
+      return { type, lsn, time, bucket, entry, ts, labels, removed, origin, size, contentType, digest };
+    }
+    case OpType.RemoveRecord:
+      return { type, lsn, time, bucket, entry: r.str16(), ts: r.u64() };
+    case OpType.RemoveBlock:
+      return { type, lsn, time, bucket, entry: r.str16(), blockId: r.u64() };
+    case OpType.RemoveEntry:
+      return { type, lsn, time, bucket, entry: r.str16() };
+    case OpType.RemoveBucket:
+      return { type, lsn, time, bucket };
+    default:
+      throw new RangeError(`unknown WAL op type ${type as number}`);
+  }
+}
+
+/** The replication view of a WAL op (writes and label updates only). */
+export function toChange(op: WalOp): Change | undefined {
+  if (op.type === OpType.Write) {
+    return {
+      lsn: op.lsn,
+      kind: 'write',
+      bucket: op.bucket,
+      entry: op.entry,
+      ts: op.ts,
+      size: op.size,
+      contentType: op.contentType,
+      labels: op.labels,
+      digest: op.digest,
+      origin: op.origin,
+      commitTime: op.time,
+    };
+  }
+  if (op.type === OpType.Update) {
+    return {
+      lsn: op.lsn,
+      kind: 'update',
+      bucket: op.bucket,
+      entry: op.entry,
+      ts: op.ts,
+      size: op.size,
+      contentType: op.contentType,
+      labels: op.labels,
+      removedLabels: op.removed,
+      digest: op.digest,
+      origin: op.origin,
+      commitTime: op.time,
+    };
+  }
+  return undefined;
+}
+
+interface Segment {
+  startLsn: bigint;
+  path: string;
+  size: number;
+  /** Sparse (lsn, offset) pairs for seeking; complete for segments written or scanned by this process. */
+  sparse: Array<{ lsn: bigint; offset: number }> | undefined;
+}
+
+const segName = (lsn: bigint): string => `${lsn.toString().padStart(20, '0')}.wal`;
+
+export class Wal {
+  private segments: Segment[] = [];
+  private fh: FileHandle | undefined;
+  private nextLsn = 1n;
+  private durableLsn = 0n;
+  private framesSinceSparse = 0;
+  /** Recent changes kept in memory so that live replication never touches the disk. */
+  private tail: Change[] = [];
+  private readonly writer = new BinaryWriter(1 << 16);
+
+  private constructor(
+    readonly dir: string,
+    private readonly sync: boolean,
+  ) {}
+
+  /**
+   * Opens the log, cutting a torn tail. `replayFrom`: ops with lsn > replayFrom are passed to
+   * `apply` in order (redo after the last checkpoint).
+   */
+  static async open(dir: string, sync: boolean, replayFrom: bigint, apply: (op: WalOp) => void): Promise<Wal> {
+    const wal = new Wal(dir, sync);
+    await mkdir(dir, { recursive: true });
+    const names = (await readdir(dir)).filter((n) => /^\d{20}\.wal$/.test(n)).sort();
+    for (const n of names) {
+      const p = join(dir, n);
+      wal.segments.push({ startLsn: BigInt(n.slice(0, 20)), path: p, size: (await stat(p)).size, sparse: undefined });
+    }
+    let last = replayFrom;
+    // Scan segments that may hold ops after replayFrom, plus the last one to find its valid end.
+    for (let i = 0; i < wal.segments.length; i++) {
+      const seg = wal.segments[i]!;
+      const next = wal.segments[i + 1];
+      const isLast = i === wal.segments.length - 1;
+      if (!isLast && next && next.startLsn - 1n <= replayFrom) continue;
+      const validEnd = await wal.scanSegment(seg, (op) => {
+        if (op.lsn > last) last = op.lsn;
+        if (op.lsn > replayFrom) apply(op);
+      });
+      if (validEnd < seg.size) {
+        // Torn or corrupt tail: keep everything before it, drop the rest of the log after it.
+        await truncate(seg.path, validEnd);
+        seg.size = validEnd;
+        for (const later of wal.segments.splice(i + 1)) await unlink(later.path).catch(() => {});
+        break;
+      }
+    }
+    wal.nextLsn = last + 1n;
+    wal.durableLsn = last;
+    await wal.openCurrent();
+    return wal;
+  }
+
+  /** Reads a whole segment, calling `fn` per valid frame; returns the offset where valid data ends. */
+  private async scanSegment(seg: Segment, fn: (op: WalOp, offset: number) => void): Promise<number> {
+    const fh = await open(seg.path, 'r');
+    const sparse: Array<{ lsn: bigint; offset: number }> = [];
+    let validEnd = 0;
+    let count = 0;
+    try {
+      let fileOff = 0;
+      let carry: Buffer = Buffer.alloc(0);
+      const chunk = Buffer.allocUnsafe(4 << 20);
+      for (;;) {
+        const { bytesRead } = await fh.read(chunk, 0, chunk.length, fileOff);
+        if (bytesRead === 0) break;
+        const data = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+        const base = fileOff - carry.length;
+        fileOff += bytesRead;
+        let rel = 0;
+        let bad = false;
+        while (rel + HEADER <= data.length) {
+          const len = data.readUInt32LE(rel);
+          if (len === 0 || len > SEGMENT_BYTES * 2) {
+            bad = true;
+            break;
+          }
+          if (rel + HEADER + len > data.length) break;
+          if (crc32(data, rel + HEADER, rel + HEADER + len) !== data.readUInt32LE(rel + 4)) {
+            bad = true;
+            break;
+          }
+          let op: WalOp;
+          try {
+            op = decodeOp(data, rel + HEADER, rel + HEADER + len);
+          } catch {
+            bad = true;
+            break;
+          }
+          if (count++ % SPARSE_EVERY === 0) sparse.push({ lsn: op.lsn, offset: base + rel });
+          fn(op, base + rel);
+          rel += HEADER + len;
+          validEnd = base + rel;
+        }
+        if (bad) break;
+        carry = Buffer.from(data.subarray(rel));
+      }
+    } finally {
+      await fh.close();
+    }
+    seg.sparse = sparse;
+    return validEnd;
+  }
+
+  private async openCurrent(): Promise<void> {
+    let seg = this.segments[this.segments.length - 1];
+    if (!seg) {
+      seg = { startLsn: this.nextLsn, path: join(this.dir, segName(this.nextLsn)), size: 0, sparse: [] };
+      this.segments.push(seg);
+      this.fh = await open(seg.path, 'a');
+      if (this.sync) await fsyncDir(this.dir);
+    } else {
+      this.fh = await open(seg.path, 'a');
+    }
+    if (!seg.sparse) seg.sparse = [];
+    this.framesSinceSparse = SPARSE_EVERY; // force a sparse point at the next append
+  }
+
+  /** Next LSN to assign. The engine assigns LSNs in commit order. */
+  allocLsn(): bigint {
+    return this.nextLsn++;
+  }
+
+  lastDurableLsn(): bigint {
+    return this.durableLsn;
+  }
+
+  /** Appends ops (already carrying their LSNs, in order) durably: one write and one fdatasync. */
+  async append(ops: WalOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    const seg = this.segments[this.segments.length - 1]!;
+    const w = this.writer;
+    w.reset();
+    let offset = seg.size;
+    for (const op of ops) {
+      const before = w.length;
+      encodeOp(w, op);
+      if (this.framesSinceSparse++ >= SPARSE_EVERY) {
+        seg.sparse!.push({ lsn: op.lsn, offset: offset + before });
+        this.framesSinceSparse = 1;
+      }
+    }
+    const data = Buffer.from(w.view());
+    offset += data.length;
+    try {
+      await this.fh!.write(data, 0, data.length, null);
+      if (this.sync) await this.fh!.datasync();
+    } catch (e) {
+      // Never leave a partial frame behind: later frames would be unreachable after a restart.
+      await this.fh!.truncate(seg.size).catch(() => {});
+      throw e;
+    }
+    seg.size = offset;
+    this.durableLsn = ops[ops.length - 1]!.lsn;
+    for (const op of ops) {
+      const c = toChange(op);
+      if (c) this.tail.push(c);
+    }
+    if (this.tail.length > TAIL_CAPACITY * 1.5) this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
+    if (seg.size >= SEGMENT_BYTES) await this.rotate();
+  }
+
+  private async rotate(): Promise<void> {
+    await this.fh!.close();
+    const seg: Segment = { startLsn: this.nextLsn, path: join(this.dir, segName(this.nextLsn)), size: 0, sparse: [] };
+    this.segments.push(seg);
+    this.fh = await open(seg.path, 'a');
+    if (this.sync) await fsyncDir(this.dir);
+    this.framesSinceSparse = SPARSE_EVERY;
+  }
+
+  /** Reads up to `max` changes (writes and updates) with lsn > after, durable ones only. */
+  async read(after: bigint, max: number): Promise<Change[]> {
+    const tail = this.tail;
+    if (tail.length > 0 && tail[0]!.lsn <= after + 1n) {
+      // Binary search the first change with lsn > after.
+      let lo = 0;
+      let hi = tail.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (tail[mid]!.lsn <= after) lo = mid + 1;
+        else hi = mid;
+      }
+      return tail.slice(lo, lo + max);
+    }
+    if (after >= this.durableLsn) return [];
+    return this.readFromDisk(after, max);
+  }
+
+  private async readFromDisk(after: bigint, max: number): Promise<Change[]> {
+    const out: Change[] = [];
+    let i = 0;
+    for (let j = 0; j < this.segments.length; j++) if (this.segments[j]!.startLsn <= after + 1n) i = j;
+    for (; i < this.segments.length && out.length < max; i++) {
+      const seg = this.segments[i]!;
+      if (!seg.sparse) await this.scanSegment(seg, () => {});
+      let startOffset = 0;
+      for (const p of seg.sparse!) {
+        if (p.lsn <= after + 1n) startOffset = p.offset;
+        else break;
+      }
+      const fh = await open(seg.path, 'r');
+      try {
+        let offset = startOffset;
+        const chunk = Buffer.allocUnsafe(1 << 20);
+        while (offset < seg.size && out.length < max) {
+          const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, seg.size - offset), offset);
+          let rel = 0;
+          while (rel + HEADER <= bytesRead && out.length < max) {
+            const len = chunk.readUInt32LE(rel);
+            if (rel + HEADER + len > bytesRead) break;
+            const op = decodeOp(chunk, rel + HEADER, rel + HEADER + len);
+            if (op.lsn > this.durableLsn) return out;
+            if (op.lsn > after) {
+              const c = toChange(op);
+              if (c) out.push(c);
+            }
+            rel += HEADER + len;
+          }
+          if (rel === 0) {
+            // A frame larger than the chunk: read it alone.
+            const len = chunk.readUInt32LE(0);
+            const big = Buffer.allocUnsafe(HEADER + len);
+            await fh.read(big, 0, big.length, offset);
+            const op = decodeOp(big, HEADER, HEADER + len);
+            if (op.lsn > after) {
+              const c = toChange(op);
+              if (c) out.push(c);
+            }
+            rel = HEADER + len;
+          }
+          offset += rel;
+        }
+      } finally {
+        await fh.close();
+      }
+    }
+    return out;
+  }
+
+  /** Deletes whole segments whose every op has lsn <= keepAfter (never the current one). */
+  async truncateUpTo(keepAfter: bigint): Promise<void> {
+    while (this.segments.length > 1) {
+      const next = this.segments[1]!;
+      if (next.startLsn - 1n > keepAfter) break;
+      const seg = this.segments.shift()!;
+      await unlink(seg.path).catch(() => {});
+    }
+  }
+
+  /** Bytes of log currently kept on disk. */
+  diskBytes(): number {
+    return this.segments.reduce((s, x) => s + x.size, 0);
+  }
+
+  async close(): Promise<void> {
+    await this.fh?.close();
+    this.fh = undefined;
+  }
+}
