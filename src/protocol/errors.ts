@@ -65,6 +65,63 @@ export const Errors = {
   queryNotFound: (id: bigint | number) =>
     new FerryError(404, `Query ${id} not found and it might have expired. Check TTL in your query request.`),
   invalidJson: (details: string) => new FerryError(422, `Invalid JSON: ${details}`),
+
+  // batch protocols v1/v2 (§10, §11)
+  invalidBatchedHeader: () => new FerryError(422, 'Invalid batched header'),
+  invalidBatchedContentLength: () => new FerryError(422, 'Invalid content length'),
+  invalidBatchedTime: () =>
+    new FerryError(422, "Invalid header'x-reduct-time-xxx': must be an unix timestamp in microseconds"),
+  batchEntriesRequired: () => new FerryError(422, 'x-reduct-entries header is required'),
+  batchStartTsRequired: () => new FerryError(422, 'x-reduct-start-ts header is required'),
+  batchStartTsInvalid: () => new FerryError(422, 'Invalid x-reduct-start-ts header'),
+  batchLabelsEmpty: () => new FerryError(422, 'x-reduct-labels header is empty'),
+  batchEntryEncoding: (encoded: string) =>
+    new FerryError(422, `Invalid entry encoding in header name: '${encoded}'`),
+  batchLabelEncoding: (encoded: string) =>
+    new FerryError(422, `Invalid label encoding in header value: '${encoded}'`),
+  batchHeaderTime: (name: string) =>
+    new FerryError(422, `Invalid header '${name}': must be an unix timestamp in microseconds`),
+  batchEntryIndexOutOfRange: (name: string) =>
+    new FerryError(422, `Invalid header '${name}': entry index out of range`),
+  batchFirstRecordIncomplete: () =>
+    new FerryError(422, 'Content-type and labels must be provided for the first record of an entry'),
+  batchLabelIndexOutOfRange: (raw: string) => new FerryError(422, `Label index '${raw}' is out of range`),
+  batchComputedLabelName: () =>
+    new FerryError(422, "Label names must not start with '@': reserved for computed labels"),
+
+  // query entry validation (§9, §12)
+  queryStartAfterStop: () => new FerryError(422, 'Start time must be before stop time'),
+  queryRemoveWithoutParams: () =>
+    new FerryError(422, 'Define at least one query parameter to delete records'),
+  queryUnknownExtension: (ext: string, id: bigint | number) =>
+    new FerryError(422, `Unknown extension '${ext}' in query id=${id}`),
+  queryInvalidField: (details: string) => new FerryError(422, `Invalid query: ${details}`),
+  // tokens and permissions (§3.4, §5)
+  noBearerToken: () => new FerryError(401, 'No bearer token in request header'),
+  invalidToken: () => new FerryError(401, 'Invalid token'),
+  tokenExpired: () => new FerryError(401, 'Token has expired'),
+  tokenIpNotAllowed: (ip: string) => new FerryError(401, `Token is not allowed for client IP ${ip}`),
+  tokenIpRequired: () => new FerryError(401, 'Client IP is required for this token'),
+  noFullAccess: (token: string) => new FerryError(403, `Token '${token}' doesn't have full access`),
+  noReadAccess: (token: string, b: string) =>
+    new FerryError(403, `Token '${token}' doesn't have read access to bucket '${b}'`),
+  noWriteAccess: (token: string, b: string) =>
+    new FerryError(403, `Token '${token}' doesn't have write access to bucket '${b}'`),
+  authDisabled: () => new FerryError(400, 'Authentication is disabled'),
+  tokenNameEmpty: () => new FerryError(422, "Token name can't be empty"),
+  tokenExists: (n: string) => new FerryError(409, `Token '${n}' already exists`),
+  tokenNotFound: (n: string) => new FerryError(404, `Token '${n}' doesn't exist`),
+  tokenInvalidPermission: (item: string) =>
+    new FerryError(422, `Permission can contain only bucket names or wildcard '*', got '${item}'`),
+  tokenTtlZero: () => new FerryError(422, 'Token TTL must be greater than zero'),
+  tokenExpiresInPast: () => new FerryError(422, 'Token expiration date must not be in the past'),
+  tokenInvalidIpAllowlist: (item: string) =>
+    new FerryError(422, `Invalid IP allowlist entry '${item}': expected an IP address or a CIDR range`),
+  tokenRemoveProvisioned: (n: string) => new FerryError(409, `Can't remove provisioned token '${n}'`),
+  tokenRotateProvisioned: (n: string) => new FerryError(409, `Can't rotate provisioned token '${n}'`),
+  tokenRemoveLastFullAccess: (n: string) =>
+    new FerryError(409, `Can't remove token '${n}': it is the last token with full access`),
+  tokenRotateExpired: (n: string) => new FerryError(422, `Can't rotate expired token '${n}'`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -111,7 +111,8 @@ export class BlockFiles {
     const pending = f.pending;
     f.pending = [];
     f.pendingBytes = 0;
-    pending.sort((a, b) => a.pos - b.pos);
+    // Issue order, not position order: a later write to the same bytes (an errored record being
+    // rewritten) must win. Sequential appends are contiguous in issue order, so runs stay long.
     let i = 0;
     while (i < pending.length) {
       const start = pending[i]!.pos;

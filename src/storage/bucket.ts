@@ -318,7 +318,11 @@ export class BucketImpl implements Bucket {
     let block: Block | undefined;
     if (last && ts >= last.id) {
       const full = last.slots > 0 && (last.payloadBytes + size > maxSize || last.slots + 1 > maxRecords);
-      block = full && (last.count === 0 || ts > last.maxTs) ? undefined : last;
+      // Compare with the highest timestamp reserved in the block (in-flight writes included), so
+      // that block ranges never overlap and scans stay in order.
+      const recs = last.records;
+      const lastTs = recs && recs.length > 0 ? recs[recs.length - 1]!.ts : last.maxTs;
+      block = full && ts > lastTs ? undefined : last;
     } else if (last) {
       block = entry.blockFor(ts);
     }

@@ -1,0 +1,264 @@
+/**
+ * Runs a real Ferry server (`node dist/src/cli/main.js serve`) as a child process, for benchmarks and
+ * for tests (re-exported by `test/helpers/ferry-process.ts`). Children are killed when this process
+ * exits, so a failing test never leaves a server behind.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Options of {@link spawnFerry}. */
+export interface SpawnFerryOptions {
+  /** Data directory; default: a fresh directory under os.tmpdir() (removed by `destroy()`). */
+  dataPath?: string;
+  /** Extra environment variables for the server (RS_* from the parent environment are not inherited). */
+  env?: Record<string, string>;
+  /** Value for `RS_API_TOKEN`; default a random token; `''` starts the server without one. */
+  token?: string;
+  /** Port to listen on; default a free port on 127.0.0.1. */
+  port?: number;
+  /** Script to run instead of the compiled Ferry CLI (its first argument is still `serve`). */
+  cliPath?: string;
+  /** How long to wait for the `Ferry listening on` line (default 15 s). */
+  startTimeoutMs?: number;
+  /** Also copy the server's output to this process's stderr (or set FERRY_ECHO=1). */
+  echo?: boolean;
+}
+
+/** A running (or stopped) Ferry child process. `url`, `pid` and `port` follow restarts. */
+export interface FerryProcess {
+  /** Base URL, e.g. `http://127.0.0.1:41234` (no trailing slash). */
+  readonly url: string;
+  readonly port: number;
+  /** The `RS_API_TOKEN` value ('' when none). */
+  readonly token: string;
+  readonly dataPath: string;
+  /** PID of the current server process. */
+  readonly pid: number;
+  /** True while the current server process has not exited. */
+  readonly running: boolean;
+  /** Sends `signal` (default SIGKILL: a crash) and waits for the process to exit. */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops the server if it still runs (SIGTERM), then starts it again on the same data path and port. */
+  restart(): Promise<void>;
+  /** SIGTERM and wait for exit (SIGKILL after `graceMs`, default 10 s). */
+  stop(graceMs?: number): Promise<void>;
+  /** `stop()`, then remove the data directory if spawnFerry created it. */
+  destroy(): Promise<void>;
+  /** Captured stdout+stderr of all runs (the last 2 MB), for diagnostics. */
+  output(): string;
+}
+
+const READY_LINE = 'Ferry listening on';
+const MAX_OUTPUT = 2 * 1024 * 1024;
+const here = fileURLToPath(new URL('.', import.meta.url));
+/** bench/lib and test/helpers both compile two levels below dist/, like src/cli. */
+const DEFAULT_CLI = join(here, '..', '..', 'src', 'cli', 'main.js');
+
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.on('exit', () => {
+    for (const child of live) child.kill('SIGKILL');
+  });
+  // A signal would bypass 'exit'; only take over when nobody else handles it, and re-raise after.
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    if (process.listenerCount(sig) > 0) continue;
+    const handler = (): void => {
+      for (const child of live) child.kill('SIGKILL');
+      process.removeListener(sig, handler);
+      process.kill(process.pid, sig);
+    };
+    process.on(sig, handler);
+  }
+}
+
+/** Finds a currently free TCP port on `host` by binding port 0. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return await new Promise<number>((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('could not determine a free port'))));
+    });
+  });
+}
+
+function inheritedEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('RS_')) out[k] = v;
+  }
+  return out;
+}
+
+class FerryChild implements FerryProcess {
+  readonly token: string;
+  readonly dataPath: string;
+  private portValue: number;
+  private child: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+  private log = '';
+
+  constructor(
+    private readonly opts: SpawnFerryOptions,
+    port: number,
+    private readonly ownsDataPath: boolean,
+    dataPath: string,
+    token: string,
+  ) {
+    this.portValue = port;
+    this.dataPath = dataPath;
+    this.token = token;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.portValue}`;
+  }
+  get port(): number {
+    return this.portValue;
+  }
+  get pid(): number {
+    return this.child?.pid ?? -1;
+  }
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  output(): string {
+    return this.log;
+  }
+
+  private append(text: string): void {
+    this.log += text;
+    if (this.log.length > MAX_OUTPUT) this.log = this.log.slice(this.log.length - MAX_OUTPUT);
+    if (this.opts.echo === true || process.env.FERRY_ECHO === '1') process.stderr.write(text);
+  }
+
+  setPort(port: number): void {
+    this.portValue = port;
+  }
+
+  /** Starts the process and resolves once it printed the ready line. */
+  async start(): Promise<void> {
+    const env: Record<string, string> = {
+      ...inheritedEnv(),
+      RS_PORT: String(this.portValue),
+      RS_HOST: '127.0.0.1',
+      RS_DATA_PATH: this.dataPath,
+      ...(this.token !== '' ? { RS_API_TOKEN: this.token } : {}),
+      ...this.opts.env,
+    };
+    const cli = this.opts.cliPath ?? DEFAULT_CLI;
+    const child = spawn(process.execPath, [cli, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    live.add(child);
+    this.exited = new Promise<void>((resolve) => {
+      child.once('exit', (code, signal) => {
+        live.delete(child);
+        this.append(`[ferry-process] pid ${child.pid ?? '?'} exited (code ${code}, signal ${signal})\n`);
+        resolve();
+      });
+    });
+    const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
+    await new Promise<void>((resolve, reject) => {
+      let pending = '';
+      let settled = false;
+      const finish = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        finish(this.failure(`did not print "${READY_LINE}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      child.stdout?.setEncoding('utf8');
+      child.stderr?.setEncoding('utf8');
+      child.stdout?.on('data', (text: string) => {
+        this.append(text);
+        if (settled) return;
+        pending += text;
+        if (pending.includes(READY_LINE)) finish();
+        else pending = pending.slice(-READY_LINE.length);
+      });
+      child.stderr?.on('data', (text: string) => this.append(text));
+      child.once('error', (err) => finish(this.failure(`could not be spawned: ${err.message}`)));
+      child.once('exit', () => finish(this.failure('exited before it was ready')));
+    });
+  }
+
+  private failure(what: string): Error {
+    return new Error(`Ferry server (port ${this.portValue}, data ${this.dataPath}) ${what}.\n--- output ---\n${this.log}`);
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!this.running) return;
+    this.child?.kill(signal);
+    await this.exited;
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    if (!this.running) return;
+    this.child?.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const forced = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.append(`[ferry-process] no exit ${graceMs} ms after SIGTERM, sending SIGKILL\n`);
+        this.child?.kill('SIGKILL');
+        resolve();
+      }, graceMs);
+    });
+    await Promise.race([this.exited, forced]);
+    clearTimeout(timer);
+    await this.exited;
+  }
+
+  async restart(): Promise<void> {
+    await this.stop();
+    await this.start();
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (this.ownsDataPath) rmSync(this.dataPath, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Starts a Ferry server on 127.0.0.1 and resolves when it prints `Ferry listening on`. Rejects with
+ * the captured output if it exits or does not become ready in time.
+ */
+export async function spawnFerry(opts: SpawnFerryOptions = {}): Promise<FerryProcess> {
+  installExitHook();
+  const ownsDataPath = opts.dataPath === undefined;
+  const dataPath = opts.dataPath ?? mkdtempSync(join(tmpdir(), 'ferry-data-'));
+  const token = opts.token ?? randomBytes(16).toString('hex');
+  const proc = new FerryChild(opts, opts.port ?? (await freePort()), ownsDataPath, dataPath, token);
+  // A port picked by us can be taken by someone else before the server binds it: retry with another.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await proc.start();
+      return proc;
+    } catch (err) {
+      const retry = opts.port === undefined && attempt < 3 && /EADDRINUSE/.test(proc.output());
+      if (!retry) {
+        if (ownsDataPath) rmSync(dataPath, { recursive: true, force: true });
+        throw err;
+      }
+      proc.setPort(await freePort());
+    }
+  }
+}

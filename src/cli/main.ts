@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+/**
+ * The `ferry` command. `ferry serve` reads the RS_* environment (api.md §18); `--port`, `--host`
+ * and `--data` override RS_PORT, RS_HOST and RS_DATA_PATH.
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { loadConfig } from '../config/load-config.js';
+import { startFerry } from '../server.js';
+
+function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535)
+    throw new InvalidArgumentError('expected a port number 0..65535');
+  return n;
+}
+
+const program = new Command();
+program.name('ferry').description('Time-series blob store speaking the ReductStore HTTP API 1.21');
+
+program
+  .command('serve')
+  .description('run the server (configured by RS_* environment variables)')
+  .option('-p, --port <port>', 'listen port (overrides RS_PORT)', parsePort)
+  .option('-H, --host <host>', 'listen address (overrides RS_HOST)')
+  .option('-d, --data <path>', 'data directory (overrides RS_DATA_PATH)')
+  .action(async (opts: { port?: number; host?: string; data?: string }) => {
+    const env = { ...process.env };
+    if (opts.port !== undefined) env.RS_PORT = String(opts.port);
+    if (opts.host !== undefined) env.RS_HOST = opts.host;
+    if (opts.data !== undefined) env.RS_DATA_PATH = opts.data;
+    try {
+      await startFerry(loadConfig(env), { handleSignals: true });
+    } catch (e) {
+      console.error(`ferry: ${(e as Error).message}`);
+      process.exit(1);
+    }
+  });
+
+await program.parseAsync(process.argv);

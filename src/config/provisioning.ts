@@ -1,0 +1,225 @@
+/**
+ * Provisioned objects from the environment (api.md §5.8, §7.5, §20.5): `RS_TOKEN_<ID>_*`,
+ * `RS_BUCKET_<ID>_*` and `RS_REPLICATION_<ID>_*`, grouped by an arbitrary `<ID>`.
+ */
+import { parseJson } from '../protocol/json.js';
+import type { BucketSettings, QuotaType } from '../storage/types.js';
+import type { ProvisionedBucket, ProvisionedReplication, ProvisionedToken } from './types.js';
+import { parseBool, parseEnum, parseHumanSize, parseIntIn, parseList, parseSize } from './env-values.js';
+
+const BUCKET_NAME = /^[A-Za-z0-9_-]+$/;
+const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
+
+/** Groups `<prefix><ID>_<SUFFIX>` variables by ID (sorted by ID for a stable order). */
+function collectGroups(
+  env: NodeJS.ProcessEnv,
+  prefix: string,
+  suffixes: readonly string[],
+): Map<string, Map<string, string>> {
+  const re = new RegExp(`^${prefix}(.+)_(${suffixes.join('|')})$`);
+  const groups = new Map<string, Map<string, string>>();
+  for (const key of Object.keys(env).sort()) {
+    const m = re.exec(key);
+    const value = env[key];
+    if (!m || value === undefined) continue;
+    const id = m[1] as string;
+    let g = groups.get(id);
+    if (!g) groups.set(id, (g = new Map()));
+    g.set(m[2] as string, value);
+  }
+  return groups;
+}
+
+/** `RS_TOKEN_<ID>_{NAME,VALUE,FULL_ACCESS,READ,WRITE,EXPIRES_AT}`. */
+export function readProvisionedTokens(env: NodeJS.ProcessEnv, warnings: string[]): ProvisionedToken[] {
+  const out: ProvisionedToken[] = [];
+  const groups = collectGroups(env, 'RS_TOKEN_', [
+    'NAME',
+    'VALUE',
+    'FULL_ACCESS',
+    'READ',
+    'WRITE',
+    'EXPIRES_AT',
+  ]);
+  for (const [id, g] of groups) {
+    const name = g.get('NAME')?.trim();
+    const value = g.get('VALUE')?.trim();
+    if (!name || !value) {
+      warnings.push(
+        `Provisioned token RS_TOKEN_${id}_* ignored: RS_TOKEN_${id}_NAME and RS_TOKEN_${id}_VALUE are required`,
+      );
+      continue;
+    }
+    if (out.some((t) => t.name === name)) {
+      throw new Error(`RS_TOKEN_${id}_NAME: token '${name}' is provisioned twice`);
+    }
+    const token: ProvisionedToken = {
+      name,
+      value,
+      fullAccess: g.has('FULL_ACCESS')
+        ? parseBool(`RS_TOKEN_${id}_FULL_ACCESS`, g.get('FULL_ACCESS') as string)
+        : false,
+      read: parseList(g.get('READ') ?? ''),
+      write: parseList(g.get('WRITE') ?? ''),
+    };
+    const expires = g.get('EXPIRES_AT')?.trim();
+    if (expires) {
+      const ms = Date.parse(expires);
+      if (Number.isNaN(ms)) {
+        throw new Error(
+          `RS_TOKEN_${id}_EXPIRES_AT: invalid date '${expires}' (allowed: RFC 3339, e.g. 2030-01-01T00:00:00Z)`,
+        );
+      }
+      token.expiresAt = new Date(ms).toISOString();
+    }
+    out.push(token);
+  }
+  return out;
+}
+
+/** `RS_BUCKET_<ID>_{NAME,QUOTA_TYPE,QUOTA_SIZE,MAX_BLOCK_SIZE,MAX_BLOCK_RECORDS}`. */
+export function readProvisionedBuckets(env: NodeJS.ProcessEnv, warnings: string[]): ProvisionedBucket[] {
+  const out: ProvisionedBucket[] = [];
+  const groups = collectGroups(env, 'RS_BUCKET_', [
+    'NAME',
+    'QUOTA_TYPE',
+    'QUOTA_SIZE',
+    'MAX_BLOCK_SIZE',
+    'MAX_BLOCK_RECORDS',
+  ]);
+  for (const [id, g] of groups) {
+    const name = g.get('NAME')?.trim();
+    if (!name) {
+      warnings.push(`Provisioned bucket RS_BUCKET_${id}_* ignored: RS_BUCKET_${id}_NAME is required`);
+      continue;
+    }
+    if (!BUCKET_NAME.test(name)) {
+      throw new Error(
+        `RS_BUCKET_${id}_NAME: invalid bucket name '${name}' (allowed: letters, digits, '-' and '_')`,
+      );
+    }
+    if (out.some((b) => b.name === name))
+      throw new Error(`RS_BUCKET_${id}_NAME: bucket '${name}' is provisioned twice`);
+    const settings: Partial<BucketSettings> = {};
+    const v = (k: string) => g.get(k)?.trim() || undefined;
+    const qt = v('QUOTA_TYPE');
+    if (qt) settings.quota_type = parseEnum(`RS_BUCKET_${id}_QUOTA_TYPE`, qt, QUOTA_TYPES);
+    const qs = v('QUOTA_SIZE');
+    if (qs) settings.quota_size = parseSize(`RS_BUCKET_${id}_QUOTA_SIZE`, qs);
+    const bs = v('MAX_BLOCK_SIZE');
+    if (bs) settings.max_block_size = parseSize(`RS_BUCKET_${id}_MAX_BLOCK_SIZE`, bs);
+    const br = v('MAX_BLOCK_RECORDS');
+    if (br)
+      settings.max_block_records = BigInt(
+        parseIntIn(`RS_BUCKET_${id}_MAX_BLOCK_RECORDS`, br, 1, Number.MAX_SAFE_INTEGER),
+      );
+    out.push({ name, settings });
+  }
+  return out;
+}
+
+const REPLICATION_SUFFIXES = [
+  'NAME',
+  'SRC_BUCKET',
+  'DST_BUCKET',
+  'DST_HOST',
+  'DST_TOKEN',
+  'ENTRIES',
+  'DST_PREFIX',
+  'WHEN',
+  'MODE',
+  'COMPRESSION',
+  'EACH_S',
+  'EACH_N',
+] as const;
+
+/**
+ * `RS_REPLICATION_<ID>_*` into raw settings in the wire shape of api.md §17.2. Validation of the
+ * values is the replication module's job; here a task without one of its four required variables
+ * (or with an unparsable `_WHEN`) is dropped with a warning, as ReductStore does.
+ */
+export function readProvisionedReplications(
+  env: NodeJS.ProcessEnv,
+  warnings: string[],
+): ProvisionedReplication[] {
+  const groups = collectGroups(env, 'RS_REPLICATION_', REPLICATION_SUFFIXES);
+  // Legacy label filters: RS_REPLICATION_<ID>_INCLUDE_<label>=<value> / _EXCLUDE_<label>.
+  const labelFilters = new Map<
+    string,
+    { include: Record<string, string>; exclude: Record<string, string> }
+  >();
+  for (const key of Object.keys(env).sort()) {
+    const m = /^RS_REPLICATION_(.+?)_(INCLUDE|EXCLUDE)_(.+)$/.exec(key);
+    const value = env[key];
+    if (!m || value === undefined) continue;
+    const id = m[1] as string;
+    let f = labelFilters.get(id);
+    if (!f) labelFilters.set(id, (f = { include: {}, exclude: {} }));
+    (m[2] === 'INCLUDE' ? f.include : f.exclude)[m[3] as string] = value;
+    if (!groups.has(id)) groups.set(id, new Map());
+  }
+
+  const out: ProvisionedReplication[] = [];
+  for (const [id, g] of [...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const v = (k: string) => {
+      const x = g.get(k);
+      return x === undefined || x.trim() === '' ? undefined : x.trim();
+    };
+    const missing = ['NAME', 'SRC_BUCKET', 'DST_BUCKET', 'DST_HOST'].filter((k) => v(k) === undefined);
+    if (missing.length > 0) {
+      warnings.push(
+        `Provisioned replication RS_REPLICATION_${id}_* dropped: missing ${missing.map((k) => `RS_REPLICATION_${id}_${k}`).join(', ')}`,
+      );
+      continue;
+    }
+    const name = v('NAME') as string;
+    const settings: Record<string, unknown> = {
+      src_bucket: v('SRC_BUCKET'),
+      dst_bucket: v('DST_BUCKET'),
+      dst_host: v('DST_HOST'),
+    };
+    // The token is kept verbatim (it may legitimately be an empty string = no auth).
+    if (g.has('DST_TOKEN')) settings['dst_token'] = (g.get('DST_TOKEN') as string).trim();
+    if (g.has('ENTRIES')) settings['entries'] = parseList(g.get('ENTRIES') as string);
+    if (g.has('DST_PREFIX')) settings['dst_prefix'] = (g.get('DST_PREFIX') as string).trim();
+    const when = v('WHEN');
+    if (when !== undefined) {
+      try {
+        settings['when'] = parseJson(when);
+      } catch (e) {
+        warnings.push(
+          `Provisioned replication '${name}' dropped: RS_REPLICATION_${id}_WHEN is not valid JSON (${(e as Error).message})`,
+        );
+        continue;
+      }
+    }
+    const mode = v('MODE');
+    if (mode !== undefined) settings['mode'] = mode.toLowerCase();
+    const compression = v('COMPRESSION');
+    if (compression !== undefined) settings['compression'] = compression.toLowerCase();
+    const eachS = v('EACH_S');
+    if (eachS !== undefined) {
+      const n = Number(eachS);
+      if (Number.isFinite(n) && n >= 0) settings['each_s'] = n;
+      else warnings.push(`RS_REPLICATION_${id}_EACH_S ignored: '${eachS}' is not a non-negative number`);
+    }
+    const eachN = v('EACH_N');
+    if (eachN !== undefined) {
+      const n = parseHumanSize(eachN);
+      if (/^\d+$/.test(eachN) && n !== undefined)
+        settings['each_n'] = n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+      else warnings.push(`RS_REPLICATION_${id}_EACH_N ignored: '${eachN}' is not a non-negative integer`);
+    }
+    const f = labelFilters.get(id);
+    if (f && Object.keys(f.include).length > 0) settings['include'] = f.include;
+    if (f && Object.keys(f.exclude).length > 0) settings['exclude'] = f.exclude;
+    if (out.some((r) => r.name === name)) {
+      warnings.push(
+        `Provisioned replication '${name}' (RS_REPLICATION_${id}_*) dropped: the name is provisioned twice`,
+      );
+      continue;
+    }
+    out.push({ name, settings });
+  }
+  return out;
+}

@@ -1,0 +1,199 @@
+/**
+ * The HTTP server of Ferry (api.md §3).
+ *
+ * Why node:http + find-my-way instead of a framework: every request body is either a raw record
+ * stream (single records, v1/v2 batches of possibly many GB) or bigint-safe JSON sent with any
+ * Content-Type, and response headers must be byte-exact (`x-reduct-*`, CORS, error headers on
+ * every status including 404/405 and Node's own client errors). A framework's body parsers,
+ * serializers and error pages would all have to be switched off; what is left is a radix router,
+ * which find-my-way (Fastify's router) provides without anything else. The server starts with
+ * `maxHeaderSize` 1 MiB (batch metadata travels in headers, §19), no request timeout (multi-GB
+ * uploads) and handles `Expect: 100-continue` itself.
+ *
+ * Layers, outermost first: common headers + CORS (set before anything else, so every response
+ * has them) → OPTIONS preflight → routing (404 / 405) → REPLICA role guard → handler →
+ * respond.ts for errors → body draining → audit trail.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import FindMyWay from 'find-my-way';
+import { Errors } from '../protocol/errors.js';
+import { RequestContext } from './context.js';
+import { replicaForbidden } from './auth-hook.js';
+import { sendError } from './respond.js';
+import { ALL_METHODS, type Handler, type Method, type Route } from './router.js';
+import type { HttpServices } from './services.js';
+import { API_VERSION, SERVER_VERSION } from './version.js';
+import { serverRoutes } from './routes/server.js';
+import { tokenRoutes } from './routes/tokens.js';
+import { bucketRoutes } from './routes/buckets.js';
+import { entryRoutes } from './routes/entry.js';
+import { ioRoutes } from './routes/io.js';
+import { replicationRoutes } from './routes/replications.js';
+
+interface RouteStore {
+  handler: Handler;
+  mutating: boolean;
+}
+
+/** A created (not yet listening) HTTP(S) server plus a close that also drops idle keep-alives. */
+export interface FerryHttpServer {
+  readonly server: http.Server;
+  readonly protocol: 'http' | 'https';
+  /** Stops accepting, closes idle connections and, after `graceMs`, all others. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Creates the HTTP(S) server with every first-milestone route of api.md. */
+export function createHttpServer(services: HttpServices): FerryHttpServer {
+  const { config } = services;
+  const apiPrefix = `${config.apiBasePath}api/v1/`;
+  const router = FindMyWay({ ignoreTrailingSlash: true, maxParamLength: 4096 });
+  const routes: Route[] = [
+    ...serverRoutes(),
+    ...tokenRoutes(),
+    ...bucketRoutes(),
+    ...entryRoutes(),
+    ...ioRoutes(),
+    ...replicationRoutes(),
+  ];
+  for (const route of routes) {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    for (const method of methods) {
+      const store: RouteStore = {
+        handler: route.handler,
+        mutating: route.mutating ?? !(method === 'GET' || method === 'HEAD'),
+      };
+      router.on(method, apiPrefix + route.path, () => undefined, store);
+    }
+  }
+
+  const corsAny = config.corsAllowOrigin.includes('*');
+  const corsOrigins = new Set(config.corsAllowOrigin);
+  const instanceId = services.storage.instanceId;
+
+  const commonHeaders = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    res.setHeader('x-reduct-api', API_VERSION);
+    res.setHeader('server', `ReductStore ${SERVER_VERSION}`);
+    res.setHeader('x-ferry-instance', instanceId);
+    const origin = req.headers.origin;
+    if (origin && (corsAny || corsOrigins.has(origin))) {
+      res.setHeader('access-control-allow-origin', origin);
+      res.setHeader('access-control-expose-headers', '*');
+      res.setHeader('vary', 'origin');
+    }
+  };
+
+  const handle = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    expectContinue: boolean,
+  ): Promise<void> => {
+    commonHeaders(req, res);
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const query = new URLSearchParams(q < 0 ? '' : url.slice(q + 1));
+    const method = (req.method ?? 'GET').toUpperCase();
+
+    if (method === 'OPTIONS') {
+      res.setHeader('access-control-allow-methods', '*');
+      res.setHeader('access-control-allow-headers', '*');
+      res.statusCode = 200;
+      res.setHeader('content-length', 0);
+      res.end();
+      return;
+    }
+    if ((method === 'GET' || method === 'HEAD') && (path === config.apiBasePath || path === '/')) {
+      res.statusCode = 302;
+      res.setHeader('location', `${config.apiBasePath}ui/`);
+      res.setHeader('content-length', 0);
+      res.end();
+      return;
+    }
+
+    const found = router.find(method as Method, path);
+    if (!found) {
+      res.shouldKeepAlive = res.shouldKeepAlive && !expectContinue;
+      const known = ALL_METHODS.some((m) => m !== method && router.find(m, path) !== null);
+      sendError(res, known ? Errors.methodNotAllowed() : Errors.notFound());
+      if (!expectContinue) req.resume();
+      return;
+    }
+    const store = found.store as RouteStore;
+    const ctx = new RequestContext(req, res, services, path, query, found.params, expectContinue);
+    res.on('finish', () => {
+      if (ctx.principal && services.system) {
+        services.system.audit(ctx.principal.name, method, path, res.statusCode);
+      }
+    });
+    try {
+      if (store.mutating && config.instanceRole === 'REPLICA') {
+        throw replicaForbidden();
+      }
+      await store.handler(ctx);
+    } catch (e) {
+      sendError(res, e);
+    } finally {
+      if (ctx.hasBody) ctx.body.drain();
+      else if (!expectContinue) req.resume();
+      else res.shouldKeepAlive = false;
+    }
+  };
+
+  const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    void handle(req, res, false);
+  };
+  const options: http.ServerOptions = {
+    maxHeaderSize: 1024 * 1024,
+    requestTimeout: 0,
+    keepAliveTimeout: 5000,
+  };
+  let server: http.Server;
+  let protocol: 'http' | 'https' = 'http';
+  if (config.certPath && config.certKeyPath) {
+    protocol = 'https';
+    server = https.createServer(
+      { ...options, cert: readFileSync(config.certPath), key: readFileSync(config.certKeyPath) },
+      onRequest,
+    );
+  } else {
+    server = http.createServer(options, onRequest);
+  }
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    void handle(req, res, true);
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const message = status === 431 ? 'Request header fields too large' : 'Bad request';
+    const body = JSON.stringify({ detail: message });
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\n` +
+        `x-reduct-api: ${API_VERSION}\r\nserver: ReductStore ${SERVER_VERSION}\r\n` +
+        `x-reduct-error: ${message}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+
+  return {
+    server,
+    protocol,
+    close: (graceMs = 2000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        timer.unref();
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}

@@ -1,0 +1,180 @@
+/**
+ * Batch protocol v1 on `/b/{bucket}/{entry}/batch` (api.md §10): write (also what ReductStore and
+ * Ferry replication senders use, incl. chunked gzip/zstd bodies), label update, remove, read.
+ *
+ * Ferry extensions for replication between Ferry instances: `x-ferry-origin` (origin instance id
+ * of every record) and `x-ferry-digest-<ts>` (hex content digest) on writes; records the
+ * destination already holds identically are answered with `x-ferry-present-<ts>: 1` instead of an
+ * error.
+ */
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { Errors, FerryError } from '../../protocol/errors.js';
+import {
+  encodeV1Headers,
+  parseV1Batch,
+  parseV1RemoveBatch,
+  parseV1UpdateBatch,
+  v1ErrorHeader,
+} from '../../protocol/batch-v1.js';
+import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
+import type { Bucket } from '../../storage/types.js';
+import { readAccess, writeAccess } from '../auth-hook.js';
+import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
+import type { RequestContext } from '../context.js';
+import { parseU64 } from '../headers.js';
+import { sendEmpty, toFerryError } from '../respond.js';
+import type { QueryRecord } from '../services.js';
+import { originHeader } from './records.js';
+
+const DIGEST_PREFIX = 'x-ferry-digest-';
+const HEX = /^[0-9a-fA-F]+$/;
+
+/**
+ * The declared body length of a batch: `x-reduct-content-length`, or `Content-Length` of an
+ * uncompressed body; undefined when neither applies (chunked or compressed bodies).
+ */
+export function declaredBatchLength(ctx: RequestContext): number | undefined {
+  const raw =
+    ctx.header('x-reduct-content-length') ?? (ctx.body.compressed ? undefined : ctx.header('content-length'));
+  if (raw === undefined) return undefined;
+  const n = parseU64(raw.trim());
+  if (n === undefined) throw Errors.unprocessable(`Invalid content length '${raw}'`);
+  return Number(n);
+}
+
+/** 422 when a declared body length does not match the sum of the record lengths. */
+export function checkBatchLength(declared: number | undefined, total: number): void {
+  if (declared !== undefined && declared !== total) {
+    throw Errors.unprocessable(`Content-length ${declared} doesn't match the sum of record sizes ${total}`);
+  }
+}
+
+function readDigests(rawHeaders: readonly string[]): Map<bigint, Buffer> {
+  const out = new Map<bigint, Buffer>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (!name.startsWith(DIGEST_PREFIX)) continue;
+    const ts = parseU64(name.slice(DIGEST_PREFIX.length));
+    const value = rawHeaders[i + 1]!.trim();
+    if (ts !== undefined && HEX.test(value) && value.length % 2 === 0) out.set(ts, Buffer.from(value, 'hex'));
+  }
+  return out;
+}
+
+/** POST /b/{bucket}/{entry}/batch */
+export async function writeBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  writeAccess(ctx, bucketName);
+  validateEntryName(entry, { allowMeta: true });
+  const batch = parseV1Batch(ctx.req.rawHeaders);
+  checkBatchLength(declaredBatchLength(ctx), batch.totalSize);
+  const origin = originHeader(ctx);
+  const digests = readDigests(ctx.req.rawHeaders);
+  let bucket: Bucket | FerryError;
+  try {
+    bucket = ctx.services.storage.bucket(bucketName);
+  } catch (e) {
+    bucket = toFerryError(e);
+  }
+  const items: BatchWriteItem[] = batch.records.map((r) => ({
+    entry,
+    ts: r.ts,
+    size: r.size,
+    contentType: r.contentType,
+    labels: r.labels,
+    origin,
+    digest: digests.get(r.ts),
+  }));
+  const results = await writeBatch(bucket, items, ctx.body.reader());
+  ctx.body.markFinished();
+  results.forEach((result, i) => {
+    const ts = items[i]!.ts;
+    if ('error' in result) ctx.res.setHeader(...v1ErrorHeader(ts, result.error));
+    else if (result.outcome === 'already_present') ctx.res.setHeader(`x-ferry-present-${ts}`, '1');
+  });
+  sendEmpty(ctx.res);
+}
+
+/** PATCH /b/{bucket}/{entry}/batch — a missing entry fails the whole request with 404. */
+export async function updateBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  writeAccess(ctx, bucketName);
+  validateEntryName(entry, { allowMeta: true });
+  const updates = parseV1UpdateBatch(ctx.req.rawHeaders);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  if (!bucket.hasEntry(entry)) throw Errors.entryNotFound(entry, bucketName);
+  const origin = originHeader(ctx);
+  const opts = origin ? { origin } : undefined;
+  // All updates in flight together so that they share one group commit.
+  const results = await Promise.all(
+    updates.map((u) => bucket.updateLabels(entry, u.ts, u.changes, opts).then(() => undefined, toFerryError)),
+  );
+  results.forEach((err, i) => {
+    if (err) ctx.res.setHeader(...v1ErrorHeader(updates[i]!.ts, err));
+  });
+  sendEmpty(ctx.res);
+}
+
+/** DELETE /b/{bucket}/{entry}/batch */
+export async function removeBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  writeAccess(ctx, bucketName);
+  validateEntryName(entry, { allowMeta: true });
+  if (isMetaEntry(entry)) throw Errors.unprocessable(`Attachment entry '${entry}' can't be removed directly`);
+  const timestamps = parseV1RemoveBatch(ctx.req.rawHeaders);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  const results = await Promise.all(
+    timestamps.map((ts) => bucket.removeRecord(entry, ts).then(() => undefined, toFerryError)),
+  );
+  results.forEach((err, i) => {
+    if (err) ctx.res.setHeader(...v1ErrorHeader(timestamps[i]!, err));
+  });
+  sendEmpty(ctx.res);
+}
+
+/** GET|HEAD /b/{bucket}/{entry}/batch?q= */
+export async function readBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  readAccess(ctx, bucketName);
+  const q = ctx.query.get('q');
+  if (q === null) throw Errors.unprocessable("'q' parameter is required for batched reads");
+  const id = parseU64(q);
+  if (id === undefined) throw Errors.unprocessable("'q' must be a query id");
+  const queries = ctx.services.queries;
+  if (!queries) throw Errors.queryNotFound(id);
+  const head = ctx.req.method === 'HEAD';
+  const batch = await queries.next(bucketName, id, { entry, head });
+  if (batch.records.length === 0 && batch.last) throw Errors.noContent();
+  const headers = encodeV1Headers(
+    batch.records.map((r) => ({
+      ts: r.record.meta.ts,
+      size: r.record.meta.size,
+      contentType: r.record.meta.contentType,
+      labels: r.labels,
+    })),
+  );
+  const { res } = ctx;
+  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+  res.setHeader('content-type', 'application/octet-stream');
+  // only_metadata: the record headers carry the real sizes, the body stays empty (HEAD-like).
+  const bodyless = head || batch.onlyMetadata;
+  res.setHeader(
+    'content-length',
+    head || !bodyless ? batch.records.reduce((n, r) => n + r.record.meta.size, 0) : 0,
+  );
+  res.setHeader('x-reduct-last', String(batch.last));
+  res.statusCode = 200;
+  if (bodyless) res.end();
+  else await streamRecords(res, batch.records);
+}
+
+/** Writes the payloads of `records` into `res` one after the other, then ends it. */
+export async function streamRecords(res: ServerResponse, records: readonly QueryRecord[]): Promise<void> {
+  for (const { record } of records) {
+    if (record.meta.size === 0) continue;
+    for await (const chunk of record.stream()) {
+      if (!res.write(chunk as Buffer)) {
+        await Promise.race([once(res, 'drain'), once(res, 'close')]);
+        if (res.destroyed) throw new FerryError(500, 'Client closed the connection');
+      }
+    }
+  }
+  res.end();
+}

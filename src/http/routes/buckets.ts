@@ -1,0 +1,136 @@
+/**
+ * Bucket API (api.md §7): read, create, partial update, asynchronous delete, rename.
+ */
+import { Errors } from '../../protocol/errors.js';
+import { toU64 } from '../../protocol/json.js';
+import { validateBucketName } from '../../protocol/names.js';
+import type { BucketSettings, BucketSettingsPatch, QuotaType } from '../../storage/types.js';
+import { authenticated, fullAccess, readAccess } from '../auth-hook.js';
+import { sendEmpty, sendJson } from '../respond.js';
+import type { Route } from '../router.js';
+
+const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
+const U64_FIELDS = ['quota_size', 'max_block_size', 'max_block_records'] as const;
+
+/** Bucket settings in their exact four-field wire shape. */
+export function settingsJson(s: BucketSettings): BucketSettings {
+  return {
+    quota_type: s.quota_type,
+    quota_size: s.quota_size,
+    max_block_size: s.max_block_size,
+    max_block_records: s.max_block_records,
+  };
+}
+
+/**
+ * Validates a BucketSettings request body (every field optional or null; unknown fields are
+ * ignored). Throws 422 for a wrong type or an unknown `quota_type`.
+ */
+export function parseSettingsPatch(body: unknown): BucketSettingsPatch {
+  if (body === undefined || body === null) return {};
+  if (typeof body !== 'object' || Array.isArray(body)) {
+    throw Errors.invalidJson('invalid type: expected struct BucketSettings');
+  }
+  const raw = body as Record<string, unknown>;
+  const patch: BucketSettingsPatch = {};
+  const qt = raw.quota_type;
+  if (qt !== undefined && qt !== null) {
+    if (typeof qt !== 'string' || !QUOTA_TYPES.includes(qt as QuotaType)) {
+      throw Errors.invalidJson(
+        `unknown variant \`${String(qt)}\`, expected one of \`NONE\`, \`FIFO\`, \`HARD\``,
+      );
+    }
+    patch.quota_type = qt as QuotaType;
+  }
+  for (const key of U64_FIELDS) {
+    const v = raw[key];
+    if (v === undefined || v === null) continue;
+    const n = toU64(typeof v === 'string' ? undefined : v);
+    if (n === undefined) throw Errors.invalidJson(`invalid value for '${key}': expected u64`);
+    patch[key] = n;
+  }
+  return patch;
+}
+
+/** Routes of the bucket API. */
+export function bucketRoutes(): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: 'b/:bucket',
+      handler: (ctx) => {
+        const name = ctx.param('bucket');
+        readAccess(ctx, name);
+        const bucket = ctx.services.storage.bucket(name);
+        sendJson(ctx.res, {
+          info: bucket.info(),
+          settings: settingsJson(bucket.settings()),
+          entries: bucket.entries(),
+        });
+      },
+    },
+    {
+      method: 'HEAD',
+      path: 'b/:bucket',
+      handler: (ctx) => {
+        authenticated(ctx);
+        ctx.services.storage.bucket(ctx.param('bucket'));
+        sendEmpty(ctx.res);
+      },
+    },
+    {
+      method: 'POST',
+      path: 'b/:bucket',
+      handler: async (ctx) => {
+        fullAccess(ctx);
+        const name = ctx.param('bucket');
+        validateBucketName(name);
+        const patch = parseSettingsPatch(await ctx.json());
+        await ctx.services.storage.createBucket(name, patch);
+        sendEmpty(ctx.res);
+      },
+    },
+    {
+      method: 'PUT',
+      path: 'b/:bucket',
+      handler: async (ctx) => {
+        fullAccess(ctx);
+        const name = ctx.param('bucket');
+        const patch = parseSettingsPatch(await ctx.json());
+        await ctx.services.storage.updateBucketSettings(name, patch);
+        sendEmpty(ctx.res);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: 'b/:bucket',
+      handler: async (ctx) => {
+        fullAccess(ctx);
+        const name = ctx.param('bucket');
+        await ctx.services.storage.removeBucket(name);
+        await ctx.services.tokens.onBucketRemoved(name);
+        sendEmpty(ctx.res);
+      },
+    },
+    {
+      method: 'PUT',
+      path: 'b/:bucket/rename',
+      handler: async (ctx) => {
+        fullAccess(ctx);
+        const name = ctx.param('bucket');
+        const newName = parseNewName(await ctx.json());
+        validateBucketName(newName);
+        await ctx.services.storage.renameBucket(name, newName);
+        await ctx.services.tokens.onBucketRenamed(name, newName);
+        sendEmpty(ctx.res);
+      },
+    },
+  ];
+}
+
+/** Reads `{"new_name": "…"}` (422 if missing or not a string). */
+export function parseNewName(body: unknown): string {
+  const v = body && typeof body === 'object' ? (body as Record<string, unknown>).new_name : undefined;
+  if (typeof v !== 'string') throw Errors.invalidJson('missing field `new_name`');
+  return v;
+}

@@ -1,0 +1,175 @@
+/**
+ * IO API — batch protocol v2 on `/io/{bucket}/…` (api.md §11): bucket-level queries and their
+ * batched reads, multi-entry write, label update and remove.
+ */
+import {
+  encodeV2Batch,
+  parseV2Batch,
+  v2ErrorHeader,
+  ENTRIES_HEADER,
+  LAST_HEADER,
+  QUERY_ID_HEADER,
+  START_TS_HEADER,
+} from '../../protocol/batch-v2.js';
+import { Errors, type FerryError } from '../../protocol/errors.js';
+import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
+import { assertWritableInstance, readAccess, writeAccess } from '../auth-hook.js';
+import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
+import type { RequestContext } from '../context.js';
+import { parseU64 } from '../headers.js';
+import { sendEmpty, sendJson, toFerryError } from '../respond.js';
+import type { Route } from '../router.js';
+import { checkBatchLength, declaredBatchLength, streamRecords } from './batch-v1.js';
+import { isRemoveQuery, queryService } from './queries.js';
+import { originHeader } from './records.js';
+
+function validationError(entry: string): FerryError | undefined {
+  try {
+    validateEntryName(entry, { allowMeta: true });
+    return undefined;
+  } catch (e) {
+    return toFerryError(e);
+  }
+}
+
+/** Routes of the IO API. */
+export function ioRoutes(): Route[] {
+  return [
+    {
+      method: 'POST',
+      path: 'io/:bucket/q',
+      mutating: false,
+      handler: async (ctx) => {
+        const bucket = ctx.param('bucket');
+        const body = await ctx.json();
+        if (isRemoveQuery(body)) {
+          writeAccess(ctx, bucket);
+          assertWritableInstance(ctx);
+          const removed = await queryService(ctx).remove(bucket, body);
+          sendJson(ctx.res, { removed_records: removed });
+        } else {
+          readAccess(ctx, bucket);
+          const id = await queryService(ctx).create(bucket, body);
+          sendJson(ctx.res, { id });
+        }
+      },
+    },
+    { method: ['GET', 'HEAD'], path: 'io/:bucket/read', handler: readBatchV2 },
+    { method: 'POST', path: 'io/:bucket/write', handler: writeBatchV2 },
+    { method: 'PATCH', path: 'io/:bucket/update', handler: updateBatchV2 },
+    { method: 'DELETE', path: 'io/:bucket/remove', handler: removeBatchV2 },
+  ];
+}
+
+async function readBatchV2(ctx: RequestContext): Promise<void> {
+  const bucket = ctx.param('bucket');
+  readAccess(ctx, bucket);
+  const raw = ctx.header(QUERY_ID_HEADER);
+  if (raw === undefined) throw Errors.unprocessable('x-reduct-query-id header is required for batched reads');
+  const id = parseU64(raw.trim());
+  if (id === undefined) throw Errors.unprocessable('Invalid query id');
+  const head = ctx.req.method === 'HEAD';
+  const batch = await queryService(ctx).next(bucket, id, { head });
+  if (batch.records.length === 0 && batch.last) throw Errors.noContent();
+  const encoded = encodeV2Batch(
+    batch.records.map((r) => ({
+      entry: r.record.meta.entry,
+      ts: r.record.meta.ts,
+      size: r.record.meta.size,
+      contentType: r.record.meta.contentType,
+      labels: r.labels,
+    })),
+  );
+  const { res } = ctx;
+  for (const [k, v] of Object.entries(encoded.headers)) res.setHeader(k, v);
+  res.setHeader('content-type', 'application/octet-stream');
+  // only_metadata: the record headers carry the real sizes, the body stays empty (HEAD-like).
+  const bodyless = head || batch.onlyMetadata;
+  res.setHeader('content-length', head || !bodyless ? encoded.totalSize : 0);
+  res.setHeader(LAST_HEADER, String(batch.last));
+  res.statusCode = 200;
+  if (bodyless) res.end();
+  else
+    await streamRecords(
+      res,
+      encoded.order.map((i) => batch.records[i]!),
+    );
+}
+
+function echoBatchHeaders(ctx: RequestContext): void {
+  const entries = ctx.header(ENTRIES_HEADER);
+  const start = ctx.header(START_TS_HEADER);
+  if (entries !== undefined) ctx.res.setHeader(ENTRIES_HEADER, entries);
+  if (start !== undefined) ctx.res.setHeader(START_TS_HEADER, start);
+}
+
+async function writeBatchV2(ctx: RequestContext): Promise<void> {
+  const bucketName = ctx.param('bucket');
+  writeAccess(ctx, bucketName);
+  const batch = parseV2Batch(ctx.req.rawHeaders);
+  const declared = declaredBatchLength(ctx);
+  if (declared === undefined && !ctx.body.compressed) throw Errors.contentLengthRequired();
+  checkBatchLength(declared, batch.totalSize);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  const origin = originHeader(ctx);
+  const invalid = new Map(batch.entries.map((e) => [e, validationError(e)]));
+  const items: BatchWriteItem[] = batch.records.map((r) => ({
+    entry: r.entry,
+    ts: r.ts,
+    size: r.size,
+    contentType: r.contentType,
+    labels: r.labels,
+    origin,
+    rejected: invalid.get(r.entry),
+  }));
+  const results = await writeBatch(bucket, items, ctx.body.reader());
+  ctx.body.markFinished();
+  echoBatchHeaders(ctx);
+  results.forEach((result, i) => {
+    if ('error' in result) {
+      const r = batch.records[i]!;
+      ctx.res.setHeader(...v2ErrorHeader(r.entryIndex, r.delta, result.error));
+    }
+  });
+  sendEmpty(ctx.res);
+}
+
+async function updateBatchV2(ctx: RequestContext): Promise<void> {
+  const bucketName = ctx.param('bucket');
+  writeAccess(ctx, bucketName);
+  const batch = parseV2Batch(ctx.req.rawHeaders);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  const origin = originHeader(ctx);
+  const opts = origin ? { origin } : undefined;
+  const results = await Promise.all(
+    batch.records.map((r) => {
+      const changes: Record<string, string | null> = { ...r.labels };
+      for (const name of r.removed) changes[name] = null;
+      return bucket.updateLabels(r.entry, r.ts, changes, opts).then(() => undefined, toFerryError);
+    }),
+  );
+  echoBatchHeaders(ctx);
+  results.forEach((err, i) => {
+    const r = batch.records[i]!;
+    if (err) ctx.res.setHeader(...v2ErrorHeader(r.entryIndex, r.delta, err));
+  });
+  sendEmpty(ctx.res);
+}
+
+async function removeBatchV2(ctx: RequestContext): Promise<void> {
+  const bucketName = ctx.param('bucket');
+  writeAccess(ctx, bucketName);
+  const batch = parseV2Batch(ctx.req.rawHeaders);
+  const meta = batch.entries.find((e) => isMetaEntry(e));
+  if (meta !== undefined) throw Errors.unprocessable(`Attachment entry '${meta}' can't be removed directly`);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  const results = await Promise.all(
+    batch.records.map((r) => bucket.removeRecord(r.entry, r.ts).then(() => undefined, toFerryError)),
+  );
+  echoBatchHeaders(ctx);
+  results.forEach((err, i) => {
+    const r = batch.records[i]!;
+    if (err) ctx.res.setHeader(...v2ErrorHeader(r.entryIndex, r.delta, err));
+  });
+  sendEmpty(ctx.res);
+}

@@ -1,0 +1,148 @@
+/**
+ * Single-record entry API (api.md §8): write, read/HEAD (by ts, latest, or `?q=`), label update,
+ * removal of a record or an entry tree, entry rename.
+ */
+import { pipeline } from 'node:stream/promises';
+import { Errors } from '../../protocol/errors.js';
+import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
+import type { StoredRecord, Labels } from '../../storage/types.js';
+import { checkMetaWrite, replaceOlderAttachments } from '../attachments.js';
+import { readAccess, writeAccess } from '../auth-hook.js';
+import type { RequestContext } from '../context.js';
+import { optionalTs, parseU64, readLabelHeaders, requireTs, setRecordHeaders } from '../headers.js';
+import { sendEmpty } from '../respond.js';
+import { parseNewName } from './buckets.js';
+
+/**
+ * Payload size of a single write: `x-reduct-content-length` (streamed/compressed bodies) or the
+ * plain `Content-Length` of an uncompressed body; 422 when neither applies.
+ */
+export function declaredSize(ctx: RequestContext): number {
+  const explicit = ctx.header('x-reduct-content-length');
+  const plain = ctx.body.compressed ? undefined : ctx.header('content-length');
+  const raw = explicit ?? plain;
+  if (raw === undefined) throw Errors.contentLengthRequired();
+  const size = parseU64(raw.trim());
+  if (size === undefined || size > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw Errors.unprocessable(`Invalid content length '${raw}'`);
+  }
+  return Number(size);
+}
+
+/** `x-ferry-origin`: the instance id where a replicated record or update was first made. */
+export function originHeader(ctx: RequestContext): string | undefined {
+  const v = ctx.header('x-ferry-origin');
+  return v === undefined || v === '' ? undefined : v;
+}
+
+/** POST /b/{bucket}/{entry}?ts= */
+export async function writeRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  writeAccess(ctx, bucketName);
+  const ts = requireTs(ctx.query);
+  validateEntryName(entry, { allowMeta: true });
+  const size = declaredSize(ctx);
+  const labels = readLabelHeaders(ctx.req);
+  checkMetaWrite(entry, labels);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  const slice = ctx.body.reader().slice(size, true);
+  await bucket.write(
+    entry,
+    ts,
+    {
+      size,
+      contentType: ctx.header('content-type') || 'application/octet-stream',
+      labels,
+      origin: originHeader(ctx),
+    },
+    slice,
+  );
+  ctx.body.markFinished();
+  await replaceOlderAttachments(bucket, entry, ts, labels);
+  sendEmpty(ctx.res);
+}
+
+/** Streams one record as the response (api.md §8.2). HEAD sends the headers only. */
+export async function sendRecord(
+  ctx: RequestContext,
+  record: StoredRecord,
+  labels?: Labels,
+  last?: boolean,
+  onlyMetadata = false,
+): Promise<void> {
+  const { res } = ctx;
+  setRecordHeaders(res, record.meta, labels);
+  if (last !== undefined) res.setHeader('x-reduct-last', String(last));
+  res.statusCode = 200;
+  if (onlyMetadata && ctx.req.method !== 'HEAD') res.setHeader('content-length', 0);
+  if (ctx.req.method === 'HEAD' || onlyMetadata || record.meta.size === 0) {
+    res.end();
+    return;
+  }
+  await pipeline(record.stream(), res);
+}
+
+/** GET|HEAD /b/{bucket}/{entry}[?ts=|?q=] */
+export async function readRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  readAccess(ctx, bucketName);
+  validateEntryName(entry, { allowMeta: true });
+  const q = ctx.query.get('q');
+  if (q !== null) {
+    const id = parseU64(q);
+    if (id === undefined) throw Errors.unprocessable("'q' must be a query id");
+    const queries = ctx.services.queries;
+    if (!queries) throw Errors.queryNotFound(id);
+    const batch = await queries.next(bucketName, id, {
+      entry,
+      head: ctx.req.method === 'HEAD',
+      maxRecords: 1,
+    });
+    const first = batch.records[0];
+    if (!first) throw Errors.noContent();
+    await sendRecord(ctx, first.record, first.labels, batch.last, batch.onlyMetadata);
+    return;
+  }
+  const ts = optionalTs(ctx.query);
+  const record = await ctx.services.storage.bucket(bucketName).read(entry, ts);
+  await sendRecord(ctx, record);
+}
+
+/** PATCH /b/{bucket}/{entry}?ts= — empty label value deletes the label. */
+export async function updateRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  writeAccess(ctx, bucketName);
+  const ts = requireTs(ctx.query);
+  validateEntryName(entry, { allowMeta: true });
+  const changes: Record<string, string | null> = {};
+  for (const [k, v] of Object.entries(readLabelHeaders(ctx.req))) changes[k] = v === '' ? null : v;
+  const origin = originHeader(ctx);
+  await ctx.services.storage
+    .bucket(bucketName)
+    .updateLabels(entry, ts, changes, origin ? { origin } : undefined);
+  sendEmpty(ctx.res);
+}
+
+/** DELETE /b/{bucket}/{entry}[?ts=] */
+export async function removeRecordOrEntry(
+  ctx: RequestContext,
+  bucketName: string,
+  entry: string,
+): Promise<void> {
+  writeAccess(ctx, bucketName);
+  validateEntryName(entry, { allowMeta: true });
+  if (isMetaEntry(entry)) throw Errors.unprocessable(`Attachment entry '${entry}' can't be removed directly`);
+  const ts = optionalTs(ctx.query);
+  const bucket = ctx.services.storage.bucket(bucketName);
+  if (ts === undefined) await bucket.removeEntry(entry);
+  else await bucket.removeRecord(entry, ts);
+  sendEmpty(ctx.res);
+}
+
+/** PUT /b/{bucket}/{entry}/rename */
+export async function renameEntry(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  writeAccess(ctx, bucketName);
+  const newName = parseNewName(await ctx.json());
+  validateEntryName(entry, { allowMeta: true });
+  if (isMetaEntry(entry)) throw Errors.unprocessable(`Attachment entry '${entry}' can't be renamed directly`);
+  validateEntryName(newName);
+  await ctx.services.storage.bucket(bucketName).renameEntry(entry, newName);
+  sendEmpty(ctx.res);
+}

@@ -1,0 +1,77 @@
+/**
+ * What the HTTP layer needs from the rest of Ferry. Declared structurally here so that routes
+ * depend on behaviour, not on module layout; `src/server.ts` passes the real implementations.
+ */
+import type { FerryConfig } from '../config/types.js';
+import type { Storage, StoredRecord, Labels } from '../storage/types.js';
+import type { TokenStore } from '../auth/types.js';
+
+/** One record of a query result. `labels` are the labels to emit (after `#select_labels`). */
+export interface QueryRecord {
+  record: StoredRecord;
+  labels: Labels;
+}
+
+/** Result of reading a batch from a query. */
+export interface QueryBatch {
+  records: QueryRecord[];
+  /** The query is finished: no record will follow this batch (`x-reduct-last`). */
+  last: boolean;
+  /** The query was created with `only_metadata`: headers carry real sizes, no payload is sent. */
+  onlyMetadata: boolean;
+}
+
+/** Query manager (src/query/query-manager.ts). Throws FerryError with the wire messages. */
+export interface QueryService {
+  /** Creates a QUERY (entry set = entry-level query of §9, else bucket-level §11); returns its id. */
+  create(bucket: string, body: unknown, entry?: string): Promise<bigint>;
+  /** Creates a query from the GET `…/q` parameters of §9. */
+  createFromParams(bucket: string, entry: string, params: URLSearchParams): Promise<bigint>;
+  /** Runs a REMOVE query; returns the number of removed records. */
+  remove(bucket: string, body: unknown, entry?: string): Promise<bigint>;
+  /** Runs the remove of `DELETE …/q?start=&stop=`. */
+  removeFromParams(bucket: string, entry: string, params: URLSearchParams): Promise<bigint>;
+  /** Next batch; 204 FerryError when exhausted, 404 when unknown/expired. */
+  next(
+    bucket: string,
+    id: bigint,
+    opts: { entry?: string; head: boolean; maxRecords?: number },
+  ): Promise<QueryBatch>;
+}
+
+/** Replication manager (src/replication/manager.ts), wire-shaped JSON in and out. */
+export interface ReplicationService {
+  list(): unknown;
+  get(name: string): unknown;
+  create(name: string, body: unknown): Promise<void>;
+  update(name: string, body: unknown): Promise<void>;
+  setMode(name: string, body: unknown): Promise<void>;
+  remove(name: string): Promise<void>;
+  /** Failure log of one replication (replication.md §9), when supported. */
+  failures?(name: string): Promise<unknown>;
+}
+
+/** System events (`$system` bucket): audit trail and warn-or-worse logs. */
+export interface SystemEventsService {
+  audit(token: string, method: string, path: string, status: number): void;
+  log(level: 'WARN' | 'ERROR', msg: string): void;
+}
+
+/** Everything the routes use. */
+export interface HttpServices {
+  config: FerryConfig;
+  storage: Storage;
+  tokens: TokenStore;
+  queries?: QueryService;
+  replications?: ReplicationService;
+  system?: SystemEventsService;
+  /** Resolves the client IP of a request (api.md §3.4). */
+  clientIp(
+    peer: string | undefined,
+    headers: Record<string, string | string[] | undefined>,
+  ): string | undefined;
+  /** Process start time (ms since epoch), for `uptime`. */
+  startedAt: number;
+  /** False while the server is starting (`/ready` → 503). */
+  isReady(): boolean;
+}

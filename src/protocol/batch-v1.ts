@@ -1,0 +1,259 @@
+/**
+ * Batch protocol v1 (api.md §10): one entry per request, per-record metadata in headers named
+ * `x-reduct-time-<ts>` with values `<len>,<content-type>[,<k>=<v>]*`, body = payloads in ascending
+ * timestamp order. Used by the v1 batch routes and by replication senders.
+ */
+import { Errors, FerryError } from './errors.js';
+import { U64_MAX } from './json.js';
+import type { Labels } from '../storage/types.js';
+
+/** Content type used when a record header leaves it empty. */
+export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
+
+const TIME_PREFIX = 'x-reduct-time-';
+const ERROR_PREFIX = 'x-reduct-error-';
+const DIGITS = /^\d+$/;
+
+/** One record announced in a v1 write batch. */
+export interface V1Record {
+  ts: bigint;
+  /** Payload length in bytes. */
+  size: number;
+  contentType: string;
+  labels: Labels;
+}
+
+/** One record of a v1 label-update batch: `null` deletes a label (`k=`). */
+export interface V1LabelUpdate {
+  ts: bigint;
+  changes: Record<string, string | null>;
+}
+
+/** A parsed v1 write batch. */
+export interface V1Batch {
+  /** Records sorted by timestamp: the order of their payloads in the body. */
+  records: V1Record[];
+  /** Sum of the declared lengths (what `Content-Length` must equal when present). */
+  totalSize: number;
+}
+
+/**
+ * Headers as the parsers accept them: Node's `rawHeaders` (flat name/value list), an iterable of
+ * `[name, value]` pairs (fetch `Headers`), or a record (undici `request`, `IncomingHttpHeaders`).
+ */
+export type HeaderSource =
+  | readonly string[]
+  | Iterable<readonly [string, string]>
+  | Readonly<Record<string, string | string[] | undefined>>;
+
+/** Yields `[name, value]` pairs of any HeaderSource; names keep their case. */
+export function* headerPairs(src: HeaderSource): Generator<[string, string]> {
+  if (Array.isArray(src)) {
+    const flat = src as readonly string[];
+    for (let i = 0; i + 1 < flat.length; i += 2) yield [flat[i]!, flat[i + 1]!];
+    return;
+  }
+  if (typeof (src as Iterable<unknown>)[Symbol.iterator] === 'function') {
+    for (const [k, v] of src as Iterable<readonly [string, string]>) yield [k, v];
+    return;
+  }
+  for (const [k, v] of Object.entries(src as Record<string, string | string[] | undefined>)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const item of v) yield [k, item];
+    else yield [k, v];
+  }
+}
+
+/** Parses a decimal u64, or returns undefined. */
+export function parseU64(text: string): bigint | undefined {
+  if (!DIGITS.test(text)) return undefined;
+  const v = BigInt(text);
+  return v <= U64_MAX ? v : undefined;
+}
+
+/**
+ * Splits a label list `k=v,k2="a,b",…` into raw (trimmed) key/value pairs. A value starting with
+ * `"` runs to the next `"`; an unterminated quote → 422 `Invalid batched header`. Text without `=`
+ * at the end of the list is ignored, as the reference server does.
+ */
+export function splitLabelList(raw: string): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  let rest = raw.trim();
+  while (rest.length > 0) {
+    const eq = rest.indexOf('=');
+    if (eq < 0) break;
+    const key = rest.slice(0, eq).trim();
+    const valuePart = rest.slice(eq + 1);
+    if (valuePart.startsWith('"')) {
+      const end = valuePart.indexOf('"', 1);
+      if (end < 0) throw Errors.invalidBatchedHeader();
+      out.push([key, valuePart.slice(1, end).trim()]);
+      rest = valuePart
+        .slice(end + 1)
+        .replace(/^,+/, '')
+        .trim();
+    } else {
+      const comma = valuePart.indexOf(',');
+      if (comma < 0) {
+        out.push([key, valuePart.trim()]);
+        break;
+      }
+      out.push([key, valuePart.slice(0, comma).trim()]);
+      rest = valuePart.slice(comma + 1).trim();
+    }
+  }
+  return out;
+}
+
+/** Formats one label value for a header list: quoted when it contains a comma. */
+export function formatLabelValue(value: string): string {
+  return value.includes(',') ? `"${value}"` : value;
+}
+
+/** Parses a v1 record header value into length, content type and the raw label pairs. */
+function parseRecordValue(value: string): {
+  size: number;
+  contentType: string;
+  pairs: Array<[string, string]>;
+} {
+  const comma = value.indexOf(',');
+  if (comma < 0) throw Errors.invalidBatchedHeader();
+  const lenText = value.slice(0, comma).trim();
+  if (!DIGITS.test(lenText)) throw Errors.invalidBatchedContentLength();
+  const size = Number(lenText);
+  if (!Number.isSafeInteger(size)) throw Errors.invalidBatchedContentLength();
+  const rest = value.slice(comma + 1);
+  const comma2 = rest.indexOf(',');
+  const ct = (comma2 < 0 ? rest : rest.slice(0, comma2)).trim();
+  const pairs = comma2 < 0 ? [] : splitLabelList(rest.slice(comma2 + 1));
+  return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : ct, pairs };
+}
+
+/** Collects `x-reduct-time-<ts>` headers from Node's `rawHeaders` (name/value pairs), sorted by ts. */
+function collectTimeHeaders(headers: HeaderSource): Array<[bigint, string]> {
+  const found: Array<[bigint, string]> = [];
+  for (const [name, value] of headerPairs(headers)) {
+    if (name.length <= TIME_PREFIX.length || name.slice(0, TIME_PREFIX.length).toLowerCase() !== TIME_PREFIX)
+      continue;
+    const ts = parseU64(name.slice(TIME_PREFIX.length));
+    if (ts === undefined) throw Errors.invalidBatchedTime();
+    found.push([ts, value]);
+  }
+  // stable sort: duplicated timestamps keep their header order (the second write then fails 409)
+  found.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  return found;
+}
+
+/**
+ * Parses the headers of a v1 write batch (`POST /b/{b}/{e}/batch`).
+ * Throws 422 `Invalid batched header` (e.g. `3` without comma), `Invalid content length`, or
+ * the bad-timestamp message. Labels with an empty value are kept with value ''.
+ */
+export function parseV1Batch(headers: HeaderSource): V1Batch {
+  const records: V1Record[] = [];
+  let totalSize = 0;
+  for (const [ts, value] of collectTimeHeaders(headers)) {
+    const { size, contentType, pairs } = parseRecordValue(value);
+    const labels: Labels = {};
+    for (const [k, v] of pairs) labels[k] = v;
+    records.push({ ts, size, contentType, labels });
+    totalSize += size;
+  }
+  return { records, totalSize };
+}
+
+/**
+ * Parses the headers of a v1 label-update batch (`PATCH /b/{b}/{e}/batch`): values look like
+ * `0,,x=z,a=`; length and content type are ignored, `k=` deletes `k`.
+ */
+export function parseV1UpdateBatch(headers: HeaderSource): V1LabelUpdate[] {
+  return collectTimeHeaders(headers).map(([ts, value]) => {
+    const { pairs } = parseRecordValue(value);
+    const changes: Record<string, string | null> = {};
+    for (const [k, v] of pairs) changes[k] = v === '' ? null : v;
+    return { ts, changes };
+  });
+}
+
+/** Timestamps of a v1 remove batch (`DELETE /b/{b}/{e}/batch`); header values are ignored. */
+export function parseV1RemoveBatch(headers: HeaderSource): bigint[] {
+  return collectTimeHeaders(headers).map(([ts]) => ts);
+}
+
+/** Formats labels sorted by name as `k=v,…` (values with commas quoted). */
+function formatLabels(labels: Record<string, string | null>): string {
+  return Object.keys(labels)
+    .sort()
+    .map((k) => `${k}=${formatLabelValue(labels[k] ?? '')}`)
+    .join(',');
+}
+
+/** Metadata of a record to put into v1 headers. */
+export interface V1HeaderRecord {
+  ts: bigint;
+  size: number;
+  contentType: string;
+  labels: Labels;
+}
+
+/** Header value `<len>,<ct>[,<labels sorted by name>]`; the content type is always written. */
+export function encodeV1Value(rec: Omit<V1HeaderRecord, 'ts'>): string {
+  const ct = rec.contentType === '' ? DEFAULT_CONTENT_TYPE : rec.contentType;
+  const labels = formatLabels(rec.labels);
+  return labels === '' ? `${rec.size},${ct}` : `${rec.size},${ct},${labels}`;
+}
+
+/**
+ * Builds `x-reduct-time-<ts>` headers for records: used for v1 batch read responses and by
+ * replication senders to build v1 write batches (the body must follow in ascending ts order).
+ */
+export function encodeV1Headers(records: readonly V1HeaderRecord[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const r of records) headers[`${TIME_PREFIX}${r.ts}`] = encodeV1Value(r);
+  return headers;
+}
+
+/** Builds v1 label-update headers (`0,,k=v,k2=`); `null` or '' deletes a label. */
+export function encodeV1UpdateHeaders(updates: readonly V1LabelUpdate[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const u of updates) headers[`${TIME_PREFIX}${u.ts}`] = `0,,${formatLabels(u.changes)}`;
+  return headers;
+}
+
+/** Builds v1 remove headers (`0,` per timestamp). */
+export function encodeV1RemoveHeaders(timestamps: readonly bigint[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const ts of timestamps) headers[`${TIME_PREFIX}${ts}`] = '0,';
+  return headers;
+}
+
+const HEADER_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
+
+/** `<status>,<message>` for a per-record error header; unsafe messages become `Unparsable message`. */
+export function errorHeaderValue(err: FerryError): string {
+  const msg = HEADER_UNSAFE.test(err.message) ? 'Unparsable message' : err.message;
+  return `${err.status},${msg}`;
+}
+
+/** Per-record error header of a v1 batch: `x-reduct-error-<ts>: <status>,<message>`. */
+export function v1ErrorHeader(ts: bigint, err: FerryError): [string, string] {
+  return [`${ERROR_PREFIX}${ts}`, errorHeaderValue(err)];
+}
+
+/** Parses `x-reduct-error-<ts>` headers of a v1 batch response (for replication senders). */
+export function parseV1ErrorHeaders(headers: HeaderSource): Map<bigint, FerryError> {
+  const out = new Map<bigint, FerryError>();
+  for (const [rawName, value] of headerPairs(headers)) {
+    const name = rawName.toLowerCase();
+    if (!name.startsWith(ERROR_PREFIX)) continue;
+    const ts = parseU64(name.slice(ERROR_PREFIX.length));
+    if (ts === undefined) continue;
+    const comma = value.indexOf(',');
+    const status = Number.parseInt(comma < 0 ? value : value.slice(0, comma), 10);
+    out.set(
+      ts,
+      new FerryError(Number.isFinite(status) ? status : 500, comma < 0 ? '' : value.slice(comma + 1)),
+    );
+  }
+  return out;
+}

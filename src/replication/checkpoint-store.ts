@@ -1,0 +1,115 @@
+/**
+ * Per-replication checkpoint (replication.md §11): the cursor LSN together with the `when` filter
+ * state that belongs to exactly that cursor, the counters and visible flags. Written atomically
+ * before the storage slot is advanced, so the slot never gets ahead of a checkpoint we can resume
+ * from. Writes are coalesced: while one write runs, later checkpoints replace each other.
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../storage/atomic-file.js';
+import { parseJson, stringifyJson } from '../protocol/json.js';
+
+/** Counters of a replication (records and bytes). */
+export interface Counters {
+  records_read: number;
+  bytes_read: number;
+  records_written: number;
+  bytes_written: number;
+  records_already_present: number;
+  records_filtered: number;
+  records_loop_skipped: number;
+  records_failed: number;
+  records_missing_at_source: number;
+  records_dropped_overflow: number;
+  label_updates_written: number;
+}
+
+export const zeroCounters = (): Counters => ({
+  records_read: 0,
+  bytes_read: 0,
+  records_written: 0,
+  bytes_written: 0,
+  records_already_present: 0,
+  records_filtered: 0,
+  records_loop_skipped: 0,
+  records_failed: 0,
+  records_missing_at_source: 0,
+  records_dropped_overflow: 0,
+  label_updates_written: 0,
+});
+
+/** Persisted state of one replication task. */
+export interface Checkpoint {
+  /** Every change with lsn <= this was shipped, skipped or filtered. */
+  lsn: bigint;
+  /** Filter state per source entry (opaque, from the condition module), valid at `lsn`. */
+  filter: Record<string, unknown>;
+  counters: Counters;
+  needs_verify: boolean;
+  needs_verify_reason: string | null;
+  /** Suspension survives restarts: resumed only by PATCH mode or PUT. */
+  suspended_reason: string | null;
+  /** Destination instance id learned from `x-ferry-instance` ('' = none seen). */
+  destination_instance: string;
+}
+
+/** Checkpoint file of one replication. */
+export class CheckpointStore {
+  private readonly path: string;
+  private running: Promise<void> | null = null;
+  private queued: Checkpoint | null = null;
+  private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
+
+  constructor(dir: string, name: string, private readonly sync: boolean) {
+    this.path = join(dir, `${name}.state.json`);
+  }
+
+  /** Reads the checkpoint, or undefined for a replication that never checkpointed. */
+  async load(): Promise<Checkpoint | undefined> {
+    try {
+      const parsed = parseJson(await readFile(this.path, 'utf8')) as Checkpoint & { lsn: bigint | number };
+      return { ...parsed, lsn: BigInt(parsed.lsn), counters: { ...zeroCounters(), ...parsed.counters } };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  /**
+   * Schedules a write of `cp`; resolves once a write containing it (or a later checkpoint) is
+   * durable. Callers pass a snapshot they no longer mutate.
+   */
+  save(cp: Checkpoint): Promise<void> {
+    this.queued = cp;
+    const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    if (!this.running) this.running = this.drain();
+    return p;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queued) {
+      const cp = this.queued;
+      const waiters = this.waiters;
+      this.queued = null;
+      this.waiters = [];
+      try {
+        await writeFileAtomic(this.path, stringifyJson(cp), { noSync: !this.sync });
+        for (const w of waiters) w.resolve();
+      } catch (e) {
+        for (const w of waiters) w.reject(e);
+      }
+    }
+    this.running = null;
+  }
+
+  /** Waits for pending writes. */
+  async flush(): Promise<void> {
+    while (this.running) await this.running;
+  }
+
+  /** Deletes the checkpoint (replication removed). */
+  async remove(): Promise<void> {
+    await this.flush();
+    await rm(this.path, { force: true });
+  }
+}

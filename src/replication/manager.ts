@@ -1,0 +1,345 @@
+/**
+ * Replication service (api.md §17, replication.md §3, §9, §11): owns the definitions, their
+ * persistence and provisioning, and one running `ReplicationTask` per replication. Takes and
+ * returns wire-shaped JSON values and throws FerryError; `src/http` maps routes onto it.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FerryConfig } from '../config/types.js';
+import { Errors, FerryError } from '../protocol/errors.js';
+import { isValidBucketName } from '../protocol/names.js';
+import { stringifyJson } from '../protocol/json.js';
+import type { Storage } from '../storage/types.js';
+import { compileCondition, legacyToWhen } from '../query/condition/index.js';
+import { CheckpointStore, zeroCounters } from './checkpoint-store.js';
+import { DefinitionsStore, type StoredDefinition } from './definitions-store.js';
+import { FailureLog } from './failure-log.js';
+import { LocalTarget } from './local-target.js';
+import { RemoteTarget } from './remote-target.js';
+import {
+  effectiveSettings,
+  isLoopbackHost,
+  parseDestinationHost,
+  parseMode,
+  parseSettings,
+  settingsToWire,
+  urlPort,
+  type ReplicationSettings,
+} from './settings.js';
+import type { Target } from './target.js';
+import { ReplicationTask } from './task.js';
+
+/** Options of `ReplicationManager.open`. */
+export interface ReplicationManagerOptions {
+  storage: Storage;
+  config: FerryConfig;
+  /** Port this server listens on (self-loop check and same-instance detection). */
+  port: number;
+}
+
+const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' does not exist`);
+
+/** All replications of this instance. */
+export class ReplicationManager {
+  private readonly defs = new Map<string, StoredDefinition>();
+  private readonly tasks = new Map<string, ReplicationTask>();
+  private readonly lastUpdate = new Map<string, { at: string; cursor: 'kept'; filter_state: 'kept' | 'reset' }>();
+  private readonly store: DefinitionsStore;
+  private readonly stateDir: string;
+  private readonly failuresDir: string;
+  private readonly sync: boolean;
+  private ca: string | undefined;
+  private caError: string | undefined;
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  private constructor(
+    private readonly storage: Storage,
+    private readonly config: FerryConfig,
+    private readonly port: number,
+  ) {
+    this.sync = config.storage.durability !== 'none';
+    this.store = new DefinitionsStore(config.dataPath, this.sync);
+    this.stateDir = join(config.dataPath, '.ferry', 'replications');
+    this.failuresDir = join(config.dataPath, '.ferry', 'failures');
+    if (config.replication.caPath) {
+      try {
+        this.ca = readFileSync(config.replication.caPath, 'utf8');
+        if (!this.ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate found');
+      } catch (e) {
+        this.ca = undefined;
+        this.caError = `Invalid CA certificate '${config.replication.caPath}': ${(e as Error).message}`;
+      }
+    }
+  }
+
+  /** Loads persisted definitions, applies provisioned ones and starts every task. */
+  static async open(opts: ReplicationManagerOptions): Promise<ReplicationManager> {
+    const m = new ReplicationManager(opts.storage, opts.config, opts.port);
+    for (const [name, def] of await m.store.load()) m.defs.set(name, def);
+    let changed = m.applyProvisioned();
+    for (const [name, def] of m.defs) {
+      if (!m.storage.hasBucket(def.settings.src_bucket)) {
+        process.emitWarning(`Replication '${name}': source bucket '${def.settings.src_bucket}' does not exist; task not started`);
+        continue;
+      }
+      await m.startTask(name, def, false);
+    }
+    if (changed) await m.store.save(m.defs);
+    changed = false;
+    return m;
+  }
+
+  private parse(body: unknown, previousToken?: string | null): ReplicationSettings {
+    return parseSettings(body, {
+      legacyToWhen: (legacy, when) => legacyToWhen(legacy, when),
+      checkWhen: (when) => void compileCondition(when),
+      ...(previousToken !== undefined ? { previousToken } : {}),
+    });
+  }
+
+  /** Provisioned replications (api.md §20.5): re-applied at every start. */
+  private applyProvisioned(): boolean {
+    let changed = false;
+    const provisioned = new Set<string>();
+    for (const p of this.config.replications) {
+      try {
+        const raw = p.settings;
+        const settings = this.parse(raw);
+        const old = this.defs.get(p.name);
+        const modeSet = raw.mode !== undefined && raw.mode !== null;
+        const mode = modeSet ? settings.mode : (old?.mode ?? settings.mode);
+        settings.mode = mode;
+        parseDestinationHost(settings.dst_host);
+        this.defs.set(p.name, { settings, mode, provisioned: true });
+        provisioned.add(p.name);
+        changed = true;
+      } catch (e) {
+        process.emitWarning(`Provisioned replication '${p.name}' ignored: ${(e as Error).message}`);
+      }
+    }
+    for (const [name, def] of this.defs) {
+      if (def.provisioned && !provisioned.has(name)) {
+        def.provisioned = false;
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  /** Checks that a definition can run here (api.md §17.6). */
+  private validateTarget(name: string, s: ReplicationSettings): void {
+    const url = parseDestinationHost(s.dst_host);
+    if (!this.storage.hasBucket(s.src_bucket)) {
+      throw Errors.notFound(`Source bucket '${s.src_bucket}' for replication '${name}' does not exist`);
+    }
+    if (s.src_bucket === s.dst_bucket && (url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port))) {
+      throw Errors.unprocessable('Source and destination buckets must be different');
+    }
+    if (url !== null && !this.isLocal(url) && this.caError) throw Errors.unprocessable(this.caError);
+  }
+
+  private isLocal(url: URL | null): boolean {
+    return url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port);
+  }
+
+  private makeTarget(s: ReplicationSettings): Target {
+    const url = parseDestinationHost(s.dst_host);
+    const eff = effectiveSettings(s);
+    const common = {
+      dstBucket: s.dst_bucket,
+      createTarget: eff.create_target,
+      ...(s.target_settings ? { targetSettings: s.target_settings } : {}),
+    };
+    if (url === null || this.isLocal(url)) return new LocalTarget({ storage: this.storage, ...common });
+    return new RemoteTarget({
+      url,
+      token: s.dst_token,
+      compression: s.compression,
+      sourceInstanceId: this.storage.instanceId,
+      connections: eff.batch.max_in_flight,
+      verifyTls: this.config.replication.verifySsl,
+      ...(this.ca ? { ca: this.ca } : {}),
+      ...common,
+    });
+  }
+
+  private checkpoints(name: string): CheckpointStore {
+    return new CheckpointStore(this.stateDir, name, this.sync);
+  }
+
+  private failureLog(name: string): FailureLog {
+    return new FailureLog(this.failuresDir, name, this.sync);
+  }
+
+  private async startTask(name: string, def: StoredDefinition, resetFilter: boolean): Promise<ReplicationTask> {
+    const task = new ReplicationTask({
+      name,
+      storage: this.storage,
+      settings: def.settings,
+      mode: def.mode,
+      checkpoints: this.checkpoints(name),
+      failures: this.failureLog(name),
+      target: this.makeTarget(def.settings),
+      resetFilter,
+    });
+    await task.start();
+    this.tasks.set(name, task);
+    return task;
+  }
+
+  /** Serialises mutations so that concurrent requests see a consistent set of definitions. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(fn, fn);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private info(name: string, def: StoredDefinition): Record<string, unknown> {
+    const task = this.tasks.get(name);
+    return {
+      name,
+      mode: def.mode,
+      is_active: task ? task.isActive() : false,
+      is_provisioned: def.provisioned,
+      pending_records: task ? task.pending().records : 0,
+    };
+  }
+
+  private status(name: string): Record<string, unknown> {
+    const task = this.tasks.get(name);
+    const status: Record<string, unknown> = task
+      ? task.status()
+      : { state: 'suspended', state_reason: 'source bucket does not exist', counters: zeroCounters() };
+    const upd = this.lastUpdate.get(name);
+    if (upd) status.last_update = upd;
+    return status;
+  }
+
+  /** `GET /replications`: `{"replications": [info + status, …]}` sorted by name. */
+  list(): unknown {
+    const names = [...this.defs.keys()].sort();
+    return { replications: names.map((n) => ({ ...this.info(n, this.defs.get(n)!), status: this.status(n) })) };
+  }
+
+  /** `GET /replications/{name}`: `{info, settings, diagnostics: {hourly}, status}`. */
+  get(name: string): unknown {
+    const def = this.defs.get(name);
+    if (!def) throw notFound(name);
+    const task = this.tasks.get(name);
+    return {
+      info: this.info(name, def),
+      settings: settingsToWire(def.settings, def.mode),
+      diagnostics: { hourly: task ? task.diagnostics.hourly() : { ok: 0, errored: 0, errors: {} } },
+      status: this.status(name),
+    };
+  }
+
+  /** `POST /replications/{name}`. Does not contact the destination. */
+  create(name: string, body: unknown): Promise<void> {
+    return this.exclusive(async () => {
+      const settings = this.parse(body);
+      if (!isValidBucketName(name)) throw Errors.invalidName();
+      if (this.defs.has(name)) throw Errors.conflict(`Replication '${name}' already exists`);
+      this.validateTarget(name, settings);
+      const cps = this.checkpoints(name);
+      await cps.remove();
+      await this.failureLog(name).remove();
+      const lsn = this.storage.changes.lastLsn();
+      const eff = effectiveSettings(settings);
+      await this.storage.changes.setSlot({
+        name: ReplicationTask.slotName(name),
+        bucket: settings.src_bucket,
+        lsn,
+        maxBytes: ReplicationTask.slotMaxBytes(eff),
+      });
+      await cps.save({
+        lsn,
+        filter: {},
+        counters: zeroCounters(),
+        needs_verify: false,
+        needs_verify_reason: null,
+        suspended_reason: null,
+        destination_instance: '',
+      });
+      const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
+      this.defs.set(name, def);
+      await this.store.save(this.defs);
+      await this.startTask(name, def, false);
+    });
+  }
+
+  /** `PUT /replications/{name}`: full replacement; `dst_token` omitted/null keeps the old one. */
+  update(name: string, body: unknown): Promise<void> {
+    return this.exclusive(async () => {
+      const old = this.defs.get(name);
+      if (!old) throw notFound(name);
+      if (old.provisioned) throw Errors.conflict(`Can't update provisioned replication '${name}'`);
+      const settings = this.parse(body, old.settings.dst_token);
+      this.validateTarget(name, settings);
+      const filterReset = stringifyJson(old.settings.when) !== stringifyJson(settings.when);
+      const task = this.tasks.get(name);
+      this.tasks.delete(name);
+      await task?.close();
+      const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
+      this.defs.set(name, def);
+      await this.store.save(this.defs);
+      const started = await this.startTask(name, def, filterReset);
+      started.resume();
+      this.lastUpdate.set(name, { at: new Date().toISOString(), cursor: 'kept', filter_state: filterReset ? 'reset' : 'kept' });
+    });
+  }
+
+  /** `PATCH /replications/{name}/mode` (allowed on provisioned replications; persisted). */
+  setMode(name: string, body: unknown): Promise<void> {
+    return this.exclusive(async () => {
+      const def = this.defs.get(name);
+      if (!def) throw notFound(name);
+      const mode = parseMode(body);
+      def.mode = mode;
+      def.settings.mode = mode;
+      await this.store.save(this.defs);
+      const task = this.tasks.get(name);
+      if (task) {
+        task.setMode(mode);
+        // PATCH is also how a user resumes a suspended replication without changing its mode
+        if (mode !== 'disabled') task.resume();
+      }
+    });
+  }
+
+  /** `DELETE /replications/{name}`: stops the task, drops its slot, checkpoint and failure log. */
+  remove(name: string): Promise<void> {
+    return this.exclusive(async () => {
+      const def = this.defs.get(name);
+      if (!def) throw notFound(name);
+      if (def.provisioned) throw Errors.conflict(`Can't remove provisioned replication '${name}'`);
+      const task = this.tasks.get(name);
+      this.tasks.delete(name);
+      await task?.close();
+      this.defs.delete(name);
+      this.lastUpdate.delete(name);
+      await this.store.save(this.defs);
+      await this.storage.changes.dropSlot(ReplicationTask.slotName(name));
+      await this.checkpoints(name).remove();
+      await this.failureLog(name).remove();
+    });
+  }
+
+  /** `GET /replications/{name}/failures`: `{"total": n, "failures": [newest ≤ 1000 entries]}`. */
+  async failures(name: string): Promise<unknown> {
+    if (!this.defs.has(name)) throw notFound(name);
+    return this.failureLog(name).list();
+  }
+
+  /** Stops every task (final checkpoints written). */
+  close(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.closed) return;
+      this.closed = true;
+      const tasks = [...this.tasks.values()];
+      this.tasks.clear();
+      await Promise.all(tasks.map((t) => t.close()));
+    });
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * Destination bucket on another instance (Ferry or ReductStore), reached through batch protocol v1
+ * (api.md §10) over one keep-alive undici `Pool`. Writes carry `x-ferry-origin` and per-record
+ * `x-ferry-digest-<ts>` so that a Ferry destination applies them idempotently and answers
+ * `x-ferry-present-<ts>: 1`; a plain ReductStore answers 409 instead, which is then verified by
+ * reading the existing record back (size, then SHA-256 prefix).
+ */
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'undici/types/header.js';
+import { encodeV1Headers, encodeV1UpdateHeaders, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
+import { stringifyJson } from '../protocol/json.js';
+import { compressBody } from './compression.js';
+import { parseRetryAfter } from './backoff.js';
+import type { Compression, TargetSettings } from './settings.js';
+import { classifyStatus, lazyPayload, TargetError, type ItemOutcome, type ShipRecord, type Target } from './target.js';
+
+/** Options of a RemoteTarget. */
+export interface RemoteTargetOptions {
+  url: URL;
+  /** Bearer token ('' or null = none). Never logged. */
+  token: string | null;
+  dstBucket: string;
+  compression: Compression;
+  createTarget: boolean;
+  targetSettings?: TargetSettings;
+  /** Our instance id, sent as origin of records written by our own clients. */
+  sourceInstanceId: string;
+  /** Parallel connections (= the replication's max_in_flight). */
+  connections: number;
+  verifyTls: boolean;
+  ca?: string;
+  connectTimeoutMs?: number;
+}
+
+const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+/** Negative client codes of api.md §3.5 for transport failures. */
+function transportError(e: unknown): TargetError {
+  const err = e as NodeJS.ErrnoException & { code?: string };
+  const code = err?.code ?? '';
+  const timeout = code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+  const status = timeout ? -2 : code.startsWith('E') || code.startsWith('UND_ERR') ? -3 : -1;
+  return new TargetError(status, `${timeout ? 'Timeout' : 'Connection error'}: ${err?.message ?? String(e)}`, true);
+}
+
+const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
+
+/** Remote destination over HTTP. */
+export class RemoteTarget implements Target {
+  readonly description: string;
+  instanceId = '';
+  available = false;
+  /** `x-reduct-api` minor version of the destination (compression needs >= 21). */
+  private apiMinor = 0;
+  private readonly pool: Pool;
+  private readonly api: string;
+
+  constructor(private readonly opts: RemoteTargetOptions) {
+    const base = opts.url.pathname.replace(/\/+$/, '');
+    this.api = `${base}/api/v1`;
+    this.description = `${opts.url.origin}${base}`;
+    this.pool = new Pool(opts.url.origin, {
+      connections: opts.connections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+      headersTimeout: 120_000,
+      bodyTimeout: 120_000,
+      connect: {
+        timeout: opts.connectTimeoutMs ?? 10_000,
+        rejectUnauthorized: opts.verifyTls,
+        ...(opts.ca ? { ca: opts.ca } : {}),
+      },
+    });
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    const h: Record<string, string> = { ...extra };
+    if (this.opts.token) h.authorization = `Bearer ${this.opts.token}`;
+    return h;
+  }
+
+  private learn(h: IncomingHttpHeaders): void {
+    const inst = header(h, 'x-ferry-instance');
+    if (inst !== undefined) this.instanceId = inst;
+    const api = header(h, 'x-reduct-api');
+    const m = api ? /^(\d+)\.(\d+)/.exec(api) : null;
+    if (m) this.apiMinor = Number(m[1]) > 1 ? 1000 : Number(m[2]);
+  }
+
+  private async request(
+    method: 'GET' | 'HEAD' | 'POST' | 'PATCH',
+    path: string,
+    headers: Record<string, string>,
+    body?: Readable | string,
+  ) {
+    try {
+      const res = await this.pool.request({ method, path, headers: this.headers(headers), body: body ?? null });
+      this.learn(res.headers);
+      return res;
+    } catch (e) {
+      this.available = false;
+      throw transportError(e);
+    }
+  }
+
+  /** Throws a TargetError for a non-2xx answer to a whole request. */
+  private failure(status: number, h: IncomingHttpHeaders, what: string): TargetError {
+    const msg = header(h, 'x-reduct-error') ?? `HTTP ${status}`;
+    const retryAfter = parseRetryAfter(h['retry-after']);
+    const temporary = status === 429 || status >= 500 || status === 401 || status === 403 || status === 404;
+    if (temporary) this.available = false;
+    return new TargetError(status, `${what}: ${msg}`, temporary, retryAfter);
+  }
+
+  async prepare(): Promise<void> {
+    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}`;
+    const res = await this.request('GET', path, {});
+    await res.body.dump();
+    if (res.statusCode === 200) {
+      this.available = true;
+      return;
+    }
+    if (res.statusCode !== 404) throw this.failure(res.statusCode, res.headers, 'Destination bucket check failed');
+    if (!this.opts.createTarget) {
+      this.available = false;
+      throw new TargetError(404, `Destination bucket '${this.opts.dstBucket}' does not exist (create_target is false)`, true);
+    }
+    const body = stringifyJson(this.opts.targetSettings ?? {});
+    const created = await this.request('POST', path, { 'content-type': 'application/json' }, body);
+    await created.body.dump();
+    if (created.statusCode === 200 || created.statusCode === 409) {
+      this.available = true;
+      return;
+    }
+    throw this.failure(created.statusCode, created.headers, 'Destination bucket creation failed');
+  }
+
+  async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}/batch`;
+    const headers: Record<string, string> = encodeV1Headers(records);
+    headers['content-type'] = 'application/octet-stream';
+    headers['x-ferry-origin'] = records[0]?.origin || this.opts.sourceInstanceId;
+    for (const r of records) headers[`x-ferry-digest-${r.ts}`] = r.digest.toString('hex');
+    const total = records.reduce((s, r) => s + r.size, 0);
+    const payload = async function* (): AsyncGenerator<Buffer> {
+      for (const r of records) yield* lazyPayload(() => r.open());
+    };
+    let body: Readable;
+    const encoding = this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
+    if (encoding) {
+      headers['content-encoding'] = encoding;
+      body = compressBody(payload(), encoding);
+    } else {
+      headers['content-length'] = String(total);
+      body = Readable.from(payload(), { objectMode: false });
+    }
+    const res = await this.request('POST', path, headers, body);
+    await res.body.dump();
+    if (res.statusCode !== 200) {
+      const err = this.failure(res.statusCode, res.headers, 'Batch write refused');
+      if (err.temporary) throw err;
+      return records.map(() => ({ kind: 'permanent', status: err.status, message: err.message }));
+    }
+    this.available = true;
+    const errors = parseV1ErrorHeaders(res.headers);
+    const retryAfter = parseRetryAfter(res.headers['retry-after']);
+    return Promise.all(
+      records.map(async (r): Promise<ItemOutcome> => {
+        if (res.headers[`x-ferry-present-${r.ts}`] !== undefined) return { kind: 'present' };
+        const err = errors.get(r.ts);
+        if (!err) return { kind: 'written' };
+        if (err.status === 409) return this.verifyExisting(entry, r, err.message);
+        // per-record 404 = the bucket disappeared: re-create it and retry instead of dropping
+        if (err.status === 404) {
+          this.available = false;
+          return { kind: 'temporary', status: 404, message: err.message };
+        }
+        return classifyStatus(err.status, err.message, retryAfter);
+      }),
+    );
+  }
+
+  /**
+   * A 409 from a destination that does not understand digests: the record is already present if
+   * the stored one has the same size and content digest, otherwise it is a real conflict.
+   */
+  private async verifyExisting(entry: string, r: ShipRecord, message: string): Promise<ItemOutcome> {
+    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}?ts=${r.ts}`;
+    const head = await this.request('HEAD', path, {});
+    await head.body.dump();
+    if (head.statusCode !== 200) {
+      return classifyStatus(head.statusCode < 500 ? 409 : head.statusCode, `${message} (verification: HTTP ${head.statusCode})`);
+    }
+    if (Number(header(head.headers, 'content-length')) !== r.size) {
+      return { kind: 'permanent', status: 409, message: `${message} (different size at destination)` };
+    }
+    const get = await this.request('GET', path, {});
+    if (get.statusCode !== 200) {
+      await get.body.dump();
+      return classifyStatus(get.statusCode < 500 ? 409 : get.statusCode, `${message} (verification: HTTP ${get.statusCode})`);
+    }
+    const hash = createHash('sha256');
+    for await (const chunk of get.body) hash.update(chunk as Buffer);
+    const digest = hash.digest().subarray(0, r.digest.length);
+    return digest.equals(r.digest)
+      ? { kind: 'present' }
+      : { kind: 'permanent', status: 409, message: `${message} (different content at destination)` };
+  }
+
+  async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}/batch`;
+    const headers = encodeV1UpdateHeaders(
+      records.map((r) => {
+        const changes: Record<string, string | null> = { ...r.labels };
+        for (const k of r.removedLabels) if (r.labels[k] === undefined) changes[k] = null;
+        return { ts: r.ts, changes };
+      }),
+    );
+    headers['x-ferry-origin'] = records[0]?.origin || this.opts.sourceInstanceId;
+    const res = await this.request('PATCH', path, headers);
+    await res.body.dump();
+    if (res.statusCode === 404) {
+      // the whole entry is missing at the destination
+      this.available = true;
+      return records.map(() => ({ kind: 'missing' }));
+    }
+    if (res.statusCode !== 200) {
+      const err = this.failure(res.statusCode, res.headers, 'Label update refused');
+      if (err.temporary) throw err;
+      return records.map(() => ({ kind: 'permanent', status: err.status, message: err.message }));
+    }
+    this.available = true;
+    const errors = parseV1ErrorHeaders(res.headers);
+    return records.map((r): ItemOutcome => {
+      const err = errors.get(r.ts);
+      if (!err) return { kind: 'written' };
+      if (err.status === 404) return /^Bucket /.test(err.message) ? { kind: 'temporary', status: 404, message: err.message } : { kind: 'missing' };
+      return classifyStatus(err.status, err.message);
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}

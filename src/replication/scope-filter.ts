@@ -1,0 +1,90 @@
+/**
+ * What a replication ships (replication.md §4): changes of its source bucket whose entry matches the
+ * patterns (`$meta` children follow their parent), that did not originate at the destination (loop
+ * prevention), and that pass `when` in strict mode with one stateful filter per source entry.
+ */
+import type { Change } from '../storage/types.js';
+import { compileCondition, type CompiledCondition } from '../query/condition/index.js';
+import { compileEntryPatterns, matchesWithMeta, isMetaEntry } from '../query/entry-pattern.js';
+
+/** Verdict for one change. */
+export type FilterVerdict = 'out_of_scope' | 'loop' | 'filtered' | 'pass';
+
+/** The scope filter of one replication task. */
+export class ScopeFilter {
+  private readonly match: (entry: string) => boolean;
+  private readonly base: CompiledCondition | null;
+  private readonly perEntry = new Map<string, CompiledCondition>();
+  private readonly dirty = new Set<string>();
+  private snapshot: Record<string, unknown> = {};
+
+  constructor(
+    private readonly bucket: string,
+    entries: string[],
+    when: unknown,
+    restored: Record<string, unknown> | undefined,
+  ) {
+    this.match = compileEntryPatterns(entries);
+    this.base = when === null || when === undefined ? null : compileCondition(when);
+    if (this.base?.stateful && restored) this.snapshot = { ...restored };
+  }
+
+  /** `#batch_records` / `#batch_size` directives of `when`. */
+  get directives(): { batchRecords?: number; batchSize?: number } {
+    return this.base?.directives ?? {};
+  }
+
+  /** Bucket and entry patterns only: what pending counts are based on. */
+  inScope(c: Change): boolean {
+    return c.bucket === this.bucket && matchesWithMeta(this.match, c.entry);
+  }
+
+  /** Full verdict; mutates the per-entry filter state of stateful conditions. */
+  check(c: Change, destinationInstance: string): FilterVerdict {
+    if (!this.inScope(c)) return 'out_of_scope';
+    if (c.origin !== '' && c.origin === destinationInstance) return 'loop';
+    // attachments bypass `when` (api.md §14.1)
+    if (!this.base || isMetaEntry(c.entry)) return 'pass';
+    const cond = this.condition(c.entry);
+    try {
+      return cond.evaluate({ ts: c.ts, labels: c.labels }) ? 'pass' : 'filtered';
+    } catch {
+      // strict mode: a record whose evaluation errors (e.g. a missing label) is not replicated
+      return 'filtered';
+    } finally {
+      if (this.base.stateful) this.dirty.add(c.entry);
+    }
+  }
+
+  private condition(entry: string): CompiledCondition {
+    let cond = this.perEntry.get(entry);
+    if (!cond) {
+      cond = this.base!.clone();
+      const saved = this.snapshot[entry];
+      if (saved !== undefined) {
+        try {
+          cond.restoreState(saved);
+        } catch {
+          // state of a different condition: start fresh
+        }
+      }
+      this.perEntry.set(entry, cond);
+    }
+    return cond;
+  }
+
+  /**
+   * Snapshot of all per-entry state as of the last `check` (null when the condition is stateless).
+   * Only entries evaluated since the previous snapshot are serialised again.
+   */
+  takeSnapshot(): Record<string, unknown> | null {
+    if (!this.base?.stateful) return null;
+    if (this.dirty.size > 0) {
+      const next = { ...this.snapshot };
+      for (const e of this.dirty) next[e] = this.perEntry.get(e)!.saveState();
+      this.dirty.clear();
+      this.snapshot = next;
+    }
+    return this.snapshot;
+  }
+}

@@ -1,0 +1,417 @@
+/**
+ * Replication settings: the compatible object of api.md §17.2 plus the Ferry extensions of
+ * replication.md §3 that are implemented. Parsing is synchronous and throws FerryError (422 naming
+ * the field); the effective values (defaults filled in) are derived with `effectiveSettings`.
+ */
+import { Errors, FerryError } from '../protocol/errors.js';
+import { jsonNumber } from '../protocol/json.js';
+import type { BucketSettingsPatch, QuotaType } from '../storage/types.js';
+
+export type ReplicationMode = 'enabled' | 'paused' | 'disabled';
+export type Compression = 'none' | 'gzip' | 'zstd';
+export type OnWriteFailure = 'stop' | 'skip';
+export type OnOverflow = 'block' | 'drop_oldest' | 'suspend';
+
+/** Batching and pipelining of shipments. */
+export interface BatchSettings {
+  max_records: number;
+  max_bytes: number;
+  max_delay_ms: number;
+  max_in_flight: number;
+}
+
+/** Backoff on temporary failures; `max_outage_ms: 0` = never suspend. */
+export interface RetrySettings {
+  initial_ms: number;
+  max_ms: number;
+  max_outage_ms: number;
+}
+
+/** Bound on pending work; `max_bytes: 0` = unbounded. */
+export interface LogSettings {
+  max_bytes: number;
+  on_overflow: OnOverflow;
+}
+
+/** Target bucket settings in wire shape (u64 values may arrive as number or bigint). */
+export type TargetSettings = { [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown };
+
+/**
+ * Stored settings. The compatible fields are always present; extension fields are present only
+ * when the user set them, so that the compatible GET answer stays byte-exact (api.md §17.5).
+ */
+export interface ReplicationSettings {
+  src_bucket: string;
+  dst_bucket: string;
+  dst_host: string;
+  /** Secret: never returned by any route, never logged. */
+  dst_token: string | null;
+  entries: string[];
+  dst_prefix: string;
+  when: unknown;
+  mode: ReplicationMode;
+  compression: Compression;
+  create_target?: boolean;
+  target_settings?: TargetSettings;
+  batch?: Partial<BatchSettings>;
+  retry?: Partial<RetrySettings>;
+  on_write_failure?: OnWriteFailure;
+  log?: Partial<LogSettings>;
+}
+
+/** Settings with every default filled in. */
+export interface EffectiveSettings extends ReplicationSettings {
+  create_target: boolean;
+  batch: BatchSettings;
+  retry: RetrySettings;
+  on_write_failure: OnWriteFailure;
+  log: LogSettings;
+}
+
+/**
+ * Defaults. Batches: 1000 records / 8 MiB amortise per-request overhead (ReductStore's 85 records
+ * make small-record catch-up request-bound) while an 8 MiB body still streams in well under a second
+ * on a modest link; 4 batches in flight hide the round-trip time. `max_delay_ms` only bounds how
+ * long a partial batch waits while earlier ones are still in flight — an idle pipe ships at once.
+ * Retry: 0.5 s doubling to 30 s; never suspend by default, because an edge device must recover by
+ * itself after a long outage. Log: 1 GiB of protected pending payload, then the oldest pending data
+ * may be evicted by FIFO quotas and the replication is visibly marked as needing verification.
+ */
+export const DEFAULTS = {
+  batch: { max_records: 1000, max_bytes: 8 * 1024 * 1024, max_delay_ms: 50, max_in_flight: 4 } satisfies BatchSettings,
+  retry: { initial_ms: 500, max_ms: 30_000, max_outage_ms: 0 } satisfies RetrySettings,
+  log: { max_bytes: 1024 * 1024 * 1024, on_overflow: 'drop_oldest' } satisfies LogSettings,
+  on_write_failure: 'stop' as OnWriteFailure,
+  create_target: true,
+};
+
+const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
+const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
+const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
+
+/** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
+const NOT_YET = ['link', 'src_group', 'since', 'until', 'base', 'filter', 'query_params', 'sync', 'rate_limit'];
+
+/** Legacy (≤ 1.20) filter fields, migrated into `when`. */
+export interface LegacyFilter {
+  include?: Record<string, string>;
+  exclude?: Record<string, string>;
+  each_n?: number;
+  each_s?: number;
+}
+
+const invalid = (field: string, why: string): FerryError =>
+  Errors.unprocessable(`Invalid replication setting '${field}': ${why}`);
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function intField(obj: Record<string, unknown>, key: string, path: string, min: number): number | undefined {
+  const v = obj[key];
+  if (v === undefined || v === null) return undefined;
+  const n = jsonNumber(v);
+  const num = typeof n === 'bigint' ? Number(n) : n;
+  if (num === undefined || !Number.isInteger(num) || num < min || !Number.isSafeInteger(num)) {
+    throw invalid(path === '' ? key : `${path}.${key}`, `must be an integer >= ${min}`);
+  }
+  return num;
+}
+
+function objectField(body: Record<string, unknown>, key: string, allowed: readonly string[]): Record<string, unknown> | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  if (!isObject(v)) throw invalid(key, 'must be an object');
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) throw invalid(`${key}.${k}`, 'unknown field');
+  return v;
+}
+
+function stringMap(v: unknown, field: string): Record<string, string> {
+  if (!isObject(v)) throw invalid(field, 'must be an object of label values');
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) {
+    if (typeof val !== 'string') throw invalid(`${field}.${k}`, 'must be a string');
+    out[k] = val;
+  }
+  return out;
+}
+
+/** Reads the legacy filter fields of a body (undefined when none is present). */
+export function readLegacyFilter(body: Record<string, unknown>): LegacyFilter | undefined {
+  const legacy: LegacyFilter = {};
+  let any = false;
+  if (body.include !== undefined && body.include !== null) {
+    legacy.include = stringMap(body.include, 'include');
+    any = Object.keys(legacy.include).length > 0 || any;
+  }
+  if (body.exclude !== undefined && body.exclude !== null) {
+    legacy.exclude = stringMap(body.exclude, 'exclude');
+    any = Object.keys(legacy.exclude).length > 0 || any;
+  }
+  const n = intField(body, 'each_n', '', 1);
+  if (n !== undefined) {
+    legacy.each_n = n;
+    any = true;
+  }
+  if (body.each_s !== undefined && body.each_s !== null) {
+    const s = jsonNumber(body.each_s);
+    const num = typeof s === 'bigint' ? Number(s) : s;
+    if (num === undefined || !(num > 0)) throw invalid('each_s', 'must be a positive number');
+    legacy.each_s = num;
+    any = true;
+  }
+  return any ? legacy : undefined;
+}
+
+/** Parses `{"mode": ...}` (PATCH …/mode). */
+export function parseMode(body: unknown): ReplicationMode {
+  if (!isObject(body) || body.mode === undefined) throw Errors.invalidJson('missing field `mode`');
+  return parseModeValue(body.mode);
+}
+
+function parseModeValue(v: unknown): ReplicationMode {
+  if (typeof v === 'string') {
+    const m = v.toLowerCase();
+    if ((MODES as readonly string[]).includes(m)) return m as ReplicationMode;
+  }
+  throw Errors.invalidJson(`unknown variant \`${String(v)}\`, expected one of \`enabled\`, \`paused\`, \`disabled\``);
+}
+
+/** Options of `parseSettings`. */
+export interface ParseSettingsOptions {
+  /** Migrates legacy filters into a `when` object (from the condition module). */
+  legacyToWhen(legacy: LegacyFilter, when: unknown): unknown;
+  /** Compiles `when` to check it; throws FerryError with the parser message. */
+  checkWhen(when: unknown): void;
+  /** Previously stored token (PUT keeps it when the body omits it or sends null). */
+  previousToken?: string | null;
+}
+
+/**
+ * Validates a settings body (POST/PUT, provisioning). Required fields missing → 422 `Invalid JSON: …`;
+ * every other problem → 422 naming the field. Does not check buckets or hosts against the world.
+ */
+export function parseSettings(body: unknown, opts: ParseSettingsOptions): ReplicationSettings {
+  if (!isObject(body)) throw Errors.invalidJson('expected a settings object');
+  for (const key of ['src_bucket', 'dst_bucket', 'dst_host']) {
+    if (body[key] === undefined || body[key] === null) throw Errors.invalidJson(`missing field \`${key}\``);
+    if (typeof body[key] !== 'string') throw Errors.invalidJson(`invalid type for \`${key}\`, expected a string`);
+  }
+  for (const key of NOT_YET) {
+    if (body[key] !== undefined && body[key] !== null) {
+      throw Errors.unprocessable(`Replication setting '${key}' is not supported yet`);
+    }
+  }
+  if (body.continuous !== undefined && body.continuous !== null && body.continuous !== true) {
+    if (body.continuous === false) throw Errors.unprocessable(`Replication setting 'continuous' is not supported yet`);
+    throw invalid('continuous', 'must be a boolean');
+  }
+  if (body.replication_type !== undefined && body.replication_type !== null && body.replication_type !== 'async') {
+    if (body.replication_type === 'sync') {
+      throw Errors.unprocessable(`Replication setting 'replication_type' is not supported yet`);
+    }
+    throw invalid('replication_type', "must be 'async' or 'sync'");
+  }
+
+  const dstToken = body.dst_token;
+  if (dstToken !== undefined && dstToken !== null && typeof dstToken !== 'string') {
+    throw Errors.invalidJson('invalid type for `dst_token`, expected a string');
+  }
+  let entries: string[] = [];
+  if (body.entries !== undefined && body.entries !== null) {
+    if (!Array.isArray(body.entries) || body.entries.some((e) => typeof e !== 'string')) {
+      throw Errors.invalidJson('invalid type for `entries`, expected a sequence of strings');
+    }
+    entries = [...(body.entries as string[])];
+  }
+  const prefix = body.dst_prefix ?? '';
+  if (typeof prefix !== 'string') throw Errors.invalidJson('invalid type for `dst_prefix`, expected a string');
+  const mode = body.mode === undefined || body.mode === null ? 'enabled' : parseModeValue(body.mode);
+  let compression: Compression = 'none';
+  if (body.compression !== undefined && body.compression !== null) {
+    const c = typeof body.compression === 'string' ? body.compression.toLowerCase() : body.compression;
+    if (!(COMPRESSIONS as readonly unknown[]).includes(c)) {
+      throw Errors.invalidJson(`unknown variant \`${String(body.compression)}\`, expected one of \`none\`, \`gzip\`, \`zstd\``);
+    }
+    compression = c as Compression;
+  }
+
+  let when: unknown = body.when ?? null;
+  const legacy = readLegacyFilter(body);
+  if (legacy) when = opts.legacyToWhen(legacy, when);
+  if (when !== null) {
+    if (!isObject(when)) throw Errors.unprocessable('Invalid replication condition: condition must be an object');
+    try {
+      opts.checkWhen(when);
+    } catch (e) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw Errors.unprocessable(`Invalid replication condition: ${msg}`);
+    }
+  }
+
+  const settings: ReplicationSettings = {
+    src_bucket: body.src_bucket as string,
+    dst_bucket: body.dst_bucket as string,
+    dst_host: body.dst_host as string,
+    dst_token: typeof dstToken === 'string' ? dstToken : (opts.previousToken ?? null),
+    entries,
+    dst_prefix: prefix,
+    when,
+    mode,
+    compression,
+  };
+
+  if (body.create_target !== undefined && body.create_target !== null) {
+    if (typeof body.create_target !== 'boolean') throw invalid('create_target', 'must be a boolean');
+    settings.create_target = body.create_target;
+  }
+  const ts = objectField(body, 'target_settings', ['quota_type', 'quota_size', 'max_block_size', 'max_block_records']);
+  if (ts) {
+    const out: TargetSettings = {};
+    if (ts.quota_type !== undefined && ts.quota_type !== null) {
+      if (!(QUOTA_TYPES as readonly unknown[]).includes(ts.quota_type)) {
+        throw invalid('target_settings.quota_type', 'must be NONE, FIFO or HARD');
+      }
+      out.quota_type = ts.quota_type;
+    }
+    for (const k of ['quota_size', 'max_block_size', 'max_block_records'] as const) {
+      const v = ts[k];
+      if (v === undefined || v === null) continue;
+      if (!(typeof v === 'bigint' ? v >= 0n : Number.isSafeInteger(v) && (v as number) >= 0)) {
+        throw invalid(`target_settings.${k}`, 'must be a non-negative integer');
+      }
+      out[k] = v;
+    }
+    settings.target_settings = out;
+  }
+  const batch = objectField(body, 'batch', ['max_records', 'max_bytes', 'max_delay_ms', 'max_in_flight']);
+  if (batch) {
+    const b: Partial<BatchSettings> = {};
+    const r = intField(batch, 'max_records', 'batch', 1);
+    if (r !== undefined) b.max_records = r;
+    const by = intField(batch, 'max_bytes', 'batch', 1);
+    if (by !== undefined) b.max_bytes = by;
+    const d = intField(batch, 'max_delay_ms', 'batch', 0);
+    if (d !== undefined) b.max_delay_ms = d;
+    const f = intField(batch, 'max_in_flight', 'batch', 1);
+    if (f !== undefined) {
+      if (f > 64) throw invalid('batch.max_in_flight', 'must be an integer between 1 and 64');
+      b.max_in_flight = f;
+    }
+    settings.batch = b;
+  }
+  const retry = objectField(body, 'retry', ['initial_ms', 'max_ms', 'max_outage_ms']);
+  if (retry) {
+    const r: Partial<RetrySettings> = {};
+    const i = intField(retry, 'initial_ms', 'retry', 1);
+    if (i !== undefined) r.initial_ms = i;
+    const m = intField(retry, 'max_ms', 'retry', 1);
+    if (m !== undefined) r.max_ms = m;
+    const o = intField(retry, 'max_outage_ms', 'retry', 0);
+    if (o !== undefined) r.max_outage_ms = o;
+    if ((r.initial_ms ?? DEFAULTS.retry.initial_ms) > (r.max_ms ?? DEFAULTS.retry.max_ms)) {
+      throw invalid('retry.initial_ms', 'must not exceed retry.max_ms');
+    }
+    settings.retry = r;
+  }
+  if (body.on_write_failure !== undefined && body.on_write_failure !== null) {
+    if (body.on_write_failure !== 'stop' && body.on_write_failure !== 'skip') {
+      throw invalid('on_write_failure', "must be 'stop' or 'skip'");
+    }
+    settings.on_write_failure = body.on_write_failure;
+  }
+  const log = objectField(body, 'log', ['max_bytes', 'on_overflow']);
+  if (log) {
+    const l: Partial<LogSettings> = {};
+    const mb = intField(log, 'max_bytes', 'log', 0);
+    if (mb !== undefined) l.max_bytes = mb;
+    if (log.on_overflow !== undefined && log.on_overflow !== null) {
+      if (!['block', 'drop_oldest', 'suspend'].includes(log.on_overflow as string)) {
+        throw invalid('log.on_overflow', "must be 'block', 'drop_oldest' or 'suspend'");
+      }
+      l.on_overflow = log.on_overflow as OnOverflow;
+    }
+    settings.log = l;
+  }
+  return settings;
+}
+
+/** Fills in defaults; `#batch_records` / `#batch_size` directives of `when` override batch limits. */
+export function effectiveSettings(
+  s: ReplicationSettings,
+  directives: { batchRecords?: number; batchSize?: number } = {},
+): EffectiveSettings {
+  const batch = { ...DEFAULTS.batch, ...s.batch };
+  if (directives.batchRecords !== undefined && directives.batchRecords > 0) batch.max_records = directives.batchRecords;
+  if (directives.batchSize !== undefined && directives.batchSize > 0) batch.max_bytes = directives.batchSize;
+  return {
+    ...s,
+    create_target: s.create_target ?? DEFAULTS.create_target,
+    batch,
+    retry: { ...DEFAULTS.retry, ...s.retry },
+    on_write_failure: s.on_write_failure ?? DEFAULTS.on_write_failure,
+    log: { ...DEFAULTS.log, ...s.log },
+  };
+}
+
+/** Settings as returned by GET: `dst_token` masked, `mode` = current mode. */
+export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    src_bucket: s.src_bucket,
+    dst_bucket: s.dst_bucket,
+    dst_host: s.dst_host,
+    dst_prefix: s.dst_prefix,
+    dst_token: null,
+    entries: s.entries,
+    when: s.when,
+    mode,
+    compression: s.compression,
+  };
+  for (const k of ['create_target', 'target_settings', 'batch', 'retry', 'on_write_failure', 'log'] as const) {
+    if (s[k] !== undefined) out[k] = s[k];
+  }
+  return out;
+}
+
+/** Converts wire target settings into a storage patch (u64 → bigint). */
+export function targetSettingsPatch(t: TargetSettings | undefined): BucketSettingsPatch {
+  const patch: BucketSettingsPatch = {};
+  if (!t) return patch;
+  if (typeof t.quota_type === 'string') patch.quota_type = t.quota_type as QuotaType;
+  for (const k of ['quota_size', 'max_block_size', 'max_block_records'] as const) {
+    const v = t[k];
+    if (typeof v === 'bigint') patch[k] = v;
+    else if (typeof v === 'number') patch[k] = BigInt(v);
+  }
+  return patch;
+}
+
+/** Destination entry name: `dst_prefix` (surrounding slashes trimmed) + '/' + entry. */
+export function destinationEntry(prefix: string, entry: string): string {
+  const p = prefix.replace(/^\/+|\/+$/g, '');
+  return p === '' ? entry : `${p}/${entry}`;
+}
+
+/** Loopback host names used by the compatible self-loop check (api.md §17.6). */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '127.0.0.1' || h === '0.0.0.0' || h === '::1';
+}
+
+/** Parses `dst_host`; '' = this instance. Throws 422 `Invalid destination host '<h>'`. */
+export function parseDestinationHost(host: string): URL | null {
+  if (host === '') return null;
+  let url: URL;
+  try {
+    url = new URL(host);
+  } catch {
+    throw Errors.unprocessable(`Invalid destination host '${host}'`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw Errors.unprocessable(`Invalid destination host '${host}'`);
+  return url;
+}
+
+/** Port of a destination URL, with the scheme's default. */
+export function urlPort(url: URL): number {
+  if (url.port !== '') return Number(url.port);
+  return url.protocol === 'https:' ? 443 : 80;
+}

@@ -1,0 +1,90 @@
+/**
+ * The one destination interface of the replication engine (replication.md §1.5): the same task
+ * ships to a bucket of this instance (`LocalTarget`, no HTTP) or of another instance
+ * (`RemoteTarget`, batch protocol v1 over keep-alive HTTP).
+ */
+import type { Readable } from 'node:stream';
+import type { Labels } from '../storage/types.js';
+
+/** One record to apply at the destination, read from the source storage at send time. */
+export interface ShipRecord {
+  /** LSN of the source change. */
+  lsn: bigint;
+  ts: bigint;
+  size: number;
+  contentType: string;
+  /** Current labels of the source record. */
+  labels: Labels;
+  /** Labels removed by a label update (sent as `k=` so the destination drops them too). */
+  removedLabels: readonly string[];
+  /** First 16 bytes of the payload's SHA-256. */
+  digest: Buffer;
+  /** Origin instance of the change ('' = written by a client of the source instance). */
+  origin: string;
+  /** Opens the payload stream (writes only); each call streams from the source file again. */
+  open(): Readable;
+}
+
+/** Outcome of one record at the destination. */
+export type ItemOutcome =
+  | { kind: 'written' }
+  | { kind: 'present' }
+  /** A label update for a record the destination does not hold. */
+  | { kind: 'missing' }
+  | { kind: 'temporary'; status: number; message: string; retryAfterMs?: number }
+  | { kind: 'permanent'; status: number; message: string };
+
+/** A whole-request failure (connection, timeout, refusal of the request as such). */
+export class TargetError extends Error {
+  constructor(
+    /** HTTP status, or a negative client code (-1 unknown, -2 timeout, -3 connection error). */
+    readonly status: number,
+    message: string,
+    /** Temporary failures are retried with backoff; permanent ones apply to every record sent. */
+    readonly temporary: boolean,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'TargetError';
+  }
+}
+
+/** A replication destination. Requests may run concurrently. */
+export interface Target {
+  /** `local` or the destination URL without credentials (for status). */
+  readonly description: string;
+  /**
+   * Instance id of the destination when known (local: this instance; remote: from the
+   * `x-ferry-instance` header; '' for a ReductStore destination or before the first contact).
+   */
+  readonly instanceId: string;
+  /** True once `prepare()` succeeded and no request has failed since. */
+  readonly available: boolean;
+  /** Makes sure the destination bucket exists (creating it when allowed). Throws TargetError. */
+  prepare(): Promise<void>;
+  /** Writes records of one destination entry, all with the same origin, ascending ts. */
+  write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]>;
+  /** Applies label updates of one destination entry. */
+  update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]>;
+  close(): Promise<void>;
+}
+
+/** Classifies a per-record status from a destination (409 handled by the caller). */
+export function classifyStatus(status: number, message: string, retryAfterMs?: number): ItemOutcome {
+  if (status < 0 || status === 429 || status === 425 || status >= 500) {
+    return retryAfterMs === undefined
+      ? { kind: 'temporary', status, message }
+      : { kind: 'temporary', status, message, retryAfterMs };
+  }
+  return { kind: 'permanent', status, message };
+}
+
+/** Wraps a payload opener so that the file is only opened when the consumer starts reading. */
+export async function* lazyPayload(open: () => Readable): AsyncGenerator<Buffer> {
+  const stream = open();
+  try {
+    for await (const chunk of stream) yield chunk as Buffer;
+  } finally {
+    stream.destroy();
+  }
+}

@@ -1,0 +1,871 @@
+/**
+ * The replication engine for one replication (replication.md §6 continuous runs, §9, §11): reads
+ * the storage change log from the persisted cursor, filters, groups changes into windows, ships the
+ * windows through a `Target` with up to `max_in_flight` windows in flight, and moves the cursor
+ * only over a prefix of windows that were completely delivered (or skipped into the failure log).
+ *
+ * Durability: the checkpoint (cursor + `when` state + counters) is written before the storage slot
+ * is advanced, so a restart resumes from the checkpoint and re-ships at most what was in flight —
+ * the destination's idempotent apply turns that into a no-op.
+ */
+import { isFerryError } from '../protocol/errors.js';
+import type { Change, Storage, StoredRecord } from '../storage/types.js';
+import { backoffDelay } from './backoff.js';
+import type { Checkpoint, CheckpointStore, Counters } from './checkpoint-store.js';
+import { zeroCounters } from './checkpoint-store.js';
+import { Diagnostics } from './diagnostics.js';
+import type { FailureEntry, FailureLog } from './failure-log.js';
+import { mapLimit } from './map-limit.js';
+import { ScopeFilter } from './scope-filter.js';
+import {
+  destinationEntry,
+  effectiveSettings,
+  type EffectiveSettings,
+  type ReplicationMode,
+  type ReplicationSettings,
+} from './settings.js';
+import { TargetError, type ItemOutcome, type ShipRecord, type Target } from './target.js';
+
+/** Visible state of a replication (replication.md §9). */
+export type TaskState = 'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
+
+/** Changes read from the log per call. */
+const READ_CHUNK = 2048;
+/** Checkpoint interval while the cursor only skips changes outside the scope. */
+const CHECKPOINT_IDLE_MS = 1000;
+/** Source records read concurrently while preparing a request. */
+const READ_CONCURRENCY = 16;
+
+/** Dependencies and settings of a task. */
+export interface TaskOptions {
+  name: string;
+  storage: Storage;
+  settings: ReplicationSettings;
+  mode: ReplicationMode;
+  checkpoints: CheckpointStore;
+  failures: FailureLog;
+  target: Target;
+  /** Reset the `when` state restored from the checkpoint (the condition changed). */
+  resetFilter?: boolean;
+}
+
+interface Item {
+  change: Change;
+  destEntry: string;
+}
+
+interface Window {
+  /** Commit point: every change with lsn <= endLsn is covered by this and earlier windows. */
+  endLsn: bigint;
+  items: Item[];
+  /** In-scope changes covered (pending accounting), records and payload bytes. */
+  scopeRecords: number;
+  scopeBytes: number;
+  /** `when` state after evaluating up to endLsn (null = stateless condition). */
+  filter: Record<string, unknown> | null;
+  openedAt: number;
+  bytes: number;
+  status: 'building' | 'sending' | 'done' | 'temp_failed' | 'perm_failed';
+  /** Items not delivered yet. */
+  remaining: Item[];
+  error?: { status: number; message: string; retryAfterMs?: number };
+  /** Settles when the current send attempt is over. */
+  sending?: Promise<void>;
+}
+
+/** Result of one attempt to deliver a group of items. */
+interface Attempt {
+  remaining: Item[];
+  temp?: { status: number; message: string; retryAfterMs?: number };
+  perm?: { status: number; message: string };
+}
+
+const keyOf = (w: Item): string => `${w.change.kind}\u0000${w.destEntry}\u0000${w.change.origin}`;
+
+/** One running replication. */
+export class ReplicationTask {
+  readonly name: string;
+  private settings: EffectiveSettings;
+  private mode: ReplicationMode;
+  private readonly storage: Storage;
+  private readonly target: Target;
+  private readonly checkpoints: CheckpointStore;
+  private readonly failureLog: FailureLog;
+  readonly diagnostics = new Diagnostics();
+  private readonly slotName: string;
+  private filter!: ScopeFilter;
+
+  private state: TaskState = 'initializing';
+  private stateReason: string | null = null;
+  private stateSince = Date.now();
+
+  // cursor and reader
+  private cursor = 0n;
+  private committedFilter: Record<string, unknown> | null = null;
+  private readLsn = 0n;
+  private lookahead: Change[] = [];
+  private building: Window | null = null;
+  private readonly inflight: Window[] = [];
+
+  // pending accounting (bucket + entry scope, before `when`)
+  private countedLsn = 0n;
+  private unreadRecords = 0;
+  private unreadBytes = 0;
+  private unreadOldest: number | null = null;
+  private counting: Promise<void> | null = null;
+  private countAgain = false;
+
+  // failures
+  private counters: Counters = zeroCounters();
+  private retryAt: number | null = null;
+  private retries = 0;
+  private consecutiveFailures = 0;
+  private outageStart: number | null = null;
+  private lastError: { status: number; message: string; at: number } | null = null;
+  private suspendedReason: string | null = null;
+  private needsVerify = false;
+  private needsVerifyReason: string | null = null;
+  private overflowUpTo = 0n;
+  private contactOk = true;
+  private prepared = false;
+
+  // loop control
+  private wakeUp: (() => void) | null = null;
+  private wakePending = false;
+  private closing = false;
+  private loop: Promise<void> | null = null;
+  private dirtyCheckpoint = false;
+  private urgentPersist = false;
+  private lastPersistAt = 0;
+  private persistTimer: NodeJS.Timeout | null = null;
+  private readonly unsubscribe: Array<() => void> = [];
+  private readonly throughput: Array<[number, number, number]> = [];
+  private readonly resetFilter: boolean;
+
+  constructor(opts: TaskOptions) {
+    this.name = opts.name;
+    this.storage = opts.storage;
+    this.mode = opts.mode;
+    this.target = opts.target;
+    this.checkpoints = opts.checkpoints;
+    this.failureLog = opts.failures;
+    this.slotName = ReplicationTask.slotName(opts.name);
+    this.settings = effectiveSettings(opts.settings);
+    this.resetFilter = opts.resetFilter ?? false;
+  }
+
+  /** Name of the change-log slot of a replication. */
+  static slotName(name: string): string {
+    return `replication/${name}`;
+  }
+
+  /** Storage slot bound for the log settings (block = protect without bound). */
+  static slotMaxBytes(s: EffectiveSettings): number {
+    return s.log.on_overflow === 'block' || s.log.max_bytes === 0 ? Number.MAX_SAFE_INTEGER : s.log.max_bytes;
+  }
+
+  /** Loads the checkpoint, restores the slot and starts the loop. */
+  async start(): Promise<void> {
+    const cp = await this.checkpoints.load();
+    const log = this.storage.changes;
+    const slot = log.getSlot(this.slotName);
+    this.cursor = cp?.lsn ?? slot?.lsn ?? log.lastLsn();
+    if (cp) {
+      this.counters = { ...cp.counters };
+      this.needsVerify = cp.needs_verify;
+      this.needsVerifyReason = cp.needs_verify_reason;
+      this.suspendedReason = cp.suspended_reason;
+    }
+    this.committedFilter = this.resetFilter ? null : (cp?.filter ?? null);
+    this.filter = new ScopeFilter(this.settings.src_bucket, this.settings.entries, this.settings.when, this.committedFilter ?? undefined);
+    this.settings = effectiveSettings(this.settings, this.filter.directives);
+    const maxBytes = ReplicationTask.slotMaxBytes(this.settings);
+    if (!slot || slot.bucket !== this.settings.src_bucket || slot.maxBytes !== maxBytes || slot.lsn > this.cursor) {
+      await log.setSlot({ name: this.slotName, bucket: this.settings.src_bucket, lsn: this.cursor, maxBytes });
+    } else if (slot.lsn < this.cursor) {
+      log.advanceSlot(this.slotName, this.cursor);
+    }
+    this.readLsn = this.cursor;
+    this.countedLsn = this.cursor;
+    if (this.suspendedReason) this.setState('suspended', this.suspendedReason);
+    this.unsubscribe.push(
+      log.onCommit(() => {
+        this.scheduleCount();
+        this.wake();
+      }),
+      log.onSlotOverflow((slotName, upTo) => {
+        if (slotName === this.slotName) this.onOverflow(upTo);
+      }),
+    );
+    this.scheduleCount();
+    this.loop = this.run().catch((e: unknown) => {
+      this.suspend(`Internal error: ${(e as Error)?.message ?? String(e)}`);
+    });
+  }
+
+  /** Stops the loop, aborts requests, writes the final checkpoint. Pending work stays in the log. */
+  async close(): Promise<void> {
+    this.closing = true;
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    for (const u of this.unsubscribe.splice(0)) u();
+    this.wake();
+    await this.target.close().catch(() => undefined);
+    await this.loop;
+    await Promise.allSettled(this.inflight.map((w) => w.sending));
+    this.commitDone();
+    await this.checkpoints.save(this.checkpoint()).catch(() => undefined);
+    await this.checkpoints.flush();
+  }
+
+  /** Changes the mode; resuming (`enabled`) clears a suspension. */
+  setMode(mode: ReplicationMode): void {
+    this.mode = mode;
+    if (mode === 'enabled' && this.suspendedReason) this.resume();
+    this.wake();
+  }
+
+  /** Clears a suspension (PATCH mode / PUT) and retries at once. */
+  resume(): void {
+    this.suspendedReason = null;
+    this.retryAt = Date.now();
+    this.outageStart = null;
+    this.consecutiveFailures = 0;
+    this.dirtyCheckpoint = true;
+    this.urgentPersist = true;
+    this.wake();
+  }
+
+  // ---------------------------------------------------------------- main loop
+
+  private wake(): void {
+    this.wakePending = true;
+    const w = this.wakeUp;
+    this.wakeUp = null;
+    w?.();
+  }
+
+  private wait(ms?: number): Promise<void> {
+    if (this.wakePending || this.closing) {
+      this.wakePending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const timer = ms === undefined ? undefined : setTimeout(() => this.wake(), Math.max(0, ms));
+      this.wakeUp = () => {
+        if (timer) clearTimeout(timer);
+        this.wakePending = false;
+        resolve();
+      };
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closing) {
+      this.commitDone();
+      this.persistIfDirty();
+      if (this.mode === 'disabled') {
+        this.skipWhileDisabled();
+        await this.wait();
+        continue;
+      }
+      if (this.suspendedReason) {
+        this.setState('suspended', this.suspendedReason);
+        await this.wait();
+        continue;
+      }
+      if (this.mode === 'paused') {
+        this.setState('paused', 'mode is paused');
+        await this.wait();
+        continue;
+      }
+      if (this.retryAt !== null) {
+        const delay = this.retryAt - Date.now();
+        if (delay > 0) {
+          await this.wait(delay);
+          continue;
+        }
+        if (!(await this.tryPrepare())) continue;
+        this.retryAt = null;
+        for (const w of this.inflight) if (w.status === 'temp_failed' || w.status === 'perm_failed') this.launch(w);
+      }
+      if (!this.prepared && !(await this.tryPrepare())) continue;
+      let timeout: number | undefined;
+      while (!this.closing && this.retryAt === null && !this.suspendedReason && this.mode === 'enabled') {
+        if (this.inflight.length >= this.settings.batch.max_in_flight) break;
+        // a failed window is retried before anything new is sent
+        if (this.inflight.some((w) => w.status === 'temp_failed' || w.status === 'perm_failed')) break;
+        const next = await this.nextWindow();
+        if (next === 'wait') {
+          const w = this.building!;
+          timeout = Math.max(1, this.settings.batch.max_delay_ms - (Date.now() - w.openedAt));
+          break;
+        }
+        if (next === null) break;
+        this.launch(next);
+      }
+      if (this.retryAt === null && !this.suspendedReason && this.mode === 'enabled') {
+        const busy = this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0;
+        this.setState(busy ? 'replicating' : 'idle', null);
+      }
+      await this.wait(timeout);
+    }
+  }
+
+  private async tryPrepare(): Promise<boolean> {
+    try {
+      await this.target.prepare();
+      this.prepared = true;
+      return true;
+    } catch (e) {
+      this.prepared = false;
+      const err = e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+      this.temporaryFailure({ status: err.status, message: err.message, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
+      return false;
+    }
+  }
+
+  // ---------------------------------------------------------------- reading and windows
+
+  private async fill(): Promise<boolean> {
+    if (this.lookahead.length > 0) return true;
+    const changes = await this.storage.changes.read(this.readLsn, READ_CHUNK);
+    // the reader may have moved while we awaited (disabled mode skips)
+    this.lookahead = changes.filter((c) => c.lsn > this.readLsn);
+    return this.lookahead.length > 0;
+  }
+
+  /**
+   * Returns the next window to ship, 'wait' when a partial window should gather more changes, or
+   * null when there is nothing to do.
+   */
+  private async nextWindow(): Promise<Window | 'wait' | null> {
+    const limits = this.settings.batch;
+    for (;;) {
+      if (this.closing || this.mode !== 'enabled') return null;
+      const w = (this.building ??= this.newWindow());
+      const more = await this.fill();
+      if (this.building !== w) continue; // reset while awaiting
+      if (!more) {
+        if (w.items.length === 0) {
+          if (w.endLsn > this.cursor && this.inflight.length === 0) return this.seal(w);
+          return null;
+        }
+        if (this.inflight.length === 0 || Date.now() - w.openedAt >= limits.max_delay_ms) return this.seal(w);
+        return 'wait';
+      }
+      while (this.lookahead.length > 0) {
+        const c = this.lookahead[0]!;
+        if (
+          w.items.length > 0 &&
+          this.filter.inScope(c) &&
+          (w.items.length >= limits.max_records || w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
+        ) {
+          return this.seal(w);
+        }
+        this.lookahead.shift();
+        this.consume(c, w);
+      }
+      if (w.items.length >= limits.max_records || w.bytes >= limits.max_bytes) return this.seal(w);
+    }
+  }
+
+  private newWindow(): Window {
+    return {
+      endLsn: this.readLsn,
+      items: [],
+      scopeRecords: 0,
+      scopeBytes: 0,
+      filter: null,
+      openedAt: Date.now(),
+      bytes: 0,
+      status: 'building',
+      remaining: [],
+    };
+  }
+
+  private seal(w: Window): Window {
+    w.filter = this.filter.takeSnapshot();
+    w.remaining = w.items.slice();
+    this.building = null;
+    return w;
+  }
+
+  /** Takes one change into the building window (synchronous: keeps counters consistent). */
+  private consume(c: Change, w: Window): void {
+    const inScope = this.filter.inScope(c);
+    if (inScope && c.lsn <= this.countedLsn) {
+      this.unreadRecords--;
+      this.unreadBytes -= c.size;
+      if (this.unreadRecords <= 0) {
+        this.unreadRecords = 0;
+        this.unreadBytes = 0;
+        this.unreadOldest = null;
+      } else this.unreadOldest = c.commitTime;
+    }
+    this.readLsn = c.lsn;
+    if (c.lsn > this.countedLsn) this.countedLsn = c.lsn;
+    w.endLsn = c.lsn;
+    if (!inScope) return;
+    w.scopeRecords++;
+    w.scopeBytes += c.size;
+    const verdict = this.filter.check(c, this.target.instanceId);
+    if (verdict === 'loop') this.counters.records_loop_skipped++;
+    else if (verdict === 'filtered') this.counters.records_filtered++;
+    else if (verdict === 'pass') {
+      w.items.push({ change: c, destEntry: destinationEntry(this.settings.dst_prefix, c.entry) });
+      if (c.kind === 'write') w.bytes += c.size;
+    }
+  }
+
+  // ---------------------------------------------------------------- pending accounting
+
+  private scheduleCount(): void {
+    if (this.counting) {
+      this.countAgain = true;
+      return;
+    }
+    this.counting = this.countLoop().finally(() => {
+      this.counting = null;
+      if (this.countAgain) {
+        this.countAgain = false;
+        this.scheduleCount();
+      }
+    });
+  }
+
+  /** Counts in-scope changes the reader has not taken yet (at start: the whole backlog). */
+  private async countLoop(): Promise<void> {
+    while (!this.closing) {
+      const from = this.countedLsn > this.readLsn ? this.countedLsn : this.readLsn;
+      const changes = await this.storage.changes.read(from, READ_CHUNK * 4).catch(() => []);
+      if (changes.length === 0) return;
+      for (const c of changes) {
+        if (c.lsn <= this.countedLsn || c.lsn <= this.readLsn) continue;
+        this.countedLsn = c.lsn;
+        if (this.mode !== 'disabled' && this.filter.inScope(c)) {
+          if (this.unreadRecords === 0) this.unreadOldest = c.commitTime;
+          this.unreadRecords++;
+          this.unreadBytes += c.size;
+        }
+      }
+      if (changes.length < READ_CHUNK * 4) return;
+    }
+  }
+
+  /** Records and bytes in scope not yet delivered. */
+  pending(): { records: number; bytes: number; oldest: number | null } {
+    let records = this.unreadRecords;
+    let bytes = this.unreadBytes;
+    let oldest: number | null = null;
+    for (const w of [...this.inflight, ...(this.building ? [this.building] : [])]) {
+      records += w.scopeRecords;
+      bytes += w.scopeBytes;
+      const first = w.items[0]?.change.commitTime;
+      if (first !== undefined && (oldest === null || first < oldest)) oldest = first;
+    }
+    if (oldest === null && this.unreadRecords > 0) oldest = this.unreadOldest;
+    return { records, bytes, oldest };
+  }
+
+  // ---------------------------------------------------------------- shipping
+
+  private launch(w: Window): void {
+    if (!this.inflight.includes(w)) this.inflight.push(w);
+    if (w.remaining.length === 0) {
+      w.status = 'done';
+      this.wake();
+      return;
+    }
+    w.status = 'sending';
+    delete w.error;
+    w.sending = this.ship(w).then(
+      () => this.wake(),
+      (e: unknown) => {
+        w.status = 'temp_failed';
+        w.error = { status: -1, message: (e as Error)?.message ?? String(e) };
+        this.wake();
+      },
+    );
+  }
+
+  /** Delivers the remaining items of a window; sets its status. */
+  private async ship(w: Window): Promise<void> {
+    const groups = new Map<string, Item[]>();
+    // writes first, so that label updates of records written in the same window find them
+    const ordered = [...w.remaining.filter((i) => i.change.kind === 'write'), ...w.remaining.filter((i) => i.change.kind === 'update')];
+    for (const item of ordered) {
+      const k = keyOf(item);
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = []));
+      g.push(item);
+    }
+    const attempts = await mapLimit([...groups.values()], this.settings.batch.max_in_flight, (g) => this.deliver(g));
+    const remaining: Item[] = [];
+    let temp: Attempt['temp'];
+    let perm: Attempt['perm'];
+    for (const a of attempts) {
+      remaining.push(...a.remaining);
+      if (a.temp && (!temp || (a.temp.retryAfterMs ?? 0) > (temp.retryAfterMs ?? 0))) temp = a.temp;
+      if (a.perm && !perm) perm = a.perm;
+    }
+    remaining.sort((a, b) => (a.change.lsn < b.change.lsn ? -1 : a.change.lsn > b.change.lsn ? 1 : 0));
+    w.remaining = remaining;
+    if (remaining.length === 0) {
+      w.status = 'done';
+    } else if (perm) {
+      w.status = 'perm_failed';
+      w.error = perm;
+    } else {
+      w.status = 'temp_failed';
+      w.error = temp ?? { status: -1, message: 'delivery incomplete' };
+    }
+  }
+
+  /** Reads the source records of one group (same kind, entry, origin) and applies them. */
+  private async deliver(group: Item[]): Promise<Attempt> {
+    const first = group[0]!.change;
+    const bucketName = this.settings.src_bucket;
+    // newest change per timestamp wins: the record is read in its current state anyway
+    const byTs = new Map<bigint, Item>();
+    for (const item of group) byTs.set(item.change.ts, item);
+    const unique = [...byTs.values()].sort((a, b) => (a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0));
+
+    const read = await mapLimit(unique, READ_CONCURRENCY, async (item) => {
+      try {
+        const rec = await this.storage.bucket(bucketName).read(first.entry, item.change.ts);
+        if (rec.meta.state !== 'finished') return { item, missing: true as const };
+        return { item, rec };
+      } catch (e) {
+        if (isFerryError(e) && (e.status === 404 || e.status === 409)) return { item, missing: true as const };
+        return { item, error: e };
+      }
+    });
+    const toSend: Array<{ item: Item; ship: ShipRecord }> = [];
+    const remaining: Item[] = [];
+    let temp: Attempt['temp'];
+    for (const r of read) {
+      if ('missing' in r) {
+        if (r.item.change.lsn <= this.overflowUpTo) this.counters.records_dropped_overflow++;
+        else this.counters.records_missing_at_source++;
+        continue;
+      }
+      if ('error' in r) {
+        remaining.push(r.item);
+        temp = { status: -1, message: `Source read failed: ${(r.error as Error)?.message ?? String(r.error)}` };
+        continue;
+      }
+      this.counters.records_read++;
+      if (r.item.change.kind === 'write') this.counters.bytes_read += r.rec.meta.size;
+      toSend.push({ item: r.item, ship: this.shipRecord(r.item.change, r.rec) });
+    }
+    if (toSend.length === 0) return temp ? { remaining, temp } : { remaining };
+
+    let outcomes: ItemOutcome[];
+    try {
+      const records = toSend.map((t) => t.ship);
+      outcomes = first.kind === 'write' ? await this.target.write(group[0]!.destEntry, records) : await this.target.update(group[0]!.destEntry, records);
+    } catch (e) {
+      const err = e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+      this.diagnostics.addError(err.status, err.message, toSend.length);
+      remaining.push(...toSend.map((t) => t.item));
+      if (!err.temporary) {
+        return { remaining, perm: { status: err.status, message: err.message } };
+      }
+      return {
+        remaining,
+        temp: { status: err.status, message: err.message, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) },
+      };
+    }
+
+    let perm: Attempt['perm'];
+    const failed: FailureEntry[] = [];
+    const missingAtDest: Array<{ item: Item; ship: ShipRecord }> = [];
+    let ok = 0;
+    toSend.forEach((t, i) => {
+      const o = outcomes[i] ?? { kind: 'temporary', status: -1, message: 'no outcome' };
+      switch (o.kind) {
+        case 'written':
+          ok++;
+          if (first.kind === 'write') {
+            this.counters.records_written++;
+            this.counters.bytes_written += t.ship.size;
+          } else this.counters.label_updates_written++;
+          break;
+        case 'present':
+          ok++;
+          this.counters.records_already_present++;
+          break;
+        case 'missing':
+          missingAtDest.push(t);
+          break;
+        case 'temporary':
+          this.diagnostics.addError(o.status, o.message);
+          remaining.push(t.item);
+          if (!temp || (o.retryAfterMs ?? 0) > (temp.retryAfterMs ?? 0)) temp = o;
+          break;
+        case 'permanent':
+          this.diagnostics.addError(o.status, o.message);
+          if (this.settings.on_write_failure === 'skip') {
+            this.counters.records_failed++;
+            failed.push(this.failureEntry(t.item, o.status, o.message));
+          } else {
+            remaining.push(t.item);
+            perm ??= {
+              status: o.status,
+              message: `Destination refused record ${t.item.change.ts} of entry '${t.item.destEntry}' (${o.status}): ${o.message}`,
+            };
+          }
+          break;
+      }
+    });
+    this.diagnostics.addOk(ok);
+    if (failed.length > 0) {
+      try {
+        await this.failureLog.append(failed);
+      } catch (e) {
+        // cannot leave a trace: keep them pending instead of dropping them
+        this.counters.records_failed -= failed.length;
+        const keep = toSend.filter((t) => failed.some((f) => f.ts === t.item.change.ts)).map((t) => t.item);
+        remaining.push(...keep);
+        temp = { status: -1, message: `Failure log write failed: ${(e as Error).message}` };
+      }
+    }
+    if (missingAtDest.length > 0) {
+      // a label update for a record the destination lacks: send the whole record instead
+      const asWrites = missingAtDest.map((t) => ({ ...t.item, change: { ...t.item.change, kind: 'write' as const } }));
+      const again = await this.deliver(asWrites);
+      const back = new Map(missingAtDest.map((t) => [t.item.change.ts, t.item]));
+      remaining.push(...again.remaining.map((i) => back.get(i.change.ts) ?? i));
+      temp ??= again.temp;
+      perm ??= again.perm;
+    }
+    const res: Attempt = { remaining };
+    if (temp) res.temp = temp;
+    if (perm) res.perm = perm;
+    return res;
+  }
+
+  private shipRecord(c: Change, rec: StoredRecord): ShipRecord {
+    return {
+      lsn: c.lsn,
+      ts: c.ts,
+      size: rec.meta.size,
+      contentType: rec.meta.contentType,
+      labels: rec.meta.labels,
+      removedLabels: c.removedLabels ?? [],
+      digest: rec.meta.digest,
+      origin: c.origin,
+      open: () => rec.stream(),
+    };
+  }
+
+  private failureEntry(item: Item, status: number, message: string): FailureEntry {
+    return {
+      at: new Date().toISOString(),
+      bucket: this.settings.src_bucket,
+      entry: item.change.entry,
+      ts: item.change.ts,
+      kind: item.change.kind,
+      lsn: item.change.lsn,
+      status,
+      message,
+    };
+  }
+
+  // ---------------------------------------------------------------- commit and failures
+
+  /** Moves the cursor over the prefix of finished windows and reacts to failed ones. */
+  private commitDone(): void {
+    let progressed = false;
+    while (this.inflight.length > 0 && this.inflight[0]!.status === 'done') {
+      const w = this.inflight.shift()!;
+      if (w.endLsn > this.cursor) this.cursor = w.endLsn;
+      if (w.filter) this.committedFilter = w.filter;
+      if (w.items.length > 0) this.urgentPersist = true;
+      progressed = true;
+    }
+    if (progressed) {
+      this.dirtyCheckpoint = true;
+      this.contactOk = true;
+      if (this.inflight.every((w) => w.status === 'sending' || w.status === 'done')) {
+        this.consecutiveFailures = 0;
+        this.outageStart = null;
+      }
+      const now = Date.now();
+      const last = this.throughput[this.throughput.length - 1];
+      if (!last || now - last[0] >= 1000) {
+        this.throughput.push([now, this.counters.records_written + this.counters.records_already_present, this.counters.bytes_written]);
+        if (this.throughput.length > 11) this.throughput.shift();
+      }
+    }
+    if (this.retryAt !== null || this.suspendedReason) return;
+    const failed = this.inflight.find((w) => w.status === 'perm_failed' || w.status === 'temp_failed');
+    if (!failed) return;
+    if (this.inflight.some((w) => w.status === 'sending')) {
+      // let the other requests finish before backing off, so their outcome is not lost
+      if (failed.status === 'temp_failed') return;
+    }
+    if (failed.status === 'perm_failed') {
+      this.suspend(failed.error?.message ?? 'Destination refused a record');
+      return;
+    }
+    this.temporaryFailure(failed.error ?? { status: -1, message: 'delivery failed' });
+  }
+
+  private temporaryFailure(err: { status: number; message: string; retryAfterMs?: number }): void {
+    const now = Date.now();
+    this.contactOk = false;
+    this.retries++;
+    this.consecutiveFailures++;
+    this.outageStart ??= now;
+    this.lastError = { status: err.status, message: err.message, at: now };
+    const maxOutage = this.settings.retry.max_outage_ms;
+    if (maxOutage > 0 && now - this.outageStart >= maxOutage) {
+      this.suspend(`Destination unavailable for more than ${maxOutage} ms: ${err.message}`);
+      return;
+    }
+    const delay = backoffDelay(this.settings.retry, this.consecutiveFailures, err.retryAfterMs);
+    this.retryAt = now + delay;
+    this.setState('retrying', err.message);
+  }
+
+  private suspend(reason: string): void {
+    this.suspendedReason = reason;
+    this.lastError = { status: this.lastError?.status ?? -1, message: reason, at: Date.now() };
+    this.retryAt = null;
+    this.dirtyCheckpoint = true;
+    this.urgentPersist = true;
+    this.setState('suspended', reason);
+    this.wake();
+  }
+
+  private onOverflow(upTo: bigint): void {
+    if (upTo > this.overflowUpTo) this.overflowUpTo = upTo;
+    const reason = `Pending records up to LSN ${upTo} were evicted by the source bucket's FIFO quota before they were replicated (log.max_bytes = ${this.settings.log.max_bytes}); verify the destination`;
+    this.needsVerify = true;
+    this.needsVerifyReason = reason;
+    this.dirtyCheckpoint = true;
+    this.urgentPersist = true;
+    if (this.settings.log.on_overflow === 'suspend') this.suspend(reason);
+    this.wake();
+  }
+
+  /** Disabled: changes are ignored entirely (api.md §20.2); the cursor follows the log. */
+  private skipWhileDisabled(): void {
+    this.setState('paused', 'mode is disabled');
+    if (this.inflight.length > 0) return;
+    const last = this.storage.changes.lastLsn();
+    this.building = null;
+    this.lookahead = [];
+    this.unreadRecords = 0;
+    this.unreadBytes = 0;
+    this.unreadOldest = null;
+    if (last > this.cursor) {
+      this.cursor = last;
+      this.readLsn = last;
+      this.countedLsn = last;
+      this.dirtyCheckpoint = true;
+      this.persistIfDirty();
+    }
+  }
+
+  /**
+   * Writes the checkpoint when something changed: at once after delivered records, at most once a
+   * second when the cursor only moved over changes outside the scope.
+   */
+  private persistIfDirty(): void {
+    if (!this.dirtyCheckpoint) return;
+    const wait = this.urgentPersist ? 0 : CHECKPOINT_IDLE_MS - (Date.now() - this.lastPersistAt);
+    if (wait > 0) {
+      this.persistTimer ??= setTimeout(() => {
+        this.persistTimer = null;
+        this.wake();
+      }, wait);
+      return;
+    }
+    this.dirtyCheckpoint = false;
+    this.urgentPersist = false;
+    const cp = this.checkpoint();
+    this.lastPersistAt = Date.now();
+    this.checkpoints.save(cp).then(
+      () => {
+        try {
+          this.storage.changes.advanceSlot(this.slotName, cp.lsn);
+        } catch {
+          // slot dropped meanwhile (replication removed)
+        }
+      },
+      (e: unknown) => {
+        this.lastError = { status: -1, message: `Checkpoint write failed: ${(e as Error).message}`, at: Date.now() };
+        this.dirtyCheckpoint = true;
+      },
+    );
+  }
+
+  private checkpoint(): Checkpoint {
+    return {
+      lsn: this.cursor,
+      filter: this.committedFilter ?? {},
+      counters: { ...this.counters },
+      needs_verify: this.needsVerify,
+      needs_verify_reason: this.needsVerifyReason,
+      suspended_reason: this.suspendedReason,
+      destination_instance: this.target.instanceId,
+    };
+  }
+
+  private setState(state: TaskState, reason: string | null): void {
+    if (state !== this.state) this.stateSince = Date.now();
+    this.state = state;
+    this.stateReason = reason;
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** `is_active` of api.md §20.3: enabled or paused and the last contact succeeded. */
+  isActive(): boolean {
+    if (this.mode === 'disabled') return false;
+    return this.contactOk && !this.suspendedReason;
+  }
+
+  get currentMode(): ReplicationMode {
+    return this.mode;
+  }
+
+  /** The `status` object of GET (replication.md §9). */
+  status(): Record<string, unknown> {
+    const now = Date.now();
+    const p = this.pending();
+    // between loop turns the stored state may lag behind the windows: derive it from the work left
+    if (this.state === 'replicating' || this.state === 'idle') this.setState(p.records > 0 ? 'replicating' : 'idle', null);
+    const t0 = this.throughput[0];
+    const t1 = this.throughput[this.throughput.length - 1];
+    const dt = t0 && t1 && t1[0] > t0[0] ? (t1[0] - t0[0]) / 1000 : 0;
+    const recent = t1 && now - t1[0] < 5000;
+    const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+    return {
+      state: this.state,
+      state_reason: this.stateReason,
+      since: iso(this.stateSince),
+      destination: { target: this.target.description, instance_id: this.target.instanceId || null, available: this.target.available },
+      cursor_lsn: this.cursor,
+      log_last_lsn: this.storage.changes.lastLsn(),
+      pending_records: p.records,
+      pending_bytes: p.bytes,
+      lag_ms: p.records > 0 && p.oldest !== null ? Math.max(0, now - p.oldest) : 0,
+      in_flight_batches: this.inflight.filter((w) => w.status === 'sending').length,
+      throughput: {
+        records_per_sec: dt > 0 && recent ? Math.round((t1![1] - t0![1]) / dt) : 0,
+        bytes_per_sec: dt > 0 && recent ? Math.round((t1![2] - t0![2]) / dt) : 0,
+      },
+      counters: { ...this.counters },
+      retries: this.retries,
+      consecutive_failures: this.consecutiveFailures,
+      last_error: this.lastError ? { status: this.lastError.status, message: this.lastError.message, at: iso(this.lastError.at) } : null,
+      next_retry_at: iso(this.retryAt),
+      needs_verify: this.needsVerify,
+      needs_verify_reason: this.needsVerifyReason,
+      log: { max_bytes: this.settings.log.max_bytes, on_overflow: this.settings.log.on_overflow, over_bound: this.settings.log.max_bytes > 0 && p.bytes > this.settings.log.max_bytes },
+    };
+  }
+}
