@@ -54,6 +54,27 @@ test('time range and when condition through the SDK (100 records → batches of 
   assert.equal(all[0], 1000n);
   assert.equal(all[99], 1099n);
 
+  // raw: the first batch stops at 85 records, the second carries the last 15
+  let res = await fetch(api('io/qry/q'), {
+    method: 'POST',
+    headers,
+    body: '{"query_type": "QUERY", "entries": ["sensor"]}',
+  });
+  const { id } = parseJson(await res.text()) as { id: number };
+  const counts: Array<[number, string | null]> = [];
+  for (;;) {
+    res = await fetch(api('io/qry/read'), { headers: { ...headers, 'x-reduct-query-id': String(id) } });
+    if (res.status === 204) break;
+    const n = [...res.headers.keys()].filter((k) => /^x-reduct-0-\d+$/.test(k)).length;
+    counts.push([n, res.headers.get('x-reduct-last')]);
+    await res.arrayBuffer();
+    if (res.headers.get('x-reduct-last') === 'true') break;
+  }
+  assert.deepEqual(counts, [
+    [85, 'false'],
+    [15, 'true'],
+  ]);
+
   const got: string[] = [];
   for await (const r of bucket.query('sensor', 1010n, 1020n, { when: { '&even': { $eq: true } } })) {
     got.push(await r.readAsString());

@@ -208,6 +208,10 @@ test('attachments ($meta): write, upsert, read, remove, hidden, not deletable', 
   await (await bucket.beginWrite('att', 1n)).write('x');
   await bucket.writeAttachments('att', { cfg: { a: 1 }, other: 'v1' });
   await bucket.writeAttachments('att', { other: 'v2' });
+  // upsert: only one stored record per key is left
+  const keys: string[] = [];
+  for await (const r of bucket.query('att/$meta')) keys.push(String(r.labels.key));
+  assert.deepEqual(keys.sort(), ['cfg', 'other']);
   assert.deepEqual(await bucket.readAttachments('att'), { cfg: { a: 1 }, other: 'v2' });
   await bucket.removeAttachments('att', ['cfg']);
   assert.deepEqual(await bucket.readAttachments('att'), { other: 'v2' });

@@ -44,16 +44,35 @@ async function setup(extraEnv: Record<string, string> = {}): Promise<Env> {
   return env;
 }
 
-type Status = { state: string; pending_records: number; counters: Record<string, number>; cursor_lsn: bigint; state_reason: string | null; needs_verify: boolean };
+type Status = {
+  state: string;
+  pending_records: number;
+  counters: Record<string, number>;
+  cursor_lsn: bigint;
+  state_reason: string | null;
+  needs_verify: boolean;
+};
 const statusOf = (m: ReplicationManager, name: string): Status => (m.get(name) as { status: Status }).status;
-const infoOf = (m: ReplicationManager, name: string) => (m.get(name) as { info: Record<string, unknown> }).info;
+const infoOf = (m: ReplicationManager, name: string) =>
+  (m.get(name) as { info: Record<string, unknown> }).info;
 
-async function write(storage: Storage, bucket: string, entry: string, ts: bigint, body: string, labels: Record<string, string> = {}) {
+async function write(
+  storage: Storage,
+  bucket: string,
+  entry: string,
+  ts: bigint,
+  body: string,
+  labels: Record<string, string> = {},
+) {
   const buf = Buffer.from(body);
   await storage.bucket(bucket).write(entry, ts, { size: buf.length, labels, contentType: 'text/plain' }, buf);
 }
 
-async function readAll(storage: Storage, bucket: string, entry: string): Promise<Array<{ ts: bigint; body: string; labels: Record<string, string> }>> {
+async function readAll(
+  storage: Storage,
+  bucket: string,
+  entry: string,
+): Promise<Array<{ ts: bigint; body: string; labels: Record<string, string> }>> {
   const out = [];
   for await (const r of storage.bucket(bucket).scan(entry, 0n, 2n ** 63n)) {
     out.push({ ts: r.meta.ts, body: (await r.buffer()).toString(), labels: r.meta.labels });
@@ -69,7 +88,13 @@ test('local replication copies new writes with labels, content type and payload,
     await env.manager.create('r1', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
     for (let i = 10n; i < 60n; i++) await write(env.storage, 'src', 'a', i, `rec-${i}`, { n: String(i) });
     await write(env.storage, 'src', 'b/c', 5n, 'nested');
-    await waitFor(() => statusOf(env.manager, 'r1').pending_records === 0 && env.storage.hasBucket('dst') && statusOf(env.manager, 'r1').counters.records_written === 51, { message: 'replicated' });
+    await waitFor(
+      () =>
+        statusOf(env.manager, 'r1').pending_records === 0 &&
+        env.storage.hasBucket('dst') &&
+        statusOf(env.manager, 'r1').counters.records_written === 51,
+      { message: 'replicated' },
+    );
     const got = await readAll(env.storage, 'dst', 'a');
     assert.equal(got.length, 50);
     assert.equal(got[0]!.ts, 10n);
@@ -107,9 +132,15 @@ test('entries patterns, dst_prefix and when (stateful, per entry) select what is
     await write(env.storage, 'src', 'cam-1', 7n, 'no label');
     await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, { message: 'drained' });
     // per-entry $each_n: every 2nd matching record of each entry
-    assert.deepEqual((await readAll(env.storage, 'dst', 'robot/cam-1')).map((r) => r.ts), [2n, 4n, 6n]);
+    assert.deepEqual(
+      (await readAll(env.storage, 'dst', 'robot/cam-1')).map((r) => r.ts),
+      [2n, 4n, 6n],
+    );
     // cam-2: ts 2 fails `&ok`, so matches are 1,3,4,5,6 → 2nd and 4th = 3, 5
-    assert.deepEqual((await readAll(env.storage, 'dst', 'robot/cam-2')).map((r) => r.ts), [3n, 5n]);
+    assert.deepEqual(
+      (await readAll(env.storage, 'dst', 'robot/cam-2')).map((r) => r.ts),
+      [3n, 5n],
+    );
     assert.equal(env.storage.bucket('dst').hasEntry('robot/cam-private'), false);
     assert.equal(env.storage.bucket('dst').hasEntry('robot/other'), false);
     const c = statusOf(env.manager, 'r').counters;
@@ -125,22 +156,37 @@ test('stateful when survives a restart; cursor resumes from the checkpoint; pend
   const env = await setup();
   try {
     await env.storage.createBucket('src');
-    await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '', when: { $each_n: 3 } });
+    await env.manager.create('r', {
+      src_bucket: 'src',
+      dst_bucket: 'dst',
+      dst_host: '',
+      when: { $each_n: 3 },
+    });
     for (let i = 1n; i <= 4n; i++) await write(env.storage, 'src', 'e', i, `v${i}`);
     await waitFor(() => statusOf(env.manager, 'r').pending_records === 0);
-    assert.deepEqual((await readAll(env.storage, 'dst', 'e')).map((r) => r.ts), [3n]);
+    assert.deepEqual(
+      (await readAll(env.storage, 'dst', 'e')).map((r) => r.ts),
+      [3n],
+    );
     // pause, write while paused, restart: pending is recomputed from the log
     await env.manager.setMode('r', { mode: 'paused' });
     for (let i = 5n; i <= 7n; i++) await write(env.storage, 'src', 'e', i, `v${i}`);
-    await waitFor(() => statusOf(env.manager, 'r').pending_records === 3, { message: 'pending while paused' });
+    await waitFor(() => statusOf(env.manager, 'r').pending_records === 3, {
+      message: 'pending while paused',
+    });
     await env.reopen();
     const st = statusOf(env.manager, 'r');
     assert.equal(st.state, 'paused');
-    await waitFor(() => statusOf(env.manager, 'r').pending_records === 3, { message: 'pending after restart' });
+    await waitFor(() => statusOf(env.manager, 'r').pending_records === 3, {
+      message: 'pending after restart',
+    });
     await env.manager.setMode('r', { mode: 'enabled' });
     await waitFor(() => statusOf(env.manager, 'r').pending_records === 0);
     // the counter continued at 4 (not reset): 5th is skipped, 6th is the next 3rd
-    assert.deepEqual((await readAll(env.storage, 'dst', 'e')).map((r) => r.ts), [3n, 6n]);
+    assert.deepEqual(
+      (await readAll(env.storage, 'dst', 'e')).map((r) => r.ts),
+      [3n, 6n],
+    );
   } finally {
     await env.close();
   }
@@ -154,10 +200,13 @@ test('label updates are replicated, including removed labels; re-delivery is a n
     await write(env.storage, 'src', 'e', 1n, 'x', { a: '1', b: '2' });
     await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1);
     await env.storage.bucket('src').updateLabels('e', 1n, { a: '10', b: null, c: '3' });
-    await waitFor(async () => {
-      const l = (await env.storage.bucket('dst').read('e', 1n)).meta.labels;
-      return l.a === '10' && l.b === undefined && l.c === '3';
-    }, { message: 'labels replicated' });
+    await waitFor(
+      async () => {
+        const l = (await env.storage.bucket('dst').read('e', 1n)).meta.labels;
+        return l.a === '10' && l.b === undefined && l.c === '3';
+      },
+      { message: 'labels replicated' },
+    );
     // a record identical at the destination (e.g. re-shipped after a crash) counts as already present
     await env.manager.setMode('r', { mode: 'paused' });
     await write(env.storage, 'dst', 'e', 2n, 'same');
@@ -185,17 +234,41 @@ test('a conflicting record: stop suspends with the reason and keeps it pending; 
     assert.equal(st.pending_records, 2);
     assert.equal(infoOf(env.manager, 'r').is_active, false);
     // PUT with skip resumes; the record goes to the failure log, the next one is delivered
-    await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '', on_write_failure: 'skip' });
+    await env.manager.update('r', {
+      src_bucket: 'src',
+      dst_bucket: 'dst',
+      dst_host: '',
+      on_write_failure: 'skip',
+    });
     await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, { message: 'drained after skip' });
     const after = statusOf(env.manager, 'r');
     assert.equal(after.counters.records_failed, 1);
     assert.equal(after.state, 'idle');
-    const f = (await env.manager.failures('r')) as { total: number; failures: Array<{ ts: bigint; status: number; entry: string }> };
+    const f = (await env.manager.failures('r')) as {
+      total: number;
+      failures: Array<{ ts: bigint; status: number; entry: string }>;
+    };
     assert.equal(f.total, 1);
     assert.equal(f.failures[0]!.ts, 1n);
     assert.equal(f.failures[0]!.status, 409);
-    assert.equal((await env.storage.bucket('dst').read('e', 2n).then((r) => r.buffer())).toString(), 'fine');
-    assert.equal((await env.storage.bucket('dst').read('e', 1n).then((r) => r.buffer())).toString(), 'different');
+    assert.equal(
+      (
+        await env.storage
+          .bucket('dst')
+          .read('e', 2n)
+          .then((r) => r.buffer())
+      ).toString(),
+      'fine',
+    );
+    assert.equal(
+      (
+        await env.storage
+          .bucket('dst')
+          .read('e', 1n)
+          .then((r) => r.buffer())
+      ).toString(),
+      'different',
+    );
   } finally {
     await env.close();
   }
@@ -205,7 +278,13 @@ test('definitions persist with mode 0600, disabled ignores writes, create_target
   const env = await setup();
   try {
     await env.storage.createBucket('src');
-    await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'nope', dst_host: '', create_target: false, dst_token: 'secret' });
+    await env.manager.create('r', {
+      src_bucket: 'src',
+      dst_bucket: 'nope',
+      dst_host: '',
+      create_target: false,
+      dst_token: 'secret',
+    });
     await write(env.storage, 'src', 'e', 1n, 'x');
     await waitFor(() => statusOf(env.manager, 'r').state === 'retrying', { message: 'retrying' });
     assert.match(statusOf(env.manager, 'r').state_reason ?? '', /does not exist/);
@@ -213,7 +292,9 @@ test('definitions persist with mode 0600, disabled ignores writes, create_target
     const st = await stat(join(env.dir, '.ferry', 'replications.json'));
     assert.equal(st.mode & 0o777, 0o600);
     await env.manager.setMode('r', { mode: 'disabled' });
-    await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, { message: 'disabled drops pending' });
+    await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, {
+      message: 'disabled drops pending',
+    });
     await env.reopen();
     const got = env.manager.get('r') as { info: Record<string, unknown>; settings: Record<string, unknown> };
     assert.equal(got.info.mode, 'disabled');

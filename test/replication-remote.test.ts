@@ -56,17 +56,33 @@ after(async () => {
   }
 });
 
-async function call(node: Node, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown; error: string | null }> {
+async function call(
+  node: Node,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: unknown; error: string | null }> {
   const res = await fetch(`${node.ferry.url}/api/v1/${path}`, {
     method,
     headers: { authorization: `Bearer ${TOKEN}` },
     ...(body !== undefined ? { body: typeof body === 'string' ? body : stringifyJson(body) } : {}),
   });
   const text = await res.text();
-  return { status: res.status, json: text ? parseJson(text) : undefined, error: res.headers.get('x-reduct-error') };
+  return {
+    status: res.status,
+    json: text ? parseJson(text) : undefined,
+    error: res.headers.get('x-reduct-error'),
+  };
 }
 
-type Status = { state: string; state_reason: string | null; pending_records: number; counters: Record<string, number>; next_retry_at: string | null; destination: { instance_id: string | null } };
+type Status = {
+  state: string;
+  state_reason: string | null;
+  pending_records: number;
+  counters: Record<string, number>;
+  next_retry_at: string | null;
+  destination: { instance_id: string | null };
+};
 async function status(node: Node, name: string): Promise<Status> {
   const r = await call(node, 'GET', `replications/${name}`);
   return (r.json as { status: Status }).status;
@@ -82,13 +98,25 @@ async function freeClosedPort(): Promise<number> {
   });
 }
 
-async function writeRecord(node: Node, bucket: string, entry: string, ts: bigint, body: string, labels: Record<string, string> = {}) {
+async function writeRecord(
+  node: Node,
+  bucket: string,
+  entry: string,
+  ts: bigint,
+  body: string,
+  labels: Record<string, string> = {},
+) {
   const b = await node.client.getBucket(bucket);
   const w = await b.beginWrite(entry, { ts, labels, contentType: 'text/plain' });
   await w.write(body);
 }
 
-async function readRecord(node: Node, bucket: string, entry: string, ts: bigint): Promise<{ body: string; labels: Record<string, unknown> } | null> {
+async function readRecord(
+  node: Node,
+  bucket: string,
+  entry: string,
+  ts: bigint,
+): Promise<{ body: string; labels: Record<string, unknown> } | null> {
   try {
     const b = await node.client.getBucket(bucket);
     const r = await b.beginRead(entry, ts);
@@ -146,9 +174,27 @@ test('validation: statuses and exact messages (api.md §17.6) and refused extens
   const cases: Array<[string, string, unknown, number, string | RegExp]> = [
     ['POST', 'replications/v1', { dst_bucket: 'x', dst_host: 'http://h' }, 422, /^Invalid JSON: /],
     ['POST', 'replications/v1', '{bad', 422, /^Invalid JSON: /],
-    ['POST', 'replications/v1', { ...base, dst_host: 'not a url' }, 422, "Invalid destination host 'not a url'"],
-    ['POST', 'replications/v1', { ...base, src_bucket: 'nope' }, 404, "Source bucket 'nope' for replication 'v1' does not exist"],
-    ['POST', 'replications/v1', { ...base, dst_bucket: 'val-src', dst_host: `http://localhost:${A.ferry.port}` }, 422, 'Source and destination buckets must be different'],
+    [
+      'POST',
+      'replications/v1',
+      { ...base, dst_host: 'not a url' },
+      422,
+      "Invalid destination host 'not a url'",
+    ],
+    [
+      'POST',
+      'replications/v1',
+      { ...base, src_bucket: 'nope' },
+      404,
+      "Source bucket 'nope' for replication 'v1' does not exist",
+    ],
+    [
+      'POST',
+      'replications/v1',
+      { ...base, dst_bucket: 'val-src', dst_host: `http://localhost:${A.ferry.port}` },
+      422,
+      'Source and destination buckets must be different',
+    ],
     ['POST', 'replications/v1', { ...base, when: { $foo: 1 } }, 422, /^Invalid replication condition: /],
     ['POST', 'replications/v1', { ...base, since: 0 }, 422, /'since'/],
     ['POST', 'replications/v1', { ...base, continuous: false }, 422, /'continuous'/],
@@ -192,7 +238,12 @@ test('A→B: records arrive with labels; the destination instance is learned; re
   } as never);
   await writeRecord(A, 'ab-src', 'e', 1n, 'one');
   for (let i = 2n; i <= 20n; i++) await writeRecord(A, 'ab-src', 'e', i, `rec-${i}`, { i: String(i) });
-  await waitFor(async () => (await status(A, 'ab')).pending_records === 0 && (await status(A, 'ab')).counters.records_written === 19, { message: 'A→B drained' });
+  await waitFor(
+    async () =>
+      (await status(A, 'ab')).pending_records === 0 &&
+      (await status(A, 'ab')).counters.records_written === 19,
+    { message: 'A→B drained' },
+  );
   const st = await status(A, 'ab');
   assert.equal(st.counters.records_already_present, 1);
   assert.equal(st.state, 'idle');
@@ -201,7 +252,10 @@ test('A→B: records arrive with labels; the destination instance is learned; re
   assert.equal(rec?.body, 'rec-7');
   assert.equal(rec?.labels.i, '7');
   assert.equal((await dstB.getInfo()).entryCount, 1n);
-  const full = (await call(A, 'GET', 'replications/ab')).json as { diagnostics: { hourly: { ok: number } }; info: { is_active: boolean } };
+  const full = (await call(A, 'GET', 'replications/ab')).json as {
+    diagnostics: { hourly: { ok: number } };
+    info: { is_active: boolean };
+  };
   assert.ok(full.diagnostics.hourly.ok > 0);
   assert.equal(full.info.is_active, true);
   await A.client.deleteReplication('ab');
@@ -212,19 +266,31 @@ test('A↔B: writes and label updates do not loop; A→B→C chains work', async
   await B.client.createBucket('loop');
   await C.client.createBucket('loop');
   const mk = (from: Node, name: string, to: Node) =>
-    call(from, 'POST', `replications/${name}`, { src_bucket: 'loop', dst_bucket: 'loop', dst_host: to.ferry.url, dst_token: TOKEN });
+    call(from, 'POST', `replications/${name}`, {
+      src_bucket: 'loop',
+      dst_bucket: 'loop',
+      dst_host: to.ferry.url,
+      dst_token: TOKEN,
+    });
   assert.equal((await mk(A, 'a2b', B)).status, 200);
   assert.equal((await mk(B, 'b2a', A)).status, 200);
   assert.equal((await mk(B, 'b2c', C)).status, 200);
   await writeRecord(A, 'loop', 'e', 100n, 'from-a', { v: '1' });
   await writeRecord(B, 'loop', 'e', 200n, 'from-b');
-  await waitFor(async () => (await readRecord(C, 'loop', 'e', 100n))?.body === 'from-a', { message: 'A→B→C' });
+  await waitFor(async () => (await readRecord(C, 'loop', 'e', 100n))?.body === 'from-a', {
+    message: 'A→B→C',
+  });
   assert.equal((await readRecord(A, 'loop', 'e', 200n))?.body, 'from-b');
   // label update on A travels to B (and on to C) but is not echoed back to A
   const bucketA = await A.client.getBucket('loop');
   await bucketA.update('e', 100n, { v: '2' });
-  await waitFor(async () => (await readRecord(C, 'loop', 'e', 100n))?.labels.v === '2', { message: 'update chained' });
-  await waitFor(async () => (await status(B, 'b2a')).pending_records === 0 && (await status(A, 'a2b')).pending_records === 0);
+  await waitFor(async () => (await readRecord(C, 'loop', 'e', 100n))?.labels.v === '2', {
+    message: 'update chained',
+  });
+  await waitFor(
+    async () =>
+      (await status(B, 'b2a')).pending_records === 0 && (await status(A, 'a2b')).pending_records === 0,
+  );
   const b2a = await status(B, 'b2a');
   assert.ok(b2a.counters.records_loop_skipped >= 2, `loop skipped: ${stringifyJson(b2a.counters)}`);
   assert.equal(b2a.counters.records_failed, 0);
@@ -248,25 +314,46 @@ test('unreachable destination: backoff, then suspended after max_outage_ms; PATC
   assert.equal(r.status, 200);
   await writeRecord(A, 'down-src', 'e', 1n, 'kept');
   await writeRecord(A, 'down-src', 'e', 2n, 'kept');
-  const retrying = await waitFor(async () => {
-    const s = await status(A, 'down');
-    return s.state === 'retrying' ? s : null;
-  }, { message: 'retrying' });
+  const retrying = await waitFor(
+    async () => {
+      const s = await status(A, 'down');
+      return s.state === 'retrying' ? s : null;
+    },
+    { message: 'retrying' },
+  );
   assert.ok(retrying.next_retry_at);
   assert.match(retrying.state_reason ?? '', /Connection error/);
-  const suspended = await waitFor(async () => {
-    const s = await status(A, 'down');
-    return s.state === 'suspended' ? s : null;
-  }, { message: 'suspended' });
+  const suspended = await waitFor(
+    async () => {
+      const s = await status(A, 'down');
+      return s.state === 'suspended' ? s : null;
+    },
+    { message: 'suspended' },
+  );
   assert.match(suspended.state_reason ?? '', /unavailable/);
   assert.equal(suspended.pending_records, 2);
-  const info = (await call(A, 'GET', 'replications/down')).json as { info: { is_active: boolean }; diagnostics: { hourly: { errors: Record<string, unknown> } } };
+  const info = (await call(A, 'GET', 'replications/down')).json as {
+    info: { is_active: boolean };
+    diagnostics: { hourly: { errors: Record<string, unknown> } };
+  };
   assert.equal(info.info.is_active, false);
   assert.ok(info.diagnostics.hourly.errors['-3']);
   // point it at a live destination (PUT resumes) and everything is delivered
   await B.client.createBucket('down-dst');
-  assert.equal((await call(A, 'PUT', 'replications/down', { src_bucket: 'down-src', dst_bucket: 'down-dst', dst_host: B.ferry.url, dst_token: TOKEN })).status, 200);
-  await waitFor(async () => (await status(A, 'down')).pending_records === 0, { message: 'delivered after resume' });
+  assert.equal(
+    (
+      await call(A, 'PUT', 'replications/down', {
+        src_bucket: 'down-src',
+        dst_bucket: 'down-dst',
+        dst_host: B.ferry.url,
+        dst_token: TOKEN,
+      })
+    ).status,
+    200,
+  );
+  await waitFor(async () => (await status(A, 'down')).pending_records === 0, {
+    message: 'delivered after resume',
+  });
   assert.equal((await readRecord(B, 'down-dst', 'e', 2n))?.body, 'kept');
   await call(A, 'DELETE', 'replications/down');
 });
@@ -276,14 +363,16 @@ test('remote conflict with on_write_failure skip lands in the failure log; gzip 
   await B.client.createBucket('cf-dst');
   await writeRecord(B, 'cf-dst', 'e', 1n, 'theirs');
   assert.equal(
-    (await call(A, 'POST', 'replications/cf', {
-      src_bucket: 'cf-src',
-      dst_bucket: 'cf-dst',
-      dst_host: B.ferry.url,
-      dst_token: TOKEN,
-      on_write_failure: 'skip',
-      compression: 'gzip',
-    })).status,
+    (
+      await call(A, 'POST', 'replications/cf', {
+        src_bucket: 'cf-src',
+        dst_bucket: 'cf-dst',
+        dst_host: B.ferry.url,
+        dst_token: TOKEN,
+        on_write_failure: 'skip',
+        compression: 'gzip',
+      })
+    ).status,
     200,
   );
   await writeRecord(A, 'cf-src', 'e', 1n, 'ours');

@@ -135,7 +135,9 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
       }
       await store.handler(ctx);
     } catch (e) {
-      sendError(res, e);
+      if (res.destroyed) {
+        // The client went away (typically mid-stream): nothing to answer, nothing worth logging.
+      } else sendError(res, e);
     } finally {
       if (ctx.hasBody) ctx.body.drain();
       else if (!expectContinue) req.resume();

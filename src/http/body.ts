@@ -122,7 +122,14 @@ export class RequestBody {
       this.decoder.destroy();
     }
     this.req.on('error', () => undefined);
-    this.req.resume();
+    if (this.req.listenerCount('readable') > 0) {
+      // An abandoned async iterator keeps the stream in paused mode, where resume() is a no-op:
+      // drop its listener; the 'data' listener then resumes the stream on the next tick.
+      this.req.removeAllListeners('readable');
+      this.req.on('data', () => undefined);
+    } else {
+      this.req.resume();
+    }
   }
 
   /** Marks the body as fully consumed. */
@@ -158,10 +165,11 @@ export class RequestBody {
     const wrap = async (): Promise<IteratorResult<Buffer>> => {
       let timer: NodeJS.Timeout | undefined;
       const stalled = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(Errors.badRequest(`Timeout of ${ms} ms while reading the request body`)),
-          ms,
-        );
+        timer = setTimeout(() => {
+          // A stalled client would keep the connection busy forever: close it after answering.
+          this.res.shouldKeepAlive = false;
+          reject(Errors.badRequest(`Timeout of ${ms} ms while reading the request body`));
+        }, ms);
       });
       try {
         const r = await Promise.race([src.next(), stalled]);

@@ -131,3 +131,11 @@ export function fromFsError(e: unknown): FerryError {
   if (code === 'ENOSPC' || code === 'EDQUOT') return Errors.diskFull();
   return Errors.internal(`Storage failure: ${(e as Error)?.message ?? String(e)}`);
 }
+
+/** Writes refused because a replication with `on_overflow: block` has too much pending data. */
+export const replicationLogFull = (bucket: string, slot: string): FerryError =>
+  new FerryError(
+    503,
+    `Bucket '${bucket}' refuses writes: replication '${slot}' has reached its log bound (log.max_bytes); ` +
+      'writes resume once it catches up, or change its log settings',
+  );

@@ -6,12 +6,11 @@
  * match only patterns whose last segment is literally `$meta`.
  */
 
+import { isMetaEntry } from '../protocol/names.js';
+
 const META = '$meta';
 
-/** Whether `entry` is an attachment entry `<parent>/$meta`. */
-export function isMetaEntry(entry: string): boolean {
-  return entry.endsWith('/$meta') || entry === META;
-}
+export { isMetaEntry };
 
 function escapeRegex(s: string): string {
   return s.replace(/[.+?^${}()|[\]\\]/g, '\\$&');

@@ -10,10 +10,16 @@ import type { RetrySettings } from './settings.js';
 const MAX_RETRY_AFTER_MS = 3_600_000;
 
 /** Delay in ms before the next attempt after `failures` consecutive failures (>= 1). */
-export function backoffDelay(retry: RetrySettings, failures: number, retryAfterMs?: number, random = Math.random): number {
+export function backoffDelay(
+  retry: RetrySettings,
+  failures: number,
+  retryAfterMs?: number,
+  random = Math.random,
+): number {
   const exp = Math.min(retry.max_ms, retry.initial_ms * 2 ** Math.min(30, Math.max(0, failures - 1)));
   const jittered = Math.round(exp / 2 + random() * (exp / 2));
-  if (retryAfterMs !== undefined && retryAfterMs > jittered) return Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
+  if (retryAfterMs !== undefined && retryAfterMs > jittered)
+    return Math.min(retryAfterMs, MAX_RETRY_AFTER_MS);
   return jittered;
 }
 

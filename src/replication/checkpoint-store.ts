@@ -60,7 +60,11 @@ export class CheckpointStore {
   private queued: Checkpoint | null = null;
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
 
-  constructor(dir: string, name: string, private readonly sync: boolean) {
+  constructor(
+    dir: string,
+    name: string,
+    private readonly sync: boolean,
+  ) {
     this.path = join(dir, `${name}.state.json`);
   }
 

@@ -26,7 +26,10 @@ export class DefinitionsStore {
   readonly path: string;
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(dataPath: string, private readonly sync: boolean) {
+  constructor(
+    dataPath: string,
+    private readonly sync: boolean,
+  ) {
     this.path = join(dataPath, '.ferry', 'replications.json');
   }
 

@@ -29,7 +29,11 @@ export class FailureLog {
   private readonly path: string;
   private count: number | undefined;
 
-  constructor(dir: string, name: string, private readonly sync: boolean) {
+  constructor(
+    dir: string,
+    name: string,
+    private readonly sync: boolean,
+  ) {
     this.path = join(dir, `${name}.jsonl`);
   }
 

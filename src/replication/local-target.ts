@@ -4,7 +4,14 @@
  */
 import { isFerryError } from '../protocol/errors.js';
 import type { Storage } from '../storage/types.js';
-import { classifyStatus, lazyPayload, TargetError, type ItemOutcome, type ShipRecord, type Target } from './target.js';
+import {
+  classifyStatus,
+  lazyPayload,
+  TargetError,
+  type ItemOutcome,
+  type ShipRecord,
+  type Target,
+} from './target.js';
 import { mapLimit } from './map-limit.js';
 import { targetSettingsPatch, type TargetSettings } from './settings.js';
 
@@ -17,7 +24,7 @@ export interface LocalTargetOptions {
 }
 
 /** Records applied concurrently per request. */
-const LOCAL_CONCURRENCY = 16;
+const LOCAL_CONCURRENCY = 64;
 
 function outcomeOf(e: unknown): ItemOutcome {
   if (isFerryError(e)) {
@@ -47,7 +54,11 @@ export class LocalTarget implements Target {
     }
     if (!this.opts.createTarget) {
       this.available = false;
-      throw new TargetError(404, `Destination bucket '${dstBucket}' does not exist (create_target is false)`, true);
+      throw new TargetError(
+        404,
+        `Destination bucket '${dstBucket}' does not exist (create_target is false)`,
+        true,
+      );
     }
     try {
       await storage.createBucket(dstBucket, targetSettingsPatch(this.opts.targetSettings));
@@ -55,7 +66,11 @@ export class LocalTarget implements Target {
       if (!(isFerryError(e) && e.status === 409 && storage.hasBucket(dstBucket))) {
         this.available = false;
         const status = isFerryError(e) ? e.status : -1;
-        throw new TargetError(status, `Failed to create destination bucket '${dstBucket}': ${(e as Error).message}`, true);
+        throw new TargetError(
+          status,
+          `Failed to create destination bucket '${dstBucket}': ${(e as Error).message}`,
+          true,
+        );
       }
     }
     this.available = true;

@@ -43,7 +43,10 @@ const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' 
 export class ReplicationManager {
   private readonly defs = new Map<string, StoredDefinition>();
   private readonly tasks = new Map<string, ReplicationTask>();
-  private readonly lastUpdate = new Map<string, { at: string; cursor: 'kept'; filter_state: 'kept' | 'reset' }>();
+  private readonly lastUpdate = new Map<
+    string,
+    { at: string; cursor: 'kept'; filter_state: 'kept' | 'reset' }
+  >();
   private readonly store: DefinitionsStore;
   private readonly stateDir: string;
   private readonly failuresDir: string;
@@ -77,16 +80,17 @@ export class ReplicationManager {
   static async open(opts: ReplicationManagerOptions): Promise<ReplicationManager> {
     const m = new ReplicationManager(opts.storage, opts.config, opts.port);
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
-    let changed = m.applyProvisioned();
+    const changed = m.applyProvisioned();
     for (const [name, def] of m.defs) {
       if (!m.storage.hasBucket(def.settings.src_bucket)) {
-        process.emitWarning(`Replication '${name}': source bucket '${def.settings.src_bucket}' does not exist; task not started`);
+        process.emitWarning(
+          `Replication '${name}': source bucket '${def.settings.src_bucket}' does not exist; task not started`,
+        );
         continue;
       }
       await m.startTask(name, def, false);
     }
     if (changed) await m.store.save(m.defs);
-    changed = false;
     return m;
   }
 
@@ -133,7 +137,10 @@ export class ReplicationManager {
     if (!this.storage.hasBucket(s.src_bucket)) {
       throw Errors.notFound(`Source bucket '${s.src_bucket}' for replication '${name}' does not exist`);
     }
-    if (s.src_bucket === s.dst_bucket && (url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port))) {
+    if (
+      s.src_bucket === s.dst_bucket &&
+      (url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port))
+    ) {
       throw Errors.unprocessable('Source and destination buckets must be different');
     }
     if (url !== null && !this.isLocal(url) && this.caError) throw Errors.unprocessable(this.caError);
@@ -172,7 +179,11 @@ export class ReplicationManager {
     return new FailureLog(this.failuresDir, name, this.sync);
   }
 
-  private async startTask(name: string, def: StoredDefinition, resetFilter: boolean): Promise<ReplicationTask> {
+  private async startTask(
+    name: string,
+    def: StoredDefinition,
+    resetFilter: boolean,
+  ): Promise<ReplicationTask> {
     const task = new ReplicationTask({
       name,
       storage: this.storage,
@@ -219,7 +230,9 @@ export class ReplicationManager {
   /** `GET /replications`: `{"replications": [info + status, …]}` sorted by name. */
   list(): unknown {
     const names = [...this.defs.keys()].sort();
-    return { replications: names.map((n) => ({ ...this.info(n, this.defs.get(n)!), status: this.status(n) })) };
+    return {
+      replications: names.map((n) => ({ ...this.info(n, this.defs.get(n)!), status: this.status(n) })),
+    };
   }
 
   /** `GET /replications/{name}`: `{info, settings, diagnostics: {hourly}, status}`. */
@@ -286,7 +299,11 @@ export class ReplicationManager {
       await this.store.save(this.defs);
       const started = await this.startTask(name, def, filterReset);
       started.resume();
-      this.lastUpdate.set(name, { at: new Date().toISOString(), cursor: 'kept', filter_state: filterReset ? 'reset' : 'kept' });
+      this.lastUpdate.set(name, {
+        at: new Date().toISOString(),
+        cursor: 'kept',
+        filter_state: filterReset ? 'reset' : 'kept',
+      });
     });
   }
 

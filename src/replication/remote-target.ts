@@ -14,7 +14,14 @@ import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
 import type { Compression, TargetSettings } from './settings.js';
-import { classifyStatus, lazyPayload, TargetError, type ItemOutcome, type ShipRecord, type Target } from './target.js';
+import {
+  classifyStatus,
+  lazyPayload,
+  TargetError,
+  type ItemOutcome,
+  type ShipRecord,
+  type Target,
+} from './target.js';
 
 /** Options of a RemoteTarget. */
 export interface RemoteTargetOptions {
@@ -43,9 +50,16 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
 function transportError(e: unknown): TargetError {
   const err = e as NodeJS.ErrnoException & { code?: string };
   const code = err?.code ?? '';
-  const timeout = code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+  const timeout =
+    code === 'UND_ERR_CONNECT_TIMEOUT' ||
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT';
   const status = timeout ? -2 : code.startsWith('E') || code.startsWith('UND_ERR') ? -3 : -1;
-  return new TargetError(status, `${timeout ? 'Timeout' : 'Connection error'}: ${err?.message ?? String(e)}`, true);
+  return new TargetError(
+    status,
+    `${timeout ? 'Timeout' : 'Connection error'}: ${err?.message ?? String(e)}`,
+    true,
+  );
 }
 
 const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
@@ -99,7 +113,12 @@ export class RemoteTarget implements Target {
     body?: Readable | string,
   ) {
     try {
-      const res = await this.pool.request({ method, path, headers: this.headers(headers), body: body ?? null });
+      const res = await this.pool.request({
+        method,
+        path,
+        headers: this.headers(headers),
+        body: body ?? null,
+      });
       this.learn(res.headers);
       return res;
     } catch (e) {
@@ -125,10 +144,15 @@ export class RemoteTarget implements Target {
       this.available = true;
       return;
     }
-    if (res.statusCode !== 404) throw this.failure(res.statusCode, res.headers, 'Destination bucket check failed');
+    if (res.statusCode !== 404)
+      throw this.failure(res.statusCode, res.headers, 'Destination bucket check failed');
     if (!this.opts.createTarget) {
       this.available = false;
-      throw new TargetError(404, `Destination bucket '${this.opts.dstBucket}' does not exist (create_target is false)`, true);
+      throw new TargetError(
+        404,
+        `Destination bucket '${this.opts.dstBucket}' does not exist (create_target is false)`,
+        true,
+      );
     }
     const body = stringifyJson(this.opts.targetSettings ?? {});
     const created = await this.request('POST', path, { 'content-type': 'application/json' }, body);
@@ -151,7 +175,8 @@ export class RemoteTarget implements Target {
       for (const r of records) yield* lazyPayload(() => r.open());
     };
     let body: Readable;
-    const encoding = this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
+    const encoding =
+      this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
     if (encoding) {
       headers['content-encoding'] = encoding;
       body = compressBody(payload(), encoding);
@@ -194,7 +219,10 @@ export class RemoteTarget implements Target {
     const head = await this.request('HEAD', path, {});
     await head.body.dump();
     if (head.statusCode !== 200) {
-      return classifyStatus(head.statusCode < 500 ? 409 : head.statusCode, `${message} (verification: HTTP ${head.statusCode})`);
+      return classifyStatus(
+        head.statusCode < 500 ? 409 : head.statusCode,
+        `${message} (verification: HTTP ${head.statusCode})`,
+      );
     }
     if (Number(header(head.headers, 'content-length')) !== r.size) {
       return { kind: 'permanent', status: 409, message: `${message} (different size at destination)` };
@@ -202,7 +230,10 @@ export class RemoteTarget implements Target {
     const get = await this.request('GET', path, {});
     if (get.statusCode !== 200) {
       await get.body.dump();
-      return classifyStatus(get.statusCode < 500 ? 409 : get.statusCode, `${message} (verification: HTTP ${get.statusCode})`);
+      return classifyStatus(
+        get.statusCode < 500 ? 409 : get.statusCode,
+        `${message} (verification: HTTP ${get.statusCode})`,
+      );
     }
     const hash = createHash('sha256');
     for await (const chunk of get.body) hash.update(chunk as Buffer);
@@ -239,7 +270,10 @@ export class RemoteTarget implements Target {
     return records.map((r): ItemOutcome => {
       const err = errors.get(r.ts);
       if (!err) return { kind: 'written' };
-      if (err.status === 404) return /^Bucket /.test(err.message) ? { kind: 'temporary', status: 404, message: err.message } : { kind: 'missing' };
+      if (err.status === 404)
+        return /^Bucket /.test(err.message)
+          ? { kind: 'temporary', status: 404, message: err.message }
+          : { kind: 'missing' };
       return classifyStatus(err.status, err.message);
     });
   }

@@ -34,7 +34,9 @@ export interface LogSettings {
 }
 
 /** Target bucket settings in wire shape (u64 values may arrive as number or bigint). */
-export type TargetSettings = { [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown };
+export type TargetSettings = {
+  [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown;
+};
 
 /**
  * Stored settings. The compatible fields are always present; extension fields are present only
@@ -78,7 +80,12 @@ export interface EffectiveSettings extends ReplicationSettings {
  * may be evicted by FIFO quotas and the replication is visibly marked as needing verification.
  */
 export const DEFAULTS = {
-  batch: { max_records: 1000, max_bytes: 8 * 1024 * 1024, max_delay_ms: 50, max_in_flight: 4 } satisfies BatchSettings,
+  batch: {
+    max_records: 1000,
+    max_bytes: 8 * 1024 * 1024,
+    max_delay_ms: 50,
+    max_in_flight: 4,
+  } satisfies BatchSettings,
   retry: { initial_ms: 500, max_ms: 30_000, max_outage_ms: 0 } satisfies RetrySettings,
   log: { max_bytes: 1024 * 1024 * 1024, on_overflow: 'drop_oldest' } satisfies LogSettings,
   on_write_failure: 'stop' as OnWriteFailure,
@@ -90,7 +97,17 @@ const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
-const NOT_YET = ['link', 'src_group', 'since', 'until', 'base', 'filter', 'query_params', 'sync', 'rate_limit'];
+const NOT_YET = [
+  'link',
+  'src_group',
+  'since',
+  'until',
+  'base',
+  'filter',
+  'query_params',
+  'sync',
+  'rate_limit',
+];
 
 /** Legacy (≤ 1.20) filter fields, migrated into `when`. */
 export interface LegacyFilter {
@@ -117,7 +134,11 @@ function intField(obj: Record<string, unknown>, key: string, path: string, min: 
   return num;
 }
 
-function objectField(body: Record<string, unknown>, key: string, allowed: readonly string[]): Record<string, unknown> | undefined {
+function objectField(
+  body: Record<string, unknown>,
+  key: string,
+  allowed: readonly string[],
+): Record<string, unknown> | undefined {
   const v = body[key];
   if (v === undefined || v === null) return undefined;
   if (!isObject(v)) throw invalid(key, 'must be an object');
@@ -173,7 +194,9 @@ function parseModeValue(v: unknown): ReplicationMode {
     const m = v.toLowerCase();
     if ((MODES as readonly string[]).includes(m)) return m as ReplicationMode;
   }
-  throw Errors.invalidJson(`unknown variant \`${String(v)}\`, expected one of \`enabled\`, \`paused\`, \`disabled\``);
+  throw Errors.invalidJson(
+    `unknown variant \`${String(v)}\`, expected one of \`enabled\`, \`paused\`, \`disabled\``,
+  );
 }
 
 /** Options of `parseSettings`. */
@@ -194,7 +217,8 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   if (!isObject(body)) throw Errors.invalidJson('expected a settings object');
   for (const key of ['src_bucket', 'dst_bucket', 'dst_host']) {
     if (body[key] === undefined || body[key] === null) throw Errors.invalidJson(`missing field \`${key}\``);
-    if (typeof body[key] !== 'string') throw Errors.invalidJson(`invalid type for \`${key}\`, expected a string`);
+    if (typeof body[key] !== 'string')
+      throw Errors.invalidJson(`invalid type for \`${key}\`, expected a string`);
   }
   for (const key of NOT_YET) {
     if (body[key] !== undefined && body[key] !== null) {
@@ -202,10 +226,15 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     }
   }
   if (body.continuous !== undefined && body.continuous !== null && body.continuous !== true) {
-    if (body.continuous === false) throw Errors.unprocessable(`Replication setting 'continuous' is not supported yet`);
+    if (body.continuous === false)
+      throw Errors.unprocessable(`Replication setting 'continuous' is not supported yet`);
     throw invalid('continuous', 'must be a boolean');
   }
-  if (body.replication_type !== undefined && body.replication_type !== null && body.replication_type !== 'async') {
+  if (
+    body.replication_type !== undefined &&
+    body.replication_type !== null &&
+    body.replication_type !== 'async'
+  ) {
     if (body.replication_type === 'sync') {
       throw Errors.unprocessable(`Replication setting 'replication_type' is not supported yet`);
     }
@@ -224,13 +253,16 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     entries = [...(body.entries as string[])];
   }
   const prefix = body.dst_prefix ?? '';
-  if (typeof prefix !== 'string') throw Errors.invalidJson('invalid type for `dst_prefix`, expected a string');
+  if (typeof prefix !== 'string')
+    throw Errors.invalidJson('invalid type for `dst_prefix`, expected a string');
   const mode = body.mode === undefined || body.mode === null ? 'enabled' : parseModeValue(body.mode);
   let compression: Compression = 'none';
   if (body.compression !== undefined && body.compression !== null) {
     const c = typeof body.compression === 'string' ? body.compression.toLowerCase() : body.compression;
     if (!(COMPRESSIONS as readonly unknown[]).includes(c)) {
-      throw Errors.invalidJson(`unknown variant \`${String(body.compression)}\`, expected one of \`none\`, \`gzip\`, \`zstd\``);
+      throw Errors.invalidJson(
+        `unknown variant \`${String(body.compression)}\`, expected one of \`none\`, \`gzip\`, \`zstd\``,
+      );
     }
     compression = c as Compression;
   }
@@ -239,7 +271,8 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   const legacy = readLegacyFilter(body);
   if (legacy) when = opts.legacyToWhen(legacy, when);
   if (when !== null) {
-    if (!isObject(when)) throw Errors.unprocessable('Invalid replication condition: condition must be an object');
+    if (!isObject(when))
+      throw Errors.unprocessable('Invalid replication condition: condition must be an object');
     try {
       opts.checkWhen(when);
     } catch (e) {
@@ -264,7 +297,12 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     if (typeof body.create_target !== 'boolean') throw invalid('create_target', 'must be a boolean');
     settings.create_target = body.create_target;
   }
-  const ts = objectField(body, 'target_settings', ['quota_type', 'quota_size', 'max_block_size', 'max_block_records']);
+  const ts = objectField(body, 'target_settings', [
+    'quota_type',
+    'quota_size',
+    'max_block_size',
+    'max_block_records',
+  ]);
   if (ts) {
     const out: TargetSettings = {};
     if (ts.quota_type !== undefined && ts.quota_type !== null) {
@@ -341,7 +379,8 @@ export function effectiveSettings(
   directives: { batchRecords?: number; batchSize?: number } = {},
 ): EffectiveSettings {
   const batch = { ...DEFAULTS.batch, ...s.batch };
-  if (directives.batchRecords !== undefined && directives.batchRecords > 0) batch.max_records = directives.batchRecords;
+  if (directives.batchRecords !== undefined && directives.batchRecords > 0)
+    batch.max_records = directives.batchRecords;
   if (directives.batchSize !== undefined && directives.batchSize > 0) batch.max_bytes = directives.batchSize;
   return {
     ...s,
@@ -366,7 +405,14 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     mode,
     compression: s.compression,
   };
-  for (const k of ['create_target', 'target_settings', 'batch', 'retry', 'on_write_failure', 'log'] as const) {
+  for (const k of [
+    'create_target',
+    'target_settings',
+    'batch',
+    'retry',
+    'on_write_failure',
+    'log',
+  ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }
   return out;
@@ -406,7 +452,8 @@ export function parseDestinationHost(host: string): URL | null {
   } catch {
     throw Errors.unprocessable(`Invalid destination host '${host}'`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw Errors.unprocessable(`Invalid destination host '${host}'`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw Errors.unprocessable(`Invalid destination host '${host}'`);
   return url;
 }
 

@@ -27,7 +27,8 @@ import {
 import { TargetError, type ItemOutcome, type ShipRecord, type Target } from './target.js';
 
 /** Visible state of a replication (replication.md §9). */
-export type TaskState = 'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
+export type TaskState =
+  'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
 
 /** Changes read from the log per call. */
 const READ_CHUNK = 2048;
@@ -177,11 +178,26 @@ export class ReplicationTask {
       this.suspendedReason = cp.suspended_reason;
     }
     this.committedFilter = this.resetFilter ? null : (cp?.filter ?? null);
-    this.filter = new ScopeFilter(this.settings.src_bucket, this.settings.entries, this.settings.when, this.committedFilter ?? undefined);
+    this.filter = new ScopeFilter(
+      this.settings.src_bucket,
+      this.settings.entries,
+      this.settings.when,
+      this.committedFilter ?? undefined,
+    );
     this.settings = effectiveSettings(this.settings, this.filter.directives);
     const maxBytes = ReplicationTask.slotMaxBytes(this.settings);
-    if (!slot || slot.bucket !== this.settings.src_bucket || slot.maxBytes !== maxBytes || slot.lsn > this.cursor) {
-      await log.setSlot({ name: this.slotName, bucket: this.settings.src_bucket, lsn: this.cursor, maxBytes });
+    if (
+      !slot ||
+      slot.bucket !== this.settings.src_bucket ||
+      slot.maxBytes !== maxBytes ||
+      slot.lsn > this.cursor
+    ) {
+      await log.setSlot({
+        name: this.slotName,
+        bucket: this.settings.src_bucket,
+        lsn: this.cursor,
+        maxBytes,
+      });
     } else if (slot.lsn < this.cursor) {
       log.advanceSlot(this.slotName, this.cursor);
     }
@@ -286,15 +302,20 @@ export class ReplicationTask {
         }
         if (!(await this.tryPrepare())) continue;
         this.retryAt = null;
-        for (const w of this.inflight) if (w.status === 'temp_failed' || w.status === 'perm_failed') this.launch(w);
+        for (const w of this.inflight)
+          if (w.status === 'temp_failed' || w.status === 'perm_failed') this.launch(w);
       }
-      if (!this.prepared && !(await this.tryPrepare())) continue;
       let timeout: number | undefined;
       while (!this.closing && this.retryAt === null && !this.suspendedReason && this.mode === 'enabled') {
         if (this.inflight.length >= this.settings.batch.max_in_flight) break;
         // a failed window is retried before anything new is sent
         if (this.inflight.some((w) => w.status === 'temp_failed' || w.status === 'perm_failed')) break;
         const next = await this.nextWindow();
+        if (next === 'prepare') {
+          // the destination is contacted only once there is something to ship (api.md §17.5)
+          if (!(await this.tryPrepare())) break;
+          continue;
+        }
         if (next === 'wait') {
           const w = this.building!;
           timeout = Math.max(1, this.settings.batch.max_delay_ms - (Date.now() - w.openedAt));
@@ -318,8 +339,15 @@ export class ReplicationTask {
       return true;
     } catch (e) {
       this.prepared = false;
-      const err = e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
-      this.temporaryFailure({ status: err.status, message: err.message, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) });
+      const err =
+        e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+      // one failed attempt: the records stay pending, the hourly diagnostics show why
+      this.diagnostics.addError(err.status, err.message);
+      this.temporaryFailure({
+        status: err.status,
+        message: err.message,
+        ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+      });
       return false;
     }
   }
@@ -335,10 +363,10 @@ export class ReplicationTask {
   }
 
   /**
-   * Returns the next window to ship, 'wait' when a partial window should gather more changes, or
-   * null when there is nothing to do.
+   * Returns the next window to ship, 'wait' when a partial window should gather more changes,
+   * 'prepare' when the destination must be contacted first, or null when there is nothing to do.
    */
-  private async nextWindow(): Promise<Window | 'wait' | null> {
+  private async nextWindow(): Promise<Window | 'wait' | 'prepare' | null> {
     const limits = this.settings.batch;
     for (;;) {
       if (this.closing || this.mode !== 'enabled') return null;
@@ -358,10 +386,13 @@ export class ReplicationTask {
         if (
           w.items.length > 0 &&
           this.filter.inScope(c) &&
-          (w.items.length >= limits.max_records || w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
+          (w.items.length >= limits.max_records ||
+            w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
         ) {
           return this.seal(w);
         }
+        // loop prevention needs the destination's instance id before the first in-scope change
+        if (!this.prepared && this.filter.inScope(c)) return 'prepare';
         this.lookahead.shift();
         this.consume(c, w);
       }
@@ -492,14 +523,19 @@ export class ReplicationTask {
   private async ship(w: Window): Promise<void> {
     const groups = new Map<string, Item[]>();
     // writes first, so that label updates of records written in the same window find them
-    const ordered = [...w.remaining.filter((i) => i.change.kind === 'write'), ...w.remaining.filter((i) => i.change.kind === 'update')];
+    const ordered = [
+      ...w.remaining.filter((i) => i.change.kind === 'write'),
+      ...w.remaining.filter((i) => i.change.kind === 'update'),
+    ];
     for (const item of ordered) {
       const k = keyOf(item);
       let g = groups.get(k);
       if (!g) groups.set(k, (g = []));
       g.push(item);
     }
-    const attempts = await mapLimit([...groups.values()], this.settings.batch.max_in_flight, (g) => this.deliver(g));
+    const attempts = await mapLimit([...groups.values()], this.settings.batch.max_in_flight, (g) =>
+      this.deliver(g),
+    );
     const remaining: Item[] = [];
     let temp: Attempt['temp'];
     let perm: Attempt['perm'];
@@ -528,7 +564,9 @@ export class ReplicationTask {
     // newest change per timestamp wins: the record is read in its current state anyway
     const byTs = new Map<bigint, Item>();
     for (const item of group) byTs.set(item.change.ts, item);
-    const unique = [...byTs.values()].sort((a, b) => (a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0));
+    const unique = [...byTs.values()].sort((a, b) =>
+      a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0,
+    );
 
     const read = await mapLimit(unique, READ_CONCURRENCY, async (item) => {
       try {
@@ -536,7 +574,8 @@ export class ReplicationTask {
         if (rec.meta.state !== 'finished') return { item, missing: true as const };
         return { item, rec };
       } catch (e) {
-        if (isFerryError(e) && (e.status === 404 || e.status === 409)) return { item, missing: true as const };
+        if (isFerryError(e) && (e.status === 404 || e.status === 409))
+          return { item, missing: true as const };
         return { item, error: e };
       }
     });
@@ -551,7 +590,10 @@ export class ReplicationTask {
       }
       if ('error' in r) {
         remaining.push(r.item);
-        temp = { status: -1, message: `Source read failed: ${(r.error as Error)?.message ?? String(r.error)}` };
+        temp = {
+          status: -1,
+          message: `Source read failed: ${(r.error as Error)?.message ?? String(r.error)}`,
+        };
         continue;
       }
       this.counters.records_read++;
@@ -563,9 +605,13 @@ export class ReplicationTask {
     let outcomes: ItemOutcome[];
     try {
       const records = toSend.map((t) => t.ship);
-      outcomes = first.kind === 'write' ? await this.target.write(group[0]!.destEntry, records) : await this.target.update(group[0]!.destEntry, records);
+      outcomes =
+        first.kind === 'write'
+          ? await this.target.write(group[0]!.destEntry, records)
+          : await this.target.update(group[0]!.destEntry, records);
     } catch (e) {
-      const err = e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+      const err =
+        e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
       this.diagnostics.addError(err.status, err.message, toSend.length);
       remaining.push(...toSend.map((t) => t.item));
       if (!err.temporary) {
@@ -573,7 +619,11 @@ export class ReplicationTask {
       }
       return {
         remaining,
-        temp: { status: err.status, message: err.message, ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}) },
+        temp: {
+          status: err.status,
+          message: err.message,
+          ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
+        },
       };
     }
 
@@ -632,7 +682,10 @@ export class ReplicationTask {
     }
     if (missingAtDest.length > 0) {
       // a label update for a record the destination lacks: send the whole record instead
-      const asWrites = missingAtDest.map((t) => ({ ...t.item, change: { ...t.item.change, kind: 'write' as const } }));
+      const asWrites = missingAtDest.map((t) => ({
+        ...t.item,
+        change: { ...t.item.change, kind: 'write' as const },
+      }));
       const again = await this.deliver(asWrites);
       const back = new Map(missingAtDest.map((t) => [t.item.change.ts, t.item]));
       remaining.push(...again.remaining.map((i) => back.get(i.change.ts) ?? i));
@@ -694,7 +747,11 @@ export class ReplicationTask {
       const now = Date.now();
       const last = this.throughput[this.throughput.length - 1];
       if (!last || now - last[0] >= 1000) {
-        this.throughput.push([now, this.counters.records_written + this.counters.records_already_present, this.counters.bytes_written]);
+        this.throughput.push([
+          now,
+          this.counters.records_written + this.counters.records_already_present,
+          this.counters.bytes_written,
+        ]);
         if (this.throughput.length > 11) this.throughput.shift();
       }
     }
@@ -796,7 +853,11 @@ export class ReplicationTask {
         }
       },
       (e: unknown) => {
-        this.lastError = { status: -1, message: `Checkpoint write failed: ${(e as Error).message}`, at: Date.now() };
+        this.lastError = {
+          status: -1,
+          message: `Checkpoint write failed: ${(e as Error).message}`,
+          at: Date.now(),
+        };
         this.dirtyCheckpoint = true;
       },
     );
@@ -837,7 +898,8 @@ export class ReplicationTask {
     const now = Date.now();
     const p = this.pending();
     // between loop turns the stored state may lag behind the windows: derive it from the work left
-    if (this.state === 'replicating' || this.state === 'idle') this.setState(p.records > 0 ? 'replicating' : 'idle', null);
+    if (this.state === 'replicating' || this.state === 'idle')
+      this.setState(p.records > 0 ? 'replicating' : 'idle', null);
     const t0 = this.throughput[0];
     const t1 = this.throughput[this.throughput.length - 1];
     const dt = t0 && t1 && t1[0] > t0[0] ? (t1[0] - t0[0]) / 1000 : 0;
@@ -847,7 +909,11 @@ export class ReplicationTask {
       state: this.state,
       state_reason: this.stateReason,
       since: iso(this.stateSince),
-      destination: { target: this.target.description, instance_id: this.target.instanceId || null, available: this.target.available },
+      destination: {
+        target: this.target.description,
+        instance_id: this.target.instanceId || null,
+        available: this.target.available,
+      },
       cursor_lsn: this.cursor,
       log_last_lsn: this.storage.changes.lastLsn(),
       pending_records: p.records,
@@ -861,11 +927,17 @@ export class ReplicationTask {
       counters: { ...this.counters },
       retries: this.retries,
       consecutive_failures: this.consecutiveFailures,
-      last_error: this.lastError ? { status: this.lastError.status, message: this.lastError.message, at: iso(this.lastError.at) } : null,
+      last_error: this.lastError
+        ? { status: this.lastError.status, message: this.lastError.message, at: iso(this.lastError.at) }
+        : null,
       next_retry_at: iso(this.retryAt),
       needs_verify: this.needsVerify,
       needs_verify_reason: this.needsVerifyReason,
-      log: { max_bytes: this.settings.log.max_bytes, on_overflow: this.settings.log.on_overflow, over_bound: this.settings.log.max_bytes > 0 && p.bytes > this.settings.log.max_bytes },
+      log: {
+        max_bytes: this.settings.log.max_bytes,
+        on_overflow: this.settings.log.on_overflow,
+        over_bound: this.settings.log.max_bytes > 0 && p.bytes > this.settings.log.max_bytes,
+      },
     };
   }
 }

@@ -11,6 +11,7 @@ import { descriptorSize } from './descriptor-size.js';
 import { OpType } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
+import { isMetaEntry, validateEntryName } from '../protocol/names.js';
 import type {
   Bucket,
   BucketInfo,
@@ -27,14 +28,8 @@ import type {
 
 const DEFAULT_CT = 'application/octet-stream';
 const EMPTY_DIGEST = Buffer.alloc(16);
-const ENTRY_RE = /^[A-Za-z0-9_-]+(\/[A-Za-z0-9_-]+)*(\/\$meta)?$/;
-
-export const isMetaName = (name: string): boolean => name === '$meta' || name.endsWith('/$meta');
-
-/** Validates an entry name (api.md §3.7); `$meta` suffix allowed. Prevents any path traversal. */
-export function checkEntryName(name: string): void {
-  if (!ENTRY_RE.test(name)) throw Errors.invalidName();
-}
+/** Entry names are path components: only names valid per api.md §3.7 ever reach the file system. */
+const checkEntryName = (name: string): void => validateEntryName(name, { allowMeta: true });
 
 export class BucketImpl implements Bucket {
   entriesMap = new Map<string, Entry>();
@@ -104,7 +99,7 @@ export class BucketImpl implements Bucket {
     let latest = 0n;
     let first = true;
     for (const e of this.entriesMap.values()) {
-      if (!isMetaName(e.name)) count++;
+      if (!isMetaEntry(e.name)) count++;
       if (e.recordCount === 0) continue;
       const o = e.oldest;
       const l = e.latest;
@@ -125,7 +120,7 @@ export class BucketImpl implements Bucket {
 
   entries(): EntryInfo[] {
     return [...this.entriesMap.values()]
-      .filter((e) => !isMetaName(e.name))
+      .filter((e) => !isMetaEntry(e.name))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       .map((e) => e.info());
   }
@@ -175,11 +170,12 @@ export class BucketImpl implements Bucket {
 
   private async doWrite(entryName: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome> {
     checkEntryName(entryName);
+    this.engine.checkWritable(this.name);
     const size = opts.size;
     if (!Number.isSafeInteger(size) || size < 0) throw Errors.unprocessable('Invalid content length');
     const got = this.ensureEntry(entryName);
     const entry = got instanceof Entry ? got : await got;
-    if (this.currentSettings.quota_type !== 'NONE') await this.enforceQuota(size, isMetaName(entryName));
+    if (this.currentSettings.quota_type !== 'NONE') await this.enforceQuota(size, isMetaEntry(entryName));
 
     // Choose and reserve without an await in between, so that concurrent writers see each
     // other's reservations (block-full rule, offsets).
@@ -312,7 +308,7 @@ export class BucketImpl implements Bucket {
     const blocks = entry.blocks;
     const last = blocks[blocks.length - 1];
     const s = this.currentSettings;
-    const meta = isMetaName(entry.name);
+    const meta = isMetaEntry(entry.name);
     const maxSize = meta ? 128 * 1024 : Number(s.max_block_size);
     const maxRecords = Number(s.max_block_records);
     let block: Block | undefined;
@@ -331,6 +327,7 @@ export class BucketImpl implements Bucket {
       block.records = [];
       block.dirty = true;
       entry.addBlock(block);
+      this.engine.track(block);
     }
     return block;
   }
@@ -362,7 +359,7 @@ export class BucketImpl implements Bucket {
   private pickEvictionVictim(): { entry: Entry; block: Block } | undefined {
     let best: { entry: Entry; block: Block } | undefined;
     for (const e of this.entriesMap.values()) {
-      if (isMetaName(e.name) || e.status === 'DELETING') continue;
+      if (isMetaEntry(e.name) || e.status === 'DELETING') continue;
       const b = e.blocks.find((x) => x.count > 0 || x.inflight === 0);
       if (!b || b.inflight > 0) continue;
       if (this.engine.isProtected(this.name, b)) continue;
@@ -575,7 +572,7 @@ export class BucketImpl implements Bucket {
     this.checkReady();
     return this.exclusiveOp(async () => {
       const entry = this.getEntry(entryName);
-      if (isMetaName(entryName) || isMetaName(newName)) throw Errors.unprocessable('Cannot rename $meta entries');
+      if (isMetaEntry(entryName) || isMetaEntry(newName)) throw Errors.unprocessable('Cannot rename $meta entries');
       checkEntryName(newName);
       if (this.entriesMap.has(newName)) throw Errors.conflict(`Entry '${newName}' already exists in bucket '${this.name}'`);
       if (newName.startsWith(entryName + '/')) {

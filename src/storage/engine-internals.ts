@@ -15,9 +15,13 @@ export interface EngineInternals {
   commit(op: WalOp, path: string | undefined, apply: (lsn: bigint) => void): Promise<void>;
   /** True when a block holds records that a replication slot still has to ship (within its bound). */
   isProtected(bucket: string, block: Block): boolean;
+  /** 503 when a replication slot with `onOverflow: 'block'` is past its bound. */
+  checkWritable(bucket: string): void;
   /** Called when FIFO evicts a block; reports slots that lose unshipped records. */
   notifyEvicted(bucket: string, block: Block): void;
   deleteBlockFiles(entry: Entry, block: Block): Promise<void>;
+  /** Registers a newly created block whose descriptors are in memory (memory budget). */
+  track(block: Block): void;
   checkpoint(): Promise<void>;
   requestCheckpoint(): Promise<void>;
 }

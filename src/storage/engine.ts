@@ -13,12 +13,12 @@ import { mkdir, readdir, readFile, rm, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Block, encodeBlockMeta, encodeEntryIndex, loadBlockMeta, loadEntryIndex } from './block.js';
 import { BlockFiles } from './block-files.js';
-import { BucketImpl, isMetaName } from './bucket.js';
+import { BucketImpl } from './bucket.js';
 import { Entry } from './entry.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { OpType, Wal, type WalOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
-import { Errors, fromFsError } from '../protocol/errors.js';
+import { Errors, fromFsError, replicationLogFull } from '../protocol/errors.js';
 import type {
   Bucket,
   BucketInfo,
@@ -40,8 +40,9 @@ const BUILTIN_DEFAULTS: BucketSettings = {
   max_block_size: 64_000_000n,
   max_block_records: 1024n,
 };
-const MAX_LOADED_BLOCKS = 512;
-const CHECKPOINT_OPS = 200_000;
+/** Descriptor budget: clean blocks beyond it are unloaded (they reload from `<id>.meta`). */
+const MAX_LOADED_RECORDS = 50_000;
+const CHECKPOINT_OPS = 25_000;
 
 interface Pending {
   op: WalOp;
@@ -77,11 +78,14 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   private readonly bucketsDir: string;
   private readonly metaDir: string;
   private slots = new Map<string, SlotState>();
+  /** Per slot: pending write sizes after its LSN, as (lsn, bytes) in commit order. */
+  private slotPending = new Map<string, PendingBytes>();
   private slotsDirty = false;
   private slotsTimer: NodeJS.Timeout | undefined;
   private commitListeners = new Set<(lsn: bigint) => void>();
   private overflowListeners = new Set<(slot: string, lsn: bigint) => void>();
   private loaded = new Set<Block>();
+  private loadedRecords = 0;
   private loading = new Map<Block, Promise<void>>();
   private useTick = 0;
 
@@ -109,6 +113,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     const ops: WalOp[] = [];
     this.wal = await Wal.open(join(this.root, 'wal'), this.sync, cpLsn, (op) => ops.push(op));
     for (const op of ops) await this.replay(op);
+    for (const name of this.slots.keys()) await this.rebuildPending(name);
     this.appliedLsn = this.wal.lastDurableLsn();
     for (const b of this.buckets.values()) this.recomputeBucketSize(b);
     if (ops.length > 0) await this.checkpoint();
@@ -281,8 +286,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
         const recs = await loadBlockMeta(entry.metaPath(block), entry.name);
         if (!block.records) {
           block.records = recs ?? [];
-          this.loaded.add(block);
-          if (this.loaded.size > MAX_LOADED_BLOCKS) this.unloadCold();
+          this.track(block);
         }
       })().finally(() => this.loading.delete(block));
       this.loading.set(block, p);
@@ -290,16 +294,29 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     await p;
   }
 
-  /** Drops descriptors of clean, idle blocks from memory (they reload from `<id>.meta`). */
+  /** Registers a block whose descriptors are in memory (loaded or newly created). */
+  track(block: Block): void {
+    if (this.loaded.has(block)) return;
+    this.loaded.add(block);
+    this.loadedRecords += block.records?.length ?? 0;
+  }
+
+  /** Drops descriptors of clean, idle blocks from memory, least recently used first. */
   private unloadCold(): void {
+    let total = 0;
+    for (const b of this.loaded) total += b.records?.length ?? 0;
+    this.loadedRecords = total;
+    if (total <= MAX_LOADED_RECORDS) return;
     const candidates = [...this.loaded]
-      .filter((b) => !b.dirty && b.inflight === 0)
+      .filter((b) => !b.dirty && b.inflight === 0 && b.records)
       .sort((a, b) => a.lastUse - b.lastUse);
-    const excess = this.loaded.size - MAX_LOADED_BLOCKS / 2;
-    for (const b of candidates.slice(0, excess)) {
+    for (const b of candidates) {
+      if (total <= MAX_LOADED_RECORDS / 2) break;
+      total -= b.records!.length;
       b.records = undefined;
       this.loaded.delete(b);
     }
+    this.loadedRecords = total;
   }
 
   commit(op: WalOp, path: string | undefined, apply: (lsn: bigint) => void): Promise<void> {
@@ -329,6 +346,14 @@ class Engine implements Storage, EngineInternals, ChangeLog {
         g.apply(g.op.lsn);
         g.resolve();
       }
+      if (this.slots.size > 0) {
+        for (const g of group) {
+          if (g.op.type !== OpType.Write) continue;
+          for (const slot of this.slots.values()) {
+            if (slot.bucket === g.op.bucket) this.slotPending.get(slot.name)?.push(g.op.lsn, g.op.size);
+          }
+        }
+      }
       this.appliedLsn = group[group.length - 1]!.op.lsn;
       this.opsSinceCheckpoint += group.length;
       for (const l of this.commitListeners) l(this.appliedLsn);
@@ -349,12 +374,17 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   isProtected(bucket: string, block: Block): boolean {
     for (const slot of this.slots.values()) {
       if (slot.bucket !== bucket || block.maxLsn <= slot.lsn) continue;
-      const b = this.buckets.get(bucket);
-      let pendingBytes = 0;
-      if (b) for (const e of b.entriesMap.values()) for (const x of e.blocks) if (x.maxLsn > slot.lsn) pendingBytes += x.accSize;
-      if (pendingBytes <= slot.maxBytes) return true;
+      if (this.slotPendingBytes(slot.name) <= slot.maxBytes || slot.onOverflow === 'block') return true;
     }
     return false;
+  }
+
+  checkWritable(bucket: string): void {
+    for (const slot of this.slots.values()) {
+      if (slot.bucket === bucket && slot.onOverflow === 'block' && this.slotPendingBytes(slot.name) > slot.maxBytes) {
+        throw replicationLogFull(bucket, slot.name);
+      }
+    }
   }
 
   notifyEvicted(bucket: string, block: Block): void {
@@ -441,7 +471,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     let keep = cpLsn;
     for (const s of this.slots.values()) if (s.lsn < keep) keep = s.lsn;
     await this.wal.truncateUpTo(keep);
-    if (this.loaded.size > MAX_LOADED_BLOCKS) this.unloadCold();
+    this.unloadCold();
   }
 
   // ------------------------------------------------------------------ Storage
@@ -612,6 +642,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   async setSlot(slot: SlotState): Promise<void> {
     this.slots.set(slot.name, { ...slot });
+    await this.rebuildPending(slot.name);
     this.slotsDirty = true;
     await this.persistSlots();
   }
@@ -620,6 +651,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     const s = this.slots.get(name);
     if (!s || lsn <= s.lsn) return;
     s.lsn = lsn;
+    this.slotPending.get(name)?.dropUpTo(lsn);
     this.slotsDirty = true;
     if (!this.slotsTimer) {
       this.slotsTimer = setTimeout(() => void this.persistSlots(), 100);
@@ -632,7 +664,31 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     return s ? { ...s } : undefined;
   }
 
+  listSlots(): SlotState[] {
+    return [...this.slots.values()].map((s) => ({ ...s }));
+  }
+
+  slotPendingBytes(name: string): number {
+    return this.slotPending.get(name)?.bytes ?? 0;
+  }
+
+  /** Recounts a slot's pending bytes from the log (at start and when a slot is (re)set). */
+  private async rebuildPending(name: string): Promise<void> {
+    const slot = this.slots.get(name);
+    if (!slot) return;
+    const pending = new PendingBytes();
+    let after = slot.lsn;
+    for (;;) {
+      const batch = await this.wal.read(after, 10_000);
+      if (batch.length === 0) break;
+      for (const c of batch) if (c.kind === 'write' && c.bucket === slot.bucket) pending.push(c.lsn, c.size);
+      after = batch[batch.length - 1]!.lsn;
+    }
+    this.slotPending.set(name, pending);
+  }
+
   async dropSlot(name: string): Promise<void> {
+    this.slotPending.delete(name);
     if (this.slots.delete(name)) {
       this.slotsDirty = true;
       await this.persistSlots();
@@ -679,4 +735,44 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   }
 }
 
-export { isMetaName };
+
+/** Pending write sizes of a slot in commit order, with their running total (a growable ring). */
+class PendingBytes {
+  private lsns = new Float64Array(1024);
+  private sizes = new Float64Array(1024);
+  private head = 0;
+  private len = 0;
+  bytes = 0;
+
+  push(lsn: bigint, size: number): void {
+    if (this.len === this.lsns.length) this.grow();
+    const i = (this.head + this.len) % this.lsns.length;
+    this.lsns[i] = Number(lsn);
+    this.sizes[i] = size;
+    this.len++;
+    this.bytes += size;
+  }
+
+  dropUpTo(lsn: bigint): void {
+    const limit = Number(lsn);
+    while (this.len > 0 && this.lsns[this.head]! <= limit) {
+      this.bytes -= this.sizes[this.head]!;
+      this.head = (this.head + 1) % this.lsns.length;
+      this.len--;
+    }
+  }
+
+  private grow(): void {
+    const n = this.lsns.length * 2;
+    const lsns = new Float64Array(n);
+    const sizes = new Float64Array(n);
+    for (let k = 0; k < this.len; k++) {
+      const i = (this.head + k) % this.lsns.length;
+      lsns[k] = this.lsns[i]!;
+      sizes[k] = this.sizes[i]!;
+    }
+    this.lsns = lsns;
+    this.sizes = sizes;
+    this.head = 0;
+  }
+}

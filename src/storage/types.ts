@@ -181,10 +181,15 @@ export interface SlotState {
   /** Every change with lsn <= this has been shipped (or filtered). */
   lsn: bigint;
   /**
-   * Upper bound of pending payload bytes the slot may protect; past it FIFO eviction is allowed
-   * again and `onOverflow` is called once.
+   * Upper bound of pending payload bytes (writes to `bucket` after `lsn`) the slot may hold.
+   * Within it, the slot's unshipped records are protected from FIFO eviction.
    */
   maxBytes: number;
+  /**
+   * What happens past `maxBytes`: `evict` (default) lets FIFO eviction pass and reports it through
+   * `onSlotOverflow`; `block` refuses new writes to the bucket with 503 until the slot catches up.
+   */
+  onOverflow?: 'evict' | 'block';
 }
 
 /** The durable, ordered change log (the storage WAL), read by replication. */
@@ -200,6 +205,10 @@ export interface ChangeLog {
   /** Advances a slot's LSN (persisted lazily, at least on the next commit or checkpoint). */
   advanceSlot(name: string, lsn: bigint): void;
   getSlot(name: string): SlotState | undefined;
+  /** Every slot (to find slots left behind by a crash during a replication's removal). */
+  listSlots(): SlotState[];
+  /** Payload bytes written to the slot's bucket after its LSN (what it still pins). */
+  slotPendingBytes(name: string): number;
   dropSlot(name: string): Promise<void>;
   /** Registers a callback for FIFO eviction that had to pass a slot's protection. */
   onSlotOverflow(listener: (slot: string, evictedUpToLsn: bigint) => void): () => void;

@@ -94,7 +94,7 @@ export type WalOp = WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | Remove
 const HEADER = 8;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 const SPARSE_EVERY = 512;
-const TAIL_CAPACITY = 100_000;
+const TAIL_CAPACITY = 20_000;
 
 /** Serialises one op into a frame appended to `w`. */
 export function encodeOp(w: BinaryWriter, op: WalOp): void {
