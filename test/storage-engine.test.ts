@@ -332,3 +332,45 @@ test('change log: ordered LSNs, origin, slots pin FIFO eviction up to their boun
   await s.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('writeMany: one pass per batch with per-record outcomes, durable and idempotent', async () => {
+  const dir = tempDir();
+  let s = await openStorage({ dataPath: dir });
+  const b = await s.createBucket('b', { max_block_records: 3n });
+  await b.write('e', 2n, { size: 1 }, Buffer.from('x'));
+  const item = (ts: bigint, body: string, extra: Partial<{ digest: Buffer; size: number }> = {}) => ({
+    entry: 'e',
+    ts,
+    opts: { size: extra.size ?? body.length, labels: { n: String(ts) }, digest: extra.digest },
+    payload: Buffer.from(body),
+  });
+  const xDigest = createHash('sha256').update('x').digest();
+  const results = await b.writeMany([
+    item(1n, 'one'),
+    item(2n, 'two'), // exists → 409
+    item(2n, 'x', { digest: xDigest }), // identical → already present
+    item(3n, 'three', { size: 9 }), // declared size differs → 400
+    item(4n, 'four'),
+    item(5n, 'five'),
+    item(6n, 'six'),
+  ]);
+  assert.equal(results[0], 'written');
+  assert.ok(results[1] instanceof FerryError && results[1].status === 409);
+  assert.equal(results[2], 'already_present');
+  assert.ok(results[3] instanceof FerryError && results[3].status === 400);
+  assert.deepEqual(results.slice(4), ['written', 'written', 'written']);
+  // ts 1 precedes the first block and starts its own (api.md §21.2): [1], [2, 4, 5], [6].
+  assert.equal(b.entries()[0]!.block_count, 3n, 'block rules apply inside a batch');
+  await s.close();
+  s = await openStorage({ dataPath: dir });
+  const got = (await collect(s.bucket('b'), 'e')).map((r) => [r.meta.ts, r.meta.labels.n]);
+  assert.deepEqual(got, [
+    [1n, '1'],
+    [2n, undefined],
+    [4n, '4'],
+    [5n, '5'],
+    [6n, '6'],
+  ]);
+  await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -7,10 +7,17 @@
  * quota, …) has them skipped and is reported per record; the request itself still succeeds.
  */
 import { Errors, type FerryError } from '../protocol/errors.js';
-import type { Bucket, Labels, WriteOutcome } from '../storage/types.js';
+import type { BatchItem, Bucket, Labels, WriteOutcome } from '../storage/types.js';
+import { isMetaEntry } from '../protocol/names.js';
 import { checkMetaWrite, replaceOlderAttachments } from './attachments.js';
 import type { ByteReader } from './body.js';
 import { toFerryError } from './respond.js';
+
+/** Slot filled in by `flushRun` (never returned). */
+const PLACEHOLDER: BatchWriteResult = { outcome: 'written' };
+
+/** Records up to this size are gathered across chunk boundaries to stay on the fast path. */
+const JOIN_LIMIT = 256 * 1024;
 
 /** One record to write. */
 export interface BatchWriteItem {
@@ -38,45 +45,50 @@ export async function writeBatch(
   items: readonly BatchWriteItem[],
   reader: ByteReader,
 ): Promise<BatchWriteResult[]> {
-  const pending: Promise<BatchWriteResult>[] = [];
+  const pending: Array<Promise<BatchWriteResult> | BatchWriteResult> = [];
   let truncated = false;
+  // Records whose bytes are all in the chunk already received go to storage together, as one
+  // `writeMany` (one pass, one group-commit entry); others stream one by one.
+  let run: Array<{ index: number; item: BatchItem }> = [];
+  const flushRun = (): void => {
+    if (run.length === 0 || !('write' in bucket)) return;
+    const current = run;
+    run = [];
+    const done = bucket.writeMany(current.map((r) => r.item));
+    for (let k = 0; k < current.length; k++) {
+      pending[current[k]!.index] = done.then((results) => {
+        const r = results[k]!;
+        return typeof r === 'string' ? { outcome: r } : { error: r };
+      });
+    }
+  };
   try {
     for (const item of items) {
-      const slice = reader.slice(item.size);
-      let failure: FerryError | undefined = item.rejected;
-      if (!failure && !('write' in bucket)) failure = bucket;
-      if (!failure) {
-        try {
-          checkMetaWrite(item.entry, item.labels);
-        } catch (e) {
-          failure = toFerryError(e);
+      if (!item.rejected && item.size > 0 && 'write' in bucket && !isMetaEntry(item.entry)) {
+        if (!reader.takeBufferedPossible(item.size) && item.size <= JOIN_LIMIT) await reader.fill(item.size);
+        const whole = reader.takeBuffered(item.size);
+        if (whole) {
+          run.push({
+            index: pending.length,
+            item: {
+              entry: item.entry,
+              ts: item.ts,
+              opts: { size: item.size, contentType: item.contentType, labels: item.labels, origin: item.origin, digest: item.digest },
+              payload: whole,
+            },
+          });
+          pending.push(PLACEHOLDER);
+          continue;
         }
       }
+      flushRun();
+      const slice = reader.slice(item.size);
+      const failure: FerryError | undefined = item.rejected ?? ('write' in bucket ? undefined : bucket);
       if (failure || !('write' in bucket)) {
-        const error = failure ?? Errors.internal('no bucket');
-        pending.push(Promise.resolve({ error }));
+        pending.push(Promise.resolve({ error: failure ?? Errors.internal('no bucket') }));
         await slice.skipRest();
       } else {
-        const write = bucket
-          .write(
-            item.entry,
-            item.ts,
-            {
-              size: item.size,
-              contentType: item.contentType,
-              labels: item.labels,
-              origin: item.origin,
-              digest: item.digest,
-            },
-            slice,
-          )
-          .then(
-            async (outcome): Promise<BatchWriteResult> => {
-              await replaceOlderAttachments(bucket, item.entry, item.ts, item.labels);
-              return { outcome };
-            },
-            (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
-          );
+        const write = writeOne(bucket, item, slice);
         pending.push(write);
         // Next record as soon as this one's bytes are taken (or its write gave up early).
         await Promise.race([slice.done, write]);
@@ -88,10 +100,35 @@ export async function writeBatch(
       }
     }
   } finally {
+    flushRun();
     // Never leave a write unobserved, whatever happened to the body.
     await Promise.all(pending);
   }
   if (truncated) throw Errors.contentSmaller();
   if (!(await reader.atEnd())) throw Errors.contentBigger();
   return Promise.all(pending);
+}
+
+function writeOne(bucket: Bucket, item: BatchWriteItem, payload: Buffer | AsyncIterable<Buffer>): Promise<BatchWriteResult> {
+  let checked: FerryError | undefined;
+  try {
+    checkMetaWrite(item.entry, item.labels);
+  } catch (e) {
+    checked = toFerryError(e);
+  }
+  if (checked) return Promise.resolve({ error: checked });
+  return bucket
+    .write(
+      item.entry,
+      item.ts,
+      { size: item.size, contentType: item.contentType, labels: item.labels, origin: item.origin, digest: item.digest },
+      payload,
+    )
+    .then(
+      async (outcome): Promise<BatchWriteResult> => {
+        await replaceOlderAttachments(bucket, item.entry, item.ts, item.labels);
+        return { outcome };
+      },
+      (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
+    );
 }

@@ -249,6 +249,42 @@ export class ByteReader {
     return chunk;
   }
 
+  /**
+   * Takes the next `size` bytes synchronously when they are all in the chunk already received
+   * (the common case for small records in a batch); undefined otherwise (nothing is consumed).
+   */
+  takeBuffered(size: number): Buffer | undefined {
+    const chunk = this.pending;
+    if (!chunk || chunk.length < size) return undefined;
+    if (chunk.length === size) {
+      this.pending = undefined;
+      return chunk;
+    }
+    this.pending = chunk.subarray(size);
+    return chunk.subarray(0, size);
+  }
+
+  /** True when `takeBuffered(size)` would succeed now. */
+  takeBufferedPossible(size: number): boolean {
+    return this.pending !== undefined && this.pending.length >= size;
+  }
+
+  /**
+   * Buffers at least `size` bytes when the body has them, joining a partial chunk with the next
+   * ones, so that `takeBuffered(size)` can serve small records that straddle chunk boundaries.
+   */
+  async fill(size: number): Promise<void> {
+    while (!this.pending || this.pending.length < size) {
+      if (this.ended) return;
+      const r = await this.src.next();
+      if (r.done) {
+        this.ended = true;
+        return;
+      }
+      this.pending = this.pending && this.pending.length > 0 ? Buffer.concat([this.pending, r.value]) : r.value;
+    }
+  }
+
   /** True when no byte is left (reads ahead one chunk if needed). */
   async atEnd(): Promise<boolean> {
     const c = await this.read(Number.MAX_SAFE_INTEGER);

@@ -2,17 +2,18 @@
  * Bucket implementation: entries, record writes with quotas, reads, scans, label updates and
  * removals. Durability and ordering come from the engine's group commit (`engine.commit`).
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as hashOnce } from 'node:crypto';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Block, type RecordDesc } from './block.js';
 import { Entry } from './entry.js';
 import { descriptorSize } from './descriptor-size.js';
-import { OpType } from './wal.js';
+import { OpType, type WriteOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry, validateEntryName } from '../protocol/names.js';
 import type {
+  BatchItem,
   Bucket,
   BucketInfo,
   BucketSettings,
@@ -255,20 +256,7 @@ export class BucketImpl implements Bucket {
           origin: desc.origin,
         },
         path,
-        (lsn) => {
-          desc.digest = digest;
-          desc.lsn = lsn;
-          desc.state = 'finished';
-          block.count++;
-          block.accSize += size + desc.descSize;
-          if (block.count === 1 || ts < block.minTs) block.minTs = ts;
-          if (block.count === 1 || ts > block.maxTs) block.maxTs = ts;
-          if (lsn > block.maxLsn) block.maxLsn = lsn;
-          block.dirty = true;
-          block.version++;
-          entry.indexDirty = true;
-          this.accSize += size + desc.descSize;
-        },
+        (lsn) => this.finishWrite(entry, block, desc, digest, lsn),
       );
       return 'written';
     } catch (e) {
@@ -280,15 +268,169 @@ export class BucketImpl implements Bucket {
     }
   }
 
+  /** Makes a durable record visible and accounts for it. */
+  private finishWrite(entry: Entry, block: Block, desc: RecordDesc, digest: Buffer, lsn: bigint): void {
+    desc.digest = digest;
+    desc.lsn = lsn;
+    desc.state = 'finished';
+    const ts = desc.ts;
+    block.count++;
+    block.accSize += desc.size + desc.descSize;
+    if (block.count === 1 || ts < block.minTs) block.minTs = ts;
+    if (block.count === 1 || ts > block.maxTs) block.maxTs = ts;
+    if (lsn > block.maxLsn) block.maxLsn = lsn;
+    block.dirty = true;
+    block.version++;
+    entry.indexDirty = true;
+    this.accSize += desc.size + desc.descSize;
+  }
+
+  writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
+    return this.shared(() => this.doWriteMany(items));
+  }
+
+  private async doWriteMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
+    const results = new Array<WriteOutcome | FerryError>(items.length);
+    // Quotas and unusual cases take the single-record path; the common case is done in one pass.
+    const slow: number[] = [];
+    const ops: WriteOp[] = [];
+    const staged: Array<{ entry: Entry; block: Block; desc: RecordDesc; digest: Buffer; i: number }> = [];
+    const paths = new Set<string>();
+    const quota = this.currentSettings.quota_type !== 'NONE';
+    let lastName: string | undefined;
+    let entry: Entry | undefined;
+    try {
+      this.engine.checkWritable(this.name);
+    } catch (e) {
+      return results.fill(e as FerryError);
+    }
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      if (quota) {
+        slow.push(i);
+        continue;
+      }
+      try {
+        if (it.entry !== lastName) {
+          checkEntryName(it.entry);
+          const got = this.ensureEntry(it.entry);
+          entry = got instanceof Entry ? got : await got;
+          lastName = it.entry;
+        }
+        const e = entry!;
+        const size = it.payload.length;
+        if (size !== it.opts.size) throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
+        const block = this.chooseBlock(e, it.ts, size);
+        if (!block.records) {
+          slow.push(i);
+          continue;
+        }
+        const existing = block.find(it.ts);
+        if (existing) {
+          // Idempotent re-delivery, errored overwrite and conflicts: the single-record rules.
+          slow.push(i);
+          continue;
+        }
+        const contentType = it.opts.contentType || DEFAULT_CT;
+        const labels = it.opts.labels ?? {};
+        const offset = block.payloadBytes;
+        block.payloadBytes += size;
+        block.slots++;
+        const desc: RecordDesc = {
+          entry: it.entry,
+          ts: it.ts,
+          size,
+          contentType,
+          labels,
+          state: 'started',
+          digest: EMPTY_DIGEST,
+          origin: it.opts.origin ?? '',
+          offset,
+          descSize: descriptorSize(it.ts, offset, size, contentType, labels),
+          lsn: 0n,
+        };
+        block.insert(desc);
+        block.inflight++;
+        this.reservedBytes += size;
+        const path = e.dataPath(block);
+        const pending = this.engine.files.writeAt(path, offset, it.payload);
+        const digest = (hashOnce('sha256', it.payload, 'buffer') as unknown as Buffer).subarray(0, 16);
+        staged.push({ entry: e, block, desc, digest, i });
+        if (pending) await pending;
+        if (it.opts.digest && !it.opts.digest.subarray(0, 16).equals(digest)) {
+          desc.state = 'errored';
+          staged.pop();
+          block.inflight--;
+          this.reservedBytes -= size;
+          throw Errors.badRequest(`Content digest mismatch for record ${it.ts}: the payload was damaged in transit`);
+        }
+        paths.add(path);
+        ops.push({
+          type: OpType.Write,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.name,
+          entry: it.entry,
+          ts: it.ts,
+          blockId: block.id,
+          offset,
+          size,
+          descSize: desc.descSize,
+          contentType,
+          labels,
+          digest,
+          origin: desc.origin,
+        });
+      } catch (err) {
+        results[i] = err instanceof FerryError ? err : fromFsError(err);
+      }
+    }
+    if (ops.length > 0) {
+      try {
+        await this.engine.commitMany(ops, [...paths], () => {
+          for (let k = 0; k < staged.length; k++) {
+            const st = staged[k]!;
+            this.finishWrite(st.entry, st.block, st.desc, st.digest, ops[k]!.lsn);
+            results[st.i] = 'written';
+          }
+        });
+      } catch (err) {
+        const fe = err instanceof FerryError ? err : fromFsError(err);
+        for (const st of staged) {
+          st.desc.state = 'errored';
+          results[st.i] = fe;
+        }
+      } finally {
+        for (const st of staged) {
+          st.block.inflight--;
+          this.reservedBytes -= st.desc.size;
+        }
+      }
+    }
+    for (const i of slow) {
+      const it = items[i]!;
+      try {
+        results[i] = await this.doWrite(it.entry, it.ts, it.opts, it.payload);
+      } catch (err) {
+        results[i] = err instanceof FerryError ? err : fromFsError(err);
+      }
+    }
+    return results;
+  }
+
   private async writePayload(path: string, offset: number, size: number, payload: PayloadSource): Promise<Buffer> {
-    const hash = createHash('sha256');
     const files = this.engine.files;
     if (Buffer.isBuffer(payload)) {
       if (payload.length < size) throw Errors.contentSmaller();
       if (payload.length > size) throw Errors.contentBigger();
-      hash.update(payload);
-      if (size > 0) await files.writeAt(path, offset, payload);
+      if (size > 0) {
+        const p = files.writeAt(path, offset, payload);
+        if (p) await p;
+      }
+      // One-shot hashing is much cheaper than a Hash object for small payloads.
+      return (hashOnce('sha256', payload, 'buffer') as unknown as Buffer).subarray(0, 16);
     } else {
+      const hash = createHash('sha256');
       let written = 0;
       for await (const chunk of payload) {
         if (chunk.length === 0) continue;
@@ -299,8 +441,8 @@ export class BucketImpl implements Bucket {
         written += chunk.length;
       }
       if (written < size) throw Errors.contentSmaller();
+      return hash.digest().subarray(0, 16);
     }
-    return hash.digest().subarray(0, 16);
   }
 
   /** Picks the block for a record (api.md §21.2: append, belated, or a new block when full). */

@@ -13,6 +13,8 @@ export interface EngineInternals {
    * the WAL frame are durable; `apply` runs right after, in LSN order.
    */
   commit(op: WalOp, path: string | undefined, apply: (lsn: bigint) => void): Promise<void>;
+  /** One group-commit entry for many ops (a batch): one promise, `apply` once after all are durable. */
+  commitMany(ops: WalOp[], paths: readonly string[], apply: () => void): Promise<void>;
   /** True when a block holds records that a replication slot still has to ship (within its bound). */
   isProtected(bucket: string, block: Block): boolean;
   /** 503 when a replication slot with `onOverflow: 'block'` is past its bound. */

@@ -45,12 +45,14 @@ const MAX_LOADED_RECORDS = 50_000;
 const CHECKPOINT_OPS = 25_000;
 
 interface Pending {
-  op: WalOp;
-  path: string | undefined;
-  apply: (lsn: bigint) => void;
+  ops: WalOp[];
+  paths: readonly string[];
+  apply: () => void;
   resolve: () => void;
   reject: (e: unknown) => void;
 }
+
+const NO_PATHS: readonly string[] = [];
 
 /** Opens (or creates) a data directory. */
 export async function openStorage(opts: StorageOptions): Promise<Storage> {
@@ -320,10 +322,14 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   }
 
   commit(op: WalOp, path: string | undefined, apply: (lsn: bigint) => void): Promise<void> {
+    return this.commitMany([op], path ? [path] : NO_PATHS, () => apply(op.lsn));
+  }
+
+  commitMany(ops: WalOp[], paths: readonly string[], apply: () => void): Promise<void> {
     if (this.closed) return Promise.reject(Errors.unavailable('The storage engine is closed'));
-    op.lsn = this.wal.allocLsn();
+    for (const op of ops) op.lsn = this.wal.allocLsn();
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ op, path, apply, resolve, reject });
+      this.queue.push({ ops, paths, apply, resolve, reject });
       this.kick();
     });
   }
@@ -339,23 +345,27 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     this.queue = [];
     try {
       const paths = new Set<string>();
-      for (const g of group) if (g.path) paths.add(g.path);
-      await this.files.syncFiles(paths, this.sync);
-      await this.wal.append(group.map((g) => g.op));
+      const ops: WalOp[] = [];
       for (const g of group) {
-        g.apply(g.op.lsn);
-        g.resolve();
+        for (const p of g.paths) paths.add(p);
+        for (const op of g.ops) ops.push(op);
       }
+      await this.files.syncFiles(paths, this.sync);
+      await this.wal.append(ops);
       if (this.slots.size > 0) {
-        for (const g of group) {
-          if (g.op.type !== OpType.Write) continue;
+        for (const op of ops) {
+          if (op.type !== OpType.Write) continue;
           for (const slot of this.slots.values()) {
-            if (slot.bucket === g.op.bucket) this.slotPending.get(slot.name)?.push(g.op.lsn, g.op.size);
+            if (slot.bucket === op.bucket) this.slotPending.get(slot.name)?.push(op.lsn, op.size);
           }
         }
       }
-      this.appliedLsn = group[group.length - 1]!.op.lsn;
-      this.opsSinceCheckpoint += group.length;
+      this.appliedLsn = ops[ops.length - 1]!.lsn;
+      this.opsSinceCheckpoint += ops.length;
+      for (const g of group) {
+        g.apply();
+        g.resolve();
+      }
       for (const l of this.commitListeners) l(this.appliedLsn);
     } catch (e) {
       const err = fromFsError(e);

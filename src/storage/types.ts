@@ -6,6 +6,7 @@
  * exact up to 2^53); info objects are returned in their wire shape (snake_case, bigint for u64).
  */
 import type { Readable } from 'node:stream';
+import type { FerryError } from '../protocol/errors.js';
 
 /** Label name → value. Names arrive lower-case through HTTP headers. */
 export type Labels = Record<string, string>;
@@ -90,6 +91,14 @@ export interface WriteOptions {
 
 export type WriteOutcome = 'written' | 'already_present';
 
+/** One record of `Bucket.writeMany`. */
+export interface BatchItem {
+  entry: string;
+  ts: bigint;
+  opts: WriteOptions;
+  payload: Buffer;
+}
+
 /** Payload source: a Buffer or any async iterable of Buffers delivering exactly `size` bytes. */
 export type PayloadSource = Buffer | AsyncIterable<Buffer>;
 
@@ -115,6 +124,13 @@ export interface Bucket {
    * 500 FIFO failure, 507 disk full, 422 invalid entry name.
    */
   write(entry: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome>;
+
+  /**
+   * Writes many fully buffered records (a batch) with one group-commit entry: per-record work is
+   * done synchronously where possible, and one promise covers the whole batch. Returns, per item,
+   * its outcome or the FerryError that refused it; resolves once every written record is durable.
+   */
+  writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>>;
 
   /** Reads one record (latest when ts is undefined). 404 / 425 / 500 as api.md §8.2. */
   read(entry: string, ts?: bigint): Promise<StoredRecord>;
