@@ -60,10 +60,16 @@ test('size accounting follows the worked checks of api.md §3.9', async () => {
     const c = await s.createBucket('bucket', { max_block_records: 256n });
     const labels = { label1: 'label1', label2: '100', label3: 'true' };
     await c.write('entry-1', 1_000_000n, { size: 9, labels }, Buffer.from('somedata1'));
-    for (const t of [2n, 3n, 4n]) await c.write('entry-2', t * 1_000_000n, { size: 9 }, Buffer.from('somedata1'));
+    for (const t of [2n, 3n, 4n])
+      await c.write('entry-2', t * 1_000_000n, { size: 9 }, Buffer.from('somedata1'));
     const info = c.info();
     assert.deepEqual(
-      { size: info.size, entry_count: info.entry_count, oldest: info.oldest_record, latest: info.latest_record },
+      {
+        size: info.size,
+        entry_count: info.entry_count,
+        oldest: info.oldest_record,
+        latest: info.latest_record,
+      },
       { size: 217n, entry_count: 2n, oldest: 1_000_000n, latest: 4_000_000n },
     );
     assert.deepEqual(
@@ -94,7 +100,12 @@ test('blocks follow max_block_records and max_block_size', async () => {
 test('hierarchical entries create real parents; reads return exact metadata and payloads', async () => {
   await withStorage(async (s) => {
     const b = await s.createBucket('b');
-    await b.write('a/b/c', 5n, { size: 3, contentType: 'text/plain', labels: { k: 'v' } }, Buffer.from('abc'));
+    await b.write(
+      'a/b/c',
+      5n,
+      { size: 3, contentType: 'text/plain', labels: { k: 'v' } },
+      Buffer.from('abc'),
+    );
     assert.deepEqual(
       b.entries().map((e) => [e.name, e.record_count]),
       [
@@ -131,22 +142,38 @@ test('duplicates, short and long bodies, errored overwrite, idempotent apply', a
   await withStorage(async (s) => {
     const b = await s.createBucket('b');
     await b.write('e', 10n, { size: 4 }, Buffer.from('data'));
-    await rejectsWith(b.write('e', 10n, { size: 4 }, Buffer.from('data')), 409, 'A record with timestamp 10 already exists');
+    await rejectsWith(
+      b.write('e', 10n, { size: 4 }, Buffer.from('data')),
+      409,
+      'A record with timestamp 10 already exists',
+    );
 
     const digest = createHash('sha256').update('data').digest();
     assert.equal(await b.write('e', 10n, { size: 4, digest }, Buffer.from('data')), 'already_present');
     const other = createHash('sha256').update('DATA').digest();
     await rejectsWith(b.write('e', 10n, { size: 4, digest: other }, Buffer.from('DATA')), 409);
-    await rejectsWith(b.write('e', 11n, { size: 4, digest: other }, Buffer.from('data')), 400, /digest mismatch/);
+    await rejectsWith(
+      b.write('e', 11n, { size: 4, digest: other }, Buffer.from('data')),
+      400,
+      /digest mismatch/,
+    );
 
-    await rejectsWith(b.write('e', 20n, { size: 10 }, chunks(Buffer.from('short'), 2)), 400, 'Content is smaller than in content-length');
+    await rejectsWith(
+      b.write('e', 20n, { size: 10 }, chunks(Buffer.from('short'), 2)),
+      400,
+      'Content is smaller than in content-length',
+    );
     await rejectsWith(b.read('e', 20n), 500);
     await rejectsWith(b.write('e', 20n, { size: 9 }, Buffer.from('different')), 409);
     // A retry of the same size overwrites the errored record (api.md §3.8).
     await b.write('e', 20n, { size: 10 }, chunks(Buffer.from('0123456789'), 3));
     assert.equal((await (await b.read('e', 20n)).buffer()).toString(), '0123456789');
 
-    await rejectsWith(b.write('e', 30n, { size: 2 }, chunks(Buffer.from('toolong'), 3)), 400, 'Content is bigger than in content-length');
+    await rejectsWith(
+      b.write('e', 30n, { size: 2 }, chunks(Buffer.from('toolong'), 3)),
+      400,
+      'Content is bigger than in content-length',
+    );
     assert.deepEqual(
       (await collect(b, 'e')).map((r) => r.meta.ts),
       [10n, 20n],
@@ -160,7 +187,10 @@ test('belated writes are returned in timestamp order, within ranges', async () =
     const order = [50n, 10n, 70n, 30n, 90n, 20n, 60n, 80n, 40n, 5n, 100n];
     for (const t of order) await b.write('e', t, { size: 1 }, Buffer.from('x'));
     const all = (await collect(b, 'e')).map((r) => r.meta.ts);
-    assert.deepEqual(all, [...order].sort((x, y) => (x < y ? -1 : 1)));
+    assert.deepEqual(
+      all,
+      [...order].sort((x, y) => (x < y ? -1 : 1)),
+    );
     assert.deepEqual(
       (await collect(b, 'e', 20n, 60n)).map((r) => r.meta.ts),
       [20n, 30n, 40n, 50n],
@@ -208,13 +238,18 @@ test('a crash (no close) loses no committed write; a torn WAL tail is cut', asyn
   const b = await s.createBucket('b', { max_block_records: 50n });
   const writes: Promise<unknown>[] = [];
   for (let i = 0; i < 500; i++) {
-    writes.push(b.write(`e${i % 3}`, BigInt(1000 + i), { size: 16, labels: { i: String(i) } }, Buffer.alloc(16, i)));
+    writes.push(
+      b.write(`e${i % 3}`, BigInt(1000 + i), { size: 16, labels: { i: String(i) } }, Buffer.alloc(16, i)),
+    );
   }
   await Promise.all(writes);
   await b.updateLabels('e0', 1000n, { i: 'changed' });
   // Simulate a crash: abandon the engine without closing it, and tear the WAL tail.
   const walDir = join(dir, 'wal');
-  const seg = readdirSync(walDir).filter((n) => n.endsWith('.wal')).sort().pop()!;
+  const seg = readdirSync(walDir)
+    .filter((n) => n.endsWith('.wal'))
+    .sort()
+    .pop()!;
   const sizeBefore = statSync(join(walDir, seg)).size;
   appendFileSync(join(walDir, seg), Buffer.from([0x40, 0, 0, 0, 1, 2, 3]));
 
@@ -271,7 +306,11 @@ test('record, entry and bucket removal; entry and bucket rename', async () => {
 
     await s.renameBucket('b', 'c');
     assert.equal((await (await s.bucket('c').read('keep', 1n)).buffer()).toString(), 'hi');
-    await rejectsWith(Promise.resolve().then(() => s.bucket('b')), 404, "Bucket 'b' is not found");
+    await rejectsWith(
+      Promise.resolve().then(() => s.bucket('b')),
+      404,
+      "Bucket 'b' is not found",
+    );
     await s.removeBucket('c');
     assert.equal(s.listBuckets()[0]?.status, 'DELETING');
     for (let i = 0; i < 100 && s.hasBucket('c'); i++) await new Promise((r) => setTimeout(r, 5));
@@ -288,13 +327,17 @@ test('quotas: HARD refuses, FIFO evicts oldest whole blocks across entries', asy
     await rejectsWith(h.write('e', 2n, { size: 50 }, Buffer.alloc(50)), 400, "Quota of 'h' exceeded");
 
     const f = await s.createBucket('f', { quota_type: 'FIFO', quota_size: 10_000n, max_block_records: 10n });
-    for (let i = 0; i < 200; i++) await f.write(i % 2 ? 'odd' : 'even', BigInt(i + 1), { size: 100 }, Buffer.alloc(100, i));
+    for (let i = 0; i < 200; i++)
+      await f.write(i % 2 ? 'odd' : 'even', BigInt(i + 1), { size: 100 }, Buffer.alloc(100, i));
     const info = f.info();
     assert.ok(info.size <= 10_000n, `size ${info.size} within quota`);
     assert.ok(info.oldest_record > 1n, 'oldest records were evicted');
     const recs = [...(await collect(f, 'odd')), ...(await collect(f, 'even'))];
     assert.ok(recs.length >= 60 && recs.length < 200);
-    assert.ok(recs.some((r) => r.meta.ts === 200n), 'newest record kept');
+    assert.ok(
+      recs.some((r) => r.meta.ts === 200n),
+      'newest record kept',
+    );
   });
 });
 
@@ -305,7 +348,13 @@ test('change log: ordered LSNs, origin, slots pin FIFO eviction up to their boun
   const commits: bigint[] = [];
   const off = s.changes.onCommit((lsn) => commits.push(lsn));
   await s.changes.setSlot({ name: 'r1', bucket: 'f', lsn: s.changes.lastLsn(), maxBytes: 1_000_000 });
-  for (let i = 0; i < 10; i++) await b.write('e', BigInt(i + 1), { size: 100, origin: i === 3 ? 'other' : undefined }, Buffer.alloc(100));
+  for (let i = 0; i < 10; i++)
+    await b.write(
+      'e',
+      BigInt(i + 1),
+      { size: 100, origin: i === 3 ? 'other' : undefined },
+      Buffer.alloc(100),
+    );
   off();
   assert.ok(commits.length > 0 && commits.every((x, i) => i === 0 || x > commits[i - 1]!));
   const changes = await s.changes.read(0n, 100);

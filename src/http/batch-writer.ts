@@ -73,7 +73,13 @@ export async function writeBatch(
             item: {
               entry: item.entry,
               ts: item.ts,
-              opts: { size: item.size, contentType: item.contentType, labels: item.labels, origin: item.origin, digest: item.digest },
+              opts: {
+                size: item.size,
+                contentType: item.contentType,
+                labels: item.labels,
+                origin: item.origin,
+                digest: item.digest,
+              },
               payload: whole,
             },
           });
@@ -109,7 +115,11 @@ export async function writeBatch(
   return Promise.all(pending);
 }
 
-function writeOne(bucket: Bucket, item: BatchWriteItem, payload: Buffer | AsyncIterable<Buffer>): Promise<BatchWriteResult> {
+function writeOne(
+  bucket: Bucket,
+  item: BatchWriteItem,
+  payload: Buffer | AsyncIterable<Buffer>,
+): Promise<BatchWriteResult> {
   let checked: FerryError | undefined;
   try {
     checkMetaWrite(item.entry, item.labels);
@@ -121,7 +131,13 @@ function writeOne(bucket: Bucket, item: BatchWriteItem, payload: Buffer | AsyncI
     .write(
       item.entry,
       item.ts,
-      { size: item.size, contentType: item.contentType, labels: item.labels, origin: item.origin, digest: item.digest },
+      {
+        size: item.size,
+        contentType: item.contentType,
+        labels: item.labels,
+        origin: item.origin,
+        digest: item.digest,
+      },
       payload,
     )
     .then(

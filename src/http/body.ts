@@ -281,7 +281,8 @@ export class ByteReader {
         this.ended = true;
         return;
       }
-      this.pending = this.pending && this.pending.length > 0 ? Buffer.concat([this.pending, r.value]) : r.value;
+      this.pending =
+        this.pending && this.pending.length > 0 ? Buffer.concat([this.pending, r.value]) : r.value;
     }
   }
 

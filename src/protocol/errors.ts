@@ -46,11 +46,13 @@ export const Errors = {
 
   // entries and records (§8)
   entryNotFound: (e: string, b: string) => new FerryError(404, `Entry '${e}' not found in bucket '${b}'`),
-  entryDeleting: (e: string, b: string) => new FerryError(409, `Entry '${e}' in bucket '${b}' is being deleted`),
+  entryDeleting: (e: string, b: string) =>
+    new FerryError(409, `Entry '${e}' in bucket '${b}' is being deleted`),
   recordNotFound: (ts: bigint, b: string, e: string) =>
     new FerryError(404, `Record ${ts} not found in entry ${b}/${e}`),
   recordExists: (ts: bigint) => new FerryError(409, `A record with timestamp ${ts} already exists`),
-  recordStillWritten: (ts: bigint) => new FerryError(425, `Record with timestamp ${ts} is still being written`),
+  recordStillWritten: (ts: bigint) =>
+    new FerryError(425, `Record with timestamp ${ts} is still being written`),
   recordErrored: (ts: bigint) => new FerryError(500, `Record with timestamp ${ts} is broken`),
   quotaExceeded: (b: string) => new FerryError(400, `Quota of '${b}' exceeded`),
   quotaKeepFailed: (b: string) => new FerryError(500, `Failed to keep quota of '${b}'`),

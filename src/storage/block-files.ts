@@ -41,7 +41,15 @@ export class BlockFiles {
       if (!p) {
         p = (async () => {
           const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
-          const file: OpenFile = { path, fh, refs: 0, pending: [], pendingBytes: 0, dirty: false, lastUse: 0 };
+          const file: OpenFile = {
+            path,
+            fh,
+            refs: 0,
+            pending: [],
+            pendingBytes: 0,
+            dirty: false,
+            lastUse: 0,
+          };
           this.files.set(path, file);
           this.opening.delete(path);
           return file;

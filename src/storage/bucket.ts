@@ -169,7 +169,12 @@ export class BucketImpl implements Bucket {
     return this.shared(() => this.doWrite(entryName, ts, opts, payload));
   }
 
-  private async doWrite(entryName: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome> {
+  private async doWrite(
+    entryName: string,
+    ts: bigint,
+    opts: WriteOptions,
+    payload: PayloadSource,
+  ): Promise<WriteOutcome> {
     checkEntryName(entryName);
     this.engine.checkWritable(this.name);
     const size = opts.size;
@@ -236,7 +241,9 @@ export class BucketImpl implements Bucket {
     try {
       digest = await this.writePayload(path, desc.offset, size, payload);
       if (opts.digest && !opts.digest.subarray(0, 16).equals(digest)) {
-        throw Errors.badRequest(`Content digest mismatch for record ${ts}: the payload was damaged in transit`);
+        throw Errors.badRequest(
+          `Content digest mismatch for record ${ts}: the payload was damaged in transit`,
+        );
       }
       await this.engine.commit(
         {
@@ -319,7 +326,8 @@ export class BucketImpl implements Bucket {
         }
         const e = entry!;
         const size = it.payload.length;
-        if (size !== it.opts.size) throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
+        if (size !== it.opts.size)
+          throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
         const block = this.chooseBlock(e, it.ts, size);
         if (!block.records) {
           slow.push(i);
@@ -362,7 +370,9 @@ export class BucketImpl implements Bucket {
           staged.pop();
           block.inflight--;
           this.reservedBytes -= size;
-          throw Errors.badRequest(`Content digest mismatch for record ${it.ts}: the payload was damaged in transit`);
+          throw Errors.badRequest(
+            `Content digest mismatch for record ${it.ts}: the payload was damaged in transit`,
+          );
         }
         paths.add(path);
         ops.push({
@@ -418,7 +428,12 @@ export class BucketImpl implements Bucket {
     return results;
   }
 
-  private async writePayload(path: string, offset: number, size: number, payload: PayloadSource): Promise<Buffer> {
+  private async writePayload(
+    path: string,
+    offset: number,
+    size: number,
+    payload: PayloadSource,
+  ): Promise<Buffer> {
     const files = this.engine.files;
     if (Buffer.isBuffer(payload)) {
       if (payload.length < size) throw Errors.contentSmaller();
@@ -516,7 +531,14 @@ export class BucketImpl implements Bucket {
     this.accSize -= block.accSize;
     this.engine.notifyEvicted(this.name, block);
     await this.engine.commit(
-      { type: OpType.RemoveBlock, lsn: 0n, time: Date.now(), bucket: this.name, entry: entry.name, blockId: block.id },
+      {
+        type: OpType.RemoveBlock,
+        lsn: 0n,
+        time: Date.now(),
+        bucket: this.name,
+        entry: entry.name,
+        blockId: block.id,
+      },
       undefined,
       () => {},
     );
@@ -534,7 +556,8 @@ export class BucketImpl implements Bucket {
         if (b.count === 0) continue;
         await this.engine.loadBlock(entry, b);
         const recs = b.records!;
-        for (let j = recs.length - 1; j >= 0; j--) if (recs[j]!.state === 'finished') return this.stored(entry, b, recs[j]!);
+        for (let j = recs.length - 1; j >= 0; j--)
+          if (recs[j]!.state === 'finished') return this.stored(entry, b, recs[j]!);
       }
       throw Errors.recordNotFound(0n, this.name, entryName);
     }
@@ -554,7 +577,8 @@ export class BucketImpl implements Bucket {
     return {
       meta: desc,
       stream: () => files.stream(path, desc.offset, desc.size),
-      buffer: () => (desc.size === 0 ? Promise.resolve(Buffer.alloc(0)) : files.readAt(path, desc.offset, desc.size)),
+      buffer: () =>
+        desc.size === 0 ? Promise.resolve(Buffer.alloc(0)) : files.readAt(path, desc.offset, desc.size),
     };
   }
 
@@ -714,16 +738,20 @@ export class BucketImpl implements Bucket {
     this.checkReady();
     return this.exclusiveOp(async () => {
       const entry = this.getEntry(entryName);
-      if (isMetaEntry(entryName) || isMetaEntry(newName)) throw Errors.unprocessable('Cannot rename $meta entries');
+      if (isMetaEntry(entryName) || isMetaEntry(newName))
+        throw Errors.unprocessable('Cannot rename $meta entries');
       checkEntryName(newName);
-      if (this.entriesMap.has(newName)) throw Errors.conflict(`Entry '${newName}' already exists in bucket '${this.name}'`);
+      if (this.entriesMap.has(newName))
+        throw Errors.conflict(`Entry '${newName}' already exists in bucket '${this.name}'`);
       if (newName.startsWith(entryName + '/')) {
         throw Errors.conflict(`Cannot rename entry '${entryName}' into its own subtree '${newName}'`);
       }
       // Make every change so far durable in descriptor files first, so that the WAL holds nothing
       // that refers to the old name and would need replay.
       await this.engine.checkpoint();
-      const moved = [...this.entriesMap.values()].filter((e) => e.name === entryName || e.name.startsWith(entryName + '/'));
+      const moved = [...this.entriesMap.values()].filter(
+        (e) => e.name === entryName || e.name.startsWith(entryName + '/'),
+      );
       const newDir = `${this.dir}/${newName}`;
       await this.engine.files.forget(entry.dir);
       await mkdir(dirname(newDir), { recursive: true });

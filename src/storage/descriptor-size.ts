@@ -17,7 +17,13 @@ export function varintLen(n: number): number {
 const utf8Len = (s: string): number => Buffer.byteLength(s);
 
 /** Encoded descriptor length for a record written at `begin` (offset inside its block). */
-export function descriptorSize(ts: bigint, begin: number, size: number, contentType: string, labels: Labels): number {
+export function descriptorSize(
+  ts: bigint,
+  begin: number,
+  size: number,
+  contentType: string,
+  labels: Labels,
+): number {
   const sec = Number(ts / 1_000_000n);
   const nanos = Number(ts % 1_000_000n) * 1000;
   const tsmsg = (sec > 0 ? 1 + varintLen(sec) : 0) + (nanos > 0 ? 1 + varintLen(nanos) : 0);

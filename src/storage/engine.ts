@@ -391,7 +391,11 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   checkWritable(bucket: string): void {
     for (const slot of this.slots.values()) {
-      if (slot.bucket === bucket && slot.onOverflow === 'block' && this.slotPendingBytes(slot.name) > slot.maxBytes) {
+      if (
+        slot.bucket === bucket &&
+        slot.onOverflow === 'block' &&
+        this.slotPendingBytes(slot.name) > slot.maxBytes
+      ) {
         throw replicationLogFull(bucket, slot.name);
       }
     }
@@ -520,7 +524,8 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       if (typeof v !== 'bigint' || v < 0n) throw Errors.unprocessable(`Invalid value of '${k}'`);
       out[k] = v;
     }
-    if (out.max_block_records === 0n) throw Errors.unprocessable("'max_block_records' must be greater than 0");
+    if (out.max_block_records === 0n)
+      throw Errors.unprocessable("'max_block_records' must be greater than 0");
     if (out.max_block_size === 0n) throw Errors.unprocessable("'max_block_size' must be greater than 0");
     return out;
   }
@@ -540,7 +545,11 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     await writeFileAtomic(join(b.dir, 'settings.json'), JSON.stringify(conf), { noSync: !this.sync });
   }
 
-  async createBucket(name: string, patch?: BucketSettingsPatch, opts: CreateBucketOptions = {}): Promise<Bucket> {
+  async createBucket(
+    name: string,
+    patch?: BucketSettingsPatch,
+    opts: CreateBucketOptions = {},
+  ): Promise<Bucket> {
     if (!BUCKET_RE.test(name) && name !== '$system') throw Errors.invalidName();
     const existing = this.buckets.get(name);
     if (existing) {
@@ -572,7 +581,11 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     const b = this.bucket(name) as BucketImpl;
     if (b.provisioned) throw Errors.bucketProvisioned(name);
     b.status = 'DELETING';
-    await this.commit({ type: OpType.RemoveBucket, lsn: 0n, time: Date.now(), bucket: name }, undefined, () => {});
+    await this.commit(
+      { type: OpType.RemoveBucket, lsn: 0n, time: Date.now(), bucket: name },
+      undefined,
+      () => {},
+    );
     await this.saveSettings(b, { deleting: true });
     void (async () => {
       try {
@@ -642,7 +655,13 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   }
 
   read(after: bigint, max: number): Promise<Change[]> {
-    return this.wal.read(after, max).then((list) => (list.length && list[list.length - 1]!.lsn > this.appliedLsn ? list.filter((c) => c.lsn <= this.appliedLsn) : list));
+    return this.wal
+      .read(after, max)
+      .then((list) =>
+        list.length && list[list.length - 1]!.lsn > this.appliedLsn
+          ? list.filter((c) => c.lsn <= this.appliedLsn)
+          : list,
+      );
   }
 
   onCommit(listener: (lastLsn: bigint) => void): () => void {
@@ -720,12 +739,12 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     while (this.persisting) await this.persisting;
     if (!this.slotsDirty) return;
     this.slotsDirty = false;
-    const data = JSON.stringify(
-      [...this.slots.values()].map((s) => ({ ...s, lsn: s.lsn.toString() })),
+    const data = JSON.stringify([...this.slots.values()].map((s) => ({ ...s, lsn: s.lsn.toString() })));
+    this.persisting = writeFileAtomic(join(this.metaDir, 'slots.json'), data, { noSync: !this.sync }).catch(
+      () => {
+        this.slotsDirty = true;
+      },
     );
-    this.persisting = writeFileAtomic(join(this.metaDir, 'slots.json'), data, { noSync: !this.sync }).catch(() => {
-      this.slotsDirty = true;
-    });
     try {
       await this.persisting;
     } finally {
@@ -744,7 +763,6 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     }
   }
 }
-
 
 /** Pending write sizes of a slot in commit order, with their running total (a growable ring). */
 class PendingBytes {

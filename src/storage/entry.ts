@@ -82,7 +82,8 @@ export class Entry {
   }
 
   get latest(): bigint {
-    for (let i = this.blocks.length - 1; i >= 0; i--) if (this.blocks[i]!.count > 0) return this.blocks[i]!.maxTs;
+    for (let i = this.blocks.length - 1; i >= 0; i--)
+      if (this.blocks[i]!.count > 0) return this.blocks[i]!.maxTs;
     return 0n;
   }
 

@@ -147,7 +147,22 @@ function decodeOp(buf: Buffer, start: number, end: number): WalOp {
       const labels = r.labels();
       const digest = Buffer.from(r.bytes(16));
       const origin = r.str16();
-      return { type, lsn, time, bucket, entry, ts, blockId, offset, size, descSize, contentType, labels, digest, origin };
+      return {
+        type,
+        lsn,
+        time,
+        bucket,
+        entry,
+        ts,
+        blockId,
+        offset,
+        size,
+        descSize,
+        contentType,
+        labels,
+        digest,
+        origin,
+      };
     }
     case OpType.Update: {
       const entry = r.str16();
@@ -240,13 +255,23 @@ export class Wal {
    * Opens the log, cutting a torn tail. `replayFrom`: ops with lsn > replayFrom are passed to
    * `apply` in order (redo after the last checkpoint).
    */
-  static async open(dir: string, sync: boolean, replayFrom: bigint, apply: (op: WalOp) => void): Promise<Wal> {
+  static async open(
+    dir: string,
+    sync: boolean,
+    replayFrom: bigint,
+    apply: (op: WalOp) => void,
+  ): Promise<Wal> {
     const wal = new Wal(dir, sync);
     await mkdir(dir, { recursive: true });
     const names = (await readdir(dir)).filter((n) => /^\d{20}\.wal$/.test(n)).sort();
     for (const n of names) {
       const p = join(dir, n);
-      wal.segments.push({ startLsn: BigInt(n.slice(0, 20)), path: p, size: (await stat(p)).size, sparse: undefined });
+      wal.segments.push({
+        startLsn: BigInt(n.slice(0, 20)),
+        path: p,
+        size: (await stat(p)).size,
+        sparse: undefined,
+      });
     }
     let last = replayFrom;
     // Scan segments that may hold ops after replayFrom, plus the last one to find its valid end.
@@ -286,7 +311,9 @@ export class Wal {
       for (;;) {
         const { bytesRead } = await fh.read(chunk, 0, chunk.length, fileOff);
         if (bytesRead === 0) break;
-        const data = carry.length ? Buffer.concat([carry, chunk.subarray(0, bytesRead)]) : chunk.subarray(0, bytesRead);
+        const data = carry.length
+          ? Buffer.concat([carry, chunk.subarray(0, bytesRead)])
+          : chunk.subarray(0, bytesRead);
         const base = fileOff - carry.length;
         fileOff += bytesRead;
         let rel = 0;
@@ -384,7 +411,12 @@ export class Wal {
 
   private async rotate(): Promise<void> {
     await this.fh!.close();
-    const seg: Segment = { startLsn: this.nextLsn, path: join(this.dir, segName(this.nextLsn)), size: 0, sparse: [] };
+    const seg: Segment = {
+      startLsn: this.nextLsn,
+      path: join(this.dir, segName(this.nextLsn)),
+      size: 0,
+      sparse: [],
+    };
     this.segments.push(seg);
     this.fh = await open(seg.path, 'a');
     if (this.sync) await fsyncDir(this.dir);
