@@ -103,4 +103,7 @@ export function printRows(rows: Row[]): void {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   printRows(await runWhenBench());
+  console.log('');
+  const { runQueryScanBench, printScanRows } = await import('./query-scan.js');
+  printScanRows(await runQueryScanBench());
 }

@@ -184,13 +184,46 @@ export class BinaryReader {
     return s;
   }
 
-  labels(): Record<string, string> {
+  labels(names?: InternCache): Record<string, string> {
     const n = this.u16();
     const out: Record<string, string> = {};
     for (let i = 0; i < n; i++) {
-      const k = this.str16();
+      const k = names ? this.str16Interned(names) : this.str16();
       out[k] = this.str32();
     }
     return out;
   }
+
+  /**
+   * A u16-prefixed string, reusing an earlier decoded string with the same bytes (content types and
+   * label names repeat across the records of a block; decoding them once saves time and memory).
+   */
+  str16Interned(cache: InternCache): string {
+    const len = this.u16();
+    this.need(len);
+    const pos = this.pos;
+    const buf = this.buf;
+    this.pos += len;
+    for (let c = 0; c < cache.length; c++) {
+      const e = cache[c]!;
+      if (e.len !== len) continue;
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (buf[e.pos + i] !== buf[pos + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return e.s;
+    }
+    const s = buf.toString('utf8', pos, pos + len);
+    if (len <= 128) {
+      if (cache.length < 16) cache.push({ pos, len, s });
+      else cache[pos % 16] = { pos, len, s };
+    }
+    return s;
+  }
 }
+
+/** Recently decoded strings of one buffer, for `str16Interned`. */
+export type InternCache = Array<{ pos: number; len: number; s: string }>;

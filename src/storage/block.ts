@@ -5,7 +5,7 @@
  * requests never open descriptors (start-up time does not grow with the number of records).
  */
 import { readFile } from 'node:fs/promises';
-import { BinaryReader, BinaryWriter } from './binary-codec.js';
+import { BinaryReader, BinaryWriter, type InternCache } from './binary-codec.js';
 import { crc32 } from './crc32.js';
 import type { Labels, RecordMeta, RecordState } from './types.js';
 
@@ -138,6 +138,8 @@ export async function loadBlockMeta(path: string, entry: string): Promise<Record
   const n = r.u32();
   r.u64();
   const out: RecordDesc[] = new Array(n);
+  const cts: InternCache = [];
+  const names: InternCache = [];
   for (let i = 0; i < n; i++) {
     const ts = r.u64();
     const offset = r.num();
@@ -145,9 +147,10 @@ export async function loadBlockMeta(path: string, entry: string): Promise<Record
     const descSize = r.u32();
     const lsn = r.u64();
     const state = CODE_STATE[r.u8()] ?? 'finished';
-    const contentType = r.str16();
-    const labels: Labels = r.labels();
-    const digest = Buffer.from(r.bytes(16));
+    const contentType = r.str16Interned(cts);
+    const labels: Labels = r.labels(names);
+    // A view, not a copy: the descriptor file buffer lives as long as the block is loaded anyway.
+    const digest = r.bytes(16);
     const origin = r.str16();
     out[i] = { entry, ts, size, contentType, labels, state, digest, origin, offset, descSize, lsn };
   }

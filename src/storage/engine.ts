@@ -644,6 +644,10 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     if (this.slotsTimer) clearTimeout(this.slotsTimer);
     await this.checkpoint().catch(() => {});
     await this.persistSlots().catch(() => {});
+    await this.wal.rotateIfUsed().catch(() => {});
+    let keep = this.appliedLsn;
+    for (const s of this.slots.values()) if (s.lsn < keep) keep = s.lsn;
+    await this.wal.truncateUpTo(keep).catch(() => {});
     await this.files.closeAll(this.sync);
     await this.wal.close();
   }

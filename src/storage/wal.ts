@@ -409,6 +409,15 @@ export class Wal {
     if (seg.size >= SEGMENT_BYTES) await this.rotate();
   }
 
+  /**
+   * Starts a new segment if the current one holds anything. Called after a final checkpoint, so
+   * that the next start has nothing to scan (start-up time does not grow with the data).
+   */
+  async rotateIfUsed(): Promise<void> {
+    const seg = this.segments[this.segments.length - 1];
+    if (seg && seg.size > 0) await this.rotate();
+  }
+
   private async rotate(): Promise<void> {
     await this.fh!.close();
     const seg: Segment = {
