@@ -38,6 +38,9 @@ export class Block {
   /** Writes in flight (a block is never evicted while it has some). */
   inflight = 0;
   lastUse = 0;
+  /** Cached data file path and the entry directory it was built from (see `Entry.dataPath`). */
+  path = '';
+  pathDir = '';
 
   constructor(readonly id: bigint) {}
 

@@ -7,6 +7,8 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Block, type RecordDesc } from './block.js';
 import { Entry } from './entry.js';
+import type { BlockFiles } from './block-files.js';
+import type { Readable } from 'node:stream';
 import { descriptorSize } from './descriptor-size.js';
 import { OpType, type WriteOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
@@ -572,14 +574,7 @@ export class BucketImpl implements Bucket {
   }
 
   private stored(entry: Entry, block: Block, desc: RecordDesc): StoredRecord {
-    const files = this.engine.files;
-    const path = entry.dataPath(block);
-    return {
-      meta: desc,
-      stream: () => files.stream(path, desc.offset, desc.size),
-      buffer: () =>
-        desc.size === 0 ? Promise.resolve(Buffer.alloc(0)) : files.readAt(path, desc.offset, desc.size),
-    };
+    return new BlockRecord(this.engine.files, entry.dataPath(block), desc);
   }
 
   async *scan(entryName: string, start: bigint, stop: bigint): AsyncIterable<StoredRecord> {
@@ -780,5 +775,23 @@ async function drain(payload: PayloadSource): Promise<void> {
   if (Buffer.isBuffer(payload)) return;
   for await (const _ of payload) {
     /* discard */
+  }
+}
+
+/** A readable record of a block file (a class: scans create one per record, closures cost more). */
+class BlockRecord implements StoredRecord {
+  constructor(
+    private readonly files: BlockFiles,
+    private readonly path: string,
+    readonly meta: RecordDesc,
+  ) {}
+
+  stream(): Readable {
+    return this.files.stream(this.path, this.meta.offset, this.meta.size);
+  }
+
+  buffer(): Promise<Buffer> {
+    const m = this.meta;
+    return m.size === 0 ? Promise.resolve(Buffer.alloc(0)) : this.files.readAt(this.path, m.offset, m.size);
   }
 }

@@ -57,7 +57,12 @@ export class Entry {
   }
 
   dataPath(block: Block): string {
-    return `${this.dir}/${block.id}.blk`;
+    // Cached per block (scans ask for it per record); recomputed when the entry moved (rename).
+    if (block.pathDir !== this.dir) {
+      block.pathDir = this.dir;
+      block.path = `${this.dir}/${block.id}.blk`;
+    }
+    return block.path;
   }
 
   metaPath(block: Block): string {
