@@ -5,40 +5,27 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { gzipSync } from 'node:zlib';
 import { init as zstdInit, compress as zstdCompress } from '@bokuweb/zstd-wasm';
 import { Client, type Bucket } from 'reduct-js';
-import { loadConfig } from '../src/config/load-config.js';
-import { startFerry, type RunningFerry } from '../src/server.js';
+import type { RunningFerry } from '../src/server.js';
+import { startTestServer, stopTestServer, type TestServer } from './helpers/test-server.js';
 
 const TOKEN = 'api-batches-test-token';
 let ferry: RunningFerry;
-let dir: string;
+let server: TestServer | undefined;
 let client: Client;
 let bucket: Bucket;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ferry-api-batches-'));
-  const config = loadConfig({
-    RS_DATA_PATH: dir,
-    RS_API_TOKEN: TOKEN,
-    RS_HOST: '127.0.0.1',
-    RS_PORT: '0',
-    RS_SYSTEM_EVENTS_ENABLED: 'false',
-  });
-  ferry = await startFerry(config, { log: () => undefined });
+  server = await startTestServer('api-batches', TOKEN);
+  ({ ferry } = server);
   client = new Client(ferry.url, { apiToken: TOKEN });
   bucket = await client.createBucket('bat');
 });
 
-after(async () => {
-  await ferry.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopTestServer(server));
 
 const api = (path: string): string => `${ferry.url}/api/v1/${path}`;
 

@@ -3,39 +3,27 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Client, QuotaType } from 'reduct-js';
-import { loadConfig } from '../src/config/load-config.js';
 import { parseJson } from '../src/protocol/json.js';
-import { startFerry, type RunningFerry } from '../src/server.js';
+import type { RunningFerry } from '../src/server.js';
+import { startTestServer, stopTestServer, type TestServer } from './helpers/test-server.js';
 
 const TOKEN = 'api-buckets-test-token';
 let ferry: RunningFerry;
-let dir: string;
+let server: TestServer | undefined;
 let client: Client;
 
 before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'ferry-api-buckets-'));
-  const config = loadConfig({
-    RS_DATA_PATH: dir,
-    RS_API_TOKEN: TOKEN,
-    RS_HOST: '127.0.0.1',
-    RS_PORT: '0',
+  server = await startTestServer('api-buckets', TOKEN, {
     RS_BUCKET_1_NAME: 'provisioned',
     RS_BUCKET_1_QUOTA_TYPE: 'FIFO',
     RS_BUCKET_1_QUOTA_SIZE: '1MB',
-    RS_SYSTEM_EVENTS_ENABLED: 'false',
   });
-  ferry = await startFerry(config, { log: () => undefined });
+  ({ ferry } = server);
   client = new Client(ferry.url, { apiToken: TOKEN });
 });
 
-after(async () => {
-  await ferry.close();
-  await rm(dir, { recursive: true, force: true });
-});
+after(() => stopTestServer(server));
 
 const api = (path: string): string => `${ferry.url}/api/v1/${path}`;
 const headers = { authorization: `Bearer ${TOKEN}` };
