@@ -7,19 +7,21 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import os, { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'reduct-js';
 import { Pool } from 'undici';
 import { measureDiskBandwidth, type DiskBaseline } from './lib/disk-baseline.js';
 import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
 import { benchLabels, measurePgInsert, type PgInsertResult } from './lib/postgres-baseline.js';
+import { readCpuSeconds } from './lib/proc-cpu.js';
 import { RssSampler } from './lib/rss.js';
 import { fmt, runConcurrent, summarize } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
 const quick = process.env.BENCH_QUICK === '1';
-const num = (name: string, full: number, fast: number): number => Number(process.env[name] ?? (quick ? fast : full));
+const num = (name: string, full: number, fast: number): number =>
+  Number(process.env[name] ?? (quick ? fast : full));
 const cfg = {
   singleN: num('BENCH_SINGLE_N', 20_000, 2_000),
   batchN: num('BENCH_BATCH_N', 200_000, 20_000),
@@ -50,35 +52,70 @@ interface PhaseResult {
   seconds: number;
   latencies: number[];
   rssPeak: number;
+  /** CPU seconds used by the server process during the phase. */
+  serverCpu: number;
+  /** CPU seconds used by this (client) process during the phase. */
+  clientCpu: number;
   error?: string;
 }
 
 const results: PhaseResult[] = [];
 
-async function phase(name: string, ferry: FerryProcess, fn: () => Promise<{ records: number; bytes: number; seconds: number; latencies: number[] }>): Promise<PhaseResult> {
+async function phase(
+  name: string,
+  ferry: FerryProcess,
+  fn: () => Promise<{ records: number; bytes: number; seconds: number; latencies: number[] }>,
+): Promise<PhaseResult> {
   process.stderr.write(`[bench:store] ${name} ...\n`);
   const rss = new RssSampler(ferry.pid, 25).start();
+  const cpu0 = readCpuSeconds(ferry.pid) ?? NaN;
+  const self0 = readCpuSeconds() ?? NaN;
+  const cpu = (): { serverCpu: number; clientCpu: number } => ({
+    serverCpu: (readCpuSeconds(ferry.pid) ?? NaN) - cpu0,
+    clientCpu: (readCpuSeconds() ?? NaN) - self0,
+  });
   let r: PhaseResult;
   try {
     const out = await fn();
-    r = { phase: name, ...out, rssPeak: rss.stop() };
+    r = { phase: name, ...out, rssPeak: rss.stop(), ...cpu() };
   } catch (err) {
-    r = { phase: name, records: 0, bytes: 0, seconds: NaN, latencies: [], rssPeak: rss.stop(), error: (err as Error).message };
+    r = {
+      phase: name,
+      records: 0,
+      bytes: 0,
+      seconds: NaN,
+      latencies: [],
+      rssPeak: rss.stop(),
+      ...cpu(),
+      error: (err as Error).message,
+    };
     process.stderr.write(`[bench:store] ${name} failed: ${r.error}\n`);
   }
   results.push(r);
   return r;
 }
 
-function checkStatus(status: number, headers: Record<string, string | string[] | undefined>, what: string): void {
+function checkStatus(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  what: string,
+): void {
   if (status !== 200) throw new Error(`${what}: HTTP ${status} ${String(headers['x-reduct-error'] ?? '')}`);
   for (const key of Object.keys(headers)) {
-    if (key.startsWith('x-reduct-error-')) throw new Error(`${what}: record error ${key}: ${String(headers[key])}`);
+    if (key.startsWith('x-reduct-error-'))
+      throw new Error(`${what}: record error ${key}: ${String(headers[key])}`);
   }
 }
 
 /** Single-record writes through raw HTTP. */
-async function writeSingles(pool: Pool, auth: string, entry: string, n: number, size: number, concurrency: number) {
+async function writeSingles(
+  pool: Pool,
+  auth: string,
+  entry: string,
+  n: number,
+  size: number,
+  concurrency: number,
+) {
   const latencies: number[] = [];
   const seconds = await runConcurrent(n, concurrency, async (i) => {
     const labels = benchLabels(i);
@@ -102,21 +139,38 @@ async function writeSingles(pool: Pool, auth: string, entry: string, n: number, 
 }
 
 /** Batch protocol v1 writes (`POST /b/{bucket}/{entry}/batch`) through raw HTTP. */
-async function writeV1Batches(pool: Pool, auth: string, entry: string, n: number, size: number, perBatch: number, concurrency: number) {
+async function writeV1Batches(
+  pool: Pool,
+  auth: string,
+  entry: string,
+  n: number,
+  size: number,
+  perBatch: number,
+  concurrency: number,
+) {
   const batches = Math.ceil(n / perBatch);
   const latencies: number[] = [];
   const seconds = await runConcurrent(batches, concurrency, async (b) => {
     const first = b * perBatch;
     const count = Math.min(perBatch, n - first);
-    const headers: Record<string, string> = { authorization: auth, 'content-type': 'application/octet-stream' };
+    const headers: Record<string, string> = {
+      authorization: auth,
+      'content-type': 'application/octet-stream',
+    };
     const parts: Buffer[] = [];
     for (let i = first; i < first + count; i++) {
       const labels = benchLabels(i);
-      headers[`x-reduct-time-${BASE_TS + BigInt(i)}`] = `${size},application/octet-stream,kind=${labels.kind},n=${labels.n}`;
+      headers[`x-reduct-time-${BASE_TS + BigInt(i)}`] =
+        `${size},application/octet-stream,kind=${labels.kind},n=${labels.n}`;
       parts.push(payload(i, size));
     }
     const t0 = performance.now();
-    const res = await pool.request({ method: 'POST', path: `/api/v1/b/${BUCKET}/${entry}/batch`, headers, body: Buffer.concat(parts) });
+    const res = await pool.request({
+      method: 'POST',
+      path: `/api/v1/b/${BUCKET}/${entry}/batch`,
+      headers,
+      body: Buffer.concat(parts),
+    });
     await res.body.dump();
     latencies.push(performance.now() - t0);
     checkStatus(res.statusCode, res.headers, `batch v1 ${b}`);
@@ -125,7 +179,14 @@ async function writeV1Batches(pool: Pool, auth: string, entry: string, n: number
 }
 
 /** Batch protocol v2 writes through reduct-js `beginWriteRecordBatch`. */
-async function writeV2Batches(client: Client, entry: string, n: number, size: number, perBatch: number, concurrency: number) {
+async function writeV2Batches(
+  client: Client,
+  entry: string,
+  n: number,
+  size: number,
+  perBatch: number,
+  concurrency: number,
+) {
   const bucket = await client.getBucket(BUCKET);
   const batches = Math.ceil(n / perBatch);
   const latencies: number[] = [];
@@ -144,12 +205,23 @@ async function writeV2Batches(client: Client, entry: string, n: number, size: nu
 }
 
 /** Single-record reads by timestamp. */
-async function readSingles(pool: Pool, auth: string, entry: string, n: number, size: number, concurrency: number) {
+async function readSingles(
+  pool: Pool,
+  auth: string,
+  entry: string,
+  n: number,
+  size: number,
+  concurrency: number,
+) {
   const latencies: number[] = [];
   let bytes = 0;
   const seconds = await runConcurrent(n, concurrency, async (i) => {
     const t0 = performance.now();
-    const res = await pool.request({ method: 'GET', path: `/api/v1/b/${BUCKET}/${entry}?ts=${BASE_TS + BigInt(i)}`, headers: { authorization: auth } });
+    const res = await pool.request({
+      method: 'GET',
+      path: `/api/v1/b/${BUCKET}/${entry}?ts=${BASE_TS + BigInt(i)}`,
+      headers: { authorization: auth },
+    });
     for await (const chunk of res.body) bytes += (chunk as Buffer).length;
     latencies.push(performance.now() - t0);
     checkStatus(res.statusCode, res.headers, `read ${entry}@${i}`);
@@ -181,7 +253,11 @@ async function queryIo(pool: Pool, auth: string, entry: string, n: number, size:
     if (id === undefined) throw new Error(`query ${entry}: unexpected answer ${text}`);
     for (;;) {
       const t0 = performance.now();
-      const res = await pool.request({ method: 'GET', path: `/api/v1/io/${BUCKET}/read`, headers: { authorization: auth, 'x-reduct-query-id': id } });
+      const res = await pool.request({
+        method: 'GET',
+        path: `/api/v1/io/${BUCKET}/read`,
+        headers: { authorization: auth, 'x-reduct-query-id': id },
+      });
       if (res.statusCode === 204) {
         await res.body.dump();
         break;
@@ -195,7 +271,8 @@ async function queryIo(pool: Pool, auth: string, entry: string, n: number, size:
       if (res.headers['x-reduct-last'] === 'true') break;
     }
   });
-  if (records !== n || bytes !== n * size) throw new Error(`query returned ${records} records / ${bytes} bytes, expected ${n} / ${n * size}`);
+  if (records !== n || bytes !== n * size)
+    throw new Error(`query returned ${records} records / ${bytes} bytes, expected ${n} / ${n * size}`);
   return { records, bytes, seconds, latencies };
 }
 
@@ -210,7 +287,8 @@ async function queryWithSdk(client: Client, entry: string, n: number, size: numb
     records++;
   }
   const seconds = (performance.now() - t0) / 1000;
-  if (records !== n || bytes !== n * size) throw new Error(`SDK query returned ${records} records / ${bytes} bytes, expected ${n} / ${n * size}`);
+  if (records !== n || bytes !== n * size)
+    throw new Error(`SDK query returned ${records} records / ${bytes} bytes, expected ${n} / ${n * size}`);
   return { records, bytes, seconds, latencies: [] };
 }
 
@@ -225,7 +303,12 @@ async function main(): Promise<void> {
     disk = await measureDiskBandwidth(scratch, { totalMiB: cfg.diskMiB });
     process.stderr.write(`[bench:store] PostgreSQL baseline (${cfg.pgRows} rows) ...\n`);
     try {
-      pgInsert = await measurePgInsert({ rows: cfg.pgRows, rowBytes: KIB, batchRows: cfg.batchSize, concurrency: cfg.batchConcurrency });
+      pgInsert = await measurePgInsert({
+        rows: cfg.pgRows,
+        rowBytes: KIB,
+        batchRows: cfg.batchSize,
+        concurrency: cfg.batchConcurrency,
+      });
     } catch (err) {
       pgError = (err as Error).message;
     }
@@ -237,20 +320,38 @@ async function main(): Promise<void> {
       const client = new Client(ferry.url, { apiToken: ferry.token });
       await client.createBucket(BUCKET);
       try {
-        await phase(`write 1 KiB single (c=${cfg.singleConcurrency})`, ferry, () => writeSingles(pool, auth, 'single', cfg.singleN, KIB, cfg.singleConcurrency));
+        await phase(`write 1 KiB single (c=${cfg.singleConcurrency})`, ferry, () =>
+          writeSingles(pool, auth, 'single', cfg.singleN, KIB, cfg.singleConcurrency),
+        );
         await phase(`write 1 KiB batch v1 (${cfg.batchSize}/req, c=${cfg.batchConcurrency})`, ferry, () =>
           writeV1Batches(pool, auth, 'v1', cfg.batchN, KIB, cfg.batchSize, cfg.batchConcurrency),
         );
-        await phase(`write 1 KiB batch v2 reduct-js (${cfg.batchSize}/req, c=${cfg.batchConcurrency})`, ferry, () =>
-          writeV2Batches(client, 'v2', cfg.batchN, KIB, cfg.batchSize, cfg.batchConcurrency),
+        await phase(
+          `write 1 KiB batch v2 reduct-js (${cfg.batchSize}/req, c=${cfg.batchConcurrency})`,
+          ferry,
+          () => writeV2Batches(client, 'v2', cfg.batchN, KIB, cfg.batchSize, cfg.batchConcurrency),
         );
-        await phase(`write 64 KiB batch v1 (64/req, c=${cfg.batchConcurrency})`, ferry, () => writeV1Batches(pool, auth, 'k64', cfg.n64k, 64 * KIB, 64, cfg.batchConcurrency));
-        await phase(`write 1 MiB single (c=${cfg.batchConcurrency})`, ferry, () => writeSingles(pool, auth, 'm1', cfg.n1m, KIB * KIB, cfg.batchConcurrency));
-        await phase(`read 1 KiB single by ts (c=${cfg.singleConcurrency})`, ferry, () => readSingles(pool, auth, 'single', cfg.singleN, KIB, cfg.singleConcurrency));
-        await phase(`query 1 KiB /io batches (${cfg.readStreams} streams)`, ferry, () => queryIo(pool, auth, 'v1', cfg.batchN, KIB, cfg.readStreams));
-        await phase('query 1 KiB reduct-js iterator (1 stream)', ferry, () => queryWithSdk(client, 'v2', cfg.batchN, KIB));
-        await phase(`query 64 KiB /io batches (${cfg.readStreams} streams)`, ferry, () => queryIo(pool, auth, 'k64', cfg.n64k, 64 * KIB, cfg.readStreams));
-        await phase(`query 1 MiB /io batches (${cfg.readStreams} streams)`, ferry, () => queryIo(pool, auth, 'm1', cfg.n1m, KIB * KIB, cfg.readStreams));
+        await phase(`write 64 KiB batch v1 (64/req, c=${cfg.batchConcurrency})`, ferry, () =>
+          writeV1Batches(pool, auth, 'k64', cfg.n64k, 64 * KIB, 64, cfg.batchConcurrency),
+        );
+        await phase(`write 1 MiB single (c=${cfg.batchConcurrency})`, ferry, () =>
+          writeSingles(pool, auth, 'm1', cfg.n1m, KIB * KIB, cfg.batchConcurrency),
+        );
+        await phase(`read 1 KiB single by ts (c=${cfg.singleConcurrency})`, ferry, () =>
+          readSingles(pool, auth, 'single', cfg.singleN, KIB, cfg.singleConcurrency),
+        );
+        await phase(`query 1 KiB /io batches (${cfg.readStreams} streams)`, ferry, () =>
+          queryIo(pool, auth, 'v1', cfg.batchN, KIB, cfg.readStreams),
+        );
+        await phase('query 1 KiB reduct-js iterator (1 stream)', ferry, () =>
+          queryWithSdk(client, 'v2', cfg.batchN, KIB),
+        );
+        await phase(`query 64 KiB /io batches (${cfg.readStreams} streams)`, ferry, () =>
+          queryIo(pool, auth, 'k64', cfg.n64k, 64 * KIB, cfg.readStreams),
+        );
+        await phase(`query 1 MiB /io batches (${cfg.readStreams} streams)`, ferry, () =>
+          queryIo(pool, auth, 'm1', cfg.n1m, KIB * KIB, cfg.readStreams),
+        );
       } finally {
         await pool.close();
         await client.close();
@@ -266,8 +367,15 @@ async function main(): Promise<void> {
 
 const MB = 1e6;
 
-function report(disk: DiskBaseline | undefined, pg: PgInsertResult | undefined, pgError: string | undefined): void {
-  console.log('\nFerry (one server process, fresh data dir; latency = one HTTP request, for queries one batch read)');
+function report(
+  disk: DiskBaseline | undefined,
+  pg: PgInsertResult | undefined,
+  pgError: string | undefined,
+): void {
+  console.log(
+    '\nFerry (one server process, fresh data dir; latency = one HTTP request, for queries one batch read;',
+  );
+  console.log(`${os.cpus().length} CPU cores shared by the server, this client and anything else running)`);
   printTable(
     [
       { header: 'phase', format: (r: PhaseResult) => r.phase },
@@ -279,19 +387,26 @@ function report(disk: DiskBaseline | undefined, pg: PgInsertResult | undefined, 
       { header: 'p50 ms', format: (r) => fmt(summarize(r.latencies).p50, 2) },
       { header: 'p99 ms', format: (r) => fmt(summarize(r.latencies).p99, 2) },
       { header: 'peak RSS MB', format: (r) => fmt(r.rssPeak / MB, 0) },
+      { header: 'server CPU s', format: (r) => fmt(r.serverCpu, 2) },
+      { header: 'client CPU s', format: (r) => fmt(r.clientCpu, 2) },
     ],
     results,
   );
   for (const r of results) if (r.error) console.log(`  ! ${r.phase}: ${r.error}`);
 
   console.log('\nBaselines');
-  console.log(`  disk durable sequential write (1 MiB chunks, fdatasync): ${disk ? `${fmt(disk.mbPerSec, 1)} MB/s over ${fmt(disk.bytes / MB)} MB` : 'n/a'}`);
+  console.log(
+    `  disk durable sequential write (1 MiB chunks, fdatasync): ${disk ? `${fmt(disk.mbPerSec, 1)} MB/s over ${fmt(disk.bytes / MB)} MB` : 'n/a'}`,
+  );
   console.log(
     `  PostgreSQL insert, 1 KiB bytea + jsonb + bigint rows, ${cfg.batchSize} rows/INSERT, ${cfg.batchConcurrency} connections: ` +
-      (pg ? `${fmt(pg.rowsPerSec)} rows/s (${fmt(pg.mbPerSec, 1)} MB/s, statement p50 ${fmt(pg.statement.p50, 1)} ms, p99 ${fmt(pg.statement.p99, 1)} ms)` : `n/a${pgError ? ` (${pgError.split('\n')[0]})` : ''}`),
+      (pg
+        ? `${fmt(pg.rowsPerSec)} rows/s (${fmt(pg.mbPerSec, 1)} MB/s, statement p50 ${fmt(pg.statement.p50, 1)} ms, p99 ${fmt(pg.statement.p99, 1)} ms)`
+        : `n/a${pgError ? ` (${pgError.split('\n')[0]})` : ''}`),
   );
 
-  const find = (prefix: string): PhaseResult | undefined => results.find((r) => r.phase.startsWith(prefix) && r.error === undefined);
+  const find = (prefix: string): PhaseResult | undefined =>
+    results.find((r) => r.phase.startsWith(prefix) && r.error === undefined);
   const rate = (r: PhaseResult | undefined): number | undefined => (r ? r.records / r.seconds : undefined);
   const v1 = rate(find('write 1 KiB batch v1'));
   const v2 = rate(find('write 1 KiB batch v2'));
@@ -300,7 +415,8 @@ function report(disk: DiskBaseline | undefined, pg: PgInsertResult | undefined, 
   const mibRate = mib ? mib.bytes / MB / mib.seconds : undefined;
   const reads = rate(find('query 1 KiB /io'));
   const peak = results.length ? Math.max(...results.map((r) => r.rssPeak)) / MB : undefined;
-  const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a !== undefined && b !== undefined && b > 0 ? a / b : undefined);
+  const ratio = (a: number | undefined, b: number | undefined): number | undefined =>
+    a !== undefined && b !== undefined && b > 0 ? a / b : undefined;
   const verdict = (ok: boolean | undefined): string => (ok === undefined ? 'n/a' : ok ? 'yes' : 'NO');
   const pgRatio = ratio(batchIngest, pg?.rowsPerSec);
   const diskRatio = ratio(mibRate, disk?.mbPerSec);
@@ -314,11 +430,36 @@ function report(disk: DiskBaseline | undefined, pg: PgInsertResult | undefined, 
       { header: 'met', format: (r) => r.ok },
     ],
     [
-      { m: '1 KiB batch ingest (best of v1/v2)', v: `${fmt(batchIngest)} rec/s`, t: '>= 100,000 rec/s', ok: verdict(batchIngest === undefined ? undefined : batchIngest >= 100_000) },
-      { m: '1 KiB batch ingest / PostgreSQL', v: pgRatio === undefined ? 'n/a' : `${fmt(pgRatio, 2)}x`, t: '>= 2x', ok: verdict(pgRatio === undefined ? undefined : pgRatio >= 2) },
-      { m: '1 MiB ingest / disk bandwidth', v: diskRatio === undefined ? 'n/a' : `${fmt(diskRatio * 100, 0)} %`, t: '>= 80 %', ok: verdict(diskRatio === undefined ? undefined : diskRatio >= 0.8) },
-      { m: '1 KiB batched reads (/io)', v: `${fmt(reads)} rec/s`, t: '>= 100,000 rec/s', ok: verdict(reads === undefined ? undefined : reads >= 100_000) },
-      { m: 'peak server RSS', v: `${fmt(peak, 0)} MB`, t: '< 200 MB', ok: verdict(peak === undefined ? undefined : peak < 200) },
+      {
+        m: '1 KiB batch ingest (best of v1/v2)',
+        v: `${fmt(batchIngest)} rec/s`,
+        t: '>= 100,000 rec/s',
+        ok: verdict(batchIngest === undefined ? undefined : batchIngest >= 100_000),
+      },
+      {
+        m: '1 KiB batch ingest / PostgreSQL',
+        v: pgRatio === undefined ? 'n/a' : `${fmt(pgRatio, 2)}x`,
+        t: '>= 2x',
+        ok: verdict(pgRatio === undefined ? undefined : pgRatio >= 2),
+      },
+      {
+        m: '1 MiB ingest / disk bandwidth',
+        v: diskRatio === undefined ? 'n/a' : `${fmt(diskRatio * 100, 0)} %`,
+        t: '>= 80 %',
+        ok: verdict(diskRatio === undefined ? undefined : diskRatio >= 0.8),
+      },
+      {
+        m: '1 KiB batched reads (/io)',
+        v: `${fmt(reads)} rec/s`,
+        t: '>= 100,000 rec/s',
+        ok: verdict(reads === undefined ? undefined : reads >= 100_000),
+      },
+      {
+        m: 'peak server RSS',
+        v: `${fmt(peak, 0)} MB`,
+        t: '< 200 MB',
+        ok: verdict(peak === undefined ? undefined : peak < 200),
+      },
     ],
   );
 }

@@ -107,7 +107,7 @@ test('encoder output decodes to the exact metadata (property)', () => {
     size: fc.nat(1000),
     contentType: fc.constantFrom('application/octet-stream', 'text/plain', 'a/b;c=d'),
     labels: fc.dictionary(
-      fc.constantFrom('k', 'key', '1', 'x-y', 'a=b', 'c,d', 'ü'),
+      fc.constantFrom('k', 'key', '1', 'x-y', 'a.b', 'c_d', 'Z~'),
       fc.constantFrom('v', '1,2', '', ' spaced', '[a, b]', 'x=y'),
       { maxKeys: 4 },
     ),
@@ -164,7 +164,7 @@ test('decoder: value forms and per-entry state', () => {
     'x-reduct-start-ts',
     '100',
     'x-reduct-labels',
-    'x,y%2Cz',
+    'x,y-z',
     'x-reduct-0-5',
     '2',
     'x-reduct-0-0',
@@ -183,15 +183,15 @@ test('decoder: value forms and per-entry state', () => {
     '28',
   ]);
   assert.deepEqual(b.entries, ['a/b', 'c']);
-  assert.deepEqual(b.labelNames, ['x', 'y,z']);
+  assert.deepEqual(b.labelNames, ['x', 'y-z']);
   assert.equal(b.totalSize, 28);
   assert.deepEqual(
     b.records.map((r) => [r.entry, r.ts, r.delta, r.size, r.contentType, r.labels, r.removed]),
     [
-      ['a/b', 100n, 0n, 1, 'text/plain', { x: '1', 'y,z': 'p,q', w: '3' }, []],
-      ['a/b', 105n, 5n, 2, 'text/plain', { x: '1', 'y,z': 'p,q', w: '3' }, []],
-      ['a/b', 107n, 7n, 3, 'text/plain', { 'y,z': 'p,q', w: '4' }, ['x']],
-      ['a/b', 109n, 9n, 5, 'image/png', { 'y,z': 'p,q', w: '4' }, ['x']],
+      ['a/b', 100n, 0n, 1, 'text/plain', { x: '1', 'y-z': 'p,q', w: '3' }, []],
+      ['a/b', 105n, 5n, 2, 'text/plain', { x: '1', 'y-z': 'p,q', w: '3' }, []],
+      ['a/b', 107n, 7n, 3, 'text/plain', { 'y-z': 'p,q', w: '4' }, ['x']],
+      ['a/b', 109n, 9n, 5, 'image/png', { 'y-z': 'p,q', w: '4' }, ['x']],
       ['c', 101n, 1n, 4, 'application/octet-stream', { x: '9' }, []],
       ['c', 102n, 2n, 6, 'text/csv', { x: '9' }, []],
       ['c', 103n, 3n, 7, 'text/csv', {}, ['x']],
@@ -272,4 +272,21 @@ test('error headers', () => {
     'x-reduct-error-1-2',
     '404,Record 1002 not found in entry b1/e2',
   ]);
+});
+
+test('decoder: label names that are not header tokens are refused (also through the dictionary)', () => {
+  for (const [names, delta] of [
+    ['y%2Cz', '0=1'],
+    [undefined, 'a b=1'],
+    [undefined, '=v'],
+    ['%C3%BC', '0=1'],
+  ] as const) {
+    const headers = ['x-reduct-entries', 'e', 'x-reduct-start-ts', '1', 'x-reduct-0-0', `1,,${delta}`];
+    if (names) headers.push('x-reduct-labels', names);
+    assert.throws(
+      () => parseV2Batch(headers),
+      (e: unknown) => e instanceof FerryError && e.status === 422 && /Invalid label name/.test(e.message),
+      delta,
+    );
+  }
 });

@@ -24,11 +24,13 @@ after(async () => {
 /** A Ferry process on a data dir inside a fresh temp parent; both go away after the file. */
 async function startServer(prefix: string): Promise<FerryProcess> {
   const parent = mkdtempSync(join(tmpdir(), prefix));
-  const ferry = await spawnFerry({ dataPath: join(parent, 'data'), env: { RS_SYSTEM_EVENTS_ENABLED: 'false' } });
-  cleanups.push(async () => {
-    await ferry.kill('SIGKILL');
-    rmSync(parent, { recursive: true, force: true });
+  // Cleanups run in reverse: the process is killed before its directory goes.
+  cleanups.push(async () => rmSync(parent, { recursive: true, force: true }));
+  const ferry = await spawnFerry({
+    dataPath: join(parent, 'data'),
+    env: { RS_SYSTEM_EVENTS_ENABLED: 'false' },
   });
+  cleanups.push(() => ferry.kill('SIGKILL'));
   return ferry;
 }
 
@@ -87,6 +89,16 @@ test(`acknowledged writes survive ${ROUNDS} SIGKILLs at random moments`, { timeo
     stop = true; // no new requests; the ones in flight are cut by the kill
     await ferry.kill('SIGKILL');
     await load;
+    if (round % 2 === 1) {
+      // Crash again while the server recovers from the first crash: recovery must be restartable.
+      const recovering = ferry.restart().then(
+        () => 'ready',
+        () => 'killed',
+      );
+      await sleep(40 + Math.floor(random() * 210));
+      await ferry.kill('SIGKILL');
+      t.diagnostic(`round ${round}: second SIGKILL during recovery (server was ${await recovering})`);
+    }
     await ferry.restart();
 
     // Every record of this round (acked or not) is read singly; earlier rounds by a sample.
@@ -173,85 +185,103 @@ function slowUpload(
   });
 }
 
-test('SIGKILL during a 50 MiB streaming upload never serves the partial record', { timeout: 90_000 }, async (t) => {
-  const seed = seedFromEnv();
-  t.diagnostic(`seed ${seed}`);
-  const random = seededRandom(seed);
-  const ferry = await startServer('ferry-crash-big-');
-  const client = new Client(ferry.url, { apiToken: ferry.token });
-  const bucket = await client.createBucket('big');
-  const auth = { authorization: `Bearer ${ferry.token}` };
+test(
+  'SIGKILL during a 50 MiB streaming upload never serves the partial record',
+  { timeout: 90_000 },
+  async (t) => {
+    const seed = seedFromEnv();
+    t.diagnostic(`seed ${seed}`);
+    const random = seededRandom(seed);
+    const ferry = await startServer('ferry-crash-big-');
+    const client = new Client(ferry.url, { apiToken: ferry.token });
+    const bucket = await client.createBucket('big');
+    const auth = { authorization: `Bearer ${ferry.token}` };
 
-  const total = 50 * 1024 * 1024;
-  const chunk = randomBytes(256 * 1024);
-  const bigTs = 1_000_000_000n;
-  // Small records before and, while the upload runs, after the big one in the same entry: the torn
-  // record sits in the middle of the entry's data.
-  const acked: Array<{ ts: bigint; body: Buffer }> = [];
-  for (let i = 0; i < 5; i++) {
-    const body = randomBytes(100 + i);
-    await (await bucket.beginWrite('e', { ts: bigTs - 10n + BigInt(i) })).write(body);
-    acked.push({ ts: bigTs - 10n + BigInt(i), body });
-  }
-  let stop = false;
-  const smallWriter = (async () => {
-    for (let i = 1; !stop; i++) {
-      const body = randomBytes(1000 + i);
-      try {
-        await (await bucket.beginWrite('e', { ts: bigTs + BigInt(i) })).write(body);
-        acked.push({ ts: bigTs + BigInt(i), body });
-      } catch {
-        return;
+    const total = 50 * 1024 * 1024;
+    const chunk = randomBytes(256 * 1024);
+    const bigTs = 1_000_000_000n;
+    // Small records before and, while the upload runs, after the big one in the same entry: the torn
+    // record sits in the middle of the entry's data.
+    const acked: Array<{ ts: bigint; body: Buffer }> = [];
+    for (let i = 0; i < 5; i++) {
+      const body = randomBytes(100 + i);
+      await (await bucket.beginWrite('e', { ts: bigTs - 10n + BigInt(i) })).write(body);
+      acked.push({ ts: bigTs - 10n + BigInt(i), body });
+    }
+    let stop = false;
+    const smallWriter = (async () => {
+      for (let i = 1; !stop; i++) {
+        const body = randomBytes(1000 + i);
+        try {
+          await (await bucket.beginWrite('e', { ts: bigTs + BigInt(i) })).write(body);
+          acked.push({ ts: bigTs + BigInt(i), body });
+        } catch {
+          return;
+        }
+        await sleep(10);
       }
-      await sleep(10);
+    })();
+
+    const killAt = Math.floor((0.15 + random() * 0.6) * total);
+    let killing: Promise<void> | undefined;
+    const status = await slowUpload(
+      ferry.url,
+      ferry.token,
+      `/api/v1/b/big/e?ts=${bigTs}`,
+      total,
+      chunk,
+      (sent) => {
+        if (killing === undefined && sent >= killAt) {
+          stop = true;
+          killing = ferry.kill('SIGKILL');
+        }
+      },
+    );
+    await killing;
+    await smallWriter;
+    assert.notEqual(status, 200, 'the upload cannot have completed');
+    t.diagnostic(`killed after ${killAt} of ${total} bytes; ${acked.length} small records acked`);
+    await ferry.restart();
+
+    const single = await request(`${ferry.url}/api/v1/b/big/e?ts=${bigTs}`, {
+      method: 'HEAD',
+      headers: auth,
+    });
+    assert.equal(
+      single.statusCode,
+      404,
+      `torn record answers ${single.statusCode}: ${String(single.headers['x-reduct-error'])}`,
+    );
+    const rows: Array<{ ts: bigint; size: number; sha: string }> = [];
+    for await (const r of bucket.query('e')) {
+      const data = await r.read();
+      rows.push({ ts: r.time, size: data.length, sha: createHash('sha256').update(data).digest('hex') });
     }
-  })();
+    assert.ok(!rows.some((r) => r.ts === bigTs), 'the query serves the torn record');
+    const want = acked
+      .map((a) => ({ ts: a.ts, size: a.body.length, sha: createHash('sha256').update(a.body).digest('hex') }))
+      .sort((a, b) => (a.ts < b.ts ? -1 : 1));
+    // Unacked small writes cut by the kill may exist; acked ones must, intact.
+    const served = new Map(rows.map((r) => [r.ts, r]));
+    for (const w of want) assert.deepEqual(served.get(w.ts), w, `acked small record ${w.ts}`);
+    const info = await client.getBucket('big').then((b) => b.getEntryList());
+    assert.equal(Number(info.find((e) => e.name === 'e')?.recordCount), rows.length);
 
-  const killAt = Math.floor((0.15 + random() * 0.6) * total);
-  let killing: Promise<void> | undefined;
-  const status = await slowUpload(ferry.url, ferry.token, `/api/v1/b/big/e?ts=${bigTs}`, total, chunk, (sent) => {
-    if (killing === undefined && sent >= killAt) {
-      stop = true;
-      killing = ferry.kill('SIGKILL');
-    }
-  });
-  await killing;
-  await smallWriter;
-  assert.notEqual(status, 200, 'the upload cannot have completed');
-  t.diagnostic(`killed after ${killAt} of ${total} bytes; ${acked.length} small records acked`);
-  await ferry.restart();
-
-  const single = await request(`${ferry.url}/api/v1/b/big/e?ts=${bigTs}`, { method: 'HEAD', headers: auth });
-  assert.equal(single.statusCode, 404, `torn record answers ${single.statusCode}: ${String(single.headers['x-reduct-error'])}`);
-  const rows: Array<{ ts: bigint; size: number; sha: string }> = [];
-  for await (const r of bucket.query('e')) {
-    const data = await r.read();
-    rows.push({ ts: r.time, size: data.length, sha: createHash('sha256').update(data).digest('hex') });
-  }
-  assert.ok(!rows.some((r) => r.ts === bigTs), 'the query serves the torn record');
-  const want = acked
-    .map((a) => ({ ts: a.ts, size: a.body.length, sha: createHash('sha256').update(a.body).digest('hex') }))
-    .sort((a, b) => (a.ts < b.ts ? -1 : 1));
-  // Unacked small writes cut by the kill may exist; acked ones must, intact.
-  const served = new Map(rows.map((r) => [r.ts, r]));
-  for (const w of want) assert.deepEqual(served.get(w.ts), w, `acked small record ${w.ts}`);
-  const info = await client.getBucket('big').then((b) => b.getEntryList());
-  assert.equal(Number(info.find((e) => e.name === 'e')?.recordCount), rows.length);
-
-  // A client retrying the whole upload after the crash succeeds and reads back exactly what it sent.
-  const full = Buffer.alloc(total);
-  for (let at = 0; at < total; at += chunk.length) chunk.copy(full, at);
-  const retry = await request(`${ferry.url}/api/v1/b/big/e?ts=${bigTs}`, {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/octet-stream', 'x-reduct-label-kind': 'big' },
-    body: full,
-  });
-  const retryError = String(retry.headers['x-reduct-error']);
-  await retry.body.dump();
-  assert.equal(retry.statusCode, 200, `retry after crash: ${retryError}`);
-  const back = await request(`${ferry.url}/api/v1/b/big/e?ts=${bigTs}`, { headers: auth });
-  const hash = createHash('sha256');
-  for await (const c of back.body) hash.update(c as Buffer);
-  assert.equal(hash.digest('hex'), createHash('sha256').update(full).digest('hex'));
-  assert.equal(back.headers['x-reduct-label-kind'], 'big');
-});
+    // A client retrying the whole upload after the crash succeeds and reads back exactly what it sent.
+    const full = Buffer.alloc(total);
+    for (let at = 0; at < total; at += chunk.length) chunk.copy(full, at);
+    const retry = await request(`${ferry.url}/api/v1/b/big/e?ts=${bigTs}`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/octet-stream', 'x-reduct-label-kind': 'big' },
+      body: full,
+    });
+    const retryError = String(retry.headers['x-reduct-error']);
+    await retry.body.dump();
+    assert.equal(retry.statusCode, 200, `retry after crash: ${retryError}`);
+    const back = await request(`${ferry.url}/api/v1/b/big/e?ts=${bigTs}`, { headers: auth });
+    const hash = createHash('sha256');
+    for await (const c of back.body) hash.update(c as Buffer);
+    assert.equal(hash.digest('hex'), createHash('sha256').update(full).digest('hex'));
+    assert.equal(back.headers['x-reduct-label-kind'], 'big');
+  },
+);

@@ -47,7 +47,14 @@ async function withSetup(fn: (echo: Echo, proxy: FaultProxy) => Promise<void>): 
 }
 
 /** Connects to the proxy and collects whatever comes back. */
-async function open(port: number): Promise<{ sock: Socket; data: () => string; error: () => NodeJS.ErrnoException | undefined; closed: Promise<void> }> {
+async function open(
+  port: number,
+): Promise<{
+  sock: Socket;
+  data: () => string;
+  error: () => NodeJS.ErrnoException | undefined;
+  closed: Promise<void>;
+}> {
   const sock = connect(port, '127.0.0.1');
   let data = '';
   let error: NodeJS.ErrnoException | undefined;
@@ -96,7 +103,11 @@ test('HTTP requests work through the proxy with keep-alive', async () => {
       const res = await fetch(`http://127.0.0.1:${proxy.port}/x`, { method: 'POST', body: 'x'.repeat(100) });
       assert.equal(await res.text(), 'got 100');
     }
-    assert.equal(proxy.stats().connections, upstreamConnections, 'one upstream connection per client connection');
+    assert.equal(
+      proxy.stats().connections,
+      upstreamConnections,
+      'one upstream connection per client connection',
+    );
     assert.ok(upstreamConnections < 3, 'keep-alive connections are reused');
   } finally {
     await proxy.close();

@@ -4,7 +4,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import { spawnFerry } from './helpers/ferry-process.js';
+import { waitFor } from './helpers/wait.js';
 
 /** A stand-in server speaking just enough to exercise the process management. */
 const STAND_IN = `
@@ -113,7 +115,8 @@ test('a server that exits early rejects with its output', async () => {
   try {
     await assert.rejects(
       spawnFerry({ cliPath: s.cliPath, env: { STANDIN_MODE: 'crash' } }),
-      (err: Error) => /exited before it was ready/.test(err.message) && /boom: cannot start/.test(err.message),
+      (err: Error) =>
+        /exited before it was ready/.test(err.message) && /boom: cannot start/.test(err.message),
     );
   } finally {
     s.cleanup();
@@ -132,29 +135,79 @@ test('a server that never gets ready times out with its output', async () => {
   }
 });
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const ending of ['exit', 'SIGTERM'] as const) {
+  test(`servers die with the process that spawned them (${ending})`, async () => {
+    const s = standIn();
+    const helper = new URL('./helpers/ferry-process.js', import.meta.url).href;
+    const script = `
+      const { spawnFerry } = await import(${JSON.stringify(helper)});
+      const f = await spawnFerry({ cliPath: ${JSON.stringify(s.cliPath)} });
+      console.log('PID ' + f.pid + ' DATA ' + f.dataPath);
+      ${ending === 'exit' ? 'process.exit(0);' : 'setInterval(() => {}, 1000);'}
+    `;
+    try {
+      const parent = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const exited = new Promise((resolve) => parent.once('exit', resolve));
+      let out = '';
+      parent.stdout.on('data', (b: Buffer) => (out += b.toString()));
+      const pid = await waitFor(
+        () => {
+          const m = /PID (\d+)/.exec(out);
+          return m ? Number(m[1]) : undefined;
+        },
+        { timeoutMs: 10_000, message: 'child pid' },
+      );
+      assert.equal(alive(pid), true);
+      if (ending === 'SIGTERM') parent.kill('SIGTERM');
+      await exited;
+      await waitFor(() => !alive(pid), { timeoutMs: 5000, message: `server ${pid} to be gone` });
+      const data = /DATA (\S+)/.exec(out)?.[1];
+      assert.ok(data !== undefined);
+      assert.equal(existsSync(data), false, 'its own data directory is removed too');
+    } finally {
+      s.cleanup();
+    }
+  });
+}
+
 const realCli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-test('the real Ferry CLI starts, survives a crash and keeps its data', { skip: !existsSync(realCli) && 'CLI not built yet' }, async () => {
-  const ferry = await spawnFerry();
-  try {
-    const auth = { authorization: `Bearer ${ferry.token}` };
-    const alive = await fetch(`${ferry.url}/api/v1/alive`);
-    assert.equal(alive.status, 200);
-    assert.equal((await fetch(`${ferry.url}/api/v1/info`)).status, 401);
-    const created = await fetch(`${ferry.url}/api/v1/b/infra`, { method: 'POST', headers: auth });
-    assert.equal(created.status, 200);
-    const put = await fetch(`${ferry.url}/api/v1/b/infra/e?ts=1000`, {
-      method: 'POST',
-      headers: { ...auth, 'content-type': 'text/plain' },
-      body: 'persist me',
-    });
-    assert.equal(put.status, 200);
-    await ferry.kill('SIGKILL');
-    await ferry.restart();
-    const got = await fetch(`${ferry.url}/api/v1/b/infra/e?ts=1000`, { headers: auth });
-    assert.equal(got.status, 200);
-    assert.equal(await got.text(), 'persist me');
-  } finally {
-    await ferry.destroy();
-  }
-});
+test(
+  'the real Ferry CLI starts, survives a crash and keeps its data',
+  { skip: !existsSync(realCli) && 'CLI not built yet' },
+  async () => {
+    const ferry = await spawnFerry();
+    try {
+      const auth = { authorization: `Bearer ${ferry.token}` };
+      const alive = await fetch(`${ferry.url}/api/v1/alive`);
+      assert.equal(alive.status, 200);
+      assert.equal((await fetch(`${ferry.url}/api/v1/info`)).status, 401);
+      const created = await fetch(`${ferry.url}/api/v1/b/infra`, { method: 'POST', headers: auth });
+      assert.equal(created.status, 200);
+      const put = await fetch(`${ferry.url}/api/v1/b/infra/e?ts=1000`, {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'text/plain' },
+        body: 'persist me',
+      });
+      assert.equal(put.status, 200);
+      await ferry.kill('SIGKILL');
+      await ferry.restart();
+      const got = await fetch(`${ferry.url}/api/v1/b/infra/e?ts=1000`, { headers: auth });
+      assert.equal(got.status, 200);
+      assert.equal(await got.text(), 'persist me');
+    } finally {
+      await ferry.destroy();
+    }
+  },
+);

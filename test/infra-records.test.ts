@@ -6,7 +6,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { fileURLToPath } from 'node:url';
 import { Client } from 'reduct-js';
 import { spawnFerry } from './helpers/ferry-process.js';
-import { diffSnapshots, formatDiff, isEmptyDiff, snapshotBucket, type BucketSnapshot } from './helpers/records.js';
+import {
+  diffSnapshots,
+  formatDiff,
+  isEmptyDiff,
+  snapshotBucket,
+  type BucketSnapshot,
+} from './helpers/records.js';
 import { readV2Batch } from './helpers/v2-batch-reader.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -48,7 +54,9 @@ test('readV2Batch applies per-entry state, label dictionaries, quoting and perce
       ['c/$meta', 5n, 0, 'application/octet-stream', {}],
     ],
   );
-  assert.throws(() => readV2Batch({ 'x-reduct-entries': 'e', 'x-reduct-start-ts': '1', 'x-reduct-0-0': '3' }));
+  assert.throws(() =>
+    readV2Batch({ 'x-reduct-entries': 'e', 'x-reduct-start-ts': '1', 'x-reduct-0-0': '3' }),
+  );
 });
 
 test('readV2Batch treats the empty continuous batch as no records', () => {
@@ -57,7 +65,12 @@ test('readV2Batch treats the empty continuous batch as no records', () => {
 });
 
 test('diffSnapshots reports missing, extra and altered records', () => {
-  const d = (s: string, labels: Record<string, string> = {}) => ({ size: s.length, sha256: sha(s), contentType: 'text/plain', labels });
+  const d = (s: string, labels: Record<string, string> = {}) => ({
+    size: s.length,
+    sha256: sha(s),
+    contentType: 'text/plain',
+    labels,
+  });
   const a: BucketSnapshot = new Map([
     ['e@1', d('one')],
     ['e@2', d('two', { k: 'v' })],
@@ -73,7 +86,10 @@ test('diffSnapshots reports missing, extra and altered records', () => {
   const diff = diffSnapshots(a, b);
   assert.deepEqual(diff.missing, ['e@1']);
   assert.deepEqual(diff.extra, ['f@9']);
-  assert.deepEqual(diff.different.map((x) => x.key), ['e@2', 'e@3']);
+  assert.deepEqual(
+    diff.different.map((x) => x.key),
+    ['e@2', 'e@3'],
+  );
   assert.equal(isEmptyDiff(diff), false);
   assert.match(formatDiff(diff), /missing 1: e@1; extra 1: f@9; different 2: e@2, e@3/);
   assert.equal(isEmptyDiff(diffSnapshots(a, new Map(a))), true);
@@ -110,7 +126,12 @@ async function standInServer(): Promise<{ url: string; close: () => Promise<void
         res.write('loworld');
         res.end('!');
       } else if (reads === 2) {
-        res.writeHead(200, { 'x-reduct-entries': 'imu', 'x-reduct-start-ts': '200', 'x-reduct-0-0': '3,,b=2', 'x-reduct-last': 'false' });
+        res.writeHead(200, {
+          'x-reduct-entries': 'imu',
+          'x-reduct-start-ts': '200',
+          'x-reduct-0-0': '3,,b=2',
+          'x-reduct-last': 'false',
+        });
         res.end('xyz');
       } else {
         res.writeHead(204);
@@ -139,10 +160,30 @@ test('snapshotBucket follows batches to the end and hashes payloads split across
   try {
     const snap = await snapshotBucket(srv.url, 'tok', 'bk');
     assert.deepEqual([...snap.keys()].sort(), ['cam@100', 'cam@120', 'imu@110', 'imu@200']);
-    assert.deepEqual(snap.get('cam@100'), { size: 5, sha256: sha('hello'), contentType: 'text/plain', labels: { a: '1' } });
-    assert.deepEqual(snap.get('cam@120'), { size: 6, sha256: sha('world!'), contentType: 'text/plain', labels: { a: '1' } });
-    assert.deepEqual(snap.get('imu@110'), { size: 0, sha256: sha(''), contentType: 'application/octet-stream', labels: {} });
-    assert.deepEqual(snap.get('imu@200'), { size: 3, sha256: sha('xyz'), contentType: 'application/octet-stream', labels: { b: '2' } });
+    assert.deepEqual(snap.get('cam@100'), {
+      size: 5,
+      sha256: sha('hello'),
+      contentType: 'text/plain',
+      labels: { a: '1' },
+    });
+    assert.deepEqual(snap.get('cam@120'), {
+      size: 6,
+      sha256: sha('world!'),
+      contentType: 'text/plain',
+      labels: { a: '1' },
+    });
+    assert.deepEqual(snap.get('imu@110'), {
+      size: 0,
+      sha256: sha(''),
+      contentType: 'application/octet-stream',
+      labels: {},
+    });
+    assert.deepEqual(snap.get('imu@200'), {
+      size: 3,
+      sha256: sha('xyz'),
+      contentType: 'application/octet-stream',
+      labels: { b: '2' },
+    });
     assert.ok(srv.seenAuth.every((h) => h === 'Bearer tok'));
     await assert.rejects(snapshotBucket(srv.url, 'tok', 'missing'), /HTTP 404 \(Not found\)/);
   } finally {
@@ -152,24 +193,39 @@ test('snapshotBucket follows batches to the end and hashes payloads split across
 
 const realCli = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
-test('snapshots of a real server survive a restart unchanged', { skip: !existsSync(realCli) && 'CLI not built yet' }, async () => {
-  const ferry = await spawnFerry();
-  try {
-    const client = new Client(ferry.url, { apiToken: ferry.token });
-    const bucket = await client.createBucket('snap');
-    for (let i = 1; i <= 150; i++) {
-      const rec = await bucket.beginWrite(i % 3 === 0 ? 'b/x' : 'a', { ts: BigInt(i * 1000), labels: { n: String(i % 4) }, contentType: 'text/plain' });
-      await rec.write(`payload-${i}`);
+test(
+  'snapshots of a real server survive a restart unchanged',
+  { skip: !existsSync(realCli) && 'CLI not built yet' },
+  async () => {
+    const ferry = await spawnFerry();
+    try {
+      const client = new Client(ferry.url, { apiToken: ferry.token });
+      const bucket = await client.createBucket('snap');
+      for (let i = 1; i <= 150; i++) {
+        const rec = await bucket.beginWrite(i % 3 === 0 ? 'b/x' : 'a', {
+          ts: BigInt(i * 1000),
+          labels: { n: String(i % 4) },
+          contentType: 'text/plain',
+        });
+        await rec.write(`payload-${i}`);
+      }
+      const before = await snapshotBucket(ferry.url, ferry.token, 'snap');
+      assert.equal(before.size, 150);
+      assert.deepEqual(before.get('a@1000'), {
+        size: 9,
+        sha256: sha('payload-1'),
+        contentType: 'text/plain',
+        labels: { n: '1' },
+      });
+      await ferry.kill('SIGKILL');
+      await ferry.restart();
+      const after = await waitFor(() => snapshotBucket(ferry.url, ferry.token, 'snap'), {
+        timeoutMs: 10_000,
+      });
+      const diff = diffSnapshots(before, after);
+      assert.ok(isEmptyDiff(diff), formatDiff(diff));
+    } finally {
+      await ferry.destroy();
     }
-    const before = await snapshotBucket(ferry.url, ferry.token, 'snap');
-    assert.equal(before.size, 150);
-    assert.deepEqual(before.get('a@1000'), { size: 9, sha256: sha('payload-1'), contentType: 'text/plain', labels: { n: '1' } });
-    await ferry.kill('SIGKILL');
-    await ferry.restart();
-    const after = await waitFor(() => snapshotBucket(ferry.url, ferry.token, 'snap'), { timeoutMs: 10_000 });
-    const diff = diffSnapshots(before, after);
-    assert.ok(isEmptyDiff(diff), formatDiff(diff));
-  } finally {
-    await ferry.destroy();
-  }
-});
+  },
+);

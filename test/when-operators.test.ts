@@ -242,7 +242,16 @@ test('syntax errors name the operator or operand', () => {
   );
   check('{"&label": {"$in": [10, 20]}}', {}, err(422, 'Array type is not supported: [10,20]'));
   check('{"&ref": {"$and": null}}', {}, err(422, 'Null type is not supported: null'));
-  check('{"$each_n": 0}', {}, err(422, "Value '0' is not a valid operand for $each_n"));
+  check(
+    '{"$each_n": 0}',
+    {},
+    err(422, "Value '0' is not a valid operand for $each_n: it must be a positive integer"),
+  );
+  check(
+    '{"$each_n": -1}',
+    {},
+    err(422, "Value '-1' is not a valid operand for $each_n: it must be a positive integer"),
+  );
   check('{"$each_t": "soon"}', {}, err(422, /soon.*\$each_t/));
   check('{"$limit": "x"}', {}, err(422, /'x'.*\$limit/));
   check('{"#ext": {"a": 1}}', {}, err(422, /#ext/));

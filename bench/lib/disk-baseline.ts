@@ -23,7 +23,10 @@ export interface DiskBaselineOptions {
  * Writes `totalMiB` in 1 MiB chunks to a scratch file inside `dir` with periodic and final
  * fdatasync, and reports the rate. The scratch file is always removed.
  */
-export async function measureDiskBandwidth(dir: string, opts: DiskBaselineOptions = {}): Promise<DiskBaseline> {
+export async function measureDiskBandwidth(
+  dir: string,
+  opts: DiskBaselineOptions = {},
+): Promise<DiskBaseline> {
   const totalMiB = opts.totalMiB ?? Number(process.env.BENCH_DISK_MB ?? 1024);
   const syncEvery = opts.syncEveryMiB ?? 64;
   const chunk = Buffer.allocUnsafe(1024 * 1024);

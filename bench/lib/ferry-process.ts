@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 /** Options of {@link spawnFerry}. */
 export interface SpawnFerryOptions {
-  /** Data directory; default: a fresh directory under os.tmpdir() (removed by `destroy()`). */
+  /** Data directory; default: a fresh directory under os.tmpdir(), removed by `destroy()` or at process exit. */
   dataPath?: string;
   /** Extra environment variables for the server (RS_* from the parent environment are not inherited). */
   env?: Record<string, string>;
@@ -60,19 +60,30 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const DEFAULT_CLI = join(here, '..', '..', 'src', 'cli', 'main.js');
 
 const live = new Set<ChildProcess>();
+/** Data directories created by spawnFerry that have not been destroyed yet. */
+const ownedDirs = new Set<string>();
 let exitHookInstalled = false;
+
+function killAll(): void {
+  for (const child of live) child.kill('SIGKILL');
+  for (const dir of ownedDirs) {
+    try {
+      rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    } catch {
+      // a just-killed server may still be writing; leave the directory rather than fail the exit
+    }
+  }
+}
 
 function installExitHook(): void {
   if (exitHookInstalled) return;
   exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
+  process.on('exit', killAll);
   // A signal would bypass 'exit'; only take over when nobody else handles it, and re-raise after.
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     if (process.listenerCount(sig) > 0) continue;
     const handler = (): void => {
-      for (const child of live) child.kill('SIGKILL');
+      killAll();
       process.removeListener(sig, handler);
       process.kill(process.pid, sig);
     };
@@ -201,7 +212,9 @@ class FerryChild implements FerryProcess {
   }
 
   private failure(what: string): Error {
-    return new Error(`Ferry server (port ${this.portValue}, data ${this.dataPath}) ${what}.\n--- output ---\n${this.log}`);
+    return new Error(
+      `Ferry server (port ${this.portValue}, data ${this.dataPath}) ${what}.\n--- output ---\n${this.log}`,
+    );
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -233,7 +246,10 @@ class FerryChild implements FerryProcess {
 
   async destroy(): Promise<void> {
     await this.stop();
-    if (this.ownsDataPath) rmSync(this.dataPath, { recursive: true, force: true });
+    if (this.ownsDataPath) {
+      rmSync(this.dataPath, { recursive: true, force: true });
+      ownedDirs.delete(this.dataPath);
+    }
   }
 }
 
@@ -245,6 +261,7 @@ export async function spawnFerry(opts: SpawnFerryOptions = {}): Promise<FerryPro
   installExitHook();
   const ownsDataPath = opts.dataPath === undefined;
   const dataPath = opts.dataPath ?? mkdtempSync(join(tmpdir(), 'ferry-data-'));
+  if (ownsDataPath) ownedDirs.add(dataPath);
   const token = opts.token ?? randomBytes(16).toString('hex');
   const proc = new FerryChild(opts, opts.port ?? (await freePort()), ownsDataPath, dataPath, token);
   // A port picked by us can be taken by someone else before the server binds it: retry with another.
@@ -255,7 +272,10 @@ export async function spawnFerry(opts: SpawnFerryOptions = {}): Promise<FerryPro
     } catch (err) {
       const retry = opts.port === undefined && attempt < 3 && /EADDRINUSE/.test(proc.output());
       if (!retry) {
-        if (ownsDataPath) rmSync(dataPath, { recursive: true, force: true });
+        if (ownsDataPath) {
+          rmSync(dataPath, { recursive: true, force: true });
+          ownedDirs.delete(dataPath);
+        }
         throw err;
       }
       proc.setPort(await freePort());

@@ -33,7 +33,8 @@ export interface PgInsertResult {
   statement: LatencySummary;
 }
 
-const TABLE_SQL = 'CREATE TABLE records (ts bigint PRIMARY KEY, labels jsonb NOT NULL, body bytea NOT NULL, sent_us bigint NOT NULL DEFAULT 0)';
+const TABLE_SQL =
+  'CREATE TABLE records (ts bigint PRIMARY KEY, labels jsonb NOT NULL, body bytea NOT NULL, sent_us bigint NOT NULL DEFAULT 0)';
 /** On the subscriber an extra column stamps the apply time of each row (filled by its default). */
 const SUBSCRIBER_TABLE_SQL =
   'CREATE TABLE records (ts bigint PRIMARY KEY, labels jsonb NOT NULL, body bytea NOT NULL, sent_us bigint NOT NULL DEFAULT 0, ' +
@@ -55,7 +56,8 @@ class BatchInserter {
     rowBytes: number,
   ) {
     const values: string[] = [];
-    for (let r = 0; r < rows; r++) values.push(`($${r * 4 + 1}, $${r * 4 + 2}, $${r * 4 + 3}, $${r * 4 + 4})`);
+    for (let r = 0; r < rows; r++)
+      values.push(`($${r * 4 + 1}, $${r * 4 + 2}, $${r * 4 + 3}, $${r * 4 + 4})`);
     this.sql = `INSERT INTO records (ts, labels, body, sent_us) VALUES ${values.join(', ')}`;
     this.name = `insert_${rows}`;
     this.body = randomBytes(rowBytes);
@@ -124,8 +126,21 @@ export async function measurePgInsert(opts: PgInsertOptions = {}): Promise<PgIns
     } finally {
       await admin.end();
     }
-    const { seconds, latencies } = await insertRows(cluster, 1, rows, rowBytes, opts.batchRows ?? 1000, opts.concurrency ?? 4);
-    return { rows, seconds, rowsPerSec: rows / seconds, mbPerSec: (rows * rowBytes) / 1e6 / seconds, statement: summarize(latencies) };
+    const { seconds, latencies } = await insertRows(
+      cluster,
+      1,
+      rows,
+      rowBytes,
+      opts.batchRows ?? 1000,
+      opts.concurrency ?? 4,
+    );
+    return {
+      rows,
+      seconds,
+      rowsPerSec: rows / seconds,
+      mbPerSec: (rows * rowBytes) / 1e6 / seconds,
+      statement: summarize(latencies),
+    };
   } finally {
     await cluster.stop();
   }
@@ -139,7 +154,12 @@ export interface PgPair {
   stop(): Promise<void>;
 }
 
-async function waitUntil(what: string, timeoutMs: number, check: () => Promise<boolean>, intervalMs = 20): Promise<void> {
+async function waitUntil(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  intervalMs = 20,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -188,7 +208,9 @@ export async function startPgPair(): Promise<PgPair | undefined> {
           'PUBLICATION bench_pub WITH (copy_data = false)',
       );
       await waitUntil('the subscription to become ready', 30_000, async () => {
-        const r = await sub.query("SELECT count(*)::int AS n FROM pg_subscription_rel WHERE srsubstate <> 'r'");
+        const r = await sub.query(
+          "SELECT count(*)::int AS n FROM pg_subscription_rel WHERE srsubstate <> 'r'",
+        );
         return (r.rows[0] as { n: number }).n === 0;
       });
     } finally {
@@ -225,10 +247,19 @@ export interface PgReplicationResult {
 }
 
 /** Inserts a marker row in its own transaction and waits until the subscriber has applied it. */
-async function syncMarker(pub: pg.Client, sub: pg.Client, markerTs: number, timeoutMs: number): Promise<void> {
+async function syncMarker(
+  pub: pg.Client,
+  sub: pg.Client,
+  markerTs: number,
+  timeoutMs: number,
+): Promise<void> {
   await pub.query("INSERT INTO records (ts, labels, body) VALUES ($1, '{}', ''::bytea)", [String(markerTs)]);
   // Transactions are applied in commit order: once the marker is there, everything before it is too.
-  await waitUntil(`marker ${markerTs} on the subscriber`, timeoutMs, async () => (await sub.query('SELECT 1 FROM records WHERE ts = $1', [String(markerTs)])).rowCount === 1);
+  await waitUntil(
+    `marker ${markerTs} on the subscriber`,
+    timeoutMs,
+    async () => (await sub.query('SELECT 1 FROM records WHERE ts = $1', [String(markerTs)])).rowCount === 1,
+  );
 }
 
 /**
@@ -237,7 +268,9 @@ async function syncMarker(pub: pg.Client, sub: pg.Client, markerTs: number, time
  *   subscriber has them all;
  * - live: insert at `liveRate` rows/s (in 10 ms ticks) and report the per-row lag.
  */
-export async function measurePgReplication(opts: PgReplicationOptions = {}): Promise<PgReplicationResult | undefined> {
+export async function measurePgReplication(
+  opts: PgReplicationOptions = {},
+): Promise<PgReplicationResult | undefined> {
   const rows = opts.rows ?? 100_000;
   const rowBytes = opts.rowBytes ?? 1024;
   const batchRows = opts.batchRows ?? 1000;
@@ -253,11 +286,20 @@ export async function measurePgReplication(opts: PgReplicationOptions = {}): Pro
     await pub.query("INSERT INTO records (ts, labels, body) VALUES (-1, '{}', ''::bytea)");
     const t0 = performance.now();
     await sub.query('ALTER SUBSCRIPTION bench_sub ENABLE');
-    await waitUntil('the backlog to drain', 30 * 60_000, async () => (await sub.query('SELECT 1 FROM records WHERE ts = -1')).rowCount === 1, 10);
+    await waitUntil(
+      'the backlog to drain',
+      30 * 60_000,
+      async () => (await sub.query('SELECT 1 FROM records WHERE ts = -1')).rowCount === 1,
+      10,
+    );
     const seconds = (performance.now() - t0) / 1000;
-    const copied = Number((await sub.query('SELECT count(*) AS n FROM records WHERE ts >= 1000000000')).rows[0].n);
+    const copied = Number(
+      (await sub.query('SELECT count(*) AS n FROM records WHERE ts >= 1000000000')).rows[0].n,
+    );
     if (copied !== rows) throw new Error(`subscriber has ${copied} of ${rows} backlog rows`);
-    const result: PgReplicationResult = { backlog: { rows, seconds, rowsPerSec: rows / seconds, mbPerSec: (rows * rowBytes) / 1e6 / seconds } };
+    const result: PgReplicationResult = {
+      backlog: { rows, seconds, rowsPerSec: rows / seconds, mbPerSec: (rows * rowBytes) / 1e6 / seconds },
+    };
 
     if (liveRate > 0 && liveSeconds > 0) {
       const firstTs = 2_000_000_000;
@@ -275,13 +317,19 @@ export async function measurePgReplication(opts: PgReplicationOptions = {}): Pro
             values.push(`($${r * 4 + 1}, $${r * 4 + 2}, $${r * 4 + 3}, $${r * 4 + 4})`);
             params.push(String(ts), JSON.stringify(benchLabels(ts)), body, sentUs);
           }
-          await pub.query(`INSERT INTO records (ts, labels, body, sent_us) VALUES ${values.join(', ')}`, params);
+          await pub.query(
+            `INSERT INTO records (ts, labels, body, sent_us) VALUES ${values.join(', ')}`,
+            params,
+          );
           sent += due;
         }
         await new Promise((r) => setTimeout(r, 10));
       }
       await syncMarker(pub, sub, -2, 60_000);
-      const lag = await sub.query('SELECT (arrived_us - sent_us) / 1000.0 AS ms FROM records WHERE ts >= $1', [String(firstTs)]);
+      const lag = await sub.query(
+        'SELECT (arrived_us - sent_us) / 1000.0 AS ms FROM records WHERE ts >= $1',
+        [String(firstTs)],
+      );
       const samples = lag.rows.map((r: { ms: string }) => Number(r.ms));
       result.live = { ...summarize(samples), rows: sent, rate: liveRate };
     }

@@ -4,7 +4,15 @@
  * user when this process is root (PostgreSQL refuses to run as root).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, appendFileSync } from 'node:fs';
+import {
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  appendFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -38,7 +46,9 @@ export function findPostgresBin(): string | undefined {
   const candidates: string[] = [];
   const debianRoot = '/usr/lib/postgresql';
   if (existsSync(debianRoot)) {
-    const versions = readdirSync(debianRoot).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a));
+    const versions = readdirSync(debianRoot)
+      .filter((v) => /^\d+$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
     candidates.push(...versions.map((v) => join(debianRoot, v, 'bin')));
   }
   for (const dir of (process.env.PATH ?? '').split(':')) if (dir !== '') candidates.push(dir);
@@ -61,7 +71,11 @@ function runAsAccount(): RunAs | undefined {
       return { user, uid: Number(uid.stdout.trim()), gid: Number(gid.stdout.trim()) };
     }
     if (user === 'ferry-bench-pg') {
-      const made = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', user], { encoding: 'utf8' });
+      const made = spawnSync(
+        'useradd',
+        ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', user],
+        { encoding: 'utf8' },
+      );
       if (made.status === 0) return runAsAccount();
     }
   }
@@ -121,7 +135,8 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
     if (!live.has(dir)) return;
     live.delete(dir);
     try {
-      if (started) await run(join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], runAs, dir);
+      if (started)
+        await run(join(bin, 'pg_ctl'), ['-D', dataDir, '-m', 'fast', '-w', '-t', '60', 'stop'], runAs, dir);
     } catch {
       killPostmaster(dataDir, 'SIGQUIT');
     } finally {
@@ -131,7 +146,12 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
   live.set(dir, { dataDir, dir });
   try {
     if (runAs) chownSync(dir, runAs.uid, runAs.gid);
-    await run(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], runAs, dir);
+    await run(
+      join(bin, 'initdb'),
+      ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'],
+      runAs,
+      dir,
+    );
     const port = await freePort();
     const settings: Record<string, string> = {
       port: String(port),
@@ -139,8 +159,18 @@ export async function startPgCluster(opts: PgClusterOptions = {}): Promise<PgClu
       unix_socket_directories: `'${dir}'`,
       ...opts.settings,
     };
-    appendFileSync(join(dataDir, 'postgresql.conf'), Object.entries(settings).map(([k, v]) => `${k} = ${v}\n`).join(''));
-    await run(join(bin, 'pg_ctl'), ['-D', dataDir, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start'], runAs, dir);
+    appendFileSync(
+      join(dataDir, 'postgresql.conf'),
+      Object.entries(settings)
+        .map(([k, v]) => `${k} = ${v}\n`)
+        .join(''),
+    );
+    await run(
+      join(bin, 'pg_ctl'),
+      ['-D', dataDir, '-l', join(dir, 'server.log'), '-w', '-t', '60', 'start'],
+      runAs,
+      dir,
+    );
     started = true;
     const conn = { host: '127.0.0.1', port, user: 'postgres', database: 'postgres' };
     return {

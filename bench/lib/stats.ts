@@ -71,7 +71,11 @@ export function fmt(n: number | undefined, digits = 0): string {
  * Runs `total` operations with at most `concurrency` in flight; `op(i)` gets the operation index.
  * Resolves with the wall-clock seconds taken. The first failure stops new operations and is rethrown.
  */
-export async function runConcurrent(total: number, concurrency: number, op: (i: number) => Promise<void>): Promise<number> {
+export async function runConcurrent(
+  total: number,
+  concurrency: number,
+  op: (i: number) => Promise<void>,
+): Promise<number> {
   let next = 0;
   let failed: unknown;
   const t0 = performance.now();

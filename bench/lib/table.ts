@@ -14,7 +14,10 @@ function cellText<Row>(col: Column<Row>, row: Row): { text: string; numeric: boo
   if (col.format) return { text: col.format(row), numeric: false };
   if (col.key === undefined) return { text: '', numeric: false };
   const v = row[col.key];
-  return { text: v === undefined || v === null ? '' : String(v), numeric: typeof v === 'number' || typeof v === 'bigint' };
+  return {
+    text: v === undefined || v === null ? '' : String(v),
+    numeric: typeof v === 'number' || typeof v === 'bigint',
+  };
 }
 
 /** Renders rows under the given columns, padded so that columns line up. */
@@ -22,9 +25,17 @@ export function formatTable<Row>(columns: ReadonlyArray<Column<Row>>, rows: read
   const cells = rows.map((row) => columns.map((c) => cellText(c, row)));
   const widths = columns.map((c, i) => Math.max(c.header.length, ...cells.map((r) => r[i]!.text.length)));
   const looksNumeric = (c: { text: string; numeric: boolean }): boolean =>
-    c.numeric || c.text === '' || c.text === 'n/a' || /^[-+<>≥≤~]?\s*[\d.,]+\s*(%|x|×|ms|MB|MB\/s)?$/.test(c.text);
-  const right = columns.map((c, i) => (c.align ?? (cells.length > 0 && cells.every((r) => looksNumeric(r[i]!)) ? 'right' : 'left')) === 'right');
-  const pad = (text: string, i: number): string => (right[i] ? text.padStart(widths[i]!) : text.padEnd(widths[i]!));
+    c.numeric ||
+    c.text === '' ||
+    c.text === 'n/a' ||
+    /^[-+<>≥≤~]?\s*[\d.,]+\s*(%|x|×|ms|MB|MB\/s)?$/.test(c.text);
+  const right = columns.map(
+    (c, i) =>
+      (c.align ?? (cells.length > 0 && cells.every((r) => looksNumeric(r[i]!)) ? 'right' : 'left')) ===
+      'right',
+  );
+  const pad = (text: string, i: number): string =>
+    right[i] ? text.padStart(widths[i]!) : text.padEnd(widths[i]!);
   const lines = [
     columns.map((c, i) => pad(c.header, i)).join('  '),
     widths.map((w) => '-'.repeat(w)).join('  '),

@@ -64,6 +64,17 @@ export function* headerPairs(src: HeaderSource): Generator<[string, string]> {
   }
 }
 
+/** RFC 7230 token characters. */
+const LABEL_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
+/**
+ * Labels travel back as `x-reduct-label-<name>` headers, so a name must be a non-empty header
+ * token; anything else is refused with 422 when written.
+ */
+export function checkLabelName(name: string): void {
+  if (!LABEL_NAME.test(name)) throw Errors.invalidLabelName(name);
+}
+
 /** Parses a decimal u64, or returns undefined. */
 export function parseU64(text: string): bigint | undefined {
   if (!DIGITS.test(text)) return undefined;
@@ -76,13 +87,18 @@ export function parseU64(text: string): bigint | undefined {
  * `"` runs to the next `"`; an unterminated quote → 422 `Invalid batched header`. Text without `=`
  * at the end of the list is ignored, as the reference server does.
  */
-export function splitLabelList(raw: string): Array<[string, string]> {
+export function splitLabelList(raw: string, strict = false): Array<[string, string]> {
   const out: Array<[string, string]> = [];
   let rest = raw.trim();
   while (rest.length > 0) {
     const eq = rest.indexOf('=');
-    if (eq < 0) break;
+    if (eq < 0) {
+      if (strict) throw Errors.invalidBatchedHeader();
+      break;
+    }
     const key = rest.slice(0, eq).trim();
+    // A leading '@' (computed label) passes here so that callers can refuse it by name.
+    checkLabelName(key.startsWith('@') ? key.slice(1) : key);
     const valuePart = rest.slice(eq + 1);
     if (valuePart.startsWith('"')) {
       const end = valuePart.indexOf('"', 1);
@@ -155,7 +171,10 @@ export function parseV1Batch(headers: HeaderSource): V1Batch {
   for (const [ts, value] of collectTimeHeaders(headers)) {
     const { size, contentType, pairs } = parseRecordValue(value);
     const labels: Labels = {};
-    for (const [k, v] of pairs) labels[k] = v;
+    for (const [k, v] of pairs) {
+      if (k.startsWith('@')) throw Errors.batchComputedLabelName();
+      labels[k] = v;
+    }
     records.push({ ts, size, contentType, labels });
     totalSize += size;
   }

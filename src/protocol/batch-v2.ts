@@ -12,7 +12,9 @@ import {
   DEFAULT_CONTENT_TYPE,
   errorHeaderValue,
   formatLabelValue,
+  checkLabelName,
   headerPairs,
+  splitLabelList,
   parseU64,
   type HeaderSource,
 } from './batch-v1.js';
@@ -120,39 +122,17 @@ export function parseLabelDelta(
   raw: string,
   labelNames: readonly string[] | undefined,
 ): Array<[string, string | null]> {
-  const ops: Array<[string, string | null]> = [];
-  let rest = raw.trim();
-  while (rest.length > 0) {
-    const eq = rest.indexOf('=');
-    if (eq < 0) throw Errors.invalidBatchedHeader();
-    const rawKey = rest.slice(0, eq).trim();
-    let key: string;
+  return splitLabelList(raw, true).map(([rawKey, value]): [string, string | null] => {
+    let key = rawKey;
     if (labelNames !== undefined && DIGITS.test(rawKey)) {
       const name = labelNames[Number(rawKey)];
       if (name === undefined) throw Errors.batchLabelIndexOutOfRange(rawKey);
       key = name;
-    } else {
-      if (rawKey.startsWith('@')) throw Errors.batchComputedLabelName();
-      key = rawKey;
     }
-    const valuePart = rest.slice(eq + 1);
-    let value: string;
-    if (valuePart.startsWith('"')) {
-      const end = valuePart.indexOf('"', 1);
-      if (end < 0) throw Errors.invalidBatchedHeader();
-      value = valuePart.slice(1, end).trim();
-      rest = valuePart
-        .slice(end + 1)
-        .replace(/^,+/, '')
-        .trim();
-    } else {
-      const comma = valuePart.indexOf(',');
-      value = (comma < 0 ? valuePart : valuePart.slice(0, comma)).trim();
-      rest = comma < 0 ? '' : valuePart.slice(comma + 1).trim();
-    }
-    ops.push([key, value === '' ? null : value]);
-  }
-  return ops;
+    if (key.startsWith('@')) throw Errors.batchComputedLabelName();
+    checkLabelName(key);
+    return [key, value === '' ? null : value];
+  });
 }
 
 interface EntryState {

@@ -88,6 +88,9 @@ export const Errors = {
   batchFirstRecordIncomplete: () =>
     new FerryError(422, 'Content-type and labels must be provided for the first record of an entry'),
   batchLabelIndexOutOfRange: (raw: string) => new FerryError(422, `Label index '${raw}' is out of range`),
+  /** A label name that cannot travel as an `x-reduct-label-<name>` header. */
+  invalidLabelName: (name: string) =>
+    new FerryError(422, `Invalid label name '${name}': use letters, digits and !#$%&'*+-.^_\`|~ only`),
   batchComputedLabelName: () =>
     new FerryError(422, "Label names must not start with '@': reserved for computed labels"),
 
@@ -131,7 +134,10 @@ export function fromFsError(e: unknown): FerryError {
   if (isFerryError(e)) return e;
   const code = (e as NodeJS.ErrnoException)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') return Errors.diskFull();
-  return Errors.internal(`Storage failure: ${(e as Error)?.message ?? String(e)}`);
+  if (code === 'ENAMETOOLONG') return Errors.unprocessable('Name is too long for the file system');
+  // Never send file-system messages (they contain server paths) to clients; log them instead.
+  console.error(`storage failure: ${(e as Error)?.stack ?? String(e)}`);
+  return Errors.internal(`Storage failure${code ? ` (${code})` : ''}; see the server log`);
 }
 
 /** Writes refused because a replication with `on_overflow: block` has too much pending data. */

@@ -11,10 +11,12 @@ import { Errors } from './errors.js';
 export const META_SUFFIX = '/$meta';
 
 const SEGMENT = /^[A-Za-z0-9_-]+$/;
+/** Names become directory names: keep every path component within common file-system limits. */
+export const MAX_NAME_BYTES = 255;
 
 /** True if `name` is a valid bucket name (non-empty, `^[A-Za-z0-9_-]+$`). */
 export function isValidBucketName(name: string): boolean {
-  return SEGMENT.test(name);
+  return name.length <= MAX_NAME_BYTES && SEGMENT.test(name);
 }
 
 /**
@@ -41,7 +43,7 @@ export function isValidEntryName(name: string, opts: EntryNameOptions = {}): boo
   if (base.length === 0) return false;
   // split keeps empty strings for leading/trailing/double slashes, which SEGMENT rejects
   for (const segment of base.split('/')) {
-    if (!SEGMENT.test(segment)) return false;
+    if (segment.length > MAX_NAME_BYTES || !SEGMENT.test(segment)) return false;
   }
   return true;
 }

@@ -19,6 +19,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import { OpType, Wal, type WalOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
 import { Errors, fromFsError, replicationLogFull } from '../protocol/errors.js';
+import { validateBucketName } from '../protocol/names.js';
 import type {
   Bucket,
   BucketInfo,
@@ -33,7 +34,6 @@ import type {
   StorageOptions,
 } from './types.js';
 
-const BUCKET_RE = /^[A-Za-z0-9_-]+$/;
 const BUILTIN_DEFAULTS: BucketSettings = {
   quota_type: 'NONE',
   quota_size: 0n,
@@ -550,7 +550,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     patch?: BucketSettingsPatch,
     opts: CreateBucketOptions = {},
   ): Promise<Bucket> {
-    if (!BUCKET_RE.test(name) && name !== '$system') throw Errors.invalidName();
+    if (name !== '$system') validateBucketName(name);
     const existing = this.buckets.get(name);
     if (existing) {
       if (existing.status === 'DELETING') throw Errors.bucketDeleting(name);
@@ -604,7 +604,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   async renameBucket(name: string, newName: string): Promise<void> {
     const b = this.bucket(name) as BucketImpl;
     if (b.provisioned) throw Errors.bucketProvisioned(name);
-    if (!BUCKET_RE.test(newName)) throw Errors.invalidName();
+    validateBucketName(newName);
     if (this.buckets.has(newName)) throw Errors.bucketExists(newName);
     await b.exclusiveOp(async () => {
       if (this.buckets.has(newName)) throw Errors.bucketExists(newName);

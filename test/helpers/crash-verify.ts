@@ -79,7 +79,8 @@ async function readSingle(
     if (name.startsWith('x-reduct-label-')) labels[name.slice('x-reduct-label-'.length)] = String(value);
   }
   const declared = Number(res.headers['content-length']);
-  if (declared !== size) return { status: 200, error: `content-length ${declared} but ${size} bytes arrived` };
+  if (declared !== size)
+    return { status: 200, error: `content-length ${declared} but ${size} bytes arrived` };
   return {
     status: 200,
     digest: { size, sha256: hash.digest('hex'), contentType: String(res.headers['content-type']), labels },
@@ -117,7 +118,9 @@ export async function verifyRecovered(
       continue;
     }
     if (!sameDigest(rec, got)) {
-      problems.push(`${key} served as ${describe(got)} but was sent as ${describe(rec)} (acked ${rec.acked})`);
+      problems.push(
+        `${key} served as ${describe(got)} but was sent as ${describe(rec)} (acked ${rec.acked})`,
+      );
     } else if (rec.acked) ackedChecked++;
     else unackedPresent++;
   }
@@ -132,14 +135,19 @@ export async function verifyRecovered(
     const inQuery = snapshot.get(key);
     const got = await readSingle(url, token, bucket, rec);
     if (inQuery !== undefined) {
-      if (got.digest === undefined) problems.push(`GET ${key}: HTTP ${got.status} ${got.error ?? ''} but the query serves it`);
+      if (got.digest === undefined)
+        problems.push(`GET ${key}: HTTP ${got.status} ${got.error ?? ''} but the query serves it`);
       else if (!sameDigest(inQuery, got.digest)) {
         problems.push(`GET ${key} serves ${describe(got.digest)}, the query ${describe(inQuery)}`);
       }
     } else if (got.status === 200) {
-      problems.push(`GET ${key} answers 200 (${got.digest ? describe(got.digest) : got.error}) but the query does not serve it`);
+      problems.push(
+        `GET ${key} answers 200 (${got.digest ? describe(got.digest) : got.error}) but the query does not serve it`,
+      );
     } else if (got.status !== 404) {
-      problems.push(`GET ${key} (absent, acked ${rec.acked}) answers ${got.status} ${got.error ?? ''}, expected 404`);
+      problems.push(
+        `GET ${key} (absent, acked ${rec.acked}) answers ${got.status} ${got.error ?? ''}, expected 404`,
+      );
     }
   });
 
@@ -170,19 +178,26 @@ export async function verifyRecovered(
     const count = Number(info.record_count);
     if (e === undefined) {
       if (count !== 0 || BigInt(info.size) !== 0n) {
-        problems.push(`entry ${info.name} reports ${count} records / ${info.size} B but the query serves none`);
+        problems.push(
+          `entry ${info.name} reports ${count} records / ${info.size} B but the query serves none`,
+        );
       }
       continue;
     }
-    if (count !== e.count) problems.push(`entry ${info.name} reports record_count ${count}, the query serves ${e.count}`);
+    if (count !== e.count)
+      problems.push(`entry ${info.name} reports record_count ${count}, the query serves ${e.count}`);
     if (BigInt(info.oldest_record) !== e.min || BigInt(info.latest_record) !== e.max) {
-      problems.push(`entry ${info.name} reports ${info.oldest_record}..${info.latest_record}, served ${e.min}..${e.max}`);
+      problems.push(
+        `entry ${info.name} reports ${info.oldest_record}..${info.latest_record}, served ${e.min}..${e.max}`,
+      );
     }
     const size = Number(info.size);
-    if (size < e.lo || size > e.hi) problems.push(`entry ${info.name} reports size ${size}, served records need ${e.lo}..${e.hi}`);
+    if (size < e.lo || size > e.hi)
+      problems.push(`entry ${info.name} reports size ${size}, served records need ${e.lo}..${e.hi}`);
   }
   for (const name of perEntry.keys()) {
-    if (!bucketInfo.entries.some((e) => e.name === name)) problems.push(`entry ${name} is served but not listed`);
+    if (!bucketInfo.entries.some((e) => e.name === name))
+      problems.push(`entry ${name} is served but not listed`);
   }
   if (BigInt(bucketInfo.info.size) !== sizeSum) {
     problems.push(`bucket size ${bucketInfo.info.size} != sum of entry sizes ${sizeSum}`);

@@ -61,7 +61,12 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-const CONTENT_TYPES = ['application/octet-stream', 'text/plain', 'image/jpeg', 'application/x-ferry.test+bin'];
+const CONTENT_TYPES = [
+  'application/octet-stream',
+  'text/plain',
+  'image/jpeg',
+  'application/x-ferry.test+bin',
+];
 
 /** Options of {@link runWriters}. */
 export interface WorkloadOptions {

@@ -174,7 +174,8 @@ class Link {
     to.queue.length = 0;
     const other = sock === this.client ? this.upstreamSocket : this.client;
     if (other === undefined || other.destroyed || from.queue.length === 0) {
-      if (from.queue.length === 0 && other !== undefined && !other.destroyed && !other.writableEnded) other.end();
+      if (from.queue.length === 0 && other !== undefined && !other.destroyed && !other.writableEnded)
+        other.end();
       if (other === undefined || other.destroyed) this.destroy();
     }
   }
@@ -194,7 +195,8 @@ class Link {
     if (this.closed) return;
     this.proxy.counters.resets++;
     if (!this.client.destroyed) this.client.resetAndDestroy();
-    if (this.upstreamSocket !== undefined && !this.upstreamSocket.destroyed) this.upstreamSocket.resetAndDestroy();
+    if (this.upstreamSocket !== undefined && !this.upstreamSocket.destroyed)
+      this.upstreamSocket.resetAndDestroy();
     this.destroy();
   }
 

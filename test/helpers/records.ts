@@ -34,7 +34,11 @@ export interface SnapshotOptions {
   entries?: string[];
 }
 
-function errorOf(status: number, headers: Record<string, string | string[] | undefined>, what: string): Error {
+function errorOf(
+  status: number,
+  headers: Record<string, string | string[] | undefined>,
+  what: string,
+): Error {
   const detail = headers['x-reduct-error'];
   return new Error(`${what}: HTTP ${status}${detail !== undefined ? ` (${String(detail)})` : ''}`);
 }
@@ -94,7 +98,11 @@ export async function snapshotBucket(
 }
 
 /** Splits the streamed body into the records of the batch, in order, and hashes each payload. */
-async function consumeBody(body: AsyncIterable<Buffer>, records: V2ReadRecord[], out: BucketSnapshot): Promise<void> {
+async function consumeBody(
+  body: AsyncIterable<Buffer>,
+  records: V2ReadRecord[],
+  out: BucketSnapshot,
+): Promise<void> {
   let i = 0;
   let left = 0;
   let hash: Hash | undefined;
@@ -102,7 +110,12 @@ async function consumeBody(body: AsyncIterable<Buffer>, records: V2ReadRecord[],
     const rec = records[i]!;
     const key = `${rec.entry}@${rec.ts}`;
     if (out.has(key)) throw new Error(`record ${key} returned twice by the query`);
-    out.set(key, { size: rec.size, sha256: hash!.digest('hex'), contentType: rec.contentType, labels: rec.labels });
+    out.set(key, {
+      size: rec.size,
+      sha256: hash!.digest('hex'),
+      contentType: rec.contentType,
+      labels: rec.labels,
+    });
     i++;
     hash = undefined;
   };
@@ -149,7 +162,11 @@ export function diffSnapshots(a: BucketSnapshot, b: BucketSnapshot): SnapshotDif
   }
   const extra = [...b.keys()].filter((k) => !a.has(k));
   const byKey = (x: string, y: string): number => (x < y ? -1 : x > y ? 1 : 0);
-  return { missing: missing.sort(byKey), extra: extra.sort(byKey), different: different.sort((x, y) => byKey(x.key, y.key)) };
+  return {
+    missing: missing.sort(byKey),
+    extra: extra.sort(byKey),
+    different: different.sort((x, y) => byKey(x.key, y.key)),
+  };
 }
 
 /** True when the diff is empty. */

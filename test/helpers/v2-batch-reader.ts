@@ -81,7 +81,8 @@ export function readV2Batch(h: Headers): V2ReadBatch {
       const size = Number(c1 < 0 ? value : value.slice(0, c1));
       if (!Number.isSafeInteger(size) || size < 0) throw new Error(`bad record length in '${value}'`);
       if (c1 < 0) {
-        if (contentType === undefined) throw new Error(`first record of an entry must carry a content type: '${value}'`);
+        if (contentType === undefined)
+          throw new Error(`first record of an entry must carry a content type: '${value}'`);
       } else {
         const rest = value.slice(c1 + 1);
         const c2 = rest.indexOf(',');

@@ -23,7 +23,8 @@ export async function waitFor<T>(
   for (;;) {
     try {
       const value = await fn();
-      if (value !== false && value !== undefined && value !== null) return value as Exclude<T, false | null | undefined>;
+      if (value !== false && value !== undefined && value !== null)
+        return value as Exclude<T, false | null | undefined>;
       lastError = undefined;
     } catch (err) {
       lastError = err;

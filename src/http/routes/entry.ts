@@ -39,6 +39,8 @@ const TABLE: Record<Method, Partial<Record<Op, EntryHandler>>> = {
 
 function dispatch(method: Method): (ctx: RequestContext) => Promise<void> {
   return async (ctx) => {
+    // The router ignores a trailing '/', but an entry name must not end with one (api.md §3.7).
+    if (ctx.path.endsWith('/')) throw Errors.invalidEntryName(ctx.param('*') + '/');
     const { entry, op } = splitEntryPath(ctx.param('*'));
     const handler = TABLE[method][op];
     if (!handler) throw Errors.methodNotAllowed();

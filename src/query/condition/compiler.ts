@@ -133,7 +133,23 @@ export function compileLiteral(text: string, scope: CompileScope): Expr {
 }
 
 /** Every key of an object is one expression (array, object or bare-operand notation). */
+/** Deepest object nesting a condition may have (bounds compile and evaluation recursion). */
+export const MAX_CONDITION_DEPTH = 128;
+let depth = 0;
+
 export function compileObject(map: Record<string, unknown>, scope: CompileScope): Expr[] {
+  if (depth >= MAX_CONDITION_DEPTH) {
+    throw compileError(`Condition is nested too deeply (more than ${MAX_CONDITION_DEPTH} levels)`);
+  }
+  depth++;
+  try {
+    return compileObjectKeys(map, scope);
+  } finally {
+    depth--;
+  }
+}
+
+function compileObjectKeys(map: Record<string, unknown>, scope: CompileScope): Expr[] {
   const out: Expr[] = [];
   for (const key of Object.keys(map)) {
     const value = map[key];

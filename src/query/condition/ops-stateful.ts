@@ -29,7 +29,10 @@ function checkConst(name: string, e: Expr, check: (v: Val) => void): void {
 
 function eachNCount(name: string, v: Val): number {
   const n = Number(asInt(v));
-  if (n === 0) throw compileError(`Value '0' is not a valid operand for ${name}`);
+  // Zero is refused by the reference; a negative N would select everything, which in a REMOVE
+  // query means deleting everything: refuse it too.
+  if (n <= 0)
+    throw compileError(`Value '${n}' is not a valid operand for ${name}: it must be a positive integer`);
   return n;
 }
 
