@@ -9,7 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { constants, createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 
-const DIRECT_WRITE_BYTES = 256 * 1024;
+const DIRECT_WRITE_BYTES = 64 * 1024;
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 const MAX_OPEN = 256;
 const SMALL_READ_BYTES = 512 * 1024;
@@ -22,10 +22,20 @@ interface OpenFile {
   refs: number;
   pending: Array<{ pos: number; buf: Buffer }>;
   pendingBytes: number;
+  /** Bytes taken from `pending` by a flush still being written. */
+  flushingBytes: number;
+  /** Flushes of one file run one after another (issue order must hold across flushes). */
+  chain: Promise<void>;
+  backgroundFlush: boolean;
+  /** Failure of a background flush, reported by the next sync. */
+  error: unknown;
   /** Written since the last sync. */
   dirty: boolean;
   lastUse: number;
 }
+
+/** Queued bytes of a file that start a background write, overlapping disk I/O with receiving. */
+const BACKGROUND_FLUSH_BYTES = 512 * 1024;
 
 export class BlockFiles {
   private files = new Map<string, OpenFile>();
@@ -47,6 +57,10 @@ export class BlockFiles {
             refs: 0,
             pending: [],
             pendingBytes: 0,
+            flushingBytes: 0,
+            chain: Promise.resolve(),
+            backgroundFlush: false,
+            error: undefined,
             dirty: false,
             lastUse: 0,
           };
@@ -86,11 +100,17 @@ export class BlockFiles {
   writeAt(path: string, pos: number, buf: Buffer): Promise<void> | undefined {
     this.windows.delete(path);
     const f = this.files.get(path);
-    if (f && buf.length < DIRECT_WRITE_BYTES && f.pendingBytes + buf.length < MAX_QUEUED_BYTES) {
+    if (f && buf.length < DIRECT_WRITE_BYTES && f.pendingBytes + f.flushingBytes + buf.length < MAX_QUEUED_BYTES) {
       f.dirty = true;
       f.lastUse = ++this.tick;
       f.pending.push({ pos, buf: Buffer.from(buf) });
       f.pendingBytes += buf.length;
+      if (f.pendingBytes >= BACKGROUND_FLUSH_BYTES && !f.backgroundFlush) {
+        f.backgroundFlush = true;
+        this.flushFile(f)
+          .catch((e: unknown) => (f.error = e))
+          .finally(() => (f.backgroundFlush = false));
+      }
       return undefined;
     }
     return this.writeAtSlow(path, pos, buf);
@@ -114,11 +134,27 @@ export class BlockFiles {
     }
   }
 
-  private async flushFile(f: OpenFile): Promise<void> {
+  private flushFile(f: OpenFile): Promise<void> {
+    const run = f.chain.then(() => this.flushNow(f));
+    f.chain = run.catch(() => {});
+    return run;
+  }
+
+  private async flushNow(f: OpenFile): Promise<void> {
     if (f.pending.length === 0) return;
     const pending = f.pending;
+    const bytes = f.pendingBytes;
     f.pending = [];
     f.pendingBytes = 0;
+    f.flushingBytes += bytes;
+    try {
+      await this.writeRuns(f, pending);
+    } finally {
+      f.flushingBytes -= bytes;
+    }
+  }
+
+  private async writeRuns(f: OpenFile, pending: Array<{ pos: number; buf: Buffer }>): Promise<void> {
     // Issue order, not position order: a later write to the same bytes (an errored record being
     // rewritten) must win. Sequential appends are contiguous in issue order, so runs stay long.
     let i = 0;
@@ -147,6 +183,11 @@ export class BlockFiles {
           f.refs++;
           try {
             await this.flushFile(f);
+            if (f.error !== undefined) {
+              const e = f.error;
+              f.error = undefined;
+              throw e;
+            }
             if (sync && f.dirty) {
               f.dirty = false;
               await f.fh.datasync();

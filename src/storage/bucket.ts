@@ -30,6 +30,8 @@ import type {
 } from './types.js';
 
 const DEFAULT_CT = 'application/octet-stream';
+/** Chunk writes of one streamed record that may be in flight at once. */
+const MAX_INFLIGHT_CHUNK_WRITES = 4;
 const EMPTY_DIGEST = Buffer.alloc(16);
 /** Entry names are path components: only names valid per api.md §3.7 ever reach the file system. */
 const checkEntryName = (name: string): void => validateEntryName(name, { allowMeta: true });
@@ -449,14 +451,34 @@ export class BucketImpl implements Bucket {
     } else {
       const hash = createHash('sha256');
       let written = 0;
-      for await (const chunk of payload) {
-        if (chunk.length === 0) continue;
-        if (written + chunk.length > size) throw Errors.contentBigger();
-        hash.update(chunk);
-        const p = files.writeAt(path, offset + written, chunk);
-        if (p) await p;
-        written += chunk.length;
+      // Positional writes of distinct ranges are independent: keep a few in flight so that reading
+      // the next chunk of the body overlaps with writing the previous ones (bounded memory).
+      const inflight = new Set<Promise<void>>();
+      let failure: unknown;
+      try {
+        for await (const chunk of payload) {
+          if (chunk.length === 0) continue;
+          if (written + chunk.length > size) throw Errors.contentBigger();
+          hash.update(chunk);
+          const p = files.writeAt(path, offset + written, chunk);
+          written += chunk.length;
+          if (p) {
+            const tracked: Promise<void> = p.then(
+              () => void inflight.delete(tracked),
+              (e: unknown) => {
+                inflight.delete(tracked);
+                failure ??= e;
+              },
+            );
+            inflight.add(tracked);
+            if (inflight.size >= MAX_INFLIGHT_CHUNK_WRITES) await Promise.race(inflight);
+          }
+          if (failure !== undefined) throw failure;
+        }
+      } finally {
+        await Promise.all(inflight);
       }
+      if (failure !== undefined) throw failure;
       if (written < size) throw Errors.contentSmaller();
       return hash.digest().subarray(0, 16);
     }
