@@ -1,99 +1,530 @@
 /**
- * Replication throughput: catch-up of a backlog written while the replication was paused, to a
- * bucket of the same instance (LocalTarget) and to another in-process Ferry (RemoteTarget, batch
- * protocol v1 over HTTP). `npm run bench:replication [records] [size]` (defaults 20 000 × 1 KiB).
+ * Replication benchmark between two real Ferry processes on loopback (`npm run bench:replication`):
+ *
+ * - backlog drain: N records written to the source while the replication is paused, then enabled;
+ *   time until the destination holds all of them (1 KiB and 1 MiB records);
+ * - live lag: a steady write rate on the source, lag from the client's write to the record being
+ *   visible on the destination (p50 / p99);
+ * - source ingest rate without and with an active replication;
+ * - peak RSS (VmHWM) of both instances per workload;
+ * - the same drain and lag workloads through PostgreSQL logical replication (when installed), and
+ *   the ratios against the targets.
+ *
+ * `BENCH_QUICK=1` shrinks every workload so that the whole run takes about a minute.
+ * `BENCH_ONLY=drain,mib,live,ingest,pg` runs a subset; `BENCH_RECORDS=n` sets the drain size.
+ * `BENCH_CLI=wrapper.mjs` starts the servers through a wrapper script (e.g. one that starts a CPU
+ * profile on SIGUSR2, which is sent right before the measured phase of drain and ingest).
+ * Besides rates, every row shows the CPU µs per record spent by each instance (/proc), which stays
+ * comparable when other processes load the machine.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { loadConfig } from '../src/config/load-config.js';
-import { startFerry } from '../src/server.js';
-import { openStorage } from '../src/storage/engine.js';
-import type { Storage } from '../src/storage/types.js';
-import { ReplicationManager } from '../src/replication/manager.js';
+import { readFileSync } from 'node:fs';
+import { Pool } from 'undici';
+import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
+import { measurePgReplication, startPgPair, findPostgresBin } from './lib/postgres-baseline.js';
+import { readRss, RssSampler } from './lib/rss.js';
+import { fmt, summarize, type LatencySummary } from './lib/stats.js';
+import { printTable, type Column } from './lib/table.js';
 
-const RECORDS = Number(process.argv[2] ?? 20_000);
-const SIZE = Number(process.argv[3] ?? 1024);
-const TOKEN = 'bench-token';
+const QUICK = process.env.BENCH_QUICK === '1';
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'drain,mib,live,ingest,pg').split(',').map((s) => s.trim()));
+const DRAIN_RECORDS = Number(process.env.BENCH_RECORDS ?? (QUICK ? 20_000 : 100_000));
+const MIB_RECORDS = QUICK ? 200 : 2_000;
+const LIVE_RATE = 10_000;
+const LIVE_SECONDS = QUICK ? 4 : 10;
+const INGEST_RECORDS = QUICK ? 20_000 : 60_000;
+/** Records per v1 batch written by the benchmark's clients (one header each, well below limits). */
+const CLIENT_BATCH = 200;
+const MiB = 1024 * 1024;
 
-async function backlog(storage: Storage, bucket: string): Promise<void> {
-  const payload = Buffer.alloc(SIZE, 7);
-  const b = storage.bucket(bucket);
-  const CONCURRENCY = 64;
-  for (let i = 0; i < RECORDS; i += CONCURRENCY) {
-    const n = Math.min(CONCURRENCY, RECORDS - i);
-    await Promise.all(
-      Array.from({ length: n }, (_, k) =>
-        b.write(`e${(i + k) % 4}`, BigInt(1 + i + k), { size: SIZE, labels: { k: String(k) } }, payload),
-      ),
-    );
+/** One row of the result table. */
+interface Row {
+  workload: string;
+  system: string;
+  records: number;
+  seconds?: number;
+  recordsPerSec?: number;
+  mbPerSec?: number;
+  lagP50?: number;
+  lagP99?: number;
+  rssSrc?: number;
+  rssDst?: number;
+  /** CPU µs per record spent by the source and the destination instance. */
+  cpuSrc?: number;
+  cpuDst?: number;
+  note?: string;
+}
+
+const rows: Row[] = [];
+
+/** CPU seconds (user + system) a process has used so far, from /proc; 0 when unavailable. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
   }
 }
 
-async function run(label: string, dstHost: string, extraDir?: string): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-bench-repl-'));
-  const config = loadConfig({
-    RS_DATA_PATH: dir,
-    RS_HOST: '127.0.0.1',
-    RS_PORT: '8383',
-    FERRY_DURABILITY: 'fsync',
-  });
-  const storage = await openStorage({ dataPath: dir, durability: 'fsync' });
-  const manager = await ReplicationManager.open({ storage, config, port: 8383 });
-  try {
-    await storage.createBucket('src');
-    await manager.create('bench', {
-      src_bucket: 'src',
-      dst_bucket: 'dst',
-      dst_host: dstHost,
-      dst_token: TOKEN,
-      mode: 'paused',
+/** CPU µs per record of both instances between `start()` and `stop(records)`. */
+class CpuMeter {
+  private readonly t0: [number, number];
+  constructor(
+    private readonly a: number,
+    private readonly b: number,
+  ) {
+    this.t0 = [cpuSeconds(a), cpuSeconds(b)];
+  }
+  stop(records: number): { cpuSrc: number; cpuDst: number } {
+    return {
+      cpuSrc: ((cpuSeconds(this.a) - this.t0[0]) / records) * 1e6,
+      cpuDst: ((cpuSeconds(this.b) - this.t0[1]) / records) * 1e6,
+    };
+  }
+}
+
+/** A Ferry server with an HTTP pool and helpers. */
+class Node {
+  readonly pool: Pool;
+  constructor(readonly proc: FerryProcess) {
+    this.pool = new Pool(proc.url, { connections: 8, pipelining: 1 });
+  }
+
+  private auth(extra: Record<string, string> = {}): Record<string, string> {
+    return { authorization: `Bearer ${this.proc.token}`, ...extra };
+  }
+
+  async call(
+    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE',
+    path: string,
+    body?: unknown,
+  ): Promise<unknown> {
+    const res = await this.pool.request({
+      method,
+      path: `/api/v1${path}`,
+      headers: this.auth({ 'content-type': 'application/json' }),
+      body: body === undefined ? null : JSON.stringify(body),
     });
-    await backlog(storage, 'src');
-    const start = performance.now();
-    await manager.setMode('bench', { mode: 'enabled' });
-    for (;;) {
-      const st = (
-        manager.get('bench') as {
-          status: { pending_records: number; state: string; state_reason: string | null };
+    const text = await res.body.text();
+    if (res.statusCode !== 200)
+      throw new Error(
+        `${method} ${path}: HTTP ${res.statusCode} ${String(res.headers['x-reduct-error'] ?? '')}`,
+      );
+    return text ? (JSON.parse(text) as unknown) : undefined;
+  }
+
+  /** Writes records ts … ts+n-1 of one entry in one v1 batch. */
+  async writeBatch(
+    bucket: string,
+    entry: string,
+    firstTs: number,
+    n: number,
+    payload: Buffer,
+  ): Promise<void> {
+    const headers = this.auth({
+      'content-type': 'application/octet-stream',
+      'content-length': String(n * payload.length),
+    });
+    for (let i = 0; i < n; i++)
+      headers[`x-reduct-time-${firstTs + i}`] =
+        `${payload.length},application/octet-stream,kind=bench,n=${(firstTs + i) % 100}`;
+    const body = n === 1 ? payload : Buffer.concat(Array.from({ length: n }, () => payload));
+    const res = await this.pool.request({
+      method: 'POST',
+      path: `/api/v1/b/${bucket}/${entry}/batch`,
+      headers,
+      body,
+    });
+    await res.body.dump();
+    if (res.statusCode !== 200)
+      throw new Error(`batch write: HTTP ${res.statusCode} ${String(res.headers['x-reduct-error'] ?? '')}`);
+    const failed = Object.keys(res.headers).find((h) => h.startsWith('x-reduct-error-'));
+    if (failed) throw new Error(`batch write: ${failed} ${String(res.headers[failed])}`);
+  }
+
+  async recordCount(bucket: string): Promise<number> {
+    try {
+      const info = (await this.call('GET', `/b/${bucket}`)) as { entries: Array<{ record_count: number }> };
+      return info.entries.reduce((s, e) => s + Number(e.record_count), 0);
+    } catch {
+      return 0;
+    }
+  }
+
+  async status(
+    name: string,
+  ): Promise<{ state: string; state_reason: string | null; pending_records: number }> {
+    const r = (await this.call('GET', `/replications/${name}`)) as {
+      status: { state: string; state_reason: string | null; pending_records: number };
+    };
+    return r.status;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+    await this.proc.destroy();
+  }
+}
+
+async function startPair(): Promise<{ src: Node; dst: Node }> {
+  const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
+  // BENCH_CLI=script runs the servers through a wrapper (e.g. one that records a CPU profile)
+  const cli = process.env.BENCH_CLI ? { cliPath: process.env.BENCH_CLI } : {};
+  const opts = (who: string) => ({
+    ...cli,
+    env: { ...env, PROF_DIR: `${process.env.BENCH_PROF_DIR ?? '/tmp'}/${who}` },
+  });
+  const [a, b] = await Promise.all([spawnFerry(opts('src')), spawnFerry(opts('dst'))]);
+  return { src: new Node(a), dst: new Node(b) };
+}
+
+/** Writes `total` records into `entries` entries with `concurrency` batches in flight. */
+async function writeRecords(
+  node: Node,
+  bucket: string,
+  total: number,
+  size: number,
+  firstTs: number,
+  entries = 4,
+  concurrency = 4,
+): Promise<number> {
+  const payload = Buffer.alloc(size, 0x5a);
+  const perBatch = Math.max(1, Math.min(CLIENT_BATCH, Math.floor((8 * MiB) / size)));
+  let next = 0;
+  const t0 = performance.now();
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const start = next;
+      const n = Math.min(perBatch, total - start);
+      next += n;
+      const entry = `e${Math.floor(start / perBatch) % entries}`;
+      await node.writeBatch(bucket, entry, firstTs + start, n, payload);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return (performance.now() - t0) / 1000;
+}
+
+async function waitUntil(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  intervalMs = 20,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+function replicationBody(dst: Node, mode: 'enabled' | 'paused'): Record<string, unknown> {
+  return { src_bucket: 'src', dst_bucket: 'dst', dst_host: dst.proc.url, dst_token: dst.proc.token, mode };
+}
+
+/** Backlog drain of `records` × `size` bytes. */
+async function drain(label: string, records: number, size: number): Promise<void> {
+  const { src, dst } = await startPair();
+  try {
+    await src.call('POST', '/b/src', {});
+    await src.call('POST', '/replications/bench', replicationBody(dst, 'paused'));
+    await writeRecords(src, 'src', records, size, 1_000_000);
+    const rssBefore = readRss(src.proc.pid)?.rss ?? 0;
+    const rs = new RssSampler(src.proc.pid).start();
+    const rd = new RssSampler(dst.proc.pid).start();
+    if (process.env.BENCH_CLI) for (const n of [src, dst]) process.kill(n.proc.pid, 'SIGUSR2');
+    const cpu = new CpuMeter(src.proc.pid, dst.proc.pid);
+    const t0 = performance.now();
+    await src.call('PATCH', '/replications/bench/mode', { mode: 'enabled' });
+    await waitUntil(
+      'the backlog to drain',
+      30 * 60_000,
+      async () => {
+        const st = await src.status('bench');
+        if (st.state === 'suspended') throw new Error(`replication suspended: ${st.state_reason}`);
+        return st.pending_records === 0 && (await dst.recordCount('dst')) >= records;
+      },
+      100,
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    const got = await dst.recordCount('dst');
+    if (got !== records) throw new Error(`destination holds ${got} of ${records} records`);
+    rows.push({
+      workload: label,
+      system: 'ferry',
+      records,
+      seconds,
+      recordsPerSec: records / seconds,
+      mbPerSec: (records * size) / 1e6 / seconds,
+      rssSrc: rs.stop(),
+      rssDst: rd.stop(),
+      ...cpu.stop(records),
+      note: `src RSS after writing the backlog ${mb(rssBefore)} MiB`,
+    });
+  } finally {
+    await src.close();
+    await dst.close();
+  }
+}
+
+/** Lag at a steady write rate: send time vs. first time the destination shows the record. */
+async function live(rate: number, seconds: number): Promise<LatencySummary> {
+  const { src, dst } = await startPair();
+  try {
+    await src.call('POST', '/b/src', {});
+    await src.call('POST', '/replications/bench', replicationBody(dst, 'enabled'));
+    const payload = Buffer.alloc(1024, 0x33);
+    // warm-up: the destination bucket gets created by the first shipment
+    await src.writeBatch('src', 'live', 1, 1, payload);
+    await waitUntil('warm-up', 30_000, async () => (await dst.recordCount('dst')) >= 1);
+    const rs = new RssSampler(src.proc.pid).start();
+    const rd = new RssSampler(dst.proc.pid).start();
+    const cpu = new CpuMeter(src.proc.pid, dst.proc.pid);
+    const sent: Array<{ lastTs: number; at: number; n: number }> = [];
+    let written = 0;
+    let stop = false;
+    let stopAt = 0;
+    const arrivals: number[] = [];
+    let ai = 0;
+    // poll the destination's latest record; records of one entry arrive in timestamp order
+    const poller = (async () => {
+      const poll = new Pool(dst.proc.url, { connections: 1 });
+      try {
+        while (!stop || ai < sent.length) {
+          const res = await poll.request({
+            method: 'GET',
+            path: '/api/v1/b/dst',
+            headers: { authorization: `Bearer ${dst.proc.token}` },
+          });
+          const text = await res.body.text();
+          const now = performance.now();
+          if (res.statusCode === 200) {
+            const info = JSON.parse(text) as { entries: Array<{ name: string; latest_record: number }> };
+            const latest = Number(info.entries.find((e) => e.name === 'live')?.latest_record ?? 0);
+            while (ai < sent.length && sent[ai]!.lastTs <= latest) {
+              for (let k = 0; k < sent[ai]!.n; k++) arrivals.push(now - sent[ai]!.at);
+              ai++;
+            }
+          }
+          if (stop && performance.now() - stopAt > 60_000) throw new Error('live records did not arrive');
+          await new Promise((r) => setTimeout(r, 2));
         }
-      ).status;
-      if (st.pending_records === 0) break;
-      if (st.state === 'suspended') throw new Error(`suspended: ${st.state_reason}`);
+      } finally {
+        await poll.close();
+      }
+    })();
+    const start = performance.now();
+    let ts = 10;
+    const inflight = new Set<Promise<void>>();
+    while (performance.now() - start < seconds * 1000) {
+      const due = Math.floor(((performance.now() - start) / 1000) * rate) - written;
+      if (due > 0) {
+        for (let off = 0; off < due; off += CLIENT_BATCH) {
+          const n = Math.min(CLIENT_BATCH, due - off);
+          const first = ts;
+          ts += n;
+          const at = performance.now();
+          sent.push({ lastTs: first + n - 1, at, n });
+          const p = src.writeBatch('src', 'live', first, n, payload).finally(() => inflight.delete(p));
+          inflight.add(p);
+        }
+        written += due;
+      }
       await new Promise((r) => setTimeout(r, 10));
     }
-    const sec = (performance.now() - start) / 1000;
-    const mb = (RECORDS * SIZE) / 1e6;
-    console.log(
-      `${label.padEnd(8)} ${RECORDS} × ${SIZE} B: ${sec.toFixed(2)} s, ${Math.round(RECORDS / sec)} records/s, ${(mb / sec).toFixed(1)} MB/s`,
-    );
+    await Promise.all(inflight);
+    stop = true;
+    stopAt = performance.now();
+    await poller;
+    const summary = summarize(arrivals);
+    rows.push({
+      workload: `live ${fmt(rate)}/s × ${seconds}s`,
+      system: 'ferry',
+      records: written,
+      lagP50: summary.p50,
+      lagP99: summary.p99,
+      rssSrc: rs.stop(),
+      rssDst: rd.stop(),
+      ...cpu.stop(written),
+      note: 'src CPU includes ingest',
+    });
+    return summary;
   } finally {
-    await manager.close();
-    await storage.close();
-    await rm(dir, { recursive: true, force: true });
-    if (extraDir) await rm(extraDir, { recursive: true, force: true });
+    await src.close();
+    await dst.close();
   }
 }
 
-async function main(): Promise<void> {
-  await run('local', '');
-  const dstDir = await mkdtemp(join(tmpdir(), 'ferry-bench-repl-dst-'));
-  const dst = await startFerry(
-    loadConfig({
-      RS_DATA_PATH: dstDir,
-      RS_API_TOKEN: TOKEN,
-      RS_HOST: '127.0.0.1',
-      RS_PORT: '0',
-      RS_SYSTEM_EVENTS_ENABLED: 'false',
-    }),
-    { log: () => undefined },
-  );
+/** Source ingest without and with an active replication. */
+async function ingest(records: number): Promise<{ without: number; withRepl: number }> {
+  const { src, dst } = await startPair();
   try {
-    await run('remote', dst.url);
+    await src.call('POST', '/b/plain', {});
+    const cpu1 = new CpuMeter(src.proc.pid, dst.proc.pid);
+    const t1 = await writeRecords(src, 'plain', records, 1024, 1_000_000);
+    const ingestCpu = cpu1.stop(records);
+    await src.call('POST', '/b/src', {});
+    await src.call('POST', '/replications/bench', replicationBody(dst, 'enabled'));
+    const rs = new RssSampler(src.proc.pid).start();
+    const rd = new RssSampler(dst.proc.pid).start();
+    if (process.env.BENCH_CLI) for (const n of [src, dst]) process.kill(n.proc.pid, 'SIGUSR2');
+    const cpu2 = new CpuMeter(src.proc.pid, dst.proc.pid);
+    const t2 = await writeRecords(src, 'src', records, 1024, 1_000_000);
+    await waitUntil(
+      'replication to catch up',
+      10 * 60_000,
+      async () => (await dst.recordCount('dst')) >= records,
+      50,
+    );
+    const replCpu = cpu2.stop(records);
+    const without = records / t1;
+    const withRepl = records / t2;
+    rows.push({
+      workload: 'ingest, no replication',
+      system: 'ferry',
+      records,
+      seconds: t1,
+      recordsPerSec: without,
+      mbPerSec: (records * 1024) / 1e6 / t1,
+      cpuSrc: ingestCpu.cpuSrc,
+    });
+    rows.push({
+      workload: 'ingest, replication on',
+      system: 'ferry',
+      records,
+      seconds: t2,
+      recordsPerSec: withRepl,
+      mbPerSec: (records * 1024) / 1e6 / t2,
+      rssSrc: rs.stop(),
+      rssDst: rd.stop(),
+      ...replCpu,
+    });
+    return { without, withRepl };
   } finally {
+    await src.close();
     await dst.close();
-    await rm(dstDir, { recursive: true, force: true });
   }
+}
+
+const mb = (n: number | undefined): string => (n === undefined ? '' : fmt(n / MiB, 0));
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  let drainRate: number | undefined;
+  let lag: LatencySummary | undefined;
+  let ing: { without: number; withRepl: number } | undefined;
+  if (ONLY.has('drain')) {
+    await drain(`drain ${fmt(DRAIN_RECORDS)} × 1 KiB`, DRAIN_RECORDS, 1024);
+    drainRate = rows[rows.length - 1]!.recordsPerSec;
+  }
+  if (ONLY.has('mib')) await drain(`drain ${fmt(MIB_RECORDS)} × 1 MiB`, MIB_RECORDS, MiB);
+  if (ONLY.has('live')) lag = await live(LIVE_RATE, LIVE_SECONDS);
+  if (ONLY.has('ingest')) ing = await ingest(INGEST_RECORDS);
+
+  let pgDrain: number | undefined;
+  let pgLag: number | undefined;
+  if (ONLY.has('pg')) {
+    if (findPostgresBin() === undefined) {
+      rows.push({ workload: 'postgres', system: 'postgres', records: 0, note: 'not installed' });
+    } else {
+      const pair = await startPgPair();
+      if (pair) {
+        try {
+          const r = await measurePgReplication({
+            pair,
+            rows: DRAIN_RECORDS,
+            rowBytes: 1024,
+            liveRate: LIVE_RATE,
+            liveSeconds: LIVE_SECONDS,
+          });
+          if (r) {
+            pgDrain = r.backlog.rowsPerSec;
+            rows.push({
+              workload: `drain ${fmt(DRAIN_RECORDS)} × 1 KiB`,
+              system: 'postgres',
+              records: r.backlog.rows,
+              seconds: r.backlog.seconds,
+              recordsPerSec: r.backlog.rowsPerSec,
+              mbPerSec: r.backlog.mbPerSec,
+            });
+            if (r.live) {
+              pgLag = r.live.p99;
+              rows.push({
+                workload: `live ${fmt(LIVE_RATE)}/s × ${LIVE_SECONDS}s`,
+                system: 'postgres',
+                records: r.live.rows,
+                lagP50: r.live.p50,
+                lagP99: r.live.p99,
+              });
+            }
+          }
+        } finally {
+          await pair.stop();
+        }
+      }
+    }
+  }
+
+  const columns: Array<Column<Row>> = [
+    { header: 'workload', key: 'workload', align: 'left' },
+    { header: 'system', key: 'system', align: 'left' },
+    { header: 'records', format: (r) => fmt(r.records) },
+    { header: 'seconds', format: (r) => (r.seconds === undefined ? '' : fmt(r.seconds, 2)) },
+    { header: 'records/s', format: (r) => (r.recordsPerSec === undefined ? '' : fmt(r.recordsPerSec)) },
+    { header: 'MB/s', format: (r) => (r.mbPerSec === undefined ? '' : fmt(r.mbPerSec, 1)) },
+    { header: 'lag p50 ms', format: (r) => (r.lagP50 === undefined ? '' : fmt(r.lagP50, 1)) },
+    { header: 'lag p99 ms', format: (r) => (r.lagP99 === undefined ? '' : fmt(r.lagP99, 1)) },
+    { header: 'peak RSS src MiB', format: (r) => mb(r.rssSrc) },
+    { header: 'peak RSS dst MiB', format: (r) => mb(r.rssDst) },
+    { header: 'CPU µs/rec src', format: (r) => (r.cpuSrc === undefined ? '' : fmt(r.cpuSrc, 1)) },
+    { header: 'CPU µs/rec dst', format: (r) => (r.cpuDst === undefined ? '' : fmt(r.cpuDst, 1)) },
+    { header: 'note', key: 'note', align: 'left' },
+  ];
+  console.log();
+  printTable(columns, rows);
+
+  const targets: Array<{ target: string; measured: string; ok: string }> = [];
+  const verdict = (ok: boolean | undefined): string => (ok === undefined ? 'n/a' : ok ? 'met' : 'MISSED');
+  if (drainRate !== undefined) {
+    const ratio = pgDrain ? drainRate / pgDrain : undefined;
+    targets.push({
+      target: 'drain 1 KiB ≥ 1.5× PostgreSQL',
+      measured: ratio === undefined ? 'n/a' : `${fmt(ratio, 2)}×`,
+      ok: verdict(ratio === undefined ? undefined : ratio >= 1.5),
+    });
+  }
+  if (lag !== undefined) {
+    targets.push({
+      target: 'live lag p99 ≤ PostgreSQL',
+      measured: `${fmt(lag.p99, 1)} ms vs ${pgLag === undefined ? 'n/a' : `${fmt(pgLag, 1)} ms`}`,
+      ok: verdict(pgLag === undefined ? undefined : lag.p99 <= pgLag),
+    });
+  }
+  if (ing !== undefined) {
+    const ratio = ing.withRepl / ing.without;
+    targets.push({
+      target: 'ingest with replication ≥ 0.8× without',
+      measured: `${fmt(ratio, 2)}×`,
+      ok: verdict(ratio >= 0.8),
+    });
+  }
+  const peak = Math.max(0, ...rows.map((r) => Math.max(r.rssSrc ?? 0, r.rssDst ?? 0)));
+  if (peak > 0)
+    targets.push({
+      target: 'peak RSS < 256 MiB per instance',
+      measured: `${mb(peak)} MiB`,
+      ok: verdict(peak < 256 * MiB),
+    });
+  console.log();
+  printTable(
+    [
+      { header: 'target', key: 'target', align: 'left' },
+      { header: 'measured', key: 'measured', align: 'left' },
+      { header: 'verdict', key: 'ok', align: 'left' },
+    ],
+    targets,
+  );
+  console.log(`\n(${fmt((performance.now() - t0) / 1000, 0)} s${QUICK ? ', BENCH_QUICK' : ''})`);
 }
 
 await main();

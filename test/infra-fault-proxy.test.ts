@@ -47,9 +47,7 @@ async function withSetup(fn: (echo: Echo, proxy: FaultProxy) => Promise<void>): 
 }
 
 /** Connects to the proxy and collects whatever comes back. */
-async function open(
-  port: number,
-): Promise<{
+async function open(port: number): Promise<{
   sock: Socket;
   data: () => string;
   error: () => NodeJS.ErrnoException | undefined;

@@ -305,3 +305,32 @@ test('definitions persist with mode 0600, disabled ignores writes, create_target
     await env.close();
   }
 });
+
+test('slots of removed replications are dropped at start; block overflow is passed to the slot', async () => {
+  const env = await setup();
+  try {
+    await env.storage.createBucket('src');
+    await env.manager.create('kept', {
+      src_bucket: 'src',
+      dst_bucket: 'dst',
+      dst_host: '',
+      log: { max_bytes: 5000, on_overflow: 'block' },
+    });
+    const kept = env.storage.changes.getSlot('replication/kept');
+    assert.equal(kept?.maxBytes, 5000);
+    assert.equal(kept?.onOverflow, 'block');
+    // a crash between removing a definition and dropping its slot leaves an orphan behind
+    await env.storage.changes.setSlot({ name: 'replication/ghost', bucket: 'src', lsn: 0n, maxBytes: 100 });
+    await env.storage.changes.setSlot({ name: 'other/owner', bucket: 'src', lsn: 0n, maxBytes: 100 });
+    await env.reopen();
+    const names = env.storage.changes
+      .listSlots()
+      .map((s) => s.name)
+      .sort();
+    assert.deepEqual(names, ['other/owner', 'replication/kept']);
+    await env.manager.remove('kept');
+    assert.equal(env.storage.changes.getSlot('replication/kept'), undefined);
+  } finally {
+    await env.close();
+  }
+});

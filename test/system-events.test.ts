@@ -59,7 +59,16 @@ test('audit events are aggregated and flushed in the background', async () => {
     ev.log('WARN', 'disk almost full');
     // The periodic flush (not close) must make them visible.
     const deadline = Date.now() + 5000;
-    while (!storage.bucket(SYSTEM_BUCKET).hasEntry('audit/edge_01/reader') && Date.now() < deadline)
+    // Entries appear when a write starts; wait until the records themselves are committed.
+    const committed = (name: string): boolean =>
+      storage
+        .bucket(SYSTEM_BUCKET)
+        .entries()
+        .some((e) => e.name === name && e.record_count > 0n);
+    while (
+      !['audit/edge_01/reader', 'audit/edge_01/init-token', 'logs/edge_01/messages'].every(committed) &&
+      Date.now() < deadline
+    )
       await sleep(50);
     const entries = storage
       .bucket(SYSTEM_BUCKET)

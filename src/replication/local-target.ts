@@ -7,6 +7,7 @@ import type { Storage } from '../storage/types.js';
 import {
   classifyStatus,
   lazyPayload,
+  SMALL_PAYLOAD,
   TargetError,
   type ItemOutcome,
   type ShipRecord,
@@ -85,7 +86,7 @@ export class LocalTarget implements Target {
           entry,
           r.ts,
           { size: r.size, contentType: r.contentType, labels: r.labels, origin: r.origin, digest: r.digest },
-          lazyPayload(() => r.open()),
+          r.size <= SMALL_PAYLOAD ? await r.buffer() : lazyPayload(() => r.open()),
         );
         return { kind: res === 'already_present' ? 'present' : 'written' };
       } catch (e) {

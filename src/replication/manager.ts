@@ -81,6 +81,7 @@ export class ReplicationManager {
     const m = new ReplicationManager(opts.storage, opts.config, opts.port);
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
     const changed = m.applyProvisioned();
+    await m.dropOrphanSlots();
     for (const [name, def] of m.defs) {
       if (!m.storage.hasBucket(def.settings.src_bucket)) {
         process.emitWarning(
@@ -92,6 +93,21 @@ export class ReplicationManager {
     }
     if (changed) await m.store.save(m.defs);
     return m;
+  }
+
+  /**
+   * Slots whose replication no longer exists (a crash between removing the definition and dropping
+   * the slot) would pin the log and block FIFO eviction forever.
+   */
+  private async dropOrphanSlots(): Promise<void> {
+    const prefix = ReplicationTask.slotName('');
+    for (const slot of this.storage.changes.listSlots()) {
+      if (!slot.name.startsWith(prefix)) continue;
+      const name = slot.name.slice(prefix.length);
+      if (this.defs.has(name)) continue;
+      await this.storage.changes.dropSlot(slot.name);
+      process.emitWarning(`Dropped the change-log slot of removed replication '${name}'`);
+    }
   }
 
   private parse(body: unknown, previousToken?: string | null): ReplicationSettings {
@@ -265,6 +281,7 @@ export class ReplicationManager {
         bucket: settings.src_bucket,
         lsn,
         maxBytes: ReplicationTask.slotMaxBytes(eff),
+        onOverflow: ReplicationTask.slotOverflow(eff),
       });
       await cps.save({
         lsn,

@@ -1,22 +1,24 @@
 /**
  * Destination bucket on another instance (Ferry or ReductStore), reached through batch protocol v1
- * (api.md §10) over one keep-alive undici `Pool`. Writes carry `x-ferry-origin` and per-record
- * `x-ferry-digest-<ts>` so that a Ferry destination applies them idempotently and answers
- * `x-ferry-present-<ts>: 1`; a plain ReductStore answers 409 instead, which is then verified by
+ * (api.md §10) over one keep-alive undici `Pool`. Writes carry `x-ferry-origin`; payloads of small
+ * records are coalesced into large socket writes. Records the destination answers with 409 (a
+ * re-send after a crash or a broken connection) are sent once more with per-record
+ * `x-ferry-digest-<ts>`, so that a Ferry destination applies them idempotently and answers
+ * `x-ferry-present-<ts>: 1`; a plain ReductStore keeps answering 409, which is then verified by
  * reading the existing record back (size, then SHA-256 prefix).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
-import { encodeV1Headers, encodeV1UpdateHeaders, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
+import { encodeV1UpdateHeaders, encodeV1Value, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
 import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
 import type { Compression, TargetSettings } from './settings.js';
 import {
+  batchBody,
   classifyStatus,
-  lazyPayload,
   TargetError,
   type ItemOutcome,
   type ShipRecord,
@@ -62,6 +64,33 @@ function transportError(e: unknown): TargetError {
   );
 }
 
+/**
+ * Records per request. Node's HTTP server keeps only about 1000 request headers by default and
+ * drops the rest silently, and each record takes one header (two with its digest), so larger
+ * batches are split into several requests.
+ */
+const MAX_RECORDS_PER_REQUEST = 900;
+const MAX_RECORDS_WITH_DIGESTS = 450;
+
+const PRESENT_PREFIX = 'x-ferry-present-';
+const WRITTEN: ItemOutcome = Object.freeze({ kind: 'written' });
+
+/** A per-record 409, resolved by the caller (digest re-send or read-back). */
+interface Conflict {
+  kind: 'conflict';
+  message: string;
+}
+
+/** Splits into the fewest slices of at most `max` records, of about equal size. */
+function sliceRecords(records: readonly ShipRecord[], max: number): Array<readonly ShipRecord[]> {
+  if (records.length <= max) return [records];
+  const n = Math.ceil(records.length / max);
+  const per = Math.ceil(records.length / n);
+  const out: Array<readonly ShipRecord[]> = [];
+  for (let i = 0; i < records.length; i += per) out.push(records.slice(i, i + per));
+  return out;
+}
+
 const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
 
 /** Remote destination over HTTP. */
@@ -82,6 +111,8 @@ export class RemoteTarget implements Target {
       connections: opts.connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
+      // a re-sent batch is answered with one header per record (present or 409)
+      maxHeaderSize: 4 * 1024 * 1024,
       headersTimeout: 120_000,
       bodyTimeout: 120_000,
       connect: {
@@ -92,9 +123,10 @@ export class RemoteTarget implements Target {
     });
   }
 
-  private headers(extra: Record<string, string> = {}): Record<string, string> {
-    const h: Record<string, string> = { ...extra };
-    if (this.opts.token) h.authorization = `Bearer ${this.opts.token}`;
+  /** Flat `[name, value, …]` header list (cheap for thousands of per-record headers). */
+  private headers(extra: Record<string, string> | string[] = []): string[] {
+    const h = Array.isArray(extra) ? extra : Object.entries(extra).flat();
+    if (this.opts.token) h.push('authorization', `Bearer ${this.opts.token}`);
     return h;
   }
 
@@ -109,7 +141,7 @@ export class RemoteTarget implements Target {
   private async request(
     method: 'GET' | 'HEAD' | 'POST' | 'PATCH',
     path: string,
-    headers: Record<string, string>,
+    headers: Record<string, string> | string[],
     body?: Readable | string,
   ) {
     try {
@@ -165,24 +197,63 @@ export class RemoteTarget implements Target {
   }
 
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    // stay below the destination's header count limit: one request per slice
+    const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
+    const outcomes = (await Promise.all(slices.map((r) => this.writeOne(entry, r, false)))).flat();
+    // Conflicts are rare (a re-send after a crash or a failed request): only then are the records
+    // sent again with their content digests, so that a Ferry destination can tell "already
+    // present" from a real conflict without a read-back, and first sends carry half the headers.
+    const conflicts: number[] = [];
+    outcomes.forEach((o, i) => {
+      if (o.kind === 'conflict') conflicts.push(i);
+    });
+    if (conflicts.length === 0) return outcomes as ItemOutcome[];
+    const again = conflicts.map((i) => records[i]!);
+    // a destination without an instance id (ReductStore) ignores digests: read back instead
+    const second: Array<ItemOutcome | Conflict> = this.instanceId
+      ? (
+          await Promise.all(
+            sliceRecords(again, MAX_RECORDS_WITH_DIGESTS).map((r) => this.writeOne(entry, r, true)),
+          )
+        ).flat()
+      : conflicts.map((i) => outcomes[i]!);
+    const verified = await Promise.all(
+      second.map((o, k) =>
+        o.kind === 'conflict' ? this.verifyExisting(entry, again[k]!, o.message) : Promise.resolve(o),
+      ),
+    );
+    conflicts.forEach((i, k) => (outcomes[i] = verified[k]!));
+    return outcomes as ItemOutcome[];
+  }
+
+  /** One v1 batch request; a per-record 409 is returned as `conflict` for the caller to resolve. */
+  private async writeOne(
+    entry: string,
+    records: readonly ShipRecord[],
+    digests: boolean,
+  ): Promise<Array<ItemOutcome | Conflict>> {
     const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}/batch`;
-    const headers: Record<string, string> = encodeV1Headers(records);
-    headers['content-type'] = 'application/octet-stream';
-    headers['x-ferry-origin'] = records[0]?.origin || this.opts.sourceInstanceId;
-    for (const r of records) headers[`x-ferry-digest-${r.ts}`] = r.digest.toString('hex');
-    const total = records.reduce((s, r) => s + r.size, 0);
-    const payload = async function* (): AsyncGenerator<Buffer> {
-      for (const r of records) yield* lazyPayload(() => r.open());
-    };
+    const headers: string[] = [
+      'content-type',
+      'application/octet-stream',
+      'x-ferry-origin',
+      records[0]?.origin || this.opts.sourceInstanceId,
+    ];
+    let total = 0;
+    for (const r of records) {
+      headers.push(`x-reduct-time-${r.ts}`, encodeV1Value(r));
+      if (digests) headers.push(`x-ferry-digest-${r.ts}`, r.digest.toString('hex'));
+      total += r.size;
+    }
     let body: Readable;
     const encoding =
       this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
     if (encoding) {
-      headers['content-encoding'] = encoding;
-      body = compressBody(payload(), encoding);
+      headers.push('content-encoding', encoding);
+      body = compressBody(batchBody(records), encoding);
     } else {
-      headers['content-length'] = String(total);
-      body = Readable.from(payload(), { objectMode: false });
+      headers.push('content-length', String(total));
+      body = Readable.from(batchBody(records), { objectMode: false });
     }
     const res = await this.request('POST', path, headers, body);
     await res.body.dump();
@@ -194,20 +265,23 @@ export class RemoteTarget implements Target {
     this.available = true;
     const errors = parseV1ErrorHeaders(res.headers);
     const retryAfter = parseRetryAfter(res.headers['retry-after']);
-    return Promise.all(
-      records.map(async (r): Promise<ItemOutcome> => {
-        if (res.headers[`x-ferry-present-${r.ts}`] !== undefined) return { kind: 'present' };
-        const err = errors.get(r.ts);
-        if (!err) return { kind: 'written' };
-        if (err.status === 409) return this.verifyExisting(entry, r, err.message);
-        // per-record 404 = the bucket disappeared: re-create it and retry instead of dropping
-        if (err.status === 404) {
-          this.available = false;
-          return { kind: 'temporary', status: 404, message: err.message };
-        }
-        return classifyStatus(err.status, err.message, retryAfter);
-      }),
-    );
+    // the common answer has no per-record header at all
+    const present = new Set<string>();
+    for (const k of Object.keys(res.headers))
+      if (k.startsWith(PRESENT_PREFIX)) present.add(k.slice(PRESENT_PREFIX.length));
+    if (present.size === 0 && errors.size === 0) return records.map(() => WRITTEN);
+    return records.map((r): ItemOutcome | Conflict => {
+      if (present.size > 0 && present.has(String(r.ts))) return { kind: 'present' };
+      const err = errors.get(r.ts);
+      if (!err) return { kind: 'written' };
+      if (err.status === 409) return { kind: 'conflict', message: err.message };
+      // per-record 404 = the bucket disappeared: re-create it and retry instead of dropping
+      if (err.status === 404) {
+        this.available = false;
+        return { kind: 'temporary', status: 404, message: err.message };
+      }
+      return classifyStatus(err.status, err.message, retryAfter);
+    });
   }
 
   /**
@@ -244,6 +318,11 @@ export class RemoteTarget implements Target {
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
+    return (await Promise.all(slices.map((r) => this.updateOne(entry, r)))).flat();
+  }
+
+  private async updateOne(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}/batch`;
     const headers = encodeV1UpdateHeaders(
       records.map((r) => {

@@ -23,7 +23,14 @@ export interface ShipRecord {
   origin: string;
   /** Opens the payload stream (writes only); each call streams from the source file again. */
   open(): Readable;
+  /** Reads the whole payload at once (small records: served by the storage read-ahead window). */
+  buffer(): Promise<Buffer>;
 }
+
+/** Payloads up to this size are read whole instead of streamed. */
+export const SMALL_PAYLOAD = 64 * 1024;
+/** Small payloads are coalesced into chunks of about this size before they reach a socket. */
+const COALESCE_BYTES = 256 * 1024;
 
 /** Outcome of one record at the destination. */
 export type ItemOutcome =
@@ -77,6 +84,33 @@ export function classifyStatus(status: number, message: string, retryAfterMs?: n
       : { kind: 'temporary', status, message, retryAfterMs };
   }
   return { kind: 'permanent', status, message };
+}
+
+/**
+ * The payloads of `records` back to back, as a body for one request. Small payloads are read whole
+ * and coalesced, so that a batch of 1 KiB records costs a few socket writes instead of one per
+ * record; large ones are streamed. At most one coalesced chunk (plus the stream's buffer) is held
+ * at a time, whatever the batch size.
+ */
+export async function* batchBody(records: readonly ShipRecord[]): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  for (const r of records) {
+    if (r.size === 0) continue;
+    if (r.size <= SMALL_PAYLOAD) {
+      const b = await r.buffer();
+      parts.push(b);
+      size += b.length;
+      if (size < COALESCE_BYTES) continue;
+      yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    } else {
+      if (size > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+      yield* lazyPayload(() => r.open());
+    }
+    parts = [];
+    size = 0;
+  }
+  if (size > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
 }
 
 /** Wraps a payload opener so that the file is only opened when the consumer starts reading. */

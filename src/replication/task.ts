@@ -9,7 +9,7 @@
  * the destination's idempotent apply turns that into a no-op.
  */
 import { isFerryError } from '../protocol/errors.js';
-import type { Change, Storage, StoredRecord } from '../storage/types.js';
+import type { Bucket, Change, Storage, StoredRecord } from '../storage/types.js';
 import { backoffDelay } from './backoff.js';
 import type { Checkpoint, CheckpointStore, Counters } from './checkpoint-store.js';
 import { zeroCounters } from './checkpoint-store.js';
@@ -34,8 +34,12 @@ export type TaskState =
 const READ_CHUNK = 2048;
 /** Checkpoint interval while the cursor only skips changes outside the scope. */
 const CHECKPOINT_IDLE_MS = 1000;
-/** Source records read concurrently while preparing a request. */
-const READ_CONCURRENCY = 16;
+/**
+ * Minimum spacing of checkpoints after deliveries: one atomic, fsynced file write per 100 ms at
+ * most, however many small batches a live stream ships; a crash re-ships at most that much more,
+ * which the destination's idempotent apply absorbs.
+ */
+const CHECKPOINT_MIN_MS = 100;
 
 /** Dependencies and settings of a task. */
 export interface TaskOptions {
@@ -66,6 +70,9 @@ interface Window {
   filter: Record<string, unknown> | null;
   openedAt: number;
   bytes: number;
+  /** Items per destination request group (see `groupKey`) and the largest count. */
+  groups: Map<string, number>;
+  largestGroup: number;
   status: 'building' | 'sending' | 'done' | 'temp_failed' | 'perm_failed';
   /** Items not delivered yet. */
   remaining: Item[];
@@ -81,7 +88,14 @@ interface Attempt {
   perm?: { status: number; message: string };
 }
 
-const keyOf = (w: Item): string => `${w.change.kind}\u0000${w.destEntry}\u0000${w.change.origin}`;
+const keyOf = (w: Item): string => groupKey(w.change);
+/** Changes shipped in one request share kind, entry and origin. */
+const groupKey = (c: Change): string => `${c.kind}\u0000${c.entry}\u0000${c.origin}`;
+/**
+ * A window seals when one request group reaches `max_records`, or at this many times
+ * `max_records` over all groups (many small entries), or at `max_bytes`.
+ */
+const WINDOW_GROUPS = 4;
 
 /** One running replication. */
 export class ReplicationTask {
@@ -105,6 +119,8 @@ export class ReplicationTask {
   private committedFilter: Record<string, unknown> | null = null;
   private readLsn = 0n;
   private lookahead: Change[] = [];
+  /** Next unread position in `lookahead`. */
+  private lookaheadAt = 0;
   private building: Window | null = null;
   private readonly inflight: Window[] = [];
 
@@ -160,9 +176,14 @@ export class ReplicationTask {
     return `replication/${name}`;
   }
 
-  /** Storage slot bound for the log settings (block = protect without bound). */
+  /** Storage slot bound for the log settings (`max_bytes: 0` = protect without bound). */
   static slotMaxBytes(s: EffectiveSettings): number {
-    return s.log.on_overflow === 'block' || s.log.max_bytes === 0 ? Number.MAX_SAFE_INTEGER : s.log.max_bytes;
+    return s.log.max_bytes === 0 ? Number.MAX_SAFE_INTEGER : s.log.max_bytes;
+  }
+
+  /** Storage overflow policy: `block` refuses source writes (503) past the bound. */
+  static slotOverflow(s: EffectiveSettings): 'evict' | 'block' {
+    return s.log.on_overflow === 'block' ? 'block' : 'evict';
   }
 
   /** Loads the checkpoint, restores the slot and starts the loop. */
@@ -186,10 +207,12 @@ export class ReplicationTask {
     );
     this.settings = effectiveSettings(this.settings, this.filter.directives);
     const maxBytes = ReplicationTask.slotMaxBytes(this.settings);
+    const onOverflow = ReplicationTask.slotOverflow(this.settings);
     if (
       !slot ||
       slot.bucket !== this.settings.src_bucket ||
       slot.maxBytes !== maxBytes ||
+      (slot.onOverflow ?? 'evict') !== onOverflow ||
       slot.lsn > this.cursor
     ) {
       await log.setSlot({
@@ -197,6 +220,7 @@ export class ReplicationTask {
         bucket: this.settings.src_bucket,
         lsn: this.cursor,
         maxBytes,
+        onOverflow,
       });
     } else if (slot.lsn < this.cursor) {
       log.advanceSlot(this.slotName, this.cursor);
@@ -355,11 +379,14 @@ export class ReplicationTask {
   // ---------------------------------------------------------------- reading and windows
 
   private async fill(): Promise<boolean> {
-    if (this.lookahead.length > 0) return true;
+    if (this.lookaheadAt < this.lookahead.length) return true;
     const changes = await this.storage.changes.read(this.readLsn, READ_CHUNK);
     // the reader may have moved while we awaited (disabled mode skips)
-    this.lookahead = changes.filter((c) => c.lsn > this.readLsn);
-    return this.lookahead.length > 0;
+    let from = 0;
+    while (from < changes.length && changes[from]!.lsn <= this.readLsn) from++;
+    this.lookahead = changes;
+    this.lookaheadAt = from;
+    return from < changes.length;
   }
 
   /**
@@ -378,25 +405,37 @@ export class ReplicationTask {
           if (w.endLsn > this.cursor && this.inflight.length === 0) return this.seal(w);
           return null;
         }
-        if (this.inflight.length === 0 || Date.now() - w.openedAt >= limits.max_delay_ms) return this.seal(w);
+        // ship at once while the pipeline has room; gather while it is busy (adaptive batching)
+        if (
+          this.inflight.length < Math.ceil(limits.max_in_flight / 2) ||
+          Date.now() - w.openedAt >= limits.max_delay_ms
+        )
+          return this.seal(w);
         return 'wait';
       }
-      while (this.lookahead.length > 0) {
-        const c = this.lookahead[0]!;
+      while (this.lookaheadAt < this.lookahead.length) {
+        const c = this.lookahead[this.lookaheadAt]!;
+        const inScope = this.filter.inScope(c);
         if (
           w.items.length > 0 &&
-          this.filter.inScope(c) &&
-          (w.items.length >= limits.max_records ||
+          inScope &&
+          ((w.groups.get(groupKey(c)) ?? 0) >= limits.max_records ||
+            w.items.length >= limits.max_records * WINDOW_GROUPS ||
             w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
         ) {
           return this.seal(w);
         }
         // loop prevention needs the destination's instance id before the first in-scope change
-        if (!this.prepared && this.filter.inScope(c)) return 'prepare';
-        this.lookahead.shift();
+        if (!this.prepared && inScope) return 'prepare';
+        this.lookaheadAt++;
         this.consume(c, w);
       }
-      if (w.items.length >= limits.max_records || w.bytes >= limits.max_bytes) return this.seal(w);
+      if (
+        w.largestGroup >= limits.max_records ||
+        w.items.length >= limits.max_records * WINDOW_GROUPS ||
+        w.bytes >= limits.max_bytes
+      )
+        return this.seal(w);
     }
   }
 
@@ -409,6 +448,8 @@ export class ReplicationTask {
       filter: null,
       openedAt: Date.now(),
       bytes: 0,
+      groups: new Map(),
+      largestGroup: 0,
       status: 'building',
       remaining: [],
     };
@@ -444,6 +485,10 @@ export class ReplicationTask {
     else if (verdict === 'filtered') this.counters.records_filtered++;
     else if (verdict === 'pass') {
       w.items.push({ change: c, destEntry: destinationEntry(this.settings.dst_prefix, c.entry) });
+      const k = groupKey(c);
+      const n = (w.groups.get(k) ?? 0) + 1;
+      w.groups.set(k, n);
+      if (n > w.largestGroup) w.largestGroup = n;
       if (c.kind === 'write') w.bytes += c.size;
     }
   }
@@ -568,17 +613,21 @@ export class ReplicationTask {
       a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0,
     );
 
-    const read = await mapLimit(unique, READ_CONCURRENCY, async (item) => {
+    // metadata only: payloads are read later, in timestamp order, while the request body streams
+    let bucket: Bucket | null = null;
+    const read: Array<
+      { item: Item; rec: StoredRecord } | { item: Item; missing: true } | { item: Item; error: unknown }
+    > = [];
+    for (const item of unique) {
       try {
-        const rec = await this.storage.bucket(bucketName).read(first.entry, item.change.ts);
-        if (rec.meta.state !== 'finished') return { item, missing: true as const };
-        return { item, rec };
+        bucket ??= this.storage.bucket(bucketName);
+        const rec = await bucket.read(first.entry, item.change.ts);
+        read.push(rec.meta.state === 'finished' ? { item, rec } : { item, missing: true });
       } catch (e) {
-        if (isFerryError(e) && (e.status === 404 || e.status === 409))
-          return { item, missing: true as const };
-        return { item, error: e };
+        if (isFerryError(e) && (e.status === 404 || e.status === 409)) read.push({ item, missing: true });
+        else read.push({ item, error: e });
       }
-    });
+    }
     const toSend: Array<{ item: Item; ship: ShipRecord }> = [];
     const remaining: Item[] = [];
     let temp: Attempt['temp'];
@@ -709,6 +758,7 @@ export class ReplicationTask {
       digest: rec.meta.digest,
       origin: c.origin,
       open: () => rec.stream(),
+      buffer: () => rec.buffer(),
     };
   }
 
@@ -814,6 +864,7 @@ export class ReplicationTask {
     const last = this.storage.changes.lastLsn();
     this.building = null;
     this.lookahead = [];
+    this.lookaheadAt = 0;
     this.unreadRecords = 0;
     this.unreadBytes = 0;
     this.unreadOldest = null;
@@ -827,12 +878,13 @@ export class ReplicationTask {
   }
 
   /**
-   * Writes the checkpoint when something changed: at once after delivered records, at most once a
-   * second when the cursor only moved over changes outside the scope.
+   * Writes the checkpoint when something changed: at most every 100 ms after delivered records, at
+   * most once a second when the cursor only moved over changes outside the scope.
    */
   private persistIfDirty(): void {
     if (!this.dirtyCheckpoint) return;
-    const wait = this.urgentPersist ? 0 : CHECKPOINT_IDLE_MS - (Date.now() - this.lastPersistAt);
+    const wait =
+      (this.urgentPersist ? CHECKPOINT_MIN_MS : CHECKPOINT_IDLE_MS) - (Date.now() - this.lastPersistAt);
     if (wait > 0) {
       this.persistTimer ??= setTimeout(() => {
         this.persistTimer = null;

@@ -100,7 +100,11 @@ export class BlockFiles {
   writeAt(path: string, pos: number, buf: Buffer): Promise<void> | undefined {
     this.windows.delete(path);
     const f = this.files.get(path);
-    if (f && buf.length < DIRECT_WRITE_BYTES && f.pendingBytes + f.flushingBytes + buf.length < MAX_QUEUED_BYTES) {
+    if (
+      f &&
+      buf.length < DIRECT_WRITE_BYTES &&
+      f.pendingBytes + f.flushingBytes + buf.length < MAX_QUEUED_BYTES
+    ) {
       f.dirty = true;
       f.lastUse = ++this.tick;
       f.pending.push({ pos, buf: Buffer.from(buf) });
