@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
+import './helpers/property-config.js';
 import { Client } from 'reduct-js';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import {

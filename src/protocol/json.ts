@@ -76,3 +76,12 @@ export function toU64(v: unknown): bigint | undefined {
 }
 
 export const U64_MAX = 0xffffffffffffffffn;
+
+/**
+ * A short, safe rendering of a value from a request for error messages. Never calls user-supplied
+ * `toString`/`valueOf` (a JSON object may carry such keys as data), bounded in length.
+ */
+export function describeJsonValue(v: unknown): string {
+  const text = typeof v === 'string' ? v : (stringifyJson(v) ?? typeof v);
+  return text.length > 64 ? `${text.slice(0, 61)}...` : text;
+}

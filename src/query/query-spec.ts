@@ -3,7 +3,7 @@
  * `POST /b/{b}/{e}/q`, and the query-string form of the legacy `GET|DELETE /b/{b}/{e}/q`.
  */
 import { Errors } from '../protocol/errors.js';
-import { toU64 } from '../protocol/json.js';
+import { toU64, describeJsonValue } from '../protocol/json.js';
 
 export type QueryType = 'QUERY' | 'REMOVE';
 
@@ -67,7 +67,9 @@ export function queryTypeOf(body: unknown): QueryType {
   const t = body['query_type'];
   if (t === undefined || t === null) throw Errors.queryInvalidField("missing field 'query_type'");
   if (t !== 'QUERY' && t !== 'REMOVE') {
-    throw Errors.queryInvalidField(`unknown query_type '${String(t)}', expected 'QUERY' or 'REMOVE'`);
+    throw Errors.queryInvalidField(
+      `unknown query_type '${describeJsonValue(t)}', expected 'QUERY' or 'REMOVE'`,
+    );
   }
   return t;
 }

@@ -4,7 +4,7 @@
  * the field); the effective values (defaults filled in) are derived with `effectiveSettings`.
  */
 import { Errors, FerryError } from '../protocol/errors.js';
-import { jsonNumber } from '../protocol/json.js';
+import { jsonNumber, describeJsonValue } from '../protocol/json.js';
 import type { BucketSettingsPatch, QuotaType } from '../storage/types.js';
 
 export type ReplicationMode = 'enabled' | 'paused' | 'disabled';
@@ -195,7 +195,7 @@ function parseModeValue(v: unknown): ReplicationMode {
     if ((MODES as readonly string[]).includes(m)) return m as ReplicationMode;
   }
   throw Errors.invalidJson(
-    `unknown variant \`${String(v)}\`, expected one of \`enabled\`, \`paused\`, \`disabled\``,
+    `unknown variant \`${describeJsonValue(v)}\`, expected one of \`enabled\`, \`paused\`, \`disabled\``,
   );
 }
 
@@ -261,7 +261,7 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     const c = typeof body.compression === 'string' ? body.compression.toLowerCase() : body.compression;
     if (!(COMPRESSIONS as readonly unknown[]).includes(c)) {
       throw Errors.invalidJson(
-        `unknown variant \`${String(body.compression)}\`, expected one of \`none\`, \`gzip\`, \`zstd\``,
+        `unknown variant \`${describeJsonValue(body.compression)}\`, expected one of \`none\`, \`gzip\`, \`zstd\``,
       );
     }
     compression = c as Compression;

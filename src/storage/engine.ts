@@ -8,6 +8,7 @@
  * WAL fsync. After a crash the WAL is replayed from the last checkpoint; a torn WAL tail belongs
  * to writes that were never acknowledged and is cut.
  */
+import { describeJsonValue } from '../protocol/json.js';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -514,7 +515,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     if (!patch) return out;
     if (patch.quota_type !== undefined && patch.quota_type !== null) {
       if (!['NONE', 'FIFO', 'HARD'].includes(patch.quota_type)) {
-        throw Errors.unprocessable(`Invalid quota type '${String(patch.quota_type)}'`);
+        throw Errors.unprocessable(`Invalid quota type '${describeJsonValue(patch.quota_type)}'`);
       }
       out.quota_type = patch.quota_type;
     }

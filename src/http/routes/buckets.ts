@@ -2,7 +2,7 @@
  * Bucket API (api.md §7): read, create, partial update, asynchronous delete, rename.
  */
 import { Errors } from '../../protocol/errors.js';
-import { toU64 } from '../../protocol/json.js';
+import { toU64, describeJsonValue } from '../../protocol/json.js';
 import { validateBucketName } from '../../protocol/names.js';
 import type { BucketSettings, BucketSettingsPatch, QuotaType } from '../../storage/types.js';
 import { authenticated, fullAccess, readAccess } from '../auth-hook.js';
@@ -37,7 +37,7 @@ export function parseSettingsPatch(body: unknown): BucketSettingsPatch {
   if (qt !== undefined && qt !== null) {
     if (typeof qt !== 'string' || !QUOTA_TYPES.includes(qt as QuotaType)) {
       throw Errors.invalidJson(
-        `unknown variant \`${String(qt)}\`, expected one of \`NONE\`, \`FIFO\`, \`HARD\``,
+        `unknown variant \`${describeJsonValue(qt)}\`, expected one of \`NONE\`, \`FIFO\`, \`HARD\``,
       );
     }
     patch.quota_type = qt as QuotaType;
