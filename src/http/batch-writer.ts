@@ -15,6 +15,10 @@ import { toFerryError } from './respond.js';
 
 /** Slot filled in by `flushRun` (never returned). */
 const PLACEHOLDER: BatchWriteResult = { outcome: 'written' };
+const OUTCOMES: Record<WriteOutcome, BatchWriteResult> = {
+  written: { outcome: 'written' },
+  already_present: { outcome: 'already_present' },
+};
 
 /** Records up to this size are gathered across chunk boundaries to stay on the fast path. */
 const JOIN_LIMIT = 256 * 1024;
@@ -50,17 +54,20 @@ export async function writeBatch(
   // Records whose bytes are all in the chunk already received go to storage together, as one
   // `writeMany` (one pass, one group-commit entry); others stream one by one.
   let run: Array<{ index: number; item: BatchItem }> = [];
+  const runs: Promise<void>[] = [];
   const flushRun = (): void => {
     if (run.length === 0 || !('write' in bucket)) return;
     const current = run;
     run = [];
-    const done = bucket.writeMany(current.map((r) => r.item));
-    for (let k = 0; k < current.length; k++) {
-      pending[current[k]!.index] = done.then((results) => {
-        const r = results[k]!;
-        return typeof r === 'string' ? { outcome: r } : { error: r };
-      });
-    }
+    // One promise per run; per-record results are filled in when it settles.
+    runs.push(
+      bucket.writeMany(current.map((r) => r.item)).then((results) => {
+        for (let k = 0; k < current.length; k++) {
+          const r = results[k]!;
+          pending[current[k]!.index] = typeof r === 'string' ? OUTCOMES[r] : { error: r };
+        }
+      }),
+    );
   };
   try {
     for (const item of items) {
@@ -108,6 +115,7 @@ export async function writeBatch(
   } finally {
     flushRun();
     // Never leave a write unobserved, whatever happened to the body.
+    await Promise.all(runs);
     await Promise.all(pending);
   }
   if (truncated) throw Errors.contentSmaller();

@@ -107,7 +107,9 @@ export class BlockFiles {
     ) {
       f.dirty = true;
       f.lastUse = ++this.tick;
-      f.pending.push({ pos, buf: Buffer.from(buf) });
+      // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
+      // Copies of small chunks would land in Node's shared pool slabs and pin them.
+      f.pending.push({ pos, buf });
       f.pendingBytes += buf.length;
       if (f.pendingBytes >= BACKGROUND_FLUSH_BYTES && !f.backgroundFlush) {
         f.backgroundFlush = true;
@@ -129,7 +131,9 @@ export class BlockFiles {
         await f.fh.write(buf, 0, buf.length, pos);
       } else {
         // Copy: callers may reuse their buffers (HTTP chunks are views into socket buffers).
-        f.pending.push({ pos, buf: Buffer.from(buf) });
+        // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
+      // Copies of small chunks would land in Node's shared pool slabs and pin them.
+      f.pending.push({ pos, buf });
         f.pendingBytes += buf.length;
         if (f.pendingBytes >= MAX_QUEUED_BYTES) await this.flushFile(f);
       }

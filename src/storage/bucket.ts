@@ -30,6 +30,29 @@ import type {
 } from './types.js';
 
 const DEFAULT_CT = 'application/octet-stream';
+/**
+ * The 16-byte content digest kept per record, copied into a digest slab: a digest of its own would
+ * cost a Buffer, an ArrayBuffer and native memory per record.
+ */
+function compact(full: Buffer): Buffer {
+  if (arenaUsed + 16 > arena.length) {
+    arena = Buffer.allocUnsafeSlow(64 * 1024);
+    arenaUsed = 0;
+  }
+  const d = arena.subarray(arenaUsed, arenaUsed + 16);
+  arenaUsed += 16;
+  full.copy(d, 0, 0, 16);
+  return d;
+}
+
+/** Digests live as long as their records: keep them in slabs of their own, not in Node's pool. */
+let arena = Buffer.allocUnsafeSlow(64 * 1024);
+let arenaUsed = 0;
+
+/** One-shot SHA-256 (much cheaper than a Hash object for small payloads), compacted. */
+const digestOf = (payload: Buffer): Buffer =>
+  compact(hashOnce('sha256', payload, 'buffer') as unknown as Buffer);
+
 /** Chunk writes of one streamed record that may be in flight at once. */
 const MAX_INFLIGHT_CHUNK_WRITES = 4;
 const EMPTY_DIGEST = Buffer.alloc(16);
@@ -366,7 +389,7 @@ export class BucketImpl implements Bucket {
         this.reservedBytes += size;
         const path = e.dataPath(block);
         const pending = this.engine.files.writeAt(path, offset, it.payload);
-        const digest = (hashOnce('sha256', it.payload, 'buffer') as unknown as Buffer).subarray(0, 16);
+        const digest = digestOf(it.payload);
         staged.push({ entry: e, block, desc, digest, i });
         if (pending) await pending;
         if (it.opts.digest && !it.opts.digest.subarray(0, 16).equals(digest)) {
@@ -447,7 +470,7 @@ export class BucketImpl implements Bucket {
         if (p) await p;
       }
       // One-shot hashing is much cheaper than a Hash object for small payloads.
-      return (hashOnce('sha256', payload, 'buffer') as unknown as Buffer).subarray(0, 16);
+      return digestOf(payload);
     } else {
       const hash = createHash('sha256');
       let written = 0;
@@ -480,7 +503,7 @@ export class BucketImpl implements Bucket {
       }
       if (failure !== undefined) throw failure;
       if (written < size) throw Errors.contentSmaller();
-      return hash.digest().subarray(0, 16);
+      return compact(hash.digest());
     }
   }
 

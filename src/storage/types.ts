@@ -99,7 +99,11 @@ export interface BatchItem {
   payload: Buffer;
 }
 
-/** Payload source: a Buffer or any async iterable of Buffers delivering exactly `size` bytes. */
+/**
+ * Payload source: a Buffer or any async iterable of Buffers delivering exactly `size` bytes. The
+ * engine may hold on to the given buffers until the write resolves (no defensive copy, as with
+ * `fs.write`): a caller must not modify a buffer it passed before then.
+ */
 export type PayloadSource = Buffer | AsyncIterable<Buffer>;
 
 export interface LabelUpdateOptions {
