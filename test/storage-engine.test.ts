@@ -423,3 +423,21 @@ test('writeMany: one pass per batch with per-record outcomes, durable and idempo
   await s.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('crc32 matches the standard check value and a bitwise reference on every length', async () => {
+  const { crc32 } = await import('../src/storage/crc32.js');
+  assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926);
+  const ref = (b: Uint8Array): number => {
+    let c = -1;
+    for (const x of b) {
+      c ^= x;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    }
+    return (c ^ -1) >>> 0;
+  };
+  const data = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 31 + 7) & 0xff));
+  for (let start = 0; start < 9; start++) {
+    for (let end = start; end <= data.length; end += 13)
+      assert.equal(crc32(data, start, end), ref(data.subarray(start, end)));
+  }
+});

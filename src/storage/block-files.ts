@@ -132,8 +132,8 @@ export class BlockFiles {
       } else {
         // Copy: callers may reuse their buffers (HTTP chunks are views into socket buffers).
         // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
-      // Copies of small chunks would land in Node's shared pool slabs and pin them.
-      f.pending.push({ pos, buf });
+        // Copies of small chunks would land in Node's shared pool slabs and pin them.
+        f.pending.push({ pos, buf });
         f.pendingBytes += buf.length;
         if (f.pendingBytes >= MAX_QUEUED_BYTES) await this.flushFile(f);
       }

@@ -631,6 +631,9 @@ export class BucketImpl implements Bucket {
       const block = entry.blocks[bi];
       if (!block || block.id >= stop) return;
       await this.engine.loadBlock(entry, block);
+      // Read the next block's descriptors while this one is being consumed.
+      const next = entry.blocks[bi + 1];
+      if (next && next.id < stop && !next.records) void this.engine.loadBlock(entry, next).catch(() => {});
       const from = lastTs === undefined ? start : lastTs + 1n;
       for (let i = block.lowerBound(from); i < block.records!.length; i++) {
         const r = block.records![i]!;
