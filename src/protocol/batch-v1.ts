@@ -64,6 +64,16 @@ export function* headerPairs(src: HeaderSource): Generator<[string, string]> {
   }
 }
 
+/** Calls `fn` for every header of a HeaderSource; no allocation per header for `rawHeaders`. */
+export function forEachHeader(src: HeaderSource, fn: (name: string, value: string) => void): void {
+  if (Array.isArray(src)) {
+    const flat = src as readonly string[];
+    for (let i = 0; i + 1 < flat.length; i += 2) fn(flat[i]!, flat[i + 1]!);
+    return;
+  }
+  for (const [k, v] of headerPairs(src)) fn(k, v);
+}
+
 /** RFC 7230 token characters. */
 const LABEL_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
 
@@ -148,15 +158,19 @@ function parseRecordValue(value: string): {
 /** Collects `x-reduct-time-<ts>` headers from Node's `rawHeaders` (name/value pairs), sorted by ts. */
 function collectTimeHeaders(headers: HeaderSource): Array<[bigint, string]> {
   const found: Array<[bigint, string]> = [];
-  for (const [name, value] of headerPairs(headers)) {
-    if (name.length <= TIME_PREFIX.length || name.slice(0, TIME_PREFIX.length).toLowerCase() !== TIME_PREFIX)
-      continue;
+  let sorted = true;
+  forEachHeader(headers, (name, value) => {
+    if (name.length <= TIME_PREFIX.length) return;
+    // Clients send lower-case names; compare without allocating, fall back for other cases.
+    if (!name.startsWith(TIME_PREFIX) && name.slice(0, TIME_PREFIX.length).toLowerCase() !== TIME_PREFIX)
+      return;
     const ts = parseU64(name.slice(TIME_PREFIX.length));
     if (ts === undefined) throw Errors.invalidBatchedTime();
+    if (found.length > 0 && found[found.length - 1]![0] > ts) sorted = false;
     found.push([ts, value]);
-  }
+  });
   // stable sort: duplicated timestamps keep their header order (the second write then fails 409)
-  found.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  if (!sorted) found.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   return found;
 }
 

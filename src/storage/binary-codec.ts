@@ -2,6 +2,8 @@
  * Minimal little-endian binary writer/reader for WAL frames and metadata files. A binary layout
  * instead of per-record JSON keeps the hot path (group commit, checkpoints, replay) cheap.
  */
+const SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
+
 export class BinaryWriter {
   private buf: Buffer;
   private pos = 0;
@@ -45,6 +47,8 @@ export class BinaryWriter {
 
   /** Unsigned 64-bit from a bigint. */
   u64(v: bigint): this {
+    // Timestamps and LSNs are nearly always below 2^53: write them without BigInt arithmetic.
+    if (v <= SAFE_BIGINT && v >= 0n) return this.num(Number(v));
     this.ensure(8);
     this.buf.writeBigUInt64LE(v, this.pos);
     this.pos += 8;
@@ -54,9 +58,19 @@ export class BinaryWriter {
   /** Non-negative integer up to 2^53 stored as 64 bits. */
   num(v: number): this {
     this.ensure(8);
-    this.buf.writeUInt32LE(v % 0x100000000, this.pos);
-    this.buf.writeUInt32LE(Math.floor(v / 0x100000000), this.pos + 4);
-    this.pos += 8;
+    const b = this.buf;
+    let p = this.pos;
+    const lo = v % 0x100000000;
+    const hi = (v - lo) / 0x100000000;
+    b[p++] = lo & 0xff;
+    b[p++] = (lo >>> 8) & 0xff;
+    b[p++] = (lo >>> 16) & 0xff;
+    b[p++] = lo >>> 24;
+    b[p++] = hi & 0xff;
+    b[p++] = (hi >>> 8) & 0xff;
+    b[p++] = (hi >>> 16) & 0xff;
+    b[p++] = hi >>> 24;
+    this.pos = p;
     return this;
   }
 
@@ -66,6 +80,26 @@ export class BinaryWriter {
     this.pos += b.length;
     return this;
   }
+
+  /**
+   * `str16` for strings that repeat from frame to frame (bucket and entry names, content types):
+   * their encoding is kept in a small cache instead of being redone for every record.
+   */
+  str16Cached(s: string): this {
+    let enc = this.strCache.get(s);
+    if (enc === undefined) {
+      enc = Buffer.from(s, 'utf8');
+      if (this.strCache.size >= 256) this.strCache.clear();
+      this.strCache.set(s, enc);
+    }
+    this.ensure(2 + enc.length);
+    this.buf.writeUInt16LE(enc.length, this.pos);
+    this.buf.set(enc, this.pos + 2);
+    this.pos += 2 + enc.length;
+    return this;
+  }
+
+  private strCache = new Map<string, Buffer>();
 
   /** String with a u16 length prefix (names, content types). */
   str16(s: string): this {

@@ -100,11 +100,11 @@ const TAIL_CAPACITY = 20_000;
 export function encodeOp(w: BinaryWriter, op: WalOp): void {
   const start = w.length;
   w.u32(0).u32(0);
-  w.u8(op.type).u64(op.lsn).num(op.time).str16(op.bucket);
+  w.u8(op.type).u64(op.lsn).num(op.time).str16Cached(op.bucket);
   switch (op.type) {
     case OpType.Write:
-      w.str16(op.entry).u64(op.ts).u64(op.blockId).num(op.offset).num(op.size).u32(op.descSize);
-      w.str16(op.contentType).labels(op.labels).bytes(op.digest.subarray(0, 16)).str16(op.origin);
+      w.str16Cached(op.entry).u64(op.ts).u64(op.blockId).num(op.offset).num(op.size).u32(op.descSize);
+      w.str16Cached(op.contentType).labels(op.labels).bytes(op.digest.subarray(0, 16)).str16Cached(op.origin);
       break;
     case OpType.Update:
       w.str16(op.entry).u64(op.ts).labels(op.labels).u16(op.removed.length);
