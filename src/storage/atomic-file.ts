@@ -17,6 +17,8 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Skip fsync calls (durability 'none'). */
   noSync?: boolean;
+  /** Sync the file but leave the directory sync to the caller (one sync for many files). */
+  noDirSync?: boolean;
 }
 
 /** Atomically replaces `path` with `data`. */
@@ -36,5 +38,5 @@ export async function writeFileAtomic(
     await fh.close();
   }
   await rename(tmp, path);
-  if (!opts.noSync) await fsyncDir(dir);
+  if (!opts.noSync && !opts.noDirSync) await fsyncDir(dir);
 }

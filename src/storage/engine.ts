@@ -16,7 +16,7 @@ import { Block, encodeBlockMeta, encodeEntryIndex, loadBlockMeta, loadEntryIndex
 import { BlockFiles } from './block-files.js';
 import { BucketImpl } from './bucket.js';
 import { Entry } from './entry.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { fsyncDir, writeFileAtomic } from './atomic-file.js';
 import { OpType, Wal, type WalOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
 import { Errors, fromFsError, replicationLogFull } from '../protocol/errors.js';
@@ -43,7 +43,7 @@ const BUILTIN_DEFAULTS: BucketSettings = {
 };
 /** Descriptor budget: clean blocks beyond it are unloaded (they reload from `<id>.meta`). */
 const MAX_LOADED_RECORDS = 50_000;
-const CHECKPOINT_OPS = 25_000;
+const CHECKPOINT_OPS = 50_000;
 
 interface Pending {
   ops: WalOp[];
@@ -444,6 +444,9 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     this.opsSinceCheckpoint = 0;
     const noSync = !this.sync;
     const writes: Array<() => Promise<void>> = [];
+    // Files are synced one by one, their directories once each at the end (before the checkpoint
+    // LSN moves), instead of one directory sync per file.
+    const dirs = new Set<string>();
     for (const bucket of this.buckets.values()) {
       for (const entry of bucket.entriesMap.values()) {
         if (entry.status === 'DELETING') continue;
@@ -451,9 +454,10 @@ class Engine implements Storage, EngineInternals, ChangeLog {
           if (!block.dirty || !block.records) continue;
           block.dirty = false;
           const data = encodeBlockMeta(block);
+          dirs.add(entry.dir);
           writes.push(async () => {
             try {
-              await writeFileAtomic(entry.metaPath(block), data, { noSync });
+              await writeFileAtomic(entry.metaPath(block), data, { noSync, noDirSync: true });
             } catch (e) {
               block.dirty = true;
               throw e;
@@ -462,11 +466,12 @@ class Engine implements Storage, EngineInternals, ChangeLog {
         }
         if (entry.indexDirty) {
           entry.indexDirty = false;
+          dirs.add(entry.dir);
           const data = encodeEntryIndex(entry.blocks);
           writes.push(async () => {
             try {
               await mkdir(entry.dir, { recursive: true });
-              await writeFileAtomic(`${entry.dir}/index.bin`, data, { noSync });
+              await writeFileAtomic(`${entry.dir}/index.bin`, data, { noSync, noDirSync: true });
             } catch (e) {
               entry.indexDirty = true;
               throw e;
@@ -481,6 +486,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       while (i < writes.length) await writes[i++]!();
     };
     await Promise.all([worker(), worker(), worker()]);
+    if (!noSync) for (const d of dirs) await fsyncDir(d).catch(() => {});
     await writeFileAtomic(join(this.root, 'wal', 'checkpoint'), cpLsn.toString(), { noSync });
     if (this.slotsDirty) await this.persistSlots();
     let keep = cpLsn;
