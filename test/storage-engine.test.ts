@@ -441,3 +441,26 @@ test('crc32 matches the standard check value and a bitwise reference on every le
       assert.equal(crc32(data, start, end), ref(data.subarray(start, end)));
   }
 });
+
+test('a clean close leaves nothing to replay: start-up reads block summaries only', async () => {
+  const dir = tempDir();
+  let s = await openStorage({ dataPath: dir });
+  const b = await s.createBucket('b', { max_block_records: 100n });
+  const items = Array.from({ length: 2000 }, (_, i) => ({
+    entry: `e${i % 4}`,
+    ts: BigInt(i + 1),
+    opts: { size: 8 },
+    payload: Buffer.alloc(8, i),
+  }));
+  await b.writeMany(items);
+  await s.close();
+  const walDir = join(dir, 'wal');
+  const segments = readdirSync(walDir).filter((n) => n.endsWith('.wal'));
+  const last = segments.sort().pop()!;
+  assert.equal(statSync(join(walDir, last)).size, 0, 'the current WAL segment is empty after a clean close');
+  s = await openStorage({ dataPath: dir });
+  assert.equal(s.bucket('b').info().size, b.info().size);
+  assert.equal((await collect(s.bucket('b'), 'e3')).length, 500);
+  await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
