@@ -11,20 +11,19 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { Errors, FerryError } from '../../protocol/errors.js';
 import {
-  encodeV1Headers,
   parseV1Batch,
   parseV1RemoveBatch,
   parseV1UpdateBatch,
   v1ErrorHeader,
 } from '../../protocol/batch-v1.js';
 import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
-import type { Bucket } from '../../storage/types.js';
+import type { Bucket, StoredRecord } from '../../storage/types.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { RequestContext } from '../context.js';
 import { parseU64 } from '../headers.js';
 import { sendEmpty, toFerryError } from '../respond.js';
-import type { QueryRecord } from '../services.js';
+import { v1BatchResponse, type BatchResponse } from '../../query/batch-response.js';
 import { originHeader } from './records.js';
 
 const DIGEST_PREFIX = 'x-ferry-digest-';
@@ -142,27 +141,24 @@ export async function readBatchV1(ctx: RequestContext, bucketName: string, entry
   const head = ctx.req.method === 'HEAD';
   const batch = await queries.next(bucketName, id, { entry, head });
   if (batch.records.length === 0 && batch.last) throw Errors.noContent();
-  const headers = encodeV1Headers(
-    batch.records.map((r) => ({
-      ts: r.record.meta.ts,
-      size: r.record.meta.size,
-      contentType: r.record.meta.contentType,
-      labels: r.labels,
-    })),
-  );
-  const { res } = ctx;
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-  res.setHeader('content-type', 'application/octet-stream');
-  // only_metadata: the record headers carry the real sizes, the body stays empty (HEAD-like).
-  const bodyless = head || batch.onlyMetadata;
-  res.setHeader(
-    'content-length',
-    head || !bodyless ? batch.records.reduce((n, r) => n + r.record.meta.size, 0) : 0,
-  );
-  res.setHeader('x-reduct-last', String(batch.last));
+  await sendBatch(ctx.res, v1BatchResponse(batch), head, batch.onlyMetadata);
+}
+
+/**
+ * Sends a read batch (v1 or v2). With `only_metadata` on a GET the record headers keep the real
+ * sizes and the body stays empty (HEAD-like); HEAD keeps the real `content-length`.
+ */
+export async function sendBatch(
+  res: ServerResponse,
+  out: BatchResponse,
+  head: boolean,
+  onlyMetadata: boolean,
+): Promise<void> {
+  for (const [k, v] of Object.entries(out.headers)) res.setHeader(k, v);
+  if (!head && onlyMetadata) res.setHeader('content-length', 0);
   res.statusCode = 200;
-  if (bodyless) res.end();
-  else await streamRecords(res, batch.records);
+  if (head || onlyMetadata) res.end();
+  else await streamRecords(res, out.body);
 }
 
 /** Payloads up to this size are read whole and sent together with their neighbours. */
@@ -174,7 +170,7 @@ const COALESCE_BYTES = 1024 * 1024;
  * Writes the payloads of `records` into `res` one after the other, then ends it. Small payloads
  * are gathered into ~1 MiB writes (one syscall for many records); large ones are streamed.
  */
-export async function streamRecords(res: ServerResponse, records: readonly QueryRecord[]): Promise<void> {
+export async function streamRecords(res: ServerResponse, records: readonly StoredRecord[]): Promise<void> {
   const write = async (chunk: Buffer): Promise<void> => {
     if (!res.write(chunk)) {
       await Promise.race([once(res, 'drain'), once(res, 'close')]);
@@ -190,7 +186,7 @@ export async function streamRecords(res: ServerResponse, records: readonly Query
     gathered = 0;
     await write(chunk);
   };
-  for (const { record } of records) {
+  for (const record of records) {
     const size = record.meta.size;
     if (size === 0) continue;
     if (size <= SMALL_PAYLOAD) {

@@ -3,11 +3,9 @@
  * batched reads, multi-entry write, label update and remove.
  */
 import {
-  encodeV2Batch,
   parseV2Batch,
   v2ErrorHeader,
   ENTRIES_HEADER,
-  LAST_HEADER,
   QUERY_ID_HEADER,
   START_TS_HEADER,
 } from '../../protocol/batch-v2.js';
@@ -19,7 +17,8 @@ import type { RequestContext } from '../context.js';
 import { parseU64 } from '../headers.js';
 import { sendEmpty, sendJson, toFerryError } from '../respond.js';
 import type { Route } from '../router.js';
-import { checkBatchLength, declaredBatchLength, streamRecords } from './batch-v1.js';
+import { checkBatchLength, declaredBatchLength, sendBatch } from './batch-v1.js';
+import { v2BatchResponse } from '../../query/batch-response.js';
 import { isRemoveQuery, queryService } from './queries.js';
 import { originHeader } from './records.js';
 
@@ -71,29 +70,7 @@ async function readBatchV2(ctx: RequestContext): Promise<void> {
   const head = ctx.req.method === 'HEAD';
   const batch = await queryService(ctx).next(bucket, id, { head });
   if (batch.records.length === 0 && batch.last) throw Errors.noContent();
-  const encoded = encodeV2Batch(
-    batch.records.map((r) => ({
-      entry: r.record.meta.entry,
-      ts: r.record.meta.ts,
-      size: r.record.meta.size,
-      contentType: r.record.meta.contentType,
-      labels: r.labels,
-    })),
-  );
-  const { res } = ctx;
-  for (const [k, v] of Object.entries(encoded.headers)) res.setHeader(k, v);
-  res.setHeader('content-type', 'application/octet-stream');
-  // only_metadata: the record headers carry the real sizes, the body stays empty (HEAD-like).
-  const bodyless = head || batch.onlyMetadata;
-  res.setHeader('content-length', head || !bodyless ? encoded.totalSize : 0);
-  res.setHeader(LAST_HEADER, String(batch.last));
-  res.statusCode = 200;
-  if (bodyless) res.end();
-  else
-    await streamRecords(
-      res,
-      encoded.order.map((i) => batch.records[i]!),
-    );
+  await sendBatch(ctx.res, v2BatchResponse(batch), head, batch.onlyMetadata);
 }
 
 function echoBatchHeaders(ctx: RequestContext): void {
