@@ -35,6 +35,8 @@ export class Block {
   /** Descriptors changed since the last checkpoint. */
   dirty = false;
   version = 0;
+  /** Set once the block left its entry (evicted or emptied): never written again. */
+  removed = false;
   /** Writes in flight (a block is never evicted while it has some). */
   inflight = 0;
   lastUse = 0;

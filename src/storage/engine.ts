@@ -452,10 +452,14 @@ class Engine implements Storage, EngineInternals, ChangeLog {
         if (entry.status === 'DELETING') continue;
         for (const block of entry.blocks) {
           if (!block.dirty || !block.records) continue;
-          block.dirty = false;
-          const data = encodeBlockMeta(block);
           dirs.add(entry.dir);
+          // Encoded when its turn comes, not all at once up front: a checkpoint of many blocks
+          // then never stalls the event loop for long (write latency). Replay is idempotent, so
+          // changes newer than the checkpoint LSN may be included.
           writes.push(async () => {
+            if (!block.dirty || !block.records || block.removed || entry.status === 'DELETING') return;
+            block.dirty = false;
+            const data = encodeBlockMeta(block);
             try {
               await writeFileAtomic(entry.metaPath(block), data, { noSync, noDirSync: true });
             } catch (e) {

@@ -51,6 +51,7 @@ export class Entry {
   }
 
   removeBlock(block: Block): void {
+    block.removed = true;
     const i = this.blocks.indexOf(block);
     if (i >= 0) this.blocks.splice(i, 1);
     this.indexDirty = true;
