@@ -47,10 +47,9 @@ function describeAuth(config: FerryConfig): string {
 }
 
 async function applyProvisionedBuckets(storage: Storage, config: FerryConfig): Promise<void> {
-  for (const b of config.buckets) {
-    if (storage.hasBucket(b.name)) await storage.updateBucketSettings(b.name, b.settings);
-    else await storage.createBucket(b.name, b.settings, { provisioned: true });
-  }
+  // Re-applied at every start: creates the bucket, or re-applies the settings of an existing one
+  // (also turning a bucket created over HTTP into a provisioned one).
+  for (const b of config.buckets) await storage.createBucket(b.name, b.settings, { provisioned: true });
 }
 
 /**

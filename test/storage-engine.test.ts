@@ -464,3 +464,42 @@ test('a clean close leaves nothing to replay: start-up reads block summaries onl
   await s.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('the change log keeps what a slot still needs and drops segments once deliveries are confirmed', async () => {
+  const dir = tempDir();
+  const walFiles = (): number => readdirSync(join(dir, 'wal')).filter((n) => n.endsWith('.wal')).length;
+  const opts = { dataPath: dir, walSegmentBytes: 4096, checkpointIntervalMs: 3_600_000 };
+  let s = await openStorage(opts);
+  const checkpoint = (): Promise<void> => (s as unknown as { checkpoint(): Promise<void> }).checkpoint();
+  const b = await s.createBucket('b');
+  await s.changes.setSlot({ name: 'r', bucket: 'b', lsn: s.changes.lastLsn(), maxBytes: 1e9 });
+  for (let i = 0; i < 300; i++)
+    await b.write('e', BigInt(i + 1), { size: 4, labels: { i: String(i) } }, Buffer.from('data'));
+  const all = await s.changes.read(s.changes.getSlot('r')!.lsn, 1000);
+  assert.equal(all.length, 300);
+  const before = walFiles();
+  assert.ok(before > 5, `several segments written (${before})`);
+
+  await checkpoint();
+  assert.equal(walFiles(), before, 'nothing the slot still needs is deleted');
+
+  s.changes.advanceSlot('r', all[199]!.lsn);
+  await checkpoint();
+  const middle = walFiles();
+  assert.ok(middle < before, `delivered segments are deleted (${before} → ${middle})`);
+
+  // After a restart the undelivered changes come from disk, in order, with their metadata.
+  await s.close();
+  s = await openStorage(opts);
+  const rest = await s.changes.read(s.changes.getSlot('r')!.lsn, 1000);
+  assert.deepEqual(
+    rest.map((c) => [c.ts, c.labels.i]),
+    all.slice(200).map((c) => [c.ts, c.labels.i]),
+  );
+
+  s.changes.advanceSlot('r', all[299]!.lsn);
+  await checkpoint();
+  assert.ok(walFiles() <= 2, `everything delivered: at most the current segments remain (${walFiles()})`);
+  await s.close();
+  rmSync(dir, { recursive: true, force: true });
+});

@@ -114,7 +114,13 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     await this.loadBuckets();
     const cpLsn = await this.readCheckpointLsn();
     const ops: WalOp[] = [];
-    this.wal = await Wal.open(join(this.root, 'wal'), this.sync, cpLsn, (op) => ops.push(op));
+    this.wal = await Wal.open(
+      join(this.root, 'wal'),
+      this.sync,
+      cpLsn,
+      (op) => ops.push(op),
+      this.opts.walSegmentBytes,
+    );
     for (const op of ops) await this.replay(op);
     for (const name of this.slots.keys()) await this.rebuildPending(name);
     this.appliedLsn = this.wal.lastDurableLsn();

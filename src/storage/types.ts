@@ -271,4 +271,6 @@ export interface StorageOptions {
   groupCommitDelayMs?: number;
   /** Checkpoint interval (ms, default 30 s). */
   checkpointIntervalMs?: number;
+  /** WAL segment size (default 64 MiB); whole segments are deleted once nothing needs them. */
+  walSegmentBytes?: number;
 }

@@ -92,7 +92,10 @@ export interface RemoveBucketOp {
 export type WalOp = WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | RemoveEntryOp | RemoveBucketOp;
 
 const HEADER = 8;
-const SEGMENT_BYTES = 64 * 1024 * 1024;
+/** Default size after which a new segment is started. */
+export const SEGMENT_BYTES = 64 * 1024 * 1024;
+/** No frame is ever larger than this (a corrupt length beyond it ends the valid log). */
+const MAX_FRAME_BYTES = 128 * 1024 * 1024;
 const SPARSE_EVERY = 512;
 const TAIL_CAPACITY = 20_000;
 
@@ -249,7 +252,13 @@ export class Wal {
   private constructor(
     readonly dir: string,
     private readonly sync: boolean,
+    private readonly segmentBytes: number,
   ) {}
+
+  /** Number of segment files (for tests and diagnostics). */
+  segmentCount(): number {
+    return this.segments.length;
+  }
 
   /**
    * Opens the log, cutting a torn tail. `replayFrom`: ops with lsn > replayFrom are passed to
@@ -260,8 +269,9 @@ export class Wal {
     sync: boolean,
     replayFrom: bigint,
     apply: (op: WalOp) => void,
+    segmentBytes = SEGMENT_BYTES,
   ): Promise<Wal> {
-    const wal = new Wal(dir, sync);
+    const wal = new Wal(dir, sync, segmentBytes);
     await mkdir(dir, { recursive: true });
     const names = (await readdir(dir)).filter((n) => /^\d{20}\.wal$/.test(n)).sort();
     for (const n of names) {
@@ -320,7 +330,7 @@ export class Wal {
         let bad = false;
         while (rel + HEADER <= data.length) {
           const len = data.readUInt32LE(rel);
-          if (len === 0 || len > SEGMENT_BYTES * 2) {
+          if (len === 0 || len > MAX_FRAME_BYTES) {
             bad = true;
             break;
           }
@@ -406,7 +416,7 @@ export class Wal {
       if (c) this.tail.push(c);
     }
     if (this.tail.length > TAIL_CAPACITY * 1.5) this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
-    if (seg.size >= SEGMENT_BYTES) await this.rotate();
+    if (seg.size >= this.segmentBytes) await this.rotate();
   }
 
   /**
