@@ -39,6 +39,7 @@ export class Block {
   removed = false;
   /** Writes in flight (a block is never evicted while it has some). */
   inflight = 0;
+  /** Time of the last use (ms), for unloading idle descriptors. */
   lastUse = 0;
   /** Cached data file path and the entry directory it was built from (see `Entry.dataPath`). */
   path = '';

@@ -641,7 +641,10 @@ export class BucketImpl implements Bucket {
         if (r.state !== 'finished') continue;
         lastTs = r.ts;
         yield this.stored(entry, block, r);
-        // The block may have changed while the consumer held the record.
+        // While the consumer held the record the block may have changed, or its descriptors may
+        // have been unloaded (memory budget): reload them if so.
+        if (!block.records) await this.engine.loadBlock(entry, block);
+        else block.lastUse = Date.now();
         i = block.lowerBound(lastTs + 1n) - 1;
       }
       const idx = entry.blocks.indexOf(block);

@@ -44,6 +44,8 @@ const BUILTIN_DEFAULTS: BucketSettings = {
 /** Descriptor budget: clean blocks beyond it are unloaded (they reload from `<id>.meta`). */
 const MAX_LOADED_RECORDS = 50_000;
 const CHECKPOINT_OPS = 50_000;
+/** A block's descriptors stay loaded at least this long after their last use. */
+const UNLOAD_IDLE_MS = 250;
 
 interface Pending {
   ops: WalOp[];
@@ -90,7 +92,6 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   private loaded = new Set<Block>();
   private loadedRecords = 0;
   private loading = new Map<Block, Promise<void>>();
-  private useTick = 0;
 
   constructor(private readonly opts: StorageOptions) {
     this.sync = (opts.durability ?? 'fsync') === 'fsync';
@@ -287,7 +288,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   // ------------------------------------------------------------------ EngineInternals
 
   async loadBlock(entry: Entry, block: Block): Promise<void> {
-    block.lastUse = ++this.useTick;
+    block.lastUse = Date.now();
     if (block.records) return;
     let p = this.loading.get(block);
     if (!p) {
@@ -308,6 +309,8 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     if (this.loaded.has(block)) return;
     this.loaded.add(block);
     this.loadedRecords += block.records?.length ?? 0;
+    // Enforced on every load, not only at checkpoints: read-only workloads never checkpoint.
+    if (this.loadedRecords > MAX_LOADED_RECORDS) this.unloadCold();
   }
 
   /** Drops descriptors of clean, idle blocks from memory, least recently used first. */
@@ -316,8 +319,11 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     for (const b of this.loaded) total += b.records?.length ?? 0;
     this.loadedRecords = total;
     if (total <= MAX_LOADED_RECORDS) return;
+    // Only blocks idle for a while: a caller that just awaited `loadBlock` uses the descriptors
+    // right after, and must find them there.
+    const idleBefore = Date.now() - UNLOAD_IDLE_MS;
     const candidates = [...this.loaded]
-      .filter((b) => !b.dirty && b.inflight === 0 && b.records)
+      .filter((b) => !b.dirty && b.inflight === 0 && b.records && b.lastUse < idleBefore)
       .sort((a, b) => a.lastUse - b.lastUse);
     for (const b of candidates) {
       if (total <= MAX_LOADED_RECORDS / 2) break;
