@@ -195,6 +195,14 @@ export class BinaryReader {
     return hi * 0x100000000 + lo;
   }
 
+  /** Skips `n` bytes (bounds-checked), returning where they start. */
+  skip(n: number): number {
+    this.need(n);
+    const at = this.pos;
+    this.pos += n;
+    return at;
+  }
+
   bytes(n: number): Buffer {
     this.need(n);
     const b = this.buf.subarray(this.pos, this.pos + n);

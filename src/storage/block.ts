@@ -114,6 +114,37 @@ const INDEX_MAGIC = 0x49524546; // 'FERI'
 const STATE_CODE: Record<RecordState, number> = { started: 0, finished: 1, errored: 2 };
 const CODE_STATE: RecordState[] = ['started', 'finished', 'errored'];
 
+/**
+ * A descriptor read from a `.meta` file. The digest is a view into the file buffer made on first
+ * use: scans decode many descriptors whose digest nobody reads (one Buffer object less each).
+ */
+class LoadedDesc implements RecordDesc {
+  private digestView: Buffer | undefined;
+
+  constructor(
+    public entry: string,
+    public ts: bigint,
+    public size: number,
+    public contentType: string,
+    public labels: Labels,
+    public state: RecordState,
+    public origin: string,
+    public offset: number,
+    public descSize: number,
+    public lsn: bigint,
+    private readonly src: Buffer,
+    private readonly digestAt: number,
+  ) {}
+
+  get digest(): Buffer {
+    return (this.digestView ??= this.src.subarray(this.digestAt, this.digestAt + 16));
+  }
+
+  set digest(value: Buffer) {
+    this.digestView = value;
+  }
+}
+
 /** Serialises the finished records of a block. */
 export function encodeBlockMeta(block: Block): Buffer {
   const w = new BinaryWriter(64 + (block.records?.length ?? 0) * 96);
@@ -155,10 +186,22 @@ export async function loadBlockMeta(path: string, entry: string): Promise<Record
     const state = CODE_STATE[r.u8()] ?? 'finished';
     const contentType = r.str16Interned(cts);
     const labels: Labels = r.labels(names);
-    // A view, not a copy: the descriptor file buffer lives as long as the block is loaded anyway.
-    const digest = r.bytes(16);
+    const digestAt = r.skip(16);
     const origin = r.str16();
-    out[i] = { entry, ts, size, contentType, labels, state, digest, origin, offset, descSize, lsn };
+    out[i] = new LoadedDesc(
+      entry,
+      ts,
+      size,
+      contentType,
+      labels,
+      state,
+      origin,
+      offset,
+      descSize,
+      lsn,
+      buf,
+      digestAt,
+    );
   }
   return out;
 }
