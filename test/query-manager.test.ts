@@ -457,3 +457,26 @@ test('concurrent reads of one query are serialised', async () => {
   const all = results.flatMap(keys);
   assert.equal(new Set(all).size, 30);
 });
+
+test('batches are prefetched, yet a strict-mode error still surfaces on the read after the good records', async () => {
+  const m = manager();
+  const b = await freshBucket();
+  for (let i = 0; i < 100; i++) await put(b, 'e', BigInt(1000 + i), 'x', { score: String(i) });
+  await put(b, 'e', 1100n, 'x'); // no score label
+  const id = await m.create(
+    b.name,
+    body('{"query_type":"QUERY","strict":true,"when":{"&score":{"$gte":0}}}'),
+  );
+  assert.equal((await m.next(b.name, id, { head: false })).records.length, 85);
+  const second = await m.next(b.name, id, { head: false });
+  assert.deepEqual(
+    second.records.map((r) => r.record.meta.ts),
+    Array.from({ length: 15 }, (_, i) => BigInt(1085 + i)),
+  );
+  await assert.rejects(m.next(b.name, id, { head: false }), (e: unknown) => {
+    assert.ok(e instanceof FerryError);
+    assert.equal(e.status, 404);
+    assert.match(e.message, /score/);
+    return true;
+  });
+});

@@ -68,11 +68,14 @@ interface ActiveQuery {
   onlyMetadata: boolean;
   limits: QueryLimits;
   /** A record pulled but left for the next batch because a limit was hit. */
-  pushback: EmittedRecord | undefined;
+  /** Records taken from the executor but not delivered yet, delivered first (in order). */
+  pushback: EmittedRecord[];
   /** Non-continuous query fully returned: reads answer 204 until the TTL expires. */
   finished: boolean;
   /** Serialises reads of the same query. */
   lock: Promise<void>;
+  /** The next batch, assembled while the previous one is being sent (bucket-level, finite queries). */
+  prefetch: { batch: Promise<QueryBatch>; head: boolean } | undefined;
 }
 
 /** Rough size of a record's metadata headers, for the metadata-size limit. */
@@ -155,7 +158,7 @@ export class QueryManager {
     }
     q.reading++;
     q.lastAccess = Date.now();
-    const run = q.lock.then(() => this.assemble(q, opts));
+    const run = q.lock.then(() => this.nextBatch(q, opts));
     q.lock = run.then(
       () => undefined,
       () => undefined,
@@ -222,9 +225,10 @@ export class QueryManager {
         batchTimeoutMs: d.batchTimeoutMs ?? this.limits.batchTimeoutMs,
         recordTimeoutMs: d.recordTimeoutMs ?? this.limits.recordTimeoutMs,
       },
-      pushback: undefined,
+      pushback: [],
       finished: false,
       lock: Promise.resolve(),
+      prefetch: undefined,
     });
     return id;
   }
@@ -309,6 +313,36 @@ export class QueryManager {
     return removed;
   }
 
+  /**
+   * Returns the prefetched batch if there is one, else assembles it; then, for bucket-level finite
+   * queries, starts assembling the following batch so that scanning overlaps with sending.
+   */
+  private async nextBatch(q: ActiveQuery, opts: NextOptions): Promise<QueryBatch> {
+    const pending = q.prefetch;
+    q.prefetch = undefined;
+    let batch: QueryBatch;
+    if (pending && pending.head === opts.head && opts.maxRecords === undefined) {
+      batch = await pending.batch;
+    } else {
+      if (pending) {
+        // Assembled under other limits (GET vs HEAD): give its records back, then assemble anew.
+        const early = await pending.batch.catch(() => undefined);
+        if (early) {
+          q.pushback.unshift(...early.records);
+          q.finished = false;
+        }
+      }
+      batch = await this.assemble(q, opts);
+    }
+    if (!batch.last && !q.continuous && q.entry === undefined && opts.maxRecords === undefined) {
+      const next = this.assemble(q, opts);
+      // An error (e.g. strict mode) surfaces on the next read, which awaits this promise.
+      next.catch(() => undefined);
+      q.prefetch = { batch: next, head: opts.head };
+    }
+    return batch;
+  }
+
   private async assemble(q: ActiveQuery, opts: NextOptions): Promise<QueryBatch> {
     if (!this.queries.has(q.id)) throw Errors.queryNotFound(q.id);
     const err = q.exec.error;
@@ -327,9 +361,8 @@ export class QueryManager {
 
     while (records.length < maxRecords) {
       let item: EmittedRecord | 'end' | 'idle' | 'timeout';
-      if (q.pushback !== undefined) {
-        item = q.pushback;
-        q.pushback = undefined;
+      if (q.pushback.length > 0) {
+        item = q.pushback.shift()!;
       } else {
         try {
           item = await q.exec.pull(deadline);
@@ -366,7 +399,7 @@ export class QueryManager {
         ((sizeLimited && size + item.record.meta.size > limits.maxSize) ||
           meta + est > limits.maxMetadataSize)
       ) {
-        q.pushback = item;
+        q.pushback.unshift(item);
         break;
       }
       records.push(item);
