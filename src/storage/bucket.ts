@@ -2,13 +2,13 @@
  * Bucket implementation: entries, record writes with quotas, reads, scans, label updates and
  * removals. Durability and ordering come from the engine's group commit (`engine.commit`).
  */
-import { createHash, hash as hashOnce } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { compact, digestOf } from './digest.js';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Block, type RecordDesc } from './block.js';
 import { Entry } from './entry.js';
-import type { BlockFiles } from './block-files.js';
-import type { Readable } from 'node:stream';
+import { BlockRecord } from './block-record.js';
 import { descriptorSize } from './descriptor-size.js';
 import { OpType, type WriteOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
@@ -30,29 +30,6 @@ import type {
 } from './types.js';
 
 const DEFAULT_CT = 'application/octet-stream';
-/**
- * The 16-byte content digest kept per record, copied into a digest slab: a digest of its own would
- * cost a Buffer, an ArrayBuffer and native memory per record.
- */
-function compact(full: Buffer): Buffer {
-  if (arenaUsed + 16 > arena.length) {
-    arena = Buffer.allocUnsafeSlow(64 * 1024);
-    arenaUsed = 0;
-  }
-  const d = arena.subarray(arenaUsed, arenaUsed + 16);
-  arenaUsed += 16;
-  full.copy(d, 0, 0, 16);
-  return d;
-}
-
-/** Digests live as long as their records: keep them in slabs of their own, not in Node's pool. */
-let arena = Buffer.allocUnsafeSlow(64 * 1024);
-let arenaUsed = 0;
-
-/** One-shot SHA-256 (much cheaper than a Hash object for small payloads), compacted. */
-const digestOf = (payload: Buffer): Buffer =>
-  compact(hashOnce('sha256', payload, 'buffer') as unknown as Buffer);
-
 /** Chunk writes of one streamed record that may be in flight at once. */
 const MAX_INFLIGHT_CHUNK_WRITES = 4;
 const EMPTY_DIGEST = Buffer.alloc(16);
@@ -826,23 +803,5 @@ async function drain(payload: PayloadSource): Promise<void> {
   if (Buffer.isBuffer(payload)) return;
   for await (const _ of payload) {
     /* discard */
-  }
-}
-
-/** A readable record of a block file (a class: scans create one per record, closures cost more). */
-class BlockRecord implements StoredRecord {
-  constructor(
-    private readonly files: BlockFiles,
-    private readonly path: string,
-    readonly meta: RecordDesc,
-  ) {}
-
-  stream(): Readable {
-    return this.files.stream(this.path, this.meta.offset, this.meta.size);
-  }
-
-  buffer(): Promise<Buffer> {
-    const m = this.meta;
-    return m.size === 0 ? Promise.resolve(Buffer.alloc(0)) : this.files.readAt(this.path, m.offset, m.size);
   }
 }
