@@ -399,7 +399,8 @@ export class Wal {
         this.framesSinceSparse = 1;
       }
     }
-    const data = Buffer.from(w.view());
+    // No copy: commits are serialised, so the writer's buffer is not reused before this write ends.
+    const data = w.view();
     offset += data.length;
     try {
       await this.fh!.write(data, 0, data.length, null);
