@@ -98,7 +98,10 @@ export class BlockFiles {
    * an open file are queued synchronously (no promise), the common case of batched ingest.
    */
   writeAt(path: string, pos: number, buf: Buffer): Promise<void> | undefined {
-    this.windows.delete(path);
+    // Only a write into a cached read-ahead window changes it; appends after it (the common case
+    // while replication reads records just written) leave it valid.
+    const w = this.windows.get(path);
+    if (w && pos < w.start + w.buf.length && pos + buf.length > w.start) this.windows.delete(path);
     const f = this.files.get(path);
     if (
       f &&
