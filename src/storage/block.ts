@@ -61,9 +61,12 @@ export class Block {
   }
 
   find(ts: bigint): RecordDesc | undefined {
+    const r = this.records!;
+    // Appends (the common case) are newer than everything in the block: no search needed.
+    if (r.length === 0 || r[r.length - 1]!.ts < ts) return undefined;
     const i = this.lowerBound(ts);
-    const r = this.records![i];
-    return r && r.ts === ts ? r : undefined;
+    const found = r[i];
+    return found && found.ts === ts ? found : undefined;
   }
 
   insert(desc: RecordDesc): void {
