@@ -131,7 +131,7 @@ export class BlockFiles {
       f.dirty = true;
       if (buf.length >= DIRECT_WRITE_BYTES) {
         await this.flushFile(f);
-        await f.fh.write(buf, 0, buf.length, pos);
+        await writeFully(f.fh, [buf], pos);
       } else {
         // Copy: callers may reuse their buffers (HTTP chunks are views into socket buffers).
         // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
@@ -179,7 +179,7 @@ export class BlockFiles {
         end += pending[i]!.buf.length;
         i++;
       }
-      await f.fh.writev(run, start);
+      await writeFully(f.fh, run, start);
     }
   }
 
@@ -276,5 +276,37 @@ export class BlockFiles {
     await this.syncFiles([...this.files.keys()], sync);
     for (const f of this.files.values()) await f.fh.close().catch(() => {});
     this.files.clear();
+  }
+}
+
+/**
+ * Writes every byte of `buffers` at `pos`. A write may be short without an error (nearly full
+ * disk): carry on with the rest, so that the next attempt gets the ENOSPC instead of the data
+ * being silently incomplete.
+ */
+export async function writeFully(fh: FileHandle, buffers: Buffer[], pos: number | null): Promise<void> {
+  let rest = buffers;
+  let at = pos;
+  for (;;) {
+    const total = rest.reduce((n, b) => n + b.length, 0);
+    if (total === 0) return;
+    const { bytesWritten } =
+      rest.length === 1
+        ? await fh.write(rest[0]!, 0, rest[0]!.length, at)
+        : await fh.writev(rest, at ?? undefined);
+    if (bytesWritten === total) return;
+    if (bytesWritten === 0) throw Object.assign(new Error('no progress writing to disk'), { code: 'ENOSPC' });
+    if (at !== null) at += bytesWritten;
+    let skip = bytesWritten;
+    const next: Buffer[] = [];
+    for (const b of rest) {
+      if (skip >= b.length) {
+        skip -= b.length;
+        continue;
+      }
+      next.push(skip > 0 ? b.subarray(skip) : b);
+      skip = 0;
+    }
+    rest = next;
   }
 }

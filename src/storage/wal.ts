@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { crc32 } from './crc32.js';
 import { BinaryReader, BinaryWriter } from './binary-codec.js';
 import { fsyncDir } from './atomic-file.js';
+import { writeFully } from './block-files.js';
 import type { Change, Labels } from './types.js';
 
 export const enum OpType {
@@ -403,7 +404,7 @@ export class Wal {
     const data = w.view();
     offset += data.length;
     try {
-      await this.fh!.write(data, 0, data.length, null);
+      await writeFully(this.fh!, [data], null);
       if (this.sync) await this.fh!.datasync();
     } catch (e) {
       // Never leave a partial frame behind: later frames would be unreachable after a restart.
@@ -417,7 +418,8 @@ export class Wal {
       if (c) this.tail.push(c);
     }
     if (this.tail.length > TAIL_CAPACITY * 1.5) this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
-    if (seg.size >= this.segmentBytes) await this.rotate();
+    // The group is durable already: a failed rotation (disk full) is retried on the next append.
+    if (seg.size >= this.segmentBytes) await this.rotate().catch(() => undefined);
   }
 
   /**
@@ -430,16 +432,20 @@ export class Wal {
   }
 
   private async rotate(): Promise<void> {
-    await this.fh!.close();
     const seg: Segment = {
       startLsn: this.nextLsn,
       path: join(this.dir, segName(this.nextLsn)),
       size: 0,
       sparse: [],
     };
+    // Open the new segment before closing the current one: if that fails (disk full), appends go
+    // on in the current segment instead of hitting a closed handle forever.
+    const fh = await open(seg.path, 'a');
+    if (this.sync) await fsyncDir(this.dir).catch(() => {});
+    const old = this.fh;
+    this.fh = fh;
     this.segments.push(seg);
-    this.fh = await open(seg.path, 'a');
-    if (this.sync) await fsyncDir(this.dir);
+    await old?.close();
     this.framesSinceSparse = SPARSE_EVERY;
   }
 
