@@ -150,7 +150,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 test(
   'SIGKILL of source or destination during continuous writes loses, duplicates and alters nothing',
-  { timeout: 110_000 },
+  { timeout: 170_000 },
   async () => {
     const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
     const [A, B] = await Promise.all([spawnFerry({ env }), spawnFerry({ env })]);
@@ -184,7 +184,7 @@ test(
           assert.notEqual(st.state, 'suspended', `replication suspended: ${st.state_reason}`);
           return st.pending_records === 0 && st.state === 'idle' ? st : false;
         },
-        { timeoutMs: 60_000, intervalMs: 100, message: 'replication to catch up after the crashes' },
+        { timeoutMs: 90_000, intervalMs: 100, message: 'replication to catch up after the crashes' },
       );
 
       const [src, dst] = await Promise.all([
