@@ -503,3 +503,24 @@ test('the change log keeps what a slot still needs and drops segments once deliv
   await s.close();
   rmSync(dir, { recursive: true, force: true });
 });
+
+test('releaseShipped lets FIFO evict delivered records at once, while log retention waits for the persisted slot', async () => {
+  await withStorage(async (s) => {
+    const b = await s.createBucket('f', { quota_type: 'FIFO', quota_size: 2_000n, max_block_records: 5n });
+    const start = s.changes.lastLsn();
+    await s.changes.setSlot({ name: 'r', bucket: 'f', lsn: start, maxBytes: 1_000_000 });
+    for (let i = 0; i < 10; i++) await b.write('e', BigInt(i + 1), { size: 100 }, Buffer.alloc(100));
+    await rejectsWith(
+      b.write('e', 100n, { size: 900 }, Buffer.alloc(900)),
+      500,
+      "Failed to keep quota of 'f'",
+    );
+    assert.ok(s.changes.slotPendingBytes('r') >= 1000);
+
+    s.changes.releaseShipped('r', s.changes.lastLsn());
+    assert.equal(s.changes.slotPendingBytes('r'), 0);
+    await b.write('e', 100n, { size: 900 }, Buffer.alloc(900));
+    assert.ok(b.info().oldest_record > 1n, 'delivered records were evicted');
+    assert.equal(s.changes.getSlot('r')!.lsn, start, 'the persisted slot (log retention) did not move');
+  });
+});

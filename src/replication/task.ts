@@ -788,6 +788,8 @@ export class ReplicationTask {
       progressed = true;
     }
     if (progressed) {
+      // Delivered records need no FIFO protection any more, even before the cursor is persisted.
+      this.storage.changes.releaseShipped(this.slotName, this.cursor);
       this.dirtyCheckpoint = true;
       this.contactOk = true;
       if (this.inflight.every((w) => w.status === 'sending' || w.status === 'done')) {

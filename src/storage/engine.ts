@@ -86,6 +86,8 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   private slots = new Map<string, SlotState>();
   /** Per slot: pending write sizes after its LSN, as (lsn, bytes) in commit order. */
   private slotPending = new Map<string, PendingBytes>();
+  /** Per slot: delivered up to here (in memory; may be ahead of the persisted slot LSN). */
+  private shipped = new Map<string, bigint>();
   private slotsDirty = false;
   private slotsTimer: NodeJS.Timeout | undefined;
   private commitListeners = new Set<(lsn: bigint) => void>();
@@ -397,7 +399,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   isProtected(bucket: string, block: Block): boolean {
     for (const slot of this.slots.values()) {
-      if (slot.bucket !== bucket || block.maxLsn <= slot.lsn) continue;
+      if (slot.bucket !== bucket || block.maxLsn <= this.protectedFrom(slot)) continue;
       if (this.slotPendingBytes(slot.name) <= slot.maxBytes || slot.onOverflow === 'block') return true;
     }
     return false;
@@ -417,7 +419,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   notifyEvicted(bucket: string, block: Block): void {
     for (const slot of this.slots.values()) {
-      if (slot.bucket === bucket && block.maxLsn > slot.lsn) {
+      if (slot.bucket === bucket && block.maxLsn > this.protectedFrom(slot)) {
         for (const l of this.overflowListeners) l(slot.name, block.maxLsn);
       }
     }
@@ -699,9 +701,25 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   async setSlot(slot: SlotState): Promise<void> {
     this.slots.set(slot.name, { ...slot });
+    this.shipped.delete(slot.name);
     await this.rebuildPending(slot.name);
     this.slotsDirty = true;
     await this.persistSlots();
+  }
+
+  /** Changes after this LSN are still protected for the slot (delivered ones are released). */
+  private protectedFrom(slot: SlotState): bigint {
+    const shipped = this.shipped.get(slot.name);
+    return shipped !== undefined && shipped > slot.lsn ? shipped : slot.lsn;
+  }
+
+  releaseShipped(name: string, lsn: bigint): void {
+    const s = this.slots.get(name);
+    if (!s) return;
+    const prev = this.shipped.get(name) ?? s.lsn;
+    if (lsn <= prev) return;
+    this.shipped.set(name, lsn);
+    this.slotPending.get(name)?.dropUpTo(lsn);
   }
 
   advanceSlot(name: string, lsn: bigint): void {
@@ -746,6 +764,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   async dropSlot(name: string): Promise<void> {
     this.slotPending.delete(name);
+    this.shipped.delete(name);
     if (this.slots.delete(name)) {
       this.slotsDirty = true;
       await this.persistSlots();

@@ -224,6 +224,12 @@ export interface ChangeLog {
   setSlot(slot: SlotState): Promise<void>;
   /** Advances a slot's LSN (persisted lazily, at least on the next commit or checkpoint). */
   advanceSlot(name: string, lsn: bigint): void;
+  /**
+   * Everything up to `lsn` has been delivered: release its FIFO protection and pending bytes now,
+   * in memory only. The persisted slot (log retention) still moves with `advanceSlot`, so a
+   * restart resumes from the last persisted cursor and nothing the log still owes is truncated.
+   */
+  releaseShipped(name: string, lsn: bigint): void;
   getSlot(name: string): SlotState | undefined;
   /** Every slot (to find slots left behind by a crash during a replication's removal). */
   listSlots(): SlotState[];
