@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
+import { api } from './helpers/ferry-api.js';
 import { diffSnapshots, formatDiff, snapshotBucket, type RecordDigest } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -121,18 +122,6 @@ class Writer {
     for (const r of recs)
       if (res.headers[`x-reduct-error-${r.ts}`] === undefined) this.acked.set(r.key, r.digest);
   }
-}
-
-async function api(node: FerryProcess, method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${node.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${node.token}` },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${res.headers.get('x-reduct-error') ?? ''}`);
-  return text ? (JSON.parse(text) as unknown) : undefined;
 }
 
 interface Status {

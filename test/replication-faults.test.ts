@@ -11,6 +11,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
+import { api } from './helpers/ferry-api.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
 import { diffSnapshots, formatDiff, snapshotBucket } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
@@ -25,18 +26,6 @@ async function ferry(): Promise<FerryProcess> {
   const p = await spawnFerry({ env });
   procs.push(p);
   return p;
-}
-
-async function api(node: FerryProcess, method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${node.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${node.token}` },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${res.headers.get('x-reduct-error') ?? ''}`);
-  return text ? (JSON.parse(text) as unknown) : undefined;
 }
 
 interface Status {

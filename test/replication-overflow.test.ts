@@ -9,6 +9,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
+import { api } from './helpers/ferry-api.js';
 import { diffSnapshots, formatDiff, snapshotBucket } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -17,18 +18,6 @@ const procs: FerryProcess[] = [];
 after(async () => {
   await Promise.all(procs.map((p) => p.destroy()));
 });
-
-async function api(node: FerryProcess, method: string, path: string, body?: unknown): Promise<unknown> {
-  const res = await fetch(`${node.url}/api/v1${path}`, {
-    method,
-    headers: { authorization: `Bearer ${node.token}` },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${res.headers.get('x-reduct-error') ?? ''}`);
-  return text ? (JSON.parse(text) as unknown) : undefined;
-}
 
 interface Status {
   state: string;
