@@ -4,13 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import https from 'node:https';
 import { loadConfig } from '../src/config/load-config.js';
+import { selfSignedCert } from './helpers/tls-cert.js';
 import { startFerry } from '../src/server.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
@@ -59,27 +60,12 @@ test('ferry serve --port 0 --data <dir> prints the start line and exits cleanly 
 test('HTTPS when RS_CERT_PATH and RS_CERT_KEY_PATH are set', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-api-tls-'));
   try {
-    const cert = join(dir, 'cert.pem');
-    const key = join(dir, 'key.pem');
-    const gen = spawnSync('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-    ]);
-    if (gen.status !== 0) {
+    const tls = selfSignedCert(dir);
+    if (!tls) {
       t.skip('openssl is not available');
       return;
     }
+    const { cert, key } = tls;
     const ferry = await startFerry(
       loadConfig({
         RS_DATA_PATH: join(dir, 'data'),

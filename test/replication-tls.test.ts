@@ -4,7 +4,6 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'undici';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,6 +12,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../src/config/load-config.js';
 import { startFerry, type RunningFerry } from '../src/server.js';
 import { waitFor } from './helpers/wait.js';
+import { selfSignedCert } from './helpers/tls-cert.js';
 
 const TOKEN = 'tls-test-token';
 const running: RunningFerry[] = [];
@@ -55,29 +55,12 @@ async function call(f: RunningFerry, method: string, path: string, body?: string
 
 test('replication to an HTTPS destination verifies its certificate, trusts a configured CA, or skips checks when told', async (t) => {
   dir = await mkdtemp(join(tmpdir(), 'ferry-repl-tls-'));
-  const cert = join(dir, 'cert.pem');
-  const key = join(dir, 'key.pem');
-  const gen = spawnSync('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=127.0.0.1',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1',
-  ]);
-  if (gen.status !== 0) {
+  const tls = selfSignedCert(dir);
+  if (!tls) {
     t.skip('openssl is not available');
     return;
   }
+  const { cert, key } = tls;
   agent = new Agent({ connect: { ca: readFileSync(cert, 'utf8') } });
   const dst = await start('dst', { RS_CERT_PATH: cert, RS_CERT_KEY_PATH: key });
   assert.ok(dst.url.startsWith('https://'));
