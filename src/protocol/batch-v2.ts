@@ -250,6 +250,15 @@ export function parseV2Batch(headers: HeaderSource): V2Batch {
   return { entries, startTs, labelNames, records, totalSize };
 }
 
+/** True when two label sets are equal (the common case between neighbouring records). */
+function sameLabels(a: Labels, b: Labels): boolean {
+  if (a === b) return true;
+  const keys = Object.keys(b);
+  if (keys.length !== Object.keys(a).length) return false;
+  for (const k of keys) if (a[k] !== b[k]) return false;
+  return true;
+}
+
 /** Metadata of a record to emit in a v2 batch. */
 export interface V2OutRecord {
   entry: string;
@@ -337,12 +346,14 @@ export function encodeV2Batch(records: readonly V2OutRecord[]): V2EncodedBatch {
       order.push(i);
       const ct = r.contentType === '' ? DEFAULT_CONTENT_TYPE : r.contentType;
       const ops: string[] = [];
-      const names = new Set([...Object.keys(prevLabels), ...Object.keys(r.labels)]);
-      for (const name of [...names].sort()) {
-        const before = prevLabels[name] ?? '';
-        const now = r.labels[name] ?? '';
-        if (before === now) continue;
-        ops.push(`${ensure(name)}=${now === '' ? '' : formatLabelValue(now)}`);
+      if (!sameLabels(prevLabels, r.labels)) {
+        const names = new Set([...Object.keys(prevLabels), ...Object.keys(r.labels)]);
+        for (const name of [...names].sort()) {
+          const before = prevLabels[name] ?? '';
+          const now = r.labels[name] ?? '';
+          if (before === now) continue;
+          ops.push(`${ensure(name)}=${now === '' ? '' : formatLabelValue(now)}`);
+        }
       }
       let value = String(r.size);
       if (prevCt !== ct || ops.length > 0) value += `,${prevCt === ct ? '' : ct}`;

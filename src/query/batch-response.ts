@@ -20,12 +20,16 @@ export interface BatchResponse {
   contentLength: number;
 }
 
-function common(contentLength: number, last: boolean): Record<string, string> {
-  return {
-    'content-type': 'application/octet-stream',
-    'content-length': String(contentLength),
-    [LAST_HEADER]: last ? 'true' : 'false',
-  };
+/** Adds the headers every batch response has to `headers` (assigned, not spread: ~90 keys). */
+function withCommon(
+  headers: Record<string, string>,
+  contentLength: number,
+  last: boolean,
+): Record<string, string> {
+  headers['content-type'] = 'application/octet-stream';
+  headers['content-length'] = String(contentLength);
+  headers[LAST_HEADER] = last ? 'true' : 'false';
+  return headers;
 }
 
 /** v1 batch response: `x-reduct-time-<ts>` headers, payloads in timestamp order. */
@@ -43,7 +47,7 @@ export function v1BatchResponse(batch: QueryBatch): BatchResponse {
       labels: labelsOf.get(r)!,
     })),
   );
-  return { headers: { ...common(contentLength, batch.last), ...headers }, body, contentLength };
+  return { headers: withCommon(headers, contentLength, batch.last), body, contentLength };
 }
 
 /**
@@ -62,7 +66,7 @@ export function v2BatchResponse(batch: QueryBatch): BatchResponse {
   );
   const body = enc.order.map((i) => batch.records[i]!.record);
   return {
-    headers: { ...common(enc.totalSize, batch.last), ...enc.headers },
+    headers: withCommon(enc.headers, enc.totalSize, batch.last),
     body,
     contentLength: enc.totalSize,
   };
