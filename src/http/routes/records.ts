@@ -78,8 +78,16 @@ export async function sendRecord(
     res.end();
     return;
   }
+  if (record.meta.size <= SMALL_RECORD) {
+    // One write with the headers, without stream machinery (most records are small).
+    res.end(await record.buffer());
+    return;
+  }
   await pipeline(record.stream(), res);
 }
+
+/** Records up to this size are read whole and sent in one write. */
+const SMALL_RECORD = 256 * 1024;
 
 /** GET|HEAD /b/{bucket}/{entry}[?ts=|?q=] */
 export async function readRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
