@@ -44,6 +44,19 @@ async function setup(extraEnv: Record<string, string> = {}): Promise<Env> {
   return env;
 }
 
+/** Runs `fn` with a fresh storage + replication manager and always cleans up. */
+async function withEnv(
+  ...args: [(env: Env) => Promise<void>] | [Record<string, string>, (env: Env) => Promise<void>]
+): Promise<void> {
+  const [extraEnv, fn] = args.length === 1 ? [{}, args[0]] : args;
+  const env = await setup(extraEnv);
+  try {
+    await fn(env);
+  } finally {
+    await env.close();
+  }
+}
+
 type Status = {
   state: string;
   pending_records: number;
@@ -81,8 +94,7 @@ async function readAll(
 }
 
 test('local replication copies new writes with labels, content type and payload, and only those', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await write(env.storage, 'src', 'a', 1n, 'before creation');
     await env.manager.create('r1', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
@@ -106,14 +118,11 @@ test('local replication copies new writes with labels, content type and payload,
     assert.equal(st.state, 'idle');
     assert.equal(st.counters.records_written, 51);
     assert.equal(infoOf(env.manager, 'r1').is_active, true);
-  } finally {
-    await env.close();
-  }
+  });
 });
 
 test('entries patterns, dst_prefix and when (stateful, per entry) select what is shipped', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await env.manager.create('r', {
       src_bucket: 'src',
@@ -147,14 +156,11 @@ test('entries patterns, dst_prefix and when (stateful, per entry) select what is
     assert.equal(c.records_written, 5);
     // 12 in scope from cam-1/cam-2 plus the unlabelled one (strict: missing label = filtered)
     assert.equal(c.records_filtered, 13 - 5);
-  } finally {
-    await env.close();
-  }
+  });
 });
 
 test('stateful when survives a restart; cursor resumes from the checkpoint; pending recomputed', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await env.manager.create('r', {
       src_bucket: 'src',
@@ -187,14 +193,11 @@ test('stateful when survives a restart; cursor resumes from the checkpoint; pend
       (await readAll(env.storage, 'dst', 'e')).map((r) => r.ts),
       [3n, 6n],
     );
-  } finally {
-    await env.close();
-  }
+  });
 });
 
 test('label updates are replicated, including removed labels; re-delivery is a no-op', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
     await write(env.storage, 'src', 'e', 1n, 'x', { a: '1', b: '2' });
@@ -214,14 +217,11 @@ test('label updates are replicated, including removed labels; re-delivery is a n
     await env.manager.setMode('r', { mode: 'enabled' });
     await waitFor(() => statusOf(env.manager, 'r').counters.records_already_present === 1);
     assert.equal(statusOf(env.manager, 'r').state, 'idle');
-  } finally {
-    await env.close();
-  }
+  });
 });
 
 test('a conflicting record: stop suspends with the reason and keeps it pending; skip logs it', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await env.storage.createBucket('dst');
     await write(env.storage, 'dst', 'e', 1n, 'different');
@@ -269,14 +269,11 @@ test('a conflicting record: stop suspends with the reason and keeps it pending; 
       ).toString(),
       'different',
     );
-  } finally {
-    await env.close();
-  }
+  });
 });
 
 test('definitions persist with mode 0600, disabled ignores writes, create_target false is visible', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await env.manager.create('r', {
       src_bucket: 'src',
@@ -301,14 +298,11 @@ test('definitions persist with mode 0600, disabled ignores writes, create_target
     assert.equal(got.settings.dst_token, null);
     assert.equal(got.settings.create_target, false);
     assert.equal(got.info.is_active, false);
-  } finally {
-    await env.close();
-  }
+  });
 });
 
 test('slots of removed replications are dropped at start; block overflow is passed to the slot', async () => {
-  const env = await setup();
-  try {
+  await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await env.manager.create('kept', {
       src_bucket: 'src',
@@ -330,7 +324,5 @@ test('slots of removed replications are dropped at start; block overflow is pass
     assert.deepEqual(names, ['other/owner', 'replication/kept']);
     await env.manager.remove('kept');
     assert.equal(env.storage.changes.getSlot('replication/kept'), undefined);
-  } finally {
-    await env.close();
-  }
+  });
 });
