@@ -44,6 +44,11 @@ async function setup(extraEnv: Record<string, string> = {}): Promise<Env> {
   return env;
 }
 
+/** The payload of one stored record as text. */
+async function bodyOf(storage: Storage, bucket: string, entry: string, ts: bigint): Promise<string> {
+  return (await (await storage.bucket(bucket).read(entry, ts)).buffer()).toString();
+}
+
 /** Runs `fn` with a fresh storage + replication manager and always cleans up. */
 async function withEnv(
   ...args: [(env: Env) => Promise<void>] | [Record<string, string>, (env: Env) => Promise<void>]
@@ -251,24 +256,8 @@ test('a conflicting record: stop suspends with the reason and keeps it pending; 
     assert.equal(f.total, 1);
     assert.equal(f.failures[0]!.ts, 1n);
     assert.equal(f.failures[0]!.status, 409);
-    assert.equal(
-      (
-        await env.storage
-          .bucket('dst')
-          .read('e', 2n)
-          .then((r) => r.buffer())
-      ).toString(),
-      'fine',
-    );
-    assert.equal(
-      (
-        await env.storage
-          .bucket('dst')
-          .read('e', 1n)
-          .then((r) => r.buffer())
-      ).toString(),
-      'different',
-    );
+    assert.equal(await bodyOf(env.storage, 'dst', 'e', 2n), 'fine');
+    assert.equal(await bodyOf(env.storage, 'dst', 'e', 1n), 'different');
   });
 });
 

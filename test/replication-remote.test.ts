@@ -137,24 +137,7 @@ test('GET right after POST is exactly the compatible answer (api.md §17.5), als
     compression: 'zstd',
   });
   assert.equal(r.status, 200);
-  const got = (await call(A, 'GET', 'replications/exact')).json as Record<string, unknown>;
-  const { status: st, ...compatible } = got;
-  assert.deepEqual(parseJson(stringifyJson(compatible)), {
-    diagnostics: { hourly: { errored: 0, errors: {}, ok: 0 } },
-    info: { is_active: true, is_provisioned: false, name: 'exact', mode: 'enabled', pending_records: 0 },
-    settings: {
-      src_bucket: 'exact-src',
-      dst_bucket: 'dst_bucket',
-      dst_host: 'http://localhost:9000',
-      dst_prefix: '',
-      dst_token: null,
-      entries: ['entry1', 'entry2'],
-      when: { $eq: ['&key1', 'value1'], $each_n: 10 },
-      mode: 'enabled',
-      compression: 'zstd',
-    },
-  });
-  assert.equal(typeof (st as Status).state, 'string');
+  // (the exact JSON is checked in api-replications.test.ts; here: the same answer through reduct-js)
   const full = await A.client.getReplication('exact');
   assert.equal(full.info.name, 'exact');
   assert.equal(full.info.isActive, true);

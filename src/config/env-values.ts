@@ -7,6 +7,7 @@
  * `K`/`M`/`G`/`T`/`P` alone are decimal, a bare number or `B` means bytes. Fractions are allowed
  * (`1.5GB`); the result is rounded down to whole bytes.
  */
+import { U64_MAX } from '../protocol/json.js';
 
 const SIZE_UNITS: Record<string, bigint> = {
   '': 1n,
@@ -32,8 +33,6 @@ const SIZE_UNITS: Record<string, bigint> = {
   pi: 1024n ** 5n,
   pib: 1024n ** 5n,
 };
-
-const U64_MAX = 0xffffffffffffffffn;
 
 /** Parses a human size (`10GB`, `512 MiB`, `1000`) into bytes, or returns undefined if invalid. */
 export function parseHumanSize(text: string): bigint | undefined {

@@ -3,18 +3,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Errors } from '../protocol/errors.js';
-import { U64_MAX } from '../protocol/json.js';
+import { parseU64 } from '../protocol/json.js';
 import type { Labels, RecordMeta } from '../storage/types.js';
 
 const LABEL_PREFIX = 'x-reduct-label-';
-const DIGITS = /^\d+$/;
-
-/** Parses a u64 decimal string, or returns undefined. */
-export function parseU64(text: string | null | undefined): bigint | undefined {
-  if (text === null || text === undefined || !DIGITS.test(text)) return undefined;
-  const v = BigInt(text);
-  return v <= U64_MAX ? v : undefined;
-}
 
 /** The mandatory `ts` query parameter (422 `'ts' parameter is required` / `… must be …`). */
 export function requireTs(query: URLSearchParams): bigint {

@@ -4,7 +4,7 @@
  * timestamp order. Used by the v1 batch routes and by replication senders.
  */
 import { Errors, FerryError } from './errors.js';
-import { U64_MAX } from './json.js';
+import { parseU64 } from './json.js';
 import type { Labels } from '../storage/types.js';
 
 /** Content type used when a record header leaves it empty. */
@@ -85,12 +85,8 @@ export function checkLabelName(name: string): void {
   if (!LABEL_NAME.test(name)) throw Errors.invalidLabelName(name);
 }
 
-/** Parses a decimal u64, or returns undefined. */
-export function parseU64(text: string): bigint | undefined {
-  if (!DIGITS.test(text)) return undefined;
-  const v = BigInt(text);
-  return v <= U64_MAX ? v : undefined;
-}
+/** Re-exported: the one u64 parser lives in json.ts. */
+export { parseU64 };
 
 /**
  * Splits a label list `k=v,k2="a,b",…` into raw (trimmed) key/value pairs. A value starting with

@@ -64,18 +64,23 @@ export function jsonNumber(v: unknown): number | bigint | undefined {
   return undefined;
 }
 
-/** Converts a JSON number/bigint/integer string to bigint, or returns undefined if it is not a u64. */
-export function toU64(v: unknown): bigint | undefined {
-  if (typeof v === 'bigint') return v >= 0n && v <= 0xffffffffffffffffn ? v : undefined;
-  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v);
-  if (typeof v === 'string' && /^\d+$/.test(v)) {
-    const b = BigInt(v);
-    return b <= 0xffffffffffffffffn ? b : undefined;
-  }
-  return undefined;
+export const U64_MAX = 0xffffffffffffffffn;
+const DIGITS = /^\d+$/;
+
+/** Parses a decimal u64 (timestamps, sizes, ids in headers and query strings), or undefined. */
+export function parseU64(text: string | null | undefined): bigint | undefined {
+  if (text === null || text === undefined || !DIGITS.test(text)) return undefined;
+  const v = BigInt(text);
+  return v <= U64_MAX ? v : undefined;
 }
 
-export const U64_MAX = 0xffffffffffffffffn;
+/** Converts a JSON number/bigint/integer string to bigint, or returns undefined if it is not a u64. */
+export function toU64(v: unknown): bigint | undefined {
+  if (typeof v === 'bigint') return v >= 0n && v <= U64_MAX ? v : undefined;
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return BigInt(v);
+  if (typeof v === 'string') return parseU64(v);
+  return undefined;
+}
 
 /**
  * A short, safe rendering of a value from a request for error messages. Never calls user-supplied

@@ -14,6 +14,7 @@ import { OpType, type WriteOp } from './wal.js';
 import type { EngineInternals } from './engine-internals.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry, validateEntryName } from '../protocol/names.js';
+import { DEFAULT_CONTENT_TYPE } from '../protocol/batch-v1.js';
 import type {
   BatchItem,
   Bucket,
@@ -29,7 +30,6 @@ import type {
   WriteOutcome,
 } from './types.js';
 
-const DEFAULT_CT = 'application/octet-stream';
 /** Chunk writes of one streamed record that may be in flight at once. */
 const MAX_INFLIGHT_CHUNK_WRITES = 4;
 const EMPTY_DIGEST = Buffer.alloc(16);
@@ -210,10 +210,10 @@ export class BucketImpl implements Bucket {
         desc = existing;
         desc.state = 'started';
         desc.labels = opts.labels ?? {};
-        desc.contentType = opts.contentType || DEFAULT_CT;
+        desc.contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
         desc.origin = opts.origin ?? '';
       } else {
-        const contentType = opts.contentType || DEFAULT_CT;
+        const contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
         const labels = opts.labels ?? {};
         const offset = block.payloadBytes;
         block.payloadBytes += size;
@@ -343,7 +343,7 @@ export class BucketImpl implements Bucket {
           slow.push(i);
           continue;
         }
-        const contentType = it.opts.contentType || DEFAULT_CT;
+        const contentType = it.opts.contentType || DEFAULT_CONTENT_TYPE;
         const labels = it.opts.labels ?? {};
         const offset = block.payloadBytes;
         block.payloadBytes += size;

@@ -21,7 +21,7 @@ import type { Bucket, StoredRecord } from '../../storage/types.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { RequestContext } from '../context.js';
-import { parseU64 } from '../headers.js';
+import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty, toFerryError } from '../respond.js';
 import { v1BatchResponse, type BatchResponse } from '../../query/batch-response.js';
 import { originHeader } from './records.js';

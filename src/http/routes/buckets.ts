@@ -3,7 +3,6 @@
  */
 import { Errors } from '../../protocol/errors.js';
 import { toU64, describeJsonValue } from '../../protocol/json.js';
-import { validateBucketName } from '../../protocol/names.js';
 import type { BucketSettings, BucketSettingsPatch, QuotaType } from '../../storage/types.js';
 import { authenticated, fullAccess, readAccess } from '../auth-hook.js';
 import { sendEmpty, sendJson } from '../respond.js';
@@ -84,9 +83,8 @@ export function bucketRoutes(): Route[] {
       handler: async (ctx) => {
         fullAccess(ctx);
         const name = ctx.param('bucket');
-        validateBucketName(name);
         const patch = parseSettingsPatch(await ctx.json());
-        await ctx.services.storage.createBucket(name, patch);
+        await ctx.services.storage.createBucket(name, patch); // validates the name
         sendEmpty(ctx.res);
       },
     },
@@ -119,8 +117,7 @@ export function bucketRoutes(): Route[] {
         fullAccess(ctx);
         const name = ctx.param('bucket');
         const newName = parseNewName(await ctx.json());
-        validateBucketName(newName);
-        await ctx.services.storage.renameBucket(name, newName);
+        await ctx.services.storage.renameBucket(name, newName); // validates the new name
         await ctx.services.tokens.onBucketRenamed(name, newName);
         sendEmpty(ctx.res);
       },

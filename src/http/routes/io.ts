@@ -14,7 +14,7 @@ import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
 import { assertWritableInstance, readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { RequestContext } from '../context.js';
-import { parseU64 } from '../headers.js';
+import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty, sendJson, toFerryError } from '../respond.js';
 import type { Route } from '../router.js';
 import { checkBatchLength, declaredBatchLength, sendBatch } from './batch-v1.js';

@@ -9,7 +9,8 @@ import type { StoredRecord, Labels } from '../../storage/types.js';
 import { checkMetaWrite, replaceOlderAttachments } from '../attachments.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
-import { optionalTs, parseU64, readLabelHeaders, requireTs, setRecordHeaders } from '../headers.js';
+import { optionalTs, readLabelHeaders, requireTs, setRecordHeaders } from '../headers.js';
+import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty } from '../respond.js';
 import { parseNewName } from './buckets.js';
 
@@ -50,7 +51,7 @@ export async function writeRecord(ctx: RequestContext, bucketName: string, entry
     ts,
     {
       size,
-      contentType: ctx.header('content-type') || 'application/octet-stream',
+      contentType: ctx.header('content-type'), // storage applies the default
       labels,
       origin: originHeader(ctx),
     },

@@ -44,20 +44,31 @@ function badState(kind: string): FerryError {
   return new FerryError(422, `Invalid saved state for ${kind}`);
 }
 
+/** A state slot holding one number (the counters of `$each_n` and `$limit`). */
+function numberSlot(kind: string, get: () => number, set: (v: number) => void): StateSlot {
+  return {
+    kind,
+    save: get,
+    restore: (s) => {
+      if (typeof s !== 'number') throw badState(kind);
+      set(s);
+    },
+  };
+}
+
 /** `$each_n: N` — true for the N-th, 2N-th, … evaluated record (counter starts at 1). */
 export const eachNOp: OperatorBuilder = (name, operands, scope) => {
   requireCount(name, operands, 1);
   const nExpr = operands[0];
   checkConst(name, nExpr, (v) => eachNCount(name, v));
   let count = 0;
-  scope.slots.push({
-    kind: name,
-    save: () => count,
-    restore: (s) => {
-      if (typeof s !== 'number') throw badState(name);
-      count = s;
-    },
-  } satisfies StateSlot);
+  scope.slots.push(
+    numberSlot(
+      name,
+      () => count,
+      (v) => (count = v),
+    ),
+  );
   const nFn = nExpr.fn;
   let fn: (ctx: EvalContext) => boolean;
   if (nExpr.konst) {
@@ -71,6 +82,7 @@ export const eachNOp: OperatorBuilder = (name, operands, scope) => {
   return { fn, bool: true };
 };
 
+/** A duration operand in µs: a duration literal, or a number of seconds. */
 function thresholdUs(v: Val): number {
   if (v instanceof Duration) return Math.max(0, v.us);
   return Math.max(0, Math.trunc(asFloat(v) * 1_000_000));
@@ -114,14 +126,13 @@ export const limitOp: OperatorBuilder = (name, operands, scope) => {
   const nExpr = operands[0];
   checkConst(name, nExpr, asInt);
   let count = 0;
-  scope.slots.push({
-    kind: name,
-    save: () => count,
-    restore: (s) => {
-      if (typeof s !== 'number') throw badState(name);
-      count = s;
-    },
-  } satisfies StateSlot);
+  scope.slots.push(
+    numberSlot(
+      name,
+      () => count,
+      (v) => (count = v),
+    ),
+  );
   const nFn = nExpr.fn;
   const constN = nExpr.konst ? asInt(nExpr.value!) : undefined;
   const fn = (ctx: EvalContext): boolean => {
@@ -132,11 +143,6 @@ export const limitOp: OperatorBuilder = (name, operands, scope) => {
   return { fn, bool: true };
 };
 
-function gateUs(v: Val): number {
-  if (v instanceof Duration) return Math.max(0, v.us);
-  return Math.max(0, Math.trunc(asFloat(v) * 1_000_000));
-}
-
 /**
  * `$gate: [duration, condition]` — a false→true edge of `condition` opens a window of `duration`
  * during which the output mirrors `condition`; after it closes the output stays false until
@@ -145,7 +151,7 @@ function gateUs(v: Val): number {
 export const gateOp: OperatorBuilder = (name, operands, scope) => {
   requireCount(name, operands, 2);
   const [dExpr, cond] = operands;
-  checkConst(name, dExpr, gateUs);
+  checkConst(name, dExpr, thresholdUs);
   let deadline: number | null = null;
   let previous = false;
   let resetRequired = false;
@@ -180,7 +186,7 @@ export const gateOp: OperatorBuilder = (name, operands, scope) => {
       resetRequired = false;
     }
     lastTs = ts;
-    const duration = gateUs(dFn(ctx));
+    const duration = thresholdUs(dFn(ctx));
     const input = test(ctx);
     if (deadline !== null && ts >= deadline) {
       deadline = null;
