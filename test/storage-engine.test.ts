@@ -524,3 +524,18 @@ test('releaseShipped lets FIFO evict delivered records at once, while log retent
     assert.equal(s.changes.getSlot('r')!.lsn, start, 'the persisted slot (log retention) did not move');
   });
 });
+
+test('an idempotent re-delivery leaves its block evictable (no write left in flight)', async () => {
+  await withStorage(async (s) => {
+    const b = await s.createBucket('f', { quota_type: 'FIFO', quota_size: 600n, max_block_records: 1n });
+    const payload = Buffer.alloc(100, 1);
+    const digest = createHash('sha256').update(payload).digest();
+    await b.write('e', 1n, { size: 100, digest }, payload);
+    assert.equal(await b.write('e', 1n, { size: 100, digest }, payload), 'already_present');
+    assert.deepEqual(await b.writeMany([{ entry: 'e', ts: 1n, opts: { size: 100, digest }, payload }]), [
+      'already_present',
+    ]);
+    for (let ts = 2n; ts <= 8n; ts++) await b.write('e', ts, { size: 100 }, payload);
+    await rejectsWith(b.read('e', 1n), 404);
+  });
+});

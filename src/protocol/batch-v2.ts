@@ -13,7 +13,7 @@ import {
   errorHeaderValue,
   formatLabelValue,
   checkLabelName,
-  headerPairs,
+  forEachHeader,
   splitLabelList,
   parseU64,
   type HeaderSource,
@@ -161,22 +161,22 @@ export function parseV2Batch(headers: HeaderSource): V2Batch {
   let startRaw: string | undefined;
   let labelsRaw: string | undefined;
   const found: Array<{ name: string; index: number; delta: bigint; value: string }> = [];
-  for (const [rawName, value] of headerPairs(headers)) {
+  forEachHeader(headers, (rawName, value) => {
     const name = rawName.toLowerCase();
-    if (!name.startsWith('x-reduct-')) continue;
+    if (!name.startsWith('x-reduct-')) return;
     if (name === ENTRIES_HEADER) entriesRaw = value;
     else if (name === START_TS_HEADER) startRaw = value;
     else if (name === LABELS_HEADER) labelsRaw = value;
     else {
       const m = RECORD_HEADER.exec(name);
-      if (m === null) continue;
+      if (m === null) return;
       const delta = parseU64(m[2]!);
       if (delta === undefined) throw Errors.batchHeaderTime(name);
       const index = Number(m[1]);
       if (!Number.isSafeInteger(index)) throw Errors.batchEntryIndexOutOfRange(name);
       found.push({ name, index, delta, value });
     }
-  }
+  });
 
   if (entriesRaw === undefined) throw Errors.batchEntriesRequired();
   if (entriesRaw.trim() === '') {

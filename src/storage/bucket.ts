@@ -201,6 +201,7 @@ export class BucketImpl implements Bucket {
       if (existing) {
         if (existing.state === 'finished' && opts.digest && existing.size === size) {
           if (existing.digest.equals(opts.digest.subarray(0, 16))) {
+            block.inflight--;
             await drain(payload);
             return 'already_present';
           }
@@ -213,25 +214,7 @@ export class BucketImpl implements Bucket {
         desc.contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
         desc.origin = opts.origin ?? '';
       } else {
-        const contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
-        const labels = opts.labels ?? {};
-        const offset = block.payloadBytes;
-        block.payloadBytes += size;
-        block.slots++;
-        desc = {
-          entry: entryName,
-          ts,
-          size,
-          contentType,
-          labels,
-          state: 'started',
-          digest: EMPTY_DIGEST,
-          origin: opts.origin ?? '',
-          offset,
-          descSize: descriptorSize(ts, offset, size, contentType, labels),
-          lsn: 0n,
-        };
-        block.insert(desc);
+        desc = this.reserve(entryName, block, ts, size, opts);
       }
     } catch (e) {
       block.inflight--;
@@ -241,33 +224,11 @@ export class BucketImpl implements Bucket {
 
     this.reservedBytes += size;
     const path = entry.dataPath(block);
-    let digest: Buffer;
     try {
-      digest = await this.writePayload(path, desc.offset, size, payload);
-      if (opts.digest && !opts.digest.subarray(0, 16).equals(digest)) {
-        throw Errors.badRequest(
-          `Content digest mismatch for record ${ts}: the payload was damaged in transit`,
-        );
-      }
-      await this.engine.commit(
-        {
-          type: OpType.Write,
-          lsn: 0n,
-          time: Date.now(),
-          bucket: this.name,
-          entry: entryName,
-          ts,
-          blockId: block.id,
-          offset: desc.offset,
-          size,
-          descSize: desc.descSize,
-          contentType: desc.contentType,
-          labels: desc.labels,
-          digest,
-          origin: desc.origin,
-        },
-        path,
-        (lsn) => this.finishWrite(entry, block, desc, digest, lsn),
+      const digest = await this.writePayload(path, desc.offset, size, payload);
+      checkDigest(opts, digest, ts);
+      await this.engine.commit(this.writeOpFor(block, desc, digest), path, (lsn) =>
+        this.finishWrite(entry, block, desc, digest, lsn),
       );
       return 'written';
     } catch (e) {
@@ -277,6 +238,50 @@ export class BucketImpl implements Bucket {
       this.reservedBytes -= size;
       block.inflight--;
     }
+  }
+
+  /** Reserves the next offset of `block` for a new record (no await may precede it). */
+  private reserve(entryName: string, block: Block, ts: bigint, size: number, opts: WriteOptions): RecordDesc {
+    const contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
+    const labels = opts.labels ?? {};
+    const offset = block.payloadBytes;
+    block.payloadBytes += size;
+    block.slots++;
+    const desc: RecordDesc = {
+      entry: entryName,
+      ts,
+      size,
+      contentType,
+      labels,
+      state: 'started',
+      digest: EMPTY_DIGEST,
+      origin: opts.origin ?? '',
+      offset,
+      descSize: descriptorSize(ts, offset, size, contentType, labels),
+      lsn: 0n,
+    };
+    block.insert(desc);
+    return desc;
+  }
+
+  /** The WAL op that makes a written record durable. */
+  private writeOpFor(block: Block, desc: RecordDesc, digest: Buffer): WriteOp {
+    return {
+      type: OpType.Write,
+      lsn: 0n,
+      time: Date.now(),
+      bucket: this.name,
+      entry: desc.entry,
+      ts: desc.ts,
+      blockId: block.id,
+      offset: desc.offset,
+      size: desc.size,
+      descSize: desc.descSize,
+      contentType: desc.contentType,
+      labels: desc.labels,
+      digest,
+      origin: desc.origin,
+    };
   }
 
   /** Makes a durable record visible and accounts for it. */
@@ -343,58 +348,25 @@ export class BucketImpl implements Bucket {
           slow.push(i);
           continue;
         }
-        const contentType = it.opts.contentType || DEFAULT_CONTENT_TYPE;
-        const labels = it.opts.labels ?? {};
-        const offset = block.payloadBytes;
-        block.payloadBytes += size;
-        block.slots++;
-        const desc: RecordDesc = {
-          entry: it.entry,
-          ts: it.ts,
-          size,
-          contentType,
-          labels,
-          state: 'started',
-          digest: EMPTY_DIGEST,
-          origin: it.opts.origin ?? '',
-          offset,
-          descSize: descriptorSize(it.ts, offset, size, contentType, labels),
-          lsn: 0n,
-        };
-        block.insert(desc);
+        const desc = this.reserve(it.entry, block, it.ts, size, it.opts);
         block.inflight++;
         this.reservedBytes += size;
         const path = e.dataPath(block);
-        const pending = this.engine.files.writeAt(path, offset, it.payload);
-        const digest = digestOf(it.payload);
-        staged.push({ entry: e, block, desc, digest, i });
-        if (pending) await pending;
-        if (it.opts.digest && !it.opts.digest.subarray(0, 16).equals(digest)) {
+        try {
+          const pending = this.engine.files.writeAt(path, desc.offset, it.payload);
+          const digest = digestOf(it.payload);
+          if (pending) await pending;
+          checkDigest(it.opts, digest, it.ts);
+          // Staged only once its bytes are written: `staged` and `ops` stay aligned.
+          staged.push({ entry: e, block, desc, digest, i });
+          ops.push(this.writeOpFor(block, desc, digest));
+          paths.add(path);
+        } catch (err) {
           desc.state = 'errored';
-          staged.pop();
           block.inflight--;
           this.reservedBytes -= size;
-          throw Errors.badRequest(
-            `Content digest mismatch for record ${it.ts}: the payload was damaged in transit`,
-          );
+          throw err;
         }
-        paths.add(path);
-        ops.push({
-          type: OpType.Write,
-          lsn: 0n,
-          time: Date.now(),
-          bucket: this.name,
-          entry: it.entry,
-          ts: it.ts,
-          blockId: block.id,
-          offset,
-          size,
-          descSize: desc.descSize,
-          contentType,
-          labels,
-          digest,
-          origin: desc.origin,
-        });
       } catch (err) {
         results[i] = err instanceof FerryError ? err : fromFsError(err);
       }
@@ -796,6 +768,13 @@ export class BucketImpl implements Bucket {
     }).catch((e) => {
       throw e instanceof FerryError ? e : fromFsError(e);
     });
+  }
+}
+
+/** 400 when the digest a sender computed does not match the payload received. */
+function checkDigest(opts: WriteOptions, digest: Buffer, ts: bigint): void {
+  if (opts.digest && !opts.digest.subarray(0, 16).equals(digest)) {
+    throw Errors.badRequest(`Content digest mismatch for record ${ts}: the payload was damaged in transit`);
   }
 }
 
