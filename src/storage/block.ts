@@ -34,7 +34,6 @@ export class Block {
   maxLsn = 0n;
   /** Descriptors changed since the last checkpoint. */
   dirty = false;
-  version = 0;
   /** Set once the block left its entry (evicted or emptied): never written again. */
   removed = false;
   /** Writes in flight (a block is never evicted while it has some). */
@@ -73,7 +72,6 @@ export class Block {
     const r = this.records!;
     if (r.length === 0 || r[r.length - 1]!.ts < desc.ts) r.push(desc);
     else r.splice(this.lowerBound(desc.ts), 0, desc);
-    this.version++;
   }
 
   remove(ts: bigint): RecordDesc | undefined {
@@ -81,7 +79,6 @@ export class Block {
     const r = this.records![i];
     if (!r || r.ts !== ts) return undefined;
     this.records!.splice(i, 1);
-    this.version++;
     return r;
   }
 

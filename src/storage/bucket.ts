@@ -296,7 +296,6 @@ export class BucketImpl implements Bucket {
     if (block.count === 1 || ts > block.maxTs) block.maxTs = ts;
     if (lsn > block.maxLsn) block.maxLsn = lsn;
     block.dirty = true;
-    block.version++;
     entry.indexDirty = true;
     this.accSize += desc.size + desc.descSize;
   }
@@ -639,8 +638,7 @@ export class BucketImpl implements Bucket {
       if (!changed) return next;
       desc.labels = next;
       block.dirty = true;
-      block.version++;
-      entry.indexDirty = true;
+        entry.indexDirty = true;
       await this.engine.commit(
         {
           type: OpType.Update,

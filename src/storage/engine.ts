@@ -93,6 +93,8 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   private commitListeners = new Set<(lsn: bigint) => void>();
   private overflowListeners = new Set<(slot: string, lsn: bigint) => void>();
   private loaded = new Set<Block>();
+  /** Blocks changed by WAL replay at start-up (their summaries are recomputed once at the end). */
+  private replayed = new Set<Block>();
   private loadedRecords = 0;
   private loading = new Map<Block, Promise<void>>();
 
@@ -126,6 +128,9 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       this.opts.walSegmentBytes,
     );
     for (const op of ops) await this.replay(op);
+    // Block summaries once per block, not once per replayed op (that would be quadratic).
+    for (const block of this.replayed) if (block.records && !block.removed) block.recompute();
+    this.replayed.clear();
     for (const name of this.slots.keys()) await this.rebuildPending(name);
     this.appliedLsn = this.wal.lastDurableLsn();
     for (const b of this.buckets.values()) this.recomputeBucketSize(b);
@@ -233,7 +238,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
             lsn: op.lsn,
           });
         }
-        block.recompute();
+        this.replayed.add(block);
         block.dirty = true;
         entry.indexDirty = true;
         break;
@@ -256,7 +261,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
         if (!entry || !block) return;
         await this.loadBlock(entry, block);
         if (block.remove(op.ts)) {
-          block.recompute();
+          this.replayed.add(block);
           block.dirty = true;
           entry.indexDirty = true;
         }

@@ -256,10 +256,6 @@ export class Wal {
     private readonly segmentBytes: number,
   ) {}
 
-  /** Number of segment files (for tests and diagnostics). */
-  segmentCount(): number {
-    return this.segments.length;
-  }
 
   /**
    * Opens the log, cutting a torn tail. `replayFrom`: ops with lsn > replayFrom are passed to
@@ -528,10 +524,6 @@ export class Wal {
     }
   }
 
-  /** Bytes of log currently kept on disk. */
-  diskBytes(): number {
-    return this.segments.reduce((s, x) => s + x.size, 0);
-  }
 
   async close(): Promise<void> {
     await this.fh?.close();
