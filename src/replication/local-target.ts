@@ -1,12 +1,11 @@
 /**
- * Destination bucket on this instance: records go straight into `storage.bucket(dst).write`, the
- * payload streamed from the source file, no HTTP and no intermediate copy.
+ * Destination bucket on this instance, no HTTP: small records go into the destination bucket in
+ * one `writeMany` per request, large ones are streamed from the source block file.
  */
 import { isFerryError } from '../protocol/errors.js';
-import type { Storage } from '../storage/types.js';
+import type { Storage, WriteOptions, WriteOutcome } from '../storage/types.js';
 import {
   classifyStatus,
-  lazyPayload,
   SMALL_PAYLOAD,
   TargetError,
   type ItemOutcome,
@@ -24,8 +23,18 @@ export interface LocalTargetOptions {
   targetSettings?: TargetSettings;
 }
 
-/** Records applied concurrently per request. */
-const LOCAL_CONCURRENCY = 64;
+/** Large records streamed concurrently per request. */
+const LOCAL_CONCURRENCY = 4;
+/** Label updates applied concurrently per request (they share group commits). */
+const UPDATE_CONCURRENCY = 64;
+
+function optionsOf(r: ShipRecord): WriteOptions {
+  return { size: r.size, contentType: r.contentType, labels: r.labels, origin: r.origin, digest: r.digest };
+}
+
+function writeOutcome(res: WriteOutcome): ItemOutcome {
+  return { kind: res === 'already_present' ? 'present' : 'written' };
+}
 
 function outcomeOf(e: unknown): ItemOutcome {
   if (isFerryError(e)) {
@@ -79,25 +88,40 @@ export class LocalTarget implements Target {
 
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     const bucket = this.bucket();
-    // concurrent writes share group commits (one fsync for many records)
-    return mapLimit(records, LOCAL_CONCURRENCY, async (r): Promise<ItemOutcome> => {
+    const out = new Array<ItemOutcome>(records.length);
+    const small: number[] = [];
+    records.forEach((r, i) => {
+      if (r.size <= SMALL_PAYLOAD) small.push(i);
+    });
+    // Small records in one batch write (one pass, one group-commit entry), as a client batch would.
+    if (small.length > 0) {
+      const payloads = await Promise.all(small.map((i) => records[i]!.buffer()));
+      const results = await bucket.writeMany(
+        small.map((i, k) => {
+          const r = records[i]!;
+          return { entry, ts: r.ts, opts: optionsOf(r), payload: payloads[k]! };
+        }),
+      );
+      results.forEach((res, k) => {
+        out[small[k]!] = typeof res === 'string' ? writeOutcome(res) : outcomeOf(res);
+      });
+    }
+    // Large ones streamed from the source file, a few at a time.
+    const large = records.map((_, i) => i).filter((i) => out[i] === undefined);
+    await mapLimit(large, LOCAL_CONCURRENCY, async (i) => {
+      const r = records[i]!;
       try {
-        const res = await bucket.write(
-          entry,
-          r.ts,
-          { size: r.size, contentType: r.contentType, labels: r.labels, origin: r.origin, digest: r.digest },
-          r.size <= SMALL_PAYLOAD ? await r.buffer() : lazyPayload(() => r.open()),
-        );
-        return { kind: res === 'already_present' ? 'present' : 'written' };
+        out[i] = writeOutcome(await bucket.write(entry, r.ts, optionsOf(r), r.open()));
       } catch (e) {
-        return outcomeOf(e);
+        out[i] = outcomeOf(e);
       }
     });
+    return out;
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     const bucket = this.bucket();
-    return mapLimit(records, LOCAL_CONCURRENCY, async (r): Promise<ItemOutcome> => {
+    return mapLimit(records, UPDATE_CONCURRENCY, async (r): Promise<ItemOutcome> => {
       try {
         const current = (await bucket.read(entry, r.ts)).meta.labels;
         const changes: Record<string, string | null> = {};

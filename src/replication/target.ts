@@ -4,6 +4,7 @@
  * (`RemoteTarget`, batch protocol v1 over keep-alive HTTP).
  */
 import type { Readable } from 'node:stream';
+import { payloadChunks, type PayloadAccess } from '../storage/payload-chunks.js';
 import type { Labels } from '../storage/types.js';
 
 /** One record to apply at the destination, read from the source storage at send time. */
@@ -86,39 +87,13 @@ export function classifyStatus(status: number, message: string, retryAfterMs?: n
   return { kind: 'permanent', status, message };
 }
 
-/**
- * The payloads of `records` back to back, as a body for one request. Small payloads are read whole
- * and coalesced, so that a batch of 1 KiB records costs a few socket writes instead of one per
- * record; large ones are streamed. At most one coalesced chunk (plus the stream's buffer) is held
- * at a time, whatever the batch size.
- */
-export async function* batchBody(records: readonly ShipRecord[]): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
-  let size = 0;
-  for (const r of records) {
-    if (r.size === 0) continue;
-    if (r.size <= SMALL_PAYLOAD) {
-      const b = await r.buffer();
-      parts.push(b);
-      size += b.length;
-      if (size < COALESCE_BYTES) continue;
-      yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-    } else {
-      if (size > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-      yield* lazyPayload(() => r.open());
-    }
-    parts = [];
-    size = 0;
-  }
-  if (size > 0) yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-}
+const SHIPPED: PayloadAccess<ShipRecord> = {
+  size: (r) => r.size,
+  read: (r) => r.buffer(),
+  open: (r) => r.open(),
+};
 
-/** Wraps a payload opener so that the file is only opened when the consumer starts reading. */
-export async function* lazyPayload(open: () => Readable): AsyncGenerator<Buffer> {
-  const stream = open();
-  try {
-    for await (const chunk of stream) yield chunk as Buffer;
-  } finally {
-    stream.destroy();
-  }
+/** The body of a v1 batch write: the records' payloads in order (small ones gathered). */
+export function batchBody(records: readonly ShipRecord[]): AsyncGenerator<Buffer> {
+  return payloadChunks(records, SHIPPED, { smallBytes: SMALL_PAYLOAD, chunkBytes: COALESCE_BYTES });
 }

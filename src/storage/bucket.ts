@@ -638,7 +638,7 @@ export class BucketImpl implements Bucket {
       if (!changed) return next;
       desc.labels = next;
       block.dirty = true;
-        entry.indexDirty = true;
+      entry.indexDirty = true;
       await this.engine.commit(
         {
           type: OpType.Update,

@@ -256,7 +256,6 @@ export class Wal {
     private readonly segmentBytes: number,
   ) {}
 
-
   /**
    * Opens the log, cutting a torn tail. `replayFrom`: ops with lsn > replayFrom are passed to
    * `apply` in order (redo after the last checkpoint).
@@ -523,7 +522,6 @@ export class Wal {
       await unlink(seg.path).catch(() => {});
     }
   }
-
 
   async close(): Promise<void> {
     await this.fh?.close();

@@ -18,6 +18,7 @@ import {
 } from '../../protocol/batch-v1.js';
 import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
 import type { Bucket, StoredRecord } from '../../storage/types.js';
+import { payloadChunks, type PayloadAccess } from '../../storage/payload-chunks.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { RequestContext } from '../context.js';
@@ -161,43 +162,21 @@ export async function sendBatch(
   else await streamRecords(res, out.body);
 }
 
-/** Payloads up to this size are read whole and sent together with their neighbours. */
-const SMALL_PAYLOAD = 256 * 1024;
-/** Bytes gathered before one socket write. */
-const COALESCE_BYTES = 1024 * 1024;
+/** Payloads up to 256 KiB are read whole and sent in ~1 MiB writes (one syscall for many records). */
+const CHUNKS = { smallBytes: 256 * 1024, chunkBytes: 1024 * 1024 };
+const STORED: PayloadAccess<StoredRecord> = {
+  size: (r) => r.meta.size,
+  read: (r) => r.buffer(),
+  open: (r) => r.stream(),
+};
 
-/**
- * Writes the payloads of `records` into `res` one after the other, then ends it. Small payloads
- * are gathered into ~1 MiB writes (one syscall for many records); large ones are streamed.
- */
+/** Writes the payloads of `records` into `res` one after the other (with back-pressure), then ends it. */
 export async function streamRecords(res: ServerResponse, records: readonly StoredRecord[]): Promise<void> {
-  const write = async (chunk: Buffer): Promise<void> => {
+  for await (const chunk of payloadChunks(records, STORED, CHUNKS)) {
     if (!res.write(chunk)) {
       await Promise.race([once(res, 'drain'), once(res, 'close')]);
       if (res.destroyed) throw new FerryError(500, 'Client closed the connection');
     }
-  };
-  let parts: Buffer[] = [];
-  let gathered = 0;
-  const flush = async (): Promise<void> => {
-    if (parts.length === 0) return;
-    const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, gathered);
-    parts = [];
-    gathered = 0;
-    await write(chunk);
-  };
-  for (const record of records) {
-    const size = record.meta.size;
-    if (size === 0) continue;
-    if (size <= SMALL_PAYLOAD) {
-      parts.push(await record.buffer());
-      gathered += size;
-      if (gathered >= COALESCE_BYTES) await flush();
-      continue;
-    }
-    await flush();
-    for await (const chunk of record.stream()) await write(chunk as Buffer);
   }
-  await flush();
   res.end();
 }
