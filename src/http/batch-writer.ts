@@ -7,7 +7,7 @@
  * quota, …) has them skipped and is reported per record; the request itself still succeeds.
  */
 import { Errors, type FerryError } from '../protocol/errors.js';
-import type { BatchItem, Bucket, Labels, WriteOutcome } from '../storage/types.js';
+import type { BatchItem, Bucket, Labels, WriteOptions, WriteOutcome } from '../storage/types.js';
 import { isMetaEntry } from '../protocol/names.js';
 import { checkMetaWrite, replaceOlderAttachments } from './attachments.js';
 import type { ByteReader } from './body.js';
@@ -23,15 +23,11 @@ const OUTCOMES: Record<WriteOutcome, BatchWriteResult> = {
 /** Records up to this size are gathered across chunk boundaries to stay on the fast path. */
 const JOIN_LIMIT = 256 * 1024;
 
-/** One record to write. */
+/** One record to write (storage's batch item without its payload, which the body delivers). */
 export interface BatchWriteItem {
   entry: string;
   ts: bigint;
-  size: number;
-  contentType: string;
-  labels: Labels;
-  origin?: string;
-  digest?: Buffer;
+  opts: WriteOptions & { labels: Labels };
   /** A problem found before writing (e.g. invalid entry name): the bytes are skipped. */
   rejected?: FerryError;
 }
@@ -53,49 +49,40 @@ export async function writeBatch(
   let truncated = false;
   // Records whose bytes are all in the chunk already received go to storage together, as one
   // `writeMany` (one pass, one group-commit entry); others stream one by one.
-  let run: Array<{ index: number; item: BatchItem }> = [];
+  let run: BatchItem[] = [];
+  let runIndex: number[] = [];
   const runs: Promise<void>[] = [];
   const flushRun = (): void => {
     if (run.length === 0 || !('write' in bucket)) return;
     const current = run;
+    const indexes = runIndex;
     run = [];
+    runIndex = [];
     // One promise per run; per-record results are filled in when it settles.
     runs.push(
-      bucket.writeMany(current.map((r) => r.item)).then((results) => {
+      bucket.writeMany(current).then((results) => {
         for (let k = 0; k < current.length; k++) {
           const r = results[k]!;
-          pending[current[k]!.index] = typeof r === 'string' ? OUTCOMES[r] : { error: r };
+          pending[indexes[k]!] = typeof r === 'string' ? OUTCOMES[r] : { error: r };
         }
       }),
     );
   };
   try {
     for (const item of items) {
-      if (!item.rejected && item.size > 0 && 'write' in bucket && !isMetaEntry(item.entry)) {
-        if (!reader.takeBufferedPossible(item.size) && item.size <= JOIN_LIMIT) await reader.fill(item.size);
-        const whole = reader.takeBuffered(item.size);
+      const size = item.opts.size;
+      if (!item.rejected && size > 0 && 'write' in bucket && !isMetaEntry(item.entry)) {
+        if (!reader.takeBufferedPossible(size) && size <= JOIN_LIMIT) await reader.fill(size);
+        const whole = reader.takeBuffered(size);
         if (whole) {
-          run.push({
-            index: pending.length,
-            item: {
-              entry: item.entry,
-              ts: item.ts,
-              opts: {
-                size: item.size,
-                contentType: item.contentType,
-                labels: item.labels,
-                origin: item.origin,
-                digest: item.digest,
-              },
-              payload: whole,
-            },
-          });
+          run.push({ entry: item.entry, ts: item.ts, opts: item.opts, payload: whole });
+          runIndex.push(pending.length);
           pending.push(PLACEHOLDER);
           continue;
         }
       }
       flushRun();
-      const slice = reader.slice(item.size);
+      const slice = reader.slice(size);
       const failure: FerryError | undefined = item.rejected ?? ('write' in bucket ? undefined : bucket);
       if (failure || !('write' in bucket)) {
         pending.push(Promise.resolve({ error: failure ?? Errors.internal('no bucket') }));
@@ -130,29 +117,16 @@ function writeOne(
 ): Promise<BatchWriteResult> {
   let checked: FerryError | undefined;
   try {
-    checkMetaWrite(item.entry, item.labels);
+    checkMetaWrite(item.entry, item.opts.labels);
   } catch (e) {
     checked = toFerryError(e);
   }
   if (checked) return Promise.resolve({ error: checked });
-  return bucket
-    .write(
-      item.entry,
-      item.ts,
-      {
-        size: item.size,
-        contentType: item.contentType,
-        labels: item.labels,
-        origin: item.origin,
-        digest: item.digest,
-      },
-      payload,
-    )
-    .then(
-      async (outcome): Promise<BatchWriteResult> => {
-        await replaceOlderAttachments(bucket, item.entry, item.ts, item.labels);
-        return { outcome };
-      },
-      (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
-    );
+  return bucket.write(item.entry, item.ts, item.opts, payload).then(
+    async (outcome): Promise<BatchWriteResult> => {
+      await replaceOlderAttachments(bucket, item.entry, item.ts, item.opts.labels);
+      return { outcome };
+    },
+    (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
+  );
 }

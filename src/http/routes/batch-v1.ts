@@ -79,11 +79,7 @@ export async function writeBatchV1(ctx: RequestContext, bucketName: string, entr
   const items: BatchWriteItem[] = batch.records.map((r) => ({
     entry,
     ts: r.ts,
-    size: r.size,
-    contentType: r.contentType,
-    labels: r.labels,
-    origin,
-    digest: digests.get(r.ts),
+    opts: { size: r.size, contentType: r.contentType, labels: r.labels, origin, digest: digests.get(r.ts) },
   }));
   const results = await writeBatch(bucket, items, ctx.body.reader());
   ctx.body.markFinished();

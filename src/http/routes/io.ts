@@ -93,10 +93,7 @@ async function writeBatchV2(ctx: RequestContext): Promise<void> {
   const items: BatchWriteItem[] = batch.records.map((r) => ({
     entry: r.entry,
     ts: r.ts,
-    size: r.size,
-    contentType: r.contentType,
-    labels: r.labels,
-    origin,
+    opts: { size: r.size, contentType: r.contentType, labels: r.labels, origin },
     rejected: invalid.get(r.entry),
   }));
   const results = await writeBatch(bucket, items, ctx.body.reader());
