@@ -267,6 +267,48 @@ async function drain(label: string, records: number, size: number): Promise<void
   }
 }
 
+/**
+ * Writes `rate` records/s of `payload` to `bucket` for `seconds` in batches of CLIENT_BATCH,
+ * without waiting for answers before sending the next batch; reports each batch's latency.
+ */
+async function pacedWrites(
+  src: Node,
+  bucket: string,
+  rate: number,
+  seconds: number,
+  payload: Buffer,
+  onSent: (lastTs: number, at: number, n: number) => void,
+): Promise<{ written: number; writes: LatencySummary }> {
+  const start = performance.now();
+  const latencies: number[] = [];
+  let written = 0;
+  let ts = 10;
+  const inflight = new Set<Promise<void>>();
+  while (performance.now() - start < seconds * 1000) {
+    const due = Math.floor(((performance.now() - start) / 1000) * rate) - written;
+    if (due > 0) {
+      for (let off = 0; off < due; off += CLIENT_BATCH) {
+        const n = Math.min(CLIENT_BATCH, due - off);
+        const first = ts;
+        ts += n;
+        const at = performance.now();
+        onSent(first + n - 1, at, n);
+        const p = src
+          .writeBatch(bucket, 'live', first, n, payload)
+          .then(() => void latencies.push(performance.now() - at))
+          .finally(() => inflight.delete(p));
+        inflight.add(p);
+      }
+      written += due;
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await Promise.all(inflight);
+  return { written, writes: summarize(latencies) };
+}
+
+const fmtMs = (v: number): string => v.toFixed(1);
+
 /** Lag at a steady write rate: send time vs. first time the destination shows the record. */
 async function live(rate: number, seconds: number): Promise<LatencySummary> {
   const { src, dst } = await startPair();
@@ -274,6 +316,10 @@ async function live(rate: number, seconds: number): Promise<LatencySummary> {
     await src.call('POST', '/b/src', {});
     await src.call('POST', '/replications/bench', replicationBody(dst, 'enabled'));
     const payload = Buffer.alloc(1024, 0x33);
+    // The same write load on a bucket nobody replicates: how much of the lag is the source's own
+    // write latency (the two instances share this machine's cores and disk).
+    await src.call('POST', '/b/solo', {});
+    const solo = await pacedWrites(src, 'solo', rate, seconds, payload, () => undefined);
     // warm-up: the destination bucket gets created by the first shipment
     await src.writeBatch('src', 'live', 1, 1, payload);
     await waitUntil('warm-up', 30_000, async () => (await dst.recordCount('dst')) >= 1);
@@ -313,26 +359,10 @@ async function live(rate: number, seconds: number): Promise<LatencySummary> {
         await poll.close();
       }
     })();
-    const start = performance.now();
-    let ts = 10;
-    const inflight = new Set<Promise<void>>();
-    while (performance.now() - start < seconds * 1000) {
-      const due = Math.floor(((performance.now() - start) / 1000) * rate) - written;
-      if (due > 0) {
-        for (let off = 0; off < due; off += CLIENT_BATCH) {
-          const n = Math.min(CLIENT_BATCH, due - off);
-          const first = ts;
-          ts += n;
-          const at = performance.now();
-          sent.push({ lastTs: first + n - 1, at, n });
-          const p = src.writeBatch('src', 'live', first, n, payload).finally(() => inflight.delete(p));
-          inflight.add(p);
-        }
-        written += due;
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    await Promise.all(inflight);
+    const paced = await pacedWrites(src, 'src', rate, seconds, payload, (lastTs, at, n) =>
+      sent.push({ lastTs, at, n }),
+    );
+    written = paced.written;
     stop = true;
     stopAt = performance.now();
     await poller;
@@ -346,7 +376,10 @@ async function live(rate: number, seconds: number): Promise<LatencySummary> {
       rssSrc: rs.stop(),
       rssDst: rd.stop(),
       ...cpu.stop(written),
-      note: 'src CPU includes ingest',
+      note:
+        `src CPU includes ingest; source write latency p50 ${fmtMs(paced.writes.p50)}, ` +
+        `p99 ${fmtMs(paced.writes.p99)} ms (same load, no replication: p50 ${fmtMs(solo.writes.p50)}, ` +
+        `p99 ${fmtMs(solo.writes.p99)} ms)`,
     });
     return summary;
   } finally {
