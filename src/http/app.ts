@@ -22,6 +22,7 @@ import FindMyWay from 'find-my-way';
 import { Errors } from '../protocol/errors.js';
 import { RequestContext } from './context.js';
 import { replicaForbidden } from './auth-hook.js';
+import { FerryIncomingMessage } from './request-headers.js';
 import { sendError } from './respond.js';
 import { ALL_METHODS, type Handler, type Method, type Route } from './router.js';
 import type { HttpServices } from './services.js';
@@ -149,6 +150,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     void handle(req, res, false);
   };
   const options: http.ServerOptions = {
+    IncomingMessage: FerryIncomingMessage,
     maxHeaderSize: 1024 * 1024,
     requestTimeout: 0,
     keepAliveTimeout: 5000,

@@ -148,7 +148,22 @@ function parseRecordValue(value: string): {
   const comma2 = rest.indexOf(',');
   const ct = (comma2 < 0 ? rest : rest.slice(0, comma2)).trim();
   const pairs = comma2 < 0 ? [] : splitLabelList(rest.slice(comma2 + 1));
-  return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : ct, pairs };
+  return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : internContentType(ct), pairs };
+}
+
+const contentTypes = new Map<string, string>();
+
+/**
+ * One string per distinct content type: a slice of the header value would keep the whole header
+ * string alive for as long as the record's descriptor stays in memory.
+ */
+function internContentType(ct: string): string {
+  const known = contentTypes.get(ct);
+  if (known !== undefined) return known;
+  // A flat copy, not a view into the header value.
+  const own = (' ' + ct).slice(1);
+  if (contentTypes.size < 256) contentTypes.set(own, own);
+  return own;
 }
 
 /** Collects `x-reduct-time-<ts>` headers from Node's `rawHeaders` (name/value pairs), sorted by ts. */

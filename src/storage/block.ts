@@ -115,11 +115,14 @@ const STATE_CODE: Record<RecordState, number> = { started: 0, finished: 1, error
 const CODE_STATE: RecordState[] = ['started', 'finished', 'errored'];
 
 /**
- * A descriptor read from a `.meta` file. The digest is a view into the file buffer made on first
- * use: scans decode many descriptors whose digest nobody reads (one Buffer object less each).
+ * The record descriptor kept in memory for every loaded record. The 16-byte digest is not a Buffer
+ * of its own (a Buffer object costs ~100 bytes per record) but a place in a shared slab — the
+ * `.meta` file buffer or the digest arena — viewed on demand.
  */
-class LoadedDesc implements RecordDesc {
-  private digestView: Buffer | undefined;
+export class Desc implements RecordDesc {
+  private digestSrc: ArrayBufferLike;
+  private digestAt: number;
+  private digestLen: number;
 
   constructor(
     public entry: string,
@@ -132,16 +135,21 @@ class LoadedDesc implements RecordDesc {
     public offset: number,
     public descSize: number,
     public lsn: bigint,
-    private readonly src: Buffer,
-    private readonly digestAt: number,
-  ) {}
+    digest: Buffer,
+  ) {
+    this.digestSrc = digest.buffer;
+    this.digestAt = digest.byteOffset;
+    this.digestLen = digest.length;
+  }
 
   get digest(): Buffer {
-    return (this.digestView ??= this.src.subarray(this.digestAt, this.digestAt + 16));
+    return Buffer.from(this.digestSrc, this.digestAt, this.digestLen);
   }
 
   set digest(value: Buffer) {
-    this.digestView = value;
+    this.digestSrc = value.buffer;
+    this.digestAt = value.byteOffset;
+    this.digestLen = value.length;
   }
 }
 
@@ -188,20 +196,8 @@ export async function loadBlockMeta(path: string, entry: string): Promise<Record
     const labels: Labels = r.labels(names);
     const digestAt = r.skip(16);
     const origin = r.str16();
-    out[i] = new LoadedDesc(
-      entry,
-      ts,
-      size,
-      contentType,
-      labels,
-      state,
-      origin,
-      offset,
-      descSize,
-      lsn,
-      buf,
-      digestAt,
-    );
+    const digest = buf.subarray(digestAt, digestAt + 16);
+    out[i] = new Desc(entry, ts, size, contentType, labels, state, origin, offset, descSize, lsn, digest);
   }
   return out;
 }

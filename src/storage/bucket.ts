@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { compact, digestOf } from './digest.js';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { Block, type RecordDesc } from './block.js';
+import { Block, Desc, type RecordDesc } from './block.js';
 import { Entry } from './entry.js';
 import { BlockRecord } from './block-record.js';
 import { descriptorSize } from './descriptor-size.js';
@@ -247,19 +247,19 @@ export class BucketImpl implements Bucket {
     const offset = block.payloadBytes;
     block.payloadBytes += size;
     block.slots++;
-    const desc: RecordDesc = {
-      entry: entryName,
+    const desc = new Desc(
+      entryName,
       ts,
       size,
       contentType,
       labels,
-      state: 'started',
-      digest: EMPTY_DIGEST,
-      origin: opts.origin ?? '',
+      'started',
+      opts.origin ?? '',
       offset,
-      descSize: descriptorSize(ts, offset, size, contentType, labels),
-      lsn: 0n,
-    };
+      descriptorSize(ts, offset, size, contentType, labels),
+      0n,
+      EMPTY_DIGEST,
+    );
     block.insert(desc);
     return desc;
   }
@@ -310,6 +310,7 @@ export class BucketImpl implements Bucket {
     const slow: number[] = [];
     const ops: WriteOp[] = [];
     const staged: Array<{ entry: Entry; block: Block; desc: RecordDesc; digest: Buffer; i: number }> = [];
+    const written: Buffer[] = [];
     const paths = new Set<string>();
     const quota = this.currentSettings.quota_type !== 'NONE';
     let lastName: string | undefined;
@@ -353,12 +354,10 @@ export class BucketImpl implements Bucket {
         const path = e.dataPath(block);
         try {
           const pending = this.engine.files.writeAt(path, desc.offset, it.payload);
-          const digest = digestOf(it.payload);
           if (pending) await pending;
-          checkDigest(it.opts, digest, it.ts);
-          // Staged only once its bytes are written: `staged` and `ops` stay aligned.
-          staged.push({ entry: e, block, desc, digest, i });
-          ops.push(this.writeOpFor(block, desc, digest));
+          // Staged only once its bytes are written; digested below, all at once.
+          staged.push({ entry: e, block, desc, digest: EMPTY_DIGEST, i });
+          written.push(it.payload);
           paths.add(path);
         } catch (err) {
           desc.state = 'errored';
@@ -369,6 +368,27 @@ export class BucketImpl implements Bucket {
       } catch (err) {
         results[i] = err instanceof FerryError ? err : fromFsError(err);
       }
+    }
+    if (staged.length > 0) {
+      const digests = await this.engine.digests.digestMany(written);
+      let kept = 0;
+      for (let k = 0; k < staged.length; k++) {
+        const st = staged[k]!;
+        st.digest = digests[k]!;
+        try {
+          checkDigest(items[st.i]!.opts, st.digest, st.desc.ts);
+        } catch (err) {
+          st.desc.state = 'errored';
+          st.block.inflight--;
+          this.reservedBytes -= st.desc.size;
+          results[st.i] = err as FerryError;
+          continue;
+        }
+        // `staged` and `ops` stay aligned.
+        staged[kept++] = st;
+        ops.push(this.writeOpFor(st.block, st.desc, st.digest));
+      }
+      staged.length = kept;
     }
     if (ops.length > 0) {
       try {

@@ -1,11 +1,14 @@
 /** What buckets need from the engine (kept narrow so that bucket.ts does not depend on engine.ts). */
 import type { Block } from './block.js';
 import type { BlockFiles } from './block-files.js';
+import type { DigestPool } from './digest-pool.js';
 import type { Entry } from './entry.js';
 import type { WalOp } from './wal.js';
 
 export interface EngineInternals {
   readonly files: BlockFiles;
+  /** Content digests of batches, off the event loop. */
+  readonly digests: DigestPool;
   /** Loads a block's descriptors (once; concurrent callers share the load). */
   loadBlock(entry: Entry, block: Block): Promise<void>;
   /**

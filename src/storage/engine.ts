@@ -12,7 +12,8 @@ import { describeJsonValue } from '../protocol/json.js';
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Block, encodeBlockMeta, encodeEntryIndex, loadBlockMeta, loadEntryIndex } from './block.js';
+import { Block, Desc, encodeBlockMeta, encodeEntryIndex, loadBlockMeta, loadEntryIndex } from './block.js';
+import { DigestPool } from './digest-pool.js';
 import { BlockFiles } from './block-files.js';
 import { BucketImpl } from './bucket.js';
 import { Entry } from './entry.js';
@@ -67,6 +68,7 @@ export async function openStorage(opts: StorageOptions): Promise<Storage> {
 
 class Engine implements Storage, EngineInternals, ChangeLog {
   readonly files = new BlockFiles();
+  readonly digests = new DigestPool();
   instanceId = '';
   private buckets = new Map<string, BucketImpl>();
   private wal!: Wal;
@@ -127,6 +129,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       (op) => ops.push(op),
       this.opts.walSegmentBytes,
     );
+    this.wal.keepTail(this.slots.size > 0);
     for (const op of ops) await this.replay(op);
     // Block summaries once per block, not once per replayed op (that would be quadratic).
     for (const block of this.replayed) if (block.records && !block.removed) block.recompute();
@@ -224,19 +227,21 @@ class Engine implements Storage, EngineInternals, ChangeLog {
         }
         await this.loadBlock(entry, block);
         if (!block.find(op.ts)) {
-          block.insert({
-            entry: op.entry,
-            ts: op.ts,
-            size: op.size,
-            contentType: op.contentType,
-            labels: op.labels,
-            state: 'finished',
-            digest: op.digest,
-            origin: op.origin,
-            offset: op.offset,
-            descSize: op.descSize,
-            lsn: op.lsn,
-          });
+          block.insert(
+            new Desc(
+              op.entry,
+              op.ts,
+              op.size,
+              op.contentType,
+              op.labels,
+              'finished',
+              op.origin,
+              op.offset,
+              op.descSize,
+              op.lsn,
+              op.digest,
+            ),
+          );
         }
         this.replayed.add(block);
         block.dirty = true;
@@ -681,6 +686,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     await this.wal.truncateUpTo(keep).catch(() => {});
     await this.files.closeAll(this.sync);
     await this.wal.close();
+    await this.digests.close();
   }
 
   // ------------------------------------------------------------------ ChangeLog
@@ -706,6 +712,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
 
   async setSlot(slot: SlotState): Promise<void> {
     this.slots.set(slot.name, { ...slot });
+    this.wal.keepTail(true);
     this.shipped.delete(slot.name);
     await this.rebuildPending(slot.name);
     this.slotsDirty = true;
@@ -771,6 +778,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     this.slotPending.delete(name);
     this.shipped.delete(name);
     if (this.slots.delete(name)) {
+      if (this.slots.size === 0) this.wal.keepTail(false);
       this.slotsDirty = true;
       await this.persistSlots();
     }

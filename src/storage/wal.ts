@@ -248,6 +248,7 @@ export class Wal {
   private framesSinceSparse = 0;
   /** Recent changes kept in memory so that live replication never touches the disk. */
   private tail: Change[] = [];
+  private tailKept = false;
   private readonly writer = new BinaryWriter(1 << 16);
 
   private constructor(
@@ -408,11 +409,14 @@ export class Wal {
     }
     seg.size = offset;
     this.durableLsn = ops[ops.length - 1]!.lsn;
-    for (const op of ops) {
-      const c = toChange(op);
-      if (c) this.tail.push(c);
+    if (this.tailKept) {
+      for (const op of ops) {
+        const c = toChange(op);
+        if (c) this.tail.push(c);
+      }
+      if (this.tail.length > TAIL_CAPACITY * 1.5)
+        this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
     }
-    if (this.tail.length > TAIL_CAPACITY * 1.5) this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
     // The group is durable already: a failed rotation (disk full) is retried on the next append.
     if (seg.size >= this.segmentBytes) await this.rotate().catch(() => undefined);
   }
@@ -442,6 +446,15 @@ export class Wal {
     this.segments.push(seg);
     await old?.close();
     this.framesSinceSparse = SPARSE_EVERY;
+  }
+
+  /**
+   * Keeps recent changes in memory for `read` (while some reader follows the log) or not (no
+   * reader: no memory or CPU spent per write). The tail stays contiguous either way.
+   */
+  keepTail(on: boolean): void {
+    this.tailKept = on;
+    if (!on) this.tail = [];
   }
 
   /** Reads up to `max` changes (writes and updates) with lsn > after, durable ones only. */

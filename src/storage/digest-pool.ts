@@ -1,0 +1,118 @@
+/**
+ * Content digests of many small payloads at once, computed on a worker thread.
+ *
+ * SHA-256 of a 1 KiB record costs ~1.7 µs on the event loop (mostly per-call set-up), over 10% of
+ * a batch write's CPU. A batch's payloads are copied into one shared buffer (~0.1 ms per MB) and
+ * hashed on a second thread, so the event loop goes on parsing and writing other requests. Small
+ * batches, and any failure of the worker, fall back to hashing inline: the result is the same.
+ */
+import { Worker } from 'node:worker_threads';
+import { digestOf } from './digest.js';
+
+/** Below this many payloads the round trip to the worker costs more than it saves. */
+const MIN_OFFLOAD = 32;
+/** Payloads larger than this are hashed inline (copying them would cost as much as hashing). */
+const MAX_PAYLOAD = 64 * 1024;
+
+const WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const { hash } = require('node:crypto');
+parentPort.on('message', ({ id, data, ends, out }) => {
+  const src = Buffer.from(data);
+  const dst = Buffer.from(out);
+  let start = 0;
+  for (let i = 0; i < ends.length; i++) {
+    const d = hash('sha256', src.subarray(start, ends[i]), 'buffer');
+    d.copy(dst, i * 16, 0, 16);
+    start = ends[i];
+  }
+  parentPort.postMessage(id);
+});
+`;
+
+interface Pending {
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+/** Hashes batches of payloads on one worker thread (created on first use, never keeps the process alive). */
+export class DigestPool {
+  private worker: Worker | undefined;
+  private broken = false;
+  private nextId = 0;
+  private pending = new Map<number, Pending>();
+
+  /**
+   * 16-byte digests of `payloads`, as views into one buffer, in order. Equal to `digestOf` of each.
+   */
+  async digestMany(payloads: readonly Buffer[]): Promise<Buffer[]> {
+    let total = 0;
+    let offload = payloads.length >= MIN_OFFLOAD && !this.broken;
+    for (const p of payloads) {
+      total += p.length;
+      if (p.length > MAX_PAYLOAD) offload = false;
+    }
+    if (!offload) return payloads.map(digestOf);
+    const data = new SharedArrayBuffer(total);
+    const out = new SharedArrayBuffer(payloads.length * 16);
+    const ends = new Int32Array(payloads.length);
+    const view = Buffer.from(data);
+    let at = 0;
+    for (let i = 0; i < payloads.length; i++) {
+      view.set(payloads[i]!, at);
+      at += payloads[i]!.length;
+      ends[i] = at;
+    }
+    try {
+      await this.run(data, ends, out);
+    } catch {
+      return payloads.map(digestOf);
+    }
+    const digests = Buffer.from(out);
+    const result = new Array<Buffer>(payloads.length);
+    for (let i = 0; i < payloads.length; i++) result[i] = digests.subarray(i * 16, i * 16 + 16);
+    return result;
+  }
+
+  private run(data: SharedArrayBuffer, ends: Int32Array, out: SharedArrayBuffer): Promise<void> {
+    const worker = this.ensureWorker();
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      // Only the worker has work queued: let the process exit if nothing else runs.
+      if (this.pending.size === 1) worker.ref();
+      worker.postMessage({ id, data, ends, out });
+    });
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    worker.unref();
+    worker.on('message', (id: number) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      if (this.pending.size === 0) worker.unref();
+      p.resolve();
+    });
+    const fail = (e: unknown): void => {
+      this.broken = true;
+      this.worker = undefined;
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`digest worker exited with code ${code}`)));
+    this.worker = worker;
+    return worker;
+  }
+
+  /** Stops the worker (pending batches fall back to inline hashing). */
+  async close(): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    this.broken = true;
+    if (w) await w.terminate();
+  }
+}
