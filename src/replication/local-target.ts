@@ -95,7 +95,7 @@ export class LocalTarget implements Target {
     });
     // Small records in one batch write (one pass, one group-commit entry), as a client batch would.
     if (small.length > 0) {
-      const payloads = await Promise.all(small.map((i) => records[i]!.buffer()));
+      const payloads = await Promise.all(small.map((i) => records[i]!.record.buffer()));
       const results = await bucket.writeMany(
         small.map((i, k) => {
           const r = records[i]!;
@@ -111,7 +111,7 @@ export class LocalTarget implements Target {
     await mapLimit(large, LOCAL_CONCURRENCY, async (i) => {
       const r = records[i]!;
       try {
-        out[i] = writeOutcome(await bucket.write(entry, r.ts, optionsOf(r), r.open()));
+        out[i] = writeOutcome(await bucket.write(entry, r.ts, optionsOf(r), r.record.stream()));
       } catch (e) {
         out[i] = outcomeOf(e);
       }

@@ -3,9 +3,8 @@
  * ships to a bucket of this instance (`LocalTarget`, no HTTP) or of another instance
  * (`RemoteTarget`, batch protocol v1 over keep-alive HTTP).
  */
-import type { Readable } from 'node:stream';
 import { payloadChunks, type PayloadAccess } from '../storage/payload-chunks.js';
-import type { Labels } from '../storage/types.js';
+import type { Labels, StoredRecord } from '../storage/types.js';
 
 /** One record to apply at the destination, read from the source storage at send time. */
 export interface ShipRecord {
@@ -22,10 +21,8 @@ export interface ShipRecord {
   digest: Buffer;
   /** Origin instance of the change ('' = written by a client of the source instance). */
   origin: string;
-  /** Opens the payload stream (writes only); each call streams from the source file again. */
-  open(): Readable;
-  /** Reads the whole payload at once (small records: served by the storage read-ahead window). */
-  buffer(): Promise<Buffer>;
+  /** The source record: its payload is read (writes only) when the request body is produced. */
+  record: StoredRecord;
 }
 
 /** Payloads up to this size are read whole instead of streamed. */
@@ -89,8 +86,9 @@ export function classifyStatus(status: number, message: string, retryAfterMs?: n
 
 const SHIPPED: PayloadAccess<ShipRecord> = {
   size: (r) => r.size,
-  read: (r) => r.buffer(),
-  open: (r) => r.open(),
+  read: (r) => r.record.buffer(),
+  open: (r) => r.record.stream(),
+  stored: (r) => r.record,
 };
 
 /** The body of a v1 batch write: the records' payloads in order (small ones gathered). */

@@ -757,8 +757,7 @@ export class ReplicationTask {
       removedLabels: c.removedLabels ?? [],
       digest: rec.meta.digest,
       origin: c.origin,
-      open: () => rec.stream(),
-      buffer: () => rec.buffer(),
+      record: rec,
     };
   }
 

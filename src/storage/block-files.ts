@@ -247,6 +247,27 @@ export class BlockFiles {
     }
   }
 
+  /**
+   * Reads `len` bytes at `pos` with direct reads into a buffer of their own (no read-ahead window):
+   * for ranges that span many records, read once instead of once per record.
+   */
+  async readRange(path: string, pos: number, len: number): Promise<Buffer> {
+    const f = await this.acquire(path);
+    try {
+      if (f.pending.length) await this.flushFile(f);
+      const buf = Buffer.allocUnsafeSlow(len);
+      let done = 0;
+      while (done < len) {
+        const { bytesRead } = await f.fh.read(buf, done, len - done, pos + done);
+        if (bytesRead === 0) throw new Error(`short read in ${path}`);
+        done += bytesRead;
+      }
+      return buf;
+    } finally {
+      this.release(f);
+    }
+  }
+
   /** Streams `len` bytes at `pos`; small payloads are read at once through the handle cache. */
   stream(path: string, pos: number, len: number): Readable {
     if (len === 0) return Readable.from([]);

@@ -7,8 +7,9 @@ import type { StoredRecord } from './types.js';
 /** A readable record of a block file (a class: scans create one per record, closures cost more). */
 export class BlockRecord implements StoredRecord {
   constructor(
-    private readonly files: BlockFiles,
-    private readonly path: string,
+    /** Where the payload is (payload-chunks.ts reads runs of adjacent records at once). */
+    readonly files: BlockFiles,
+    readonly path: string,
     readonly meta: RecordDesc,
   ) {}
 

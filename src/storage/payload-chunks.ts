@@ -4,12 +4,16 @@
  * many records), large ones are streamed from their block files without being held in memory.
  */
 import type { Readable } from 'node:stream';
+import { BlockRecord } from './block-record.js';
+import type { StoredRecord } from './types.js';
 
 /** How to reach one record's payload. */
 export interface PayloadAccess<T> {
   size(item: T): number;
   read(item: T): Promise<Buffer>;
   open(item: T): Readable;
+  /** The stored record behind `item`, when there is one: adjacent payloads are then read at once. */
+  stored?(item: T): StoredRecord | undefined;
 }
 
 export interface ChunkOptions {
@@ -32,16 +36,47 @@ export async function* payloadChunks<T>(
     gathered = 0;
     return chunk;
   };
+  // A run of small payloads that lie back to back in one block file: one read for all of them.
+  let run: BlockRecord | undefined;
+  let runStart = 0;
+  let runEnd = 0;
+  const readRun = async (): Promise<void> => {
+    if (!run) return;
+    const b = await run.files.readRange(run.path, runStart, runEnd - runStart);
+    run = undefined;
+    parts.push(b);
+    gathered += b.length;
+  };
   for (const item of items) {
     const size = access.size(item);
     if (size === 0) continue;
     if (size <= opts.smallBytes) {
+      const rec = access.stored?.(item);
+      if (rec instanceof BlockRecord) {
+        const offset = rec.meta.offset;
+        if (run && run.path === rec.path && run.files === rec.files && runEnd === offset) {
+          runEnd += size;
+        } else {
+          await readRun();
+          if (gathered >= opts.chunkBytes) yield take();
+          run = rec;
+          runStart = offset;
+          runEnd = offset + size;
+        }
+        if (gathered + runEnd - runStart >= opts.chunkBytes) {
+          await readRun();
+          yield take();
+        }
+        continue;
+      }
+      await readRun();
       const b = await access.read(item);
       parts.push(b);
       gathered += b.length;
       if (gathered >= opts.chunkBytes) yield take();
       continue;
     }
+    await readRun();
     if (gathered > 0) yield take();
     const stream = access.open(item);
     try {
@@ -50,5 +85,6 @@ export async function* payloadChunks<T>(
       stream.destroy();
     }
   }
+  await readRun();
   if (gathered > 0) yield take();
 }

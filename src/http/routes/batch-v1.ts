@@ -164,6 +164,7 @@ const STORED: PayloadAccess<StoredRecord> = {
   size: (r) => r.meta.size,
   read: (r) => r.buffer(),
   open: (r) => r.stream(),
+  stored: (r) => r,
 };
 
 /** Writes the payloads of `records` into `res` one after the other (with back-pressure), then ends it. */
