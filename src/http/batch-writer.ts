@@ -20,8 +20,12 @@ const OUTCOMES: Record<WriteOutcome, BatchWriteResult> = {
   already_present: { outcome: 'already_present' },
 };
 
-/** Records up to this size are gathered across chunk boundaries to stay on the fast path. */
-const JOIN_LIMIT = 256 * 1024;
+/**
+ * Records up to this size are gathered across chunk boundaries to stay on the fast path. Larger ones
+ * are written from the socket chunks as they are (no copy): gathering them cost more memory than it
+ * saved CPU (64 KiB batches: 110 instead of 186 MB RSS, and faster).
+ */
+const JOIN_LIMIT = 16 * 1024;
 
 /** One record to write (storage's batch item without its payload, which the body delivers). */
 export interface BatchWriteItem {
