@@ -24,8 +24,11 @@ export function descriptorSize(
   contentType: string,
   labels: Labels,
 ): number {
-  const sec = Number(ts / 1_000_000n);
-  const nanos = Number(ts % 1_000_000n) * 1000;
+  // Timestamps below 2^53 µs (year 2255) take the Number path: no BigInt division per record.
+  const n = Number(ts);
+  const exact = Number.isSafeInteger(n);
+  const sec = exact ? Math.floor(n / 1_000_000) : Number(ts / 1_000_000n);
+  const nanos = (exact ? n % 1_000_000 : Number(ts % 1_000_000n)) * 1000;
   const tsmsg = (sec > 0 ? 1 + varintLen(sec) : 0) + (nanos > 0 ? 1 + varintLen(nanos) : 0);
   let total = 2 + tsmsg;
   if (begin > 0) total += 1 + varintLen(begin);

@@ -55,7 +55,8 @@ export class DigestPool {
     if (!offload) return payloads.map(digestOf);
     const data = new SharedArrayBuffer(total);
     const out = new SharedArrayBuffer(payloads.length * 16);
-    const ends = new Int32Array(payloads.length);
+    // Shared too: a plain typed array would be copied by postMessage.
+    const ends = new Int32Array(new SharedArrayBuffer(payloads.length * 4));
     const view = Buffer.from(data);
     let at = 0;
     for (let i = 0; i < payloads.length; i++) {
