@@ -97,3 +97,22 @@ test('HTTPS when RS_CERT_PATH and RS_CERT_KEY_PATH are set', async (t) => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('ferry serve refuses an invalid FERRY_HEAP_GROWING_PERCENT with a message, before listening', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ferry-api-cli-heap-'));
+  try {
+    const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--data', dir], {
+      env: { PATH: process.env.PATH, RS_HOST: '127.0.0.1', FERRY_HEAP_GROWING_PERCENT: 'lots' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 1);
+    assert.match(out, /FERRY_HEAP_GROWING_PERCENT must be a non-negative integer, got 'lots'/);
+    assert.doesNotMatch(out, /Ferry listening/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
