@@ -539,3 +539,27 @@ test('an idempotent re-delivery leaves its block evictable (no write left in fli
     await rejectsWith(b.read('e', 1n), 404);
   });
 });
+
+test('a re-delivery whose body fails while it is skipped releases its block exactly once', async () => {
+  await withStorage(async (s) => {
+    const b = await s.createBucket('f2');
+    const payload = Buffer.alloc(100, 1);
+    const digest = createHash('sha256').update(payload).digest();
+    await b.write('e', 1n, { size: 100, digest }, payload);
+    // The client goes away in the middle of re-sending a record the store already holds.
+    async function* broken(): AsyncGenerator<Buffer> {
+      yield payload.subarray(0, 10);
+      throw new Error('connection reset');
+    }
+    await assert.rejects(b.write('e', 1n, { size: 100, digest }, broken()));
+    // A block's count of writes in flight decides whether its descriptors may be unloaded and
+    // whether it may be dropped: it must be back to 0, not -1 (released twice) or 1.
+    const blocks = (
+      b as unknown as { entriesMap: Map<string, { blocks: Array<{ inflight: number }> }> }
+    ).entriesMap.get('e')!.blocks;
+    assert.deepEqual(
+      blocks.map((x) => x.inflight),
+      [0],
+    );
+  });
+});

@@ -157,10 +157,6 @@ export class BinaryReader {
     if (this.pos + n > this.end) throw new RangeError('truncated binary data');
   }
 
-  get remaining(): number {
-    return this.end - this.pos;
-  }
-
   u8(): number {
     this.need(1);
     return this.buf[this.pos++]!;

@@ -41,6 +41,7 @@ export class BlockFiles {
   private files = new Map<string, OpenFile>();
   private opening = new Map<string, Promise<OpenFile>>();
   private tick = 0;
+  private evicting = false;
   /** Read-ahead windows by path (insertion order = LRU order). */
   private windows = new Map<string, { start: number; buf: Buffer }>();
 
@@ -84,12 +85,19 @@ export class BlockFiles {
   }
 
   private async evictIdle(): Promise<void> {
-    const idle = [...this.files.values()]
-      .filter((f) => f.refs === 0 && f.pending.length === 0 && !f.dirty)
-      .sort((a, b) => a.lastUse - b.lastUse);
-    for (const f of idle.slice(0, Math.max(0, this.files.size - MAX_OPEN / 2))) {
-      this.files.delete(f.path);
-      await f.fh.close().catch(() => {});
+    if (this.evicting) return;
+    this.evicting = true;
+    try {
+      const idle = [...this.files.values()].filter(isIdle).sort((a, b) => a.lastUse - b.lastUse);
+      for (const f of idle.slice(0, Math.max(0, this.files.size - MAX_OPEN / 2))) {
+        // Checked again: a write may have been queued on it while an earlier close was awaited, and
+        // closing it then would lose bytes that a group commit is about to report durable.
+        if (!isIdle(f) || this.files.get(f.path) !== f) continue;
+        this.files.delete(f.path);
+        await f.fh.close().catch(() => {});
+      }
+    } finally {
+      this.evicting = false;
     }
   }
 
@@ -108,36 +116,37 @@ export class BlockFiles {
       buf.length < DIRECT_WRITE_BYTES &&
       f.pendingBytes + f.flushingBytes + buf.length < MAX_QUEUED_BYTES
     ) {
-      f.dirty = true;
       f.lastUse = ++this.tick;
-      // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
-      // Copies of small chunks would land in Node's shared pool slabs and pin them.
-      f.pending.push({ pos, buf });
-      f.pendingBytes += buf.length;
-      if (f.pendingBytes >= BACKGROUND_FLUSH_BYTES && !f.backgroundFlush) {
-        f.backgroundFlush = true;
-        this.flushFile(f)
-          .catch((e: unknown) => (f.error = e))
-          .finally(() => (f.backgroundFlush = false));
-      }
+      this.enqueue(f, pos, buf);
       return undefined;
     }
     return this.writeAtSlow(path, pos, buf);
   }
 
+  /** Queues a small write; a background flush starts once enough is queued. */
+  private enqueue(f: OpenFile, pos: number, buf: Buffer): void {
+    f.dirty = true;
+    // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
+    // Copies of small chunks would land in Node's shared pool slabs and pin them.
+    f.pending.push({ pos, buf });
+    f.pendingBytes += buf.length;
+    if (f.pendingBytes >= BACKGROUND_FLUSH_BYTES && !f.backgroundFlush) {
+      f.backgroundFlush = true;
+      this.flushFile(f)
+        .catch((e: unknown) => (f.error = e))
+        .finally(() => (f.backgroundFlush = false));
+    }
+  }
+
   private async writeAtSlow(path: string, pos: number, buf: Buffer): Promise<void> {
     const f = await this.acquire(path);
     try {
-      f.dirty = true;
       if (buf.length >= DIRECT_WRITE_BYTES) {
+        f.dirty = true;
         await this.flushFile(f);
         await writeFully(f.fh, [buf], pos);
       } else {
-        // Copy: callers may reuse their buffers (HTTP chunks are views into socket buffers).
-        // No copy: a payload buffer must stay unchanged until its write resolves (as with fs.write).
-        // Copies of small chunks would land in Node's shared pool slabs and pin them.
-        f.pending.push({ pos, buf });
-        f.pendingBytes += buf.length;
+        this.enqueue(f, pos, buf);
         if (f.pendingBytes >= MAX_QUEUED_BYTES) await this.flushFile(f);
       }
     } finally {
@@ -223,7 +232,8 @@ export class BlockFiles {
     }
     const f = await this.acquire(path);
     try {
-      if (f.pending.length) await this.flushFile(f);
+      // Queued or still being written by a background flush: on disk first.
+      if (f.pending.length || f.flushingBytes) await this.flushFile(f);
       if (len < READ_WINDOW_BYTES / 4) {
         const win = Buffer.allocUnsafe(READ_WINDOW_BYTES);
         const { bytesRead } = await f.fh.read(win, 0, win.length, pos);
@@ -234,35 +244,22 @@ export class BlockFiles {
           return Buffer.from(win.subarray(0, len));
         }
       }
-      const buf = Buffer.allocUnsafe(len);
-      let done = 0;
-      while (done < len) {
-        const { bytesRead } = await f.fh.read(buf, done, len - done, pos + done);
-        if (bytesRead === 0) throw new Error(`short read in ${path}`);
-        done += bytesRead;
-      }
-      return buf;
+      return await readExactly(f, pos, len);
     } finally {
       this.release(f);
     }
   }
 
   /**
-   * Reads `len` bytes at `pos` with direct reads into a buffer of their own (no read-ahead window):
-   * for ranges that span many records, read once instead of once per record.
+   * Reads `len` bytes at `pos` into a buffer of their own, without the read-ahead window: for
+   * ranges that span many records, read once instead of once per record.
    */
   async readRange(path: string, pos: number, len: number): Promise<Buffer> {
     const f = await this.acquire(path);
     try {
-      if (f.pending.length) await this.flushFile(f);
-      const buf = Buffer.allocUnsafeSlow(len);
-      let done = 0;
-      while (done < len) {
-        const { bytesRead } = await f.fh.read(buf, done, len - done, pos + done);
-        if (bytesRead === 0) throw new Error(`short read in ${path}`);
-        done += bytesRead;
-      }
-      return buf;
+      // Queued or still being written by a background flush: on disk first.
+      if (f.pending.length || f.flushingBytes) await this.flushFile(f);
+      return await readExactly(f, pos, len);
     } finally {
       this.release(f);
     }
@@ -283,9 +280,11 @@ export class BlockFiles {
 
   /** Closes and forgets a file (before it is deleted or renamed). */
   async forget(pathPrefix: string): Promise<void> {
-    this.windows.clear();
+    const dirPrefix = pathPrefix.endsWith('/') ? pathPrefix : pathPrefix + '/';
+    const under = (p: string): boolean => p === pathPrefix || p.startsWith(dirPrefix);
+    for (const p of [...this.windows.keys()]) if (under(p)) this.windows.delete(p);
     for (const [p, f] of this.files) {
-      if (p === pathPrefix || p.startsWith(pathPrefix.endsWith('/') ? pathPrefix : pathPrefix + '/')) {
+      if (under(p)) {
         this.files.delete(p);
         await this.flushFile(f).catch(() => {});
         await f.fh.close().catch(() => {});
@@ -298,6 +297,20 @@ export class BlockFiles {
     for (const f of this.files.values()) await f.fh.close().catch(() => {});
     this.files.clear();
   }
+}
+
+const isIdle = (f: OpenFile): boolean => f.refs === 0 && f.pending.length === 0 && !f.dirty;
+
+/** Reads exactly `len` bytes at `pos` (a short read means the file is shorter than its index says). */
+async function readExactly(f: OpenFile, pos: number, len: number): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(len);
+  let done = 0;
+  while (done < len) {
+    const { bytesRead } = await f.fh.read(buf, done, len - done, pos + done);
+    if (bytesRead === 0) throw new Error(`short read in ${f.path}`);
+    done += bytesRead;
+  }
+  return buf;
 }
 
 /**

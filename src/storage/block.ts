@@ -122,7 +122,6 @@ const CODE_STATE: RecordState[] = ['started', 'finished', 'errored'];
 export class Desc implements RecordDesc {
   private digestSrc: ArrayBufferLike;
   private digestAt: number;
-  private digestLen: number;
 
   constructor(
     public entry: string,
@@ -139,47 +138,63 @@ export class Desc implements RecordDesc {
   ) {
     this.digestSrc = digest.buffer;
     this.digestAt = digest.byteOffset;
-    this.digestLen = digest.length;
   }
 
+  /** Every stored digest is 16 bytes (digest.ts); only the first 16 bytes of `value` are kept. */
   get digest(): Buffer {
-    return Buffer.from(this.digestSrc, this.digestAt, this.digestLen);
+    return Buffer.from(this.digestSrc, this.digestAt, 16);
   }
 
   set digest(value: Buffer) {
     this.digestSrc = value.buffer;
     this.digestAt = value.byteOffset;
-    this.digestLen = value.length;
   }
 }
 
-/** Serialises the finished records of a block. */
-export function encodeBlockMeta(block: Block): Buffer {
-  const w = new BinaryWriter(64 + (block.records?.length ?? 0) * 96);
-  const records = block.records!.filter((r) => r.state === 'finished');
-  w.u32(META_MAGIC).u32(records.length).u64(block.id);
-  for (const r of records) {
-    w.u64(r.ts).num(r.offset).num(r.size).u32(r.descSize).u64(r.lsn).u8(STATE_CODE[r.state]);
-    w.str16(r.contentType).labels(r.labels).bytes(r.digest.subarray(0, 16)).str16(r.origin);
-  }
-  const body = w.view();
-  const out = Buffer.allocUnsafe(body.length + 4);
-  body.copy(out, 0);
-  out.writeUInt32LE(crc32(body), body.length);
-  return out;
+/** Ends a metadata file: its bytes followed by their CRC-32. */
+function seal(w: BinaryWriter): Buffer {
+  w.u32(crc32(w.view()));
+  return w.view();
 }
 
-/** Reads `<id>.meta`; returns undefined if missing or corrupt (the WAL then rebuilds it). */
-export async function loadBlockMeta(path: string, entry: string): Promise<RecordDesc[] | undefined> {
+/**
+ * Reads a file written by `seal`: a reader positioned after its magic number, or undefined when
+ * the file is missing, shorter than `minLength`, fails its CRC or has another magic number.
+ */
+async function readSealed(
+  path: string,
+  minLength: number,
+  magic: number,
+): Promise<{ buf: Buffer; r: BinaryReader } | undefined> {
   let buf: Buffer;
   try {
     buf = await readFile(path);
   } catch {
     return undefined;
   }
-  if (buf.length < 20 || crc32(buf, 0, buf.length - 4) !== buf.readUInt32LE(buf.length - 4)) return undefined;
+  if (buf.length < minLength || crc32(buf, 0, buf.length - 4) !== buf.readUInt32LE(buf.length - 4))
+    return undefined;
   const r = new BinaryReader(buf, 0, buf.length - 4);
-  if (r.u32() !== META_MAGIC) return undefined;
+  return r.u32() === magic ? { buf, r } : undefined;
+}
+
+/** Serialises the finished records of a block. */
+export function encodeBlockMeta(block: Block): Buffer {
+  const records = block.records!.filter((r) => r.state === 'finished');
+  const w = new BinaryWriter(64 + records.length * 96);
+  w.u32(META_MAGIC).u32(records.length).u64(block.id);
+  for (const r of records) {
+    w.u64(r.ts).num(r.offset).num(r.size).u32(r.descSize).u64(r.lsn).u8(STATE_CODE[r.state]);
+    w.str16(r.contentType).labels(r.labels).bytes(r.digest).str16(r.origin);
+  }
+  return seal(w);
+}
+
+/** Reads `<id>.meta`; returns undefined if missing or corrupt (the WAL then rebuilds it). */
+export async function loadBlockMeta(path: string, entry: string): Promise<RecordDesc[] | undefined> {
+  const sealed = await readSealed(path, 20, META_MAGIC);
+  if (!sealed) return undefined;
+  const { buf, r } = sealed;
   const n = r.u32();
   r.u64();
   const out: RecordDesc[] = new Array(n);
@@ -209,24 +224,13 @@ export function encodeEntryIndex(blocks: Block[]): Buffer {
   for (const b of blocks) {
     w.u64(b.id).u32(b.count).num(b.payloadBytes).num(b.accSize).u64(b.minTs).u64(b.maxTs).u64(b.maxLsn);
   }
-  const body = w.view();
-  const out = Buffer.allocUnsafe(body.length + 4);
-  body.copy(out, 0);
-  out.writeUInt32LE(crc32(body), body.length);
-  return out;
+  return seal(w);
 }
 
 /** Reads `index.bin`; undefined when missing or corrupt. */
 export async function loadEntryIndex(path: string): Promise<Block[] | undefined> {
-  let buf: Buffer;
-  try {
-    buf = await readFile(path);
-  } catch {
-    return undefined;
-  }
-  if (buf.length < 12 || crc32(buf, 0, buf.length - 4) !== buf.readUInt32LE(buf.length - 4)) return undefined;
-  const r = new BinaryReader(buf, 0, buf.length - 4);
-  if (r.u32() !== INDEX_MAGIC) return undefined;
+  const r = (await readSealed(path, 12, INDEX_MAGIC))?.r;
+  if (!r) return undefined;
   const n = r.u32();
   const out: Block[] = [];
   for (let i = 0; i < n; i++) {

@@ -155,15 +155,26 @@ export class BucketImpl implements Bucket {
     return this.createEntry(name);
   }
 
+  /** The entry `name` and every entry below it. */
+  subtree(name: string): Entry[] {
+    const below = name + '/';
+    return [...this.entriesMap.values()].filter((e) => e.name === name || e.name.startsWith(below));
+  }
+
+  /** Registers the parents of `name` that are missing (and `name` itself when `inclusive`). */
+  private addPath(name: string, inclusive: boolean): void {
+    const parts = name.split('/');
+    for (let i = 1; i <= (inclusive ? parts.length : parts.length - 1); i++) {
+      const p = parts.slice(0, i).join('/');
+      if (!this.entriesMap.has(p)) this.entriesMap.set(p, new Entry(p, `${this.dir}/${p}`));
+    }
+  }
+
   private async createEntry(name: string): Promise<Entry> {
     checkEntryName(name);
     const dir = `${this.dir}/${name}`;
     await mkdir(dir, { recursive: true });
-    const parts = name.split('/');
-    for (let i = 1; i <= parts.length; i++) {
-      const p = parts.slice(0, i).join('/');
-      if (!this.entriesMap.has(p)) this.entriesMap.set(p, new Entry(p, `${this.dir}/${p}`));
-    }
+    this.addPath(name, true);
     return this.entriesMap.get(name)!;
   }
 
@@ -201,8 +212,9 @@ export class BucketImpl implements Bucket {
       if (existing) {
         if (existing.state === 'finished' && opts.digest && existing.size === size) {
           if (existing.digest.equals(opts.digest.subarray(0, 16))) {
-            block.inflight--;
+            // A failed drain leaves through the catch below, which releases the block once.
             await drain(payload);
+            block.inflight--;
             return 'already_present';
           }
         }
@@ -265,11 +277,11 @@ export class BucketImpl implements Bucket {
   }
 
   /** The WAL op that makes a written record durable. */
-  private writeOpFor(block: Block, desc: RecordDesc, digest: Buffer): WriteOp {
+  private writeOpFor(block: Block, desc: RecordDesc, digest: Buffer, time = Date.now()): WriteOp {
     return {
       type: OpType.Write,
       lsn: 0n,
-      time: Date.now(),
+      time,
       bucket: this.name,
       entry: desc.entry,
       ts: desc.ts,
@@ -310,7 +322,6 @@ export class BucketImpl implements Bucket {
     const slow: number[] = [];
     const ops: WriteOp[] = [];
     const staged: Array<{ entry: Entry; block: Block; desc: RecordDesc; digest: Buffer; i: number }> = [];
-    const written: Buffer[] = [];
     const paths = new Set<string>();
     const quota = this.currentSettings.quota_type !== 'NONE';
     let lastName: string | undefined;
@@ -357,7 +368,6 @@ export class BucketImpl implements Bucket {
           if (pending) await pending;
           // Staged only once its bytes are written; digested below, all at once.
           staged.push({ entry: e, block, desc, digest: EMPTY_DIGEST, i });
-          written.push(it.payload);
           paths.add(path);
         } catch (err) {
           desc.state = 'errored';
@@ -370,7 +380,8 @@ export class BucketImpl implements Bucket {
       }
     }
     if (staged.length > 0) {
-      const digests = await this.engine.digests.digestMany(written);
+      const digests = await this.engine.digests.digestMany(staged.map((st) => items[st.i]!.payload));
+      const time = Date.now();
       let kept = 0;
       for (let k = 0; k < staged.length; k++) {
         const st = staged[k]!;
@@ -386,7 +397,7 @@ export class BucketImpl implements Bucket {
         }
         // `staged` and `ops` stay aligned.
         staged[kept++] = st;
-        ops.push(this.writeOpFor(st.block, st.desc, st.digest));
+        ops.push(this.writeOpFor(st.block, st.desc, st.digest, time));
       }
       staged.length = kept;
     }
@@ -576,14 +587,21 @@ export class BucketImpl implements Bucket {
       }
       throw Errors.recordNotFound(0n, this.name, entryName);
     }
-    const block = entry.blockFor(ts);
-    if (!block) throw Errors.recordNotFound(ts, this.name, entryName);
-    await this.engine.loadBlock(entry, block);
-    const desc = block.find(ts);
-    if (!desc) throw Errors.recordNotFound(ts, this.name, entryName);
+    const found = await this.locate(entry, ts);
+    if (!found) throw Errors.recordNotFound(ts, this.name, entryName);
+    const { block, desc } = found;
     if (desc.state === 'started') throw Errors.recordStillWritten(ts);
     if (desc.state === 'errored') throw Errors.recordErrored(ts);
     return this.stored(entry, block, desc);
+  }
+
+  /** The record at `ts` and its block (descriptors loaded), or undefined when there is none. */
+  private async locate(entry: Entry, ts: bigint): Promise<{ block: Block; desc: RecordDesc } | undefined> {
+    const block = entry.blockFor(ts);
+    if (!block) return undefined;
+    await this.engine.loadBlock(entry, block);
+    const desc = block.find(ts);
+    return desc && { block, desc };
   }
 
   private stored(entry: Entry, block: Block, desc: RecordDesc): StoredRecord {
@@ -634,11 +652,9 @@ export class BucketImpl implements Bucket {
   ): Promise<Labels> {
     return this.shared(async () => {
       const entry = this.getEntry(entryName);
-      const block = entry.blockFor(ts);
-      if (!block) throw Errors.recordNotFound(ts, this.name, entryName);
-      await this.engine.loadBlock(entry, block);
-      const desc = block.find(ts);
-      if (!desc || desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
+      const found = await this.locate(entry, ts);
+      if (found?.desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
+      const { block, desc } = found;
       const next: Labels = { ...desc.labels };
       const removed: string[] = [];
       let changed = false;
@@ -657,8 +673,8 @@ export class BucketImpl implements Bucket {
       // A no-op update is not logged: nothing to replicate, which also ends update ping-pong.
       if (!changed) return next;
       desc.labels = next;
+      // Descriptors only: block summaries (index.bin) do not hold labels.
       block.dirty = true;
-      entry.indexDirty = true;
       await this.engine.commit(
         {
           type: OpType.Update,
@@ -684,11 +700,9 @@ export class BucketImpl implements Bucket {
   removeRecord(entryName: string, ts: bigint): Promise<void> {
     return this.shared(async () => {
       const entry = this.getEntry(entryName);
-      const block = entry.blockFor(ts);
-      if (!block) throw Errors.recordNotFound(ts, this.name, entryName);
-      await this.engine.loadBlock(entry, block);
-      const desc = block.find(ts);
-      if (!desc || desc.state === 'started') throw Errors.recordNotFound(ts, this.name, entryName);
+      const found = await this.locate(entry, ts);
+      if (!found || found.desc.state === 'started') throw Errors.recordNotFound(ts, this.name, entryName);
+      const { block, desc } = found;
       block.remove(ts);
       if (desc.state === 'finished') {
         block.count--;
@@ -719,9 +733,7 @@ export class BucketImpl implements Bucket {
   removeEntry(entryName: string): Promise<void> {
     return this.shared(async () => {
       const root = this.getEntry(entryName);
-      const doomed = [...this.entriesMap.values()].filter(
-        (e) => e.name === entryName || e.name.startsWith(entryName + '/'),
-      );
+      const doomed = this.subtree(entryName);
       for (const e of doomed) e.status = 'DELETING';
       await this.engine.commit(
         { type: OpType.RemoveEntry, lsn: 0n, time: Date.now(), bucket: this.name, entry: entryName },
@@ -762,9 +774,7 @@ export class BucketImpl implements Bucket {
       // Make every change so far durable in descriptor files first, so that the WAL holds nothing
       // that refers to the old name and would need replay.
       await this.engine.checkpoint();
-      const moved = [...this.entriesMap.values()].filter(
-        (e) => e.name === entryName || e.name.startsWith(entryName + '/'),
-      );
+      const moved = this.subtree(entryName);
       const newDir = `${this.dir}/${newName}`;
       await this.engine.files.forget(entry.dir);
       await mkdir(dirname(newDir), { recursive: true });
@@ -777,11 +787,7 @@ export class BucketImpl implements Bucket {
         for (const b of e.blocks) if (b.records) for (const r of b.records) r.entry = e.name;
         this.entriesMap.set(e.name, e);
       }
-      const parts = newName.split('/');
-      for (let i = 1; i < parts.length; i++) {
-        const p = parts.slice(0, i).join('/');
-        if (!this.entriesMap.has(p)) this.entriesMap.set(p, new Entry(p, `${this.dir}/${p}`));
-      }
+      this.addPath(newName, false);
       await this.engine.checkpoint();
     }).catch((e) => {
       throw e instanceof FerryError ? e : fromFsError(e);

@@ -80,7 +80,7 @@ export class DigestPool {
     const id = this.nextId++;
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      // Only the worker has work queued: let the process exit if nothing else runs.
+      // Keep the process alive while a batch is being hashed (the idle worker is unref'd).
       if (this.pending.size === 1) worker.ref();
       worker.postMessage({ id, data, ends, out });
     });
@@ -94,6 +94,7 @@ export class DigestPool {
       const p = this.pending.get(id);
       if (!p) return;
       this.pending.delete(id);
+      // Nothing queued: an idle worker must not keep the process alive.
       if (this.pending.size === 0) worker.unref();
       p.resolve();
     });

@@ -77,7 +77,8 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   private appliedLsn = 0n;
   private opsSinceCheckpoint = 0;
   private checkpointRunning: Promise<void> | undefined;
-  private checkpointAgain = false;
+  /** The one follow-up run that callers arriving during a run wait for. */
+  private checkpointQueued: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly sync: boolean;
@@ -219,7 +220,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     switch (op.type) {
       case OpType.Write: {
         const entry = await bucket.ensureEntry(op.entry);
-        let block = entry.blocks.find((b) => b.id === op.blockId);
+        let block = entry.blockById(op.blockId);
         if (!block) {
           block = new Block(op.blockId);
           block.records = [];
@@ -274,16 +275,14 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       }
       case OpType.RemoveBlock: {
         const entry = bucket.entriesMap.get(op.entry);
-        const block = entry?.blocks.find((b) => b.id === op.blockId);
+        const block = entry?.blockById(op.blockId);
         if (!entry || !block) return;
         entry.removeBlock(block);
         await this.deleteBlockFiles(entry, block);
         break;
       }
       case OpType.RemoveEntry: {
-        const doomed = [...bucket.entriesMap.values()].filter(
-          (e) => e.name === op.entry || e.name.startsWith(op.entry + '/'),
-        );
+        const doomed = bucket.subtree(op.entry);
         for (const e of doomed) bucket.entriesMap.delete(e.name);
         await this.files.forget(`${bucket.dir}/${op.entry}`);
         await rm(`${bucket.dir}/${op.entry}`, { recursive: true, force: true });
@@ -378,12 +377,11 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       }
       await this.files.syncFiles(paths, this.sync);
       await this.wal.append(ops);
-      if (this.slots.size > 0) {
+      for (const slot of this.slots.values()) {
+        const pending = this.slotPending.get(slot.name);
+        if (!pending) continue;
         for (const op of ops) {
-          if (op.type !== OpType.Write) continue;
-          for (const slot of this.slots.values()) {
-            if (slot.bucket === op.bucket) this.slotPending.get(slot.name)?.push(op.lsn, op.size);
-          }
+          if (op.type === OpType.Write && op.bucket === slot.bucket) pending.push(op.lsn, op.size);
         }
       }
       this.appliedLsn = ops[ops.length - 1]!.lsn;
@@ -400,10 +398,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
       this.committing = false;
       this.kick();
       if (this.opsSinceCheckpoint >= CHECKPOINT_OPS) void this.checkpoint().catch(() => {});
-      if (this.slotsDirty && !this.slotsTimer) {
-        this.slotsTimer = setTimeout(() => void this.persistSlots(), 100);
-        this.slotsTimer.unref();
-      }
+      if (this.slotsDirty) this.schedulePersistSlots();
     }
   }
 
@@ -447,21 +442,30 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     return this.checkpoint().catch(() => {});
   }
 
-  /** Writes dirty descriptors and indexes, then moves the replay start past them. */
-  async checkpoint(): Promise<void> {
-    if (this.checkpointRunning) {
-      this.checkpointAgain = true;
-      await this.checkpointRunning;
-      if (!this.checkpointAgain) return;
-    }
-    this.checkpointAgain = false;
-    const run = this.doCheckpoint();
+  /**
+   * Writes dirty descriptors and indexes, then moves the replay start past them. Resolves once a
+   * run that started after this call has finished: a run already under way may have missed changes
+   * made before the call (renames rely on this), so callers arriving during a run share one
+   * follow-up run.
+   */
+  checkpoint(): Promise<void> {
+    const running = this.checkpointRunning;
+    if (!running) return this.startCheckpoint();
+    this.checkpointQueued ??= running
+      .catch(() => {})
+      .then(() => {
+        this.checkpointQueued = undefined;
+        return this.startCheckpoint();
+      });
+    return this.checkpointQueued;
+  }
+
+  private startCheckpoint(): Promise<void> {
+    const run: Promise<void> = this.doCheckpoint().finally(() => {
+      if (this.checkpointRunning === run) this.checkpointRunning = undefined;
+    });
     this.checkpointRunning = run;
-    try {
-      await run;
-    } finally {
-      this.checkpointRunning = undefined;
-    }
+    return run;
   }
 
   private async doCheckpoint(): Promise<void> {
@@ -499,7 +503,6 @@ class Engine implements Storage, EngineInternals, ChangeLog {
           const data = encodeEntryIndex(entry.blocks);
           writes.push(async () => {
             try {
-              await mkdir(entry.dir, { recursive: true });
               await writeFileAtomic(`${entry.dir}/index.bin`, data, { noSync, noDirSync: true });
             } catch (e) {
               entry.indexDirty = true;
@@ -518,9 +521,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     if (!noSync) for (const d of dirs) await fsyncDir(d).catch(() => {});
     await writeFileAtomic(join(this.root, 'wal', 'checkpoint'), cpLsn.toString(), { noSync });
     if (this.slotsDirty) await this.persistSlots();
-    let keep = cpLsn;
-    for (const s of this.slots.values()) if (s.lsn < keep) keep = s.lsn;
-    await this.wal.truncateUpTo(keep);
+    await this.wal.truncateUpTo(this.retainFrom(cpLsn));
     this.unloadCold();
   }
 
@@ -681,9 +682,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     await this.checkpoint().catch(() => {});
     await this.persistSlots().catch(() => {});
     await this.wal.rotateIfUsed().catch(() => {});
-    let keep = this.appliedLsn;
-    for (const s of this.slots.values()) if (s.lsn < keep) keep = s.lsn;
-    await this.wal.truncateUpTo(keep).catch(() => {});
+    await this.wal.truncateUpTo(this.retainFrom(this.appliedLsn)).catch(() => {});
     await this.files.closeAll(this.sync);
     await this.wal.close();
     await this.digests.close();
@@ -740,10 +739,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     s.lsn = lsn;
     this.slotPending.get(name)?.dropUpTo(lsn);
     this.slotsDirty = true;
-    if (!this.slotsTimer) {
-      this.slotsTimer = setTimeout(() => void this.persistSlots(), 100);
-      this.slotsTimer.unref();
-    }
+    this.schedulePersistSlots();
   }
 
   getSlot(name: string): SlotState | undefined {
@@ -790,6 +786,20 @@ class Engine implements Storage, EngineInternals, ChangeLog {
   }
 
   private persisting: Promise<void> | undefined;
+
+  /** Slot positions are written at most every 100 ms (several changes share one write). */
+  private schedulePersistSlots(): void {
+    if (this.slotsTimer) return;
+    this.slotsTimer = setTimeout(() => void this.persistSlots(), 100);
+    this.slotsTimer.unref();
+  }
+
+  /** The WAL must keep every op after the lowest of `lsn` and the slots' positions. */
+  private retainFrom(lsn: bigint): bigint {
+    let keep = lsn;
+    for (const slot of this.slots.values()) if (slot.lsn < keep) keep = slot.lsn;
+    return keep;
+  }
 
   private async persistSlots(): Promise<void> {
     if (this.slotsTimer) {

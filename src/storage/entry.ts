@@ -5,7 +5,7 @@ import type { EntryInfo, Status } from './types.js';
 export class Entry {
   blocks: Block[] = [];
   status: Status = 'READY';
-  /** Index or block descriptors changed since the last checkpoint. */
+  /** Block summaries (`index.bin`) changed since the last checkpoint. */
   indexDirty = false;
 
   constructor(
@@ -13,8 +13,8 @@ export class Entry {
     public dir: string,
   ) {}
 
-  /** The block with the greatest id <= ts, or undefined. */
-  blockFor(ts: bigint): Block | undefined {
+  /** Number of blocks whose id is <= ts (blocks are sorted by id). */
+  private countUpTo(ts: bigint): number {
     const b = this.blocks;
     let lo = 0;
     let hi = b.length;
@@ -23,30 +23,30 @@ export class Entry {
       if (b[mid]!.id <= ts) lo = mid + 1;
       else hi = mid;
     }
-    return lo > 0 ? b[lo - 1] : undefined;
+    return lo;
+  }
+
+  /** The block with the greatest id <= ts, or undefined. */
+  blockFor(ts: bigint): Block | undefined {
+    const n = this.countUpTo(ts);
+    return n > 0 ? this.blocks[n - 1] : undefined;
+  }
+
+  /** The block with exactly this id, or undefined. */
+  blockById(id: bigint): Block | undefined {
+    const b = this.blockFor(id);
+    return b?.id === id ? b : undefined;
   }
 
   /** Index of the first block that may hold ts >= start. */
   firstBlockIndex(start: bigint): number {
-    const b = this.blocks;
-    let lo = 0;
-    let hi = b.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (b[mid]!.id <= start) lo = mid + 1;
-      else hi = mid;
-    }
-    return Math.max(0, lo - 1);
+    return Math.max(0, this.countUpTo(start) - 1);
   }
 
   addBlock(block: Block): void {
     const b = this.blocks;
     if (b.length === 0 || b[b.length - 1]!.id < block.id) b.push(block);
-    else {
-      let i = 0;
-      while (i < b.length && b[i]!.id < block.id) i++;
-      b.splice(i, 0, block);
-    }
+    else b.splice(this.countUpTo(block.id - 1n), 0, block);
     this.indexDirty = true;
   }
 

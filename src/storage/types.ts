@@ -273,8 +273,6 @@ export interface StorageOptions {
    * `none`: no fsync — for throw-away data only.
    */
   durability?: 'fsync' | 'none';
-  /** Max time a group commit waits to gather more writes (ms, default 0 = next tick). */
-  groupCommitDelayMs?: number;
   /** Checkpoint interval (ms, default 30 s). */
   checkpointIntervalMs?: number;
   /** WAL segment size (default 64 MiB); whole segments are deleted once nothing needs them. */

@@ -196,38 +196,22 @@ function decodeOp(buf: Buffer, start: number, end: number): WalOp {
 
 /** The replication view of a WAL op (writes and label updates only). */
 export function toChange(op: WalOp): Change | undefined {
-  if (op.type === OpType.Write) {
-    return {
-      lsn: op.lsn,
-      kind: 'write',
-      bucket: op.bucket,
-      entry: op.entry,
-      ts: op.ts,
-      size: op.size,
-      contentType: op.contentType,
-      labels: op.labels,
-      digest: op.digest,
-      origin: op.origin,
-      commitTime: op.time,
-    };
-  }
-  if (op.type === OpType.Update) {
-    return {
-      lsn: op.lsn,
-      kind: 'update',
-      bucket: op.bucket,
-      entry: op.entry,
-      ts: op.ts,
-      size: op.size,
-      contentType: op.contentType,
-      labels: op.labels,
-      removedLabels: op.removed,
-      digest: op.digest,
-      origin: op.origin,
-      commitTime: op.time,
-    };
-  }
-  return undefined;
+  if (op.type !== OpType.Write && op.type !== OpType.Update) return undefined;
+  const change: Change = {
+    lsn: op.lsn,
+    kind: op.type === OpType.Write ? 'write' : 'update',
+    bucket: op.bucket,
+    entry: op.entry,
+    ts: op.ts,
+    size: op.size,
+    contentType: op.contentType,
+    labels: op.labels,
+    digest: op.digest,
+    origin: op.origin,
+    commitTime: op.time,
+  };
+  if (op.type === OpType.Update) change.removedLabels = op.removed;
+  return change;
 }
 
 interface Segment {
@@ -285,8 +269,8 @@ export class Wal {
     for (let i = 0; i < wal.segments.length; i++) {
       const seg = wal.segments[i]!;
       const next = wal.segments[i + 1];
-      const isLast = i === wal.segments.length - 1;
-      if (!isLast && next && next.startLsn - 1n <= replayFrom) continue;
+      // `next` exists exactly when this is not the last segment.
+      if (next && next.startLsn - 1n <= replayFrom) continue;
       const validEnd = await wal.scanSegment(seg, (op) => {
         if (op.lsn > last) last = op.lsn;
         if (op.lsn > replayFrom) apply(op);
@@ -477,6 +461,15 @@ export class Wal {
 
   private async readFromDisk(after: bigint, max: number): Promise<Change[]> {
     const out: Change[] = [];
+    /** Adds the change of `op` if it is newer than `after`; false once past the durable end. */
+    const take = (op: WalOp): boolean => {
+      if (op.lsn > this.durableLsn) return false;
+      if (op.lsn > after) {
+        const c = toChange(op);
+        if (c) out.push(c);
+      }
+      return true;
+    };
     let i = 0;
     for (let j = 0; j < this.segments.length; j++) if (this.segments[j]!.startLsn <= after + 1n) i = j;
     for (; i < this.segments.length && out.length < max; i++) {
@@ -497,12 +490,7 @@ export class Wal {
           while (rel + HEADER <= bytesRead && out.length < max) {
             const len = chunk.readUInt32LE(rel);
             if (rel + HEADER + len > bytesRead) break;
-            const op = decodeOp(chunk, rel + HEADER, rel + HEADER + len);
-            if (op.lsn > this.durableLsn) return out;
-            if (op.lsn > after) {
-              const c = toChange(op);
-              if (c) out.push(c);
-            }
+            if (!take(decodeOp(chunk, rel + HEADER, rel + HEADER + len))) return out;
             rel += HEADER + len;
           }
           if (rel === 0) {
@@ -510,11 +498,7 @@ export class Wal {
             const len = chunk.readUInt32LE(0);
             const big = Buffer.allocUnsafe(HEADER + len);
             await fh.read(big, 0, big.length, offset);
-            const op = decodeOp(big, HEADER, HEADER + len);
-            if (op.lsn > after) {
-              const c = toChange(op);
-              if (c) out.push(c);
-            }
+            if (!take(decodeOp(big, HEADER, HEADER + len))) return out;
             rel = HEADER + len;
           }
           offset += rel;
