@@ -225,6 +225,24 @@ test('label updates are replicated, including removed labels; re-delivery is a n
   });
 });
 
+test('a label removed by one of several updates shipped together is removed at the destination', async () => {
+  await withEnv(async (env) => {
+    await env.storage.createBucket('src');
+    await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
+    await write(env.storage, 'src', 'e', 1n, 'x', { a: '1' });
+    await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1);
+    // both updates of the record land in one window: the first removes `a`, the second adds `b`
+    await env.manager.setMode('r', { mode: 'paused' });
+    await env.storage.bucket('src').updateLabels('e', 1n, { a: null });
+    await env.storage.bucket('src').updateLabels('e', 1n, { b: '2' });
+    await waitFor(() => statusOf(env.manager, 'r').pending_records === 2, { message: 'pending' });
+    await env.manager.setMode('r', { mode: 'enabled' });
+    await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, { message: 'drained' });
+    assert.deepEqual((await env.storage.bucket('dst').read('e', 1n)).meta.labels, { b: '2' });
+    assert.equal(statusOf(env.manager, 'r').counters.label_updates_written, 1);
+  });
+});
+
 test('a conflicting record: stop suspends with the reason and keeps it pending; skip logs it', async () => {
   await withEnv(async (env) => {
     await env.storage.createBucket('src');

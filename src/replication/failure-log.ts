@@ -27,7 +27,6 @@ const LIST_LIMIT = 1000;
 /** Append-only failure log file of one replication. */
 export class FailureLog {
   private readonly path: string;
-  private count: number | undefined;
 
   constructor(
     dir: string,
@@ -48,7 +47,6 @@ export class FailureLog {
     } finally {
       await fh.close();
     }
-    if (this.count !== undefined) this.count += entries.length;
   }
 
   /** Reads the log: total count and the newest entries (a torn last line is ignored). */
@@ -71,13 +69,11 @@ export class FailureLog {
         // torn tail after a crash: skip
       }
     }
-    this.count = out.length;
     return { total: out.length, failures: out.slice(-limit) };
   }
 
   /** Deletes the log (replication removed). */
   async remove(): Promise<void> {
     await rm(this.path, { force: true });
-    this.count = 0;
   }
 }

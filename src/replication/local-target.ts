@@ -6,6 +6,8 @@ import { isFerryError } from '../protocol/errors.js';
 import type { Storage, WriteOptions, WriteOutcome } from '../storage/types.js';
 import {
   classifyStatus,
+  labelChanges,
+  missingBucketError,
   SMALL_PAYLOAD,
   TargetError,
   type ItemOutcome,
@@ -64,11 +66,7 @@ export class LocalTarget implements Target {
     }
     if (!this.opts.createTarget) {
       this.available = false;
-      throw new TargetError(
-        404,
-        `Destination bucket '${dstBucket}' does not exist (create_target is false)`,
-        true,
-      );
+      throw missingBucketError(dstBucket);
     }
     try {
       await storage.createBucket(dstBucket, targetSettingsPatch(this.opts.targetSettings));
@@ -95,7 +93,9 @@ export class LocalTarget implements Target {
     });
     // Small records in one batch write (one pass, one group-commit entry), as a client batch would.
     if (small.length > 0) {
-      const payloads = await Promise.all(small.map((i) => records[i]!.record.buffer()));
+      // one after another: the source storage's read-ahead then serves neighbours from one read
+      const payloads: Buffer[] = [];
+      for (const i of small) payloads.push(await records[i]!.record.buffer());
       const results = await bucket.writeMany(
         small.map((i, k) => {
           const r = records[i]!;
@@ -124,17 +124,10 @@ export class LocalTarget implements Target {
     return mapLimit(records, UPDATE_CONCURRENCY, async (r): Promise<ItemOutcome> => {
       try {
         const current = (await bucket.read(entry, r.ts)).meta.labels;
-        const changes: Record<string, string | null> = {};
-        let differs = false;
-        for (const [k, v] of Object.entries(r.labels)) {
-          changes[k] = v;
-          if (current[k] !== v) differs = true;
-        }
-        for (const k of r.removedLabels) {
-          if (r.labels[k] !== undefined) continue;
-          changes[k] = null;
-          if (current[k] !== undefined) differs = true;
-        }
+        const changes = labelChanges(r);
+        const differs = Object.entries(changes).some(([k, v]) =>
+          v === null ? current[k] !== undefined : current[k] !== v,
+        );
         // an update that changes nothing is not applied: this ends label ping-pong between two
         // local replications pointing at each other
         if (!differs) return { kind: 'present' };

@@ -112,7 +112,7 @@ export class ReplicationManager {
 
   private parse(body: unknown, previousToken?: string | null): ReplicationSettings {
     return parseSettings(body, {
-      legacyToWhen: (legacy, when) => legacyToWhen(legacy, when),
+      legacyToWhen,
       checkWhen: (when) => void compileCondition(when),
       ...(previousToken !== undefined ? { previousToken } : {}),
     });
@@ -149,32 +149,32 @@ export class ReplicationManager {
 
   /** Checks that a definition can run here (api.md §17.6). */
   private validateTarget(name: string, s: ReplicationSettings): void {
-    const url = parseDestinationHost(s.dst_host);
+    const remote = this.remoteUrl(s.dst_host);
     if (!this.storage.hasBucket(s.src_bucket)) {
       throw Errors.notFound(`Source bucket '${s.src_bucket}' for replication '${name}' does not exist`);
     }
-    if (
-      s.src_bucket === s.dst_bucket &&
-      (url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port))
-    ) {
+    if (s.src_bucket === s.dst_bucket && remote === null) {
       throw Errors.unprocessable('Source and destination buckets must be different');
     }
-    if (url !== null && !this.isLocal(url) && this.caError) throw Errors.unprocessable(this.caError);
+    if (remote !== null && this.caError) throw Errors.unprocessable(this.caError);
   }
 
-  private isLocal(url: URL | null): boolean {
-    return url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port);
+  /** URL of another instance; null for this one (no host, or a loopback host on our port). */
+  private remoteUrl(dstHost: string): URL | null {
+    const url = parseDestinationHost(dstHost);
+    if (url === null || (isLoopbackHost(url.hostname) && urlPort(url) === this.port)) return null;
+    return url;
   }
 
   private makeTarget(s: ReplicationSettings): Target {
-    const url = parseDestinationHost(s.dst_host);
+    const url = this.remoteUrl(s.dst_host);
     const eff = effectiveSettings(s);
     const common = {
       dstBucket: s.dst_bucket,
       createTarget: eff.create_target,
       ...(s.target_settings ? { targetSettings: s.target_settings } : {}),
     };
-    if (url === null || this.isLocal(url)) return new LocalTarget({ storage: this.storage, ...common });
+    if (url === null) return new LocalTarget({ storage: this.storage, ...common });
     return new RemoteTarget({
       url,
       token: s.dst_token,

@@ -2,10 +2,10 @@
  * Destination bucket on another instance (Ferry or ReductStore), reached through batch protocol v1
  * (api.md §10) over one keep-alive undici `Pool`. Writes carry `x-ferry-origin`; payloads of small
  * records are coalesced into large socket writes. Records the destination answers with 409 (a
- * re-send after a crash or a broken connection) are sent once more with per-record
- * `x-ferry-digest-<ts>`, so that a Ferry destination applies them idempotently and answers
- * `x-ferry-present-<ts>: 1`; a plain ReductStore keeps answering 409, which is then verified by
- * reading the existing record back (size, then SHA-256 prefix).
+ * re-send after a crash or a broken connection) are resolved in one of two ways: a Ferry destination
+ * (it sends an instance id) gets them once more with per-record `x-ferry-digest-<ts>`, applies them
+ * idempotently and answers `x-ferry-present-<ts>: 1`; for a plain ReductStore, and for any record
+ * still in conflict, the existing record is read back and compared (size, then SHA-256 prefix).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -19,6 +19,8 @@ import type { Compression, TargetSettings } from './settings.js';
 import {
   batchBody,
   classifyStatus,
+  labelChanges,
+  missingBucketError,
   TargetError,
   type ItemOutcome,
   type ShipRecord,
@@ -101,11 +103,12 @@ export class RemoteTarget implements Target {
   /** `x-reduct-api` minor version of the destination (compression needs >= 21). */
   private apiMinor = 0;
   private readonly pool: Pool;
-  private readonly api: string;
+  /** Request path of the destination bucket. */
+  private readonly bucketPath: string;
 
   constructor(private readonly opts: RemoteTargetOptions) {
     const base = opts.url.pathname.replace(/\/+$/, '');
-    this.api = `${base}/api/v1`;
+    this.bucketPath = `${base}/api/v1/b/${encodeURIComponent(opts.dstBucket)}`;
     this.description = `${opts.url.origin}${base}`;
     this.pool = new Pool(opts.url.origin, {
       connections: opts.connections,
@@ -168,9 +171,30 @@ export class RemoteTarget implements Target {
     return new TargetError(status, `${what}: ${msg}`, temporary, retryAfter);
   }
 
+  /** A refused batch request: throws when temporary, else every record failed permanently. */
+  private refused(
+    status: number,
+    h: IncomingHttpHeaders,
+    what: string,
+    records: readonly ShipRecord[],
+  ): ItemOutcome[] {
+    const err = this.failure(status, h, what);
+    if (err.temporary) throw err;
+    return records.map(() => ({ kind: 'permanent', status: err.status, message: err.message }));
+  }
+
+  /** `x-ferry-origin` of a request: the records' origin, ours for records of our own clients. */
+  private originOf(records: readonly ShipRecord[]): string {
+    return records[0]?.origin || this.opts.sourceInstanceId;
+  }
+
+  /** Request path of a destination entry. */
+  private entryPath(entry: string): string {
+    return `${this.bucketPath}/${encodePath(entry)}`;
+  }
+
   async prepare(): Promise<void> {
-    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}`;
-    const res = await this.request('GET', path, {});
+    const res = await this.request('GET', this.bucketPath, {});
     await res.body.dump();
     if (res.statusCode === 200) {
       this.available = true;
@@ -180,14 +204,10 @@ export class RemoteTarget implements Target {
       throw this.failure(res.statusCode, res.headers, 'Destination bucket check failed');
     if (!this.opts.createTarget) {
       this.available = false;
-      throw new TargetError(
-        404,
-        `Destination bucket '${this.opts.dstBucket}' does not exist (create_target is false)`,
-        true,
-      );
+      throw missingBucketError(this.opts.dstBucket);
     }
     const body = stringifyJson(this.opts.targetSettings ?? {});
-    const created = await this.request('POST', path, { 'content-type': 'application/json' }, body);
+    const created = await this.request('POST', this.bucketPath, { 'content-type': 'application/json' }, body);
     await created.body.dump();
     if (created.statusCode === 200 || created.statusCode === 409) {
       this.available = true;
@@ -232,12 +252,11 @@ export class RemoteTarget implements Target {
     records: readonly ShipRecord[],
     digests: boolean,
   ): Promise<Array<ItemOutcome | Conflict>> {
-    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}/batch`;
     const headers: string[] = [
       'content-type',
       'application/octet-stream',
       'x-ferry-origin',
-      records[0]?.origin || this.opts.sourceInstanceId,
+      this.originOf(records),
     ];
     let total = 0;
     for (const r of records) {
@@ -255,13 +274,10 @@ export class RemoteTarget implements Target {
       headers.push('content-length', String(total));
       body = Readable.from(batchBody(records), { objectMode: false });
     }
-    const res = await this.request('POST', path, headers, body);
+    const res = await this.request('POST', `${this.entryPath(entry)}/batch`, headers, body);
     await res.body.dump();
-    if (res.statusCode !== 200) {
-      const err = this.failure(res.statusCode, res.headers, 'Batch write refused');
-      if (err.temporary) throw err;
-      return records.map(() => ({ kind: 'permanent', status: err.status, message: err.message }));
-    }
+    if (res.statusCode !== 200)
+      return this.refused(res.statusCode, res.headers, 'Batch write refused', records);
     this.available = true;
     const errors = parseV1ErrorHeaders(res.headers);
     const retryAfter = parseRetryAfter(res.headers['retry-after']);
@@ -289,7 +305,7 @@ export class RemoteTarget implements Target {
    * the stored one has the same size and content digest, otherwise it is a real conflict.
    */
   private async verifyExisting(entry: string, r: ShipRecord, message: string): Promise<ItemOutcome> {
-    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}?ts=${r.ts}`;
+    const path = `${this.entryPath(entry)}?ts=${r.ts}`;
     const head = await this.request('HEAD', path, {});
     await head.body.dump();
     if (head.statusCode !== 200) {
@@ -323,27 +339,17 @@ export class RemoteTarget implements Target {
   }
 
   private async updateOne(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
-    const path = `${this.api}/b/${encodeURIComponent(this.opts.dstBucket)}/${encodePath(entry)}/batch`;
-    const headers = encodeV1UpdateHeaders(
-      records.map((r) => {
-        const changes: Record<string, string | null> = { ...r.labels };
-        for (const k of r.removedLabels) if (r.labels[k] === undefined) changes[k] = null;
-        return { ts: r.ts, changes };
-      }),
-    );
-    headers['x-ferry-origin'] = records[0]?.origin || this.opts.sourceInstanceId;
-    const res = await this.request('PATCH', path, headers);
+    const headers = encodeV1UpdateHeaders(records.map((r) => ({ ts: r.ts, changes: labelChanges(r) })));
+    headers['x-ferry-origin'] = this.originOf(records);
+    const res = await this.request('PATCH', `${this.entryPath(entry)}/batch`, headers);
     await res.body.dump();
     if (res.statusCode === 404) {
       // the whole entry is missing at the destination
       this.available = true;
       return records.map(() => ({ kind: 'missing' }));
     }
-    if (res.statusCode !== 200) {
-      const err = this.failure(res.statusCode, res.headers, 'Label update refused');
-      if (err.temporary) throw err;
-      return records.map(() => ({ kind: 'permanent', status: err.status, message: err.message }));
-    }
+    if (res.statusCode !== 200)
+      return this.refused(res.statusCode, res.headers, 'Label update refused', records);
     this.available = true;
     const errors = parseV1ErrorHeaders(res.headers);
     return records.map((r): ItemOutcome => {

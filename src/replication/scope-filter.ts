@@ -7,8 +7,8 @@ import type { Change } from '../storage/types.js';
 import { compileCondition, type CompiledCondition } from '../query/condition/index.js';
 import { compileEntryPatterns, matchesWithMeta, isMetaEntry } from '../query/entry-pattern.js';
 
-/** Verdict for one change. */
-export type FilterVerdict = 'out_of_scope' | 'loop' | 'filtered' | 'pass';
+/** Verdict for one in-scope change. */
+export type FilterVerdict = 'loop' | 'filtered' | 'pass';
 
 /** The scope filter of one replication task. */
 export class ScopeFilter {
@@ -39,9 +39,11 @@ export class ScopeFilter {
     return c.bucket === this.bucket && matchesWithMeta(this.match, c.entry);
   }
 
-  /** Full verdict; mutates the per-entry filter state of stateful conditions. */
+  /**
+   * Verdict for a change the caller found `inScope` (not tested again here); mutates the per-entry
+   * filter state of stateful conditions.
+   */
   check(c: Change, destinationInstance: string): FilterVerdict {
-    if (!this.inScope(c)) return 'out_of_scope';
     if (c.origin !== '' && c.origin === destinationInstance) return 'loop';
     // attachments bypass `when` (api.md §14.1)
     if (!this.base || isMetaEntry(c.entry)) return 'pass';

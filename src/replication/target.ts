@@ -39,6 +39,13 @@ export type ItemOutcome =
   | { kind: 'temporary'; status: number; message: string; retryAfterMs?: number }
   | { kind: 'permanent'; status: number; message: string };
 
+/** Status, message and retry hint of a failed delivery attempt. */
+export interface TargetFailure {
+  status: number;
+  message: string;
+  retryAfterMs?: number;
+}
+
 /** A whole-request failure (connection, timeout, refusal of the request as such). */
 export class TargetError extends Error {
   constructor(
@@ -52,6 +59,33 @@ export class TargetError extends Error {
     super(message);
     this.name = 'TargetError';
   }
+
+  /** `e` itself when it is a TargetError, else a temporary one with status -1 and its message. */
+  static from(e: unknown): TargetError {
+    return e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+  }
+
+  /** Status, message and (when set) the retry hint. */
+  toFailure(): TargetFailure {
+    return this.retryAfterMs === undefined
+      ? { status: this.status, message: this.message }
+      : { status: this.status, message: this.message, retryAfterMs: this.retryAfterMs };
+  }
+}
+
+/** The destination bucket is missing and may not be created (retried: someone may create it). */
+export function missingBucketError(bucket: string): TargetError {
+  return new TargetError(404, `Destination bucket '${bucket}' does not exist (create_target is false)`, true);
+}
+
+/**
+ * Label changes that bring a destination record to the labels of `r`: every current label, and
+ * `null` for each removed one that is not set again.
+ */
+export function labelChanges(r: ShipRecord): Record<string, string | null> {
+  const changes: Record<string, string | null> = { ...r.labels };
+  for (const k of r.removedLabels) if (r.labels[k] === undefined) changes[k] = null;
+  return changes;
 }
 
 /** A replication destination. Requests may run concurrently. */

@@ -24,7 +24,7 @@ import {
   type ReplicationMode,
   type ReplicationSettings,
 } from './settings.js';
-import { TargetError, type ItemOutcome, type ShipRecord, type Target } from './target.js';
+import { TargetError, type ItemOutcome, type ShipRecord, type Target, type TargetFailure } from './target.js';
 
 /** Visible state of a replication (replication.md §9). */
 export type TaskState =
@@ -56,7 +56,8 @@ export interface TaskOptions {
 
 interface Item {
   change: Change;
-  destEntry: string;
+  /** Request group of the change (see `groupKey`). */
+  key: string;
 }
 
 interface Window {
@@ -74,9 +75,9 @@ interface Window {
   groups: Map<string, number>;
   largestGroup: number;
   status: 'building' | 'sending' | 'done' | 'temp_failed' | 'perm_failed';
-  /** Items not delivered yet. */
+  /** Items not delivered yet (replaced, never changed in place). */
   remaining: Item[];
-  error?: { status: number; message: string; retryAfterMs?: number };
+  error?: TargetFailure;
   /** Settles when the current send attempt is over. */
   sending?: Promise<void>;
 }
@@ -84,11 +85,10 @@ interface Window {
 /** Result of one attempt to deliver a group of items. */
 interface Attempt {
   remaining: Item[];
-  temp?: { status: number; message: string; retryAfterMs?: number };
+  temp?: TargetFailure;
   perm?: { status: number; message: string };
 }
 
-const keyOf = (w: Item): string => groupKey(w.change);
 /** Changes shipped in one request share kind, entry and origin. */
 const groupKey = (c: Change): string => `${c.kind}\u0000${c.entry}\u0000${c.origin}`;
 /**
@@ -363,15 +363,10 @@ export class ReplicationTask {
       return true;
     } catch (e) {
       this.prepared = false;
-      const err =
-        e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+      const err = TargetError.from(e);
       // one failed attempt: the records stay pending, the hourly diagnostics show why
       this.diagnostics.addError(err.status, err.message);
-      this.temporaryFailure({
-        status: err.status,
-        message: err.message,
-        ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
-      });
+      this.temporaryFailure(err.toFailure());
       return false;
     }
   }
@@ -416,10 +411,11 @@ export class ReplicationTask {
       while (this.lookaheadAt < this.lookahead.length) {
         const c = this.lookahead[this.lookaheadAt]!;
         const inScope = this.filter.inScope(c);
+        const key = inScope ? groupKey(c) : undefined;
         if (
           w.items.length > 0 &&
-          inScope &&
-          ((w.groups.get(groupKey(c)) ?? 0) >= limits.max_records ||
+          key !== undefined &&
+          ((w.groups.get(key) ?? 0) >= limits.max_records ||
             w.items.length >= limits.max_records * WINDOW_GROUPS ||
             w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
         ) {
@@ -428,7 +424,7 @@ export class ReplicationTask {
         // loop prevention needs the destination's instance id before the first in-scope change
         if (!this.prepared && inScope) return 'prepare';
         this.lookaheadAt++;
-        this.consume(c, w);
+        this.consume(c, w, key);
       }
       if (
         w.largestGroup >= limits.max_records ||
@@ -457,14 +453,17 @@ export class ReplicationTask {
 
   private seal(w: Window): Window {
     w.filter = this.filter.takeSnapshot();
-    w.remaining = w.items.slice();
+    w.remaining = w.items;
     this.building = null;
     return w;
   }
 
-  /** Takes one change into the building window (synchronous: keeps counters consistent). */
-  private consume(c: Change, w: Window): void {
-    const inScope = this.filter.inScope(c);
+  /**
+   * Takes one change into the building window (synchronous: keeps counters consistent). `key` is
+   * its `groupKey`, undefined when it is outside the bucket and entry scope.
+   */
+  private consume(c: Change, w: Window, key: string | undefined): void {
+    const inScope = key !== undefined;
     if (inScope && c.lsn <= this.countedLsn) {
       this.unreadRecords--;
       this.unreadBytes -= c.size;
@@ -484,10 +483,9 @@ export class ReplicationTask {
     if (verdict === 'loop') this.counters.records_loop_skipped++;
     else if (verdict === 'filtered') this.counters.records_filtered++;
     else if (verdict === 'pass') {
-      w.items.push({ change: c, destEntry: destinationEntry(this.settings.dst_prefix, c.entry) });
-      const k = groupKey(c);
-      const n = (w.groups.get(k) ?? 0) + 1;
-      w.groups.set(k, n);
+      w.items.push({ change: c, key });
+      const n = (w.groups.get(key) ?? 0) + 1;
+      w.groups.set(key, n);
       if (n > w.largestGroup) w.largestGroup = n;
       if (c.kind === 'write') w.bytes += c.size;
     }
@@ -566,20 +564,21 @@ export class ReplicationTask {
 
   /** Delivers the remaining items of a window; sets its status. */
   private async ship(w: Window): Promise<void> {
-    const groups = new Map<string, Item[]>();
-    // writes first, so that label updates of records written in the same window find them
-    const ordered = [
-      ...w.remaining.filter((i) => i.change.kind === 'write'),
-      ...w.remaining.filter((i) => i.change.kind === 'update'),
-    ];
-    for (const item of ordered) {
-      const k = keyOf(item);
-      let g = groups.get(k);
-      if (!g) groups.set(k, (g = []));
+    // Write groups are started first. With max_in_flight > 1 update groups may still run alongside
+    // them: an update that reaches the destination before its record comes back 'missing' and is
+    // sent as a write instead (see `deliver`).
+    const writes = new Map<string, Item[]>();
+    const updates = new Map<string, Item[]>();
+    for (const item of w.remaining) {
+      const groups = item.change.kind === 'write' ? writes : updates;
+      let g = groups.get(item.key);
+      if (!g) groups.set(item.key, (g = []));
       g.push(item);
     }
-    const attempts = await mapLimit([...groups.values()], this.settings.batch.max_in_flight, (g) =>
-      this.deliver(g),
+    const attempts = await mapLimit(
+      [...writes.values(), ...updates.values()],
+      this.settings.batch.max_in_flight,
+      (g) => this.deliver(g),
     );
     const remaining: Item[] = [];
     let temp: Attempt['temp'];
@@ -605,15 +604,25 @@ export class ReplicationTask {
   /** Reads the source records of one group (same kind, entry, origin) and applies them. */
   private async deliver(group: Item[]): Promise<Attempt> {
     const first = group[0]!.change;
+    const destEntry = destinationEntry(this.settings.dst_prefix, first.entry);
     const bucketName = this.settings.src_bucket;
-    // newest change per timestamp wins: the record is read in its current state anyway
+    // Newest change per timestamp wins: the record is read in its current state anyway. Labels
+    // removed by a dropped earlier update are removed by the kept one too (the targets skip those
+    // set again); kept on the item, so that a retry still removes them.
     const byTs = new Map<bigint, Item>();
-    for (const item of group) byTs.set(item.change.ts, item);
+    for (const item of group) {
+      const dropped = byTs.get(item.change.ts)?.change.removedLabels;
+      if (dropped && dropped.length > 0) {
+        const removed = new Set([...dropped, ...(item.change.removedLabels ?? [])]);
+        item.change = { ...item.change, removedLabels: [...removed] };
+      }
+      byTs.set(item.change.ts, item);
+    }
     const unique = [...byTs.values()].sort((a, b) =>
       a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0,
     );
 
-    // metadata only: payloads are read later, in timestamp order, while the request body streams
+    // metadata only: payloads are read by the target, in timestamp order
     let bucket: Bucket | null = null;
     const read: Array<
       { item: Item; rec: StoredRecord } | { item: Item; missing: true } | { item: Item; error: unknown }
@@ -656,24 +665,16 @@ export class ReplicationTask {
       const records = toSend.map((t) => t.ship);
       outcomes =
         first.kind === 'write'
-          ? await this.target.write(group[0]!.destEntry, records)
-          : await this.target.update(group[0]!.destEntry, records);
+          ? await this.target.write(destEntry, records)
+          : await this.target.update(destEntry, records);
     } catch (e) {
-      const err =
-        e instanceof TargetError ? e : new TargetError(-1, (e as Error)?.message ?? String(e), true);
+      const err = TargetError.from(e);
       this.diagnostics.addError(err.status, err.message, toSend.length);
       remaining.push(...toSend.map((t) => t.item));
       if (!err.temporary) {
         return { remaining, perm: { status: err.status, message: err.message } };
       }
-      return {
-        remaining,
-        temp: {
-          status: err.status,
-          message: err.message,
-          ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}),
-        },
-      };
+      return { remaining, temp: err.toFailure() };
     }
 
     let perm: Attempt['perm'];
@@ -711,7 +712,7 @@ export class ReplicationTask {
             remaining.push(t.item);
             perm ??= {
               status: o.status,
-              message: `Destination refused record ${t.item.change.ts} of entry '${t.item.destEntry}' (${o.status}): ${o.message}`,
+              message: `Destination refused record ${t.item.change.ts} of entry '${destEntry}' (${o.status}): ${o.message}`,
             };
           }
           break;
@@ -731,10 +732,10 @@ export class ReplicationTask {
     }
     if (missingAtDest.length > 0) {
       // a label update for a record the destination lacks: send the whole record instead
-      const asWrites = missingAtDest.map((t) => ({
-        ...t.item,
-        change: { ...t.item.change, kind: 'write' as const },
-      }));
+      const asWrites = missingAtDest.map((t): Item => {
+        const change: Change = { ...t.item.change, kind: 'write' };
+        return { change, key: groupKey(change) };
+      });
       const again = await this.deliver(asWrites);
       const back = new Map(missingAtDest.map((t) => [t.item.change.ts, t.item]));
       remaining.push(...again.remaining.map((i) => back.get(i.change.ts) ?? i));
@@ -820,7 +821,7 @@ export class ReplicationTask {
     this.temporaryFailure(failed.error ?? { status: -1, message: 'delivery failed' });
   }
 
-  private temporaryFailure(err: { status: number; message: string; retryAfterMs?: number }): void {
+  private temporaryFailure(err: TargetFailure): void {
     const now = Date.now();
     this.contactOk = false;
     this.retries++;
@@ -940,10 +941,6 @@ export class ReplicationTask {
   isActive(): boolean {
     if (this.mode === 'disabled') return false;
     return this.contactOk && !this.suspendedReason;
-  }
-
-  get currentMode(): ReplicationMode {
-    return this.mode;
   }
 
   /** The `status` object of GET (replication.md §9). */
