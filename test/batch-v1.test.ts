@@ -9,7 +9,7 @@ import {
   parseV1RemoveBatch,
   parseV1UpdateBatch,
   v1ErrorHeader,
-  type V1HeaderRecord,
+  type V1Record,
 } from '../src/protocol/batch-v1.js';
 import { Errors, FerryError } from '../src/protocol/errors.js';
 
@@ -58,7 +58,7 @@ test('parse: sorted by timestamp, u64 timestamps, quoted values, defaults', () =
 });
 
 test('parse: round trip of the encoder', () => {
-  const records: V1HeaderRecord[] = [
+  const records: V1Record[] = [
     { ts: 1n, size: 4, contentType: 'image/png', labels: { a: 'x,y,z', b: '', c: 'q' } },
     { ts: 2n, size: 0, contentType: 'text/plain', labels: {} },
   ];

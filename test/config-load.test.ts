@@ -296,6 +296,43 @@ test('provisioned buckets with human sizes', () => {
   );
 });
 
+test('provisioned objects come sorted by ID', () => {
+  // Sorting the variable names alone puts RS_BUCKET_A_B_NAME before RS_BUCKET_A_NAME.
+  const c = load({ RS_BUCKET_A_B_NAME: 'second', RS_BUCKET_A_NAME: 'first' });
+  assert.deepEqual(
+    c.buckets.map((b) => b.name),
+    ['first', 'second'],
+  );
+});
+
+test('a label filter named like a replication setting is only a filter', () => {
+  const c = load({
+    RS_REPLICATION_R1_NAME: 'r1',
+    RS_REPLICATION_R1_SRC_BUCKET: 'a',
+    RS_REPLICATION_R1_DST_BUCKET: 'b',
+    RS_REPLICATION_R1_DST_HOST: 'http://127.0.0.1:8383',
+    RS_REPLICATION_R1_INCLUDE_MODE: 'fast',
+    RS_REPLICATION_R1_EXCLUDE_NAME: 'draft',
+  });
+  assert.deepEqual(c.replications, [
+    {
+      name: 'r1',
+      settings: {
+        src_bucket: 'a',
+        dst_bucket: 'b',
+        dst_host: 'http://127.0.0.1:8383',
+        include: { MODE: 'fast' },
+        exclude: { NAME: 'draft' },
+      },
+    },
+  ]);
+  // No bogus `R1_INCLUDE` / `R1_EXCLUDE` replication reported as incomplete.
+  assert.deepEqual(
+    c.warnings.filter((w) => w.includes('RS_REPLICATION_')),
+    [],
+  );
+});
+
 test('provisioned replications in the wire shape', () => {
   const c = load({
     RS_REPLICATION_TIMEOUT: '3',

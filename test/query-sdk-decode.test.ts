@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { encodeV2Batch, type V2OutRecord } from '../src/protocol/batch-v2.js';
-import { encodeV1Headers, type V1HeaderRecord } from '../src/protocol/batch-v1.js';
+import { encodeV1Headers, type V1Record } from '../src/protocol/batch-v1.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,7 +126,7 @@ test('reduct-js v2 reader accepts the empty batch of a continuous query', async 
 // reduct-js' v1 reader splits header values on every comma, so it cannot read quoted label values
 // such as `x="[a,b]"` (§10.5) at all; it only uses v1 with servers older than API 1.18.
 test('reduct-js v1 reader decodes our read batches', async () => {
-  const v1: Array<V1HeaderRecord & { payload: string }> = [
+  const v1: Array<V1Record & { payload: string }> = [
     { ts: 1000n, size: 10, contentType: 'application/octet-stream', labels: {}, payload: '0123456789' },
     { ts: 1100n, size: 10, contentType: 'text/plain', labels: { y: 'z', x: '[a]' }, payload: 'abcdefghij' },
   ];

@@ -6,7 +6,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { formatIp, isTrustedProxy, parseIp, type IpAddress } from './ip-address.js';
 
-function firstHeader(v: string | string[] | undefined): string | undefined {
+/** A header value as a single string (the first one when Node gives an array of repeated values). */
+export function firstHeader(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 

@@ -19,8 +19,8 @@ export interface TokenCreateRequest {
 }
 
 const ENVELOPE_KEYS = new Set(['permissions', 'expires_at', 'ttl', 'ip_allowlist']);
-const FLAT_KEYS = new Set(['full_access', 'read', 'write', 'ip_allowlist']);
-// Some ReductStore versions carried ip_allowlist inside `permissions`; accept it there too.
+// The keys of the flat shape and of `permissions` in the envelope shape. Some ReductStore versions
+// carried ip_allowlist inside `permissions`; it is accepted there too.
 const PERMISSION_KEYS = new Set(['full_access', 'read', 'write', 'ip_allowlist']);
 
 const invalid = (details: string): FerryError => Errors.invalidJson(details);
@@ -78,7 +78,7 @@ export function parseTokenCreateRequest(body: unknown): TokenCreateRequest {
     }
     ttl = ttlOf(body['ttl']);
   } else {
-    rejectUnknown(body, FLAT_KEYS);
+    rejectUnknown(body, PERMISSION_KEYS);
     perms = body;
   }
   return {

@@ -11,7 +11,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { Errors } from '../protocol/errors.js';
-import type { FerryConfig } from '../config/types.js';
+import type { FerryConfig, ProvisionedToken } from '../config/types.js';
 import { TOKEN_FILE } from '../config/load-config.js';
 import type { Principal, TokenJson, TokenStore } from './types.js';
 import { parseIp, parseIpRange, formatIp, rangeContains, type IpRange } from './ip-address.js';
@@ -41,6 +41,30 @@ interface TokenRecord {
   ipAllowlist: string[];
   ranges: IpRange[];
   provisioned: boolean;
+}
+
+/** A record with the defaults of a fresh token: no permissions, limits, expiry or access yet. */
+function tokenRecord(
+  fields: Pick<TokenRecord, 'name' | 'salt' | 'hash' | 'createdAt'> & Partial<TokenRecord>,
+): TokenRecord {
+  return {
+    fullAccess: false,
+    read: [],
+    write: [],
+    expiresAt: null,
+    expiresMs: null,
+    ttl: null,
+    lastAccessMs: null,
+    ipAllowlist: [],
+    ranges: [],
+    provisioned: false,
+    ...fields,
+  };
+}
+
+/** A new token value: `<name>-<32 hex>`. */
+function newTokenValue(name: string): string {
+  return `${name}-${randomBytes(16).toString('hex')}`;
 }
 
 function hashValue(salt: Buffer, value: string): Buffer {
@@ -159,14 +183,7 @@ class Store implements TokenStore {
     for (const t of content?.tokens ?? []) stored.set(t.name, t);
 
     // Provisioned tokens are re-applied at every start; ones no longer configured disappear.
-    const provisioned: {
-      name: string;
-      value: string;
-      fullAccess: boolean;
-      read: string[];
-      write: string[];
-      expiresAt?: string;
-    }[] = [];
+    const provisioned: ProvisionedToken[] = [];
     if (config.auth.mode === 'provisioned') {
       provisioned.push({
         name: INIT_TOKEN_NAME,
@@ -189,21 +206,21 @@ class Store implements TokenStore {
       const old = this.tokens.get(p.name);
       const secret = old && verify(old, p.value) ? { salt: old.salt, hash: old.hash } : newSecret(p.value);
       const expiresMs = p.expiresAt === undefined ? null : Date.parse(p.expiresAt);
-      this.tokens.set(p.name, {
-        name: p.name,
-        ...secret,
-        createdAt: old?.createdAt ?? new Date().toISOString(),
-        fullAccess: p.fullAccess,
-        read: [...p.read],
-        write: [...p.write],
-        expiresAt: p.expiresAt ?? null,
-        expiresMs,
-        ttl: null,
-        lastAccessMs: old?.lastAccessMs ?? null,
-        ipAllowlist: [],
-        ranges: [],
-        provisioned: true,
-      });
+      this.tokens.set(
+        p.name,
+        tokenRecord({
+          name: p.name,
+          ...secret,
+          createdAt: old?.createdAt ?? new Date().toISOString(),
+          fullAccess: p.fullAccess,
+          read: [...p.read],
+          write: [...p.write],
+          expiresAt: p.expiresAt ?? null,
+          expiresMs,
+          lastAccessMs: old?.lastAccessMs ?? null,
+          provisioned: true,
+        }),
+      );
       changed = true;
     }
     // Created once; again only if no full-access token is left (e.g. after switching from
@@ -212,21 +229,15 @@ class Store implements TokenStore {
     const anyAdmin = [...this.tokens.values()].some((t) => t.fullAccess && !isExpired(t, now));
     if (config.auth.mode === 'init' && (!this.initTokenCreated || !anyAdmin)) {
       if (!this.tokens.has(INIT_TOKEN_NAME)) {
-        this.tokens.set(INIT_TOKEN_NAME, {
-          name: INIT_TOKEN_NAME,
-          ...newSecret(config.auth.token),
-          createdAt: new Date().toISOString(),
-          fullAccess: true,
-          read: [],
-          write: [],
-          expiresAt: null,
-          expiresMs: null,
-          ttl: null,
-          lastAccessMs: null,
-          ipAllowlist: [],
-          ranges: [],
-          provisioned: false,
-        });
+        this.tokens.set(
+          INIT_TOKEN_NAME,
+          tokenRecord({
+            name: INIT_TOKEN_NAME,
+            ...newSecret(config.auth.token),
+            createdAt: new Date().toISOString(),
+            fullAccess: true,
+          }),
+        );
       }
       this.initTokenCreated = true;
       changed = true;
@@ -413,23 +424,24 @@ class Store implements TokenStore {
         if (!r) throw Errors.tokenInvalidIpAllowlist(item);
         ranges.push(r);
       }
-      const value = `${name}-${randomBytes(16).toString('hex')}`;
+      const value = newTokenValue(name);
       const createdAt = new Date(now).toISOString();
-      draft.set(name, {
+      draft.set(
         name,
-        ...newSecret(value),
-        createdAt,
-        fullAccess: req.fullAccess,
-        read: req.read,
-        write: req.write,
-        expiresAt: expiresMs === null ? null : new Date(expiresMs).toISOString(),
-        expiresMs,
-        ttl: req.ttl,
-        lastAccessMs: null,
-        ipAllowlist: req.ipAllowlist,
-        ranges,
-        provisioned: false,
-      });
+        tokenRecord({
+          name,
+          ...newSecret(value),
+          createdAt,
+          fullAccess: req.fullAccess,
+          read: req.read,
+          write: req.write,
+          expiresAt: expiresMs === null ? null : new Date(expiresMs).toISOString(),
+          expiresMs,
+          ttl: req.ttl,
+          ipAllowlist: req.ipAllowlist,
+          ranges,
+        }),
+      );
       return { value, created_at: createdAt };
     });
   }
@@ -455,7 +467,7 @@ class Store implements TokenStore {
       if (!rec) throw Errors.tokenNotFound(name);
       if (rec.provisioned) throw Errors.tokenRotateProvisioned(name);
       if (rec.expiresMs !== null && now >= rec.expiresMs) throw Errors.tokenRotateExpired(name);
-      const value = `${name}-${randomBytes(16).toString('hex')}`;
+      const value = newTokenValue(name);
       const secret = newSecret(value);
       rec.salt = secret.salt;
       rec.hash = secret.hash;

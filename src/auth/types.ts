@@ -43,9 +43,13 @@ export interface TokenStore {
   checkWrite(p: Principal, bucket: string): void;
   canRead(p: Principal, bucket: string): boolean;
 
+  /** Every token sorted by name; empty when authentication is disabled. */
   list(): TokenJson[];
   get(name: string): TokenJson;
-  /** Accepts both body shapes of §5.4 (already JSON-parsed). Returns {value, created_at}. */
+  /**
+   * Accepts both body shapes of §5.4 (already JSON-parsed; `undefined` or `null` = empty body).
+   * Returns {value, created_at}.
+   */
   create(name: string, body: unknown): Promise<{ value: string; created_at: string }>;
   remove(name: string): Promise<void>;
   rotate(name: string): Promise<{ value: string; created_at: string }>;

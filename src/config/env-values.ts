@@ -48,10 +48,15 @@ export function parseHumanSize(text: string): bigint | undefined {
   return bytes > U64_MAX ? undefined : bytes;
 }
 
-/** Reads a variable; empty strings count as unset. */
+/** The trimmed text, or undefined when it is unset or blank. */
+export function nonEmpty(text: string | undefined): string | undefined {
+  const t = text?.trim();
+  return t === '' ? undefined : t;
+}
+
+/** Reads a variable, trimmed; empty strings count as unset. */
 export function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
-  const v = env[name];
-  return v === undefined || v.trim() === '' ? undefined : v.trim();
+  return nonEmpty(env[name]);
 }
 
 /** Boolean: true/false, 1/0, yes/no, on/off (case-insensitive). */

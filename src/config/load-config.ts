@@ -18,7 +18,7 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { BucketSettings, QuotaType } from '../storage/types.js';
+import type { BucketSettings } from '../storage/types.js';
 import type { FerryConfig } from './types.js';
 import {
   envValue,
@@ -31,6 +31,7 @@ import {
   parseSizeNumber,
 } from './env-values.js';
 import {
+  readBucketSettings,
   readProvisionedBuckets,
   readProvisionedReplications,
   readProvisionedTokens,
@@ -40,7 +41,6 @@ import {
 export const TOKEN_FILE = join('.ferry', 'tokens.json');
 
 const ROLES = ['STANDALONE', 'PRIMARY', 'SECONDARY', 'REPLICA'] as const;
-const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
 
 /** Normalises a base path so that it begins and ends with exactly one '/'. */
 export function normalizeBasePath(text: string | undefined): string {
@@ -146,29 +146,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
   const publicUrl = get('RS_PUBLIC_URL') ?? defaultPublicUrl(certPath !== undefined, host, port, apiBasePath);
 
   const defaults: BucketSettings = {
-    quota_type: get('RS_DEFAULTS_BUCKET_QUOTA_TYPE')
-      ? parseEnum(
-          'RS_DEFAULTS_BUCKET_QUOTA_TYPE',
-          get('RS_DEFAULTS_BUCKET_QUOTA_TYPE') as string,
-          QUOTA_TYPES,
-        )
-      : 'NONE',
-    quota_size: get('RS_DEFAULTS_BUCKET_QUOTA_SIZE')
-      ? parseSize('RS_DEFAULTS_BUCKET_QUOTA_SIZE', get('RS_DEFAULTS_BUCKET_QUOTA_SIZE') as string)
-      : 0n,
-    max_block_size: get('RS_DEFAULTS_BUCKET_MAX_BLOCK_SIZE')
-      ? parseSize('RS_DEFAULTS_BUCKET_MAX_BLOCK_SIZE', get('RS_DEFAULTS_BUCKET_MAX_BLOCK_SIZE') as string)
-      : 64_000_000n,
-    max_block_records: get('RS_DEFAULTS_BUCKET_MAX_BLOCK_RECORDS')
-      ? BigInt(
-          parseIntIn(
-            'RS_DEFAULTS_BUCKET_MAX_BLOCK_RECORDS',
-            get('RS_DEFAULTS_BUCKET_MAX_BLOCK_RECORDS') as string,
-            1,
-            Number.MAX_SAFE_INTEGER,
-          ),
-        )
-      : 1024n,
+    quota_type: 'NONE',
+    quota_size: 0n,
+    max_block_size: 64_000_000n,
+    max_block_records: 1024n,
+    ...readBucketSettings('RS_DEFAULTS_BUCKET_', (suffix) => env[`RS_DEFAULTS_BUCKET_${suffix}`]),
   };
 
   const duration = (name: string, defMs: number) =>

@@ -2,32 +2,73 @@
  * Provisioned objects from the environment (api.md §5.8, §7.5, §20.5): `RS_TOKEN_<ID>_*`,
  * `RS_BUCKET_<ID>_*` and `RS_REPLICATION_<ID>_*`, grouped by an arbitrary `<ID>`.
  */
-import { parseJson } from '../protocol/json.js';
-import type { BucketSettings, QuotaType } from '../storage/types.js';
+import { parseJson, parseU64 } from '../protocol/json.js';
+import { QUOTA_TYPES } from '../storage/types.js';
+import type { BucketSettings } from '../storage/types.js';
 import type { ProvisionedBucket, ProvisionedReplication, ProvisionedToken } from './types.js';
-import { parseBool, parseEnum, parseHumanSize, parseIntIn, parseList, parseSize } from './env-values.js';
+import { nonEmpty, parseBool, parseEnum, parseIntIn, parseList, parseSize } from './env-values.js';
 
 const BUCKET_NAME = /^[A-Za-z0-9_-]+$/;
-const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
 
-/** Groups `<prefix><ID>_<SUFFIX>` variables by ID (sorted by ID for a stable order). */
+const byId = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Options of {@link collectGroups}. */
+interface GroupOptions {
+  /** Keys that look like `<prefix><ID>_<SUFFIX>` but are something else. */
+  skip?: RegExp;
+  /** IDs that get a group even without any of the variables. */
+  ids?: Iterable<string>;
+}
+
+/**
+ * Groups `<prefix><ID>_<SUFFIX>` variables by ID, sorted by ID (`A` before `A_B`, which sorting
+ * the keys alone would not give) so that warnings and objects come in a stable order.
+ */
 function collectGroups(
   env: NodeJS.ProcessEnv,
   prefix: string,
   suffixes: readonly string[],
+  opts: GroupOptions = {},
 ): Map<string, Map<string, string>> {
   const re = new RegExp(`^${prefix}(.+)_(${suffixes.join('|')})$`);
   const groups = new Map<string, Map<string, string>>();
   for (const key of Object.keys(env).sort()) {
     const m = re.exec(key);
     const value = env[key];
-    if (!m || value === undefined) continue;
+    if (!m || value === undefined || opts.skip?.test(key)) continue;
     const id = m[1] as string;
     let g = groups.get(id);
     if (!g) groups.set(id, (g = new Map()));
     g.set(m[2] as string, value);
   }
-  return groups;
+  for (const id of opts.ids ?? []) if (!groups.has(id)) groups.set(id, new Map());
+  return new Map([...groups].sort(byId));
+}
+
+/**
+ * Bucket settings from `<prefix>{QUOTA_TYPE,QUOTA_SIZE,MAX_BLOCK_SIZE,MAX_BLOCK_RECORDS}`, for
+ * `RS_DEFAULTS_BUCKET_` and `RS_BUCKET_<ID>_`; `raw(suffix)` is the value of `<prefix><suffix>`.
+ * Unset or blank variables leave their setting out. Throws an Error naming the variable when a
+ * value is invalid.
+ */
+export function readBucketSettings(
+  prefix: string,
+  raw: (suffix: string) => string | undefined,
+): Partial<BucketSettings> {
+  const value = (suffix: string) => nonEmpty(raw(suffix));
+  const settings: Partial<BucketSettings> = {};
+  const qt = value('QUOTA_TYPE');
+  if (qt) settings.quota_type = parseEnum(`${prefix}QUOTA_TYPE`, qt, QUOTA_TYPES);
+  const qs = value('QUOTA_SIZE');
+  if (qs) settings.quota_size = parseSize(`${prefix}QUOTA_SIZE`, qs);
+  const bs = value('MAX_BLOCK_SIZE');
+  if (bs) settings.max_block_size = parseSize(`${prefix}MAX_BLOCK_SIZE`, bs);
+  const br = value('MAX_BLOCK_RECORDS');
+  if (br)
+    settings.max_block_records = BigInt(
+      parseIntIn(`${prefix}MAX_BLOCK_RECORDS`, br, 1, Number.MAX_SAFE_INTEGER),
+    );
+  return settings;
 }
 
 /** `RS_TOKEN_<ID>_{NAME,VALUE,FULL_ACCESS,READ,WRITE,EXPIRES_AT}`. */
@@ -42,8 +83,8 @@ export function readProvisionedTokens(env: NodeJS.ProcessEnv, warnings: string[]
     'EXPIRES_AT',
   ]);
   for (const [id, g] of groups) {
-    const name = g.get('NAME')?.trim();
-    const value = g.get('VALUE')?.trim();
+    const name = nonEmpty(g.get('NAME'));
+    const value = nonEmpty(g.get('VALUE'));
     if (!name || !value) {
       warnings.push(
         `Provisioned token RS_TOKEN_${id}_* ignored: RS_TOKEN_${id}_NAME and RS_TOKEN_${id}_VALUE are required`,
@@ -62,7 +103,7 @@ export function readProvisionedTokens(env: NodeJS.ProcessEnv, warnings: string[]
       read: parseList(g.get('READ') ?? ''),
       write: parseList(g.get('WRITE') ?? ''),
     };
-    const expires = g.get('EXPIRES_AT')?.trim();
+    const expires = nonEmpty(g.get('EXPIRES_AT'));
     if (expires) {
       const ms = Date.parse(expires);
       if (Number.isNaN(ms)) {
@@ -88,7 +129,7 @@ export function readProvisionedBuckets(env: NodeJS.ProcessEnv, warnings: string[
     'MAX_BLOCK_RECORDS',
   ]);
   for (const [id, g] of groups) {
-    const name = g.get('NAME')?.trim();
+    const name = nonEmpty(g.get('NAME'));
     if (!name) {
       warnings.push(`Provisioned bucket RS_BUCKET_${id}_* ignored: RS_BUCKET_${id}_NAME is required`);
       continue;
@@ -100,20 +141,7 @@ export function readProvisionedBuckets(env: NodeJS.ProcessEnv, warnings: string[
     }
     if (out.some((b) => b.name === name))
       throw new Error(`RS_BUCKET_${id}_NAME: bucket '${name}' is provisioned twice`);
-    const settings: Partial<BucketSettings> = {};
-    const v = (k: string) => g.get(k)?.trim() || undefined;
-    const qt = v('QUOTA_TYPE');
-    if (qt) settings.quota_type = parseEnum(`RS_BUCKET_${id}_QUOTA_TYPE`, qt, QUOTA_TYPES);
-    const qs = v('QUOTA_SIZE');
-    if (qs) settings.quota_size = parseSize(`RS_BUCKET_${id}_QUOTA_SIZE`, qs);
-    const bs = v('MAX_BLOCK_SIZE');
-    if (bs) settings.max_block_size = parseSize(`RS_BUCKET_${id}_MAX_BLOCK_SIZE`, bs);
-    const br = v('MAX_BLOCK_RECORDS');
-    if (br)
-      settings.max_block_records = BigInt(
-        parseIntIn(`RS_BUCKET_${id}_MAX_BLOCK_RECORDS`, br, 1, Number.MAX_SAFE_INTEGER),
-      );
-    out.push({ name, settings });
+    out.push({ name, settings: readBucketSettings(`RS_BUCKET_${id}_`, (k) => g.get(k)) });
   }
   return out;
 }
@@ -132,6 +160,7 @@ const REPLICATION_SUFFIXES = [
   'EACH_S',
   'EACH_N',
 ] as const;
+const LABEL_FILTER = /^RS_REPLICATION_(.+?)_(INCLUDE|EXCLUDE)_(.+)$/;
 
 /**
  * `RS_REPLICATION_<ID>_*` into raw settings in the wire shape of api.md §17.2. Validation of the
@@ -142,29 +171,30 @@ export function readProvisionedReplications(
   env: NodeJS.ProcessEnv,
   warnings: string[],
 ): ProvisionedReplication[] {
-  const groups = collectGroups(env, 'RS_REPLICATION_', REPLICATION_SUFFIXES);
-  // Legacy label filters: RS_REPLICATION_<ID>_INCLUDE_<label>=<value> / _EXCLUDE_<label>.
+  // Legacy label filters: RS_REPLICATION_<ID>_INCLUDE_<label>=<value> / _EXCLUDE_<label>. A label
+  // may be named like a suffix (`_INCLUDE_MODE`): such keys are filters, never settings of an ID.
   const labelFilters = new Map<
     string,
     { include: Record<string, string>; exclude: Record<string, string> }
   >();
   for (const key of Object.keys(env).sort()) {
-    const m = /^RS_REPLICATION_(.+?)_(INCLUDE|EXCLUDE)_(.+)$/.exec(key);
+    const m = LABEL_FILTER.exec(key);
     const value = env[key];
     if (!m || value === undefined) continue;
     const id = m[1] as string;
     let f = labelFilters.get(id);
     if (!f) labelFilters.set(id, (f = { include: {}, exclude: {} }));
     (m[2] === 'INCLUDE' ? f.include : f.exclude)[m[3] as string] = value;
-    if (!groups.has(id)) groups.set(id, new Map());
   }
+  // An ID with label filters only still gets a group, so that its missing variables are reported.
+  const groups = collectGroups(env, 'RS_REPLICATION_', REPLICATION_SUFFIXES, {
+    skip: LABEL_FILTER,
+    ids: labelFilters.keys(),
+  });
 
   const out: ProvisionedReplication[] = [];
-  for (const [id, g] of [...groups].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    const v = (k: string) => {
-      const x = g.get(k);
-      return x === undefined || x.trim() === '' ? undefined : x.trim();
-    };
+  for (const [id, g] of groups) {
+    const v = (k: string) => nonEmpty(g.get(k));
     const missing = ['NAME', 'SRC_BUCKET', 'DST_BUCKET', 'DST_HOST'].filter((k) => v(k) === undefined);
     if (missing.length > 0) {
       warnings.push(
@@ -205,9 +235,8 @@ export function readProvisionedReplications(
     }
     const eachN = v('EACH_N');
     if (eachN !== undefined) {
-      const n = parseHumanSize(eachN);
-      if (/^\d+$/.test(eachN) && n !== undefined)
-        settings['each_n'] = n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
+      const n = parseU64(eachN);
+      if (n !== undefined) settings['each_n'] = n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n;
       else warnings.push(`RS_REPLICATION_${id}_EACH_N ignored: '${eachN}' is not a non-negative integer`);
     }
     const f = labelFilters.get(id);

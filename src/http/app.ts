@@ -126,9 +126,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     const store = found.store as RouteStore;
     const ctx = new RequestContext(req, res, services, path, query, found.params, expectContinue);
     res.on('finish', () => {
-      if (ctx.principal && services.system) {
-        services.system.audit(ctx.principal.name, method, path, res.statusCode);
-      }
+      if (ctx.principal) services.system.audit(ctx.principal.name, method, path, res.statusCode);
     });
     try {
       if (store.mutating && config.instanceRole === 'REPLICA') {
@@ -156,9 +154,6 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     keepAliveTimeout: 5000,
   };
   let server: http.Server;
-  // Node keeps only the first 1000 headers by default (maxHeadersCount 2000 = name+value pairs) and
-  // drops the rest silently; a v2 batch of 1000 records from reduct-js puts content-length last.
-  // The 1 MiB header size limit still bounds a request.
   let protocol: 'http' | 'https' = 'http';
   if (config.certPath && config.certKeyPath) {
     protocol = 'https';
@@ -169,6 +164,9 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
   } else {
     server = http.createServer(options, onRequest);
   }
+  // Node keeps only the first 1000 headers by default (maxHeadersCount 2000 = name+value pairs) and
+  // drops the rest silently; a v2 batch of 1000 records from reduct-js puts content-length last.
+  // The 1 MiB header size limit still bounds a request.
   server.maxHeadersCount = 0;
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
     void handle(req, res, true);

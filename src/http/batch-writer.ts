@@ -6,7 +6,7 @@
  * batch lands in one group commit. A record whose write fails before consuming its bytes (409,
  * quota, …) has them skipped and is reported per record; the request itself still succeeds.
  */
-import { Errors, type FerryError } from '../protocol/errors.js';
+import { Errors, isFerryError, type FerryError } from '../protocol/errors.js';
 import type { BatchItem, Bucket, Labels, WriteOptions, WriteOutcome } from '../storage/types.js';
 import { isMetaEntry } from '../protocol/names.js';
 import { checkMetaWrite, replaceOlderAttachments } from './attachments.js';
@@ -40,15 +40,16 @@ export interface BatchWriteItem {
 export type BatchWriteResult = { outcome: WriteOutcome } | { error: FerryError };
 
 /**
- * Writes `items` (in body order) from `reader` into `bucket`, or reports `bucketError` for every
- * record when the bucket cannot be used. Throws 400 when the body is shorter or longer than the
- * sum of the declared lengths (after every started write has settled).
+ * Writes `items` (in body order) from `reader` into `bucket`, or reports the error for every
+ * record when `bucket` is one (the bucket cannot be used). Throws 400 when the body is shorter or
+ * longer than the sum of the declared lengths (after every started write has settled).
  */
 export async function writeBatch(
   bucket: Bucket | FerryError,
   items: readonly BatchWriteItem[],
   reader: ByteReader,
 ): Promise<BatchWriteResult[]> {
+  if (isFerryError(bucket)) return rejectAll(bucket, items, reader);
   const pending: Array<Promise<BatchWriteResult> | BatchWriteResult> = [];
   let truncated = false;
   // Records whose bytes are all in the chunk already received go to storage together, as one
@@ -57,7 +58,7 @@ export async function writeBatch(
   let runIndex: number[] = [];
   const runs: Promise<void>[] = [];
   const flushRun = (): void => {
-    if (run.length === 0 || !('write' in bucket)) return;
+    if (run.length === 0) return;
     const current = run;
     const indexes = runIndex;
     run = [];
@@ -75,7 +76,7 @@ export async function writeBatch(
   try {
     for (const item of items) {
       const size = item.opts.size;
-      if (!item.rejected && size > 0 && 'write' in bucket && !isMetaEntry(item.entry)) {
+      if (!item.rejected && size > 0 && !isMetaEntry(item.entry)) {
         if (!reader.takeBufferedPossible(size) && size <= JOIN_LIMIT) await reader.fill(size);
         const whole = reader.takeBuffered(size);
         if (whole) {
@@ -87,9 +88,8 @@ export async function writeBatch(
       }
       flushRun();
       const slice = reader.slice(size);
-      const failure: FerryError | undefined = item.rejected ?? ('write' in bucket ? undefined : bucket);
-      if (failure || !('write' in bucket)) {
-        pending.push(Promise.resolve({ error: failure ?? Errors.internal('no bucket') }));
+      if (item.rejected) {
+        pending.push(Promise.resolve({ error: item.rejected }));
         await slice.skipRest();
       } else {
         const write = writeOne(bucket, item, slice);
@@ -112,6 +112,26 @@ export async function writeBatch(
   if (truncated) throw Errors.contentSmaller();
   if (!(await reader.atEnd())) throw Errors.contentBigger();
   return Promise.all(pending);
+}
+
+/**
+ * `writeBatch` for a bucket that cannot be used: every record reports `error` (or its own
+ * rejection), and the body is still read through so that its length is checked the same way.
+ */
+async function rejectAll(
+  error: FerryError,
+  items: readonly BatchWriteItem[],
+  reader: ByteReader,
+): Promise<BatchWriteResult[]> {
+  const results: BatchWriteResult[] = [];
+  for (const item of items) {
+    const slice = reader.slice(item.opts.size);
+    results.push({ error: item.rejected ?? error });
+    await slice.skipRest();
+    if (slice.truncated) throw Errors.contentSmaller();
+  }
+  if (!(await reader.atEnd())) throw Errors.contentBigger();
+  return results;
 }
 
 function writeOne(

@@ -46,7 +46,6 @@ export class RequestBody {
   private iterator?: AsyncIterator<Buffer>;
   private decoder?: Transform;
   private continueSent = false;
-  private started = false;
   private finished = false;
   readonly encoding: Encoding;
 
@@ -63,15 +62,9 @@ export class RequestBody {
     return this.encoding !== 'identity';
   }
 
-  /** Whether reading has started. */
-  get touched(): boolean {
-    return this.started;
-  }
-
   /** The decoded chunk iterator (created on first use; the same one on every call). */
   chunks(): AsyncIterator<Buffer> {
     if (!this.iterator) {
-      this.started = true;
       if (this.opts.expectContinue && !this.continueSent) {
         this.continueSent = true;
         this.res.writeContinue();

@@ -3,6 +3,7 @@
  * and the authenticated principal.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { firstHeader } from '../auth/client-ip.js';
 import type { Principal } from '../auth/types.js';
 import { RequestBody } from './body.js';
 import type { HttpServices } from './services.js';
@@ -49,7 +50,6 @@ export class RequestContext {
 
   /** Header value as a single string (first one when repeated). */
   header(name: string): string | undefined {
-    const v = this.req.headers[name];
-    return Array.isArray(v) ? v[0] : v;
+    return firstHeader(this.req.headers[name]);
   }
 }

@@ -33,7 +33,10 @@ const SINGLE = new Set([
 
 const nodeHeaders = Object.getOwnPropertyDescriptor(IncomingMessage.prototype, 'headers');
 
-/** True for the per-record header names of the batch protocols (lower-case `name`). */
+/**
+ * True for the per-record header names of the batch protocols. Complete for a lower-case `name`;
+ * for any other spelling only a true answer is meaningful.
+ */
 function perRecord(name: string): boolean {
   if (name.charCodeAt(0) !== 120 /* x */) return false;
   if (name.startsWith('x-reduct-')) {
@@ -47,6 +50,9 @@ function perRecord(name: string): boolean {
 function buildHeaders(raw: readonly string[]): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
   for (let i = 0; i + 1 < raw.length; i += 2) {
+    // Per-record names usually arrive in lower case: skip those before paying for toLowerCase()
+    // (exact: a match stays one after lower-casing); other spellings are checked after it.
+    if (perRecord(raw[i]!)) continue;
     const name = raw[i]!.toLowerCase();
     if (perRecord(name)) continue;
     const value = raw[i + 1]!;

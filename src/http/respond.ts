@@ -6,7 +6,7 @@
  * I/O failure: it becomes a 500 and is logged.
  */
 import type { ServerResponse } from 'node:http';
-import { FerryError, isFerryError } from '../protocol/errors.js';
+import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
 import { stringifyJson } from '../protocol/json.js';
 
 /** Logger used for unexpected errors (set by the app so that logs reach `$system`). */
@@ -19,7 +19,9 @@ export function setErrorLogger(logger: ErrorLogger): void {
   logUnexpected = logger;
 }
 
-// Visible ASCII, space and tab (RFC 7230 field-value without obs-text).
+// Visible ASCII, space and tab (RFC 7230 field-value without obs-text). Not shared with the check
+// of per-record error headers in protocol/batch-v1.ts, which also passes 0x80-0xff: merging them
+// would change what either sends.
 const HEADER_SAFE = /^[\t\x20-\x7e]*$/;
 
 /** True when `value` can be sent as a header value as is. */
@@ -32,18 +34,11 @@ export function toFerryError(e: unknown): FerryError {
   if (isFerryError(e)) return e;
   const err = e as NodeJS.ErrnoException | undefined;
   if (err?.code === 'ENOSPC' || err?.code === 'EDQUOT') {
-    return new FerryError(507, 'Not enough disk space to store the record');
+    return Errors.diskFull();
   }
   const text = err instanceof Error ? (err.stack ?? err.message) : String(e);
   logUnexpected(`Unexpected error: ${text}`);
   return new FerryError(500, err instanceof Error ? err.message : String(e));
-}
-
-/** Formats a per-record error header value of the batch protocols: `<status>,<message>`. */
-export function batchErrorValue(e: unknown): string {
-  const err = toFerryError(e);
-  const msg = isHeaderSafe(err.message) ? err.message : 'Unparsable message';
-  return `${err.status},${msg}`;
 }
 
 /** Sends an error response; safe to call when headers were already sent (then it just ends). */

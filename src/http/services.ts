@@ -62,9 +62,10 @@ export interface HttpServices {
   config: FerryConfig;
   storage: Storage;
   tokens: TokenStore;
-  queries?: QueryService;
+  queries: QueryService;
+  /** Set once replication has started (after the server listens); routes answer 503 until then. */
   replications?: ReplicationService;
-  system?: SystemEventsService;
+  system: SystemEventsService;
   /** Resolves the client IP of a request (api.md §3.4). */
   clientIp(
     peer: string | undefined,

@@ -85,9 +85,6 @@ export function checkLabelName(name: string): void {
   if (!LABEL_NAME.test(name)) throw Errors.invalidLabelName(name);
 }
 
-/** Re-exported: the one u64 parser lives in json.ts. */
-export { parseU64 };
-
 /**
  * Splits a label list `k=v,k2="a,b",…` into raw (trimmed) key/value pairs. A value starting with
  * `"` runs to the next `"`; an unterminated quote → 422 `Invalid batched header`. Text without `=`
@@ -232,16 +229,8 @@ function formatLabels(labels: Record<string, string | null>): string {
     .join(',');
 }
 
-/** Metadata of a record to put into v1 headers. */
-export interface V1HeaderRecord {
-  ts: bigint;
-  size: number;
-  contentType: string;
-  labels: Labels;
-}
-
 /** Header value `<len>,<ct>[,<labels sorted by name>]`; the content type is always written. */
-export function encodeV1Value(rec: Omit<V1HeaderRecord, 'ts'>): string {
+export function encodeV1Value(rec: Omit<V1Record, 'ts'>): string {
   const ct = rec.contentType === '' ? DEFAULT_CONTENT_TYPE : rec.contentType;
   const labels = formatLabels(rec.labels);
   return labels === '' ? `${rec.size},${ct}` : `${rec.size},${ct},${labels}`;
@@ -251,7 +240,7 @@ export function encodeV1Value(rec: Omit<V1HeaderRecord, 'ts'>): string {
  * Builds `x-reduct-time-<ts>` headers for records: used for v1 batch read responses and by
  * replication senders to build v1 write batches (the body must follow in ascending ts order).
  */
-export function encodeV1Headers(records: readonly V1HeaderRecord[]): Record<string, string> {
+export function encodeV1Headers(records: readonly V1Record[]): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const r of records) headers[`${TIME_PREFIX}${r.ts}`] = encodeV1Value(r);
   return headers;

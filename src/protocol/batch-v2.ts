@@ -7,7 +7,7 @@
  * entry index first, then timestamp (the server rule of §11.2).
  */
 import { Errors, FerryError } from './errors.js';
-import { U64_MAX } from './json.js';
+import { parseU64, U64_MAX } from './json.js';
 import {
   DEFAULT_CONTENT_TYPE,
   errorHeaderValue,
@@ -15,7 +15,6 @@ import {
   checkLabelName,
   forEachHeader,
   splitLabelList,
-  parseU64,
   type HeaderSource,
 } from './batch-v1.js';
 import type { Labels } from '../storage/types.js';

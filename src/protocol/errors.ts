@@ -127,6 +127,14 @@ export const Errors = {
   tokenRemoveLastFullAccess: (n: string) =>
     new FerryError(409, `Can't remove token '${n}': it is the last token with full access`),
   tokenRotateExpired: (n: string) => new FerryError(422, `Can't rotate expired token '${n}'`),
+
+  // HTTP layer
+  serverStartingUp: () => new FerryError(503, 'The server is starting up, please try again later'),
+  attachmentRemoveDirectly: (entry: string) =>
+    new FerryError(422, `Attachment entry '${entry}' can't be removed directly`),
+  queryIdParamInvalid: () => new FerryError(422, "'q' must be a query id"),
+  /** A `Content-Length` / `x-reduct-content-length` request header that is not a usable length. */
+  contentLengthInvalid: (raw: string) => new FerryError(422, `Invalid content length '${raw}'`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -5,7 +5,7 @@
  */
 import { Errors, FerryError } from '../protocol/errors.js';
 import { jsonNumber, describeJsonValue } from '../protocol/json.js';
-import type { BucketSettingsPatch, QuotaType } from '../storage/types.js';
+import { QUOTA_TYPES, type BucketSettingsPatch, type QuotaType } from '../storage/types.js';
 
 export type ReplicationMode = 'enabled' | 'paused' | 'disabled';
 export type Compression = 'none' | 'gzip' | 'zstd';
@@ -94,7 +94,6 @@ export const DEFAULTS = {
 
 const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
 const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
-const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
 const NOT_YET = [

@@ -36,6 +36,7 @@ import type {
   Storage,
   StorageOptions,
 } from './types.js';
+import { QUOTA_TYPES } from './types.js';
 
 const BUILTIN_DEFAULTS: BucketSettings = {
   quota_type: 'NONE',
@@ -550,7 +551,7 @@ class Engine implements Storage, EngineInternals, ChangeLog {
     const out = { ...base };
     if (!patch) return out;
     if (patch.quota_type !== undefined && patch.quota_type !== null) {
-      if (!['NONE', 'FIFO', 'HARD'].includes(patch.quota_type)) {
+      if (!QUOTA_TYPES.includes(patch.quota_type)) {
         throw Errors.unprocessable(`Invalid quota type '${describeJsonValue(patch.quota_type)}'`);
       }
       out.quota_type = patch.quota_type;

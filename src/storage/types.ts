@@ -12,6 +12,8 @@ import type { FerryError } from '../protocol/errors.js';
 export type Labels = Record<string, string>;
 
 export type QuotaType = 'NONE' | 'FIFO' | 'HARD';
+/** Every `quota_type` value, in the order error messages list them (api.md §7.2). */
+export const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
 
 /** Bucket settings in wire shape (api.md §7.2); all fields filled in when returned. */
 export interface BucketSettings {

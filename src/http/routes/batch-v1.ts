@@ -25,6 +25,7 @@ import type { RequestContext } from '../context.js';
 import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty, toFerryError } from '../respond.js';
 import { v1BatchResponse, type BatchResponse } from '../../query/batch-response.js';
+import { queryIdParam } from './queries.js';
 import { originHeader } from './records.js';
 
 const DIGEST_PREFIX = 'x-ferry-digest-';
@@ -39,7 +40,7 @@ export function declaredBatchLength(ctx: RequestContext): number | undefined {
     ctx.header('x-reduct-content-length') ?? (ctx.body.compressed ? undefined : ctx.header('content-length'));
   if (raw === undefined) return undefined;
   const n = parseU64(raw.trim());
-  if (n === undefined) throw Errors.unprocessable(`Invalid content length '${raw}'`);
+  if (n === undefined) throw Errors.contentLengthInvalid(raw);
   return Number(n);
 }
 
@@ -114,7 +115,7 @@ export async function updateBatchV1(ctx: RequestContext, bucketName: string, ent
 export async function removeBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   writeAccess(ctx, bucketName);
   validateEntryName(entry, { allowMeta: true });
-  if (isMetaEntry(entry)) throw Errors.unprocessable(`Attachment entry '${entry}' can't be removed directly`);
+  if (isMetaEntry(entry)) throw Errors.attachmentRemoveDirectly(entry);
   const timestamps = parseV1RemoveBatch(ctx.req.rawHeaders);
   const bucket = ctx.services.storage.bucket(bucketName);
   const results = await Promise.all(
@@ -129,14 +130,10 @@ export async function removeBatchV1(ctx: RequestContext, bucketName: string, ent
 /** GET|HEAD /b/{bucket}/{entry}/batch?q= */
 export async function readBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   readAccess(ctx, bucketName);
-  const q = ctx.query.get('q');
-  if (q === null) throw Errors.unprocessable("'q' parameter is required for batched reads");
-  const id = parseU64(q);
-  if (id === undefined) throw Errors.unprocessable("'q' must be a query id");
-  const queries = ctx.services.queries;
-  if (!queries) throw Errors.queryNotFound(id);
+  const id = queryIdParam(ctx);
+  if (id === undefined) throw Errors.unprocessable("'q' parameter is required for batched reads");
   const head = ctx.req.method === 'HEAD';
-  const batch = await queries.next(bucketName, id, { entry, head });
+  const batch = await ctx.services.queries.next(bucketName, id, { entry, head });
   if (batch.records.length === 0 && batch.last) throw Errors.noContent();
   await sendBatch(ctx.res, v1BatchResponse(batch), head, batch.onlyMetadata);
 }

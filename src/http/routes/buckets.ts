@@ -3,12 +3,12 @@
  */
 import { Errors } from '../../protocol/errors.js';
 import { toU64, describeJsonValue } from '../../protocol/json.js';
+import { QUOTA_TYPES } from '../../storage/types.js';
 import type { BucketSettings, BucketSettingsPatch, QuotaType } from '../../storage/types.js';
 import { authenticated, fullAccess, readAccess } from '../auth-hook.js';
 import { sendEmpty, sendJson } from '../respond.js';
 import type { Route } from '../router.js';
 
-const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
 const U64_FIELDS = ['quota_size', 'max_block_size', 'max_block_records'] as const;
 
 /** Bucket settings in their exact four-field wire shape. */

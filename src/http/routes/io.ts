@@ -10,25 +10,21 @@ import {
   START_TS_HEADER,
 } from '../../protocol/batch-v2.js';
 import { Errors, type FerryError } from '../../protocol/errors.js';
-import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
-import { assertWritableInstance, readAccess, writeAccess } from '../auth-hook.js';
+import { isMetaEntry, isValidEntryName } from '../../protocol/names.js';
+import { readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { RequestContext } from '../context.js';
 import { parseU64 } from '../../protocol/json.js';
-import { sendEmpty, sendJson, toFerryError } from '../respond.js';
+import { sendEmpty, toFerryError } from '../respond.js';
 import type { Route } from '../router.js';
 import { checkBatchLength, declaredBatchLength, sendBatch } from './batch-v1.js';
 import { v2BatchResponse } from '../../query/batch-response.js';
-import { isRemoveQuery, queryService } from './queries.js';
+import { answerQueryBody } from './queries.js';
 import { originHeader } from './records.js';
 
-function validationError(entry: string): FerryError | undefined {
-  try {
-    validateEntryName(entry, { allowMeta: true });
-    return undefined;
-  } catch (e) {
-    return toFerryError(e);
-  }
+/** The 422 of an invalid entry name (reported per record, not for the request), or undefined. */
+function entryNameError(entry: string): FerryError | undefined {
+  return isValidEntryName(entry, { allowMeta: true }) ? undefined : Errors.invalidEntryName(entry);
 }
 
 /** Routes of the IO API. */
@@ -38,20 +34,7 @@ export function ioRoutes(): Route[] {
       method: 'POST',
       path: 'io/:bucket/q',
       mutating: false,
-      handler: async (ctx) => {
-        const bucket = ctx.param('bucket');
-        const body = await ctx.json();
-        if (isRemoveQuery(body)) {
-          writeAccess(ctx, bucket);
-          assertWritableInstance(ctx);
-          const removed = await queryService(ctx).remove(bucket, body);
-          sendJson(ctx.res, { removed_records: removed });
-        } else {
-          readAccess(ctx, bucket);
-          const id = await queryService(ctx).create(bucket, body);
-          sendJson(ctx.res, { id });
-        }
-      },
+      handler: async (ctx) => answerQueryBody(ctx, ctx.param('bucket'), await ctx.json()),
     },
     { method: ['GET', 'HEAD'], path: 'io/:bucket/read', handler: readBatchV2 },
     { method: 'POST', path: 'io/:bucket/write', handler: writeBatchV2 },
@@ -68,7 +51,7 @@ async function readBatchV2(ctx: RequestContext): Promise<void> {
   const id = parseU64(raw.trim());
   if (id === undefined) throw Errors.unprocessable('Invalid query id');
   const head = ctx.req.method === 'HEAD';
-  const batch = await queryService(ctx).next(bucket, id, { head });
+  const batch = await ctx.services.queries.next(bucket, id, { head });
   if (batch.records.length === 0 && batch.last) throw Errors.noContent();
   await sendBatch(ctx.res, v2BatchResponse(batch), head, batch.onlyMetadata);
 }
@@ -89,7 +72,7 @@ async function writeBatchV2(ctx: RequestContext): Promise<void> {
   checkBatchLength(declared, batch.totalSize);
   const bucket = ctx.services.storage.bucket(bucketName);
   const origin = originHeader(ctx);
-  const invalid = new Map(batch.entries.map((e) => [e, validationError(e)]));
+  const invalid = new Map(batch.entries.map((e) => [e, entryNameError(e)]));
   const items: BatchWriteItem[] = batch.records.map((r) => ({
     entry: r.entry,
     ts: r.ts,
@@ -135,7 +118,7 @@ async function removeBatchV2(ctx: RequestContext): Promise<void> {
   writeAccess(ctx, bucketName);
   const batch = parseV2Batch(ctx.req.rawHeaders);
   const meta = batch.entries.find((e) => isMetaEntry(e));
-  if (meta !== undefined) throw Errors.unprocessable(`Attachment entry '${meta}' can't be removed directly`);
+  if (meta !== undefined) throw Errors.attachmentRemoveDirectly(meta);
   const bucket = ctx.services.storage.bucket(bucketName);
   const results = await Promise.all(
     batch.records.map((r) => bucket.removeRecord(r.entry, r.ts).then(() => undefined, toFerryError)),

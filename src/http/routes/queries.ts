@@ -1,26 +1,53 @@
 /**
  * Legacy entry-level queries (api.md §9): `GET|POST|DELETE /b/{bucket}/{entry}/q`.
  * Results are read through `GET /b/{b}/{e}?q=` (records.ts) or `…/batch?q=` (batch-v1.ts).
+ * The QueryEntry body handling is shared with `POST /io/{bucket}/q` (io.ts).
  */
 import { Errors } from '../../protocol/errors.js';
+import { parseU64 } from '../../protocol/json.js';
 import { validateEntryName } from '../../protocol/names.js';
 import { assertWritableInstance, readAccess, writeAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
-import type { QueryService } from '../services.js';
-
-/** The query service, or 500 if the server was started without one. */
-export function queryService(ctx: RequestContext): QueryService {
-  const q = ctx.services.queries;
-  if (!q) throw Errors.internal('Queries are not available');
-  return q;
-}
 
 /** True when a QueryEntry body asks for a REMOVE. */
-export function isRemoveQuery(body: unknown): boolean {
+function isRemoveQuery(body: unknown): boolean {
   return (
     typeof body === 'object' && body !== null && (body as Record<string, unknown>).query_type === 'REMOVE'
   );
+}
+
+/**
+ * Answers a QueryEntry body: a REMOVE (write access, refused on a replica) with
+ * `{removed_records}`, anything else (read access) with the `{id}` of the created query. `entry`
+ * makes it an entry-level query (§9), otherwise it is bucket-level (§11.3).
+ */
+export async function answerQueryBody(
+  ctx: RequestContext,
+  bucket: string,
+  body: unknown,
+  entry?: string,
+): Promise<void> {
+  const queries = ctx.services.queries;
+  if (isRemoveQuery(body)) {
+    writeAccess(ctx, bucket);
+    assertWritableInstance(ctx);
+    const removed = await queries.remove(bucket, body, entry);
+    sendJson(ctx.res, { removed_records: removed });
+  } else {
+    readAccess(ctx, bucket);
+    const id = await queries.create(bucket, body, entry);
+    sendJson(ctx.res, { id });
+  }
+}
+
+/** The query id of the `?q=` parameter: undefined when absent, 422 when it is not a u64. */
+export function queryIdParam(ctx: RequestContext): bigint | undefined {
+  const q = ctx.query.get('q');
+  if (q === null) return undefined;
+  const id = parseU64(q);
+  if (id === undefined) throw Errors.queryIdParamInvalid();
+  return id;
 }
 
 /** GET /b/{bucket}/{entry}/q?start=&stop=&ttl=&continuous= */
@@ -31,7 +58,7 @@ export async function createQueryFromParams(
 ): Promise<void> {
   readAccess(ctx, bucket);
   validateEntryName(entry, { allowMeta: true });
-  const id = await queryService(ctx).createFromParams(bucket, entry, ctx.query);
+  const id = await ctx.services.queries.createFromParams(bucket, entry, ctx.query);
   sendJson(ctx.res, { id });
 }
 
@@ -39,22 +66,13 @@ export async function createQueryFromParams(
 export async function postEntryQuery(ctx: RequestContext, bucket: string, entry: string): Promise<void> {
   const body = await ctx.json();
   validateEntryName(entry, { allowMeta: true });
-  if (isRemoveQuery(body)) {
-    writeAccess(ctx, bucket);
-    assertWritableInstance(ctx);
-    const removed = await queryService(ctx).remove(bucket, body, entry);
-    sendJson(ctx.res, { removed_records: removed });
-  } else {
-    readAccess(ctx, bucket);
-    const id = await queryService(ctx).create(bucket, body, entry);
-    sendJson(ctx.res, { id });
-  }
+  await answerQueryBody(ctx, bucket, body, entry);
 }
 
 /** DELETE /b/{bucket}/{entry}/q?start=&stop= */
 export async function removeByParams(ctx: RequestContext, bucket: string, entry: string): Promise<void> {
   writeAccess(ctx, bucket);
   validateEntryName(entry, { allowMeta: true });
-  const removed = await queryService(ctx).removeFromParams(bucket, entry, ctx.query);
+  const removed = await ctx.services.queries.removeFromParams(bucket, entry, ctx.query);
   sendJson(ctx.res, { removed_records: removed });
 }

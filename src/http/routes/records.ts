@@ -13,6 +13,7 @@ import { optionalTs, readLabelHeaders, requireTs, setRecordHeaders } from '../he
 import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty } from '../respond.js';
 import { parseNewName } from './buckets.js';
+import { queryIdParam } from './queries.js';
 
 /**
  * Payload size of a single write: `x-reduct-content-length` (streamed/compressed bodies) or the
@@ -25,7 +26,7 @@ export function declaredSize(ctx: RequestContext): number {
   if (raw === undefined) throw Errors.contentLengthRequired();
   const size = parseU64(raw.trim());
   if (size === undefined || size > BigInt(Number.MAX_SAFE_INTEGER)) {
-    throw Errors.unprocessable(`Invalid content length '${raw}'`);
+    throw Errors.contentLengthInvalid(raw);
   }
   return Number(size);
 }
@@ -94,13 +95,9 @@ const SMALL_RECORD = 256 * 1024;
 export async function readRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   readAccess(ctx, bucketName);
   validateEntryName(entry, { allowMeta: true });
-  const q = ctx.query.get('q');
-  if (q !== null) {
-    const id = parseU64(q);
-    if (id === undefined) throw Errors.unprocessable("'q' must be a query id");
-    const queries = ctx.services.queries;
-    if (!queries) throw Errors.queryNotFound(id);
-    const batch = await queries.next(bucketName, id, {
+  const id = queryIdParam(ctx);
+  if (id !== undefined) {
+    const batch = await ctx.services.queries.next(bucketName, id, {
       entry,
       head: ctx.req.method === 'HEAD',
       maxRecords: 1,
@@ -137,7 +134,7 @@ export async function removeRecordOrEntry(
 ): Promise<void> {
   writeAccess(ctx, bucketName);
   validateEntryName(entry, { allowMeta: true });
-  if (isMetaEntry(entry)) throw Errors.unprocessable(`Attachment entry '${entry}' can't be removed directly`);
+  if (isMetaEntry(entry)) throw Errors.attachmentRemoveDirectly(entry);
   const ts = optionalTs(ctx.query);
   const bucket = ctx.services.storage.bucket(bucketName);
   if (ts === undefined) await bucket.removeEntry(entry);

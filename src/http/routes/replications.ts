@@ -11,7 +11,7 @@ import type { ReplicationService } from '../services.js';
 
 function manager(ctx: RequestContext): ReplicationService {
   const m = ctx.services.replications;
-  if (!m) throw Errors.unavailable('The server is starting up, please try again later');
+  if (!m) throw Errors.serverStartingUp();
   return m;
 }
 

@@ -21,7 +21,7 @@ export function serverRoutes(): Route[] {
       path: 'ready',
       handler: (ctx) => {
         if (ctx.services.isReady()) sendEmpty(ctx.res);
-        else sendError(ctx.res, Errors.unavailable('The server is starting up, please try again later'));
+        else sendError(ctx.res, Errors.serverStartingUp());
       },
     },
     {

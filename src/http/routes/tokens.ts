@@ -1,10 +1,18 @@
 /**
  * Token routes (api.md §5.3), all FullAccess. The TokenStore owns validation and messages
- * (including 400 `Authentication is disabled`); this module only adapts HTTP.
+ * (including 400 `Authentication is disabled`, the empty list and the empty body); this module
+ * only adapts HTTP.
  */
 import { fullAccess } from '../auth-hook.js';
+import type { RequestContext } from '../context.js';
 import { sendEmpty, sendJson } from '../respond.js';
 import type { Route } from '../router.js';
+
+/** `POST /tokens/{name}`; on `POST /tokens/` the name is '' and the store answers its 422. */
+async function createToken(ctx: RequestContext): Promise<void> {
+  fullAccess(ctx);
+  sendJson(ctx.res, await ctx.services.tokens.create(ctx.param('name'), await ctx.json()));
+}
 
 /** Routes of the token API. */
 export function tokenRoutes(): Route[] {
@@ -14,8 +22,7 @@ export function tokenRoutes(): Route[] {
       path: 'tokens',
       handler: (ctx) => {
         fullAccess(ctx);
-        const { tokens } = ctx.services;
-        sendJson(ctx.res, { tokens: tokens.disabled ? [] : tokens.list() });
+        sendJson(ctx.res, { tokens: ctx.services.tokens.list() });
       },
     },
     {
@@ -26,25 +33,8 @@ export function tokenRoutes(): Route[] {
         sendJson(ctx.res, ctx.services.tokens.get(ctx.param('name')));
       },
     },
-    {
-      method: 'POST',
-      path: 'tokens/:name',
-      handler: async (ctx) => {
-        fullAccess(ctx);
-        const body = (await ctx.json()) ?? {};
-        sendJson(ctx.res, await ctx.services.tokens.create(ctx.param('name'), body));
-      },
-    },
-    {
-      // `POST /tokens/` (empty name): let the store reject it with its 422.
-      method: 'POST',
-      path: 'tokens',
-      handler: async (ctx) => {
-        fullAccess(ctx);
-        const body = (await ctx.json()) ?? {};
-        sendJson(ctx.res, await ctx.services.tokens.create('', body));
-      },
-    },
+    { method: 'POST', path: 'tokens/:name', handler: createToken },
+    { method: 'POST', path: 'tokens', handler: createToken },
     {
       method: 'DELETE',
       path: 'tokens/:name',
