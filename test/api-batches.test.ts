@@ -5,11 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { init as zstdInit, compress as zstdCompress } from '@bokuweb/zstd-wasm';
 import { Client, type Bucket } from 'reduct-js';
+import { FerryIncomingMessage } from '../src/http/request-headers.js';
 import type { RunningFerry } from '../src/server.js';
+import { rawHttp, type RawHttpResponse } from './helpers/raw-http.js';
 import { startTestServer, stopTestServer, type TestServer } from './helpers/test-server.js';
 
 const TOKEN = 'api-batches-test-token';
@@ -29,35 +32,15 @@ after(() => stopTestServer(server));
 
 const api = (path: string): string => `${ferry.url}/api/v1/${path}`;
 
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
+const auth = { authorization: `Bearer ${TOKEN}` };
 
-function raw(
+/** Raw HTTP the way replication senders send it; adds the authorization header first. */
+const raw = (
   method: string,
   path: string,
   headers: Record<string, string | number>,
   chunks: Buffer[] = [],
-): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      api(path),
-      { method, headers: { authorization: `Bearer ${TOKEN}`, ...headers } },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (c: Buffer) => parts.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }),
-        );
-      },
-    );
-    req.on('error', reject);
-    for (const c of chunks) req.write(c);
-    req.end();
-  });
-}
+): Promise<RawHttpResponse> => rawHttp(method, api(path), { ...auth, ...headers }, chunks);
 
 async function readAll(entry: string): Promise<Array<[bigint, string]>> {
   const out: Array<[bigint, string]> = [];
@@ -272,9 +255,11 @@ test('v1 raw: replication extensions x-ferry-origin / x-ferry-digest-<ts> → x-
   assert.equal(res.headers['x-ferry-present-5'], '1');
 });
 
-test('a v1 batch of 1500 records with the ordinary headers after the per-record ones', async () => {
-  // Per-record headers are left out of the request's header dictionary (src/http/request-headers.ts):
-  // authorization, content type and length must still be found when they come last.
+/** 1500 per-record headers (both spellings), then the ordinary ones; `token` goes last. */
+function manyHeaderBatch(token: string): {
+  headers: Record<string, string>;
+  body: Buffer;
+} {
   const headers: Record<string, string> = {};
   const parts: Buffer[] = [];
   for (let i = 0; i < 1500; i++) {
@@ -283,36 +268,78 @@ test('a v1 batch of 1500 records with the ordinary headers after the per-record 
       `${body.length},text/plain,n=${i}`;
     parts.push(body);
   }
-  const bodyBytes = Buffer.concat(parts);
-  const send = (entry: string, token: string) =>
-    new Promise<{ status: number; error: string | undefined }>((resolve, reject) => {
-      const req = httpRequest(
-        api(`b/bat/${entry}/batch`),
-        {
-          method: 'POST',
-          headers: {
-            ...headers,
-            'content-type': 'application/octet-stream',
-            'content-length': String(bodyBytes.length),
-            authorization: `Bearer ${token}`,
-          },
-        },
-        (r) => {
-          r.resume();
-          r.on('end', () =>
-            resolve({ status: r.statusCode ?? 0, error: r.headers['x-reduct-error'] as string | undefined }),
-          );
-        },
-      );
-      req.on('error', reject);
-      req.end(bodyBytes);
-    });
+  const body = Buffer.concat(parts);
+  headers['content-type'] = 'application/octet-stream';
+  headers['content-length'] = String(body.length);
+  headers.authorization = `Bearer ${token}`;
+  return { headers, body };
+}
+
+test('a v1 batch of 1500 records with the ordinary headers after the per-record ones', async () => {
+  // Per-record headers are left out of the request's header dictionary (src/http/request-headers.ts):
+  // authorization, content type and length must still be found when they come last.
+  const send = (entry: string, token: string, short = false): Promise<RawHttpResponse> => {
+    const { headers, body } = manyHeaderBatch(token);
+    // one byte short, declared honestly: only the sum of the record sizes disagrees
+    const sent = short ? body.subarray(0, body.length - 1) : body;
+    headers['content-length'] = String(sent.length);
+    return rawHttp('POST', api(`b/bat/${entry}/batch`), headers, [sent]);
+  };
   const denied = await send('many-headers', 'not-the-token');
   assert.equal(denied.status, 401, 'the last header (a wrong token) is the one checked');
+  // (a lost authorization header would be 401 'No bearer token in request header')
+  assert.equal(denied.headers['x-reduct-error'], 'Invalid token');
+  const { body } = manyHeaderBatch(TOKEN);
+  const short = await send('many-headers', TOKEN, true);
+  assert.equal(short.status, 422);
+  assert.equal(
+    short.headers['x-reduct-error'],
+    `Content-length ${body.length - 1} doesn't match the sum of record sizes ${body.length}`,
+  );
   const ok = await send('many-headers', TOKEN);
-  assert.equal(ok.status, 200, ok.error);
+  assert.equal(ok.status, 200, String(ok.headers['x-reduct-error']));
   const stored = await readAll('many-headers');
   assert.equal(stored.length, 1500);
   assert.deepEqual(stored[0], [5000n, 'record-0']);
   assert.deepEqual(stored[1499], [6499n, 'record-1499']);
+});
+
+test('FerryIncomingMessage: headers leave out x-reduct-time-*, keep the ordinary ones given last', async () => {
+  // The server's request class behind a plain node:http server, fed the same request as above.
+  let seen: { headers: IncomingHttpHeaders; rawCount: number } | undefined;
+  const probe = createServer(
+    { IncomingMessage: FerryIncomingMessage, maxHeaderSize: 1024 * 1024 },
+    (req, res) => {
+      seen = { headers: req.headers, rawCount: req.rawHeaders.length };
+      req.resume();
+      req.on('end', () => res.end());
+    },
+  );
+  probe.maxHeadersCount = 0;
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  try {
+    const { headers, body } = manyHeaderBatch(TOKEN);
+    const { port } = probe.address() as AddressInfo;
+    const res = await rawHttp('POST', `http://127.0.0.1:${port}/`, headers, [body]);
+    assert.equal(res.status, 200);
+    assert.ok(seen);
+    // 1500 per-record headers + content-type, content-length, authorization + host, connection
+    assert.equal(seen.rawCount, 2 * 1505);
+    assert.deepEqual(
+      Object.keys(seen.headers).filter((h) => h.toLowerCase().startsWith('x-reduct-time-')),
+      [],
+    );
+    assert.equal(seen.headers.authorization, `Bearer ${TOKEN}`);
+    assert.equal(seen.headers['content-length'], String(body.length));
+    assert.equal(seen.headers['content-type'], 'application/octet-stream');
+    assert.deepEqual(Object.keys(seen.headers).sort(), [
+      'authorization',
+      'connection',
+      'content-length',
+      'content-type',
+      'host',
+    ]);
+  } finally {
+    await new Promise((resolve) => probe.close(resolve));
+  }
 });

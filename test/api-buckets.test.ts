@@ -7,6 +7,7 @@ import { Client, QuotaType } from 'reduct-js';
 import { parseJson } from '../src/protocol/json.js';
 import type { RunningFerry } from '../src/server.js';
 import { startTestServer, stopTestServer, type TestServer } from './helpers/test-server.js';
+import { waitFor } from './helpers/wait.js';
 
 const TOKEN = 'api-buckets-test-token';
 let ferry: RunningFerry;
@@ -159,9 +160,9 @@ test('delete is asynchronous and updates token permissions; rename too', async (
   await b.remove();
   const after = await fetch(api('b/to-delete'), { headers });
   assert.ok(after.status === 404 || after.status === 409, `status ${after.status}`);
-  for (let i = 0; i < 100 && (await client.getBucketList()).some((x) => x.name === 'to-delete'); i++) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await waitFor(async () => !(await client.getBucketList()).some((x) => x.name === 'to-delete'), {
+    message: "'to-delete' to leave the bucket list",
+  });
   assert.ok(!(await client.getBucketList()).some((x) => x.name === 'to-delete'));
 
   await (await client.getBucket('to-rename')).rename('renamed');

@@ -1,6 +1,7 @@
 /**
- * `ferry serve` (src/cli/main.ts): option overrides, the start line, clean exit on SIGTERM; and
- * HTTPS when a certificate and key are configured.
+ * `ferry serve` (src/cli/main.ts): option overrides, the start line, clean exit on SIGTERM, the
+ * FERRY_HEAP_GROWING_PERCENT flag (src/cli/heap.ts); and HTTPS when a certificate and key are
+ * configured.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import https from 'node:https';
 import { loadConfig } from '../src/config/load-config.js';
 import { selfSignedCert } from './helpers/tls-cert.js';
+import { heapGrowingFlag } from '../src/cli/heap.js';
 import { startFerry } from '../src/server.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '..', 'src', 'cli', 'main.js');
@@ -114,5 +116,17 @@ test('ferry serve refuses an invalid FERRY_HEAP_GROWING_PERCENT with a message, 
     assert.doesNotMatch(out, /Ferry listening/);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('FERRY_HEAP_GROWING_PERCENT → the V8 flag ferry serve sets (src/cli/heap.ts)', () => {
+  assert.equal(heapGrowingFlag(undefined), '--heap-growing-percent=70');
+  assert.equal(heapGrowingFlag(''), '--heap-growing-percent=70');
+  assert.equal(heapGrowingFlag('0'), undefined, "0 keeps V8's adaptive default");
+  assert.equal(heapGrowingFlag('25'), '--heap-growing-percent=25');
+  for (const bad of ['lots', '-1', '1.5']) {
+    assert.throws(() => heapGrowingFlag(bad), {
+      message: `FERRY_HEAP_GROWING_PERCENT must be a non-negative integer, got '${bad}'`,
+    });
   }
 });

@@ -4,10 +4,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { request as httpRequest } from 'node:http';
+import { Agent as HttpAgent } from 'node:http';
 import { Readable } from 'node:stream';
 import { Client, type Bucket } from 'reduct-js';
 import type { RunningFerry } from '../src/server.js';
+import { rawHttp, type RawBodyPart, type RawHttpOptions, type RawHttpResponse } from './helpers/raw-http.js';
 import { startTestServer, stopTestServer, type TestServer } from './helpers/test-server.js';
 
 const TOKEN = 'api-records-test-token';
@@ -30,37 +31,14 @@ after(() => stopTestServer(server));
 const api = (path: string): string => `${ferry.url}/api/v1/${path}`;
 const auth = { authorization: `Bearer ${TOKEN}` };
 
-interface RawResponse {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
-
-/** Raw HTTP with full control over the body (chunks, pauses). */
-function raw(
+/** Raw HTTP with full control over the body (chunks, pauses); adds the authorization header first. */
+const raw = (
   method: string,
   path: string,
   headers: Record<string, string | number>,
-  chunks: Array<Buffer | string | number> = [],
-): Promise<RawResponse> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(api(path), { method, headers: { ...auth, ...headers } }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }),
-      );
-    });
-    req.on('error', reject);
-    void (async () => {
-      for (const c of chunks) {
-        if (typeof c === 'number') await new Promise((r) => setTimeout(r, c));
-        else req.write(c);
-      }
-      req.end();
-    })();
-  });
-}
+  chunks: RawBodyPart[] = [],
+  opts: RawHttpOptions = {},
+): Promise<RawHttpResponse> => rawHttp(method, api(path), { ...auth, ...headers }, chunks, opts);
 
 test('write, read, HEAD with exact headers', async () => {
   const w = await bucket.beginWrite('cam/front', {
@@ -127,22 +105,37 @@ test('latest record without ts; errors 404/409/422', async () => {
 });
 
 test('body shorter or longer than declared → 400, connection still usable', async () => {
-  let res = await raw(
-    'POST',
-    'b/rec/short?ts=1',
-    { 'x-reduct-content-length': 10, 'transfer-encoding': 'chunked' },
-    ['abc'],
-  );
-  assert.equal(res.status, 400);
-  assert.equal(res.headers['x-reduct-error'], 'Content is smaller than in content-length');
-  res = await raw(
-    'POST',
-    'b/rec/long?ts=1',
-    { 'x-reduct-content-length': 2, 'transfer-encoding': 'chunked' },
-    ['abc'],
-  );
-  assert.equal(res.status, 400);
-  assert.equal(res.headers['x-reduct-error'], 'Content is bigger than in content-length');
+  // One pooled connection: a request on a new connection would not show that the old one survived.
+  const agent = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+  try {
+    let res = await raw(
+      'POST',
+      'b/rec/short?ts=1',
+      { 'x-reduct-content-length': 10, 'transfer-encoding': 'chunked' },
+      ['abc'],
+      { agent },
+    );
+    assert.equal(res.status, 400);
+    assert.equal(res.headers['x-reduct-error'], 'Content is smaller than in content-length');
+    const sockets = new Set([res.socket]);
+    res = await raw(
+      'POST',
+      'b/rec/long?ts=1',
+      { 'x-reduct-content-length': 2, 'transfer-encoding': 'chunked' },
+      ['abc'],
+      { agent },
+    );
+    assert.equal(res.status, 400);
+    assert.equal(res.headers['x-reduct-error'], 'Content is bigger than in content-length');
+    sockets.add(res.socket);
+    res = await raw('POST', 'b/rec/after-400?ts=1', { 'content-length': 2 }, ['ok'], { agent });
+    assert.equal(res.status, 200, String(res.headers['x-reduct-error']));
+    sockets.add(res.socket);
+    assert.equal(sockets.size, 1, 'all three requests went over one keep-alive connection');
+    assert.equal(await (await bucket.beginRead('after-400', 1n)).readAsString(), 'ok');
+  } finally {
+    agent.destroy();
+  }
 });
 
 test('a stalled body fails with 400 after RS_IO_OPERATION_TIMEOUT', async () => {
@@ -220,12 +213,19 @@ test('attachments ($meta): write, upsert, read, remove, hidden, not deletable', 
 });
 
 test('Expect: 100-continue is honoured', async () => {
-  const res = await raw('POST', 'b/rec/cont?ts=1', { 'content-length': 5, expect: '100-continue' }, [
-    'hello',
-  ]);
+  const expect = { 'content-length': 5, expect: '100-continue' };
+  const res = await raw('POST', 'b/rec/cont?ts=1', expect, ['hello']);
   assert.equal(res.status, 200);
-  const early = await raw('POST', 'b/rec/cont?ts=1', { 'content-length': 5, expect: '100-continue' }, [
-    'hello',
-  ]);
+  assert.equal(res.continued, true, 'the body was sent after 100 Continue');
+  assert.equal(await (await bucket.beginRead('cont', 1n)).readAsString(), 'hello');
+  const early = await raw('POST', 'b/rec/cont?ts=1', expect, ['hello']);
   assert.equal(early.status, 409);
+  assert.equal(early.continued, true);
+  // refused before the body is wanted: no 100 Continue, the body is never sent
+  const refused = await raw('POST', 'b/nobucket/e?ts=1', expect, ['hello']);
+  assert.equal(refused.status, 404);
+  assert.equal(refused.headers['x-reduct-error'], "Bucket 'nobucket' is not found");
+  assert.equal(refused.continued, false);
+  // the body the client still holds is never read, so the server closes the connection (body.ts)
+  assert.equal(refused.headers.connection, 'close');
 });

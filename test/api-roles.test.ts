@@ -12,6 +12,7 @@ import { Client } from 'reduct-js';
 import { loadConfig } from '../src/config/load-config.js';
 import { parseJson } from '../src/protocol/json.js';
 import { startFerry, type RunningFerry } from '../src/server.js';
+import { waitFor } from './helpers/wait.js';
 
 async function withServer(
   env: Record<string, string>,
@@ -81,11 +82,13 @@ test('$system: audit events appear for authenticated traffic; the bucket cannot 
     async (ferry) => {
       const client = new Client(ferry.url, { apiToken: 't' });
       await client.getInfo();
-      let entries: string[] = [];
-      for (let i = 0; i < 60 && entries.length === 0; i++) {
-        await new Promise((r) => setTimeout(r, 100));
-        entries = (await (await client.getBucket('$system')).getEntryList()).map((e) => e.name);
-      }
+      const entries = await waitFor(
+        async () => {
+          const names = (await (await client.getBucket('$system')).getEntryList()).map((e) => e.name);
+          return names.some((e) => e.startsWith('audit/node-a/')) && names;
+        },
+        { timeoutMs: 6000, intervalMs: 100, message: "an 'audit/node-a/…' entry in $system" },
+      );
       assert.ok(
         entries.some((e) => e.startsWith('audit/node-a/')),
         entries.join(','),
@@ -103,56 +106,38 @@ test('$system: audit events appear for authenticated traffic; the bucket cannot 
 test('keep-alive connection stays usable after an early failure with an unread body', async () => {
   await withServer({ RS_API_TOKEN: 't' }, async (ferry) => {
     const agent = new Agent({ connections: 1, pipelining: 1 });
+    // undici reconnects silently when the server closes a connection: count them.
+    let connections = 0;
+    agent.on('connect', () => connections++);
     try {
       const headers = { authorization: 'Bearer t' };
-      await request(`${ferry.url}/api/v1/b/ka`, { method: 'POST', headers, dispatcher: agent }).then((r) =>
-        r.body.dump(),
-      );
+      const post = async (
+        path: string,
+        body: string | Buffer | undefined,
+        status: number,
+        extra: Record<string, string> = {},
+      ): Promise<void> => {
+        const r = await request(`${ferry.url}/api/v1/${path}`, {
+          method: 'POST',
+          headers: { ...headers, ...extra },
+          body,
+          dispatcher: agent,
+        });
+        assert.equal(r.statusCode, status, `POST ${path}`);
+        await r.body.dump();
+      };
+      await post('b/ka', undefined, 200);
       // 404 before the body is read: the server drains it
-      let r = await request(`${ferry.url}/api/v1/b/missing/e?ts=1`, {
-        method: 'POST',
-        headers,
-        body: Buffer.alloc(256 * 1024, 1),
-        dispatcher: agent,
-      });
-      assert.equal(r.statusCode, 404);
-      await r.body.dump();
-      r = await request(`${ferry.url}/api/v1/b/ka/e?ts=1`, {
-        method: 'POST',
-        headers,
-        body: 'abc',
-        dispatcher: agent,
-      });
-      assert.equal(r.statusCode, 200);
-      await r.body.dump();
-      r = await request(`${ferry.url}/api/v1/b/ka/e?ts=1`, { headers, dispatcher: agent });
+      await post('b/missing/e?ts=1', Buffer.alloc(256 * 1024, 1), 404);
+      await post('b/ka/e?ts=1', 'abc', 200);
+      const r = await request(`${ferry.url}/api/v1/b/ka/e?ts=1`, { headers, dispatcher: agent });
       assert.equal(await r.body.text(), 'abc');
       // 409 from storage after the body reader was set up: the rest of the body is drained too
-      r = await request(`${ferry.url}/api/v1/b/ka/e?ts=1`, {
-        method: 'POST',
-        headers,
-        body: Buffer.alloc(512 * 1024, 2),
-        dispatcher: agent,
-      });
-      assert.equal(r.statusCode, 409);
-      await r.body.dump();
+      await post('b/ka/e?ts=1', Buffer.alloc(512 * 1024, 2), 409);
       // 400 after part of the body was read: the rest is drained as well
-      r = await request(`${ferry.url}/api/v1/b/ka/e?ts=3`, {
-        method: 'POST',
-        headers: { ...headers, 'x-reduct-content-length': '2' },
-        body: Buffer.alloc(300 * 1024, 3),
-        dispatcher: agent,
-      });
-      assert.equal(r.statusCode, 400);
-      await r.body.dump();
-      r = await request(`${ferry.url}/api/v1/b/ka/e?ts=2`, {
-        method: 'POST',
-        headers,
-        body: 'def',
-        dispatcher: agent,
-      });
-      assert.equal(r.statusCode, 200);
-      await r.body.dump();
+      await post('b/ka/e?ts=3', Buffer.alloc(300 * 1024, 3), 400, { 'x-reduct-content-length': '2' });
+      await post('b/ka/e?ts=2', 'def', 200);
+      assert.equal(connections, 1, 'every request went over the one keep-alive connection');
     } finally {
       await agent.close();
     }

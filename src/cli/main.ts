@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/load-config.js';
 import { startFerry } from '../server.js';
+import { heapGrowingFlag } from './heap.js';
 
 function parsePort(value: string): number {
   const n = Number(value);
@@ -15,19 +16,16 @@ function parsePort(value: string): number {
   return n;
 }
 
-/**
- * V8 grows its heap up to 4× the live data when allocation is fast, and a server ingesting at full
- * speed allocates fast: most of that growth is garbage (RSS near 300 MB for ~50 MB live). A fixed
- * growth factor of 1.7 keeps peak RSS under 200 MB at a few percent of throughput
- * (README, "Memory"). `FERRY_HEAP_GROWING_PERCENT=0` restores V8's adaptive default.
- */
+/** Applies `FERRY_HEAP_GROWING_PERCENT` (src/cli/heap.ts); exits with 1 on an invalid value. */
 function tuneHeap(value: string | undefined): void {
-  const percent = value === undefined || value === '' ? 70 : Number(value);
-  if (!Number.isInteger(percent) || percent < 0) {
-    console.error(`ferry: FERRY_HEAP_GROWING_PERCENT must be a non-negative integer, got '${value}'`);
+  let flag: string | undefined;
+  try {
+    flag = heapGrowingFlag(value);
+  } catch (e) {
+    console.error(`ferry: ${(e as Error).message}`);
     process.exit(1);
   }
-  if (percent > 0) setFlagsFromString(`--heap-growing-percent=${percent}`);
+  if (flag !== undefined) setFlagsFromString(flag);
 }
 
 const program = new Command();
