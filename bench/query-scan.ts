@@ -16,6 +16,8 @@ import { startFerry } from '../src/server.js';
 import { loadConfig } from '../src/config/load-config.js';
 import type { BatchItem } from '../src/storage/types.js';
 import { FerryError } from '../src/protocol/errors.js';
+import { fmt } from './lib/stats.js';
+import { printTable } from './lib/table.js';
 
 export interface ScanRow {
   name: string;
@@ -187,22 +189,19 @@ export async function runQueryScanBench(): Promise<ScanRow[]> {
   }
 }
 
+/** Prints rows as an aligned table. */
 export function printScanRows(rows: ScanRow[]): void {
-  const header = ['query', 'scanned', 'matched', 'seconds', 'scanned/s', 'ratio to 500k/s'];
-  const lines = rows.map((r) => [
-    r.name,
-    r.scanned.toLocaleString('en-US'),
-    r.matched.toLocaleString('en-US'),
-    r.seconds.toFixed(2),
-    Math.round(r.scannedPerSec).toLocaleString('en-US'),
-    `${r.ratio.toFixed(2)}x`,
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (cols: string[]): string =>
-    cols.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  console.log(fmt(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const l of lines) console.log(fmt(l));
+  printTable(
+    [
+      { header: 'query', key: 'name', align: 'left' },
+      { header: 'scanned', format: (r) => fmt(r.scanned), align: 'right' },
+      { header: 'matched', format: (r) => fmt(r.matched), align: 'right' },
+      { header: 'seconds', format: (r) => fmt(r.seconds, 2), align: 'right' },
+      { header: 'scanned/s', format: (r) => fmt(r.scannedPerSec), align: 'right' },
+      { header: 'ratio to 500k/s', format: (r) => `${fmt(r.ratio, 2)}x`, align: 'right' },
+    ],
+    rows,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

@@ -17,13 +17,14 @@
  * Besides rates, every row shows the CPU µs per record spent by each instance (/proc), which stays
  * comparable when other processes load the machine.
  */
-import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
 import { measurePgReplication, startPgPair, findPostgresBin } from './lib/postgres-baseline.js';
+import { readCpuSeconds } from './lib/proc-cpu.js';
 import { readRss, RssSampler } from './lib/rss.js';
 import { fmt, summarize, type LatencySummary } from './lib/stats.js';
 import { printTable, type Column } from './lib/table.js';
+import { waitUntil } from './lib/wait.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'drain,mib,live,ingest,pg').split(',').map((s) => s.trim()));
@@ -48,7 +49,7 @@ interface Row {
   lagP99?: number;
   rssSrc?: number;
   rssDst?: number;
-  /** CPU µs per record spent by the source and the destination instance. */
+  /** CPU µs per record spent by the source and the destination instance (NaN: not measurable). */
   cpuSrc?: number;
   cpuDst?: number;
   note?: string;
@@ -56,17 +57,10 @@ interface Row {
 
 const rows: Row[] = [];
 
-/** CPU seconds (user + system) a process has used so far, from /proc; 0 when unavailable. */
-function cpuSeconds(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return 0;
-  }
-}
+/** CPU seconds (user + system) a process has used so far; NaN when /proc cannot tell (printed n/a). */
+const cpuSeconds = (pid: number): number => readCpuSeconds(pid) ?? NaN;
 
-/** CPU µs per record of both instances between `start()` and `stop(records)`. */
+/** CPU µs per record of both instances between construction and `stop(records)`. */
 class CpuMeter {
   private readonly t0: [number, number];
   constructor(
@@ -205,19 +199,6 @@ async function writeRecords(
   return (performance.now() - t0) / 1000;
 }
 
-async function waitUntil(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<boolean>,
-  intervalMs = 20,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
-
 function replicationBody(dst: Node, mode: 'enabled' | 'paused'): Record<string, unknown> {
   return { src_bucket: 'src', dst_bucket: 'dst', dst_host: dst.proc.url, dst_token: dst.proc.token, mode };
 }
@@ -229,7 +210,7 @@ async function drain(label: string, records: number, size: number): Promise<void
     await src.call('POST', '/b/src', {});
     await src.call('POST', '/replications/bench', replicationBody(dst, 'paused'));
     await writeRecords(src, 'src', records, size, 1_000_000);
-    const rssBefore = readRss(src.proc.pid)?.rss ?? 0;
+    const rssBefore = readRss(src.proc.pid)?.rss;
     const rs = new RssSampler(src.proc.pid).start();
     const rd = new RssSampler(dst.proc.pid).start();
     if (process.env.BENCH_CLI) for (const n of [src, dst]) process.kill(n.proc.pid, 'SIGUSR2');
@@ -259,7 +240,7 @@ async function drain(label: string, records: number, size: number): Promise<void
       rssSrc: rs.stop(),
       rssDst: rd.stop(),
       ...cpu.stop(records),
-      note: `src RSS after writing the backlog ${mb(rssBefore)} MiB`,
+      note: `src RSS after writing the backlog ${rssBefore === undefined ? 'n/a' : `${mb(rssBefore)} MiB`}`,
     });
   } finally {
     await src.close();

@@ -16,7 +16,7 @@ import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
 import { benchLabels, measurePgInsert, type PgInsertResult } from './lib/postgres-baseline.js';
 import { readCpuSeconds } from './lib/proc-cpu.js';
 import { RssSampler } from './lib/rss.js';
-import { fmt, runConcurrent, summarize } from './lib/stats.js';
+import { fmt, LatencyRecorder, runConcurrent, type LatencySummary } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -45,12 +45,21 @@ const payload = (i: number, size: number): Buffer => {
   return POOL.subarray(off, off + size);
 };
 
+/** What a phase's workload reports. */
+interface PhaseOutput {
+  records: number;
+  bytes: number;
+  seconds: number;
+  /** One sample per request (empty when the workload cannot time single requests). */
+  latency: LatencyRecorder;
+}
+
 interface PhaseResult {
   phase: string;
   records: number;
   bytes: number;
   seconds: number;
-  latencies: number[];
+  latency: LatencySummary;
   rssPeak: number;
   /** CPU seconds used by the server process during the phase. */
   serverCpu: number;
@@ -64,7 +73,7 @@ const results: PhaseResult[] = [];
 async function phase(
   name: string,
   ferry: FerryProcess,
-  fn: () => Promise<{ records: number; bytes: number; seconds: number; latencies: number[] }>,
+  fn: () => Promise<PhaseOutput>,
 ): Promise<PhaseResult> {
   process.stderr.write(`[bench:store] ${name} ...\n`);
   const rss = new RssSampler(ferry.pid, 25).start();
@@ -76,15 +85,15 @@ async function phase(
   });
   let r: PhaseResult;
   try {
-    const out = await fn();
-    r = { phase: name, ...out, rssPeak: rss.stop(), ...cpu() };
+    const { latency, ...out } = await fn();
+    r = { phase: name, ...out, latency: latency.summary(), rssPeak: rss.stop(), ...cpu() };
   } catch (err) {
     r = {
       phase: name,
       records: 0,
       bytes: 0,
       seconds: NaN,
-      latencies: [],
+      latency: new LatencyRecorder().summary(),
       rssPeak: rss.stop(),
       ...cpu(),
       error: (err as Error).message,
@@ -115,27 +124,28 @@ async function writeSingles(
   n: number,
   size: number,
   concurrency: number,
-) {
-  const latencies: number[] = [];
+): Promise<PhaseOutput> {
+  const latency = new LatencyRecorder();
   const seconds = await runConcurrent(n, concurrency, async (i) => {
     const labels = benchLabels(i);
-    const t0 = performance.now();
-    const res = await pool.request({
-      method: 'POST',
-      path: `/api/v1/b/${BUCKET}/${entry}?ts=${BASE_TS + BigInt(i)}`,
-      headers: {
-        authorization: auth,
-        'content-type': 'application/octet-stream',
-        'x-reduct-label-kind': labels.kind!,
-        'x-reduct-label-n': labels.n!,
-      },
-      body: payload(i, size),
+    const res = await latency.time(async () => {
+      const res = await pool.request({
+        method: 'POST',
+        path: `/api/v1/b/${BUCKET}/${entry}?ts=${BASE_TS + BigInt(i)}`,
+        headers: {
+          authorization: auth,
+          'content-type': 'application/octet-stream',
+          'x-reduct-label-kind': labels.kind!,
+          'x-reduct-label-n': labels.n!,
+        },
+        body: payload(i, size),
+      });
+      await res.body.dump();
+      return res;
     });
-    await res.body.dump();
-    latencies.push(performance.now() - t0);
     checkStatus(res.statusCode, res.headers, `write ${entry}@${i}`);
   });
-  return { records: n, bytes: n * size, seconds, latencies };
+  return { records: n, bytes: n * size, seconds, latency };
 }
 
 /** Batch protocol v1 writes (`POST /b/{bucket}/{entry}/batch`) through raw HTTP. */
@@ -147,9 +157,9 @@ async function writeV1Batches(
   size: number,
   perBatch: number,
   concurrency: number,
-) {
+): Promise<PhaseOutput> {
   const batches = Math.ceil(n / perBatch);
-  const latencies: number[] = [];
+  const latency = new LatencyRecorder();
   const seconds = await runConcurrent(batches, concurrency, async (b) => {
     const first = b * perBatch;
     const count = Math.min(perBatch, n - first);
@@ -164,18 +174,19 @@ async function writeV1Batches(
         `${size},application/octet-stream,kind=${labels.kind},n=${labels.n}`;
       parts.push(payload(i, size));
     }
-    const t0 = performance.now();
-    const res = await pool.request({
-      method: 'POST',
-      path: `/api/v1/b/${BUCKET}/${entry}/batch`,
-      headers,
-      body: Buffer.concat(parts),
+    const res = await latency.time(async () => {
+      const res = await pool.request({
+        method: 'POST',
+        path: `/api/v1/b/${BUCKET}/${entry}/batch`,
+        headers,
+        body: Buffer.concat(parts),
+      });
+      await res.body.dump();
+      return res;
     });
-    await res.body.dump();
-    latencies.push(performance.now() - t0);
     checkStatus(res.statusCode, res.headers, `batch v1 ${b}`);
   });
-  return { records: n, bytes: n * size, seconds, latencies };
+  return { records: n, bytes: n * size, seconds, latency };
 }
 
 /** Batch protocol v2 writes through reduct-js `beginWriteRecordBatch`. */
@@ -186,22 +197,20 @@ async function writeV2Batches(
   size: number,
   perBatch: number,
   concurrency: number,
-) {
+): Promise<PhaseOutput> {
   const bucket = await client.getBucket(BUCKET);
   const batches = Math.ceil(n / perBatch);
-  const latencies: number[] = [];
+  const latency = new LatencyRecorder();
   const seconds = await runConcurrent(batches, concurrency, async (b) => {
     const batch = bucket.beginWriteRecordBatch();
     const first = b * perBatch;
     for (let i = first; i < Math.min(n, first + perBatch); i++) {
       batch.add(entry, BASE_TS + BigInt(i), payload(i, size), 'application/octet-stream', benchLabels(i));
     }
-    const t0 = performance.now();
-    const errors = await batch.send();
-    latencies.push(performance.now() - t0);
+    const errors = await latency.time(() => batch.send());
     if (errors.size > 0) throw new Error(`batch v2 ${b}: ${errors.size} entries with errors`);
   });
-  return { records: n, bytes: n * size, seconds, latencies };
+  return { records: n, bytes: n * size, seconds, latency };
 }
 
 /** Single-record reads by timestamp. */
@@ -212,29 +221,37 @@ async function readSingles(
   n: number,
   size: number,
   concurrency: number,
-) {
-  const latencies: number[] = [];
+): Promise<PhaseOutput> {
+  const latency = new LatencyRecorder();
   let bytes = 0;
   const seconds = await runConcurrent(n, concurrency, async (i) => {
-    const t0 = performance.now();
-    const res = await pool.request({
-      method: 'GET',
-      path: `/api/v1/b/${BUCKET}/${entry}?ts=${BASE_TS + BigInt(i)}`,
-      headers: { authorization: auth },
+    const res = await latency.time(async () => {
+      const res = await pool.request({
+        method: 'GET',
+        path: `/api/v1/b/${BUCKET}/${entry}?ts=${BASE_TS + BigInt(i)}`,
+        headers: { authorization: auth },
+      });
+      for await (const chunk of res.body) bytes += (chunk as Buffer).length;
+      return res;
     });
-    for await (const chunk of res.body) bytes += (chunk as Buffer).length;
-    latencies.push(performance.now() - t0);
     checkStatus(res.statusCode, res.headers, `read ${entry}@${i}`);
   });
   if (bytes !== n * size) throw new Error(`read ${bytes} bytes, expected ${n * size}`);
-  return { records: n, bytes, seconds, latencies };
+  return { records: n, bytes, seconds, latency };
 }
 
 const RECORD_HEADER = /^x-reduct-\d+-\d+$/;
 
 /** Queries `entry` through `/io` in `streams` parallel time ranges; every batch read is one latency sample. */
-async function queryIo(pool: Pool, auth: string, entry: string, n: number, size: number, streams: number) {
-  const latencies: number[] = [];
+async function queryIo(
+  pool: Pool,
+  auth: string,
+  entry: string,
+  n: number,
+  size: number,
+  streams: number,
+): Promise<PhaseOutput> {
+  const latency = new LatencyRecorder();
   let records = 0;
   let bytes = 0;
   const per = Math.ceil(n / streams);
@@ -264,7 +281,8 @@ async function queryIo(pool: Pool, auth: string, entry: string, n: number, size:
       }
       let got = 0;
       for await (const chunk of res.body) got += (chunk as Buffer).length;
-      latencies.push(performance.now() - t0);
+      // the final 204 (no batch) is not a sample
+      latency.samples.push(performance.now() - t0);
       checkStatus(res.statusCode, res.headers, `read query ${id}`);
       records += Object.keys(res.headers).filter((h) => RECORD_HEADER.test(h)).length;
       bytes += got;
@@ -273,11 +291,11 @@ async function queryIo(pool: Pool, auth: string, entry: string, n: number, size:
   });
   if (records !== n || bytes !== n * size)
     throw new Error(`query returned ${records} records / ${bytes} bytes, expected ${n} / ${n * size}`);
-  return { records, bytes, seconds, latencies };
+  return { records, bytes, seconds, latency };
 }
 
 /** Reads an entry with the SDK's query iterator (one stream). */
-async function queryWithSdk(client: Client, entry: string, n: number, size: number) {
+async function queryWithSdk(client: Client, entry: string, n: number, size: number): Promise<PhaseOutput> {
   const bucket = await client.getBucket(BUCKET);
   let records = 0;
   let bytes = 0;
@@ -289,7 +307,7 @@ async function queryWithSdk(client: Client, entry: string, n: number, size: numb
   const seconds = (performance.now() - t0) / 1000;
   if (records !== n || bytes !== n * size)
     throw new Error(`SDK query returned ${records} records / ${bytes} bytes, expected ${n} / ${n * size}`);
-  return { records, bytes, seconds, latencies: [] };
+  return { records, bytes, seconds, latency: new LatencyRecorder() };
 }
 
 async function main(): Promise<void> {
@@ -384,10 +402,11 @@ function report(
       { header: 'seconds', format: (r) => fmt(r.seconds, 2) },
       { header: 'rec/s', format: (r) => fmt(r.records / r.seconds) },
       { header: 'MB/s', format: (r) => fmt(r.bytes / MB / r.seconds, 1) },
-      { header: 'p50 ms', format: (r) => fmt(summarize(r.latencies).p50, 2) },
-      { header: 'p99 ms', format: (r) => fmt(summarize(r.latencies).p99, 2) },
+      { header: 'p50 ms', format: (r) => fmt(r.latency.p50, 2) },
+      { header: 'p99 ms', format: (r) => fmt(r.latency.p99, 2) },
       { header: 'peak RSS MB', format: (r) => fmt(r.rssPeak / MB, 0) },
       { header: 'server CPU s', format: (r) => fmt(r.serverCpu, 2) },
+      { header: 'server CPU µs/rec', format: (r) => fmt((r.serverCpu / r.records) * 1e6, 1) },
       { header: 'client CPU s', format: (r) => fmt(r.clientCpu, 2) },
     ],
     results,
@@ -401,7 +420,7 @@ function report(
   console.log(
     `  PostgreSQL insert, 1 KiB bytea + jsonb + bigint rows, ${cfg.batchSize} rows/INSERT, ${cfg.batchConcurrency} connections: ` +
       (pg
-        ? `${fmt(pg.rowsPerSec)} rows/s (${fmt(pg.mbPerSec, 1)} MB/s, statement p50 ${fmt(pg.statement.p50, 1)} ms, p99 ${fmt(pg.statement.p99, 1)} ms)`
+        ? `${fmt(pg.rowsPerSec)} rows/s (${fmt(pg.mbPerSec, 1)} MB/s, statement p50 ${fmt(pg.statement.p50, 1)} ms, p99 ${fmt(pg.statement.p99, 1)} ms; ${pg.serverVersion})`
         : `n/a${pgError ? ` (${pgError.split('\n')[0]})` : ''}`),
   );
 

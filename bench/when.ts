@@ -5,6 +5,8 @@
  */
 import { compileCondition, type EvalContext } from '../src/query/condition/index.js';
 import { parseJson } from '../src/protocol/json.js';
+import { fmt } from './lib/stats.js';
+import { printTable } from './lib/table.js';
 
 export interface Row {
   name: string;
@@ -85,20 +87,16 @@ export async function runWhenBench(count = COUNT): Promise<Row[]> {
 
 /** Prints rows as an aligned table. */
 export function printRows(rows: Row[]): void {
-  const header = ['name', 'evals/s', 'ns/eval', 'ratio to 5M/s', 'passed'];
-  const lines = rows.map((r) => [
-    r.name,
-    Math.round(r.evalsPerSec).toLocaleString('en-US'),
-    r.nsPerEval.toFixed(1),
-    `${r.ratio.toFixed(2)}x`,
-    String(r.passed),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  const fmt = (cols: string[]): string =>
-    cols.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
-  console.log(fmt(header));
-  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
-  for (const l of lines) console.log(fmt(l));
+  printTable(
+    [
+      { header: 'name', key: 'name', align: 'left' },
+      { header: 'evals/s', format: (r) => fmt(r.evalsPerSec), align: 'right' },
+      { header: 'ns/eval', format: (r) => fmt(r.nsPerEval, 1), align: 'right' },
+      { header: 'ratio to 5M/s', format: (r) => `${fmt(r.ratio, 2)}x`, align: 'right' },
+      { header: 'passed', format: (r) => fmt(r.passed), align: 'right' },
+    ],
+    rows,
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

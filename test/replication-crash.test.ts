@@ -10,9 +10,8 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
-import { api } from './helpers/ferry-api.js';
-import { diffSnapshots, formatDiff, snapshotBucket, type RecordDigest } from './helpers/records.js';
-import { waitFor } from './helpers/wait.js';
+import { createReplication, waitCaughtUp } from './helpers/ferry-api.js';
+import { assertSameSnapshots, snapshotBucket, type RecordDigest } from './helpers/records.js';
 
 interface Acked extends RecordDigest {
   key: string;
@@ -124,17 +123,6 @@ class Writer {
   }
 }
 
-interface Status {
-  state: string;
-  state_reason: string | null;
-  pending_records: number;
-  retries: number;
-  counters: { records_written: number; records_already_present: number };
-}
-
-const status = async (node: FerryProcess, name: string): Promise<Status> =>
-  ((await api(node, 'GET', `/replications/${name}`)) as { status: Status }).status;
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test(
@@ -145,14 +133,8 @@ test(
     const [A, B] = await Promise.all([spawnFerry({ env }), spawnFerry({ env })]);
     const writer = new Writer(A);
     try {
-      await api(A, 'POST', '/b/src', {});
-      await api(A, 'POST', '/replications/r', {
-        src_bucket: 'src',
-        dst_bucket: 'dst',
-        dst_host: B.url,
-        dst_token: B.token,
-        batch: { max_records: 200, max_delay_ms: 5 },
-        retry: { initial_ms: 50, max_ms: 500 },
+      await createReplication(A, B, {
+        settings: { batch: { max_records: 200, max_delay_ms: 5 }, retry: { initial_ms: 50, max_ms: 500 } },
       });
       writer.start();
       const rounds = 10;
@@ -167,14 +149,7 @@ test(
       await writer.stop();
       assert.ok(writer.acked.size > 200, `only ${writer.acked.size} writes were acknowledged`);
 
-      const final = await waitFor(
-        async () => {
-          const st = await status(A, 'r');
-          assert.notEqual(st.state, 'suspended', `replication suspended: ${st.state_reason}`);
-          return st.pending_records === 0 && st.state === 'idle' ? st : false;
-        },
-        { timeoutMs: 90_000, intervalMs: 100, message: 'replication to catch up after the crashes' },
-      );
+      const final = await waitCaughtUp(A, 'r', 90_000);
 
       const [src, dst] = await Promise.all([
         snapshotBucket(A.url, A.token, 'src'),
@@ -201,8 +176,7 @@ test(
         `${lostAtSource.length} acknowledged records missing or altered at the source`,
       );
       // the destination holds exactly what the source holds
-      const diff = diffSnapshots(src, dst);
-      assert.equal(diff.missing.length + diff.extra.length + diff.different.length, 0, formatDiff(diff));
+      assertSameSnapshots(src, dst, 'destination vs source');
       assert.equal(dst.size, src.size);
       console.log(
         `crash rounds: ${rounds}, attempted ${writer.attempted}, acknowledged ${writer.acked.size}, at source ${src.size}, ` +

@@ -11,9 +11,9 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
-import { api } from './helpers/ferry-api.js';
+import { api, createReplication, replicationStatus, waitCaughtUp } from './helpers/ferry-api.js';
 import { startFaultProxy } from './helpers/fault-proxy.js';
-import { diffSnapshots, formatDiff, snapshotBucket } from './helpers/records.js';
+import { assertSameBuckets } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
 
 const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
@@ -26,31 +26,6 @@ async function ferry(): Promise<FerryProcess> {
   const p = await spawnFerry({ env });
   procs.push(p);
   return p;
-}
-
-interface Status {
-  state: string;
-  state_reason: string | null;
-  pending_records: number;
-  pending_bytes: number;
-  retries: number;
-  last_error: { status: number; message: string; at: string } | null;
-  next_retry_at: string | null;
-  counters: Record<string, number>;
-}
-
-const status = async (node: FerryProcess, name: string): Promise<Status> =>
-  ((await api(node, 'GET', `/replications/${name}`)) as { status: Status }).status;
-
-async function caughtUp(node: FerryProcess, name: string, timeoutMs = 60_000): Promise<Status> {
-  return waitFor(
-    async () => {
-      const st = await status(node, name);
-      assert.notEqual(st.state, 'suspended', `replication suspended: ${st.state_reason}`);
-      return st.pending_records === 0 && st.state === 'idle' ? st : false;
-    },
-    { timeoutMs, intervalMs: 50, message: `replication '${name}' to catch up` },
-  );
 }
 
 /** Writes `count` records into `entry` of `bucket` as v1 batches of `perBatch`. */
@@ -99,21 +74,6 @@ async function writeRecords(
   }
 }
 
-async function assertSame(
-  a: FerryProcess,
-  aBucket: string,
-  b: FerryProcess,
-  bBucket: string,
-): Promise<number> {
-  const [sa, sb] = await Promise.all([
-    snapshotBucket(a.url, a.token, aBucket),
-    snapshotBucket(b.url, b.token, bBucket),
-  ]);
-  const diff = diffSnapshots(sa, sb);
-  assert.equal(diff.missing.length + diff.extra.length + diff.different.length, 0, formatDiff(diff));
-  return sa.size;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 test(
@@ -123,23 +83,18 @@ test(
     const [A, B] = await Promise.all([ferry(), ferry()]);
     const proxy = await startFaultProxy({ host: '127.0.0.1', port: B.port });
     try {
-      await api(A, 'POST', '/b/src', {});
-      await api(A, 'POST', '/replications/r', {
-        src_bucket: 'src',
-        dst_bucket: 'dst',
-        dst_host: `http://127.0.0.1:${proxy.port}`,
-        dst_token: B.token,
-        batch: { max_records: 100 },
-        retry: { initial_ms: 50, max_ms: 300 },
+      await createReplication(A, B, {
+        dstHost: `http://127.0.0.1:${proxy.port}`,
+        settings: { batch: { max_records: 100 }, retry: { initial_ms: 50, max_ms: 300 } },
       });
       // 1. every connection is reset after 30 kB: batches break in the middle
       proxy.resetAfterBytes(30_000);
       await writeRecords(A, 'src', 'a', 1_000, 600, (i) => 1000 + (i % 7) * 700);
       await waitFor(() => proxy.stats().resets >= 3, { timeoutMs: 20_000, message: 'mid-batch resets' });
-      const broken = await status(A, 'r');
+      const broken = await replicationStatus(A, 'r');
       assert.ok(broken.pending_records > 0, 'records stay pending while batches break');
       proxy.resetAfterBytes(null);
-      const healed = await caughtUp(A, 'r');
+      const healed = await waitCaughtUp(A, 'r');
       assert.ok(healed.retries >= 1, `retries are counted (${healed.retries})`);
       assert.ok(
         healed.last_error !== null && healed.last_error.status < 0,
@@ -150,21 +105,21 @@ test(
       proxy.setMode('stall');
       await writeRecords(A, 'src', 'b', 10_000, 300, () => 2048);
       await sleep(800);
-      const stalled = await status(A, 'r');
+      const stalled = await replicationStatus(A, 'r');
       assert.ok(stalled.pending_records > 0, 'pending while stalled');
       proxy.setMode('pass');
-      await caughtUp(A, 'r');
+      await waitCaughtUp(A, 'r');
 
       // 3. connections refused with resets for a while
       proxy.setMode('reset');
       await writeRecords(A, 'src', 'c', 20_000, 300, () => 512);
-      await waitFor(async () => (await status(A, 'r')).state === 'retrying', {
+      await waitFor(async () => (await replicationStatus(A, 'r')).state === 'retrying', {
         timeoutMs: 20_000,
         message: 'retrying state',
       });
       proxy.setMode('pass');
-      const done = await caughtUp(A, 'r');
-      const n = await assertSame(A, 'src', B, 'dst');
+      const done = await waitCaughtUp(A, 'r');
+      const n = (await assertSameBuckets(A, 'src', B, 'dst')).a.size;
       assert.equal(n, 1200);
       const diag = (
         (await api(A, 'GET', '/replications/r')) as {
@@ -189,16 +144,9 @@ test(
   { timeout: 100_000 },
   async () => {
     const [A, B] = await Promise.all([ferry(), ferry()]);
-    await api(A, 'POST', '/b/src', {});
-    await api(A, 'POST', '/replications/r', {
-      src_bucket: 'src',
-      dst_bucket: 'dst',
-      dst_host: B.url,
-      dst_token: B.token,
-      retry: { initial_ms: 100, max_ms: 400 },
-    });
+    await createReplication(A, B, { settings: { retry: { initial_ms: 100, max_ms: 400 } } });
     await writeRecords(A, 'src', 'warm', 1, 10, () => 100);
-    await caughtUp(A, 'r');
+    await waitCaughtUp(A, 'r');
     await B.kill('SIGKILL');
     const total = 30_000;
     await writeRecords(
@@ -213,7 +161,7 @@ test(
     );
     const down = await waitFor(
       async () => {
-        const st = await status(A, 'r');
+        const st = await replicationStatus(A, 'r');
         return st.state === 'retrying' && st.pending_records === total ? st : false;
       },
       { timeoutMs: 20_000, message: 'state retrying with the whole backlog pending' },
@@ -229,9 +177,9 @@ test(
 
     await B.restart();
     const t0 = performance.now();
-    await caughtUp(A, 'r', 90_000);
+    await waitCaughtUp(A, 'r', 90_000);
     const seconds = (performance.now() - t0) / 1000;
-    assert.equal(await assertSame(A, 'src', B, 'dst'), total + 10);
+    assert.equal((await assertSameBuckets(A, 'src', B, 'dst')).a.size, total + 10);
     console.log(
       `catch-up after the outage: ${total} records in ${seconds.toFixed(2)} s = ${Math.round(total / seconds)} records/s (including the retry delay)`,
     );
@@ -272,20 +220,19 @@ test('Retry-After on 503 and 429 from the destination is honoured', { timeout: 6
     { status: 429, retryAfter: '1' },
   ]);
   try {
-    await api(A, 'POST', '/b/src', {});
-    await api(A, 'POST', '/replications/r', {
-      src_bucket: 'src',
-      dst_bucket: 'dst',
-      dst_host: fake.url,
-      retry: { initial_ms: 20, max_ms: 40 },
-    });
+    // the fake destination takes no token
+    await createReplication(
+      A,
+      { url: fake.url, token: '' },
+      { settings: { retry: { initial_ms: 20, max_ms: 40 } } },
+    );
     await writeRecords(A, 'src', 'e', 1, 5, () => 10);
     await waitFor(() => fake.posts.length >= 3, { timeoutMs: 20_000, message: 'three batch attempts' });
     const [p0, p1, p2] = fake.posts as [number, number, number];
     // the configured backoff alone would retry after at most 40 ms
     assert.ok(p1 - p0 >= 1900, `retry after 503 came ${Math.round(p1 - p0)} ms later`);
     assert.ok(p2 - p1 >= 900, `retry after 429 came ${Math.round(p2 - p1)} ms later`);
-    const st = await caughtUp(A, 'r');
+    const st = await waitCaughtUp(A, 'r');
     assert.equal(st.counters.records_written, 5);
     assert.ok(st.retries >= 2);
   } finally {
@@ -303,14 +250,13 @@ test(
       startFaultProxy({ host: '127.0.0.1', port: B.port }),
     ]);
     try {
-      await api(A, 'POST', '/b/src', {});
       for (const [i, compression] of (['zstd', 'gzip'] as const).entries()) {
-        await api(A, 'POST', `/replications/${compression}`, {
-          src_bucket: 'src',
-          dst_bucket: `dst-${compression}`,
-          dst_host: `http://127.0.0.1:${proxies[i]!.port}`,
-          dst_token: B.token,
-          compression,
+        await createReplication(A, B, {
+          name: compression,
+          dstBucket: `dst-${compression}`,
+          dstHost: `http://127.0.0.1:${proxies[i]!.port}`,
+          createSrcBucket: i === 0,
+          settings: { compression },
         });
       }
       const text = (n: number): Buffer =>
@@ -320,8 +266,8 @@ test(
       await writeRecords(A, 'src', 'noise', 1, 50, () => 5000);
       const raw = 399 * 2000 + (399 * 400) / 2 + 3 * 1024 * 1024 + 50 * 5000;
       for (const [i, compression] of (['zstd', 'gzip'] as const).entries()) {
-        await caughtUp(A, compression);
-        assert.equal(await assertSame(A, 'src', B, `dst-${compression}`), 450);
+        await waitCaughtUp(A, compression);
+        assert.equal((await assertSameBuckets(A, 'src', B, `dst-${compression}`)).a.size, 450);
         const up = proxies[i]!.stats().bytesUp;
         assert.ok(up < raw / 2, `${compression}: ${up} bytes on the wire for ${raw} payload bytes`);
       }
@@ -336,7 +282,6 @@ test(
   { timeout: 60_000 },
   async () => {
     const [A, B] = await Promise.all([ferry(), ferry()]);
-    await api(A, 'POST', '/b/src', {});
     await api(B, 'POST', '/b/dst', {});
     // the destination already holds a different record at ts 5: a real conflict
     await writeRecords(B, 'dst', 'e', 5, 1, () => 33);
@@ -344,18 +289,15 @@ test(
       ['skip', 'skip'],
       ['stop', 'stop'],
     ] as const) {
-      await api(A, 'POST', `/replications/${name}`, {
-        src_bucket: 'src',
-        dst_bucket: 'dst',
-        dst_host: B.url,
-        dst_token: B.token,
-        on_write_failure: policy,
-        mode: 'paused',
+      await createReplication(A, B, {
+        name,
+        createSrcBucket: name === 'skip',
+        settings: { on_write_failure: policy, mode: 'paused' },
       });
     }
     await writeRecords(A, 'src', 'e', 1, 10, () => 64);
     await api(A, 'PATCH', '/replications/skip/mode', { mode: 'enabled' });
-    const skipped = await caughtUp(A, 'skip');
+    const skipped = await waitCaughtUp(A, 'skip');
     assert.equal(skipped.counters.records_failed, 1);
     assert.equal(skipped.counters.records_written, 9);
     const failures = (await api(A, 'GET', '/replications/skip/failures')) as {
@@ -370,7 +312,7 @@ test(
     await api(A, 'PATCH', '/replications/stop/mode', { mode: 'enabled' });
     const stopped = await waitFor(
       async () => {
-        const st = await status(A, 'stop');
+        const st = await replicationStatus(A, 'stop');
         return st.state === 'suspended' ? st : false;
       },
       { timeoutMs: 20_000, message: 'suspension' },
@@ -379,7 +321,7 @@ test(
     assert.ok(stopped.pending_records >= 1, 'the refused record stays pending');
     // the suspension survives a restart of the source
     await A.restart();
-    const again = await status(A, 'stop');
+    const again = await replicationStatus(A, 'stop');
     assert.equal(again.state, 'suspended');
     assert.match(again.state_reason ?? '', /409/);
   },

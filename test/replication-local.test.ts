@@ -62,6 +62,15 @@ async function withEnv(
   }
 }
 
+/**
+ * Creates bucket 'src' (unless it exists) and replication `name` from it to 'dst' on the same
+ * instance; `settings` add to or override the replication's settings.
+ */
+async function replicate(env: Env, name: string, settings: Record<string, unknown> = {}): Promise<void> {
+  if (!env.storage.hasBucket('src')) await env.storage.createBucket('src');
+  await env.manager.create(name, { src_bucket: 'src', dst_bucket: 'dst', dst_host: '', ...settings });
+}
+
 type Status = {
   state: string;
   pending_records: number;
@@ -102,7 +111,7 @@ test('local replication copies new writes with labels, content type and payload,
   await withEnv(async (env) => {
     await env.storage.createBucket('src');
     await write(env.storage, 'src', 'a', 1n, 'before creation');
-    await env.manager.create('r1', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
+    await replicate(env, 'r1');
     for (let i = 10n; i < 60n; i++) await write(env.storage, 'src', 'a', i, `rec-${i}`, { n: String(i) });
     await write(env.storage, 'src', 'b/c', 5n, 'nested');
     await waitFor(
@@ -128,11 +137,7 @@ test('local replication copies new writes with labels, content type and payload,
 
 test('entries patterns, dst_prefix and when (stateful, per entry) select what is shipped', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
-    await env.manager.create('r', {
-      src_bucket: 'src',
-      dst_bucket: 'dst',
-      dst_host: '',
+    await replicate(env, 'r', {
       entries: ['cam-*', '!cam-private'],
       dst_prefix: '/robot/',
       when: { '&ok': { $eq: 'yes' }, $each_n: 2 },
@@ -166,11 +171,7 @@ test('entries patterns, dst_prefix and when (stateful, per entry) select what is
 
 test('stateful when survives a restart; cursor resumes from the checkpoint; pending recomputed', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
-    await env.manager.create('r', {
-      src_bucket: 'src',
-      dst_bucket: 'dst',
-      dst_host: '',
+    await replicate(env, 'r', {
       when: { $each_n: 3 },
     });
     for (let i = 1n; i <= 4n; i++) await write(env.storage, 'src', 'e', i, `v${i}`);
@@ -203,8 +204,7 @@ test('stateful when survives a restart; cursor resumes from the checkpoint; pend
 
 test('label updates are replicated, including removed labels; re-delivery is a no-op', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
-    await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
+    await replicate(env, 'r');
     await write(env.storage, 'src', 'e', 1n, 'x', { a: '1', b: '2' });
     await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1);
     await env.storage.bucket('src').updateLabels('e', 1n, { a: '10', b: null, c: '3' });
@@ -227,8 +227,7 @@ test('label updates are replicated, including removed labels; re-delivery is a n
 
 test('a label removed by one of several updates shipped together is removed at the destination', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
-    await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
+    await replicate(env, 'r');
     await write(env.storage, 'src', 'e', 1n, 'x', { a: '1' });
     await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1);
     // both updates of the record land in one window: the first removes `a`, the second adds `b`
@@ -245,10 +244,9 @@ test('a label removed by one of several updates shipped together is removed at t
 
 test('a conflicting record: stop suspends with the reason and keeps it pending; skip logs it', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
     await env.storage.createBucket('dst');
     await write(env.storage, 'dst', 'e', 1n, 'different');
-    await env.manager.create('r', { src_bucket: 'src', dst_bucket: 'dst', dst_host: '' });
+    await replicate(env, 'r');
     await write(env.storage, 'src', 'e', 1n, 'original');
     await write(env.storage, 'src', 'e', 2n, 'fine');
     await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
@@ -281,11 +279,8 @@ test('a conflicting record: stop suspends with the reason and keeps it pending; 
 
 test('definitions persist with mode 0600, disabled ignores writes, create_target false is visible', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
-    await env.manager.create('r', {
-      src_bucket: 'src',
+    await replicate(env, 'r', {
       dst_bucket: 'nope',
-      dst_host: '',
       create_target: false,
       dst_token: 'secret',
     });
@@ -310,11 +305,7 @@ test('definitions persist with mode 0600, disabled ignores writes, create_target
 
 test('slots of removed replications are dropped at start; block overflow is passed to the slot', async () => {
   await withEnv(async (env) => {
-    await env.storage.createBucket('src');
-    await env.manager.create('kept', {
-      src_bucket: 'src',
-      dst_bucket: 'dst',
-      dst_host: '',
+    await replicate(env, 'kept', {
       log: { max_bytes: 5000, on_overflow: 'block' },
     });
     const kept = env.storage.changes.getSlot('replication/kept');

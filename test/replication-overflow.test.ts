@@ -9,7 +9,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
-import { api } from './helpers/ferry-api.js';
+import { api, createReplication, replicationStatus, waitCaughtUp } from './helpers/ferry-api.js';
 import { diffSnapshots, formatDiff, snapshotBucket } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -18,20 +18,6 @@ const procs: FerryProcess[] = [];
 after(async () => {
   await Promise.all(procs.map((p) => p.destroy()));
 });
-
-interface Status {
-  state: string;
-  state_reason: string | null;
-  pending_records: number;
-  pending_bytes: number;
-  needs_verify: boolean;
-  needs_verify_reason: string | null;
-  counters: Record<string, number>;
-  log: { max_bytes: number; on_overflow: string; over_bound: boolean };
-}
-
-const status = async (node: FerryProcess, name: string): Promise<Status> =>
-  ((await api(node, 'GET', `/replications/${name}`)) as { status: Status }).status;
 
 /** Writes one 10 kB record; returns the HTTP status and error message. */
 async function write(
@@ -61,27 +47,12 @@ async function setup(
 ): Promise<{ A: FerryProcess; B: FerryProcess }> {
   const [A, B] = await Promise.all([spawnFerry({ env }), spawnFerry({ env })]);
   procs.push(A, B);
-  await api(A, 'POST', '/b/src', { quota_type: 'FIFO', quota_size: quota, max_block_size: 40_000 });
-  await api(A, 'POST', '/replications/r', {
-    src_bucket: 'src',
-    dst_bucket: 'dst',
-    dst_host: B.url,
-    dst_token: B.token,
-    log,
-    retry: { initial_ms: 50, max_ms: 200 },
+  await createReplication(A, B, {
+    createSrcBucket: { quota_type: 'FIFO', quota_size: quota, max_block_size: 40_000 },
+    settings: { log, retry: { initial_ms: 50, max_ms: 200 } },
   });
   await B.kill('SIGKILL');
   return { A, B };
-}
-
-async function caughtUp(A: FerryProcess): Promise<Status> {
-  return waitFor(
-    async () => {
-      const st = await status(A, 'r');
-      return st.pending_records === 0 && st.state === 'idle' ? st : false;
-    },
-    { timeoutMs: 30_000, intervalMs: 50, message: 'catch-up' },
-  );
 }
 
 test(
@@ -102,14 +73,14 @@ test(
     const accepted = ts - 2;
     assert.ok(accepted >= 15, `${accepted} records accepted`);
     assert.equal(await recordCount(A, 'src'), accepted, 'no pending record was evicted');
-    const st = await status(A, 'r');
+    const st = await replicationStatus(A, 'r');
     assert.equal(st.pending_records, accepted);
     assert.equal(st.needs_verify, false);
     // once delivered, the records may be evicted again and writes flow
     await B.restart();
-    await caughtUp(A);
+    await waitCaughtUp(A, 'r', 30_000);
     for (let i = 0; i < 10; i++) assert.equal((await write(A, 'src', ts++)).status, 200);
-    const done = await caughtUp(A);
+    const done = await waitCaughtUp(A, 'r', 30_000);
     assert.equal(done.counters.records_written, accepted + 10);
     assert.equal(done.counters.records_dropped_overflow, 0);
     assert.equal(done.needs_verify, false);
@@ -124,13 +95,13 @@ test(
     for (let ts = 1; ts <= 40; ts++) assert.equal((await write(A, 'src', ts)).status, 200);
     assert.ok((await recordCount(A, 'src')) < 40, 'FIFO evicted old records');
     const st = await waitFor(async () => {
-      const s = await status(A, 'r');
+      const s = await replicationStatus(A, 'r');
       return s.needs_verify ? s : false;
     });
     assert.match(st.needs_verify_reason ?? '', /evicted/);
     assert.ok(st.log.over_bound);
     await B.restart();
-    const done = await caughtUp(A);
+    const done = await waitCaughtUp(A, 'r', 30_000);
     assert.ok(done.counters.records_dropped_overflow > 0, 'evicted records are counted, not hidden');
     assert.equal(done.counters.records_written + done.counters.records_dropped_overflow, 40);
     assert.equal(done.needs_verify, true, 'the flag stays until a verification');
@@ -163,15 +134,15 @@ test(
     assert.match(refused.error, /log bound/);
     const accepted = ts - 1;
     assert.ok(accepted >= 10 && accepted <= 12, `${accepted} writes accepted before the bound`);
-    assert.equal((await status(A, 'r')).pending_records, accepted);
+    assert.equal((await replicationStatus(A, 'r')).pending_records, accepted);
     await B.restart();
-    await caughtUp(A);
+    await waitCaughtUp(A, 'r', 30_000);
     // the slot moves once the checkpoint is durable, a moment after the records were delivered
     await waitFor(async () => (await write(A, 'src', 100)).status === 200, {
       timeoutMs: 5000,
       message: 'writes to resume',
     });
-    const done = await caughtUp(A);
+    const done = await waitCaughtUp(A, 'r', 30_000);
     assert.equal(done.counters.records_written, accepted + 1);
     assert.equal(done.counters.records_dropped_overflow, 0);
   },
@@ -184,7 +155,7 @@ test(
     const { A } = await setup({ max_bytes: 100_000, on_overflow: 'suspend' }, 200_000);
     for (let ts = 1; ts <= 40; ts++) assert.equal((await write(A, 'src', ts)).status, 200);
     const st = await waitFor(async () => {
-      const s = await status(A, 'r');
+      const s = await replicationStatus(A, 'r');
       return s.state === 'suspended' ? s : false;
     });
     assert.match(st.state_reason ?? '', /evicted/);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config/load-config.js';
 import { startFerry, type RunningFerry } from '../src/server.js';
+import { call, type ApiNode } from './helpers/ferry-api.js';
 
 const TOKEN = 'provisioning-test-token';
 let dir = '';
@@ -42,29 +43,14 @@ async function start(extra: Record<string, string> = {}): Promise<RunningFerry> 
   return ferry;
 }
 
-async function call(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; error: string | null; json: unknown }> {
-  const res = await fetch(`${ferry!.url}/api/v1/${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}` },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return {
-    status: res.status,
-    error: res.headers.get('x-reduct-error'),
-    json: text ? JSON.parse(text) : undefined,
-  };
-}
+/** The running server, for the helpers of ferry-api.ts. */
+const node = (): ApiNode => ({ url: ferry!.url, token: TOKEN });
 
 test('provisioned replications are read-only except their persisted mode', async () => {
   dir = await mkdtemp(join(tmpdir(), 'ferry-provisioning-'));
   await start();
 
-  const got = await call('GET', 'replications/prov');
+  const got = await call(node(), 'GET', '/replications/prov');
   assert.equal(got.status, 200);
   const { info, settings } = got.json as { info: Record<string, unknown>; settings: Record<string, unknown> };
   assert.equal(info.is_provisioned, true);
@@ -84,38 +70,40 @@ test('provisioned replications are read-only except their persisted mode', async
     },
     'the token is masked',
   );
-  const list = (await call('GET', 'replications')).json as { replications: Array<Record<string, unknown>> };
+  const list = (await call(node(), 'GET', '/replications')).json as {
+    replications: Array<Record<string, unknown>>;
+  };
   assert.ok(list.replications.some((r) => r.name === 'prov' && r.is_provisioned === true));
 
-  const put = await call('PUT', 'replications/prov', {
+  const put = await call(node(), 'PUT', '/replications/prov', {
     src_bucket: 'src',
     dst_bucket: 'x',
     dst_host: 'http://127.0.0.1:9',
   });
   assert.deepEqual([put.status, put.error], [409, "Can't update provisioned replication 'prov'"]);
-  const del = await call('DELETE', 'replications/prov');
+  const del = await call(node(), 'DELETE', '/replications/prov');
   assert.deepEqual([del.status, del.error], [409, "Can't remove provisioned replication 'prov'"]);
 
-  assert.equal((await call('PATCH', 'replications/prov/mode', { mode: 'paused' })).status, 200);
+  assert.equal((await call(node(), 'PATCH', '/replications/prov/mode', { mode: 'paused' })).status, 200);
   assert.equal(
-    ((await call('GET', 'replications/prov')).json as { info: { mode: string } }).info.mode,
+    ((await call(node(), 'GET', '/replications/prov')).json as { info: { mode: string } }).info.mode,
     'paused',
   );
 
   // Restart without _MODE: the persisted mode wins.
   await start();
   assert.equal(
-    ((await call('GET', 'replications/prov')).json as { info: { mode: string } }).info.mode,
+    ((await call(node(), 'GET', '/replications/prov')).json as { info: { mode: string } }).info.mode,
     'paused',
   );
 
   // Restart with _MODE: it overrides.
   await start({ RS_REPLICATION_1_MODE: 'Disabled' });
-  const after = (await call('GET', 'replications/prov')).json as {
+  const after = (await call(node(), 'GET', '/replications/prov')).json as {
     info: { mode: string; is_provisioned: boolean };
   };
   assert.deepEqual([after.info.mode, after.info.is_provisioned], ['disabled', true]);
   // The provisioned source bucket survived three starts and is still provisioned.
-  const bucket = (await call('GET', 'b/src')).json as { info: { is_provisioned: boolean } };
+  const bucket = (await call(node(), 'GET', '/b/src')).json as { info: { is_provisioned: boolean } };
   assert.equal(bucket.info.is_provisioned, true);
 });

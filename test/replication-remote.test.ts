@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { Client } from 'reduct-js';
 import { loadConfig } from '../src/config/load-config.js';
 import { startFerry, type RunningFerry } from '../src/server.js';
-import { parseJson, stringifyJson } from '../src/protocol/json.js';
+import { stringifyJson } from '../src/protocol/json.js';
+import { call, replicationStatus } from './helpers/ferry-api.js';
+import { freePort } from './helpers/ferry-process.js';
 import { waitFor } from './helpers/wait.js';
 
 const TOKEN = 'repl-remote-token';
@@ -21,6 +22,9 @@ interface Node {
   ferry: RunningFerry;
   client: Client;
   dir: string;
+  /** For the helpers of ferry-api.ts. */
+  url: string;
+  token: string;
 }
 
 const nodes: Node[] = [];
@@ -36,7 +40,13 @@ async function startNode(): Promise<Node> {
     FERRY_DURABILITY: 'none',
   });
   const ferry = await startFerry(config, { log: () => undefined });
-  const node = { ferry, client: new Client(ferry.url, { apiToken: TOKEN }), dir };
+  const node = {
+    ferry,
+    client: new Client(ferry.url, { apiToken: TOKEN }),
+    dir,
+    url: ferry.url,
+    token: TOKEN,
+  };
   nodes.push(node);
   return node;
 }
@@ -55,48 +65,6 @@ after(async () => {
     await rm(n.dir, { recursive: true, force: true });
   }
 });
-
-async function call(
-  node: Node,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json: unknown; error: string | null }> {
-  const res = await fetch(`${node.ferry.url}/api/v1/${path}`, {
-    method,
-    headers: { authorization: `Bearer ${TOKEN}` },
-    ...(body !== undefined ? { body: typeof body === 'string' ? body : stringifyJson(body) } : {}),
-  });
-  const text = await res.text();
-  return {
-    status: res.status,
-    json: text ? parseJson(text) : undefined,
-    error: res.headers.get('x-reduct-error'),
-  };
-}
-
-type Status = {
-  state: string;
-  state_reason: string | null;
-  pending_records: number;
-  counters: Record<string, number>;
-  next_retry_at: string | null;
-  destination: { instance_id: string | null };
-};
-async function status(node: Node, name: string): Promise<Status> {
-  const r = await call(node, 'GET', `replications/${name}`);
-  return (r.json as { status: Status }).status;
-}
-
-async function freeClosedPort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function writeRecord(
   node: Node,
@@ -128,7 +96,7 @@ async function readRecord(
 
 test('GET right after POST is exactly the compatible answer (api.md §17.5), also through reduct-js', async () => {
   await A.client.createBucket('exact-src');
-  const r = await call(A, 'POST', 'replications/exact', {
+  const r = await call(A, 'POST', '/replications/exact', {
     src_bucket: 'exact-src',
     dst_bucket: 'dst_bucket',
     dst_host: 'http://localhost:9000',
@@ -148,45 +116,45 @@ test('GET right after POST is exactly the compatible answer (api.md §17.5), als
   const list = await A.client.getReplicationList();
   assert.ok(list.some((i) => i.name === 'exact' && i.mode === 'paused'));
   await A.client.deleteReplication('exact');
-  assert.equal((await call(A, 'GET', 'replications/exact')).status, 404);
+  assert.equal((await call(A, 'GET', '/replications/exact')).status, 404);
 });
 
 test('validation: statuses and exact messages (api.md §17.6) and refused extensions', async () => {
   await A.client.createBucket('val-src');
   const base = { src_bucket: 'val-src', dst_bucket: 'x', dst_host: 'http://127.0.0.1:1' };
   const cases: Array<[string, string, unknown, number, string | RegExp]> = [
-    ['POST', 'replications/v1', { dst_bucket: 'x', dst_host: 'http://h' }, 422, /^Invalid JSON: /],
-    ['POST', 'replications/v1', '{bad', 422, /^Invalid JSON: /],
+    ['POST', '/replications/v1', { dst_bucket: 'x', dst_host: 'http://h' }, 422, /^Invalid JSON: /],
+    ['POST', '/replications/v1', '{bad', 422, /^Invalid JSON: /],
     [
       'POST',
-      'replications/v1',
+      '/replications/v1',
       { ...base, dst_host: 'not a url' },
       422,
       "Invalid destination host 'not a url'",
     ],
     [
       'POST',
-      'replications/v1',
+      '/replications/v1',
       { ...base, src_bucket: 'nope' },
       404,
       "Source bucket 'nope' for replication 'v1' does not exist",
     ],
     [
       'POST',
-      'replications/v1',
+      '/replications/v1',
       { ...base, dst_bucket: 'val-src', dst_host: `http://localhost:${A.ferry.port}` },
       422,
       'Source and destination buckets must be different',
     ],
-    ['POST', 'replications/v1', { ...base, when: { $foo: 1 } }, 422, /^Invalid replication condition: /],
-    ['POST', 'replications/v1', { ...base, since: 0 }, 422, /'since'/],
-    ['POST', 'replications/v1', { ...base, continuous: false }, 422, /'continuous'/],
-    ['POST', 'replications/v1', { ...base, replication_type: 'sync' }, 422, /'replication_type'/],
-    ['POST', 'replications/v1', { ...base, batch: { max_records: 0 } }, 422, /batch\.max_records/],
-    ['POST', 'replications/v1', { ...base, on_write_failure: 'drop' }, 422, /on_write_failure/],
-    ['PUT', 'replications/missing', base, 404, "Replication 'missing' does not exist"],
-    ['DELETE', 'replications/missing', undefined, 404, "Replication 'missing' does not exist"],
-    ['PATCH', 'replications/missing/mode', { mode: 'paused' }, 404, "Replication 'missing' does not exist"],
+    ['POST', '/replications/v1', { ...base, when: { $foo: 1 } }, 422, /^Invalid replication condition: /],
+    ['POST', '/replications/v1', { ...base, since: 0 }, 422, /'since'/],
+    ['POST', '/replications/v1', { ...base, continuous: false }, 422, /'continuous'/],
+    ['POST', '/replications/v1', { ...base, replication_type: 'sync' }, 422, /'replication_type'/],
+    ['POST', '/replications/v1', { ...base, batch: { max_records: 0 } }, 422, /batch\.max_records/],
+    ['POST', '/replications/v1', { ...base, on_write_failure: 'drop' }, 422, /on_write_failure/],
+    ['PUT', '/replications/missing', base, 404, "Replication 'missing' does not exist"],
+    ['DELETE', '/replications/missing', undefined, 404, "Replication 'missing' does not exist"],
+    ['PATCH', '/replications/missing/mode', { mode: 'paused' }, 404, "Replication 'missing' does not exist"],
   ];
   for (const [method, path, body, statusCode, message] of cases) {
     const r = await call(A, method, path, body);
@@ -194,17 +162,17 @@ test('validation: statuses and exact messages (api.md §17.6) and refused extens
     if (typeof message === 'string') assert.equal(r.error, message);
     else assert.match(r.error ?? '', message);
   }
-  assert.equal((await call(A, 'POST', 'replications/v1', base)).status, 200);
-  const dup = await call(A, 'POST', 'replications/v1', base);
+  assert.equal((await call(A, 'POST', '/replications/v1', base)).status, 200);
+  const dup = await call(A, 'POST', '/replications/v1', base);
   assert.equal(dup.status, 409);
   assert.equal(dup.error, "Replication 'v1' already exists");
   // PUT keeps the token when omitted; the token is never returned
-  assert.equal((await call(A, 'PUT', 'replications/v1', { ...base, dst_token: 'tok' })).status, 200);
-  assert.equal((await call(A, 'PUT', 'replications/v1', { ...base, entries: ['a'] })).status, 200);
-  const got = (await call(A, 'GET', 'replications/v1')).json as { settings: Record<string, unknown> };
+  assert.equal((await call(A, 'PUT', '/replications/v1', { ...base, dst_token: 'tok' })).status, 200);
+  assert.equal((await call(A, 'PUT', '/replications/v1', { ...base, entries: ['a'] })).status, 200);
+  const got = (await call(A, 'GET', '/replications/v1')).json as { settings: Record<string, unknown> };
   assert.equal(got.settings.dst_token, null);
   assert.deepEqual(got.settings.entries, ['a']);
-  assert.equal((await call(A, 'DELETE', 'replications/v1')).status, 200);
+  assert.equal((await call(A, 'DELETE', '/replications/v1')).status, 200);
 });
 
 test('A→B: records arrive with labels; the destination instance is learned; re-delivery is a no-op', async () => {
@@ -223,11 +191,11 @@ test('A→B: records arrive with labels; the destination instance is learned; re
   for (let i = 2n; i <= 20n; i++) await writeRecord(A, 'ab-src', 'e', i, `rec-${i}`, { i: String(i) });
   await waitFor(
     async () =>
-      (await status(A, 'ab')).pending_records === 0 &&
-      (await status(A, 'ab')).counters.records_written === 19,
+      (await replicationStatus(A, 'ab')).pending_records === 0 &&
+      (await replicationStatus(A, 'ab')).counters.records_written === 19,
     { message: 'A→B drained' },
   );
-  const st = await status(A, 'ab');
+  const st = await replicationStatus(A, 'ab');
   assert.equal(st.counters.records_already_present, 1);
   assert.equal(st.state, 'idle');
   assert.ok(st.destination.instance_id, 'instance id learned from x-ferry-instance');
@@ -235,7 +203,7 @@ test('A→B: records arrive with labels; the destination instance is learned; re
   assert.equal(rec?.body, 'rec-7');
   assert.equal(rec?.labels.i, '7');
   assert.equal((await dstB.getInfo()).entryCount, 1n);
-  const full = (await call(A, 'GET', 'replications/ab')).json as {
+  const full = (await call(A, 'GET', '/replications/ab')).json as {
     diagnostics: { hourly: { ok: number } };
     info: { is_active: boolean };
   };
@@ -249,7 +217,7 @@ test('A↔B: writes and label updates do not loop; A→B→C chains work', async
   await B.client.createBucket('loop');
   await C.client.createBucket('loop');
   const mk = (from: Node, name: string, to: Node) =>
-    call(from, 'POST', `replications/${name}`, {
+    call(from, 'POST', `/replications/${name}`, {
       src_bucket: 'loop',
       dst_bucket: 'loop',
       dst_host: to.ferry.url,
@@ -272,23 +240,24 @@ test('A↔B: writes and label updates do not loop; A→B→C chains work', async
   });
   await waitFor(
     async () =>
-      (await status(B, 'b2a')).pending_records === 0 && (await status(A, 'a2b')).pending_records === 0,
+      (await replicationStatus(B, 'b2a')).pending_records === 0 &&
+      (await replicationStatus(A, 'a2b')).pending_records === 0,
   );
-  const b2a = await status(B, 'b2a');
+  const b2a = await replicationStatus(B, 'b2a');
   assert.ok(b2a.counters.records_loop_skipped >= 2, `loop skipped: ${stringifyJson(b2a.counters)}`);
   assert.equal(b2a.counters.records_failed, 0);
-  const a2b = await status(A, 'a2b');
+  const a2b = await replicationStatus(A, 'a2b');
   // A's outgoing: its own write + its update, and nothing that came back from B
   assert.equal(a2b.counters.records_written + a2b.counters.label_updates_written, 2);
   assert.equal(a2b.counters.records_loop_skipped, 1);
-  for (const n of ['a2b']) await call(A, 'DELETE', `replications/${n}`);
-  for (const n of ['b2a', 'b2c']) await call(B, 'DELETE', `replications/${n}`);
+  for (const n of ['a2b']) await call(A, 'DELETE', `/replications/${n}`);
+  for (const n of ['b2a', 'b2c']) await call(B, 'DELETE', `/replications/${n}`);
 });
 
 test('unreachable destination: backoff, then suspended after max_outage_ms; PATCH mode retries; nothing lost', async () => {
   await A.client.createBucket('down-src');
-  const port = await freeClosedPort();
-  const r = await call(A, 'POST', 'replications/down', {
+  const port = await freePort();
+  const r = await call(A, 'POST', '/replications/down', {
     src_bucket: 'down-src',
     dst_bucket: 'd',
     dst_host: `http://127.0.0.1:${port}`,
@@ -299,7 +268,7 @@ test('unreachable destination: backoff, then suspended after max_outage_ms; PATC
   await writeRecord(A, 'down-src', 'e', 2n, 'kept');
   const retrying = await waitFor(
     async () => {
-      const s = await status(A, 'down');
+      const s = await replicationStatus(A, 'down');
       return s.state === 'retrying' ? s : null;
     },
     { message: 'retrying' },
@@ -308,14 +277,14 @@ test('unreachable destination: backoff, then suspended after max_outage_ms; PATC
   assert.match(retrying.state_reason ?? '', /Connection error/);
   const suspended = await waitFor(
     async () => {
-      const s = await status(A, 'down');
+      const s = await replicationStatus(A, 'down');
       return s.state === 'suspended' ? s : null;
     },
     { message: 'suspended' },
   );
   assert.match(suspended.state_reason ?? '', /unavailable/);
   assert.equal(suspended.pending_records, 2);
-  const info = (await call(A, 'GET', 'replications/down')).json as {
+  const info = (await call(A, 'GET', '/replications/down')).json as {
     info: { is_active: boolean };
     diagnostics: { hourly: { errors: Record<string, unknown> } };
   };
@@ -325,7 +294,7 @@ test('unreachable destination: backoff, then suspended after max_outage_ms; PATC
   await B.client.createBucket('down-dst');
   assert.equal(
     (
-      await call(A, 'PUT', 'replications/down', {
+      await call(A, 'PUT', '/replications/down', {
         src_bucket: 'down-src',
         dst_bucket: 'down-dst',
         dst_host: B.ferry.url,
@@ -334,11 +303,11 @@ test('unreachable destination: backoff, then suspended after max_outage_ms; PATC
     ).status,
     200,
   );
-  await waitFor(async () => (await status(A, 'down')).pending_records === 0, {
+  await waitFor(async () => (await replicationStatus(A, 'down')).pending_records === 0, {
     message: 'delivered after resume',
   });
   assert.equal((await readRecord(B, 'down-dst', 'e', 2n))?.body, 'kept');
-  await call(A, 'DELETE', 'replications/down');
+  await call(A, 'DELETE', '/replications/down');
 });
 
 test('remote conflict with on_write_failure skip lands in the failure log; gzip transfer works', async () => {
@@ -347,7 +316,7 @@ test('remote conflict with on_write_failure skip lands in the failure log; gzip 
   await writeRecord(B, 'cf-dst', 'e', 1n, 'theirs');
   assert.equal(
     (
-      await call(A, 'POST', 'replications/cf', {
+      await call(A, 'POST', '/replications/cf', {
         src_bucket: 'cf-src',
         dst_bucket: 'cf-dst',
         dst_host: B.ferry.url,
@@ -360,17 +329,16 @@ test('remote conflict with on_write_failure skip lands in the failure log; gzip 
   );
   await writeRecord(A, 'cf-src', 'e', 1n, 'ours');
   await writeRecord(A, 'cf-src', 'e', 2n, 'x'.repeat(10_000));
-  await waitFor(async () => (await status(A, 'cf')).pending_records === 0, { message: 'drained' });
-  const st = await status(A, 'cf');
+  await waitFor(async () => (await replicationStatus(A, 'cf')).pending_records === 0, { message: 'drained' });
+  const st = await replicationStatus(A, 'cf');
   assert.equal(st.counters.records_failed, 1);
   assert.equal(st.counters.records_written, 1);
-  const f = await call(A, 'GET', 'replications/cf/failures');
-  if (f.status === 200) {
-    const body = f.json as { total: number; failures: Array<{ ts: bigint; status: number }> };
-    assert.equal(body.total, 1);
-    assert.equal(body.failures[0]!.status, 409);
-  }
+  const f = await call(A, 'GET', '/replications/cf/failures');
+  assert.equal(f.status, 200, `GET failures: ${f.error}`);
+  const body = f.json as { total: number; failures: Array<{ ts: bigint; status: number }> };
+  assert.equal(body.total, 1);
+  assert.equal(body.failures[0]!.status, 409);
   assert.equal((await readRecord(B, 'cf-dst', 'e', 1n))?.body, 'theirs');
   assert.equal((await readRecord(B, 'cf-dst', 'e', 2n))?.body.length, 10_000);
-  await call(A, 'DELETE', 'replications/cf');
+  await call(A, 'DELETE', '/replications/cf');
 });

@@ -1,7 +1,8 @@
 /**
  * The replication API through the reduct-js 1.20.0 SDK against real Ferry processes (api.md §17,
  * §20.2–§20.3): create, list, get, update (the token is kept), mode switches, delete — with records
- * really flowing to a second instance — and the exact §17.5 answer over plain HTTP.
+ * really flowing to a second instance. (The exact §17.5 JSON over plain HTTP is checked in
+ * api-replications.test.ts.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,7 @@ import { spawnFerry } from './helpers/ferry-process.js';
 import { waitFor } from './helpers/wait.js';
 
 test(
-  'reduct-js: create, list, get, update, mode, delete; records flow; §17.5 exact over HTTP',
+  'reduct-js: create, list, get, update (token kept), mode, delete; records flow to a second instance',
   { timeout: 90_000 },
   async () => {
     const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
@@ -20,7 +21,6 @@ test(
       const b = new Client(B.url, { apiToken: B.token });
       const src = await a.createBucket('src');
 
-      // (the exact §17.5 answer is checked in api-replications.test.ts)
       // the SDK's own calls
       await a.createReplication('sdk', {
         srcBucket: 'src',

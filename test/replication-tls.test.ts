@@ -5,12 +5,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Agent, request } from 'undici';
+import { Agent } from 'undici';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config/load-config.js';
 import { startFerry, type RunningFerry } from '../src/server.js';
+import { call as apiCall, type CallResult } from './helpers/ferry-api.js';
 import { waitFor } from './helpers/wait.js';
 import { selfSignedCert } from './helpers/tls-cert.js';
 
@@ -43,14 +44,18 @@ async function start(name: string, env: Record<string, string>): Promise<Running
 /** HTTP client for the test itself; trusts the test certificate once it exists. */
 let agent: Agent | undefined;
 
-async function call(f: RunningFerry, method: string, path: string, body?: string | Buffer, headers = {}) {
-  const res = await request(`${f.url}/api/v1/${path}`, {
-    method: method as 'GET',
-    headers: { authorization: `Bearer ${TOKEN}`, ...headers },
-    body,
+/** `call` of ferry-api.ts with the test's token and agent. */
+function call(
+  f: RunningFerry,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<CallResult> {
+  return apiCall({ url: f.url, token: TOKEN }, method, path, body, {
+    headers,
     ...(agent && { dispatcher: agent }),
   });
-  return { status: res.statusCode, text: await res.body.text() };
 }
 
 test('replication to an HTTPS destination verifies its certificate, trusts a configured CA, or skips checks when told', async (t) => {
@@ -72,22 +77,22 @@ test('replication to an HTTPS destination verifies its certificate, trusts a con
     unchecked: await start('unchecked', { RS_REPLICATION_VERIFY_SSL: 'false' }),
   };
   for (const [name, src] of Object.entries(sources)) {
-    assert.equal((await call(src, 'POST', 'b/src')).status, 200);
-    const created = await call(
-      src,
-      'POST',
-      'replications/r',
-      JSON.stringify({ src_bucket: 'src', dst_bucket: name, dst_host: dstUrl, dst_token: TOKEN }),
-    );
+    assert.equal((await call(src, 'POST', '/b/src')).status, 200);
+    const created = await call(src, 'POST', '/replications/r', {
+      src_bucket: 'src',
+      dst_bucket: name,
+      dst_host: dstUrl,
+      dst_token: TOKEN,
+    });
     assert.equal(created.status, 200, created.text);
-    const w = await call(src, 'POST', 'b/src/e?ts=1000', Buffer.from('secret'), {
+    const w = await call(src, 'POST', '/b/src/e?ts=1000', Buffer.from('secret'), {
       'content-type': 'text/plain',
     });
     assert.equal(w.status, 200);
   }
 
   const arrived = async (bucket: string): Promise<boolean> =>
-    (await call(dst, 'GET', `b/${bucket}/e?ts=1000`)).text === 'secret';
+    (await call(dst, 'GET', `/b/${bucket}/e?ts=1000`)).text === 'secret';
   await waitFor(() => arrived('trusted'), {
     timeoutMs: 10_000,
     message: 'record over TLS with a trusted CA',
@@ -97,7 +102,7 @@ test('replication to an HTTPS destination verifies its certificate, trusts a con
   // Without the CA the self-signed certificate is refused: nothing arrives, and the status says why.
   const status = await waitFor(
     async () => {
-      const s = JSON.parse((await call(sources.strict, 'GET', 'replications/r')).text) as {
+      const s = (await call(sources.strict, 'GET', '/replications/r')).json as {
         info: { pending_records: number };
         status: { last_error: { message: string } | null };
       };
@@ -107,5 +112,5 @@ test('replication to an HTTPS destination verifies its certificate, trusts a con
   );
   assert.match(status.status.last_error!.message, /certificate|self.signed|SSL|TLS/i);
   assert.equal(status.info.pending_records, 1);
-  assert.equal((await call(dst, 'GET', 'b/strict')).status, 404);
+  assert.equal((await call(dst, 'GET', '/b/strict')).status, 404);
 });

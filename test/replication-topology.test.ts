@@ -7,20 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
-import { api } from './helpers/ferry-api.js';
-import { diffSnapshots, formatDiff, snapshotBucket } from './helpers/records.js';
+import { api, createReplication, replicationStatus } from './helpers/ferry-api.js';
+import { assertSameSnapshots, snapshotBucket } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
-
-interface Status {
-  state: string;
-  pending_records: number;
-  log_last_lsn: number;
-  cursor_lsn: number;
-  counters: Record<string, number>;
-}
-
-const status = async (node: FerryProcess, name: string): Promise<Status> =>
-  ((await api(node, 'GET', `/replications/${name}`)) as { status: Status }).status;
 
 async function write(
   node: FerryProcess,
@@ -55,19 +44,21 @@ async function updateLabels(
   assert.equal(res.status, 200, res.headers.get('x-reduct-error') ?? '');
 }
 
-/** Waits until every listed replication is idle with nothing pending. */
+/** Waits until every listed replication is idle with nothing pending; fails at once if one is suspended. */
 async function settled(pairs: Array<[FerryProcess, string]>): Promise<void> {
-  await waitFor(
+  const outcome = await waitFor(
     async () => {
       for (const [node, name] of pairs) {
-        const st = await status(node, name);
+        const st = await replicationStatus(node, name);
+        if (st.state === 'suspended') return `'${name}' suspended: ${st.state_reason}`;
         if (st.pending_records !== 0 || st.state !== 'idle' || st.cursor_lsn !== st.log_last_lsn)
           return false;
       }
-      return true;
+      return 'settled';
     },
     { timeoutMs: 30_000, intervalMs: 50, message: 'replications to settle' },
   );
+  assert.equal(outcome, 'settled');
 }
 
 test(
@@ -79,16 +70,17 @@ test(
     try {
       await api(A, 'POST', '/b/x', {});
       await api(B, 'POST', '/b/x', {});
-      const repl = (dst: FerryProcess, bucket = 'x') => ({
-        src_bucket: 'x',
-        dst_bucket: bucket,
-        dst_host: dst.url,
-        dst_token: dst.token,
-        batch: { max_delay_ms: 5 },
-      });
-      await api(A, 'POST', '/replications/ab', repl(B));
-      await api(B, 'POST', '/replications/ba', repl(A));
-      await api(B, 'POST', '/replications/bc', repl(C, 'y'));
+      const repl = (src: FerryProcess, name: string, dst: FerryProcess, dstBucket = 'x') =>
+        createReplication(src, dst, {
+          name,
+          srcBucket: 'x',
+          dstBucket,
+          createSrcBucket: false,
+          settings: { batch: { max_delay_ms: 5 } },
+        });
+      await repl(A, 'ab', B);
+      await repl(B, 'ba', A);
+      await repl(B, 'bc', C, 'y');
       const all: Array<[FerryProcess, string]> = [
         [A, 'ab'],
         [B, 'ba'],
@@ -117,11 +109,11 @@ test(
       await settled(all);
 
       // nothing keeps moving: no update or write bounces between A and B
-      const lsnA = (await status(A, 'ab')).log_last_lsn;
-      const lsnB = (await status(B, 'ba')).log_last_lsn;
+      const lsnA = (await replicationStatus(A, 'ab')).log_last_lsn;
+      const lsnB = (await replicationStatus(B, 'ba')).log_last_lsn;
       await new Promise((r) => setTimeout(r, 1500));
-      assert.equal((await status(A, 'ab')).log_last_lsn, lsnA, 'A logs no further changes');
-      assert.equal((await status(B, 'ba')).log_last_lsn, lsnB, 'B logs no further changes');
+      assert.equal((await replicationStatus(A, 'ab')).log_last_lsn, lsnA, 'A logs no further changes');
+      assert.equal((await replicationStatus(B, 'ba')).log_last_lsn, lsnB, 'B logs no further changes');
 
       const [sa, sb, sc] = await Promise.all([
         snapshotBucket(A.url, A.token, 'x'),
@@ -129,21 +121,17 @@ test(
         snapshotBucket(C.url, C.token, 'y'),
       ]);
       assert.equal(sa.size, 600);
-      for (const [name, d] of [
-        ['A vs B', diffSnapshots(sa, sb)],
-        ['B vs C', diffSnapshots(sb, sc)],
-      ] as const) {
-        assert.equal(d.missing.length + d.extra.length + d.different.length, 0, `${name}: ${formatDiff(d)}`);
-      }
+      assertSameSnapshots(sa, sb, 'A vs B');
+      assertSameSnapshots(sb, sc, 'B vs C');
       // the label updates converged to the values set last, on every node
       assert.deepEqual(sc.get('from-b@1000')?.labels, { side: 'b', n: 'a0', seen_by: 'a' });
       assert.deepEqual(sc.get('shared@1')?.labels, { touched: 'a' });
       assert.deepEqual(sa.get('from-a@1005')?.labels, { side: 'a', n: '5', seen_by: 'b' });
 
       // echoes were stopped by loop prevention, each record written once per node
-      const ab = await status(A, 'ab');
-      const ba = await status(B, 'ba');
-      const bc = await status(B, 'bc');
+      const ab = await replicationStatus(A, 'ab');
+      const ba = await replicationStatus(B, 'ba');
+      const bc = await replicationStatus(B, 'bc');
       assert.equal(
         ab.counters.records_loop_skipped! >= 300,
         true,

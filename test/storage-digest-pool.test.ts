@@ -5,28 +5,81 @@ import { DigestPool } from '../src/storage/digest-pool.js';
 
 const sha16 = (b: Buffer): string => createHash('sha256').update(b).digest().subarray(0, 16).toString('hex');
 
+/** `n` payloads of mixed sizes, including empty payloads and views into a larger buffer. */
+function mixedPayloads(n: number): Buffer[] {
+  const big = randomBytes(64 * 1024);
+  return Array.from({ length: n }, (_, i) =>
+    i % 7 === 0 ? Buffer.alloc(0) : big.subarray(i * 13, i * 13 + (i % 3000)),
+  );
+}
+
+function assertDigests(digests: Buffer[], payloads: Buffer[], what: string): void {
+  assert.equal(digests.length, payloads.length, what);
+  digests.forEach((d, i) => assert.equal(d.toString('hex'), sha16(payloads[i]!), `${what}: payload ${i}`));
+}
+
 test('batch digests from the worker equal SHA-256 of each payload, in order, for any batch size', async () => {
   const pool = new DigestPool();
   try {
-    for (const n of [1, 31, 32, 500]) {
-      // Mixed sizes, including empty payloads and views into a larger buffer.
-      const big = randomBytes(64 * 1024);
-      const payloads = Array.from({ length: n }, (_, i) =>
-        i % 7 === 0 ? Buffer.alloc(0) : big.subarray(i * 13, i * 13 + (i % 3000)),
-      );
+    // Below 32 payloads the batch is hashed inline; from 32 on the worker hashes it.
+    for (const [n, offloaded] of [
+      [1, false],
+      [31, false],
+      [32, true],
+      [500, true],
+    ] as const) {
+      const payloads = mixedPayloads(n);
+      const before = pool.offloadedBatches;
       const digests = await pool.digestMany(payloads);
-      assert.equal(digests.length, n);
-      digests.forEach((d, i) => assert.equal(d.toString('hex'), sha16(payloads[i]!), `payload ${i} of ${n}`));
+      assertDigests(digests, payloads, `${n} payloads`);
+      assert.equal(
+        pool.offloadedBatches - before,
+        offloaded ? 1 : 0,
+        `a batch of ${n} is hashed ${offloaded ? 'by the worker' : 'inline'}`,
+      );
     }
   } finally {
     await pool.close();
   }
 });
 
-test('after the worker is gone, digests are still computed (inline)', async () => {
+test(
+  'close() while batches are being hashed: they still settle with the right digests',
+  { timeout: 30_000 },
+  async () => {
+    const pool = new DigestPool();
+    const big = (): Buffer[] => Array.from({ length: 2000 }, () => randomBytes(16 * 1024));
+    // Closed before the worker has started.
+    const first = big();
+    const cold = pool.digestMany(first);
+    await pool.close();
+    assertDigests(await cold, first, 'closed before the worker started');
+
+    // Closed while a running worker hashes a large batch.
+    const warmPool = new DigestPool();
+    const warm = mixedPayloads(64);
+    assertDigests(await warmPool.digestMany(warm), warm, 'warm-up batch');
+    assert.equal(warmPool.offloadedBatches, 1, 'the warm-up batch went to the worker');
+    const second = big();
+    const busy = warmPool.digestMany(second);
+    await warmPool.close();
+    assertDigests(await busy, second, 'closed while the worker was busy');
+
+    // A closed pool hashes inline from then on.
+    for (const p of [pool, warmPool]) {
+      const before = p.offloadedBatches;
+      const after = mixedPayloads(64);
+      assertDigests(await p.digestMany(after), after, 'after close');
+      assert.equal(p.offloadedBatches, before, 'no batch goes to the worker after close()');
+    }
+  },
+);
+
+test('a pool closed before first use hashes inline', async () => {
   const pool = new DigestPool();
   await pool.close();
   const payloads = Array.from({ length: 64 }, () => randomBytes(100));
   const digests = await pool.digestMany(payloads);
-  digests.forEach((d, i) => assert.equal(d.toString('hex'), sha16(payloads[i]!)));
+  assertDigests(digests, payloads, 'closed before use');
+  assert.equal(pool.offloadedBatches, 0);
 });

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { request } from 'undici';
+import { call as apiCall } from './helpers/ferry-api.js';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 
 const MOUNT_MB = 24;
@@ -37,26 +37,9 @@ test(
     mounted = true;
     const dataPath = join(mountDir, 'data');
     ferry = await spawnFerry({ dataPath, env: { RS_SYSTEM_EVENTS_ENABLED: 'false' } });
-    const base = (): string => `${ferry!.url}/api/v1`;
-    const auth = { authorization: `Bearer ${ferry.token}` };
-    const call = async (
-      method: string,
-      path: string,
-      body?: Buffer,
-      headers: Record<string, string> = {},
-    ) => {
-      const res = await request(`${base()}${path}`, {
-        method: method as 'GET',
-        headers: { ...auth, ...headers },
-        body,
-      });
-      const buf = Buffer.from(await res.body.arrayBuffer());
-      return {
-        status: res.statusCode,
-        error: res.headers['x-reduct-error'] as string | undefined,
-        body: buf,
-      };
-    };
+    const server = ferry;
+    const call = (method: string, path: string, body?: Buffer, headers: Record<string, string> = {}) =>
+      apiCall(server, method, path, body, { headers });
     assert.equal((await call('POST', '/b/b')).status, 200);
 
     // Another program takes most of the disk.
@@ -64,7 +47,7 @@ test(
     writeFileSync(filler, Buffer.alloc((MOUNT_MB - 6) * 1024 * 1024));
 
     const acked = new Map<number, string>();
-    let refused: { status: number; error: string | undefined } | undefined;
+    let refused: { status: number; error: string | null } | undefined;
     for (let i = 1; i <= 40 && !refused; i++) {
       const payload = Buffer.alloc(256 * 1024, i);
       const r = await call('POST', `/b/b/big?ts=${i}`, payload, {

@@ -65,6 +65,8 @@ test('a 1 GiB record is streamed in and out with bounded server memory', { timeo
   const peak = sampler.stop();
   assert.equal(n, SIZE);
   assert.equal(got.digest('hex'), expected.digest('hex'));
+  // A running Node server is well above 20 MiB: less means its RSS could not be read at all.
+  assert.ok(peak > 20 * 1024 * 1024, `server peak RSS was measured (${peak} bytes)`);
   assert.ok(
     peak < 200 * 1024 * 1024,
     `server peak RSS ${Math.round(peak / 1048576)} MiB must stay < 200 MiB`,

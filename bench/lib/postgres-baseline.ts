@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { startPgCluster, type PgCluster } from './postgres-cluster.js';
-import { runConcurrent, summarize, type LatencySummary } from './stats.js';
+import { LatencyRecorder, runConcurrent, summarize, type LatencySummary } from './stats.js';
+import { waitUntil } from './wait.js';
 
 export { startPgCluster, findPostgresBin, type PgCluster } from './postgres-cluster.js';
 
@@ -31,6 +32,8 @@ export interface PgInsertResult {
   mbPerSec: number;
   /** Latency of one INSERT statement (ms). */
   statement: LatencySummary;
+  /** The server's `version()` up to the platform, e.g. "PostgreSQL 16.2 (Ubuntu 16.2-1)". */
+  serverVersion: string;
 }
 
 const TABLE_SQL =
@@ -92,19 +95,19 @@ async function insertRows(
     const full = new BatchInserter(batchRows, rowBytes);
     const tail = rows % batchRows === 0 ? undefined : new BatchInserter(rows % batchRows, rowBytes);
     const statements = Math.ceil(rows / batchRows);
-    const latencies: number[] = [];
+    const latency = new LatencyRecorder();
     const free = [...clients];
     const seconds = await runConcurrent(statements, concurrency, async (i) => {
       const client = free.pop()!;
-      const t0 = performance.now();
       try {
-        await (i === statements - 1 && tail ? tail : full).insert(client, firstTs + i * batchRows);
+        await latency.time(() =>
+          (i === statements - 1 && tail ? tail : full).insert(client, firstTs + i * batchRows),
+        );
       } finally {
-        latencies.push(performance.now() - t0);
         free.push(client);
       }
     });
-    return { seconds, latencies };
+    return { seconds, latencies: latency.samples };
   } finally {
     await Promise.all(clients.map((c) => c.end()));
   }
@@ -121,7 +124,10 @@ export async function measurePgInsert(opts: PgInsertOptions = {}): Promise<PgIns
   if (cluster === undefined) return undefined;
   try {
     const admin = await cluster.connect();
+    let serverVersion: string;
     try {
+      const v = await admin.query('SELECT version() AS v');
+      serverVersion = String((v.rows[0] as { v: string }).v).split(' on ')[0]!;
       await admin.query(TABLE_SQL);
     } finally {
       await admin.end();
@@ -140,6 +146,7 @@ export async function measurePgInsert(opts: PgInsertOptions = {}): Promise<PgIns
       rowsPerSec: rows / seconds,
       mbPerSec: (rows * rowBytes) / 1e6 / seconds,
       statement: summarize(latencies),
+      serverVersion,
     };
   } finally {
     await cluster.stop();
@@ -152,19 +159,6 @@ export interface PgPair {
   subscriber: PgCluster;
   /** Drops the subscription and removes both clusters; safe to call twice. */
   stop(): Promise<void>;
-}
-
-async function waitUntil(
-  what: string,
-  timeoutMs: number,
-  check: () => Promise<boolean>,
-  intervalMs = 20,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
 }
 
 /**

@@ -1,5 +1,6 @@
 /** Resident memory of processes from /proc (Linux); other platforms report undefined. */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { readProcFile } from './proc-file.js';
 
 /** Current and peak resident set size in bytes. */
 export interface RssReading {
@@ -10,12 +11,8 @@ export interface RssReading {
 
 /** Reads VmRSS and VmHWM of `pid` (default: this process); undefined if the process is gone. */
 export function readRss(pid: number | 'self' = 'self'): RssReading | undefined {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return undefined;
-  }
+  const status = readProcFile(pid, 'status');
+  if (status === undefined) return undefined;
   const kb = (field: string): number | undefined => {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status);
     return m ? Number(m[1]) * 1024 : undefined;

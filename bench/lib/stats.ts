@@ -32,16 +32,6 @@ export function summarize(samples: readonly number[]): LatencySummary {
   };
 }
 
-/** Items per second. */
-export function perSecond(count: number, seconds: number): number {
-  return seconds > 0 ? count / seconds : NaN;
-}
-
-/** MB (10^6 bytes) per second. */
-export function mbPerSecond(bytes: number, seconds: number): number {
-  return seconds > 0 ? bytes / 1e6 / seconds : NaN;
-}
-
 /** Collects per-operation latencies with a monotonic clock. */
 export class LatencyRecorder {
   readonly samples: number[] = [];

@@ -41,6 +41,12 @@ export class DigestPool {
   private broken = false;
   private nextId = 0;
   private pending = new Map<number, Pending>();
+  private offloaded = 0;
+
+  /** Batches whose digests were computed by the worker (not inline); read-only, for tests. */
+  get offloadedBatches(): number {
+    return this.offloaded;
+  }
 
   /**
    * 16-byte digests of `payloads`, as views into one buffer, in order. Equal to `digestOf` of each.
@@ -69,6 +75,7 @@ export class DigestPool {
     } catch {
       return payloads.map(digestOf);
     }
+    this.offloaded++;
     const digests = Buffer.from(out);
     const result = new Array<Buffer>(payloads.length);
     for (let i = 0; i < payloads.length; i++) result[i] = digests.subarray(i * 16, i * 16 + 16);

@@ -2,6 +2,7 @@
  * Record-by-record snapshots of a bucket over plain HTTP, to prove that two servers (or one server
  * before and after a crash) hold the same data: nothing lost, duplicated or altered.
  */
+import assert from 'node:assert/strict';
 import { createHash, type Hash } from 'node:crypto';
 import { request } from 'undici';
 import { parseJson } from '../../src/protocol/json.js';
@@ -182,4 +183,38 @@ export function formatDiff(d: SnapshotDiff, max = 5): string {
     `extra ${d.extra.length}${d.extra.length ? `: ${list(d.extra)}` : ''}`,
     `different ${d.different.length}${d.different.length ? `: ${list(d.different.map((x) => x.key))}` : ''}`,
   ].join('; ');
+}
+
+/** Asserts that `copy` holds exactly the records of `reference`; the message names `what` and the diff. */
+export function assertSameSnapshots(
+  reference: BucketSnapshot,
+  copy: BucketSnapshot,
+  what = 'copy vs reference',
+): void {
+  const d = diffSnapshots(reference, copy);
+  assert.ok(isEmptyDiff(d), `${what}: ${formatDiff(d)}`);
+}
+
+/** A server to snapshot: its base URL and token. */
+export interface SnapshotSource {
+  readonly url: string;
+  readonly token: string;
+}
+
+/**
+ * Snapshots bucket `aBucket` of `a` (the reference) and `bBucket` of `b` (the copy) and asserts that
+ * they hold the same records: nothing missing, extra or different. Returns both snapshots.
+ */
+export async function assertSameBuckets(
+  a: SnapshotSource,
+  aBucket: string,
+  b: SnapshotSource,
+  bBucket: string,
+): Promise<{ a: BucketSnapshot; b: BucketSnapshot }> {
+  const [sa, sb] = await Promise.all([
+    snapshotBucket(a.url, a.token, aBucket),
+    snapshotBucket(b.url, b.token, bBucket),
+  ]);
+  assertSameSnapshots(sa, sb, `'${bBucket}' at ${b.url} vs '${aBucket}' at ${a.url}`);
+  return { a: sa, b: sb };
 }
