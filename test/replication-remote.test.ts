@@ -310,6 +310,29 @@ test('unreachable destination: backoff, then suspended after max_outage_ms; PATC
   await call(A, 'DELETE', '/replications/down');
 });
 
+test('a single record for an unreachable destination is retried on schedule until suspended', async () => {
+  // Nothing else is written: the retries must come from the schedule, not from new records.
+  await A.client.createBucket('lone-src');
+  const port = await freePort();
+  const r = await call(A, 'POST', '/replications/lone', {
+    src_bucket: 'lone-src',
+    dst_bucket: 'd',
+    dst_host: `http://127.0.0.1:${port}`,
+    retry: { initial_ms: 20, max_ms: 50, max_outage_ms: 300 },
+  });
+  assert.equal(r.status, 200);
+  await writeRecord(A, 'lone-src', 'e', 1n, 'only');
+  const suspended = await waitFor(
+    async () => {
+      const s = await replicationStatus(A, 'lone');
+      return s.state === 'suspended' ? s : null;
+    },
+    { message: 'suspended after max_outage_ms', timeoutMs: 5_000 },
+  );
+  assert.equal(suspended.pending_records, 1);
+  await call(A, 'DELETE', '/replications/lone');
+});
+
 test('remote conflict with on_write_failure skip lands in the failure log; gzip transfer works', async () => {
   await A.client.createBucket('cf-src');
   await B.client.createBucket('cf-dst');

@@ -352,7 +352,9 @@ export class ReplicationTask {
         const busy = this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0;
         this.setState(busy ? 'replicating' : 'idle', null);
       }
-      await this.wait(timeout);
+      // A scheduled retry wakes the loop by itself: nothing else may arrive to wake it (a lone
+      // record for an unreachable destination).
+      await this.wait(this.retryAt !== null ? Math.max(1, this.retryAt - Date.now()) : timeout);
     }
   }
 
