@@ -120,8 +120,8 @@ test('ferry serve refuses an invalid FERRY_HEAP_GROWING_PERCENT with a message, 
 });
 
 test('FERRY_HEAP_GROWING_PERCENT → the V8 flag ferry serve sets (src/cli/heap.ts)', () => {
-  assert.equal(heapGrowingFlag(undefined), '--heap-growing-percent=70');
-  assert.equal(heapGrowingFlag(''), '--heap-growing-percent=70');
+  assert.equal(heapGrowingFlag(undefined), '--heap-growing-percent=100');
+  assert.equal(heapGrowingFlag(''), '--heap-growing-percent=100');
   assert.equal(heapGrowingFlag('0'), undefined, "0 keeps V8's adaptive default");
   assert.equal(heapGrowingFlag('25'), '--heap-growing-percent=25');
   for (const bad of ['lots', '-1', '1.5']) {

@@ -1,13 +1,13 @@
 /**
  * V8 heap growth for `ferry serve`. V8 grows its heap up to 4× the live data when allocation is
  * fast, and a server ingesting at full speed allocates fast: most of that growth is garbage (RSS
- * near 300 MB for ~50 MB live). A fixed growth factor of 1.7 brought peak RSS during 1 KiB batch
- * ingest down to about 200 MB in `npm run bench:store` (README, "Memory"). `FERRY_HEAP_GROWING_PERCENT=0` restores V8's adaptive
+ * near 300 MB for ~50 MB live). A fixed growth factor of 2 brought peak RSS during 1 KiB batch
+ * ingest down to about 220 MB in `npm run bench:store` at no measurable cost (README, "Memory"). `FERRY_HEAP_GROWING_PERCENT=0` restores V8's adaptive
  * default.
  */
 
 /** Growth percent used when `FERRY_HEAP_GROWING_PERCENT` is unset or empty. */
-const DEFAULT_PERCENT = 70;
+const DEFAULT_PERCENT = 100;
 
 /**
  * The V8 flag for a `FERRY_HEAP_GROWING_PERCENT` value: `--heap-growing-percent=<n>`, or undefined
