@@ -1,0 +1,29 @@
+/**
+ * Bounds on every client-supplied field that reaches storage, replication or memory.
+ *
+ * The HTTP edge checks these before any byte is stored (422 naming the field); storage checks them
+ * again so that no caller can hand the WAL encoder a value it cannot frame. Every bound here fits
+ * the on-disk encodings with room to spare (names and content types have u16 lengths, label values
+ * u32, label counts u16). The README's "Limits" section lists them; keep both in step.
+ */
+
+/** Bytes of a `Content-Type` value (RFC 6838 allows 127 + 1 + 127 before parameters). */
+export const MAX_CONTENT_TYPE_BYTES = 1024;
+
+/** Bytes of one label name. */
+export const MAX_LABEL_NAME_BYTES = 256;
+
+/** Bytes of one label value. */
+export const MAX_LABEL_VALUE_BYTES = 16 * 1024;
+
+/** Labels on one record. */
+export const MAX_LABELS_PER_RECORD = 512;
+
+/** Bytes of all label names and values of one record together. */
+export const MAX_LABELS_TOTAL_BYTES = 64 * 1024;
+
+/** Bytes of an `x-ferry-origin` value (an instance id). */
+export const MAX_ORIGIN_BYTES = 128;
+
+/** Bytes of a token name (same alphabet as bucket names). */
+export const MAX_TOKEN_NAME_BYTES = 255;
