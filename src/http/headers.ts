@@ -3,6 +3,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Errors } from '../protocol/errors.js';
+import { checkLabelSet } from '../protocol/field-bounds.js';
 import { parseU64 } from '../protocol/json.js';
 import type { Labels, RecordMeta } from '../storage/types.js';
 
@@ -30,6 +31,7 @@ function parseTsValue(raw: string): bigint {
 /**
  * Labels from `x-reduct-label-<name>` headers (names lower-case, values as sent). Scans
  * `rawHeaders` so that values keep their exact bytes and repeated headers are not joined.
+ * 422 when they break a bound of `protocol/limits.ts`.
  */
 export function readLabelHeaders(req: IncomingMessage): Labels {
   const labels: Labels = {};
@@ -40,6 +42,7 @@ export function readLabelHeaders(req: IncomingMessage): Labels {
       labels[name.slice(LABEL_PREFIX.length)] = raw[i + 1]!;
     }
   }
+  checkLabelSet(labels);
   return labels;
 }
 

@@ -5,6 +5,7 @@
  */
 import { Errors, FerryError } from './errors.js';
 import { parseU64 } from './json.js';
+import { checkContentType, checkLabelNameBytes, checkLabelSet } from './field-bounds.js';
 import type { Labels } from '../storage/types.js';
 
 /** Content type used when a record header leaves it empty. */
@@ -82,6 +83,7 @@ const LABEL_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
  * token; anything else is refused with 422 when written.
  */
 export function checkLabelName(name: string): void {
+  checkLabelNameBytes(name);
   if (!LABEL_NAME.test(name)) throw Errors.invalidLabelName(name);
 }
 
@@ -129,8 +131,14 @@ export function formatLabelValue(value: string): string {
   return value.includes(',') ? `"${value}"` : value;
 }
 
-/** Parses a v1 record header value into length, content type and the raw label pairs. */
-function parseRecordValue(value: string): {
+/**
+ * Parses a v1 record header value into length, content type and the raw label pairs; `where`
+ * names the header in bound errors.
+ */
+function parseRecordValue(
+  value: string,
+  where: string,
+): {
   size: number;
   contentType: string;
   pairs: Array<[string, string]>;
@@ -144,6 +152,7 @@ function parseRecordValue(value: string): {
   const rest = value.slice(comma + 1);
   const comma2 = rest.indexOf(',');
   const ct = (comma2 < 0 ? rest : rest.slice(0, comma2)).trim();
+  checkContentType(ct, where);
   const pairs = comma2 < 0 ? [] : splitLabelList(rest.slice(comma2 + 1));
   return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : internContentType(ct), pairs };
 }
@@ -162,6 +171,9 @@ function internContentType(ct: string): string {
   if (contentTypes.size < 256) contentTypes.set(own, own);
   return own;
 }
+
+/** ` in header 'x-reduct-time-<ts>'`: where a bound error was found. */
+const headerWhere = (ts: bigint): string => ` in header '${TIME_PREFIX}${ts}'`;
 
 /** Collects `x-reduct-time-<ts>` headers from Node's `rawHeaders` (name/value pairs), sorted by ts. */
 function collectTimeHeaders(headers: HeaderSource): Array<[bigint, string]> {
@@ -191,12 +203,14 @@ export function parseV1Batch(headers: HeaderSource): V1Batch {
   const records: V1Record[] = [];
   let totalSize = 0;
   for (const [ts, value] of collectTimeHeaders(headers)) {
-    const { size, contentType, pairs } = parseRecordValue(value);
+    const where = headerWhere(ts);
+    const { size, contentType, pairs } = parseRecordValue(value, where);
     const labels: Labels = {};
     for (const [k, v] of pairs) {
       if (k.startsWith('@')) throw Errors.batchComputedLabelName();
       labels[k] = v;
     }
+    checkLabelSet(labels, where);
     records.push({ ts, size, contentType, labels });
     totalSize += size;
   }
@@ -209,9 +223,11 @@ export function parseV1Batch(headers: HeaderSource): V1Batch {
  */
 export function parseV1UpdateBatch(headers: HeaderSource): V1LabelUpdate[] {
   return collectTimeHeaders(headers).map(([ts, value]) => {
-    const { pairs } = parseRecordValue(value);
+    const where = headerWhere(ts);
+    const { pairs } = parseRecordValue(value, where);
     const changes: Record<string, string | null> = {};
     for (const [k, v] of pairs) changes[k] = v === '' ? null : v;
+    checkLabelSet(changes, where);
     return { ts, changes };
   });
 }

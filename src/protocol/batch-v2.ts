@@ -17,6 +17,7 @@ import {
   splitLabelList,
   type HeaderSource,
 } from './batch-v1.js';
+import { checkContentType, checkLabelSet } from './field-bounds.js';
 import type { Labels } from '../storage/types.js';
 
 export const ENTRIES_HEADER = 'x-reduct-entries';
@@ -221,16 +222,21 @@ export function parseV2Batch(headers: HeaderSource): V2Batch {
       const rest = h.value.slice(comma + 1);
       const comma2 = rest.indexOf(',');
       const ct = (comma2 < 0 ? rest : rest.slice(0, comma2)).trim();
+      const where = ` in header '${h.name}'`;
+      checkContentType(ct, where);
       const contentType = ct !== '' ? ct : (prev?.contentType ?? DEFAULT_CONTENT_TYPE);
       let labels = prev?.labels ?? new Map<string, string | null>();
+      let changed = false;
       if (comma2 >= 0) {
         const ops = parseLabelDelta(rest.slice(comma2 + 1), labelNames);
         if (ops.length > 0) {
           labels = new Map(labels);
           for (const [k, v] of ops) labels.set(k, v);
+          changed = true;
         }
       }
       state = { contentType, labels };
+      if (changed) checkLabelSet(Object.fromEntries(labels), where);
     }
     states.set(h.index, state);
     const split = splitState(state.labels);

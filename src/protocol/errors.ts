@@ -135,6 +135,15 @@ export const Errors = {
   queryIdParamInvalid: () => new FerryError(422, "'q' must be a query id"),
   /** A `Content-Length` / `x-reduct-content-length` request header that is not a usable length. */
   contentLengthInvalid: (raw: string) => new FerryError(422, `Invalid content length '${raw}'`),
+
+  // HTTP edge: bounds of client fields (src/protocol/limits.ts), origin permission, open queries
+  /** A client field longer than its bound; `field` names it as the client sent it. */
+  fieldTooLong: (field: string, bytes: number, max: number) =>
+    new FerryError(422, `${field} is too long: ${bytes} bytes (at most ${max})`),
+  tooManyLabels: (where: string, count: number, max: number) =>
+    new FerryError(422, `Too many labels${where}: ${count} (at most ${max})`),
+  labelsTooLarge: (where: string, bytes: number, max: number) =>
+    new FerryError(422, `Labels${where} are too large: ${bytes} bytes of names and values (at most ${max})`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -27,3 +27,6 @@ export const MAX_ORIGIN_BYTES = 128;
 
 /** Bytes of a token name (same alphabet as bucket names). */
 export const MAX_TOKEN_NAME_BYTES = 255;
+
+/** Bytes of a whole entry name, `/` separators included (each segment has at most 255). */
+export const MAX_ENTRY_NAME_BYTES = 1024;

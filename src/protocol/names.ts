@@ -6,6 +6,7 @@
  * which rules out `.`/`..`, backslashes, NUL bytes and absolute paths by construction.
  */
 import { Errors } from './errors.js';
+import { MAX_ENTRY_NAME_BYTES } from './limits.js';
 
 /** Suffix of attachment entries (`<entry>/$meta`). */
 export const META_SUFFIX = '/$meta';
@@ -40,7 +41,7 @@ export function isValidEntryName(name: string, opts: EntryNameOptions = {}): boo
     if (!opts.allowMeta) return false;
     base = metaParent(name);
   }
-  if (base.length === 0) return false;
+  if (base.length === 0 || name.length > MAX_ENTRY_NAME_BYTES) return false;
   // split keeps empty strings for leading/trailing/double slashes, which SEGMENT rejects
   for (const segment of base.split('/')) {
     if (segment.length > MAX_NAME_BYTES || !SEGMENT.test(segment)) return false;
@@ -54,6 +55,9 @@ export function isValidEntryName(name: string, opts: EntryNameOptions = {}): boo
  * Throws 422 `Invalid entry name '<name>'`.
  */
 export function validateEntryName(name: string, opts: EntryNameOptions = {}): void {
+  // Segments are ASCII, so characters are bytes; the name itself is not echoed back.
+  if (name.length > MAX_ENTRY_NAME_BYTES)
+    throw Errors.fieldTooLong('Entry name', name.length, MAX_ENTRY_NAME_BYTES);
   if (!isValidEntryName(name, opts)) throw Errors.invalidEntryName(name);
 }
 

@@ -10,6 +10,7 @@ import { checkMetaWrite, replaceOlderAttachments } from '../attachments.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import { optionalTs, readLabelHeaders, requireTs, setRecordHeaders } from '../headers.js';
+import { checkContentType, checkOrigin } from '../../protocol/field-bounds.js';
 import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty } from '../respond.js';
 import { parseNewName } from './buckets.js';
@@ -34,7 +35,9 @@ export function declaredSize(ctx: RequestContext): number {
 /** `x-ferry-origin`: the instance id where a replicated record or update was first made. */
 export function originHeader(ctx: RequestContext): string | undefined {
   const v = ctx.header('x-ferry-origin');
-  return v === undefined || v === '' ? undefined : v;
+  if (v === undefined || v === '') return undefined;
+  checkOrigin(v);
+  return v;
 }
 
 /** POST /b/{bucket}/{entry}?ts= */
@@ -45,19 +48,12 @@ export async function writeRecord(ctx: RequestContext, bucketName: string, entry
   const size = declaredSize(ctx);
   const labels = readLabelHeaders(ctx.req);
   checkMetaWrite(entry, labels);
+  const contentType = ctx.header('content-type'); // storage applies the default
+  if (contentType !== undefined) checkContentType(contentType);
+  const origin = originHeader(ctx);
   const bucket = ctx.services.storage.bucket(bucketName);
   const slice = ctx.body.reader().slice(size, true);
-  await bucket.write(
-    entry,
-    ts,
-    {
-      size,
-      contentType: ctx.header('content-type'), // storage applies the default
-      labels,
-      origin: originHeader(ctx),
-    },
-    slice,
-  );
+  await bucket.write(entry, ts, { size, contentType, labels, origin }, slice);
   ctx.body.markFinished();
   await replaceOlderAttachments(bucket, entry, ts, labels);
   sendEmpty(ctx.res);
