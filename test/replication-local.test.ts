@@ -79,9 +79,8 @@ type Status = {
   state_reason: string | null;
   needs_verify: boolean;
 };
-const statusOf = (m: ReplicationManager, name: string): Status => (m.get(name) as { status: Status }).status;
-const infoOf = (m: ReplicationManager, name: string) =>
-  (m.get(name) as { info: Record<string, unknown> }).info;
+const statusOf = (m: ReplicationManager, name: string): Status => m.get(name).status as unknown as Status;
+const infoOf = (m: ReplicationManager, name: string) => m.get(name).info;
 
 async function write(
   storage: Storage,
@@ -265,10 +264,7 @@ test('a conflicting record: stop suspends with the reason and keeps it pending; 
     const after = statusOf(env.manager, 'r');
     assert.equal(after.counters.records_failed, 1);
     assert.equal(after.state, 'idle');
-    const f = (await env.manager.failures('r')) as {
-      total: number;
-      failures: Array<{ ts: bigint; status: number; entry: string }>;
-    };
+    const f = await env.manager.failures('r');
     assert.equal(f.total, 1);
     assert.equal(f.failures[0]!.ts, 1n);
     assert.equal(f.failures[0]!.status, 409);
@@ -295,7 +291,7 @@ test('definitions persist with mode 0600, disabled ignores writes, create_target
       message: 'disabled drops pending',
     });
     await env.reopen();
-    const got = env.manager.get('r') as { info: Record<string, unknown>; settings: Record<string, unknown> };
+    const got = env.manager.get('r');
     assert.equal(got.info.mode, 'disabled');
     assert.equal(got.settings.dst_token, null);
     assert.equal(got.settings.create_target, false);

@@ -2,19 +2,10 @@
  * Token store contract (api.md §5). Implemented by `token-store.ts`. JSON values are wire-shaped.
  */
 
-/** api.md §5.5 Token JSON — exactly these keys. */
-export interface TokenJson {
-  name: string;
-  value: string;
-  created_at: string;
-  permissions: { full_access: boolean; read: string[]; write: string[] };
-  is_provisioned: boolean;
-  expires_at: string | null;
-  ttl: number | null;
-  last_access: string | null;
-  ip_allowlist: string[];
-  is_expired: boolean;
-}
+import type { TokenCreated, TokenJson } from '../protocol/tokens.js';
+
+// The wire shapes live in protocol/ (shared with the SDK and the CLI).
+export type { TokenJson } from '../protocol/tokens.js';
 
 /** The authenticated caller of a request. */
 export interface Principal {
@@ -50,9 +41,9 @@ export interface TokenStore {
    * Accepts both body shapes of §5.4 (already JSON-parsed; `undefined` or `null` = empty body).
    * Returns {value, created_at}.
    */
-  create(name: string, body: unknown): Promise<{ value: string; created_at: string }>;
+  create(name: string, body: unknown): Promise<TokenCreated>;
   remove(name: string): Promise<void>;
-  rotate(name: string): Promise<{ value: string; created_at: string }>;
+  rotate(name: string): Promise<TokenCreated>;
   /** Bucket removed / renamed: update every token's read and write lists (§5.7). */
   onBucketRemoved(bucket: string): Promise<void>;
   onBucketRenamed(oldName: string, newName: string): Promise<void>;

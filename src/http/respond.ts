@@ -7,6 +7,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
+import { ERROR_HEADER, type ErrorBody } from '../protocol/error-body.js';
 import { stringifyJson } from '../protocol/json.js';
 
 /** Logger used for unexpected errors (set by the app so that logs reach `$system`). */
@@ -51,13 +52,13 @@ export function sendError(res: ServerResponse, e: unknown): void {
   }
   const status = err.status > 0 ? err.status : 500;
   res.statusCode = status;
-  res.setHeader('x-reduct-error', isHeaderSafe(err.message) ? err.message : 'Unparsable message');
+  res.setHeader(ERROR_HEADER, isHeaderSafe(err.message) ? err.message : 'Unparsable message');
   if (status === 204 || status === 304 || status < 200) {
     res.removeHeader('content-type');
     res.end();
     return;
   }
-  const body = Buffer.from(stringifyJson({ detail: err.message.replaceAll('"', "'") }));
+  const body = Buffer.from(stringifyJson({ detail: err.message.replaceAll('"', "'") } satisfies ErrorBody));
   res.setHeader('content-type', 'application/json');
   res.setHeader('content-length', body.length);
   res.end(res.req?.method === 'HEAD' ? undefined : body);

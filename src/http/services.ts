@@ -5,6 +5,7 @@
 import type { FerryConfig } from '../config/types.js';
 import type { Storage, StoredRecord, Labels } from '../storage/types.js';
 import type { TokenStore } from '../auth/types.js';
+import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '../protocol/replications.js';
 
 /** One record of a query result. `labels` are the labels to emit (after `#select_labels`). */
 export interface QueryRecord {
@@ -41,14 +42,14 @@ export interface QueryService {
 
 /** Replication manager (src/replication/manager.ts), wire-shaped JSON in and out. */
 export interface ReplicationService {
-  list(): unknown;
-  get(name: string): unknown;
+  list(): ReplicationList;
+  get(name: string): ReplicationDetail;
   create(name: string, body: unknown): Promise<void>;
   update(name: string, body: unknown): Promise<void>;
   setMode(name: string, body: unknown): Promise<void>;
   remove(name: string): Promise<void>;
   /** Failure log of one replication (replication.md §9), when supported. */
-  failures?(name: string): Promise<unknown>;
+  failures?(name: string): Promise<ReplicationFailures>;
 }
 
 /** System events (`$system` bucket): audit trail and warn-or-worse logs. */

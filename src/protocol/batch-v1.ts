@@ -6,7 +6,7 @@
 import { Errors, FerryError } from './errors.js';
 import { parseU64 } from './json.js';
 import { checkContentType, checkLabelNameBytes, checkLabelSet } from './field-bounds.js';
-import type { Labels } from '../storage/types.js';
+import type { Labels } from './labels.js';
 
 /** Content type used when a record header leaves it empty. */
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';

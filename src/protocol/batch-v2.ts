@@ -18,7 +18,7 @@ import {
   type HeaderSource,
 } from './batch-v1.js';
 import { checkContentType, checkLabelSet } from './field-bounds.js';
-import type { Labels } from '../storage/types.js';
+import type { Labels } from './labels.js';
 
 export const ENTRIES_HEADER = 'x-reduct-entries';
 export const START_TS_HEADER = 'x-reduct-start-ts';

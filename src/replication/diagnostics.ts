@@ -13,12 +13,9 @@ interface Frame {
 const FRAMES = 60;
 const MINUTE = 60_000;
 
-/** Wire shape of `diagnostics.hourly`. */
-export interface HourlyDiagnostics {
-  ok: number;
-  errored: number;
-  errors: Record<string, { count: number; last_message: string }>;
-}
+/** Wire shape of `diagnostics.hourly` (declared in protocol/, shared with the SDK). */
+export type { HourlyDiagnostics } from '../protocol/replications.js';
+import type { HourlyDiagnostics } from '../protocol/replications.js';
 
 /** Rolling one-hour window of delivery outcomes. */
 export class Diagnostics {

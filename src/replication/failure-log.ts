@@ -7,19 +7,10 @@
 import { open, readFile, rm, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringifyJson, parseJson } from '../protocol/json.js';
+import type { ReplicationFailure } from '../protocol/replications.js';
 
-/** One skipped record. */
-export interface FailureEntry {
-  /** ISO time of the failure. */
-  at: string;
-  bucket: string;
-  entry: string;
-  ts: bigint;
-  kind: 'write' | 'update';
-  lsn: bigint;
-  status: number;
-  message: string;
-}
+/** One skipped record (wire shape declared in protocol/, shared with the SDK). */
+export type FailureEntry = ReplicationFailure;
 
 /** Most entries returned by `list()` (the newest ones). */
 const LIST_LIMIT = 1000;

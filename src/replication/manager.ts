@@ -9,6 +9,13 @@ import type { FerryConfig } from '../config/types.js';
 import { Errors, FerryError } from '../protocol/errors.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { stringifyJson } from '../protocol/json.js';
+import type {
+  LegacyStatus,
+  ReplicationDetail,
+  ReplicationFailures,
+  ReplicationInfo,
+  ReplicationList,
+} from '../protocol/replications.js';
 import type { Storage } from '../storage/types.js';
 import { compileCondition, legacyToWhen } from '../query/condition/index.js';
 import { CheckpointStore, zeroCounters } from './checkpoint-store.js';
@@ -222,7 +229,7 @@ export class ReplicationManager {
     return next;
   }
 
-  private info(name: string, def: StoredDefinition): Record<string, unknown> {
+  private info(name: string, def: StoredDefinition): ReplicationInfo {
     const task = this.tasks.get(name);
     return {
       name,
@@ -233,9 +240,9 @@ export class ReplicationManager {
     };
   }
 
-  private status(name: string): Record<string, unknown> {
+  private status(name: string): LegacyStatus {
     const task = this.tasks.get(name);
-    const status: Record<string, unknown> = task
+    const status: LegacyStatus = task
       ? task.status()
       : { state: 'suspended', state_reason: 'source bucket does not exist', counters: zeroCounters() };
     const upd = this.lastUpdate.get(name);
@@ -244,7 +251,7 @@ export class ReplicationManager {
   }
 
   /** `GET /replications`: `{"replications": [info + status, …]}` sorted by name. */
-  list(): unknown {
+  list(): ReplicationList {
     const names = [...this.defs.keys()].sort();
     return {
       replications: names.map((n) => ({ ...this.info(n, this.defs.get(n)!), status: this.status(n) })),
@@ -252,7 +259,7 @@ export class ReplicationManager {
   }
 
   /** `GET /replications/{name}`: `{info, settings, diagnostics: {hourly}, status}`. */
-  get(name: string): unknown {
+  get(name: string): ReplicationDetail {
     const def = this.defs.get(name);
     if (!def) throw notFound(name);
     const task = this.tasks.get(name);
@@ -361,7 +368,7 @@ export class ReplicationManager {
   }
 
   /** `GET /replications/{name}/failures`: `{"total": n, "failures": [newest ≤ 1000 entries]}`. */
-  async failures(name: string): Promise<unknown> {
+  async failures(name: string): Promise<ReplicationFailures> {
     if (!this.defs.has(name)) throw notFound(name);
     return this.failureLog(name).list();
   }

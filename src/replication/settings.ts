@@ -6,60 +6,31 @@
 import { Errors, FerryError } from '../protocol/errors.js';
 import { jsonNumber, describeJsonValue } from '../protocol/json.js';
 import { QUOTA_TYPES, type BucketSettingsPatch, type QuotaType } from '../storage/types.js';
+import type {
+  BatchSettings,
+  Compression,
+  LogSettings,
+  OnOverflow,
+  OnWriteFailure,
+  ReplicationMode,
+  ReplicationSettings,
+  ReplicationSettingsJson,
+  RetrySettings,
+  TargetSettings,
+} from '../protocol/replications.js';
 
-export type ReplicationMode = 'enabled' | 'paused' | 'disabled';
-export type Compression = 'none' | 'gzip' | 'zstd';
-export type OnWriteFailure = 'stop' | 'skip';
-export type OnOverflow = 'block' | 'drop_oldest' | 'suspend';
-
-/** Batching and pipelining of shipments. */
-export interface BatchSettings {
-  max_records: number;
-  max_bytes: number;
-  max_delay_ms: number;
-  max_in_flight: number;
-}
-
-/** Backoff on temporary failures; `max_outage_ms: 0` = never suspend. */
-export interface RetrySettings {
-  initial_ms: number;
-  max_ms: number;
-  max_outage_ms: number;
-}
-
-/** Bound on pending work; `max_bytes: 0` = unbounded. */
-export interface LogSettings {
-  max_bytes: number;
-  on_overflow: OnOverflow;
-}
-
-/** Target bucket settings in wire shape (u64 values may arrive as number or bigint). */
-export type TargetSettings = {
-  [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown;
-};
-
-/**
- * Stored settings. The compatible fields are always present; extension fields are present only
- * when the user set them, so that the compatible GET answer stays byte-exact (api.md §17.5).
- */
-export interface ReplicationSettings {
-  src_bucket: string;
-  dst_bucket: string;
-  dst_host: string;
-  /** Secret: never returned by any route, never logged. */
-  dst_token: string | null;
-  entries: string[];
-  dst_prefix: string;
-  when: unknown;
-  mode: ReplicationMode;
-  compression: Compression;
-  create_target?: boolean;
-  target_settings?: TargetSettings;
-  batch?: Partial<BatchSettings>;
-  retry?: Partial<RetrySettings>;
-  on_write_failure?: OnWriteFailure;
-  log?: Partial<LogSettings>;
-}
+// The wire types live in protocol/ (shared with the SDK and the CLI); re-exported for this layer.
+export type {
+  BatchSettings,
+  Compression,
+  LogSettings,
+  OnOverflow,
+  OnWriteFailure,
+  ReplicationMode,
+  ReplicationSettings,
+  RetrySettings,
+  TargetSettings,
+} from '../protocol/replications.js';
 
 /** Settings with every default filled in. */
 export interface EffectiveSettings extends ReplicationSettings {
@@ -392,7 +363,7 @@ export function effectiveSettings(
 }
 
 /** Settings as returned by GET: `dst_token` masked, `mode` = current mode. */
-export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): Record<string, unknown> {
+export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): ReplicationSettingsJson {
   const out: Record<string, unknown> = {
     src_bucket: s.src_bucket,
     dst_bucket: s.dst_bucket,
@@ -414,7 +385,7 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
   ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }
-  return out;
+  return out as ReplicationSettingsJson;
 }
 
 /** Converts wire target settings into a storage patch (u64 → bigint). */

@@ -7,48 +7,20 @@
  */
 import type { Readable } from 'node:stream';
 import type { FerryError } from '../protocol/errors.js';
+import type { Labels } from '../protocol/labels.js';
+import type { BucketInfo, BucketSettings, BucketSettingsPatch, EntryInfo } from '../protocol/buckets.js';
 
-/** Label name → value. Names arrive lower-case through HTTP headers. */
-export type Labels = Record<string, string>;
-
-export type QuotaType = 'NONE' | 'FIFO' | 'HARD';
-/** Every `quota_type` value, in the order error messages list them (api.md §7.2). */
-export const QUOTA_TYPES: readonly QuotaType[] = ['NONE', 'FIFO', 'HARD'];
-
-/** Bucket settings in wire shape (api.md §7.2); all fields filled in when returned. */
-export interface BucketSettings {
-  quota_type: QuotaType;
-  quota_size: bigint;
-  max_block_size: bigint;
-  max_block_records: bigint;
-}
-
-/** Partial settings as accepted by create/update (missing or null = default/keep). */
-export type BucketSettingsPatch = { [K in keyof BucketSettings]?: BucketSettings[K] | null };
-
-export type Status = 'READY' | 'DELETING';
-
-/** api.md §7.2 BucketInfo. */
-export interface BucketInfo {
-  name: string;
-  entry_count: bigint;
-  size: bigint;
-  oldest_record: bigint;
-  latest_record: bigint;
-  is_provisioned: boolean;
-  status: Status;
-}
-
-/** api.md §7.2 EntryInfo. */
-export interface EntryInfo {
-  name: string;
-  size: bigint;
-  record_count: bigint;
-  block_count: bigint;
-  oldest_record: bigint;
-  latest_record: bigint;
-  status: Status;
-}
+// The wire shapes live in protocol/ (shared with the SDK and the CLI); re-exported for this layer.
+export type { Labels } from '../protocol/labels.js';
+export type {
+  BucketInfo,
+  BucketSettings,
+  BucketSettingsPatch,
+  EntryInfo,
+  QuotaType,
+  Status,
+} from '../protocol/buckets.js';
+export { QUOTA_TYPES } from '../protocol/buckets.js';
 
 export type RecordState = 'started' | 'finished' | 'errored';
 

@@ -1,6 +1,7 @@
 /**
  * Bucket API (api.md §7): read, create, partial update, asynchronous delete, rename.
  */
+import type { BucketDetail } from '../../protocol/buckets.js';
 import { Errors } from '../../protocol/errors.js';
 import { toU64, describeJsonValue } from '../../protocol/json.js';
 import { QUOTA_TYPES } from '../../storage/types.js';
@@ -65,7 +66,7 @@ export function bucketRoutes(): Route[] {
           info: bucket.info(),
           settings: settingsJson(bucket.settings()),
           entries: bucket.entries(),
-        });
+        } satisfies BucketDetail);
       },
     },
     {

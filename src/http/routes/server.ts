@@ -1,7 +1,9 @@
 /**
  * Server API (api.md §6): /info, /list, /me, /alive, /ready.
  */
+import type { BucketList } from '../../protocol/buckets.js';
 import { Errors } from '../../protocol/errors.js';
+import type { ServerInfo } from '../../protocol/server-info.js';
 import { authenticated } from '../auth-hook.js';
 import { sendEmpty, sendError, sendJson } from '../respond.js';
 import type { Route } from '../router.js';
@@ -43,7 +45,7 @@ export function serverRoutes(): Route[] {
           latest_record: usage.latest_record,
           defaults: { bucket: settingsJson(storage.defaultSettings()) },
           license: null,
-        });
+        } satisfies ServerInfo);
       },
     },
     {
@@ -53,7 +55,7 @@ export function serverRoutes(): Route[] {
         const p = authenticated(ctx);
         const { storage, tokens } = ctx.services;
         const buckets = storage.listBuckets().filter((b) => tokens.canRead(p, b.name));
-        sendJson(ctx.res, { buckets });
+        sendJson(ctx.res, { buckets } satisfies BucketList);
       },
     },
     {

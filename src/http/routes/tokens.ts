@@ -7,6 +7,7 @@ import { fullAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import { sendEmpty, sendJson } from '../respond.js';
 import type { Route } from '../router.js';
+import type { TokenList } from '../../protocol/tokens.js';
 
 /** `POST /tokens/{name}`; on `POST /tokens/` the name is '' and the store answers its 422. */
 async function createToken(ctx: RequestContext): Promise<void> {
@@ -22,7 +23,7 @@ export function tokenRoutes(): Route[] {
       path: 'tokens',
       handler: (ctx) => {
         fullAccess(ctx);
-        sendJson(ctx.res, { tokens: ctx.services.tokens.list() });
+        sendJson(ctx.res, { tokens: ctx.services.tokens.list() } satisfies TokenList);
       },
     },
     {

@@ -1,0 +1,135 @@
+/**
+ * Wire shapes of the replication API: the compatible objects of api.md §17 and the Ferry extensions
+ * of replication.md §3 that are implemented. The server's parser (replication/settings.ts) produces
+ * {@link ReplicationSettings}; routes send the other shapes; the SDK and the CLI read them.
+ */
+import type { BucketSettingsPatch, U64 } from './buckets.js';
+
+export type ReplicationMode = 'enabled' | 'paused' | 'disabled';
+export type Compression = 'none' | 'gzip' | 'zstd';
+export type OnWriteFailure = 'stop' | 'skip';
+export type OnOverflow = 'block' | 'drop_oldest' | 'suspend';
+
+/** Batching and pipelining of shipments. */
+export interface BatchSettings {
+  max_records: number;
+  max_bytes: number;
+  max_delay_ms: number;
+  max_in_flight: number;
+}
+
+/** Backoff on temporary failures; `max_outage_ms: 0` = never suspend. */
+export interface RetrySettings {
+  initial_ms: number;
+  max_ms: number;
+  max_outage_ms: number;
+}
+
+/** Bound on pending work; `max_bytes: 0` = unbounded. */
+export interface LogSettings {
+  max_bytes: number;
+  on_overflow: OnOverflow;
+}
+
+/** Target bucket settings in wire shape (u64 values may arrive as number or bigint). */
+export type TargetSettings = {
+  [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown;
+};
+
+/**
+ * Stored settings. The compatible fields are always present; extension fields are present only
+ * when the user set them, so that the compatible GET answer stays byte-exact (api.md §17.5).
+ */
+export interface ReplicationSettings {
+  src_bucket: string;
+  dst_bucket: string;
+  dst_host: string;
+  /** Secret: never returned by any route (always `null` in answers), never logged. */
+  dst_token: string | null;
+  entries: string[];
+  dst_prefix: string;
+  when: unknown;
+  mode: ReplicationMode;
+  compression: Compression;
+  create_target?: boolean;
+  target_settings?: TargetSettings;
+  batch?: Partial<BatchSettings>;
+  retry?: Partial<RetrySettings>;
+  on_write_failure?: OnWriteFailure;
+  log?: Partial<LogSettings>;
+}
+
+/**
+ * Body of `POST`/`PUT /api/v1/replications/{name}` as a client writes it: the three required
+ * fields, everything else optional (defaults of api.md §17.2).
+ */
+export type ReplicationSettingsRequest = Pick<ReplicationSettings, 'src_bucket' | 'dst_bucket' | 'dst_host'> &
+  Partial<Omit<ReplicationSettings, 'src_bucket' | 'dst_bucket' | 'dst_host' | 'target_settings'>> & {
+    target_settings?: BucketSettingsPatch<U64>;
+  };
+
+/** Settings as every route answers them: `dst_token` masked. */
+export type ReplicationSettingsJson = Omit<ReplicationSettings, 'dst_token'> & { dst_token: null };
+
+/** Body of `PATCH /api/v1/replications/{name}/mode`. */
+export interface ModeRequest {
+  mode: ReplicationMode;
+}
+
+/** api.md §17.3 ReplicationInfo. */
+export interface ReplicationInfo<N extends U64 = number> {
+  name: string;
+  mode: ReplicationMode;
+  /** Destination reachable and mode enabled (compatible meaning, api.md §20.3). */
+  is_active: boolean;
+  is_provisioned: boolean;
+  pending_records: N;
+}
+
+/** Wire shape of `diagnostics.hourly` (api.md §17.4); `errors` keys are stringified statuses. */
+export interface HourlyDiagnostics {
+  ok: number;
+  errored: number;
+  errors: Record<string, { count: number; last_message: string }>;
+}
+
+/**
+ * Ferry's richer status, still carried by the compatible routes until it moves to its own route
+ * (replication.md §9). Open on purpose: its fields are declared by the status route's types.
+ */
+export type LegacyStatus = Record<string, unknown>;
+
+/** One element of `GET /api/v1/replications`. */
+export type ReplicationListItem<N extends U64 = number> = ReplicationInfo<N> & { status?: LegacyStatus };
+
+/** `GET /api/v1/replications`, sorted by name. */
+export interface ReplicationList<N extends U64 = number> {
+  replications: ReplicationListItem<N>[];
+}
+
+/** `GET /api/v1/replications/{name}`. */
+export interface ReplicationDetail<N extends U64 = number> {
+  info: ReplicationInfo<N>;
+  settings: ReplicationSettingsJson;
+  diagnostics: { hourly: HourlyDiagnostics };
+  status?: LegacyStatus;
+}
+
+/** One record a destination refused permanently and that was skipped (replication.md §9). */
+export interface ReplicationFailure<N extends U64 = bigint> {
+  /** ISO time of the failure. */
+  at: string;
+  bucket: string;
+  entry: string;
+  ts: N;
+  kind: 'write' | 'update';
+  lsn: N;
+  status: number;
+  message: string;
+}
+
+/** `GET /api/v1/replications/{name}/failures`: the newest entries (at most 1000) and the total. */
+export interface ReplicationFailures<N extends U64 = bigint> {
+  total: number;
+  failures: ReplicationFailure<N>[];
+}
