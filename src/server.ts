@@ -14,6 +14,7 @@ import { setErrorLogger } from './http/respond.js';
 import { QueryManager } from './query/query-manager.js';
 import { SystemEvents } from './system/system-events.js';
 import { ReplicationManager } from './replication/manager.js';
+import { ReplicationMonitor } from './replication/monitor.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -124,7 +125,10 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     // Replication needs the bound port (self-loop check); /ready stays 503 until it is up.
     const replications = await ReplicationManager.open({ storage, config, port });
     closers.push(() => replications.close());
+    const monitor = new ReplicationMonitor(replications);
+    closers.push(async () => monitor.close());
     services.replications = replications;
+    services.monitor = monitor;
   } catch (e) {
     if (http?.server.listening) await http.close();
     await closeAll();

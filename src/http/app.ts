@@ -33,6 +33,7 @@ import { bucketRoutes } from './routes/buckets.js';
 import { entryRoutes } from './routes/entry.js';
 import { ioRoutes } from './routes/io.js';
 import { replicationRoutes } from './routes/replications.js';
+import { monitoringRoutes } from './routes/monitoring.js';
 
 interface RouteStore {
   handler: Handler;
@@ -59,6 +60,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...entryRoutes(),
     ...ioRoutes(),
     ...replicationRoutes(),
+    ...monitoringRoutes(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

@@ -6,6 +6,7 @@ import type { FerryConfig } from '../config/types.js';
 import type { Storage, StoredRecord, Labels } from '../storage/types.js';
 import type { TokenStore } from '../auth/types.js';
 import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '../protocol/replications.js';
+import type { ActiveTasks, ReplicationStatus } from '../protocol/replication-status.js';
 
 /** One record of a query result. `labels` are the labels to emit (after `#select_labels`). */
 export interface QueryRecord {
@@ -52,6 +53,16 @@ export interface ReplicationService {
   failures?(name: string): Promise<ReplicationFailures>;
 }
 
+/** Ferry's rich replication view (src/replication/monitor.ts). */
+export interface MonitorService {
+  /** `GET /replications/{name}/status` (404 for an unknown name). */
+  status(name: string): ReplicationStatus;
+  /** `GET /active_tasks`. */
+  activeTasks(): ActiveTasks;
+  /** Every replication name, sorted. */
+  names(): string[];
+}
+
 /** System events (`$system` bucket): audit trail and warn-or-worse logs. */
 export interface SystemEventsService {
   audit(token: string, method: string, path: string, status: number): void;
@@ -66,6 +77,8 @@ export interface HttpServices {
   queries: QueryService;
   /** Set once replication has started (after the server listens); routes answer 503 until then. */
   replications?: ReplicationService;
+  /** Set together with `replications`. */
+  monitor?: MonitorService;
   system: SystemEventsService;
   /** Resolves the client IP of a request (api.md §3.4). */
   clientIp(

@@ -1,0 +1,172 @@
+/**
+ * JSON shapes of Ferry's replication monitoring routes (replication.md §9), shared by the server
+ * and the SDK: `GET /api/v1/replications/{name}/status`, `GET /api/v1/active_tasks` and the
+ * events stream `GET /api/v1/replications/{name}/events`. Snake_case like the rest of the API;
+ * times are ISO 8601 strings; LSNs are u64 (`bigint` after bigint-safe parsing).
+ *
+ * The compatible `GET /api/v1/replications/{name}` keeps ReductStore's shape; these routes are
+ * where Ferry's richer view lives.
+ */
+
+/** Visible state of a replication. */
+export type ReplicationState =
+  'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
+
+/** Every state, in the order of replication.md §9. */
+export const REPLICATION_STATES: readonly ReplicationState[] = [
+  'initializing',
+  'replicating',
+  'idle',
+  'retrying',
+  'paused',
+  'suspended',
+  'completed',
+];
+
+/** States after which a run does not change any more (the events stream ends there). */
+export const FINAL_STATES: ReadonlySet<string> = new Set<ReplicationState>(['completed']);
+
+/** Cumulative counters of a replication (persisted with its checkpoint). */
+export interface ReplicationCounters {
+  records_read: number;
+  bytes_read: number;
+  records_written: number;
+  bytes_written: number;
+  records_already_present: number;
+  records_filtered: number;
+  records_loop_skipped: number;
+  records_failed: number;
+  records_missing_at_source: number;
+  records_dropped_overflow: number;
+  label_updates_written: number;
+}
+
+/** A delivery rate. */
+export interface Rate {
+  records_per_sec: number;
+  bytes_per_sec: number;
+}
+
+/** Delivery rates: the engine's recent rate plus averages over fixed windows. */
+export interface Throughput extends Rate {
+  /** Average over the last 10 seconds (records delivered = written + already present). */
+  last_10s: Rate;
+  /** Average over the last minute. */
+  last_1m: Rate;
+}
+
+/** A failure as the engine last saw it. */
+export interface ReplicationError {
+  status: number;
+  message: string;
+  at: string;
+}
+
+/** The stored filter a replication runs with (null when it names none). */
+export interface FilterRef {
+  name: string;
+  /** Version of the filter the running task uses; replications follow filter changes. */
+  version: number;
+  updated_at: string;
+}
+
+/** Where a replication reads. */
+export interface ReplicationSource {
+  bucket: string;
+  /** Entry patterns ([] = every entry). */
+  entries: string[];
+}
+
+/** Where a replication writes; never carries credentials. */
+export interface ReplicationDestination {
+  /** Destination URL without user info, query or token ('' = this instance). */
+  host: string;
+  bucket: string;
+  prefix: string;
+  /** Instance id of the destination, once it answered (null before). */
+  instance_id: string | null;
+  /** Whether the last contact with the destination succeeded. */
+  available: boolean;
+}
+
+/** What the last PUT did to the running state. */
+export interface LastUpdate {
+  at: string;
+  cursor: 'kept' | 'reset';
+  filter_state: 'kept' | 'reset';
+}
+
+/** `GET /api/v1/replications/{name}/status`. */
+export interface ReplicationStatus {
+  name: string;
+  mode: 'enabled' | 'paused' | 'disabled';
+  /** The compatible `is_active` (destination reachable and mode not disabled). */
+  is_active: boolean;
+  is_provisioned: boolean;
+  /** One-shot runs are `false`. */
+  continuous: boolean;
+  state: ReplicationState;
+  state_reason: string | null;
+  /** When the current state began. */
+  since: string;
+  /** When this run of the task started (creation, restart of the server, or the last PUT). */
+  started_at: string;
+  /** When the status last changed (state, counters or pending work). */
+  updated_at: string;
+  source: ReplicationSource;
+  destination: ReplicationDestination;
+  filter: FilterRef | null;
+  /** Every change with an LSN up to this one was shipped, skipped or filtered. */
+  cursor_lsn: bigint;
+  /** Latest LSN of the source's change log. */
+  log_last_lsn: bigint;
+  pending_records: number;
+  pending_bytes: number;
+  /** Age of the oldest record not delivered yet (0 when nothing is pending). */
+  lag_ms: number;
+  in_flight_batches: number;
+  throughput: Throughput;
+  counters: ReplicationCounters;
+  retries: number;
+  consecutive_failures: number;
+  last_error: ReplicationError | null;
+  next_retry_at: string | null;
+  needs_verify: boolean;
+  needs_verify_reason: string | null;
+  log: { max_bytes: number; on_overflow: string; over_bound: boolean };
+  last_update: LastUpdate | null;
+}
+
+/** One entry of `GET /api/v1/active_tasks` (CouchDB's `_active_tasks` is the model). */
+export interface ActiveTask {
+  /** `replication` today; initial copies and verifications will add their own types. */
+  type: 'replication';
+  name: string;
+  state: ReplicationState;
+  state_reason: string | null;
+  source: ReplicationSource;
+  destination: Omit<ReplicationDestination, 'instance_id' | 'available'>;
+  continuous: boolean;
+  started_on: string;
+  updated_on: string;
+  pending_records: number;
+  pending_bytes: number;
+  lag_ms: number;
+  throughput: Throughput;
+  counters: ReplicationCounters;
+  retries: number;
+  consecutive_failures: number;
+}
+
+/** `GET /api/v1/active_tasks`: what runs now, sorted by type then name. */
+export interface ActiveTasks {
+  tasks: ActiveTask[];
+}
+
+/** `event: state` of the events stream: one transition. */
+export interface StateEvent {
+  from: ReplicationState;
+  to: ReplicationState;
+  reason: string | null;
+  at: string;
+}

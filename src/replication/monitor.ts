@@ -1,0 +1,283 @@
+/**
+ * Ferry's rich view of its replications (replication.md §9), built only on the replication
+ * manager's public API (`list`, `get`): the status route's object, the `active_tasks` list, and the
+ * figures `/metrics` and the events stream read. It samples every replication's counters once a
+ * second to compute throughput over the last 10 s and minute, and remembers when each task run
+ * started and when its status last changed (the engine does not keep those).
+ */
+import { stringifyJson } from '../protocol/json.js';
+import {
+  FINAL_STATES,
+  type ActiveTask,
+  type ActiveTasks,
+  type FilterRef,
+  type LastUpdate,
+  type ReplicationCounters,
+  type ReplicationState,
+  type ReplicationStatus,
+} from '../protocol/replication-status.js';
+import { zeroCounters } from './checkpoint-store.js';
+import { RollingRate, type CounterSample } from './rolling-rate.js';
+
+/** What the monitor reads: the replication manager's wire-shaped answers. */
+export interface ReplicationStatusSource {
+  /** `{"replications": [{name, mode, is_active, is_provisioned, pending_records, status}]}`. */
+  list(): unknown;
+  /** `{info, settings, diagnostics, status}`; throws 404 for an unknown name. */
+  get(name: string): unknown;
+}
+
+/** Options of {@link ReplicationMonitor}. */
+export interface ReplicationMonitorOptions {
+  /** Clock (ms since epoch); injected by tests. */
+  now?: () => number;
+  /** Sampling period (default 1000 ms); 0 = no timer (tests call `sample()`). */
+  sampleMs?: number;
+  /** The stored filter a replication runs with (wired by the filters service). */
+  filterOf?: (name: string) => FilterRef | null;
+}
+
+/** The engine's status object as the manager returns it today (fields may be missing). */
+interface EngineStatus {
+  state?: ReplicationState;
+  state_reason?: string | null;
+  since?: string;
+  destination?: { target?: string; instance_id?: string | null; available?: boolean };
+  counters?: Partial<ReplicationCounters>;
+  pending_records?: number;
+  pending_bytes?: number;
+  lag_ms?: number;
+  throughput?: { records_per_sec?: number; bytes_per_sec?: number };
+  last_update?: LastUpdate;
+  [key: string]: unknown;
+}
+
+interface Info {
+  name: string;
+  mode: ReplicationStatus['mode'];
+  is_active: boolean;
+  is_provisioned: boolean;
+}
+
+interface Settings {
+  src_bucket: string;
+  dst_bucket: string;
+  dst_host: string;
+  dst_prefix: string;
+  entries: string[];
+  continuous?: boolean;
+}
+
+interface Tracked {
+  rate: RollingRate;
+  startedAt: number;
+  updatedAt: number;
+  fingerprint: string;
+  lastUpdateAt: string | undefined;
+  delivered: number;
+}
+
+const WINDOW_10S = 10_000;
+const WINDOW_1M = 60_000;
+
+/** Destination URL without user info, query or fragment ('' stays '' = this instance). */
+export function publicHost(dstHost: string): string {
+  if (dstHost === '') return '';
+  try {
+    const u = new URL(dstHost);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    return '';
+  }
+}
+
+const counterSample = (at: number, c: ReplicationCounters): CounterSample => ({
+  at,
+  records: c.records_written + c.records_already_present,
+  bytes: c.bytes_written,
+});
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** Rich status, active tasks and throughput of every replication. */
+export class ReplicationMonitor {
+  private readonly tracked = new Map<string, Tracked>();
+  private readonly now: () => number;
+  private readonly filterOf: (name: string) => FilterRef | null;
+  private readonly timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly source: ReplicationStatusSource,
+    opts: ReplicationMonitorOptions = {},
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.filterOf = opts.filterOf ?? (() => null);
+    const every = opts.sampleMs ?? 1000;
+    if (every > 0) {
+      this.timer = setInterval(() => this.sample(), every);
+      this.timer.unref();
+    }
+    this.sample();
+  }
+
+  /** Takes one counter sample of every replication (the timer calls it every second). */
+  sample(): void {
+    const at = this.now();
+    const seen = new Set<string>();
+    for (const r of this.listRaw()) {
+      seen.add(r.name);
+      const t = this.observe(r.name, r.status ?? {}, at);
+      t.rate.add(counterSample(at, this.counters(r.status)));
+    }
+    for (const name of this.tracked.keys()) if (!seen.has(name)) this.tracked.delete(name);
+  }
+
+  /** Names of every replication, sorted. */
+  names(): string[] {
+    return this.listRaw().map((r) => r.name);
+  }
+
+  /** `GET /replications/{name}/status`. Throws the manager's 404 for an unknown name. */
+  status(name: string): ReplicationStatus {
+    const full = this.source.get(name) as { info: Info; settings: Settings; status?: EngineStatus };
+    const st = full.status ?? {};
+    const at = this.now();
+    const t = this.observe(name, st, at);
+    const counters = this.counters(st);
+    const present = counterSample(at, counters);
+    const { destination: engineDst, throughput, ...engine } = st;
+    return {
+      name,
+      mode: full.info.mode,
+      is_active: full.info.is_active,
+      is_provisioned: full.info.is_provisioned,
+      continuous: full.settings.continuous ?? true,
+      since: iso(at),
+      cursor_lsn: 0n,
+      log_last_lsn: 0n,
+      in_flight_batches: 0,
+      retries: 0,
+      consecutive_failures: 0,
+      last_error: null,
+      next_retry_at: null,
+      needs_verify: false,
+      needs_verify_reason: null,
+      log: { max_bytes: 0, on_overflow: 'drop_oldest', over_bound: false },
+      // everything the engine reports (new fields flow through), then the fields this route owns
+      ...engine,
+      state: st.state ?? 'suspended',
+      state_reason: st.state_reason ?? null,
+      started_at: iso(t.startedAt),
+      updated_at: iso(t.updatedAt),
+      source: { bucket: full.settings.src_bucket, entries: [...full.settings.entries] },
+      destination: {
+        host: publicHost(full.settings.dst_host),
+        bucket: full.settings.dst_bucket,
+        prefix: full.settings.dst_prefix,
+        instance_id: engineDst?.instance_id ?? null,
+        available: engineDst?.available ?? false,
+      },
+      filter: this.filterOf(name),
+      pending_records: st.pending_records ?? 0,
+      pending_bytes: st.pending_bytes ?? 0,
+      lag_ms: st.lag_ms ?? 0,
+      throughput: {
+        records_per_sec: throughput?.records_per_sec ?? 0,
+        bytes_per_sec: throughput?.bytes_per_sec ?? 0,
+        last_10s: t.rate.rate(WINDOW_10S, present),
+        last_1m: t.rate.rate(WINDOW_1M, present),
+      },
+      counters,
+      last_update: st.last_update ?? null,
+    };
+  }
+
+  /**
+   * `GET /active_tasks`: replications that run now, i.e. not disabled and not in a final state
+   * (`completed`); suspended ones are listed, since they still hold their cursor and need a user.
+   */
+  activeTasks(): ActiveTasks {
+    const tasks: ActiveTask[] = [];
+    for (const r of this.listRaw()) {
+      if (r.mode === 'disabled' || FINAL_STATES.has(r.status?.state ?? '')) continue;
+      let s: ReplicationStatus;
+      try {
+        s = this.status(r.name);
+      } catch {
+        continue; // removed meanwhile
+      }
+      tasks.push({
+        type: 'replication',
+        name: s.name,
+        state: s.state,
+        state_reason: s.state_reason,
+        source: s.source,
+        destination: { host: s.destination.host, bucket: s.destination.bucket, prefix: s.destination.prefix },
+        continuous: s.continuous,
+        started_on: s.started_at,
+        updated_on: s.updated_at,
+        pending_records: s.pending_records,
+        pending_bytes: s.pending_bytes,
+        lag_ms: s.lag_ms,
+        throughput: s.throughput,
+        counters: s.counters,
+        retries: s.retries,
+        consecutive_failures: s.consecutive_failures,
+      });
+    }
+    return { tasks };
+  }
+
+  /** Stops sampling. */
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  private listRaw(): Array<Info & { status?: EngineStatus }> {
+    const l = this.source.list() as { replications?: Array<Info & { status?: EngineStatus }> };
+    return l.replications ?? [];
+  }
+
+  private counters(st: EngineStatus | undefined): ReplicationCounters {
+    return { ...zeroCounters(), ...st?.counters };
+  }
+
+  /** Tracks start and change times of one replication's run. */
+  private observe(name: string, st: EngineStatus, at: number): Tracked {
+    const c = this.counters(st);
+    // what a user sees change (not the cursor, which also moves over changes out of scope)
+    const fingerprint = stringifyJson([
+      st.state,
+      st.state_reason,
+      c,
+      st.pending_records,
+      st.pending_bytes,
+      st.last_error,
+    ]);
+    const delivered = c.records_written + c.records_already_present;
+    let t = this.tracked.get(name);
+    const lastUpdateAt = st.last_update?.at;
+    // a PUT restarts the task; a recreated replication starts its counters from zero again
+    const restarted = t !== undefined && (lastUpdateAt !== t.lastUpdateAt || delivered < t.delivered);
+    if (!t || restarted) {
+      const startedAt = restarted && lastUpdateAt !== t?.lastUpdateAt ? Date.parse(lastUpdateAt!) : at;
+      const rate = t?.rate ?? new RollingRate(WINDOW_1M);
+      // The first sight is the first sample: what was delivered before it is not in any window.
+      rate.add(counterSample(at, c));
+      t = {
+        rate,
+        startedAt: Number.isFinite(startedAt) ? startedAt : at,
+        updatedAt: at,
+        fingerprint,
+        lastUpdateAt,
+        delivered,
+      };
+      this.tracked.set(name, t);
+    } else if (fingerprint !== t.fingerprint) {
+      t.fingerprint = fingerprint;
+      t.updatedAt = at;
+    }
+    t.delivered = delivered;
+    return t;
+  }
+}
