@@ -81,10 +81,13 @@ test('status and active_tasks never show credentials; disabled replications are 
     mode: 'disabled',
   });
   await writeRecords('cam', 1, 10);
-  const st = await waitFor(async () => ((await status('remote')).state === 'retrying' ? status('remote') : false), {
-    timeoutMs: 30_000,
-    message: 'the unreachable replication to retry',
-  });
+  const st = await waitFor(
+    async () => ((await status('remote')).state === 'retrying' ? status('remote') : false),
+    {
+      timeoutMs: 30_000,
+      message: 'the unreachable replication to retry',
+    },
+  );
   assert.equal(st.destination.host, 'http://127.0.0.1:1/base');
   assert.deepEqual(st.source, { bucket: 'src', entries: ['cam'] });
   assert.ok(st.last_error !== null);
@@ -94,7 +97,9 @@ test('status and active_tasks never show credentials; disabled replications are 
   assert.equal(r.status, 200);
   for (const secret of ['hunter2', 'someone', 'secret-dst-token', 'leak']) {
     assert.ok(!r.text.includes(secret), `active_tasks shows '${secret}'`);
-    assert.ok(!JSON.stringify(st, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)).includes(secret));
+    assert.ok(
+      !JSON.stringify(st, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)).includes(secret),
+    );
   }
   const tasks = (r.json as ActiveTasks).tasks;
   assert.deepEqual(

@@ -33,19 +33,33 @@ test('young history averages what there is; none or a reset gives 0', () => {
     bytes_per_sec: 200,
   });
   // counters went down (replication recreated): the old samples no longer count
-  assert.deepEqual(r.rate(10_000, { at: 6000, records: 5, bytes: 5 }), { records_per_sec: 0, bytes_per_sec: 0 });
+  assert.deepEqual(r.rate(10_000, { at: 6000, records: 5, bytes: 5 }), {
+    records_per_sec: 0,
+    bytes_per_sec: 0,
+  });
   r.add({ at: 6000, records: 5, bytes: 5 });
-  assert.deepEqual(r.rate(10_000, { at: 7000, records: 15, bytes: 5 }), { records_per_sec: 10, bytes_per_sec: 0 });
+  assert.deepEqual(r.rate(10_000, { at: 7000, records: 15, bytes: 5 }), {
+    records_per_sec: 10,
+    bytes_per_sec: 0,
+  });
 });
 
 test('monitor: started_at is the run start (PUT restarts it), updated_at the last change', () => {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const status: Record<string, unknown> = { state: 'idle', counters: { records_written: 0 } };
   const source = {
-    list: () => ({ replications: [{ name: 'r', mode: 'enabled', is_active: true, is_provisioned: false, status }] }),
+    list: () => ({
+      replications: [{ name: 'r', mode: 'enabled', is_active: true, is_provisioned: false, status }],
+    }),
     get: () => ({
       info: { name: 'r', mode: 'enabled', is_active: true, is_provisioned: false },
-      settings: { src_bucket: 's', dst_bucket: 'd', dst_host: 'https://u:p@h:1/x/?t=1', dst_prefix: '', entries: [] },
+      settings: {
+        src_bucket: 's',
+        dst_bucket: 'd',
+        dst_host: 'https://u:p@h:1/x/?t=1',
+        dst_prefix: '',
+        entries: [],
+      },
       status,
     }),
   };
@@ -56,7 +70,13 @@ test('monitor: started_at is the run start (PUT restarts it), updated_at the las
   let s = m.status('r');
   assert.equal(s.started_at, t0);
   assert.equal(s.updated_at, t0, 'nothing changed');
-  assert.deepEqual(s.destination, { host: 'https://h:1/x', bucket: 'd', prefix: '', instance_id: null, available: false });
+  assert.deepEqual(s.destination, {
+    host: 'https://h:1/x',
+    bucket: 'd',
+    prefix: '',
+    instance_id: null,
+    available: false,
+  });
   status.counters = { records_written: 10, bytes_written: 100 };
   now += 5000;
   s = m.status('r');
