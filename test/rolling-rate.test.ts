@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RollingRate } from '../src/replication/rolling-rate.js';
 import { ReplicationMonitor, publicHost } from '../src/replication/monitor.js';
+import type { ReplicationInfo, ReplicationSettingsJson } from '../src/protocol/replications.js';
 
 test('rates over 10 s and 1 min follow the counters, not the sampling', () => {
   const r = new RollingRate(60_000);
@@ -47,21 +48,27 @@ test('young history averages what there is; none or a reset gives 0', () => {
 test('monitor: started_at is the run start (PUT restarts it), updated_at the last change', () => {
   let now = Date.parse('2026-01-01T00:00:00Z');
   const status: Record<string, unknown> = { state: 'idle', counters: { records_written: 0 } };
+  const info: ReplicationInfo = {
+    name: 'r',
+    mode: 'enabled',
+    is_active: true,
+    is_provisioned: false,
+    pending_records: 0,
+  };
+  const settings: ReplicationSettingsJson = {
+    src_bucket: 's',
+    dst_bucket: 'd',
+    dst_host: 'https://u:p@h:1/x/?t=1',
+    dst_token: null,
+    dst_prefix: '',
+    entries: [],
+    when: null,
+    mode: 'enabled',
+    compression: 'none',
+  };
   const source = {
-    list: () => ({
-      replications: [{ name: 'r', mode: 'enabled', is_active: true, is_provisioned: false, status }],
-    }),
-    get: () => ({
-      info: { name: 'r', mode: 'enabled', is_active: true, is_provisioned: false },
-      settings: {
-        src_bucket: 's',
-        dst_bucket: 'd',
-        dst_host: 'https://u:p@h:1/x/?t=1',
-        dst_prefix: '',
-        entries: [],
-      },
-      status,
-    }),
+    list: () => ({ replications: [{ ...info, status }] }),
+    get: () => ({ info, settings, diagnostics: { hourly: { ok: 0, errored: 0, errors: {} } }, status }),
   };
   const m = new ReplicationMonitor(source, { now: () => now, sampleMs: 0 });
   const t0 = new Date(now).toISOString();

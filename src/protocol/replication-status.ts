@@ -8,6 +8,8 @@
  * where Ferry's richer view lives.
  */
 
+import type { ReplicationMode } from './replications.js';
+
 /** Visible state of a replication. */
 export type ReplicationState =
   'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
@@ -99,7 +101,7 @@ export interface LastUpdate {
 /** `GET /api/v1/replications/{name}/status`. */
 export interface ReplicationStatus {
   name: string;
-  mode: 'enabled' | 'paused' | 'disabled';
+  mode: ReplicationMode;
   /** The compatible `is_active` (destination reachable and mode not disabled). */
   is_active: boolean;
   is_provisioned: boolean;

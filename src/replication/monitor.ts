@@ -16,15 +16,15 @@ import {
   type ReplicationState,
   type ReplicationStatus,
 } from '../protocol/replication-status.js';
+import type { ReplicationDetail, ReplicationList } from '../protocol/replications.js';
 import { zeroCounters } from './checkpoint-store.js';
 import { RollingRate, type CounterSample } from './rolling-rate.js';
 
 /** What the monitor reads: the replication manager's wire-shaped answers. */
 export interface ReplicationStatusSource {
-  /** `{"replications": [{name, mode, is_active, is_provisioned, pending_records, status}]}`. */
-  list(): unknown;
-  /** `{info, settings, diagnostics, status}`; throws 404 for an unknown name. */
-  get(name: string): unknown;
+  list(): ReplicationList;
+  /** Throws 404 for an unknown name. */
+  get(name: string): ReplicationDetail;
 }
 
 /** Options of {@link ReplicationMonitor}. */
@@ -52,21 +52,8 @@ interface EngineStatus {
   [key: string]: unknown;
 }
 
-interface Info {
-  name: string;
-  mode: ReplicationStatus['mode'];
-  is_active: boolean;
-  is_provisioned: boolean;
-}
-
-interface Settings {
-  src_bucket: string;
-  dst_bucket: string;
-  dst_host: string;
-  dst_prefix: string;
-  entries: string[];
-  continuous?: boolean;
-}
+/** Settings fields of later runs (one-shot) that the compatible type does not know yet. */
+type Settings = ReplicationDetail['settings'] & { continuous?: boolean };
 
 interface Tracked {
   rate: RollingRate;
@@ -139,8 +126,9 @@ export class ReplicationMonitor {
 
   /** `GET /replications/{name}/status`. Throws the manager's 404 for an unknown name. */
   status(name: string): ReplicationStatus {
-    const full = this.source.get(name) as { info: Info; settings: Settings; status?: EngineStatus };
-    const st = full.status ?? {};
+    const full = this.source.get(name);
+    const settings: Settings = full.settings;
+    const st: EngineStatus = full.status ?? {};
     const at = this.now();
     const t = this.observe(name, st, at);
     const counters = this.counters(st);
@@ -151,7 +139,7 @@ export class ReplicationMonitor {
       mode: full.info.mode,
       is_active: full.info.is_active,
       is_provisioned: full.info.is_provisioned,
-      continuous: full.settings.continuous ?? true,
+      continuous: settings.continuous ?? true,
       since: iso(at),
       cursor_lsn: 0n,
       log_last_lsn: 0n,
@@ -169,11 +157,11 @@ export class ReplicationMonitor {
       state_reason: st.state_reason ?? null,
       started_at: iso(t.startedAt),
       updated_at: iso(t.updatedAt),
-      source: { bucket: full.settings.src_bucket, entries: [...full.settings.entries] },
+      source: { bucket: settings.src_bucket, entries: [...settings.entries] },
       destination: {
-        host: publicHost(full.settings.dst_host),
-        bucket: full.settings.dst_bucket,
-        prefix: full.settings.dst_prefix,
+        host: publicHost(settings.dst_host),
+        bucket: settings.dst_bucket,
+        prefix: settings.dst_prefix,
         instance_id: engineDst?.instance_id ?? null,
         available: engineDst?.available ?? false,
       },
@@ -233,9 +221,8 @@ export class ReplicationMonitor {
     if (this.timer) clearInterval(this.timer);
   }
 
-  private listRaw(): Array<Info & { status?: EngineStatus }> {
-    const l = this.source.list() as { replications?: Array<Info & { status?: EngineStatus }> };
-    return l.replications ?? [];
+  private listRaw(): Array<ReplicationList['replications'][number] & { status?: EngineStatus }> {
+    return this.source.list().replications;
   }
 
   private counters(st: EngineStatus | undefined): ReplicationCounters {
