@@ -23,6 +23,7 @@ import { Errors } from '../protocol/errors.js';
 import { RequestContext } from './context.js';
 import { replicaForbidden } from './auth-hook.js';
 import { FerryIncomingMessage } from './request-headers.js';
+import { discardBody } from './body.js';
 import { sendError } from './respond.js';
 import { ALL_METHODS, type Handler, type Method, type Route } from './router.js';
 import type { HttpServices } from './services.js';
@@ -34,6 +35,13 @@ import { entryRoutes } from './routes/entry.js';
 import { ioRoutes } from './routes/io.js';
 import { replicationRoutes } from './routes/replications.js';
 import { monitoringRoutes } from './routes/monitoring.js';
+
+/**
+ * Body bytes discarded after answering a caller that never authenticated (401, 404, anonymous
+ * routes) before its connection is closed: enough for a small JSON body, so that keep-alive
+ * survives a typo in a token, and far too little to make the server read uploads for strangers.
+ */
+const ANONYMOUS_DISCARD_BYTES = 64 * 1024;
 
 interface RouteStore {
   handler: Handler;
@@ -89,6 +97,12 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     }
   };
 
+  const discardRest = (req: http.IncomingMessage, res: http.ServerResponse, ctx?: RequestContext): void => {
+    const limitBytes = ctx?.principal ? Infinity : ANONYMOUS_DISCARD_BYTES;
+    if (ctx?.hasBody) ctx.body.drain(limitBytes);
+    else discardBody(req, res, { idleMs: config.io.operationTimeoutMs, limitBytes });
+  };
+
   const handle = async (
     req: http.IncomingMessage,
     res: http.ServerResponse,
@@ -122,7 +136,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
       res.shouldKeepAlive = res.shouldKeepAlive && !expectContinue;
       const known = ALL_METHODS.some((m) => m !== method && router.find(m, path) !== null);
       sendError(res, known ? Errors.methodNotAllowed() : Errors.notFound());
-      if (!expectContinue) req.resume();
+      if (!expectContinue) discardRest(req, res);
       return;
     }
     const store = found.store as RouteStore;
@@ -140,9 +154,8 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
         // The client went away (typically mid-stream): nothing to answer, nothing worth logging.
       } else sendError(res, e);
     } finally {
-      if (ctx.hasBody) ctx.body.drain();
-      else if (!expectContinue) req.resume();
-      else res.shouldKeepAlive = false;
+      if (expectContinue && !ctx.hasBody) res.shouldKeepAlive = false;
+      else discardRest(req, res, ctx);
     }
   };
 

@@ -38,6 +38,23 @@ export function writeAccess(ctx: RequestContext, bucket: string): Principal {
 }
 
 /**
+ * Read(bucket) or Write(bucket) (401 / 403): what a query route can check before its body says
+ * whether it is a QUERY (read) or a REMOVE (write), so that no body is read for a stranger.
+ */
+export function readOrWriteAccess(ctx: RequestContext, bucket: string): Principal {
+  const p = authenticated(ctx);
+  const { tokens } = ctx.services;
+  if (!tokens.canRead(p, bucket)) {
+    try {
+      tokens.checkWrite(p, bucket);
+    } catch {
+      tokens.checkRead(p, bucket);
+    }
+  }
+  return p;
+}
+
+/**
  * 403 on a `RS_INSTANCE_ROLE=REPLICA` instance, for routes whose method alone does not tell whether
  * they mutate (query routes: REMOVE mutates, QUERY does not).
  */

@@ -101,10 +101,11 @@ export class RequestBody {
   }
 
   /**
-   * Discards whatever is left of the body so that a keep-alive connection stays usable; when the
-   * client is still waiting for `100 Continue` the body is never sent and the connection is closed.
+   * Discards whatever is left of the body so that a keep-alive connection stays usable, within
+   * `limitBytes` (see {@link discardBody}); when the client is still waiting for `100 Continue` the
+   * body is never sent and the connection is closed.
    */
-  drain(): void {
+  drain(limitBytes = Infinity): void {
     if (this.finished || this.req.readableEnded) return;
     if (this.opts.expectContinue && !this.continueSent) {
       this.res.shouldKeepAlive = false;
@@ -114,15 +115,10 @@ export class RequestBody {
       this.req.unpipe(this.decoder);
       this.decoder.destroy();
     }
-    this.req.on('error', () => undefined);
-    if (this.req.listenerCount('readable') > 0) {
-      // An abandoned async iterator keeps the stream in paused mode, where resume() is a no-op:
-      // drop its listener; the 'data' listener then resumes the stream on the next tick.
-      this.req.removeAllListeners('readable');
-      this.req.on('data', () => undefined);
-    } else {
-      this.req.resume();
-    }
+    // An abandoned async iterator keeps the stream in paused mode, where resume() is a no-op:
+    // drop its listener; the 'data' listener of discardBody then resumes the stream.
+    this.req.removeAllListeners('readable');
+    discardBody(this.req, this.res, { idleMs: this.opts.operationTimeoutMs, limitBytes });
   }
 
   /** Marks the body as fully consumed. */
@@ -181,6 +177,42 @@ export class RequestBody {
     };
     return { next: wrap };
   }
+}
+
+/** Bounds of {@link discardBody}. */
+export interface DiscardOptions {
+  /** The connection is closed when no body byte arrived for this long (ms). */
+  idleMs: number;
+  /** The connection is closed once more than this many bytes were discarded. */
+  limitBytes: number;
+}
+
+/**
+ * Reads and drops the rest of a request body that nobody will consume (the answer is sent or on
+ * its way), so that the connection can serve the next request. A client that keeps sending beyond
+ * `limitBytes`, or stalls for `idleMs`, has its connection closed once the answer is out: an
+ * unauthenticated client cannot keep the server reading, and a stalled one cannot hold a socket.
+ */
+export function discardBody(req: IncomingMessage, res: ServerResponse, opts: DiscardOptions): void {
+  if (req.readableEnded || req.destroyed) return;
+  let seen = 0;
+  const cut = (): void => {
+    clearTimeout(timer);
+    req.pause();
+    res.shouldKeepAlive = false;
+    if (res.writableFinished) req.socket.destroy();
+    else res.once('finish', () => req.socket.destroy());
+  };
+  const timer = setTimeout(cut, opts.idleMs);
+  req.on('error', () => undefined);
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > opts.limitBytes) cut();
+    else timer.refresh();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
 }
 
 class ZstdDecodeError extends Error {}

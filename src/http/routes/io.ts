@@ -19,7 +19,7 @@ import { sendEmpty, toFerryError } from '../respond.js';
 import type { Route } from '../router.js';
 import { checkBatchLength, declaredBatchLength, sendBatch } from './batch-v1.js';
 import { v2BatchResponse } from '../../query/batch-response.js';
-import { answerQueryBody } from './queries.js';
+import { answerQueryBody, readQueryBody } from './queries.js';
 import { originHeader } from './records.js';
 
 /** The 422 of an invalid entry name (reported per record, not for the request), or undefined. */
@@ -34,7 +34,10 @@ export function ioRoutes(): Route[] {
       method: 'POST',
       path: 'io/:bucket/q',
       mutating: false,
-      handler: async (ctx) => answerQueryBody(ctx, ctx.param('bucket'), await ctx.json()),
+      handler: async (ctx) => {
+        const bucket = ctx.param('bucket');
+        await answerQueryBody(ctx, bucket, await readQueryBody(ctx, bucket));
+      },
     },
     { method: ['GET', 'HEAD'], path: 'io/:bucket/read', handler: readBatchV2 },
     { method: 'POST', path: 'io/:bucket/write', handler: writeBatchV2 },

@@ -6,7 +6,7 @@
 import { Errors } from '../../protocol/errors.js';
 import { parseU64 } from '../../protocol/json.js';
 import { validateEntryName } from '../../protocol/names.js';
-import { assertWritableInstance, readAccess, writeAccess } from '../auth-hook.js';
+import { assertWritableInstance, readAccess, readOrWriteAccess, writeAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import { sendJson } from '../respond.js';
 
@@ -41,6 +41,15 @@ export async function answerQueryBody(
   }
 }
 
+/**
+ * Reads the QueryEntry body of a query route once the caller may read or write `bucket` (401 /
+ * 403 before any body byte is read); `answerQueryBody` then checks the exact permission.
+ */
+export async function readQueryBody(ctx: RequestContext, bucket: string): Promise<unknown> {
+  readOrWriteAccess(ctx, bucket);
+  return ctx.json();
+}
+
 /** The query id of the `?q=` parameter: undefined when absent, 422 when it is not a u64. */
 export function queryIdParam(ctx: RequestContext): bigint | undefined {
   const q = ctx.query.get('q');
@@ -64,7 +73,7 @@ export async function createQueryFromParams(
 
 /** POST /b/{bucket}/{entry}/q (QUERY → {id}, REMOVE → {removed_records}) */
 export async function postEntryQuery(ctx: RequestContext, bucket: string, entry: string): Promise<void> {
-  const body = await ctx.json();
+  const body = await readQueryBody(ctx, bucket);
   validateEntryName(entry, { allowMeta: true });
   await answerQueryBody(ctx, bucket, body, entry);
 }
