@@ -58,7 +58,6 @@ async function upload(path: string, headers: Record<string, string>, pauseMs: nu
   const started = Date.now();
   let answer = '';
   let answeredAt: number | undefined;
-  let sentAt: number | undefined;
   let closed = false;
   socket.on('data', (c: Buffer) => {
     answeredAt ??= Date.now();
@@ -91,7 +90,7 @@ async function upload(path: string, headers: Record<string, string>, pauseMs: nu
     }
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
   }
-  sentAt = Date.now();
+  const sentAt = Date.now();
   if (closed || socket.destroyed) sentAll = false;
   // wait for the answer (the server may keep the connection open after a complete exchange)
   const deadline = Date.now() + 60_000;
