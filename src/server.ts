@@ -22,6 +22,8 @@ export interface RunningFerry {
   readonly port: number;
   /** Base URL, e.g. `http://127.0.0.1:8383` (without the API base path). */
   readonly url: string;
+  /** The storage it serves (for in-process callers such as tests; not for use after close). */
+  readonly storage: Storage;
   /** Stops listening, finishes requests in flight and closes every service. Idempotent. */
   close(): Promise<void>;
 }
@@ -165,5 +167,5 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
   }
-  return { port, url, close };
+  return { port, url, storage, close };
 }

@@ -30,3 +30,9 @@ export const MAX_TOKEN_NAME_BYTES = 255;
 
 /** Bytes of a whole entry name, `/` separators included (each segment has at most 255). */
 export const MAX_ENTRY_NAME_BYTES = 1024;
+
+/**
+ * Characters of a message kept in replication status (`state_reason`, `last_error`), diagnostics
+ * and failure logs. A destination's error text is its own choice of length; longer ones are cut.
+ */
+export const MAX_REPLICATION_MESSAGE_CHARS = 1024;

@@ -2,6 +2,7 @@
  * Hourly diagnostics window (api.md §17.4, §20.4): 60 one-minute frames of ok / errored counts and
  * per-status error counts with the latest message. Kept in memory only, as in the reference.
  */
+import { boundMessage } from './target.js';
 
 interface Frame {
   minute: number;
@@ -43,8 +44,9 @@ export class Diagnostics {
   }
 
   /** Counts errored records under a status code (negative = client-side failure, api.md §3.5). */
-  addError(status: number, message: string, n = 1): void {
+  addError(status: number, text: string, n = 1): void {
     if (n <= 0) return;
+    const message = boundMessage(text);
     const f = this.frame();
     f.errored += n;
     const e = f.errors.get(status);

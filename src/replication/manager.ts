@@ -42,6 +42,11 @@ export interface ReplicationManagerOptions {
   config: FerryConfig;
   /** Port this server listens on (self-loop check and same-instance detection). */
   port: number;
+  /**
+   * Wraps the target of every task (fault injection and ordering checks in tests); the wrapper
+   * must keep the `Target` contract.
+   */
+  wrapTarget?: (target: Target, replication: string) => Target;
 }
 
 const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' does not exist`);
@@ -67,6 +72,7 @@ export class ReplicationManager {
     private readonly storage: Storage,
     private readonly config: FerryConfig,
     private readonly port: number,
+    private readonly wrapTarget?: ReplicationManagerOptions['wrapTarget'],
   ) {
     this.sync = config.storage.durability !== 'none';
     this.store = new DefinitionsStore(config.dataPath, this.sync);
@@ -85,7 +91,7 @@ export class ReplicationManager {
 
   /** Loads persisted definitions, applies provisioned ones and starts every task. */
   static async open(opts: ReplicationManagerOptions): Promise<ReplicationManager> {
-    const m = new ReplicationManager(opts.storage, opts.config, opts.port);
+    const m = new ReplicationManager(opts.storage, opts.config, opts.port, opts.wrapTarget);
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
     const changed = m.applyProvisioned();
     await m.dropOrphanSlots();
@@ -173,7 +179,12 @@ export class ReplicationManager {
     return url;
   }
 
-  private makeTarget(s: ReplicationSettings): Target {
+  private makeTarget(name: string, s: ReplicationSettings): Target {
+    const target = this.newTarget(s);
+    return this.wrapTarget ? this.wrapTarget(target, name) : target;
+  }
+
+  private newTarget(s: ReplicationSettings): Target {
     const url = this.remoteUrl(s.dst_host);
     const eff = effectiveSettings(s);
     const common = {
@@ -189,6 +200,7 @@ export class ReplicationManager {
       sourceInstanceId: this.storage.instanceId,
       connections: eff.batch.max_in_flight,
       verifyTls: this.config.replication.verifySsl,
+      timeoutMs: this.config.replication.timeoutMs,
       ...(this.ca ? { ca: this.ca } : {}),
       ...common,
     });
@@ -214,7 +226,7 @@ export class ReplicationManager {
       mode: def.mode,
       checkpoints: this.checkpoints(name),
       failures: this.failureLog(name),
-      target: this.makeTarget(def.settings),
+      target: this.makeTarget(name, def.settings),
       resetFilter,
     });
     await task.start();

@@ -18,6 +18,7 @@ import { parseRetryAfter } from './backoff.js';
 import type { Compression, TargetSettings } from './settings.js';
 import {
   batchBody,
+  boundMessage,
   classifyStatus,
   labelChanges,
   missingBucketError,
@@ -42,7 +43,11 @@ export interface RemoteTargetOptions {
   connections: number;
   verifyTls: boolean;
   ca?: string;
-  connectTimeoutMs?: number;
+  /**
+   * `RS_REPLICATION_TIMEOUT`: bound on connecting, on waiting for the answer's headers (also while
+   * an upload is stalled) and on each pause in the answer's body.
+   */
+  timeoutMs: number;
 }
 
 const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
@@ -93,6 +98,13 @@ function sliceRecords(records: readonly ShipRecord[], max: number): Array<readon
   return out;
 }
 
+/** Per-record errors of a batch answer, with the destination's messages bounded. */
+function recordErrors(h: IncomingHttpHeaders): Map<bigint, { status: number; message: string }> {
+  const out = new Map<bigint, { status: number; message: string }>();
+  for (const [ts, e] of parseV1ErrorHeaders(h)) out.set(ts, { status: e.status, message: boundMessage(e.message) });
+  return out;
+}
+
 const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
 
 /** Remote destination over HTTP. */
@@ -116,10 +128,10 @@ export class RemoteTarget implements Target {
       keepAliveTimeout: 30_000,
       // a re-sent batch is answered with one header per record (present or 409)
       maxHeaderSize: 4 * 1024 * 1024,
-      headersTimeout: 120_000,
-      bodyTimeout: 120_000,
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
       connect: {
-        timeout: opts.connectTimeoutMs ?? 10_000,
+        timeout: opts.timeoutMs,
         rejectUnauthorized: opts.verifyTls,
         ...(opts.ca ? { ca: opts.ca } : {}),
       },
@@ -164,7 +176,7 @@ export class RemoteTarget implements Target {
 
   /** Throws a TargetError for a non-2xx answer to a whole request. */
   private failure(status: number, h: IncomingHttpHeaders, what: string): TargetError {
-    const msg = header(h, 'x-reduct-error') ?? `HTTP ${status}`;
+    const msg = boundMessage(header(h, 'x-reduct-error') ?? `HTTP ${status}`);
     const retryAfter = parseRetryAfter(h['retry-after']);
     const temporary = status === 429 || status >= 500 || status === 401 || status === 403 || status === 404;
     if (temporary) this.available = false;
@@ -279,7 +291,7 @@ export class RemoteTarget implements Target {
     if (res.statusCode !== 200)
       return this.refused(res.statusCode, res.headers, 'Batch write refused', records);
     this.available = true;
-    const errors = parseV1ErrorHeaders(res.headers);
+    const errors = recordErrors(res.headers);
     const retryAfter = parseRetryAfter(res.headers['retry-after']);
     // the common answer has no per-record header at all
     const present = new Set<string>();
@@ -351,7 +363,7 @@ export class RemoteTarget implements Target {
     if (res.statusCode !== 200)
       return this.refused(res.statusCode, res.headers, 'Label update refused', records);
     this.available = true;
-    const errors = parseV1ErrorHeaders(res.headers);
+    const errors = recordErrors(res.headers);
     return records.map((r): ItemOutcome => {
       const err = errors.get(r.ts);
       if (!err) return { kind: 'written' };

@@ -3,6 +3,7 @@
  * ships to a bucket of this instance (`LocalTarget`, no HTTP) or of another instance
  * (`RemoteTarget`, batch protocol v1 over keep-alive HTTP).
  */
+import { MAX_REPLICATION_MESSAGE_CHARS } from '../protocol/limits.js';
 import { payloadChunks, type PayloadAccess } from '../storage/payload-chunks.js';
 import type { Labels, StoredRecord } from '../storage/types.js';
 
@@ -39,6 +40,16 @@ export type ItemOutcome =
   | { kind: 'temporary'; status: number; message: string; retryAfterMs?: number }
   | { kind: 'permanent'; status: number; message: string };
 
+/**
+ * A message as kept in status, diagnostics and failure logs: at most
+ * `MAX_REPLICATION_MESSAGE_CHARS` characters, a cut one saying how much was left out.
+ */
+export function boundMessage(message: string): string {
+  if (message.length <= MAX_REPLICATION_MESSAGE_CHARS) return message;
+  const rest = message.length - MAX_REPLICATION_MESSAGE_CHARS;
+  return `${message.slice(0, MAX_REPLICATION_MESSAGE_CHARS)}… (${rest} more characters)`;
+}
+
 /** Status, message and retry hint of a failed delivery attempt. */
 export interface TargetFailure {
   status: number;
@@ -56,7 +67,7 @@ export class TargetError extends Error {
     readonly temporary: boolean,
     readonly retryAfterMs?: number,
   ) {
-    super(message);
+    super(boundMessage(message));
     this.name = 'TargetError';
   }
 
@@ -109,7 +120,8 @@ export interface Target {
 }
 
 /** Classifies a per-record status from a destination (409 handled by the caller). */
-export function classifyStatus(status: number, message: string, retryAfterMs?: number): ItemOutcome {
+export function classifyStatus(status: number, text: string, retryAfterMs?: number): ItemOutcome {
+  const message = boundMessage(text);
   if (status < 0 || status === 429 || status === 425 || status >= 500) {
     return retryAfterMs === undefined
       ? { kind: 'temporary', status, message }

@@ -24,7 +24,7 @@ import {
   type ReplicationMode,
   type ReplicationSettings,
 } from './settings.js';
-import { TargetError, type ItemOutcome, type ShipRecord, type Target, type TargetFailure } from './target.js';
+import { boundMessage, TargetError, type ItemOutcome, type ShipRecord, type Target, type TargetFailure } from './target.js';
 
 /** Visible state of a replication (replication.md §9). */
 export type TaskState =
@@ -773,7 +773,7 @@ export class ReplicationTask {
       kind: item.change.kind,
       lsn: item.change.lsn,
       status,
-      message,
+      message: boundMessage(message),
     };
   }
 
@@ -829,7 +829,7 @@ export class ReplicationTask {
     this.retries++;
     this.consecutiveFailures++;
     this.outageStart ??= now;
-    this.lastError = { status: err.status, message: err.message, at: now };
+    this.lastError = { status: err.status, message: boundMessage(err.message), at: now };
     const maxOutage = this.settings.retry.max_outage_ms;
     if (maxOutage > 0 && now - this.outageStart >= maxOutage) {
       this.suspend(`Destination unavailable for more than ${maxOutage} ms: ${err.message}`);
@@ -840,7 +840,8 @@ export class ReplicationTask {
     this.setState('retrying', err.message);
   }
 
-  private suspend(reason: string): void {
+  private suspend(text: string): void {
+    const reason = boundMessage(text);
     this.suspendedReason = reason;
     this.lastError = { status: this.lastError?.status ?? -1, message: reason, at: Date.now() };
     this.retryAt = null;
@@ -934,7 +935,7 @@ export class ReplicationTask {
   private setState(state: TaskState, reason: string | null): void {
     if (state !== this.state) this.stateSince = Date.now();
     this.state = state;
-    this.stateReason = reason;
+    this.stateReason = reason === null ? null : boundMessage(reason);
   }
 
   // ---------------------------------------------------------------- status
