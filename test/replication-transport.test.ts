@@ -176,9 +176,14 @@ test('a 200 kB per-record refusal is kept cut in the failure log and the diagnos
       const f = (await env.manager.failures('r')) as { failures: Array<{ message: string }> };
       assert.equal(f.failures.length, 1);
       const bound = MAX_REPLICATION_MESSAGE_CHARS + 100;
-      assert.ok(f.failures[0]!.message.length <= bound, `failure log message of ${f.failures[0]!.message.length}`);
+      assert.ok(
+        f.failures[0]!.message.length <= bound,
+        `failure log message of ${f.failures[0]!.message.length}`,
+      );
       const diag = (
-        env.manager.get('r') as { diagnostics: { hourly: { errors: Record<string, { last_message: string }> } } }
+        env.manager.get('r') as {
+          diagnostics: { hourly: { errors: Record<string, { last_message: string }> } };
+        }
       ).diagnostics.hourly.errors;
       assert.ok(diag['422'], 'the refusal is in the diagnostics');
       assert.ok(diag['422'].last_message.length <= bound);

@@ -101,7 +101,8 @@ function sliceRecords(records: readonly ShipRecord[], max: number): Array<readon
 /** Per-record errors of a batch answer, with the destination's messages bounded. */
 function recordErrors(h: IncomingHttpHeaders): Map<bigint, { status: number; message: string }> {
   const out = new Map<bigint, { status: number; message: string }>();
-  for (const [ts, e] of parseV1ErrorHeaders(h)) out.set(ts, { status: e.status, message: boundMessage(e.message) });
+  for (const [ts, e] of parseV1ErrorHeaders(h))
+    out.set(ts, { status: e.status, message: boundMessage(e.message) });
   return out;
 }
 

@@ -24,7 +24,14 @@ import {
   type ReplicationMode,
   type ReplicationSettings,
 } from './settings.js';
-import { boundMessage, TargetError, type ItemOutcome, type ShipRecord, type Target, type TargetFailure } from './target.js';
+import {
+  boundMessage,
+  TargetError,
+  type ItemOutcome,
+  type ShipRecord,
+  type Target,
+  type TargetFailure,
+} from './target.js';
 
 /** Visible state of a replication (replication.md §9). */
 export type TaskState =

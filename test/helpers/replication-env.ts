@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../../src/config/load-config.js';
 import { openStorage } from '../../src/storage/engine.js';
 import type { Labels, Storage } from '../../src/storage/types.js';
+import type { ReplicationInfo } from '../../src/protocol/replications.js';
 import { ReplicationManager, type ReplicationManagerOptions } from '../../src/replication/manager.js';
 import { startTestServer, stopTestServer, type TestServer } from './test-server.js';
 
@@ -54,7 +55,8 @@ export async function openReplEnv(kind: TargetKind, opts: ReplEnvOptions = {}): 
     RS_HOST: '127.0.0.1',
     ...opts.env,
   });
-  const server: TestServer | undefined = kind === 'remote' ? await startTestServer('dst', DST_TOKEN) : undefined;
+  const server: TestServer | undefined =
+    kind === 'remote' ? await startTestServer('dst', DST_TOKEN) : undefined;
   const open = async (): Promise<{ storage: Storage; manager: ReplicationManager }> => {
     const storage = await openStorage({ dataPath: dir, durability: 'none' });
     const manager = await ReplicationManager.open({
@@ -143,11 +145,10 @@ export interface TaskStatus {
 
 /** The status of replication `name`. */
 export const statusOf = (m: ReplicationManager, name: string): TaskStatus =>
-  (m.get(name) as { status: TaskStatus }).status;
+  m.get(name).status as unknown as TaskStatus;
 
 /** The compatible info object of replication `name`. */
-export const infoOf = (m: ReplicationManager, name: string): Record<string, unknown> =>
-  (m.get(name) as { info: Record<string, unknown> }).info;
+export const infoOf = (m: ReplicationManager, name: string): ReplicationInfo => m.get(name).info;
 
 /** Writes one text record. */
 export async function writeText(
