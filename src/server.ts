@@ -15,6 +15,7 @@ import { QueryManager } from './query/query-manager.js';
 import { SystemEvents } from './system/system-events.js';
 import { ReplicationManager } from './replication/manager.js';
 import { ReplicationMonitor } from './replication/monitor.js';
+import { LinkKeys } from './http/links/link-keys.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -99,6 +100,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       },
     });
     closers.push(async () => queries.close());
+    const linkKeys = await LinkKeys.open(config.dataPath, { sync: config.storage.durability !== 'none' });
 
     const services: HttpServices = {
       config,
@@ -106,6 +108,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       tokens,
       queries,
       system,
+      linkKeys,
       clientIp: (peer, headers) => resolveClientIp(peer, headers),
       startedAt,
       isReady: () => ready,

@@ -384,6 +384,25 @@ class Store implements TokenStore {
     return p.fullAccess || matchesBucket(p.read, bucket);
   }
 
+  issuer(name: string): { principal: Principal; fingerprint: Buffer } | undefined {
+    if (this.disabled) {
+      return name === AUTH_DISABLED_NAME
+        ? { principal: this.disabledPrincipal(), fingerprint: Buffer.alloc(0) }
+        : undefined;
+    }
+    const rec = this.tokens.get(name);
+    if (!rec) return undefined;
+    if (isExpired(rec, Date.now())) throw Errors.tokenExpired();
+    // The stored hash is already a salted digest of the value; hashing it again keeps even that out
+    // of key derivation inputs that other modules see.
+    const fingerprint = createHash('sha256')
+      .update('ferry-issuer\0')
+      .update(rec.salt)
+      .update(rec.hash)
+      .digest();
+    return { principal: this.principal(rec), fingerprint };
+  }
+
   // ---- management --------------------------------------------------------------------------
 
   list(): TokenJson[] {

@@ -33,6 +33,14 @@ export interface TokenStore {
   /** 403 unless write access to bucket. */
   checkWrite(p: Principal, bucket: string): void;
   canRead(p: Principal, bucket: string): boolean;
+  /**
+   * The principal of token `name` without its value (query links, api.md §15, carry the name of
+   * the token that issued them), plus a digest that changes whenever the token's value changes
+   * (rotation, a new provisioned value, removal and re-creation). Undefined when no such token
+   * exists; 401 when it has expired. With authentication disabled only `AUTHENTICATION-DISABLED`
+   * exists (empty fingerprint).
+   */
+  issuer(name: string): { principal: Principal; fingerprint: Buffer } | undefined;
 
   /** Every token sorted by name; empty when authentication is disabled. */
   list(): TokenJson[];

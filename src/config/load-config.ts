@@ -219,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     warnings,
   };
   if (certPath !== undefined) config.certPath = certPath;
+  if (get('RS_PUBLIC_URL') !== undefined) config.publicUrlEnv = get('RS_PUBLIC_URL') as string;
   if (certKeyPath !== undefined) config.certKeyPath = certKeyPath;
   return config;
 }

@@ -34,6 +34,8 @@ export interface FerryConfig {
   certPath?: string;
   certKeyPath?: string;
   publicUrl?: string;
+  /** `RS_PUBLIC_URL` exactly as set (undefined when unset: query links then use the request's host). */
+  publicUrlEnv?: string;
   /** `RS_CORS_ALLOW_ORIGIN` split on commas and trimmed; ['*'] = any; [] = none. */
   corsAllowOrigin: string[];
   instanceName: string;

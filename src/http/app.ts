@@ -35,6 +35,7 @@ import { entryRoutes } from './routes/entry.js';
 import { ioRoutes } from './routes/io.js';
 import { replicationRoutes } from './routes/replications.js';
 import { monitoringRoutes } from './routes/monitoring.js';
+import { linkRoutes } from './routes/links.js';
 
 /**
  * Body bytes discarded after answering a caller that never authenticated (401, 404, anonymous
@@ -69,6 +70,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...ioRoutes(),
     ...replicationRoutes(),
     ...monitoringRoutes(),
+    ...linkRoutes(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

@@ -7,6 +7,7 @@ import type { Storage, StoredRecord, Labels } from '../storage/types.js';
 import type { TokenStore } from '../auth/types.js';
 import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '../protocol/replications.js';
 import type { ActiveTasks, ReplicationStatus } from '../protocol/replication-status.js';
+import type { LinkKeys } from './links/link-keys.js';
 
 /** One record of a query result. `labels` are the labels to emit (after `#select_labels`). */
 export interface QueryRecord {
@@ -33,6 +34,10 @@ export interface QueryService {
   remove(bucket: string, body: unknown, entry?: string): Promise<bigint>;
   /** Runs the remove of `DELETE …/q?start=&stop=`. */
   removeFromParams(bucket: string, entry: string, params: URLSearchParams): Promise<bigint>;
+  /** Validates a QUERY body without opening a query (422 as `create`). */
+  checkQuery(body: unknown): void;
+  /** The record (entry, ts) when it is part of the result of a bucket-level QUERY body, else undefined. */
+  findRecord(bucket: string, body: unknown, entry: string, ts: bigint): Promise<QueryRecord | undefined>;
   /** Next batch; 204 FerryError when exhausted, 404 when unknown/expired. */
   next(
     bucket: string,
@@ -80,6 +85,8 @@ export interface HttpServices {
   /** Set together with `replications`. */
   monitor?: MonitorService;
   system: SystemEventsService;
+  /** Keys of query links (api.md §15). */
+  linkKeys: LinkKeys;
   /** Resolves the client IP of a request (api.md §3.4). */
   clientIp(
     peer: string | undefined,

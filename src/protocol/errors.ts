@@ -144,6 +144,30 @@ export const Errors = {
     new FerryError(422, `Too many labels${where}: ${count} (at most ${max})`),
   labelsTooLarge: (where: string, bytes: number, max: number) =>
     new FerryError(422, `Labels${where} are too large: ${bytes} bytes of names and values (at most ${max})`),
+
+  // query links (§15) — lifecycle/links area
+  linkRemoveQuery: () => new FerryError(422, "Only 'Query' type is supported for query links"),
+  linkFieldMissing: (field: string) =>
+    new FerryError(422, `Missing field '${field}' in the query link request`),
+  linkFieldInvalid: (field: string, expected: string) =>
+    new FerryError(422, `Invalid field '${field}' in the query link request: ${expected}`),
+  linkIndexUnsupported: () =>
+    new FerryError(
+      422,
+      "The numeric 'index' record selector was removed in API 1.19; use 'record_entry' and 'record_timestamp'",
+    ),
+  linkBadBaseUrl: (reason: string) =>
+    new FerryError(422, `Invalid base_url provided for query link: ${reason}`),
+  linkParamMissing: (param: string) => new FerryError(422, `Missing '${param}' parameter`),
+  linkInvalid: () =>
+    new FerryError(
+      422,
+      'Invalid query link: it was altered, or the token that issued it was removed or rotated',
+    ),
+  linkExpired: () => new FerryError(422, 'Query link has expired'),
+  linkRecordNotFound: (entry: string, ts: bigint) =>
+    new FerryError(404, `Record ${ts} of entry '${entry}' is not in the result of the query link`),
+  rangeNotSatisfiable: () => new FerryError(416, 'Range not satisfiable'),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -7,7 +7,7 @@ import { Errors, isFerryError } from '../protocol/errors.js';
 import { U64_MAX } from '../protocol/json.js';
 import { isMetaEntry } from '../protocol/names.js';
 import type { Bucket, Labels, Storage, StoredRecord } from '../storage/types.js';
-import { compileCondition } from './condition/index.js';
+import { compileCondition, type Directives } from './condition/index.js';
 import { compileEntryPatterns } from './entry-pattern.js';
 import { QueryExecutor, type EmittedRecord, type ExecutorOptions } from './executor.js';
 import { checkTimeRange, parseQueryParams, parseQuerySpec, type QuerySpec } from './query-spec.js';
@@ -181,32 +181,59 @@ export class QueryManager {
 
   // ------------------------------------------------------------------------------------------
 
+  /**
+   * Validates a QUERY body as `create` would, without opening a query (422 with the same messages).
+   * Query links (api.md §15) check their stored query when they are made.
+   */
+  checkQuery(body: unknown): void {
+    const spec = parseQuerySpec(body);
+    if (spec.queryType !== 'QUERY') throw Errors.queryInvalidField("query_type must be 'QUERY'");
+    checkTimeRange(spec);
+    if (spec.extensions.length > 0) throw Errors.queryUnknownExtension(spec.extensions[0]!, ++this.counter);
+    if (spec.when !== undefined) compileCondition(spec.when);
+  }
+
+  /**
+   * Runs a bucket-level QUERY body (api.md §11.3) until it passes `ts` and returns the record
+   * (`entry`, `ts`) with the labels the query emits, or undefined when the record is not part of
+   * the result. The whole result up to `ts` is evaluated, so stateful operators (`$each_n`,
+   * `$limit`…) select exactly what a client reading the query would get. `continuous` is ignored:
+   * the query reads what exists now. Used by query links (api.md §15).
+   */
+  async findRecord(
+    bucket: string,
+    body: unknown,
+    entry: string,
+    ts: bigint,
+  ): Promise<BatchRecord | undefined> {
+    const b = this.storage.bucket(bucket);
+    const spec: QuerySpec = { ...parseQuerySpec(body), continuous: false };
+    if (spec.queryType !== 'QUERY') throw Errors.queryInvalidField("query_type must be 'QUERY'");
+    checkTimeRange(spec);
+    if (spec.extensions.length > 0) throw Errors.queryUnknownExtension(spec.extensions[0]!, ++this.counter);
+    const options = await this.executorOptions(b, spec, undefined);
+    // `#ctx_before` emits records after later ones: only without it does passing `ts` end the search.
+    const canStopEarly = options.ctxBefore === undefined;
+    const exec = new QueryExecutor(options);
+    try {
+      for (;;) {
+        const item = await exec.pull();
+        if (item === 'end' || item === 'idle' || item === 'timeout') return undefined;
+        const m = item.record.meta;
+        if (m.ts === ts && m.entry === entry) return item;
+        if (canStopEarly && m.ts > ts) return undefined;
+      }
+    } finally {
+      await exec.close();
+    }
+  }
+
   private async open(b: Bucket, spec: QuerySpec, entry: string | undefined): Promise<bigint> {
     checkTimeRange(spec);
     const id = ++this.counter;
     if (spec.extensions.length > 0) throw Errors.queryUnknownExtension(spec.extensions[0]!, id);
-    const condition = spec.when === undefined ? undefined : compileCondition(spec.when);
-    const d = condition?.directives ?? {};
-    if (entry !== undefined && !b.hasEntry(entry)) throw Errors.entryNotFound(entry, b.name);
-
-    const match = entry === undefined ? compileEntryPatterns(spec.entries) : undefined;
-    const resolve = (): string[] => (match ? b.entryNames().filter(match) : [entry!]);
-    const entries = resolve();
-    const stopOf = spec.continuous ? () => U64_MAX : await this.stopResolver(b, entries, spec.stop);
-
-    const options: ExecutorOptions = {
-      bucket: b,
-      entries,
-      start: spec.start ?? 0n,
-      stopOf,
-      continuous: spec.continuous,
-      strict: spec.strict,
-      ...(condition && { condition }),
-      ...(d.ctxBefore && { ctxBefore: d.ctxBefore }),
-      ...(d.ctxAfter && { ctxAfter: d.ctxAfter }),
-      ...(d.selectLabels && { selectLabels: d.selectLabels }),
-      ...(spec.continuous && match && { resolveEntries: resolve }),
-    };
+    const options = await this.executorOptions(b, spec, entry);
+    const d = options.directives;
     const ttlSeconds = Number(spec.ttl);
     this.queries.set(id, {
       id,
@@ -231,6 +258,36 @@ export class QueryManager {
       prefetch: undefined,
     });
     return id;
+  }
+
+  /** Executor options of a validated spec (entry set = entry-level query), plus its directives. */
+  private async executorOptions(
+    b: Bucket,
+    spec: QuerySpec,
+    entry: string | undefined,
+  ): Promise<ExecutorOptions & { directives: Directives }> {
+    const condition = spec.when === undefined ? undefined : compileCondition(spec.when);
+    const d = condition?.directives ?? {};
+    if (entry !== undefined && !b.hasEntry(entry)) throw Errors.entryNotFound(entry, b.name);
+
+    const match = entry === undefined ? compileEntryPatterns(spec.entries) : undefined;
+    const resolve = (): string[] => (match ? b.entryNames().filter(match) : [entry!]);
+    const entries = resolve();
+    const stopOf = spec.continuous ? () => U64_MAX : await this.stopResolver(b, entries, spec.stop);
+    return {
+      directives: d,
+      bucket: b,
+      entries,
+      start: spec.start ?? 0n,
+      stopOf,
+      continuous: spec.continuous,
+      strict: spec.strict,
+      ...(condition && { condition }),
+      ...(d.ctxBefore && { ctxBefore: d.ctxBefore }),
+      ...(d.ctxAfter && { ctxAfter: d.ctxAfter }),
+      ...(d.selectLabels && { selectLabels: d.selectLabels }),
+      ...(spec.continuous && match && { resolveEntries: resolve }),
+    };
   }
 
   /**
