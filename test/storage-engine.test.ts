@@ -555,8 +555,8 @@ test('a re-delivery whose body fails while it is skipped releases its block exac
     // A block's count of writes in flight decides whether its descriptors may be unloaded and
     // whether it may be dropped: it must be back to 0, not -1 (released twice) or 1.
     const blocks = (
-      b as unknown as { entriesMap: Map<string, { blocks: Array<{ inflight: number }> }> }
-    ).entriesMap.get('e')!.blocks;
+      b as unknown as { data: { entries: Map<string, { blocks: Array<{ inflight: number }> }> } }
+    ).data.entries.get('e')!.blocks;
     assert.deepEqual(
       blocks.map((x) => x.inflight),
       [0],

@@ -141,6 +141,11 @@ export class BinaryWriter {
   reset(): void {
     this.pos = 0;
   }
+
+  /** Drops everything written after `pos` (a frame that failed to encode). */
+  rewind(pos: number): void {
+    if (pos < this.pos) this.pos = pos;
+  }
 }
 
 export class BinaryReader {

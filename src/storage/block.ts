@@ -82,6 +82,36 @@ export class Block {
     return r;
   }
 
+  /** Counts a durable record (reserved earlier by `insert`) as finished in the block's summary. */
+  publish(desc: RecordDesc, lsn: bigint): void {
+    desc.lsn = lsn;
+    desc.state = 'finished';
+    const ts = desc.ts;
+    this.count++;
+    this.accSize += desc.size + desc.descSize;
+    if (this.count === 1 || ts < this.minTs) this.minTs = ts;
+    if (this.count === 1 || ts > this.maxTs) this.maxTs = ts;
+    if (lsn > this.maxLsn) this.maxLsn = lsn;
+    this.dirty = true;
+  }
+
+  /**
+   * Gives back the reservation of a write that never became durable: its descriptor goes and, when
+   * it was the last reservation, its payload space too (a hole between other records' payloads is
+   * left; it is never counted in any size).
+   */
+  unreserve(desc: RecordDesc): void {
+    const r = this.records;
+    if (r) {
+      const i = this.lowerBound(desc.ts);
+      if (r[i] === desc) {
+        r.splice(i, 1);
+        this.slots--;
+      }
+    }
+    if (desc.offset + desc.size === this.payloadBytes) this.payloadBytes = desc.offset;
+  }
+
   /** Recomputes summary fields from loaded records (after replay or removals). */
   recompute(): void {
     let count = 0;

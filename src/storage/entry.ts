@@ -1,6 +1,13 @@
 /** One entry of a bucket: its blocks (sorted by id = first timestamp) and derived statistics. */
-import { Block } from './block.js';
+import type { Block, RecordDesc } from './block.js';
 import type { EntryInfo, Status } from './types.js';
+
+/** The size of a bucket (Σ payload + descriptor sizes of finished records), shared by its entries. */
+export class SizeAccount {
+  bytes = 0;
+  /** Payload bytes of writes in flight (counted against quotas). */
+  reserved = 0;
+}
 
 export class Entry {
   blocks: Block[] = [];
@@ -11,7 +18,15 @@ export class Entry {
   constructor(
     public name: string,
     public dir: string,
+    readonly account: SizeAccount,
   ) {}
+
+  /** Makes a durable record of `block` visible and counts it (run by the group commit). */
+  publish(block: Block, desc: RecordDesc, lsn: bigint): void {
+    block.publish(desc, lsn);
+    this.indexDirty = true;
+    this.account.bytes += desc.size + desc.descSize;
+  }
 
   /** Number of blocks whose id is <= ts (blocks are sorted by id). */
   private countUpTo(ts: bigint): number {

@@ -1,6 +1,6 @@
 /**
  * Public contract of the storage engine. The HTTP layer, the query executor and the replication
- * engine depend on these types only; `engine.ts` implements them.
+ * engine depend on these types only; `engine.ts` and the parts it wires implement them.
  *
  * Conventions: timestamps are u64 microseconds as `bigint`; payload sizes are `number` (bytes,
  * exact up to 2^53); info objects are returned in their wire shape (snake_case, bigint for u64).
@@ -234,6 +234,9 @@ export interface Storage {
   /** Σ bucket sizes, oldest and latest record over all buckets. */
   usage(): { usage: bigint; oldest_record: bigint; latest_record: bigint };
 
+  /** Checkpoint failures the server has not recovered from (`/info`). */
+  health(): StorageHealth;
+
   /** Flushes, checkpoints and closes files. */
   close(): Promise<void>;
 }
@@ -251,4 +254,26 @@ export interface StorageOptions {
   checkpointIntervalMs?: number;
   /** WAL segment size (default 64 MiB); whole segments are deleted once nothing needs them. */
   walSegmentBytes?: number;
+  /** The server's logger (storage failures that no request reports, e.g. a periodic checkpoint). */
+  log?: (line: string) => void;
+  /** Fault injection for tests: a hook that throws makes the operation fail as an I/O error would. */
+  faults?: StorageFaults;
+}
+
+/** Points where tests inject I/O failures into real storage (each hook may throw or reject). */
+export interface StorageFaults {
+  /** Before a WAL group is written. */
+  walAppend?: () => void | Promise<void>;
+  /** Before a checkpoint writes one descriptor, index or checkpoint file. */
+  checkpointWrite?: (path: string) => void | Promise<void>;
+  /** Before a checkpoint syncs a directory. */
+  fsyncDir?: (dir: string) => void | Promise<void>;
+}
+
+/** Health of the storage engine as `/info` shows it. */
+export interface StorageHealth {
+  /** Message of the last failed checkpoint (null once a later one succeeded, or if none failed). */
+  last_checkpoint_error: string | null;
+  /** When it failed (ms since epoch), or null. */
+  last_checkpoint_error_at: number | null;
 }

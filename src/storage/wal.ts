@@ -13,7 +13,7 @@ import { crc32 } from './crc32.js';
 import { BinaryReader, BinaryWriter } from './binary-codec.js';
 import { fsyncDir } from './atomic-file.js';
 import { writeFully } from './block-files.js';
-import type { Change, Labels } from './types.js';
+import type { Change, Labels, StorageFaults } from './types.js';
 
 export const enum OpType {
   Write = 1,
@@ -222,6 +222,15 @@ interface Segment {
   sparse: Array<{ lsn: bigint; offset: number }> | undefined;
 }
 
+/** A position in the frames of the next flush (`Wal.mark`). */
+export interface WalMark {
+  length: number;
+  lsn: bigint;
+  frames: number;
+  sparse: number;
+  sinceSparse: number;
+}
+
 const segName = (lsn: bigint): string => `${lsn.toString().padStart(20, '0')}.wal`;
 
 export class Wal {
@@ -234,11 +243,15 @@ export class Wal {
   private tail: Change[] = [];
   private tailKept = false;
   private readonly writer = new BinaryWriter(1 << 16);
+  /** Ops encoded for the next flush, and their sparse points (offsets within the group's bytes). */
+  private group: WalOp[] = [];
+  private groupSparse: Array<{ lsn: bigint; offset: number }> = [];
 
   private constructor(
     readonly dir: string,
     private readonly sync: boolean,
     private readonly segmentBytes: number,
+    private readonly faults: StorageFaults | undefined,
   ) {}
 
   /**
@@ -251,8 +264,9 @@ export class Wal {
     replayFrom: bigint,
     apply: (op: WalOp) => void,
     segmentBytes = SEGMENT_BYTES,
+    faults?: StorageFaults,
   ): Promise<Wal> {
-    const wal = new Wal(dir, sync, segmentBytes);
+    const wal = new Wal(dir, sync, segmentBytes, faults);
     await mkdir(dir, { recursive: true });
     const names = (await readdir(dir)).filter((n) => /^\d{20}\.wal$/.test(n)).sort();
     for (const n of names) {
@@ -356,42 +370,71 @@ export class Wal {
     this.framesSinceSparse = SPARSE_EVERY; // force a sparse point at the next append
   }
 
-  /** Next LSN to assign. The engine assigns LSNs in commit order. */
-  allocLsn(): bigint {
-    return this.nextLsn++;
-  }
-
   lastDurableLsn(): bigint {
     return this.durableLsn;
   }
 
-  /** Appends ops (already carrying their LSNs, in order) durably: one write and one fdatasync. */
-  async append(ops: WalOp[]): Promise<void> {
-    if (ops.length === 0) return;
-    const seg = this.segments[this.segments.length - 1]!;
-    const w = this.writer;
-    w.reset();
-    let offset = seg.size;
-    for (const op of ops) {
-      const before = w.length;
-      encodeOp(w, op);
+  /** Where the frames of the next `flush` end now (see `rewind`). */
+  mark(): WalMark {
+    return {
+      length: this.writer.length,
+      lsn: this.nextLsn,
+      frames: this.group.length,
+      sparse: this.groupSparse.length,
+      sinceSparse: this.framesSinceSparse,
+    };
+  }
+
+  /** Forgets the frames encoded after `m` (a writer whose op could not be encoded, or a failed flush). */
+  rewind(m: WalMark): void {
+    this.writer.rewind(m.length);
+    this.nextLsn = m.lsn;
+    this.group.length = m.frames;
+    this.groupSparse.length = m.sparse;
+    this.framesSinceSparse = m.sinceSparse;
+  }
+
+  /**
+   * Assigns `op` the next LSN and encodes its frame for the next `flush`. LSNs are assigned here, in
+   * commit order, so that an op that fails to encode (or a failed flush) leaves no gap. A failure
+   * leaves nothing behind.
+   */
+  encode(op: WalOp): void {
+    const m = this.mark();
+    try {
+      op.lsn = this.nextLsn++;
+      const before = this.writer.length;
+      encodeOp(this.writer, op);
       if (this.framesSinceSparse++ >= SPARSE_EVERY) {
-        seg.sparse!.push({ lsn: op.lsn, offset: offset + before });
+        this.groupSparse.push({ lsn: op.lsn, offset: before });
         this.framesSinceSparse = 1;
       }
+      this.group.push(op);
+    } catch (e) {
+      this.rewind(m);
+      throw e;
     }
+  }
+
+  /** Writes the frames encoded since the last flush durably: one write and one fdatasync. */
+  async flush(): Promise<void> {
+    const ops = this.group;
+    if (ops.length === 0) return;
+    const seg = this.segments[this.segments.length - 1]!;
     // No copy: commits are serialised, so the writer's buffer is not reused before this write ends.
-    const data = w.view();
-    offset += data.length;
+    const data = this.writer.view();
     try {
+      await this.faults?.walAppend?.();
       await writeFully(this.fh!, [data], null);
       if (this.sync) await this.fh!.datasync();
     } catch (e) {
       // Never leave a partial frame behind: later frames would be unreachable after a restart.
       await this.fh!.truncate(seg.size).catch(() => {});
+      this.rewind(this.emptyMark(ops[0]!.lsn));
       throw e;
     }
-    seg.size = offset;
+    for (const p of this.groupSparse) seg.sparse!.push({ lsn: p.lsn, offset: seg.size + p.offset });
+    seg.size += data.length;
     this.durableLsn = ops[ops.length - 1]!.lsn;
     if (this.tailKept) {
       for (const op of ops) {
@@ -401,8 +444,19 @@ export class Wal {
       if (this.tail.length > TAIL_CAPACITY * 1.5)
         this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
     }
+    this.rewind(this.emptyMark(this.nextLsn));
     // The group is durable already: a failed rotation (disk full) is retried on the next append.
     if (seg.size >= this.segmentBytes) await this.rotate().catch(() => undefined);
+  }
+
+  private emptyMark(lsn: bigint): WalMark {
+    return { length: 0, lsn, frames: 0, sparse: 0, sinceSparse: this.framesSinceSparse };
+  }
+
+  /** Encodes and flushes `ops` (assigning their LSNs). */
+  async append(ops: readonly WalOp[]): Promise<void> {
+    for (const op of ops) this.encode(op);
+    await this.flush();
   }
 
   /**

@@ -1,0 +1,158 @@
+/**
+ * Group commit: writers queue their WAL ops; one run at a time fdatasyncs every block file the group
+ * touched, writes the group's frames and fdatasyncs the WAL once, and only then publishes the
+ * records and answers the writers. Many concurrent writes therefore share one WAL fsync.
+ *
+ * Each writer's ops are encoded on their own: an op that cannot be encoded fails its writer only
+ * (and leaves no LSN gap); an I/O failure of the group's write fails the group.
+ */
+import type { BlockFiles } from './block-files.js';
+import type { Block, RecordDesc } from './block.js';
+import type { Entry } from './entry.js';
+import type { Wal, WalOp, WriteOp } from './wal.js';
+import { Errors, fromFsError } from '../protocol/errors.js';
+
+/** A record whose payload is in its block file, to be published once its WAL frame is durable. */
+export interface StagedWrite {
+  entry: Entry;
+  block: Block;
+  desc: RecordDesc;
+  op: WriteOp;
+}
+
+/** Called after each durable group with its ops in LSN order and the last LSN. */
+export type DurableListener = (ops: readonly WalOp[], lastLsn: bigint) => void;
+
+interface Pending {
+  ops: readonly WalOp[];
+  writes: readonly StagedWrite[];
+  paths: readonly string[];
+  resolve: () => void;
+  reject: (e: unknown) => void;
+}
+
+const NONE: readonly never[] = [];
+
+export class GroupCommit {
+  private queue: Pending[] = [];
+  private committing = false;
+  private closed = false;
+  private appliedLsn: bigint;
+  private listeners: DurableListener[] = [];
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly wal: Wal,
+    private readonly files: BlockFiles,
+    private readonly sync: boolean,
+  ) {
+    this.appliedLsn = wal.lastDurableLsn();
+  }
+
+  /** LSN of the latest durable (and published) op. */
+  lastLsn(): bigint {
+    return this.appliedLsn;
+  }
+
+  /** Subscribes to durable groups (slots, change log, checkpoints). */
+  onDurable(listener: DurableListener): void {
+    this.listeners.push(listener);
+  }
+
+  /** Resolves once `op` is durable; it is given its LSN then. */
+  commit(op: WalOp): Promise<void> {
+    return this.enqueue([op], NONE, NONE);
+  }
+
+  /**
+   * Resolves once the block files `paths` and the frames of `writes` are durable; the records are
+   * published (visible and counted) right before, in LSN order.
+   */
+  commitWrites(writes: readonly StagedWrite[], paths: readonly string[]): Promise<void> {
+    return this.enqueue(NONE, writes, paths);
+  }
+
+  private enqueue(
+    ops: readonly WalOp[],
+    writes: readonly StagedWrite[],
+    paths: readonly string[],
+  ): Promise<void> {
+    if (this.closed) return Promise.reject(Errors.unavailable('The storage engine is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ ops, writes, paths, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Refuses new commits and resolves once the queue is empty. */
+  async close(): Promise<void> {
+    while (this.committing || this.queue.length > 0) {
+      await new Promise<void>((r) => this.idleWaiters.push(r));
+    }
+    this.closed = true;
+  }
+
+  private kick(): void {
+    if (this.committing) return;
+    if (this.queue.length === 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+      return;
+    }
+    this.committing = true;
+    setImmediate(() => void this.run());
+  }
+
+  private async run(): Promise<void> {
+    const queued = this.queue;
+    this.queue = [];
+    const group: Pending[] = [];
+    const paths = new Set<string>();
+    for (const g of queued) {
+      if (this.encode(g)) {
+        group.push(g);
+        for (const p of g.paths) paths.add(p);
+      }
+    }
+    try {
+      if (group.length > 0) {
+        await this.files.syncFiles(paths, this.sync);
+        await this.wal.flush();
+        this.publish(group);
+      }
+    } catch (e) {
+      const err = fromFsError(e);
+      for (const g of group) g.reject(err);
+    } finally {
+      this.committing = false;
+      this.kick();
+    }
+  }
+
+  /** Encodes one writer's ops; false (and the writer rejected) when one of them cannot be framed. */
+  private encode(g: Pending): boolean {
+    const mark = this.wal.mark();
+    try {
+      for (const op of g.ops) this.wal.encode(op);
+      for (const w of g.writes) this.wal.encode(w.op);
+      return true;
+    } catch (e) {
+      this.wal.rewind(mark);
+      g.reject(Errors.unprocessable(`Record metadata cannot be stored: ${(e as Error).message}`));
+      return false;
+    }
+  }
+
+  private publish(group: Pending[]): void {
+    const durable: WalOp[] = [];
+    for (const g of group) {
+      for (const op of g.ops) durable.push(op);
+      for (const w of g.writes) {
+        w.entry.publish(w.block, w.desc, w.op.lsn);
+        durable.push(w.op);
+      }
+    }
+    this.appliedLsn = durable[durable.length - 1]!.lsn;
+    for (const g of group) g.resolve();
+    for (const l of this.listeners) l(durable, this.appliedLsn);
+  }
+}

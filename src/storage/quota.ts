@@ -1,0 +1,84 @@
+/**
+ * Quotas (api.md §7.5) and durable block removal: HARD refuses a write that would exceed the quota,
+ * FIFO evicts whole oldest blocks of non-`$meta` entries (never blocks a replication slot still
+ * protects, nor blocks with writes in flight).
+ */
+import { unlink } from 'node:fs/promises';
+import type { Block } from './block.js';
+import type { BlockFiles } from './block-files.js';
+import type { BucketData } from './bucket-data.js';
+import type { BucketServices } from './bucket-services.js';
+import type { DescriptorCache } from './descriptor-cache.js';
+import type { Entry } from './entry.js';
+import { OpType } from './wal.js';
+import { Errors } from '../protocol/errors.js';
+import { isMetaEntry } from '../protocol/names.js';
+
+/** Deletes the files of a block that left its entry. */
+export async function deleteBlockFiles(
+  files: BlockFiles,
+  cache: DescriptorCache,
+  entry: Entry,
+  block: Block,
+): Promise<void> {
+  const data = entry.dataPath(block);
+  await files.forget(data);
+  cache.forget(block);
+  await unlink(data).catch(() => {});
+  await unlink(entry.metaPath(block)).catch(() => {});
+}
+
+export class Quota {
+  constructor(
+    private readonly data: BucketData,
+    private readonly services: BucketServices,
+  ) {}
+
+  /** Makes room for `incoming` payload bytes, or throws (400 HARD, 500 FIFO with nothing to evict). */
+  async makeRoom(incoming: number, isMeta: boolean): Promise<void> {
+    const d = this.data;
+    const s = d.settings;
+    if (s.quota_type === 'NONE') return;
+    const quota = Number(s.quota_size);
+    const used = () => d.account.bytes + d.account.reserved;
+    if (s.quota_type === 'HARD') {
+      if (used() + incoming > quota) throw Errors.quotaExceeded(d.name);
+      return;
+    }
+    if (isMeta && d.name === '$system') return;
+    while (used() + incoming > quota) {
+      const victim = this.pickEvictionVictim();
+      if (!victim) throw Errors.quotaKeepFailed(d.name);
+      await this.removeBlockDurably(victim.entry, victim.block);
+    }
+  }
+
+  private pickEvictionVictim(): { entry: Entry; block: Block } | undefined {
+    let best: { entry: Entry; block: Block } | undefined;
+    for (const e of this.data.entries.values()) {
+      if (isMetaEntry(e.name) || e.status === 'DELETING') continue;
+      const b = e.blocks.find((x) => x.count > 0 || x.inflight === 0);
+      if (!b || b.inflight > 0) continue;
+      if (this.services.slots.isProtected(this.data.name, b)) continue;
+      if (!best || b.minTs < best.block.minTs) best = { entry: e, block: b };
+    }
+    return best;
+  }
+
+  /** Removes a whole block: logged durably first, files deleted afterwards. */
+  async removeBlockDurably(entry: Entry, block: Block): Promise<void> {
+    const { commits, slots, files, cache } = this.services;
+    entry.removeBlock(block);
+    this.data.account.bytes -= block.accSize;
+    slots.notifyEvicted(this.data.name, block);
+    await commits.commit({
+      type: OpType.RemoveBlock,
+      lsn: 0n,
+      time: Date.now(),
+      bucket: this.data.name,
+      entry: entry.name,
+      blockId: block.id,
+    });
+    await deleteBlockFiles(files, cache, entry, block);
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * Record writes of one bucket: choose and reserve a place in a block, write the payload to the
+ * block file, hand the WAL op to the group commit. A write goes down these layers once; the group
+ * commit publishes the record (`Entry.publish`) when it is durable.
+ */
+import { createHash } from 'node:crypto';
+import { compact, digestOf } from './digest.js';
+import { Block, Desc, type RecordDesc } from './block.js';
+import { checkEntryName, type BucketData } from './bucket-data.js';
+import type { BucketServices } from './bucket-services.js';
+import { descriptorSize } from './descriptor-size.js';
+import { Entry } from './entry.js';
+import type { StagedWrite } from './group-commit.js';
+import type { Quota } from './quota.js';
+import { OpType, type WriteOp } from './wal.js';
+import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
+import { isMetaEntry } from '../protocol/names.js';
+import { DEFAULT_CONTENT_TYPE } from '../protocol/batch-v1.js';
+import type { BatchItem, PayloadSource, WriteOptions, WriteOutcome } from './types.js';
+
+/** Chunk writes of one streamed record that may be in flight at once. */
+const MAX_INFLIGHT_CHUNK_WRITES = 4;
+const EMPTY_DIGEST = Buffer.alloc(16);
+/** Descriptors of `$meta` entries are small: their blocks hold at most this many payload bytes. */
+const META_BLOCK_BYTES = 128 * 1024;
+
+/** A batch record written to its block file, waiting for its digest and commit. */
+interface Staged extends StagedWrite {
+  i: number;
+}
+
+export class RecordWriter {
+  constructor(
+    private readonly data: BucketData,
+    private readonly services: BucketServices,
+    private readonly quota: Quota,
+  ) {}
+
+  async write(
+    entryName: string,
+    ts: bigint,
+    opts: WriteOptions,
+    payload: PayloadSource,
+  ): Promise<WriteOutcome> {
+    checkEntryName(entryName);
+    const { services, data } = this;
+    services.slots.checkWritable(data.name);
+    const size = opts.size;
+    if (!Number.isSafeInteger(size) || size < 0) throw Errors.unprocessable('Invalid content length');
+    const got = data.ensureEntry(entryName);
+    const entry = got instanceof Entry ? got : await got;
+    await this.quota.makeRoom(size, isMetaEntry(entryName));
+
+    // Choose and reserve without an await in between, so that concurrent writers see each
+    // other's reservations (block-full rule, offsets).
+    let block = this.chooseBlock(entry, ts, size);
+    while (!block.records) {
+      await services.cache.load(entry, block);
+      block = this.chooseBlock(entry, ts, size);
+    }
+    block.inflight++;
+    let desc: RecordDesc;
+    try {
+      const existing = block.find(ts);
+      if (existing) {
+        if (existing.state === 'finished' && opts.digest && existing.size === size) {
+          if (existing.digest.equals(opts.digest.subarray(0, 16))) {
+            // A failed drain leaves through the catch below, which releases the block once.
+            await drain(payload);
+            block.inflight--;
+            return 'already_present';
+          }
+        }
+        if (existing.state !== 'errored' || existing.size !== size) throw Errors.recordExists(ts);
+        // An errored upload of the same size may be overwritten (retried transfers, api.md §3.8).
+        desc = existing;
+        desc.state = 'started';
+        desc.labels = opts.labels ?? {};
+        desc.contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
+        desc.origin = opts.origin ?? '';
+      } else {
+        desc = this.reserve(entryName, block, ts, size, opts);
+      }
+    } catch (e) {
+      block.inflight--;
+      this.dropIfEmpty(entry, block);
+      throw e;
+    }
+
+    data.account.reserved += size;
+    const path = entry.dataPath(block);
+    try {
+      const digest = await this.writePayload(path, desc.offset, size, payload);
+      checkDigest(opts, digest, ts);
+      desc.digest = digest;
+      await services.commits.commitWrites(
+        [{ entry, block, desc, op: this.writeOpFor(desc, block, digest) }],
+        [path],
+      );
+      return 'written';
+    } catch (e) {
+      desc.state = 'errored';
+      throw e instanceof FerryError ? e : fromFsError(e);
+    } finally {
+      data.account.reserved -= size;
+      block.inflight--;
+    }
+  }
+
+  async writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
+    const { services, data } = this;
+    const results = new Array<WriteOutcome | FerryError>(items.length);
+    // Quotas and unusual cases take the single-record path; the common case is done in one pass.
+    const slow: number[] = [];
+    const staged: Staged[] = [];
+    const paths = new Set<string>();
+    const quota = data.settings.quota_type !== 'NONE';
+    const time = Date.now();
+    let lastName: string | undefined;
+    let entry: Entry | undefined;
+    try {
+      services.slots.checkWritable(data.name);
+    } catch (e) {
+      return results.fill(e as FerryError);
+    }
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      if (quota) {
+        slow.push(i);
+        continue;
+      }
+      try {
+        if (it.entry !== lastName) {
+          checkEntryName(it.entry);
+          const got = data.ensureEntry(it.entry);
+          entry = got instanceof Entry ? got : await got;
+          lastName = it.entry;
+        }
+        const e = entry!;
+        const size = it.payload.length;
+        if (size !== it.opts.size)
+          throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
+        const block = this.chooseBlock(e, it.ts, size);
+        if (!block.records) {
+          slow.push(i);
+          continue;
+        }
+        const existing = block.find(it.ts);
+        if (existing) {
+          // Idempotent re-delivery, errored overwrite and conflicts: the single-record rules.
+          slow.push(i);
+          continue;
+        }
+        const desc = this.reserve(it.entry, block, it.ts, size, it.opts);
+        block.inflight++;
+        data.account.reserved += size;
+        const path = e.dataPath(block);
+        try {
+          const pending = services.files.writeAt(path, desc.offset, it.payload);
+          if (pending) await pending;
+          // Staged only once its bytes are written; digested below, all at once.
+          staged.push({ entry: e, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i });
+          paths.add(path);
+        } catch (err) {
+          desc.state = 'errored';
+          block.inflight--;
+          data.account.reserved -= size;
+          throw err;
+        }
+      } catch (err) {
+        results[i] = err instanceof FerryError ? err : fromFsError(err);
+      }
+    }
+    if (staged.length > 0) {
+      const digests = await services.digests.digestMany(staged.map((st) => items[st.i]!.payload));
+      let kept = 0;
+      for (let k = 0; k < staged.length; k++) {
+        const st = staged[k]!;
+        const digest = digests[k]!;
+        try {
+          checkDigest(items[st.i]!.opts, digest, st.desc.ts);
+        } catch (err) {
+          st.desc.state = 'errored';
+          st.block.inflight--;
+          data.account.reserved -= st.desc.size;
+          results[st.i] = err as FerryError;
+          continue;
+        }
+        st.desc.digest = digest;
+        st.op.digest = digest;
+        staged[kept++] = st;
+      }
+      staged.length = kept;
+    }
+    if (staged.length > 0) {
+      try {
+        await services.commits.commitWrites(staged, [...paths]);
+        for (const st of staged) results[st.i] = 'written';
+      } catch (err) {
+        const fe = err instanceof FerryError ? err : fromFsError(err);
+        for (const st of staged) {
+          st.desc.state = 'errored';
+          results[st.i] = fe;
+        }
+      } finally {
+        for (const st of staged) {
+          st.block.inflight--;
+          data.account.reserved -= st.desc.size;
+        }
+      }
+    }
+    for (const i of slow) {
+      const it = items[i]!;
+      try {
+        results[i] = await this.write(it.entry, it.ts, it.opts, it.payload);
+      } catch (err) {
+        results[i] = err instanceof FerryError ? err : fromFsError(err);
+      }
+    }
+    return results;
+  }
+
+  /** Reserves the next offset of `block` for a new record (no await may precede it). */
+  private reserve(entryName: string, block: Block, ts: bigint, size: number, opts: WriteOptions): RecordDesc {
+    const contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
+    const labels = opts.labels ?? {};
+    const offset = block.payloadBytes;
+    block.payloadBytes += size;
+    block.slots++;
+    const desc = new Desc(
+      entryName,
+      ts,
+      size,
+      contentType,
+      labels,
+      'started',
+      opts.origin ?? '',
+      offset,
+      descriptorSize(ts, offset, size, contentType, labels),
+      0n,
+      EMPTY_DIGEST,
+    );
+    block.insert(desc);
+    return desc;
+  }
+
+  /** The WAL op that makes a written record durable. */
+  private writeOpFor(desc: RecordDesc, block: Block, digest: Buffer, time = Date.now()): WriteOp {
+    return {
+      type: OpType.Write,
+      lsn: 0n,
+      time,
+      bucket: this.data.name,
+      entry: desc.entry,
+      ts: desc.ts,
+      blockId: block.id,
+      offset: desc.offset,
+      size: desc.size,
+      descSize: desc.descSize,
+      contentType: desc.contentType,
+      labels: desc.labels,
+      digest,
+      origin: desc.origin,
+    };
+  }
+
+  private async writePayload(
+    path: string,
+    offset: number,
+    size: number,
+    payload: PayloadSource,
+  ): Promise<Buffer> {
+    const files = this.services.files;
+    if (Buffer.isBuffer(payload)) {
+      if (payload.length < size) throw Errors.contentSmaller();
+      if (payload.length > size) throw Errors.contentBigger();
+      if (size > 0) {
+        const p = files.writeAt(path, offset, payload);
+        if (p) await p;
+      }
+      // One-shot hashing is much cheaper than a Hash object for small payloads.
+      return digestOf(payload);
+    }
+    const hash = createHash('sha256');
+    let written = 0;
+    // Positional writes of distinct ranges are independent: keep a few in flight so that reading
+    // the next chunk of the body overlaps with writing the previous ones (bounded memory).
+    const inflight = new Set<Promise<void>>();
+    let failure: unknown;
+    try {
+      for await (const chunk of payload) {
+        if (chunk.length === 0) continue;
+        if (written + chunk.length > size) throw Errors.contentBigger();
+        hash.update(chunk);
+        const p = files.writeAt(path, offset + written, chunk);
+        written += chunk.length;
+        if (p) {
+          const tracked: Promise<void> = p.then(
+            () => void inflight.delete(tracked),
+            (e: unknown) => {
+              inflight.delete(tracked);
+              failure ??= e;
+            },
+          );
+          inflight.add(tracked);
+          if (inflight.size >= MAX_INFLIGHT_CHUNK_WRITES) await Promise.race(inflight);
+        }
+        if (failure !== undefined) throw failure;
+      }
+    } finally {
+      await Promise.all(inflight);
+    }
+    if (failure !== undefined) throw failure;
+    if (written < size) throw Errors.contentSmaller();
+    return compact(hash.digest());
+  }
+
+  /** Picks the block for a record (api.md §21.2: append, belated, or a new block when full). */
+  private chooseBlock(entry: Entry, ts: bigint, size: number): Block {
+    const blocks = entry.blocks;
+    const last = blocks[blocks.length - 1];
+    const s = this.data.settings;
+    const maxSize = isMetaEntry(entry.name) ? META_BLOCK_BYTES : Number(s.max_block_size);
+    const maxRecords = Number(s.max_block_records);
+    let block: Block | undefined;
+    if (last && ts >= last.id) {
+      const full = last.slots > 0 && (last.payloadBytes + size > maxSize || last.slots + 1 > maxRecords);
+      // Compare with the highest timestamp reserved in the block (in-flight writes included), so
+      // that block ranges never overlap and scans stay in order.
+      const recs = last.records;
+      const lastTs = recs && recs.length > 0 ? recs[recs.length - 1]!.ts : last.maxTs;
+      block = full && ts > lastTs ? undefined : last;
+    } else if (last) {
+      block = entry.blockFor(ts);
+    }
+    if (!block) {
+      block = new Block(ts);
+      block.records = [];
+      block.dirty = true;
+      entry.addBlock(block);
+      this.services.cache.track(block);
+    }
+    return block;
+  }
+
+  private dropIfEmpty(entry: Entry, block: Block): void {
+    if (block.inflight === 0 && block.records && block.records.length === 0 && block.count === 0) {
+      entry.removeBlock(block);
+    }
+  }
+}
+
+/** 400 when the digest a sender computed does not match the payload received. */
+function checkDigest(opts: WriteOptions, digest: Buffer, ts: bigint): void {
+  if (opts.digest && !opts.digest.subarray(0, 16).equals(digest)) {
+    throw Errors.badRequest(`Content digest mismatch for record ${ts}: the payload was damaged in transit`);
+  }
+}
+
+async function drain(payload: PayloadSource): Promise<void> {
+  if (Buffer.isBuffer(payload)) return;
+  for await (const _ of payload) {
+    /* discard */
+  }
+}
