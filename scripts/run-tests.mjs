@@ -1,27 +1,154 @@
-// Runs the compiled test files, listed explicitly (Node 20's `node --test` has no .ts discovery).
-// Usage: node scripts/run-tests.mjs [name-filter ...]
-import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+// Runs the compiled tests in two lanes, unit first, then system (test/lanes.json says which file is
+// in which lane; a test file in no lane, or in both, stops the run). One seed per run, from
+// FERRY_TEST_SEED or drawn here, goes to every test process and is printed at the start and on
+// failure. Both lanes report through one spec reporter and end with one combined summary.
+//
+// Usage: node scripts/run-tests.mjs [--lane=unit|system] [name-filter ...]
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { run } from 'node:test';
+import { spec } from 'node:test/reporters';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-function collect(dir) {
+const root = fileURLToPath(new URL('..', import.meta.url));
+const LANES = ['unit', 'system'];
+/** Files run at once per lane (the machine this suite is sized for has 2 cores). */
+const CONCURRENCY = { unit: 2, system: 2 };
+const SUMMARY = /^(tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ([\d.]+)$/;
+
+function fail(message) {
+  console.error(message);
+  process.exit(1);
+}
+
+/** Source test files relative to test/ (the compiled tree may hold stale files of deleted tests). */
+function sourceTests(dir, base = dir) {
   const out = [];
   for (const name of readdirSync(dir).sort()) {
     const p = join(dir, name);
     if (statSync(p).isDirectory()) {
-      if (name !== 'helpers') out.push(...collect(p));
-    } else if (name.endsWith('.test.js')) out.push(p);
+      if (name !== 'helpers') out.push(...sourceTests(p, base));
+    } else if (name.endsWith('.test.ts')) out.push(relative(base, p).split(sep).join('/'));
   }
   return out;
 }
 
-const filters = process.argv.slice(2);
-let files = collect('dist/test');
-if (filters.length) files = files.filter((f) => filters.some((x) => f.includes(x)));
-if (files.length === 0) {
-  console.error('no test files found under dist/test');
-  process.exit(1);
+/** Checks test/lanes.json against the test files; returns lane → compiled file paths. */
+function laneFiles() {
+  const lanes = JSON.parse(readFileSync(join(root, 'test', 'lanes.json'), 'utf8'));
+  const sources = sourceTests(join(root, 'test'));
+  const problems = [];
+  const laneOf = new Map();
+  for (const lane of LANES) {
+    for (const file of lanes[lane] ?? []) {
+      if (!sources.includes(file))
+        problems.push(`test/lanes.json lists ${file} (${lane}), which does not exist`);
+      if (laneOf.has(file)) problems.push(`test/${file} is in both lanes`);
+      laneOf.set(file, lane);
+    }
+  }
+  for (const file of sources) {
+    if (!laneOf.has(file)) {
+      problems.push(
+        `test/${file} is in no lane: add it to "unit" (in-process only) or "system" (starts processes) in test/lanes.json`,
+      );
+    }
+  }
+  if (problems.length > 0) fail(problems.join('\n'));
+  const out = { unit: [], system: [] };
+  for (const file of sources) {
+    const compiled = join(root, 'dist', 'test', file.replace(/\.ts$/, '.js'));
+    if (!existsSync(compiled)) fail(`${compiled} is missing: run npm run build`);
+    out[laneOf.get(file)].push(compiled);
+  }
+  return out;
 }
-const args = ['--test', '--test-reporter=spec', '--test-concurrency=2', ...files];
-const r = spawnSync(process.execPath, args, { stdio: 'inherit', env: { ...process.env, FERRY_TEST: '1' } });
-process.exit(r.status ?? 1);
+
+function parseArgs(argv) {
+  let lanes = LANES;
+  const filters = [];
+  for (const arg of argv) {
+    const m = /^--lane=(.*)$/.exec(arg);
+    if (!m) filters.push(arg);
+    else if (LANES.includes(m[1])) lanes = [m[1]];
+    else fail(`unknown lane '${m[1]}' (lanes: ${LANES.join(', ')})`);
+  }
+  return { lanes, filters };
+}
+
+/** The run's seed, resolved by the compiled test helper that every test process uses as well. */
+async function runSeed() {
+  const { resolveSeed } = await import(
+    pathToFileURL(join(root, 'dist', 'test', 'helpers', 'seed-source.js')).href
+  );
+  try {
+    return resolveSeed(process.env);
+  } catch (e) {
+    fail(e.message);
+  }
+}
+
+const note = (message) => ({ type: 'test:diagnostic', data: { nesting: 0, message } });
+
+const { lanes, filters } = parseArgs(process.argv.slice(2));
+const files = laneFiles();
+const selected = lanes
+  .map((lane) => ({
+    lane,
+    files: files[lane].filter((f) => filters.length === 0 || filters.some((x) => f.includes(x))),
+  }))
+  .filter((l) => l.files.length > 0);
+if (selected.length === 0) fail(`no test file matches ${filters.join(' ')} in lane ${lanes.join(', ')}`);
+const { seed, from } = await runSeed();
+const replay = `FERRY_TEST_SEED=${seed}`;
+const totals = new Map();
+const durations = [];
+let failedEvents = 0;
+
+/** Events of every selected lane in turn; the lanes' own summaries are summed for {@link summary}. */
+async function* events() {
+  yield note(`test seed ${seed} (${from}; ${replay} replays this run)`);
+  const guard = pathToFileURL(join(root, 'scripts', 'unit-lane-guard.mjs')).href;
+  const nodeOptions = process.env.NODE_OPTIONS ?? '';
+  for (const { lane, files: laneFilesToRun } of selected) {
+    yield note(`${lane} lane: ${laneFilesToRun.length} files`);
+    process.env.FERRY_TEST = '1';
+    process.env.FERRY_TEST_SEED = String(seed);
+    process.env.FERRY_TEST_LANE = lane;
+    process.env.NODE_OPTIONS = lane === 'unit' ? `${nodeOptions} --import=${guard}`.trim() : nodeOptions;
+    const started = Date.now();
+    for await (const event of run({ files: laneFilesToRun, concurrency: CONCURRENCY[lane] })) {
+      const m =
+        event.type === 'test:diagnostic' && event.data.nesting === 0 && !event.data.file
+          ? SUMMARY.exec(event.data.message)
+          : null;
+      if (m) {
+        totals.set(m[1], (totals.get(m[1]) ?? 0) + Number(m[2]));
+        continue;
+      }
+      if (event.type === 'test:fail' && !event.data.todo) failedEvents++;
+      yield event;
+    }
+    const seconds = (Date.now() - started) / 1000;
+    durations.push(`${lane} lane ${seconds.toFixed(1)} s`);
+    yield note(`${lane} lane finished in ${seconds.toFixed(1)} s`);
+  }
+}
+
+/** The combined summary, after the lanes' failure listings so that the run ends with it. */
+function* summary() {
+  for (const key of ['tests', 'suites', 'pass', 'fail', 'cancelled', 'skipped', 'todo']) {
+    yield note(`${key} ${totals.get(key) ?? 0}`);
+  }
+  yield note(`duration_ms ${totals.get('duration_ms') ?? 0}`);
+  yield note(durations.join(', '));
+  if (failed()) yield note(`FAILED with test seed ${seed}: rerun with ${replay}`);
+}
+
+const failed = () => failedEvents > 0 || (totals.get('fail') ?? 0) > 0 || (totals.get('cancelled') ?? 0) > 0;
+
+await pipeline(Readable.from(events()), new spec(), process.stdout, { end: false });
+await pipeline(Readable.from(summary()), new spec(), process.stdout, { end: false });
+process.exitCode = failed() || (totals.get('tests') ?? 0) === 0 ? 1 : 0;

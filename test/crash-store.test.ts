@@ -1,11 +1,14 @@
 /**
  * Crash safety of the store with real processes: a write answered 200 survives SIGKILL at any
  * instant; after the unclean stop nothing half-written is served and accounting matches the data.
- * Seeds are printed as diagnostics; rerun a schedule with FERRY_CRASH_SEED=<seed>.
+ * Every random choice (kill points, the writers' requests and payloads) comes from the run's test seed
+ * (`helpers/seed.ts`); failures name it, and FERRY_TEST_SEED=<seed> replays the choices. A kill comes
+ * after a drawn number of acknowledged records, not after a drawn time: how much a round proves must
+ * not depend on how fast a loaded machine happens to be.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomInt } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -13,8 +16,9 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { Client } from 'reduct-js';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
-import { runWriters, seededRandom, WriteLedger, type AttemptedRecord } from './helpers/crash-workload.js';
+import { runWriters, WriteLedger, type AttemptedRecord } from './helpers/crash-workload.js';
 import { verifyRecovered } from './helpers/crash-verify.js';
+import { REPLAY, seededBytes, seededRandom } from './helpers/seed.js';
 
 const cleanups: Array<() => Promise<void>> = [];
 after(async () => {
@@ -36,25 +40,23 @@ async function startServer(prefix: string): Promise<FerryProcess> {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function seedFromEnv(): number {
-  const fromEnv = process.env.FERRY_CRASH_SEED;
-  return fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : randomInt(2 ** 31);
-}
-
-function failure(what: string, problems: string[], ferry: FerryProcess, seed: number): string {
+function failure(what: string, problems: string[], ferry: FerryProcess): string {
   const shown = problems.slice(0, 20).join('\n  ');
-  return `${what} (seed ${seed}): ${problems.length} problem(s)\n  ${shown}\n--- server output (tail) ---\n${ferry
+  return `${what} (${REPLAY}): ${problems.length} problem(s)\n  ${shown}\n--- server output (tail) ---\n${ferry
     .output()
     .slice(-4000)}`;
 }
 
 const ROUNDS = 6;
 const WRITERS = 8;
+/** Each round is killed after this many acknowledged records, plus a drawn share of KILL_SPREAD. */
+const KILL_AFTER = 25;
+const KILL_SPREAD = 150;
+/** A round that cannot reach its kill point in this time means the server stopped acknowledging. */
+const ROUND_LIMIT_MS = 60_000;
 
 test(`acknowledged writes survive ${ROUNDS} SIGKILLs at random moments`, { timeout: 150_000 }, async (t) => {
-  const seed = seedFromEnv();
-  t.diagnostic(`seed ${seed}`);
-  const random = seededRandom(seed);
+  const random = seededRandom('crash-store/kills');
   const ferry = await startServer('ferry-crash-');
   const bucket = 'crash';
   await new Client(ferry.url, { apiToken: ferry.token }).createBucket(bucket);
@@ -71,9 +73,14 @@ test(`acknowledged writes survive ${ROUNDS} SIGKILLs at random moments`, { timeo
   let checkedAcked = 0;
   let lastInfo: unknown;
   let lastServed = 0;
+  const everyPathAcked = (): boolean => Object.values(ledger.stats).every((s) => s.acked > 0);
 
   for (let round = 0; round < ROUNDS; round++) {
     let stop = false;
+    let acked = 0;
+    const killAfter = KILL_AFTER + Math.floor(random() * KILL_SPREAD);
+    let reached!: () => void;
+    const killPoint = new Promise<void>((resolve) => (reached = resolve));
     const load = runWriters({
       url: ferry.url,
       token: ferry.token,
@@ -81,14 +88,25 @@ test(`acknowledged writes survive ${ROUNDS} SIGKILLs at random moments`, { timeo
       writers: WRITERS,
       ledger,
       round,
-      random,
+      seedName: `crash-store/round-${round}`,
       nextTs,
       stopped: () => stop,
+      // Killed from the acknowledgement itself: the other writers' requests are in flight.
+      onAck: () => {
+        if (++acked >= killAfter && everyPathAcked()) reached();
+      },
     });
-    await sleep(100 + Math.floor(random() * 700));
+    const limit = setTimeout(reached, ROUND_LIMIT_MS);
+    await killPoint;
+    clearTimeout(limit);
     stop = true; // no new requests; the ones in flight are cut by the kill
     await ferry.kill('SIGKILL');
     await load;
+    assert.ok(
+      acked >= killAfter,
+      `round ${round}: only ${acked} of ${killAfter} records acknowledged in ${ROUND_LIMIT_MS} ms (${REPLAY})\n` +
+        ferry.output().slice(-4000),
+    );
     if (round % 2 === 1) {
       // Crash again while the server recovers from the first crash: recovery must be restartable.
       const recovering = ferry.restart().then(
@@ -105,10 +123,11 @@ test(`acknowledged writes survive ${ROUNDS} SIGKILLs at random moments`, { timeo
     const report = await verifyRecovered(ferry.url, ferry.token, bucket, ledger, {
       singleRead: (r: AttemptedRecord) => r.round === round || random() < 0.03,
     });
-    assert.deepEqual(report.problems, [], failure(`round ${round}`, report.problems, ferry, seed));
+    assert.deepEqual(report.problems, [], failure(`round ${round}`, report.problems, ferry));
     const thisRound = [...ledger.records.values()].filter((r) => r.round === round);
     t.diagnostic(
-      `round ${round}: ${thisRound.length} attempted, ${thisRound.filter((r) => r.acked).length} acked, ` +
+      `round ${round}: ${thisRound.length} attempted, ${thisRound.filter((r) => r.acked).length} acked ` +
+        `(killed after ${killAfter}), ` +
         `${report.served} served in total, ${report.unackedPresent} unacked present, ${report.singleReads} single reads`,
     );
     singleReads += report.singleReads;
@@ -126,7 +145,7 @@ test(`acknowledged writes survive ${ROUNDS} SIGKILLs at random moments`, { timeo
   // A clean restart after recovery changes nothing: recovery left a consistent state behind.
   await ferry.restart();
   const final = await verifyRecovered(ferry.url, ferry.token, bucket, ledger, { singleRead: () => false });
-  assert.deepEqual(final.problems, [], failure('after a clean restart', final.problems, ferry, seed));
+  assert.deepEqual(final.problems, [], failure('after a clean restart', final.problems, ferry));
   assert.equal(final.served, lastServed);
   assert.deepEqual(final.bucketInfo, lastInfo);
 
@@ -189,29 +208,28 @@ test(
   'SIGKILL during a 50 MiB streaming upload never serves the partial record',
   { timeout: 90_000 },
   async (t) => {
-    const seed = seedFromEnv();
-    t.diagnostic(`seed ${seed}`);
-    const random = seededRandom(seed);
+    const random = seededRandom('crash-store/upload');
     const ferry = await startServer('ferry-crash-big-');
     const client = new Client(ferry.url, { apiToken: ferry.token });
     const bucket = await client.createBucket('big');
     const auth = { authorization: `Bearer ${ferry.token}` };
 
     const total = 50 * 1024 * 1024;
-    const chunk = randomBytes(256 * 1024);
+    const chunk = seededBytes(random, 256 * 1024);
     const bigTs = 1_000_000_000n;
     // Small records before and, while the upload runs, after the big one in the same entry: the torn
     // record sits in the middle of the entry's data.
     const acked: Array<{ ts: bigint; body: Buffer }> = [];
     for (let i = 0; i < 5; i++) {
-      const body = randomBytes(100 + i);
+      const body = seededBytes(random, 100 + i);
       await (await bucket.beginWrite('e', { ts: bigTs - 10n + BigInt(i) })).write(body);
       acked.push({ ts: bigTs - 10n + BigInt(i), body });
     }
     let stop = false;
+    const smallRandom = seededRandom('crash-store/upload-small');
     const smallWriter = (async () => {
       for (let i = 1; !stop; i++) {
-        const body = randomBytes(1000 + i);
+        const body = seededBytes(smallRandom, 1000 + i);
         try {
           await (await bucket.beginWrite('e', { ts: bigTs + BigInt(i) })).write(body);
           acked.push({ ts: bigTs + BigInt(i), body });

@@ -6,13 +6,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import './helpers/property-config.js';
+import { seededBytes, seededRandom } from './helpers/seed.js';
 import { Client } from 'reduct-js';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import {
@@ -141,7 +142,7 @@ before(async () => {
     batch.add(
       i % 2 === 0 ? 'known' : 'known/sub',
       1_000_000n + BigInt(i),
-      randomBytes(i * 37),
+      seededBytes(seededRandom(`fuzz-http/seed-record-${i}`), i * 37),
       'text/plain',
       {
         i: String(i),
@@ -1144,7 +1145,7 @@ test('bodies shorter than declared, then the connection closed', async () => {
     {
       method: 'POST',
       path: `${e}?ts=9500007`,
-      body: gzipSync(randomBytes(50_000)).subarray(0, 1000),
+      body: gzipSync(seededBytes(seededRandom('fuzz-http/truncated-gzip'), 50_000)).subarray(0, 1000),
       contentLength: 5000,
       headers: [
         ['content-encoding', 'gzip'],
@@ -1186,7 +1187,7 @@ test('bodies shorter than declared, then the connection closed', async () => {
   const served = await snapshotBucket(ferry.url, ferry.token, SCRATCH, { entries: ['trunc', 'trunc2'] });
   for (const key of served.keys()) failures.push(`the query serves truncated record ${key}`);
   // A client retrying with the full body succeeds, also over an errored record of the same size (§3.8).
-  const full = randomBytes(1000);
+  const full = seededBytes(seededRandom('fuzz-http/full'), 1000);
   const retry = await send({ method: 'POST', path: `${e}?ts=9500001`, body: full });
   if (retry.status !== 200)
     failures.push(`retry of 9500001 → ${retry.status} ${retry.headers.get('x-reduct-error')}`);
@@ -1217,7 +1218,7 @@ test('after all of it: nothing changed, nothing escaped, the server still works'
     'unexpected buckets',
   );
 
-  const payload = randomBytes(4096);
+  const payload = seededBytes(seededRandom('fuzz-http/payload'), 4096);
   const w = await send({
     method: 'POST',
     path: `/api/v1/b/${BUCKET}/final?ts=1`,

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, connect, type Server, type Socket } from 'node:net';
-import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
+import { startFaultProxy, type FaultProxy, type FaultProxyOptions } from './helpers/fault-proxy.js';
+import { ManualClock } from './helpers/manual-clock.js';
 import { waitFor } from './helpers/wait.js';
 
 interface Echo {
@@ -34,9 +35,12 @@ async function startEcho(): Promise<Echo> {
   return { server, port: addr.port, received: () => received, accepted: () => accepted, sockets };
 }
 
-async function withSetup(fn: (echo: Echo, proxy: FaultProxy) => Promise<void>): Promise<void> {
+async function withSetup(
+  fn: (echo: Echo, proxy: FaultProxy) => Promise<void>,
+  options: FaultProxyOptions = {},
+): Promise<void> {
   const echo = await startEcho();
-  const proxy = await startFaultProxy({ host: '127.0.0.1', port: echo.port });
+  const proxy = await startFaultProxy({ host: '127.0.0.1', port: echo.port }, options);
   try {
     await fn(echo, proxy);
   } finally {
@@ -114,17 +118,31 @@ test('HTTP requests work through the proxy with keep-alive', async () => {
   }
 });
 
-test('latency delays each direction', async () => {
-  await withSetup(async (_echo, proxy) => {
-    proxy.setLatency(100);
-    const c = await open(proxy.port);
-    const t0 = Date.now();
-    c.sock.write('ping');
-    await waitFor(() => c.data() === 'ping', { timeoutMs: 3000, intervalMs: 5 });
-    const elapsed = Date.now() - t0;
-    assert.ok(elapsed >= 190, `round trip took ${elapsed} ms, expected >= 200`);
-    c.sock.destroy();
-  });
+test('latency holds each direction for exactly the set time (injected clock)', async () => {
+  const clock = new ManualClock();
+  await withSetup(
+    async (echo, proxy) => {
+      proxy.setLatency(100);
+      const c = await open(proxy.port);
+      c.sock.write('ping');
+      await waitFor(() => clock.pending === 1, { message: 'the request waits in the latency queue' });
+      // bytesUp and bytesDown count what the proxy wrote on, synchronously with the timers firing
+      clock.advance(99);
+      assert.equal(proxy.stats().bytesUp, 0, 'forwarded upstream before its latency passed');
+      clock.advance(1);
+      assert.equal(proxy.stats().bytesUp, 4);
+      await waitFor(() => echo.received() === 4 && clock.pending === 1, {
+        message: 'forwarded upstream after 100 ms; the echo waits in the queue',
+      });
+      clock.advance(99);
+      assert.equal(proxy.stats().bytesDown, 0, 'delivered downstream before its latency passed');
+      clock.advance(1);
+      assert.equal(proxy.stats().bytesDown, 4);
+      await waitFor(() => c.data() === 'ping', { message: 'delivered downstream after 100 ms more' });
+      c.sock.destroy();
+    },
+    { clock },
+  );
 });
 
 test('reset mode resets open and new connections; pass restores service', async () => {
@@ -169,7 +187,7 @@ test('blackhole accepts and never answers, and never reaches the target', async 
     proxy.setMode('blackhole');
     const c = await open(proxy.port);
     c.sock.write('into the void');
-    await sleep(200);
+    await waitFor(() => proxy.stats().bytesDiscarded === 13, { message: 'the proxy read the bytes' });
     assert.equal(c.data(), '');
     assert.equal(c.sock.destroyed, false);
     assert.equal(echo.accepted(), 0);

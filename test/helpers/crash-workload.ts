@@ -3,10 +3,11 @@
  * reduct-js, v1 batches as raw HTTP, v2 batches through reduct-js) and record, in a ledger, what every
  * attempted write sent and which ones the server acknowledged.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { request } from 'undici';
 import { Client, type Bucket } from 'reduct-js';
 import type { RecordDigest } from './records.js';
+import { seededBytes, seededRandom } from './seed.js';
 
 /** What one attempted write sent, plus whether the server acknowledged it. */
 export interface AttemptedRecord extends RecordDigest {
@@ -49,18 +50,6 @@ export class WriteLedger {
 /** The three write paths exercised. */
 export type WritePath = 'single' | 'v1' | 'v2';
 
-/** Small seeded PRNG (mulberry32) so that a failing run's schedule can be replayed from its seed. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const CONTENT_TYPES = [
   'application/octet-stream',
   'text/plain',
@@ -76,7 +65,14 @@ export interface WorkloadOptions {
   writers: number;
   ledger: WriteLedger;
   round: number;
-  random: () => number;
+  /**
+   * Names the seeded random streams of this load (see `seed.ts`): writer `i` draws from
+   * `<seedName>/writer-<i>`, so its choices and payloads replay with the run's seed whatever the
+   * interleaving of the writers.
+   */
+  seedName: string;
+  /** Called after each acknowledged record. */
+  onAck?: (path: WritePath) => void;
   /** Hands out unique timestamps (a crash test never reuses one: an unacknowledged write may exist). */
   nextTs: (count: number) => bigint;
   /** Writers stop starting new requests once this returns true. */
@@ -108,12 +104,11 @@ interface Planned {
   labels: Record<string, string>;
 }
 
-function plan(o: WorkloadOptions, writer: number, entry: string, ts: bigint): Planned {
-  const rnd = o.random;
+function plan(rnd: () => number, o: WorkloadOptions, writer: number, entry: string, ts: bigint): Planned {
   return {
     entry,
     ts,
-    payload: randomBytes(pickSize(rnd)),
+    payload: seededBytes(rnd, pickSize(rnd)),
     contentType: CONTENT_TYPES[Math.floor(rnd() * CONTENT_TYPES.length)]!,
     labels: pickLabels(rnd, writer, o.round),
   };
@@ -134,6 +129,11 @@ function attempt(o: WorkloadOptions, p: Planned, path: WritePath): AttemptedReco
   );
 }
 
+function acknowledge(o: WorkloadOptions, rec: AttemptedRecord, path: WritePath): void {
+  o.ledger.ack(rec, path);
+  o.onAck?.(path);
+}
+
 /** Encodes one v1 batch header value (api.md §10.1): quoted when the value holds a comma. */
 function v1Header(p: Planned): string {
   const labels = Object.entries(p.labels).map(([k, v]) => `${k}=${v.includes(',') ? `"${v}"` : v}`);
@@ -145,7 +145,7 @@ async function writeSingle(o: WorkloadOptions, bucket: Bucket, p: Planned): Prom
   o.ledger.stats.single.requests++;
   const w = await bucket.beginWrite(p.entry, { ts: p.ts, contentType: p.contentType, labels: p.labels });
   await w.write(p.payload);
-  o.ledger.ack(rec, 'single');
+  acknowledge(o, rec, 'single');
 }
 
 async function writeV1(o: WorkloadOptions, records: Planned[]): Promise<void> {
@@ -165,7 +165,7 @@ async function writeV1(o: WorkloadOptions, records: Planned[]): Promise<void> {
   await res.body.dump();
   if (res.statusCode !== 200) return;
   for (const rec of attempted) {
-    if (res.headers[`x-reduct-error-${rec.ts}`] === undefined) o.ledger.ack(rec, 'v1');
+    if (res.headers[`x-reduct-error-${rec.ts}`] === undefined) acknowledge(o, rec, 'v1');
   }
 }
 
@@ -176,28 +176,28 @@ async function writeV2(o: WorkloadOptions, bucket: Bucket, records: Planned[]): 
   o.ledger.stats.v2.requests++;
   const errors = await batch.send();
   for (const rec of attempted) {
-    if (errors.get(rec.entry)?.get(rec.ts) === undefined) o.ledger.ack(rec, 'v2');
+    if (errors.get(rec.entry)?.get(rec.ts) === undefined) acknowledge(o, rec, 'v2');
   }
 }
 
 async function writerLoop(o: WorkloadOptions, writer: number): Promise<void> {
   const client = new Client(o.url, { apiToken: o.token });
   const bucket = await client.getBucket(o.bucket);
-  const rnd = o.random;
+  const rnd = seededRandom(`${o.seedName}/writer-${writer}`);
   const main = `w${writer}`;
   const nested = `w${writer}/cam/${writer % 2 === 0 ? 'left' : 'right'}`;
   while (!o.stopped()) {
     const kind = rnd();
     try {
       if (kind < 0.4) {
-        await writeSingle(o, bucket, plan(o, writer, rnd() < 0.7 ? main : nested, o.nextTs(1)));
+        await writeSingle(o, bucket, plan(rnd, o, writer, rnd() < 0.7 ? main : nested, o.nextTs(1)));
       } else if (kind < 0.7) {
         const n = 1 + Math.floor(rnd() * 8);
         const base = o.nextTs(n);
         const entry = rnd() < 0.7 ? main : nested;
         await writeV1(
           o,
-          Array.from({ length: n }, (_, i) => plan(o, writer, entry, base + BigInt(i))),
+          Array.from({ length: n }, (_, i) => plan(rnd, o, writer, entry, base + BigInt(i))),
         );
       } else {
         // Entries do not interleave in time within one batch: reduct-js orders v2 payloads by time
@@ -206,8 +206,8 @@ async function writerLoop(o: WorkloadOptions, writer: number): Promise<void> {
         const b = Math.floor(rnd() * 4);
         const base = o.nextTs(a + b);
         const records = [
-          ...Array.from({ length: a }, (_, i) => plan(o, writer, main, base + BigInt(i))),
-          ...Array.from({ length: b }, (_, i) => plan(o, writer, nested, base + BigInt(a + i))),
+          ...Array.from({ length: a }, (_, i) => plan(rnd, o, writer, main, base + BigInt(i))),
+          ...Array.from({ length: b }, (_, i) => plan(rnd, o, writer, nested, base + BigInt(a + i))),
         ];
         await writeV2(o, bucket, records);
       }

@@ -3,6 +3,7 @@
  * swallow or delay traffic, or cut connections in the middle of a request.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { realClock, type Clock } from './manual-clock.js';
 
 /**
  * - `pass`: forward both ways.
@@ -22,6 +23,14 @@ export interface FaultProxyStats {
   bytesDown: number;
   /** Connections torn down with a reset by the proxy. */
   resets: number;
+  /** Bytes read and thrown away in `blackhole` mode. */
+  bytesDiscarded: number;
+}
+
+/** Options of {@link startFaultProxy}. */
+export interface FaultProxyOptions {
+  /** Time source of the latency queue (default: the real clock). */
+  clock?: Clock;
 }
 
 /** Handle of a running proxy from {@link startFaultProxy}. */
@@ -46,7 +55,7 @@ type Item = { chunk: Buffer; due: number } | { end: true; due: number } | { rese
 /** One direction of a proxied connection, with its ordered delay queue. */
 class Pipe {
   readonly queue: Item[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  private timer: unknown;
   private waitingDrain = false;
   forwarded = 0;
   /** Bytes accepted into the queue (forwarded or still waiting). */
@@ -65,9 +74,9 @@ class Pipe {
     while (this.queue.length > 0) {
       if (proxy.mode === 'stall') return;
       const head = this.queue[0]!;
-      const wait = head.due - Date.now();
+      const wait = head.due - proxy.clock.now();
       if (wait > 0) {
-        this.timer = setTimeout(() => {
+        this.timer = proxy.clock.setTimeout(() => {
           this.timer = undefined;
           this.pump();
         }, wait);
@@ -103,7 +112,7 @@ class Pipe {
   }
 
   cancel(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.timer !== undefined) this.link.proxy.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 }
@@ -145,8 +154,11 @@ class Link {
 
   private onData(pipe: Pipe, chunk: Buffer): void {
     const proxy = this.proxy;
-    if (this.blackholed || proxy.mode === 'blackhole') return; // read and discard
-    const due = Date.now() + proxy.latencyMs;
+    if (this.blackholed || proxy.mode === 'blackhole') {
+      proxy.counters.bytesDiscarded += chunk.length; // read and discard
+      return;
+    }
+    const due = proxy.clock.now() + proxy.latencyMs;
     const limit = pipe.upstream ? proxy.resetAfter : null;
     if (limit !== null && pipe.accepted + chunk.length >= limit) {
       const keep = Math.max(0, limit - pipe.accepted);
@@ -163,7 +175,7 @@ class Link {
 
   private onEnd(pipe: Pipe): void {
     if (this.blackholed || this.proxy.mode === 'blackhole') return;
-    pipe.queue.push({ end: true, due: Date.now() + this.proxy.latencyMs });
+    pipe.queue.push({ end: true, due: this.proxy.clock.now() + this.proxy.latencyMs });
     pipe.pump();
   }
 
@@ -218,17 +230,22 @@ interface ProxyState {
   resetAfter: number | null;
   links: Set<Link>;
   counters: FaultProxyStats;
+  clock: Clock;
 }
 
 /** Starts a proxy on 127.0.0.1 (random port) in `pass` mode that forwards to `target`. */
-export async function startFaultProxy(target: { host: string; port: number }): Promise<FaultProxy> {
+export async function startFaultProxy(
+  target: { host: string; port: number },
+  options: FaultProxyOptions = {},
+): Promise<FaultProxy> {
   const state: ProxyState = {
+    clock: options.clock ?? realClock,
     target,
     mode: 'pass',
     latencyMs: 0,
     resetAfter: null,
     links: new Set(),
-    counters: { connections: 0, bytesUp: 0, bytesDown: 0, resets: 0 },
+    counters: { connections: 0, bytesUp: 0, bytesDown: 0, resets: 0, bytesDiscarded: 0 },
   };
   const server: Server = createServer({ allowHalfOpen: true }, (client) => {
     state.counters.connections++;

@@ -1,9 +1,9 @@
 /**
- * fast-check settings shared by the property tests. Local runs explore with a new random seed each
- * time (fast-check prints the seed of a failure); CI (`CI=true`) uses a fixed seed so that a green
- * submission stays green. `FERRY_FC_SEED=<n>` replays a given seed anywhere.
+ * fast-check settings shared by the property tests: every property draws from the run's test seed
+ * (`seed.ts`), so a failure that fast-check reports (with its seed and shrink path) is replayed by
+ * running again with the FERRY_TEST_SEED that the run printed.
  */
 import fc from 'fast-check';
+import { TEST_SEED } from './seed.js';
 
-const fixed = process.env.FERRY_FC_SEED ?? (process.env.CI ? '20261122' : undefined);
-if (fixed !== undefined) fc.configureGlobal({ ...fc.readConfigureGlobal(), seed: Number(fixed) });
+fc.configureGlobal({ ...fc.readConfigureGlobal(), seed: TEST_SEED });
