@@ -16,6 +16,7 @@ import { SystemEvents } from './system/system-events.js';
 import { ReplicationManager } from './replication/manager.js';
 import { ReplicationMonitor } from './replication/monitor.js';
 import { LinkKeys } from './http/links/link-keys.js';
+import { PollingEvents } from './replication/status-feed.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -134,6 +135,8 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     closers.push(async () => monitor.close());
     services.replications = replications;
     services.monitor = monitor;
+    // until the manager notifies by itself (ReplicationManager.subscribe), the events stream polls
+    services.events = new PollingEvents((name) => monitor.status(name));
   } catch (e) {
     if (http?.server.listening) await http.close();
     await closeAll();

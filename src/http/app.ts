@@ -43,6 +43,7 @@ import { linkRoutes } from './routes/links.js';
  * survives a typo in a token, and far too little to make the server read uploads for strangers.
  */
 const ANONYMOUS_DISCARD_BYTES = 64 * 1024;
+import { eventsRoute } from './routes/events.js';
 
 interface RouteStore {
   handler: Handler;
@@ -71,6 +72,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...replicationRoutes(),
     ...monitoringRoutes(),
     ...linkRoutes(),
+    eventsRoute(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

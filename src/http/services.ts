@@ -8,6 +8,7 @@ import type { TokenStore } from '../auth/types.js';
 import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '../protocol/replications.js';
 import type { ActiveTasks, ReplicationStatus } from '../protocol/replication-status.js';
 import type { LinkKeys } from './links/link-keys.js';
+import type { ReplicationEvents } from '../replication/status-feed.js';
 
 /** One record of a query result. `labels` are the labels to emit (after `#select_labels`). */
 export interface QueryRecord {
@@ -84,6 +85,8 @@ export interface HttpServices {
   replications?: ReplicationService;
   /** Set together with `replications`. */
   monitor?: MonitorService;
+  /** Change notifications of replications, for the events stream (set with `replications`). */
+  events?: ReplicationEvents;
   system: SystemEventsService;
   /** Keys of query links (api.md §15). */
   linkKeys: LinkKeys;

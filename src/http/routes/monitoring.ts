@@ -1,6 +1,6 @@
 /**
  * Replication monitoring routes (replication.md §9), all FullAccess like the replication API:
- * `GET /active_tasks` and `GET /replications/{name}/status`. Shapes: src/protocol/replication-status.ts.
+ * `GET /active_tasks` and `GET /replications/{name}/status`; the events stream is in events.ts. Shapes: src/protocol/replication-status.ts.
  */
 import { Errors } from '../../protocol/errors.js';
 import { fullAccess } from '../auth-hook.js';
