@@ -168,6 +168,7 @@ export const Errors = {
   linkRecordNotFound: (entry: string, ts: bigint) =>
     new FerryError(404, `Record ${ts} of entry '${entry}' is not in the result of the query link`),
   rangeNotSatisfiable: () => new FerryError(416, 'Range not satisfiable'),
+
   // monitoring: status, events stream, metrics, stored filters (issue 9)
   queryParamRange: (param: string, min: number, max: number) =>
     new FerryError(422, `Invalid '${param}': must be an integer between ${min} and ${max}`),
