@@ -171,7 +171,6 @@ export class BucketImpl implements Bucket {
     if (!found) throw Errors.recordNotFound(ts, this.name, entryName);
     const { block, desc } = found;
     if (desc.state === 'started') throw Errors.recordStillWritten(ts);
-    if (desc.state === 'errored') throw Errors.recordErrored(ts);
     return this.stored(entry, block, desc);
   }
 

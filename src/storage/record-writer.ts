@@ -15,6 +15,7 @@ import type { Quota } from './quota.js';
 import { OpType, type WriteOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
+import { checkContentType, checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
 import { DEFAULT_CONTENT_TYPE } from '../protocol/batch-v1.js';
 import type { BatchItem, PayloadSource, WriteOptions, WriteOutcome } from './types.js';
 
@@ -43,13 +44,15 @@ export class RecordWriter {
     payload: PayloadSource,
   ): Promise<WriteOutcome> {
     checkEntryName(entryName);
+    checkRecordFields(opts);
     const { services, data } = this;
     services.slots.checkWritable(data.name);
     const size = opts.size;
     if (!Number.isSafeInteger(size) || size < 0) throw Errors.unprocessable('Invalid content length');
+    // Before the entry exists: a refused write creates nothing.
+    await this.quota.makeRoom(size, isMetaEntry(entryName));
     const got = data.ensureEntry(entryName);
     const entry = got instanceof Entry ? got : await got;
-    await this.quota.makeRoom(size, isMetaEntry(entryName));
 
     // Choose and reserve without an await in between, so that concurrent writers see each
     // other's reservations (block-full rule, offsets).
@@ -71,16 +74,9 @@ export class RecordWriter {
             return 'already_present';
           }
         }
-        if (existing.state !== 'errored' || existing.size !== size) throw Errors.recordExists(ts);
-        // An errored upload of the same size may be overwritten (retried transfers, api.md §3.8).
-        desc = existing;
-        desc.state = 'started';
-        desc.labels = opts.labels ?? {};
-        desc.contentType = opts.contentType || DEFAULT_CONTENT_TYPE;
-        desc.origin = opts.origin ?? '';
-      } else {
-        desc = this.reserve(entryName, block, ts, size, opts);
+        throw Errors.recordExists(ts);
       }
+      desc = this.reserve(entryName, block, ts, size, opts);
     } catch (e) {
       block.inflight--;
       this.dropIfEmpty(entry, block);
@@ -93,17 +89,17 @@ export class RecordWriter {
       const digest = await this.writePayload(path, desc.offset, size, payload);
       checkDigest(opts, digest, ts);
       desc.digest = digest;
-      await services.commits.commitWrites(
-        [{ entry, block, desc, op: this.writeOpFor(desc, block, digest) }],
-        [path],
-      );
+      const op = this.writeOpFor(desc, block, digest);
+      await services.commits.commitWrites([{ entry, block, desc, op }], [path]);
       return 'written';
     } catch (e) {
-      desc.state = 'errored';
+      // A write that never became durable leaves nothing behind: its timestamp is free again.
+      this.release(entry, block, desc);
       throw e instanceof FerryError ? e : fromFsError(e);
     } finally {
       data.account.reserved -= size;
       block.inflight--;
+      this.dropIfEmpty(entry, block);
     }
   }
 
@@ -137,6 +133,7 @@ export class RecordWriter {
           lastName = it.entry;
         }
         const e = entry!;
+        checkRecordFields(it.opts);
         const size = it.payload.length;
         if (size !== it.opts.size)
           throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
@@ -147,7 +144,7 @@ export class RecordWriter {
         }
         const existing = block.find(it.ts);
         if (existing) {
-          // Idempotent re-delivery, errored overwrite and conflicts: the single-record rules.
+          // Idempotent re-delivery and conflicts: the single-record rules.
           slow.push(i);
           continue;
         }
@@ -162,9 +159,10 @@ export class RecordWriter {
           staged.push({ entry: e, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i });
           paths.add(path);
         } catch (err) {
-          desc.state = 'errored';
+          this.release(e, block, desc);
           block.inflight--;
           data.account.reserved -= size;
+          this.dropIfEmpty(e, block);
           throw err;
         }
       } catch (err) {
@@ -180,9 +178,10 @@ export class RecordWriter {
         try {
           checkDigest(items[st.i]!.opts, digest, st.desc.ts);
         } catch (err) {
-          st.desc.state = 'errored';
+          this.release(st.entry, st.block, st.desc);
           st.block.inflight--;
           data.account.reserved -= st.desc.size;
+          this.dropIfEmpty(st.entry, st.block);
           results[st.i] = err as FerryError;
           continue;
         }
@@ -199,13 +198,14 @@ export class RecordWriter {
       } catch (err) {
         const fe = err instanceof FerryError ? err : fromFsError(err);
         for (const st of staged) {
-          st.desc.state = 'errored';
+          this.release(st.entry, st.block, st.desc);
           results[st.i] = fe;
         }
       } finally {
         for (const st of staged) {
           st.block.inflight--;
           data.account.reserved -= st.desc.size;
+          this.dropIfEmpty(st.entry, st.block);
         }
       }
     }
@@ -343,9 +343,33 @@ export class RecordWriter {
     return block;
   }
 
+  /** Gives back the reservation of a write that failed (descriptor, block space). */
+  private release(entry: Entry, block: Block, desc: RecordDesc): void {
+    block.unreserve(desc);
+    entry.indexDirty = true;
+  }
+
+  /** Drops a block that a failed write created and that holds nothing (nor anything in flight). */
   private dropIfEmpty(entry: Entry, block: Block): void {
     if (block.inflight === 0 && block.records && block.records.length === 0 && block.count === 0) {
-      entry.removeBlock(block);
+      if (!block.removed) entry.removeBlock(block);
+      this.services.cache.forget(block);
+    }
+  }
+}
+
+/**
+ * 422 naming the field when a record's metadata breaks a bound of `limits.ts` — the last line of
+ * defence behind the HTTP edge, so that the WAL encoder is never handed what it cannot frame.
+ */
+function checkRecordFields(opts: WriteOptions): void {
+  if (opts.contentType) checkContentType(opts.contentType);
+  if (opts.origin) checkOrigin(opts.origin);
+  const labels = opts.labels;
+  if (labels) {
+    for (const _ in labels) {
+      checkLabelSet(labels);
+      break;
     }
   }
 }
