@@ -172,6 +172,13 @@ export const Errors = {
   // monitoring: status, events stream, metrics, stored filters (issue 9)
   queryParamRange: (param: string, min: number, max: number) =>
     new FerryError(422, `Invalid '${param}': must be an integer between ${min} and ${max}`),
+
+  // SDK and CLI (src/client, src/cli): client-side failures carry the negative codes of api.md §3.5
+  clientTimeout: (what: string, ms: number) => new FerryError(-2, `${what} timed out after ${ms} ms`),
+  clientUnreachable: (url: string, reason: string) =>
+    new FerryError(-3, `Cannot reach ${url} (${reason}): is the server running and is the URL right?`),
+  clientAborted: () => new FerryError(-5, 'The operation was aborted'),
+  clientInvalidUrl: (url: string) => new FerryError(-4, `Invalid server URL '${url}'`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

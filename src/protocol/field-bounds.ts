@@ -12,6 +12,7 @@ import {
   MAX_LABEL_VALUE_BYTES,
   MAX_ORIGIN_BYTES,
 } from './limits.js';
+import { utf8Length } from './utf8.js';
 
 const EXCERPT_CHARS = 32;
 
@@ -23,7 +24,7 @@ export function excerpt(value: string): string {
 /** UTF-8 length of `s`, computed only when it could exceed `max` (a char is at most 3 bytes). */
 function bytesOver(s: string, max: number): number | undefined {
   if (s.length * 3 <= max) return undefined;
-  const n = Buffer.byteLength(s, 'utf8');
+  const n = utf8Length(s);
   return n > max ? n : undefined;
 }
 
@@ -65,7 +66,7 @@ export function checkLabelSet(labels: Readonly<Record<string, string | null>>, w
   // Characters are a lower bound of bytes: count bytes only when the bound is near.
   if (total * 3 > MAX_LABELS_TOTAL_BYTES) {
     total = 0;
-    for (const name of names) total += Buffer.byteLength(name) + Buffer.byteLength(labels[name] ?? '');
+    for (const name of names) total += utf8Length(name) + utf8Length(labels[name] ?? '');
     if (total > MAX_LABELS_TOTAL_BYTES) throw Errors.labelsTooLarge(where, total, MAX_LABELS_TOTAL_BYTES);
   }
 }

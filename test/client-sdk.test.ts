@@ -1,0 +1,281 @@
+/**
+ * The SDK (src/client, imported as `ferry/client`) against real Ferry processes: buckets, records
+ * streamed both ways, v1 batches, queries, tokens, typed errors (server message, bad token,
+ * unreachable, timeout, abort) and replications between two instances.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { FerryClient, FerryError, replicate } from 'ferry/client';
+import { spawnFerry, freePort, type FerryProcess } from './helpers/ferry-process.js';
+import { waitFor } from './helpers/wait.js';
+
+let a: FerryProcess;
+let b: FerryProcess;
+let ca: FerryClient;
+let cb: FerryClient;
+
+before(async () => {
+  [a, b] = await Promise.all([spawnFerry(), spawnFerry()]);
+  ca = new FerryClient(a.url, { token: a.token });
+  cb = new FerryClient(b.url, { token: b.token });
+});
+after(async () => {
+  await Promise.all([a?.destroy(), b?.destroy()]);
+});
+
+/** Rejects with the FerryError `fn` throws, or fails when it does not throw one. */
+async function ferryError(fn: () => Promise<unknown>): Promise<FerryError> {
+  try {
+    await fn();
+  } catch (e) {
+    assert.ok(e instanceof FerryError, `expected a FerryError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail('expected an error');
+}
+
+function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream({
+    pull(controller) {
+      if (i < chunks.length) controller.enqueue(chunks[i++]!);
+      else controller.close();
+    },
+  });
+}
+
+describe('buckets and entries', () => {
+  test('create, exist_ok, list, info, update, remove; a 409 carries the server message', async () => {
+    const bucket = await ca.createBucket('sdk-b1', { max_block_records: 16 });
+    await ca.createBucket('sdk-b1', {}, { existOk: true });
+    const e = await ferryError(() => ca.createBucket('sdk-b1'));
+    assert.equal(e.status, 409);
+    assert.equal(e.message, "Bucket 'sdk-b1' already exists");
+    assert.ok((await ca.listBuckets()).some((x) => x.name === 'sdk-b1'));
+    await bucket.write('e/1', 1n, 'x');
+    const info = await bucket.info();
+    assert.equal(Number(info.settings.max_block_records), 16);
+    assert.deepEqual(
+      info.entries.map((x) => x.name),
+      ['e', 'e/1'],
+    );
+    await bucket.update({ quota_type: 'FIFO', quota_size: 1_000_000 });
+    assert.equal((await bucket.info()).settings.quota_type, 'FIFO');
+    await bucket.remove();
+    await waitFor(async () => !(await ca.listBuckets()).some((x) => x.name === 'sdk-b1'), {
+      message: 'bucket removed',
+    });
+    const nf = await ferryError(() => ca.bucket('sdk-b1').info());
+    assert.equal(nf.status, 404);
+    assert.equal(nf.message, "Bucket 'sdk-b1' is not found");
+  });
+
+  test('info and me', async () => {
+    const info = await ca.info();
+    assert.match(info.version, /^1\.\d+\.\d+$/);
+    assert.equal((await ca.me()).permissions.full_access, true);
+    assert.equal(await ca.alive(), true);
+  });
+});
+
+describe('records', () => {
+  test('streamed write and read, labels, head, label update, removal', async () => {
+    const bucket = await ca.createBucket('sdk-rec');
+    const chunks = Array.from({ length: 64 }, (_, i) => new Uint8Array(16 * 1024).fill(i));
+    await bucket.write('cam', 10n, streamOf(chunks), {
+      size: 64 * 16 * 1024,
+      contentType: 'image/raw',
+      labels: { quality: 'ok' },
+    });
+    const rec = await bucket.read('cam', 10n);
+    assert.equal(rec.ts, 10n);
+    assert.equal(rec.size, 64 * 16 * 1024);
+    assert.equal(rec.contentType, 'image/raw');
+    assert.deepEqual(rec.labels, { quality: 'ok' });
+    let got = 0;
+    let i = 0;
+    for await (const chunk of rec.stream!) {
+      for (const byte of chunk) assert.equal(byte, Math.floor(i++ / (16 * 1024)));
+      got += chunk.byteLength;
+    }
+    assert.equal(got, 64 * 16 * 1024);
+
+    await bucket.write('cam', 20, 'latest', { labels: { quality: 'bad' } });
+    const latest = await bucket.read('cam');
+    assert.equal(latest.ts, 20n);
+    assert.equal(await latest.text(), 'latest');
+    const head = await bucket.read('cam', 10n, { head: true });
+    assert.equal(head.size, 64 * 16 * 1024);
+    assert.equal(head.stream, null);
+
+    await bucket.updateLabels('cam', 20n, { quality: 'ok', extra: 'y' });
+    assert.deepEqual((await bucket.read('cam', 20n, { head: true })).labels, { quality: 'ok', extra: 'y' });
+    await bucket.removeRecord('cam', 20n);
+    const gone = await ferryError(() => bucket.read('cam', 20n));
+    assert.equal(gone.status, 404);
+    assert.match(gone.message, /^Record 20 not found/);
+  });
+
+  test('v1 batch write reports refused records; queries iterate in order with when, head and stop', async () => {
+    const bucket = await ca.createBucket('sdk-batch');
+    await bucket.write('s', 3n, 'old');
+    const refused = await bucket.writeBatch(
+      's',
+      Array.from({ length: 200 }, (_, i) => ({
+        ts: BigInt(i + 1),
+        data: `v${i + 1}`,
+        labels: { parity: i % 2 === 0 ? 'odd' : 'even' },
+        contentType: 'text/plain',
+      })),
+    );
+    assert.deepEqual([...refused.keys()], [3n]);
+    assert.equal(refused.get(3n)!.status, 409);
+
+    const all = [];
+    for await (const r of bucket.query('s')) all.push(r);
+    assert.equal(all.length, 200);
+    assert.deepEqual(
+      all.map((r) => r.ts),
+      Array.from({ length: 200 }, (_, i) => BigInt(i + 1)),
+    );
+    assert.equal(new TextDecoder().decode(all[0]!.data), 'v1');
+    assert.equal(new TextDecoder().decode(all[2]!.data), 'old');
+    assert.equal(new TextDecoder().decode(all[199]!.data), 'v200');
+
+    const even = [];
+    for await (const r of bucket.query('s', { start: 10n, stop: 20n, when: { '&parity': { $eq: 'even' } } }))
+      even.push(r.ts);
+    assert.deepEqual(even, [10n, 12n, 14n, 16n, 18n]);
+
+    const heads = [];
+    for await (const r of bucket.query('s', { stop: 3n, head: true }))
+      heads.push([r.ts, r.size, r.data.length]);
+    assert.deepEqual(heads, [
+      [1n, 2, 0],
+      [2n, 2, 0],
+    ]);
+
+    assert.equal(Number(await bucket.removeWhere('s', { start: 100n })), 101);
+  });
+});
+
+describe('errors', () => {
+  test('a bad token is a 401 with the server message', async () => {
+    const bad = new FerryClient(a.url, { token: 'wrong' });
+    const e = await ferryError(() => bad.listBuckets());
+    assert.equal(e.status, 401);
+    assert.ok(e.message.length > 0);
+  });
+
+  test('an unreachable server is code -3 with a hint', async () => {
+    const port = await freePort();
+    const c = new FerryClient(`http://127.0.0.1:${port}`);
+    const e = await ferryError(() => c.info());
+    assert.equal(e.status, -3);
+    assert.match(e.message, /Cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+    assert.equal(await c.alive(), false);
+  });
+
+  test('a server that never answers times out with code -2; an abort is code -5', async () => {
+    const sockets: Socket[] = [];
+    const silent: Server = createServer((s) => sockets.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    try {
+      const port = (silent.address() as { port: number }).port;
+      const c = new FerryClient(`http://127.0.0.1:${port}`, { timeoutMs: 300 });
+      const t0 = Date.now();
+      const e = await ferryError(() => c.info());
+      assert.equal(e.status, -2);
+      assert.equal(e.message, 'GET info timed out after 300 ms');
+      assert.ok(Date.now() - t0 < 5000);
+
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 100);
+      const ab = await ferryError(() => c.info({ signal: ac.signal, timeoutMs: 0 }));
+      assert.equal(ab.status, -5);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
+  });
+
+  test('aborting a streamed read and a query stops them with code -5', async () => {
+    const bucket = await ca.createBucket('sdk-abort');
+    await bucket.write('big', 1n, new Uint8Array(8 * 1024 * 1024));
+    await bucket.writeBatch(
+      'small',
+      Array.from({ length: 50 }, (_, i) => ({ ts: i + 1, data: 'x' })),
+    );
+    const ac = new AbortController();
+    const rec = await bucket.read('big', 1n, { signal: ac.signal });
+    const reader = rec.stream!.getReader();
+    await reader.read();
+    ac.abort();
+    await assert.rejects(async () => {
+      for (;;) if ((await reader.read()).done) break;
+    });
+
+    const qc = new AbortController();
+    let n = 0;
+    const e = await ferryError(async () => {
+      for await (const r of bucket.query('small', { signal: qc.signal, continuous: true })) {
+        n++;
+        if (r.ts === 50n) qc.abort();
+      }
+    });
+    assert.equal(e.status, -5);
+    assert.equal(n, 50);
+  });
+});
+
+describe('replications', () => {
+  test('create, get, list, mode, status, replace, delete; unknown names are 404', async () => {
+    await ca.createBucket('sdk-rsrc');
+    await ca.replications.create('sdk-r1', {
+      src_bucket: 'sdk-rsrc',
+      dst_bucket: 'sdk-rdst',
+      dst_host: b.url,
+      dst_token: b.token,
+      entries: ['cam-*'],
+    });
+    const got = await ca.replications.get('sdk-r1');
+    assert.equal(got.settings.dst_token, null);
+    assert.deepEqual(got.settings.entries, ['cam-*']);
+    assert.ok((await ca.replications.list()).some((r) => r.name === 'sdk-r1'));
+    await ca.replications.setMode('sdk-r1', 'paused');
+    assert.equal((await ca.replications.get('sdk-r1')).info.mode, 'paused');
+    assert.equal((await ca.replications.status('sdk-r1')).state, 'paused');
+    await ca.replications.replace('sdk-r1', {
+      src_bucket: 'sdk-rsrc',
+      dst_bucket: 'sdk-rdst',
+      dst_host: b.url,
+    });
+    assert.deepEqual((await ca.replications.get('sdk-r1')).settings.entries, []);
+    await ca.replications.delete('sdk-r1');
+    const e = await ferryError(() => ca.replications.get('sdk-r1'));
+    assert.equal(e.status, 404);
+    const e2 = await ferryError(() => ca.replications.status('nope'));
+    assert.equal(e2.status, 404);
+  });
+
+  test('replicate(src, dst) copies new records; state() and activeTasks() report it; stop() deletes it', async () => {
+    const src = await ca.createBucket('sdk-rep', {}, { existOk: true });
+    const job = await replicate(ca, cb, { srcBucket: 'sdk-rep', dstBucket: 'sdk-rep-copy', name: 'sdk-rep' });
+    await src.writeBatch(
+      'e',
+      Array.from({ length: 100 }, (_, i) => ({ ts: i + 1, data: `r${i}`, labels: { n: String(i) } })),
+    );
+    await waitFor(async () => (await job.status()).pending_records === 0 && (await job.state()) === 'idle', {
+      timeoutMs: 30_000,
+      message: 'replication caught up',
+    });
+    const copied = [];
+    for await (const r of cb.bucket('sdk-rep-copy').query('e')) copied.push(r);
+    assert.equal(copied.length, 100);
+    assert.deepEqual(copied[42]!.labels, { n: '42' });
+    assert.ok((await ca.activeTasks()).some((t) => t.name === 'sdk-rep'));
+    await job.stop();
+    assert.equal((await ferryError(() => job.state())).status, 404);
+  });
+});
