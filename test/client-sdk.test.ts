@@ -278,4 +278,34 @@ describe('replications', () => {
     await job.stop();
     assert.equal((await ferryError(() => job.state())).status, 404);
   });
+
+  test('follow() over the real events stream: a snapshot on connect, then the pause as a state event', async () => {
+    await ca.createBucket('sdk-follow', {}, { existOk: true });
+    await ca.replications.create('sdk-follow', {
+      src_bucket: 'sdk-follow',
+      dst_bucket: 'sdk-follow-copy',
+      dst_host: b.url,
+      dst_token: b.token,
+    });
+    const ac = new AbortController();
+    const seen: string[] = [];
+    for await (const ev of ca.replications.follow('sdk-follow', { signal: ac.signal, intervalMs: 100 })) {
+      if (ev.type === 'status') {
+        seen.push(`status:${ev.status.state}`);
+        if (seen.length === 1) {
+          assert.equal(ev.status.name, 'sdk-follow');
+          await ca.replications.setMode('sdk-follow', 'paused');
+        }
+      } else {
+        seen.push(`state:${ev.state.to}`);
+        if (ev.state.to === 'paused') ac.abort();
+      }
+    }
+    assert.ok(seen.includes('state:paused'), seen.join(' '));
+    const e = await ferryError(async () => {
+      for await (const _ of ca.replications.follow('no-such-replication')) void _;
+    });
+    assert.equal(e.status, 404);
+    await ca.replications.delete('sdk-follow');
+  });
 });

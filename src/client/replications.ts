@@ -159,6 +159,8 @@ export class Replications {
           stream: true,
         });
         try {
+          // 204: the run has finished and the server has nothing more to send.
+          if (response.status === 204) return;
           if (!response.body) throw new Error('events answer without a body');
           for await (const ev of readSse(response.body)) {
             const item = toEvent(ev.event, ev.data);
