@@ -23,6 +23,14 @@ export interface SpawnFerryOptions {
   port?: number;
   /** Script to run instead of the compiled Ferry CLI (its first argument is still `serve`). */
   cliPath?: string;
+  /**
+   * A shell command line that starts the server instead (such as the README's `npm start`), run by
+   * `/bin/sh -c` in `cwd` with the same environment, in a process group of its own that every signal
+   * goes to.
+   */
+  command?: string;
+  /** Working directory of `command` (default: this process's). */
+  cwd?: string;
   /** How long to wait for the `Ferry listening on` line (default 15 s). */
   startTimeoutMs?: number;
   /** Also copy the server's output to this process's stderr (or set FERRY_ECHO=1). */
@@ -60,12 +68,43 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const DEFAULT_CLI = join(here, '..', '..', 'src', 'cli', 'main.js');
 
 const live = new Set<ChildProcess>();
+/** Children started from a `command`: leaders of their own process group. */
+const groups = new WeakSet<ChildProcess>();
+
+/** Sends `signal` to a child, or to its whole process group when it leads one. */
+function signalChild(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (!groups.has(child) || child.pid === undefined) {
+    child.kill(signal);
+    return;
+  }
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // the group is gone already
+  }
+}
 /** Data directories created by spawnFerry that have not been destroyed yet. */
 const ownedDirs = new Set<string>();
 let exitHookInstalled = false;
 
+/**
+ * Resolves once no process of the group led by `pid` is left (a shell exits before the server it
+ * started has shut down); SIGKILLs the group after `graceMs`.
+ */
+async function groupGone(pid: number, graceMs = 10_000): Promise<void> {
+  const deadline = Date.now() + graceMs;
+  for (;;) {
+    try {
+      process.kill(-pid, Date.now() < deadline ? 0 : 'SIGKILL');
+    } catch {
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 function killAll(): void {
-  for (const child of live) child.kill('SIGKILL');
+  for (const child of live) signalChild(child, 'SIGKILL');
   for (const dir of ownedDirs) {
     try {
       rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
@@ -172,15 +211,23 @@ class FerryChild implements FerryProcess {
       ...(this.token !== '' ? { RS_API_TOKEN: this.token } : {}),
       ...this.opts.env,
     };
-    const cli = this.opts.cliPath ?? DEFAULT_CLI;
-    const child = spawn(process.execPath, [cli, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const stdio: ['ignore', 'pipe', 'pipe'] = ['ignore', 'pipe', 'pipe'];
+    const command = this.opts.command;
+    const child =
+      command === undefined
+        ? spawn(process.execPath, [this.opts.cliPath ?? DEFAULT_CLI, 'serve'], { env, stdio })
+        : spawn('/bin/sh', ['-c', command], { env, stdio, cwd: this.opts.cwd, detached: true });
+    if (command !== undefined) groups.add(child);
     this.child = child;
     live.add(child);
     this.exited = new Promise<void>((resolve) => {
       child.once('exit', (code, signal) => {
-        live.delete(child);
         this.append(`[ferry-process] pid ${child.pid ?? '?'} exited (code ${code}, signal ${signal})\n`);
-        resolve();
+        const gone = groups.has(child) && child.pid !== undefined ? groupGone(child.pid) : Promise.resolve();
+        void gone.then(() => {
+          live.delete(child);
+          resolve();
+        });
       });
     });
     const timeoutMs = this.opts.startTimeoutMs ?? 15_000;
@@ -195,7 +242,7 @@ class FerryChild implements FerryProcess {
         else resolve();
       };
       const timer = setTimeout(() => {
-        child.kill('SIGKILL');
+        signalChild(child, 'SIGKILL');
         finish(this.failure(`did not print "${READY_LINE}" within ${timeoutMs} ms`));
       }, timeoutMs);
       child.stdout?.setEncoding('utf8');
@@ -220,19 +267,20 @@ class FerryChild implements FerryProcess {
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (!this.running) return;
-    this.child?.kill(signal);
+    if (!this.running || this.child === undefined) return;
+    signalChild(this.child, signal);
     await this.exited;
   }
 
   async stop(graceMs = 10_000): Promise<void> {
-    if (!this.running) return;
-    this.child?.kill('SIGTERM');
+    if (!this.running || this.child === undefined) return;
+    const child = this.child;
+    signalChild(child, 'SIGTERM');
     let timer: NodeJS.Timeout | undefined;
     const forced = new Promise<void>((resolve) => {
       timer = setTimeout(() => {
         this.append(`[ferry-process] no exit ${graceMs} ms after SIGTERM, sending SIGKILL\n`);
-        this.child?.kill('SIGKILL');
+        signalChild(child, 'SIGKILL');
         resolve();
       }, graceMs);
     });
