@@ -36,3 +36,6 @@ export const MAX_ENTRY_NAME_BYTES = 1024;
  * and failure logs. A destination's error text is its own choice of length; longer ones are cut.
  */
 export const MAX_REPLICATION_MESSAGE_CHARS = 1024;
+
+/** Characters of a replication's `dst_token` (it travels in every request's `Authorization`). */
+export const MAX_DST_TOKEN_CHARS = 4096;

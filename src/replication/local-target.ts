@@ -152,5 +152,8 @@ export class LocalTarget implements Target {
     }
   }
 
+  /** Nothing to abandon: storage calls settle by themselves. */
+  async reset(): Promise<void> {}
+
   async close(): Promise<void> {}
 }

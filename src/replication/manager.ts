@@ -228,6 +228,7 @@ export class ReplicationManager {
       failures: this.failureLog(name),
       target: this.makeTarget(name, def.settings),
       resetFilter,
+      timeoutMs: this.config.replication.timeoutMs,
     });
     await task.start();
     this.tasks.set(name, task);

@@ -15,7 +15,7 @@ import { encodeV1UpdateHeaders, encodeV1Value, parseV1ErrorHeaders } from '../pr
 import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
-import type { Compression, TargetSettings } from './settings.js';
+import { headerValueProblem, type Compression, type TargetSettings } from './settings.js';
 import {
   batchBody,
   boundMessage,
@@ -115,7 +115,9 @@ export class RemoteTarget implements Target {
   available = false;
   /** `x-reduct-api` minor version of the destination (compression needs >= 21). */
   private apiMinor = 0;
-  private readonly pool: Pool;
+  private pool: Pool;
+  /** Why this target can never work as configured (checked again here for stored definitions). */
+  private readonly unusable: string | null;
   /** Request path of the destination bucket. */
   private readonly bucketPath: string;
 
@@ -123,7 +125,14 @@ export class RemoteTarget implements Target {
     const base = opts.url.pathname.replace(/\/+$/, '');
     this.bucketPath = `${base}/api/v1/b/${encodeURIComponent(opts.dstBucket)}`;
     this.description = `${opts.url.origin}${base}`;
-    this.pool = new Pool(opts.url.origin, {
+    const tokenProblem = opts.token ? headerValueProblem(opts.token) : null;
+    this.unusable = tokenProblem ? `Invalid replication setting 'dst_token': ${tokenProblem}` : null;
+    this.pool = this.newPool();
+  }
+
+  private newPool(): Pool {
+    const opts = this.opts;
+    return new Pool(opts.url.origin, {
       connections: opts.connections,
       pipelining: 1,
       keepAliveTimeout: 30_000,
@@ -207,6 +216,7 @@ export class RemoteTarget implements Target {
   }
 
   async prepare(): Promise<void> {
+    if (this.unusable) throw new TargetError(422, this.unusable, false);
     const res = await this.request('GET', this.bucketPath, {});
     await res.body.dump();
     if (res.statusCode === 200) {
@@ -374,6 +384,13 @@ export class RemoteTarget implements Target {
           : { kind: 'missing' };
       return classifyStatus(err.status, err.message);
     });
+  }
+
+  async reset(): Promise<void> {
+    const old = this.pool;
+    this.pool = this.newPool();
+    this.available = false;
+    await old.destroy();
   }
 
   async close(): Promise<void> {

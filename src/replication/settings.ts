@@ -4,6 +4,7 @@
  * the field); the effective values (defaults filled in) are derived with `effectiveSettings`.
  */
 import { Errors, FerryError } from '../protocol/errors.js';
+import { MAX_DST_TOKEN_CHARS } from '../protocol/limits.js';
 import { jsonNumber, describeJsonValue } from '../protocol/json.js';
 import { QUOTA_TYPES, type BucketSettingsPatch, type QuotaType } from '../storage/types.js';
 import type {
@@ -215,6 +216,10 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   if (dstToken !== undefined && dstToken !== null && typeof dstToken !== 'string') {
     throw Errors.invalidJson('invalid type for `dst_token`, expected a string');
   }
+  if (typeof dstToken === 'string') {
+    const problem = headerValueProblem(dstToken);
+    if (problem) throw invalid('dst_token', problem);
+  }
   let entries: string[] = [];
   if (body.entries !== undefined && body.entries !== null) {
     if (!Array.isArray(body.entries) || body.entries.some((e) => typeof e !== 'string')) {
@@ -341,6 +346,18 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     settings.log = l;
   }
   return settings;
+}
+
+/**
+ * Why `value` cannot be sent as an HTTP header value such as `Authorization: Bearer <value>`
+ * (undici refuses it, and a token is printable ASCII anyway), or null when it can.
+ */
+export function headerValueProblem(value: string): string | null {
+  if (value.length > MAX_DST_TOKEN_CHARS) return `must be at most ${MAX_DST_TOKEN_CHARS} characters`;
+  if (!/^[\x21-\x7e]*$/.test(value)) {
+    return 'must be printable ASCII without spaces or control characters (it is sent in an HTTP header)';
+  }
+  return null;
 }
 
 /** Fills in defaults; `#batch_records` / `#batch_size` directives of `when` override batch limits. */

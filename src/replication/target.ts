@@ -116,6 +116,11 @@ export interface Target {
   write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]>;
   /** Applies label updates of one destination entry. */
   update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]>;
+  /**
+   * Abandons every request in flight (they settle with an error) and starts afresh: the engine
+   * calls it when a call did not settle in time, so that nothing it gave up on lands later.
+   */
+  reset(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -9,6 +9,7 @@
  * the destination's idempotent apply turns that into a no-op.
  */
 import { isFerryError } from '../protocol/errors.js';
+import { stringifyJson } from '../protocol/json.js';
 import type { Bucket, Change, Storage, StoredRecord } from '../storage/types.js';
 import { backoffDelay } from './backoff.js';
 import type { Checkpoint, CheckpointStore, Counters } from './checkpoint-store.js';
@@ -59,6 +60,11 @@ export interface TaskOptions {
   target: Target;
   /** Reset the `when` state restored from the checkpoint (the condition changed). */
   resetFilter?: boolean;
+  /**
+   * `RS_REPLICATION_TIMEOUT`: a target call that has not settled within a few times this (plus
+   * time for its bytes) is abandoned and retried, whatever the target does meanwhile.
+   */
+  timeoutMs: number;
 }
 
 interface Item {
@@ -103,6 +109,29 @@ const groupKey = (c: Change): string => `${c.kind}\u0000${c.entry}\u0000${c.orig
  * `max_records` over all groups (many small entries), or at `max_bytes`.
  */
 const WINDOW_GROUPS = 4;
+/** Slowest transfer a call is given time for before the watchdog abandons it (bytes per second). */
+const WATCHDOG_MIN_RATE = 64 * 1024;
+/** Timeouts a call may take in all (connect, headers, a read-back) before the watchdog fires. */
+const WATCHDOG_TIMEOUTS = 4;
+
+/** Marks a call abandoned by the watchdog. */
+class WatchdogTimeout extends TargetError {}
+
+/** An outcome as the engine knows them; anything else a target returns is a temporary failure. */
+function validOutcome(o: unknown): ItemOutcome {
+  const kind = (o as { kind?: unknown } | null | undefined)?.kind;
+  if (kind === 'written' || kind === 'present' || kind === 'missing') return o as ItemOutcome;
+  if (
+    (kind === 'temporary' || kind === 'permanent') &&
+    typeof (o as { status?: unknown }).status === 'number'
+  )
+    return o as ItemOutcome;
+  return {
+    kind: 'temporary',
+    status: -1,
+    message: `Malformed answer: outcome ${stringifyJson(o) ?? String(o)}`,
+  };
+}
 
 /** One running replication. */
 export class ReplicationTask {
@@ -165,6 +194,8 @@ export class ReplicationTask {
   private readonly unsubscribe: Array<() => void> = [];
   private readonly throughput: Array<[number, number, number]> = [];
   private readonly resetFilter: boolean;
+  private readonly timeoutMs: number;
+  private started = false;
 
   constructor(opts: TaskOptions) {
     this.name = opts.name;
@@ -176,6 +207,7 @@ export class ReplicationTask {
     this.slotName = ReplicationTask.slotName(opts.name);
     this.settings = effectiveSettings(opts.settings);
     this.resetFilter = opts.resetFilter ?? false;
+    this.timeoutMs = opts.timeoutMs;
   }
 
   /** Name of the change-log slot of a replication. */
@@ -204,6 +236,16 @@ export class ReplicationTask {
       this.needsVerify = cp.needs_verify;
       this.needsVerifyReason = cp.needs_verify_reason;
       this.suspendedReason = cp.suspended_reason;
+    }
+    const last = log.lastLsn();
+    if (this.cursor > last) {
+      // The log ends before our cursor (it was reset or lost its tail): the positions after its end
+      // will be given to new writes, which must be shipped, and what we shipped beyond it is unknown.
+      this.needsVerify = true;
+      this.needsVerifyReason = `The source's change log ends at LSN ${last}, before this replication's cursor ${this.cursor}; the cursor was moved back to the log's end; verify the destination`;
+      this.cursor = last;
+      this.dirtyCheckpoint = true;
+      this.urgentPersist = true;
     }
     this.committedFilter = this.resetFilter ? null : (cp?.filter ?? null);
     this.filter = new ScopeFilter(
@@ -234,7 +276,8 @@ export class ReplicationTask {
     }
     this.readLsn = this.cursor;
     this.countedLsn = this.cursor;
-    if (this.suspendedReason) this.setState('suspended', this.suspendedReason);
+    this.started = true;
+    this.refreshState();
     this.unsubscribe.push(
       log.onCommit(() => {
         this.scheduleCount();
@@ -245,9 +288,7 @@ export class ReplicationTask {
       }),
     );
     this.scheduleCount();
-    this.loop = this.run().catch((e: unknown) => {
-      this.suspend(`Internal error: ${(e as Error)?.message ?? String(e)}`);
-    });
+    this.loop = this.run();
   }
 
   /** Stops the loop, aborts requests, writes the final checkpoint. Pending work stays in the log. */
@@ -268,6 +309,7 @@ export class ReplicationTask {
   setMode(mode: ReplicationMode): void {
     this.mode = mode;
     if (mode === 'enabled' && this.suspendedReason) this.resume();
+    this.refreshState();
     this.wake();
   }
 
@@ -279,6 +321,7 @@ export class ReplicationTask {
     this.consecutiveFailures = 0;
     this.dirtyCheckpoint = true;
     this.urgentPersist = true;
+    this.refreshState();
     this.wake();
   }
 
@@ -306,68 +349,74 @@ export class ReplicationTask {
     });
   }
 
+  /** The loop never ends before `close()`: an unexpected error is one more failed attempt. */
   private async run(): Promise<void> {
     while (!this.closing) {
-      this.commitDone();
-      this.persistIfDirty();
-      if (this.mode === 'disabled') {
-        this.skipWhileDisabled();
-        await this.wait();
-        continue;
+      try {
+        await this.turn();
+      } catch (e) {
+        this.temporaryFailure({
+          status: -1,
+          message: `Internal error: ${(e as Error)?.message ?? String(e)}`,
+        });
+        await this.wait(Math.max(1, (this.retryAt ?? Date.now()) - Date.now()));
       }
-      if (this.suspendedReason) {
-        this.setState('suspended', this.suspendedReason);
-        await this.wait();
-        continue;
-      }
-      if (this.mode === 'paused') {
-        this.setState('paused', 'mode is paused');
-        await this.wait();
-        continue;
-      }
-      if (this.retryAt !== null) {
-        const delay = this.retryAt - Date.now();
-        if (delay > 0) {
-          await this.wait(delay);
-          continue;
-        }
-        if (!(await this.tryPrepare())) continue;
-        this.retryAt = null;
-        for (const w of this.inflight)
-          if (w.status === 'temp_failed' || w.status === 'perm_failed') this.launch(w);
-      }
-      let timeout: number | undefined;
-      while (!this.closing && this.retryAt === null && !this.suspendedReason && this.mode === 'enabled') {
-        if (this.inflight.length >= this.settings.batch.max_in_flight) break;
-        // a failed window is retried before anything new is sent
-        if (this.inflight.some((w) => w.status === 'temp_failed' || w.status === 'perm_failed')) break;
-        const next = await this.nextWindow();
-        if (next === 'prepare') {
-          // the destination is contacted only once there is something to ship (api.md §17.5)
-          if (!(await this.tryPrepare())) break;
-          continue;
-        }
-        if (next === 'wait') {
-          const w = this.building!;
-          timeout = Math.max(1, this.settings.batch.max_delay_ms - (Date.now() - w.openedAt));
-          break;
-        }
-        if (next === null) break;
-        this.launch(next);
-      }
-      if (this.retryAt === null && !this.suspendedReason && this.mode === 'enabled') {
-        const busy = this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0;
-        this.setState(busy ? 'replicating' : 'idle', null);
-      }
-      // A scheduled retry wakes the loop by itself: nothing else may arrive to wake it (a lone
-      // record for an unreachable destination).
-      await this.wait(this.retryAt !== null ? Math.max(1, this.retryAt - Date.now()) : timeout);
     }
+  }
+
+  /** One turn of the loop: commit, then ship what may be shipped, then wait for something to do. */
+  private async turn(): Promise<void> {
+    this.commitDone();
+    this.persistIfDirty();
+    if (this.mode === 'disabled') {
+      this.skipWhileDisabled();
+      await this.wait();
+      return;
+    }
+    if (this.suspendedReason || this.mode === 'paused') {
+      this.refreshState();
+      await this.wait();
+      return;
+    }
+    if (this.retryAt !== null) {
+      const delay = this.retryAt - Date.now();
+      if (delay > 0) {
+        await this.wait(delay);
+        return;
+      }
+      if (!(await this.tryPrepare())) return;
+      this.retryAt = null;
+      for (const w of this.inflight)
+        if (w.status === 'temp_failed' || w.status === 'perm_failed') this.launch(w);
+    }
+    let timeout: number | undefined;
+    while (!this.closing && this.retryAt === null && !this.suspendedReason && this.mode === 'enabled') {
+      if (this.inflight.length >= this.settings.batch.max_in_flight) break;
+      // a failed window is retried before anything new is sent
+      if (this.inflight.some((w) => w.status === 'temp_failed' || w.status === 'perm_failed')) break;
+      const next = await this.nextWindow();
+      if (next === 'prepare') {
+        // the destination is contacted only once there is something to ship (api.md §17.5)
+        if (!(await this.tryPrepare())) break;
+        continue;
+      }
+      if (next === 'wait') {
+        const w = this.building!;
+        timeout = Math.max(1, this.settings.batch.max_delay_ms - (Date.now() - w.openedAt));
+        break;
+      }
+      if (next === null) break;
+      this.launch(next);
+    }
+    this.refreshState();
+    // A scheduled retry wakes the loop by itself: nothing else may arrive to wake it (a lone
+    // record for an unreachable destination).
+    await this.wait(this.retryAt !== null ? Math.max(1, this.retryAt - Date.now()) : timeout);
   }
 
   private async tryPrepare(): Promise<boolean> {
     try {
-      await this.target.prepare();
+      await this.guard('Destination check', 0, () => this.target.prepare());
       this.prepared = true;
       return true;
     } catch (e) {
@@ -375,8 +424,34 @@ export class ReplicationTask {
       const err = TargetError.from(e);
       // one failed attempt: the records stay pending, the hourly diagnostics show why
       this.diagnostics.addError(err.status, err.message);
-      this.temporaryFailure(err.toFailure());
+      // a refusal that no retry can change (a malformed token, bucket settings the destination refuses)
+      if (!err.temporary) this.suspend(err.message);
+      else this.temporaryFailure(err.toFailure());
       return false;
+    }
+  }
+
+  /**
+   * Runs one target call under a watchdog: whatever the target does (throw, reject with anything,
+   * never settle), the caller gets a result or a TargetError within a bounded time, so that no
+   * failure can stop the loop. An abandoned call is cut off by resetting the target.
+   */
+  private async guard<T>(what: string, bytes: number, call: () => Promise<T>): Promise<T> {
+    const ms = WATCHDOG_TIMEOUTS * this.timeoutMs + Math.ceil((bytes / WATCHDOG_MIN_RATE) * 1000);
+    let timer: NodeJS.Timeout | undefined;
+    const watchdog = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new WatchdogTimeout(-2, `Timeout: ${what} did not finish within ${ms} ms`, true)),
+        ms,
+      );
+    });
+    try {
+      return await Promise.race([Promise.resolve().then(call), watchdog]);
+    } catch (e) {
+      if (e instanceof WatchdogTimeout) await this.target.reset().catch(() => undefined);
+      throw e;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -672,10 +747,16 @@ export class ReplicationTask {
     let outcomes: ItemOutcome[];
     try {
       const records = toSend.map((t) => t.ship);
-      outcomes =
+      const bytes = first.kind === 'write' ? records.reduce((n, r) => n + r.size, 0) : 0;
+      outcomes = await this.guard(first.kind === 'write' ? 'Batch write' : 'Label update', bytes, () =>
         first.kind === 'write'
-          ? await this.target.write(destEntry, records)
-          : await this.target.update(destEntry, records);
+          ? this.target.write(destEntry, records)
+          : this.target.update(destEntry, records),
+      );
+      if (!Array.isArray(outcomes) || outcomes.length !== records.length) {
+        const got = Array.isArray(outcomes) ? `${outcomes.length} outcomes` : typeof outcomes;
+        throw new TargetError(-1, `Malformed answer: ${got} for ${records.length} records`, true);
+      }
     } catch (e) {
       const err = TargetError.from(e);
       this.diagnostics.addError(err.status, err.message, toSend.length);
@@ -691,7 +772,7 @@ export class ReplicationTask {
     const missingAtDest: Array<{ item: Item; ship: ShipRecord }> = [];
     let ok = 0;
     toSend.forEach((t, i) => {
-      const o = outcomes[i] ?? { kind: 'temporary', status: -1, message: 'no outcome' };
+      const o = validOutcome(outcomes[i]);
       switch (o.kind) {
         case 'written':
           ok++;
@@ -844,7 +925,7 @@ export class ReplicationTask {
     }
     const delay = backoffDelay(this.settings.retry, this.consecutiveFailures, err.retryAfterMs);
     this.retryAt = now + delay;
-    this.setState('retrying', err.message);
+    this.refreshState();
   }
 
   private suspend(text: string): void {
@@ -854,7 +935,7 @@ export class ReplicationTask {
     this.retryAt = null;
     this.dirtyCheckpoint = true;
     this.urgentPersist = true;
-    this.setState('suspended', reason);
+    this.refreshState();
     this.wake();
   }
 
@@ -871,7 +952,7 @@ export class ReplicationTask {
 
   /** Disabled: changes are ignored entirely (api.md §20.2); the cursor follows the log. */
   private skipWhileDisabled(): void {
-    this.setState('paused', 'mode is disabled');
+    this.refreshState();
     if (this.inflight.length > 0) return;
     const last = this.storage.changes.lastLsn();
     this.building = null;
@@ -939,10 +1020,25 @@ export class ReplicationTask {
     };
   }
 
-  private setState(state: TaskState, reason: string | null): void {
-    if (state !== this.state) this.stateSince = Date.now();
-    this.state = state;
-    this.stateReason = reason === null ? null : boundMessage(reason);
+  /** The state as the fields say it is now (replication.md §9); no side effect. */
+  private derivedState(): { state: TaskState; reason: string | null } {
+    if (this.mode === 'disabled') return { state: 'paused', reason: 'mode is disabled' };
+    if (this.suspendedReason) return { state: 'suspended', reason: this.suspendedReason };
+    if (this.mode === 'paused') return { state: 'paused', reason: 'mode is paused' };
+    if (!this.started) return { state: 'initializing', reason: null };
+    if (this.retryAt !== null) return { state: 'retrying', reason: this.lastError?.message ?? null };
+    const busy =
+      this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0 || this.pending().records > 0;
+    return { state: busy ? 'replicating' : 'idle', reason: null };
+  }
+
+  /** Records a transition (its time) when the derived state differs from the last one seen. */
+  private refreshState(): { state: TaskState; reason: string | null } {
+    const now = this.derivedState();
+    if (now.state !== this.state) this.stateSince = Date.now();
+    this.state = now.state;
+    this.stateReason = now.reason === null ? null : boundMessage(now.reason);
+    return now;
   }
 
   // ---------------------------------------------------------------- status
@@ -957,9 +1053,7 @@ export class ReplicationTask {
   status(): Record<string, unknown> {
     const now = Date.now();
     const p = this.pending();
-    // between loop turns the stored state may lag behind the windows: derive it from the work left
-    if (this.state === 'replicating' || this.state === 'idle')
-      this.setState(p.records > 0 ? 'replicating' : 'idle', null);
+    this.refreshState();
     const t0 = this.throughput[0];
     const t1 = this.throughput[this.throughput.length - 1];
     const dt = t0 && t1 && t1[0] > t0[0] ? (t1[0] - t0[0]) / 1000 : 0;
