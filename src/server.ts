@@ -17,6 +17,7 @@ import { ReplicationManager } from './replication/manager.js';
 import { ReplicationMonitor } from './replication/monitor.js';
 import { LinkKeys } from './http/links/link-keys.js';
 import { PollingEvents } from './replication/status-feed.js';
+import { LifecycleManager } from './lifecycle/manager.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -102,6 +103,16 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     });
     closers.push(async () => queries.close());
     const linkKeys = await LinkKeys.open(config.dataPath, { sync: config.storage.durability !== 'none' });
+    const lifecycles = await LifecycleManager.open({
+      storage,
+      config,
+      onRun: (policy, labels, result) => system.lifecycleRun(policy, labels, result),
+      warn: (msg) => {
+        log(`Warning: ${msg}`);
+        system.log('WARN', msg);
+      },
+    });
+    closers.push(() => lifecycles.close());
 
     const services: HttpServices = {
       config,
@@ -110,6 +121,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       queries,
       system,
       linkKeys,
+      lifecycles,
       clientIp: (peer, headers) => resolveClientIp(peer, headers),
       startedAt,
       isReady: () => ready,

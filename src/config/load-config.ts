@@ -36,6 +36,7 @@ import {
   readProvisionedReplications,
   readProvisionedTokens,
 } from './provisioning.js';
+import { readProvisionedLifecycles } from './provisioned-lifecycles.js';
 
 /** Location of the persisted token store below the data path. */
 export const TOKEN_FILE = join('.ferry', 'tokens.json');
@@ -211,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     tokens: auth.mode === 'disabled' ? [] : tokens,
     buckets: readProvisionedBuckets(env, warnings),
     replications: readProvisionedReplications(env, warnings),
+    lifecycles: readProvisionedLifecycles(env, warnings),
     io,
     systemEvents,
     replication,

@@ -13,7 +13,7 @@ const BUCKET_NAME = /^[A-Za-z0-9_-]+$/;
 const byId = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
 
 /** Options of {@link collectGroups}. */
-interface GroupOptions {
+export interface GroupOptions {
   /** Keys that look like `<prefix><ID>_<SUFFIX>` but are something else. */
   skip?: RegExp;
   /** IDs that get a group even without any of the variables. */
@@ -24,7 +24,7 @@ interface GroupOptions {
  * Groups `<prefix><ID>_<SUFFIX>` variables by ID, sorted by ID (`A` before `A_B`, which sorting
  * the keys alone would not give) so that warnings and objects come in a stable order.
  */
-function collectGroups(
+export function collectGroups(
   env: NodeJS.ProcessEnv,
   prefix: string,
   suffixes: readonly string[],

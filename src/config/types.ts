@@ -25,6 +25,13 @@ export interface ProvisionedReplication {
   settings: Record<string, unknown>;
 }
 
+/** A provisioned lifecycle policy as raw settings JSON (validated by the lifecycle module). */
+export interface ProvisionedLifecycle {
+  name: string;
+  /** LifecycleSettings in the wire shape of api.md §16 (mode absent = keep the persisted one). */
+  settings: Record<string, unknown>;
+}
+
 export interface FerryConfig {
   host: string;
   port: number;
@@ -51,6 +58,7 @@ export interface FerryConfig {
   tokens: ProvisionedToken[];
   buckets: ProvisionedBucket[];
   replications: ProvisionedReplication[];
+  lifecycles: ProvisionedLifecycle[];
   io: {
     operationTimeoutMs: number;
     batchMaxMetadataSize: number;

@@ -36,6 +36,7 @@ import { ioRoutes } from './routes/io.js';
 import { replicationRoutes } from './routes/replications.js';
 import { monitoringRoutes } from './routes/monitoring.js';
 import { linkRoutes } from './routes/links.js';
+import { lifecycleRoutes } from './routes/lifecycles.js';
 
 /**
  * Body bytes discarded after answering a caller that never authenticated (401, 404, anonymous
@@ -73,6 +74,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...monitoringRoutes(),
     ...linkRoutes(),
     eventsRoute(),
+    ...lifecycleRoutes(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

@@ -69,6 +69,18 @@ export interface MonitorService {
   names(): string[];
 }
 
+/** Lifecycle policies (src/lifecycle/manager.ts), wire-shaped JSON in and out. */
+export interface LifecycleService {
+  list(): unknown;
+  get(name: string): unknown;
+  create(name: string, body: unknown): Promise<void>;
+  update(name: string, body: unknown): Promise<void>;
+  setMode(name: string, body: unknown): Promise<void>;
+  remove(name: string): Promise<void>;
+  /** Runs a policy now and returns what the run did (Ferry extension). */
+  runNow(name: string): Promise<unknown>;
+}
+
 /** System events (`$system` bucket): audit trail and warn-or-worse logs. */
 export interface SystemEventsService {
   audit(token: string, method: string, path: string, status: number): void;
@@ -88,6 +100,8 @@ export interface HttpServices {
   /** Change notifications of replications, for the events stream (set with `replications`). */
   events?: ReplicationEvents;
   system: SystemEventsService;
+  /** Lifecycle policies (api.md §16). */
+  lifecycles: LifecycleService;
   /** Keys of query links (api.md §15). */
   linkKeys: LinkKeys;
   /** Resolves the client IP of a request (api.md §3.4). */

@@ -179,6 +179,36 @@ export const Errors = {
     new FerryError(-3, `Cannot reach ${url} (${reason}): is the server running and is the URL right?`),
   clientAborted: () => new FerryError(-5, 'The operation was aborted'),
   clientInvalidUrl: (url: string) => new FerryError(-4, `Invalid server URL '${url}'`),
+
+  // lifecycle policies (§16) — lifecycle area
+  lifecycleExists: (n: string) => new FerryError(409, `Lifecycle '${n}' already exists`),
+  lifecycleNotFound: (n: string) => new FerryError(404, `Lifecycle '${n}' does not exist`),
+  lifecycleProvisioned: (n: string, what: 'update' | 'remove') =>
+    new FerryError(409, `Can't ${what} provisioned lifecycle '${n}'`),
+  lifecycleBucketNotFound: (b: string, n: string) =>
+    new FerryError(404, `Bucket '${b}' for lifecycle '${n}' does not exist`),
+  lifecycleInvalidName: (n: string) =>
+    new FerryError(422, `Invalid lifecycle name '${n}': use letters, digits, '-' and '_' only`),
+  lifecycleMissingField: (field: string) => new FerryError(422, `Invalid JSON: missing field \`${field}\``),
+  lifecycleInvalidField: (field: string, expected: string) =>
+    new FerryError(422, `Invalid lifecycle ${field}: ${expected}`),
+  lifecycleInvalidType: (v: string) =>
+    new FerryError(422, `Invalid lifecycle type '${v}': expected 'delete' or 'compress'`),
+  lifecycleInvalidMode: (v: string) =>
+    new FerryError(422, `Invalid lifecycle mode '${v}': expected 'enabled', 'disabled' or 'dry_run'`),
+  lifecycleInvalidDuration: (field: string, v: string) =>
+    new FerryError(422, `Invalid lifecycle ${field} '${v}': expected a duration such as 30m, 12h or 7d`),
+  lifecycleOlderThanTooShort: (v: string) =>
+    new FerryError(422, `Lifecycle older_than '${v}' is shorter than minimum allowed value of 1h`),
+  lifecycleIntervalTooShort: (v: string) =>
+    new FerryError(422, `Lifecycle interval '${v}' is shorter than minimum allowed value of 1s`),
+  lifecycleProcessingNotPositive: (v: string) =>
+    new FerryError(422, `Lifecycle processing_interval '${v}' must be positive`),
+  lifecycleCompressWithWhen: () =>
+    new FerryError(422, "Lifecycle of type 'compress' cannot have a 'when' condition"),
+  lifecycleWhenExt: () => new FerryError(422, "Lifecycle condition cannot use '#ext' directive"),
+  lifecycleInvalidCondition: (msg: string) => new FerryError(422, `Invalid lifecycle condition: ${msg}`),
+  lifecycleRunning: (n: string) => new FerryError(409, `Lifecycle '${n}' is running already`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -151,6 +151,21 @@ export class SystemEvents {
     });
   }
 
+  /** Records one run of a lifecycle policy in `lifecycles/<instance>/<policy>` (api.md §14.2). */
+  lifecycleRun(policy: string, labels: Labels, payload: unknown): void {
+    if (!this.storage || this.closed) return;
+    if (this.logs.length >= MAX_LOG_MESSAGES) {
+      this.droppedCount++;
+      return;
+    }
+    this.logs.push({
+      entry: `lifecycles/${this.instance}/${segment(policy)}`,
+      ts: nowUs(),
+      labels,
+      payload: Buffer.from(stringifyJson(payload)),
+    });
+  }
+
   /** Writes everything buffered so far. Concurrent calls share one flush. */
   flush(): Promise<void> {
     if (!this.storage) return Promise.resolve();

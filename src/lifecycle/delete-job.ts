@@ -1,0 +1,210 @@
+/**
+ * One run of a `delete` lifecycle policy (api.md §16): removes the records of the matching entries
+ * (and `when`) that are older than `older_than`, within one window of data time of at most
+ * `processing_interval`, so that a first run over years of data works through them a window per
+ * run instead of stalling the server.
+ *
+ * - Windows: a run starts at the policy's cursor (null = the oldest record), processes
+ *   [start, min(start + processing_interval, cut-off)) and moves the cursor to the window's end;
+ *   once a window reaches the cut-off the cursor goes back to null, so the next pass also sees
+ *   records that were kept earlier (pending replication) or written late with old timestamps.
+ * - Crash safety: the window and the progress in it (entry, timestamp) are persisted while the run
+ *   goes; a run interrupted by SIGKILL is resumed from there. Removing a record twice is harmless
+ *   (the 404 of an already removed record is ignored), so a lost progress update only means a few
+ *   records are looked at again.
+ * - Removals are batched: up to `batchSize` `removeRecord` calls are in flight together and share
+ *   the engine's group commits; between batches the job yields to the event loop so that client
+ *   requests are served with little added latency.
+ * - Records a replication still has to ship are kept (protection.ts, the FIFO rule); removals are
+ *   never logged as changes for replication (the change log carries writes and label updates only),
+ *   so retention stays local (replication.md §4).
+ * - `dry_run` counts what the run would remove and changes nothing, cursor included.
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { isFerryError } from '../protocol/errors.js';
+import { isMetaEntry } from '../protocol/names.js';
+import { compileCondition, type CompiledCondition } from '../query/condition/index.js';
+import { compileEntryPatterns } from '../query/entry-pattern.js';
+import type { Bucket, Storage } from '../storage/types.js';
+import { ReplicationProtection } from './protection.js';
+import type { PolicyDurations, LifecycleSettings } from './settings.js';
+import type { JobWindow, PolicyState } from './store.js';
+
+/** Records removed per batch by default. */
+export const DEFAULT_BATCH_SIZE = 1000;
+
+/** Inputs of one run. */
+export interface DeleteJobOptions {
+  storage: Storage;
+  settings: LifecycleSettings;
+  durations: PolicyDurations;
+  /** The policy's state; the job updates `cursor` and `window` in place. */
+  state: PolicyState;
+  /** Persists `state` (`durable` false: progress that may be lost in a crash). */
+  saveState(durable: boolean): Promise<void>;
+  /** Current time in µs (the cut-off is now - older_than). */
+  nowUs: bigint;
+  dryRun: boolean;
+  /** Polled between batches: true stops the run (progress is kept for the next one). */
+  aborted(): boolean;
+  batchSize?: number;
+}
+
+/** What one run did. */
+export interface DeleteJobResult {
+  removed: number;
+  scanned: number;
+  protected: number;
+  window: { start: bigint; stop: bigint; cutoff: bigint } | null;
+  caughtUp: boolean;
+  resumed: boolean;
+  /** Stopped by `aborted()` before the window was done. */
+  interrupted: boolean;
+}
+
+/** Entries the policy applies to, sorted by name (attachments are never removed by it). */
+function policyEntries(b: Bucket, settings: LifecycleSettings): string[] {
+  const match = compileEntryPatterns(settings.entries.length > 0 ? settings.entries : undefined);
+  return b
+    .entryNames()
+    .filter((e) => !isMetaEntry(e) && match(e))
+    .sort();
+}
+
+/** The oldest record at or after `from` and before `stop` in any of the entries. */
+async function firstRecord(
+  b: Bucket,
+  entries: string[],
+  from: bigint,
+  stop: bigint,
+): Promise<bigint | undefined> {
+  let first: bigint | undefined;
+  for (const e of entries) {
+    for await (const r of b.scan(e, from, first ?? stop)) {
+      first = r.meta.ts;
+      break;
+    }
+  }
+  return first;
+}
+
+function matches(cond: CompiledCondition | undefined, ts: bigint, labels: Record<string, string>): boolean {
+  if (!cond) return true;
+  if (cond.done) return false;
+  try {
+    return cond.evaluate({ ts, labels });
+  } catch (e) {
+    if (isFerryError(e)) return false; // non-strict: a record the condition cannot judge is kept
+    throw e;
+  }
+}
+
+/** Runs the job once. Throws storage errors (the progress made so far is persisted first). */
+export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobResult> {
+  const { storage, settings, durations, state, dryRun } = opts;
+  const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  const b = storage.bucket(settings.bucket);
+  const entries = policyEntries(b, settings);
+  const resumed = !dryRun && state.window !== null;
+
+  let w: JobWindow;
+  if (resumed) {
+    w = state.window!;
+  } else {
+    const cutoff = opts.nowUs - durations.olderThanUs;
+    const start = state.cursor ?? 0n;
+    const first = cutoff > start ? await firstRecord(b, entries, start, cutoff) : undefined;
+    if (first === undefined) {
+      if (!dryRun && state.cursor !== null) {
+        state.cursor = null;
+        await opts.saveState(true);
+      }
+      return {
+        removed: 0,
+        scanned: 0,
+        protected: 0,
+        window: null,
+        caughtUp: true,
+        resumed,
+        interrupted: false,
+      };
+    }
+    const pi = durations.processingIntervalUs;
+    const stop = pi !== undefined && first + pi < cutoff ? first + pi : cutoff;
+    w = { start: first, stop, cutoff, entry: null, ts: first, removed: 0, scanned: 0, protected: 0 };
+    if (!dryRun) {
+      state.window = w;
+      await opts.saveState(true);
+    }
+  }
+
+  const protection = await ReplicationProtection.open(storage.changes, b.name, w.start, w.stop);
+  const base = settings.when ? compileCondition(settings.when) : undefined;
+  let interrupted = false;
+
+  outer: for (const entry of entries) {
+    if (w.entry !== null && entry < w.entry) continue;
+    const from = w.entry === entry ? w.ts : w.start;
+    const cond = base?.clone();
+    let batch: bigint[] = [];
+    const flush = async (nextTs: bigint): Promise<void> => {
+      if (!dryRun && batch.length > 0) {
+        await protection.refresh();
+        const doomed = batch.filter((ts) => {
+          if (!protection.has(entry, ts)) return true;
+          w.protected++;
+          return false;
+        });
+        const results = await Promise.allSettled(doomed.map((ts) => b.removeRecord(entry, ts)));
+        for (const r of results) {
+          if (r.status === 'fulfilled') w.removed++;
+          else if (!(isFerryError(r.reason) && r.reason.status === 404)) {
+            await opts.saveState(false).catch(() => undefined);
+            throw r.reason;
+          }
+        }
+      } else {
+        w.removed += batch.length;
+      }
+      batch = [];
+      w.entry = entry;
+      w.ts = nextTs;
+      if (!dryRun) await opts.saveState(false);
+      await yieldToEventLoop();
+    };
+    for await (const rec of b.scan(entry, from, w.stop)) {
+      const { ts, labels } = rec.meta;
+      w.scanned++;
+      if (matches(cond, ts, labels)) {
+        if (protection.has(entry, ts)) w.protected++;
+        else batch.push(ts);
+      }
+      // progress is saved per batch, and now and then while nothing matches
+      if (batch.length >= batchSize || w.scanned % (batchSize * 8) === 0) {
+        await flush(ts + 1n);
+        if (opts.aborted()) {
+          interrupted = true;
+          break outer;
+        }
+      }
+    }
+    await flush(w.stop);
+  }
+
+  if (interrupted) {
+    if (!dryRun) await opts.saveState(true);
+  } else if (!dryRun) {
+    state.window = null;
+    state.cursor = w.stop >= w.cutoff ? null : w.stop;
+    await opts.saveState(true);
+  }
+  return {
+    removed: w.removed,
+    scanned: w.scanned,
+    protected: w.protected,
+    window: { start: w.start, stop: w.stop, cutoff: w.cutoff },
+    caughtUp: !interrupted && w.stop >= w.cutoff,
+    resumed,
+    interrupted,
+  };
+}
