@@ -407,3 +407,15 @@ test('provisioned replications in the wire shape', () => {
   // Warnings never contain the destination token.
   assert.ok(!c.warnings.some((w) => w.includes('dst-secret-123')));
 });
+
+test('connection bounds: defaults, human durations, 0 refused (it would switch a bound off)', () => {
+  assert.deepEqual(load().http, { headersTimeoutMs: 20_000, keepAliveTimeoutMs: 5_000, maxConnections: 512 });
+  assert.deepEqual(
+    load({ FERRY_HEADERS_TIMEOUT: '2.5', FERRY_KEEP_ALIVE_TIMEOUT: '500ms', FERRY_MAX_CONNECTIONS: '64' })
+      .http,
+    { headersTimeoutMs: 2_500, keepAliveTimeoutMs: 500, maxConnections: 64 },
+  );
+  assert.throws(() => load({ FERRY_HEADERS_TIMEOUT: '0' }), /FERRY_HEADERS_TIMEOUT: must be greater than 0/);
+  assert.throws(() => load({ FERRY_KEEP_ALIVE_TIMEOUT: '0s' }), /FERRY_KEEP_ALIVE_TIMEOUT/);
+  assert.throws(() => load({ FERRY_MAX_CONNECTIONS: '0' }), /FERRY_MAX_CONNECTIONS: invalid value/);
+});

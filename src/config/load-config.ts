@@ -12,8 +12,9 @@
  * - Listening address. A server without authentication listens on `127.0.0.1` unless the user says
  *   otherwise explicitly, with `RS_HOST` or `FERRY_ALLOW_OPEN=true`; with authentication the
  *   default is ReductStore's `0.0.0.0`. The decision is recorded in `warnings` so the server logs it.
- * - `FERRY_DURABILITY` (`fsync` default | `none`) and `FERRY_MAX_JSON_BODY` (default 16 MB) are
- *   Ferry's own.
+ * - `FERRY_DURABILITY` (`fsync` default | `none`), `FERRY_MAX_JSON_BODY` (default 16 MB) and the
+ *   connection bounds `FERRY_HEADERS_TIMEOUT`, `FERRY_KEEP_ALIVE_TIMEOUT`, `FERRY_MAX_CONNECTIONS`
+ *   are Ferry's own.
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -156,6 +157,13 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
 
   const duration = (name: string, defMs: number) =>
     get(name) ? parseDurationMs(name, get(name) as string) : defMs;
+  /** A duration that must not be 0 (0 would switch the bound off). */
+  const positiveDuration = (name: string, defMs: number): number => {
+    const ms = duration(name, defMs);
+    if (ms <= 0)
+      throw new Error(`${name}: must be greater than 0 (allowed: seconds such as 5 or 0.5, or 500ms)`);
+    return ms;
+  };
   const sizeNum = (name: string, def: number) =>
     get(name) ? parseSizeNumber(name, get(name) as string) : def;
   const int = (name: string, def: number, min: number) =>
@@ -218,6 +226,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     replication,
     storage: { durability },
     maxJsonBody: sizeNum('FERRY_MAX_JSON_BODY', 16_000_000),
+    http: {
+      headersTimeoutMs: positiveDuration('FERRY_HEADERS_TIMEOUT', 20_000),
+      keepAliveTimeoutMs: positiveDuration('FERRY_KEEP_ALIVE_TIMEOUT', 5_000),
+      maxConnections: int('FERRY_MAX_CONNECTIONS', 512, 1),
+    },
     warnings,
   };
   if (certPath !== undefined) config.certPath = certPath;

@@ -79,6 +79,15 @@ export interface FerryConfig {
   };
   /** Max request body for JSON routes (bytes). */
   maxJsonBody: number;
+  /** Connection bounds of the HTTP server (Ferry's own settings, see the README). */
+  http: {
+    /** FERRY_HEADERS_TIMEOUT: max time to receive a request's headers. */
+    headersTimeoutMs: number;
+    /** FERRY_KEEP_ALIVE_TIMEOUT: max idle time of a keep-alive connection between requests. */
+    keepAliveTimeoutMs: number;
+    /** FERRY_MAX_CONNECTIONS: max open connections. */
+    maxConnections: number;
+  };
   /** Errors found while reading the environment (logged at start, never fatal for optional items). */
   warnings: string[];
 }

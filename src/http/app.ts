@@ -7,8 +7,9 @@
  * every status including 404/405 and Node's own client errors). A framework's body parsers,
  * serializers and error pages would all have to be switched off; what is left is a radix router,
  * which find-my-way (Fastify's router) provides without anything else. The server starts with
- * `maxHeaderSize` 1 MiB (batch metadata travels in headers, §19), no request timeout (multi-GB
- * uploads) and handles `Expect: 100-continue` itself.
+ * `maxHeaderSize` 1 MiB (batch metadata travels in headers, §19), no total request time (multi-GB
+ * uploads) but bounded gaps and connection count (connection-guard.ts), and handles
+ * `Expect: 100-continue` itself.
  *
  * Layers, outermost first: common headers + CORS (set before anything else, so every response
  * has them) → OPTIONS preflight → routing (404 / 405) → REPLICA role guard → handler →
@@ -24,6 +25,7 @@ import { RequestContext } from './context.js';
 import { replicaForbidden } from './auth-hook.js';
 import { FerryIncomingMessage } from './request-headers.js';
 import { discardBody } from './body.js';
+import { ConnectionGuard, connectionOptions } from './connection-guard.js';
 import { sendError } from './respond.js';
 import { ALL_METHODS, type Handler, type Method, type Route } from './router.js';
 import type { HttpServices } from './services.js';
@@ -114,6 +116,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     res: http.ServerResponse,
     expectContinue: boolean,
   ): Promise<void> => {
+    guard.track(req.socket, res);
     commonHeaders(req, res);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -165,14 +168,14 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     }
   };
 
+  const limits = { ...config.http, idleTimeoutMs: config.io.operationTimeoutMs };
   const onRequest = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void handle(req, res, false);
   };
   const options: http.ServerOptions = {
     IncomingMessage: FerryIncomingMessage,
     maxHeaderSize: 1024 * 1024,
-    requestTimeout: 0,
-    keepAliveTimeout: 5000,
+    ...connectionOptions(limits),
   };
   let server: http.Server;
   let protocol: 'http' | 'https' = 'http';
@@ -189,6 +192,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
   // drops the rest silently; a v2 batch of 1000 records from reduct-js puts content-length last.
   // The 1 MiB header size limit still bounds a request.
   server.maxHeadersCount = 0;
+  const guard = new ConnectionGuard(server, limits, protocol === 'https');
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
     void handle(req, res, true);
   });
@@ -206,6 +210,9 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
         `x-reduct-api: ${API_VERSION}\r\nserver: ReductStore ${SERVER_VERSION}\r\n` +
         `x-reduct-error: ${message}\r\ncontent-type: application/json\r\n` +
         `content-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      // The server socket is half-open: without this, a client that never reads nor closes
+      // (a slowloris) would hold it after the answer forever.
+      () => socket.destroy(),
     );
   });
 

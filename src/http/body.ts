@@ -183,27 +183,33 @@ export class RequestBody {
 export interface DiscardOptions {
   /** The connection is closed when no body byte arrived for this long (ms). */
   idleMs: number;
-  /** The connection is closed once more than this many bytes were discarded. */
+  /** Bytes discarded before the server stops reading and ends the connection. */
   limitBytes: number;
 }
 
 /**
  * Reads and drops the rest of a request body that nobody will consume (the answer is sent or on
  * its way), so that the connection can serve the next request. A client that keeps sending beyond
- * `limitBytes`, or stalls for `idleMs`, has its connection closed once the answer is out: an
- * unauthenticated client cannot keep the server reading, and a stalled one cannot hold a socket.
+ * `limitBytes` is no longer read and its connection is ended once the answer is out; one that
+ * stalls for `idleMs` has it closed: an unauthenticated client cannot keep the server reading, and
+ * a stalled one cannot hold a socket.
  */
 export function discardBody(req: IncomingMessage, res: ServerResponse, opts: DiscardOptions): void {
   if (req.readableEnded || req.destroyed) return;
   let seen = 0;
+  const whenAnswered = (close: () => void): void => {
+    res.shouldKeepAlive = false;
+    if (res.writableFinished) close();
+    else res.once('finish', close);
+  };
+  // Too much: stop reading and say goodbye (FIN) but do not reset: a reset could destroy the answer
+  // in the client's receive buffer before it read it. The socket idle bound ends the rest.
   const cut = (): void => {
     clearTimeout(timer);
     req.pause();
-    res.shouldKeepAlive = false;
-    if (res.writableFinished) req.socket.destroy();
-    else res.once('finish', () => req.socket.destroy());
+    whenAnswered(() => req.socket.end());
   };
-  const timer = setTimeout(cut, opts.idleMs);
+  const timer = setTimeout(() => whenAnswered(() => req.socket.destroy()), opts.idleMs);
   req.on('error', () => undefined);
   req.on('data', (chunk: Buffer) => {
     seen += chunk.length;
