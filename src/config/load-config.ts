@@ -129,6 +129,9 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
   const allowOpen = get('FERRY_ALLOW_OPEN')
     ? parseBool('FERRY_ALLOW_OPEN', get('FERRY_ALLOW_OPEN') as string)
     : false;
+  const metricsOpen = get('FERRY_METRICS_OPEN')
+    ? parseBool('FERRY_METRICS_OPEN', get('FERRY_METRICS_OPEN') as string)
+    : false;
   let host = get('RS_HOST');
   if (host === undefined) {
     if (auth.mode === 'disabled' && !allowOpen) {
@@ -216,6 +219,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     instanceRole,
     auth,
     allowOpen,
+    metricsOpen,
     defaults,
     tokens: auth.mode === 'disabled' ? [] : tokens,
     buckets: readProvisionedBuckets(env, warnings),

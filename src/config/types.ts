@@ -54,6 +54,8 @@ export interface FerryConfig {
     | { mode: 'none' }; // nothing set: no init token (only provisioned tokens, if any)
   /** True when the user explicitly allowed a non-loopback listener without auth (FERRY_ALLOW_OPEN=true). */
   allowOpen: boolean;
+  /** `GET /metrics` without a token (FERRY_METRICS_OPEN=true); otherwise any valid token, like `/info`. */
+  metricsOpen: boolean;
   defaults: BucketSettings;
   tokens: ProvisionedToken[];
   buckets: ProvisionedBucket[];

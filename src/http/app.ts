@@ -47,10 +47,15 @@ import { lifecycleRoutes } from './routes/lifecycles.js';
  */
 const ANONYMOUS_DISCARD_BYTES = 64 * 1024;
 import { eventsRoute } from './routes/events.js';
+import { metricsHandler } from './routes/metrics.js';
+import { FerryMetrics } from './metrics.js';
+import { instrumentServices } from './instrument.js';
 
 interface RouteStore {
   handler: Handler;
   mutating: boolean;
+  /** Route pattern, the `family` label of the request metrics. */
+  family: string;
 }
 
 /** A created (not yet listening) HTTP(S) server plus a close that also drops idle keep-alives. */
@@ -84,10 +89,15 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
       const store: RouteStore = {
         handler: route.handler,
         mutating: route.mutating ?? !(method === 'GET' || method === 'HEAD'),
+        family: route.path,
       };
       router.on(method, apiPrefix + route.path, () => undefined, store);
     }
   }
+  const metrics = new FerryMetrics(() => services.monitor);
+  const metricsStore: RouteStore = { handler: metricsHandler(metrics), mutating: false, family: 'metrics' };
+  router.on('GET', `${config.apiBasePath}metrics`, () => undefined, metricsStore);
+  const routeServices = instrumentServices(services, metrics);
 
   const corsAny = config.corsAllowOrigin.includes('*');
   const corsOrigins = new Set(config.corsAllowOrigin);
@@ -141,6 +151,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     }
 
     const found = router.find(method as Method, path);
+    metrics.track(res, found ? (found.store as RouteStore).family : 'unmatched', method);
     if (!found) {
       res.shouldKeepAlive = res.shouldKeepAlive && !expectContinue;
       const known = ALL_METHODS.some((m) => m !== method && router.find(m, path) !== null);
@@ -149,7 +160,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
       return;
     }
     const store = found.store as RouteStore;
-    const ctx = new RequestContext(req, res, services, path, query, found.params, expectContinue);
+    const ctx = new RequestContext(req, res, routeServices, path, query, found.params, expectContinue);
     res.on('finish', () => {
       if (ctx.principal) services.system.audit(ctx.principal.name, method, path, res.statusCode);
     });
