@@ -142,6 +142,12 @@ export const Errors = {
     new FerryError(422, `${field} is too long: ${bytes} bytes (at most ${max})`),
   tooManyLabels: (where: string, count: number, max: number) =>
     new FerryError(422, `Too many labels${where}: ${count} (at most ${max})`),
+  /** `x-ferry-origin` from a token that is not trusted to speak for another instance. */
+  originForbidden: (token: string) =>
+    new FerryError(
+      403,
+      `Token '${token}' may not send x-ferry-origin: only replication senders with a full-access token can`,
+    ),
   labelsTooLarge: (where: string, bytes: number, max: number) =>
     new FerryError(422, `Labels${where} are too large: ${bytes} bytes of names and values (at most ${max})`),
 

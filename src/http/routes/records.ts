@@ -7,7 +7,7 @@ import { Errors } from '../../protocol/errors.js';
 import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
 import type { StoredRecord, Labels } from '../../storage/types.js';
 import { checkMetaWrite, replaceOlderAttachments } from '../attachments.js';
-import { readAccess, writeAccess } from '../auth-hook.js';
+import { authenticated, readAccess, writeAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import { optionalTs, readLabelHeaders, requireTs, setRecordHeaders } from '../headers.js';
 import { checkContentType, checkOrigin } from '../../protocol/field-bounds.js';
@@ -32,10 +32,18 @@ export function declaredSize(ctx: RequestContext): number {
   return Number(size);
 }
 
-/** `x-ferry-origin`: the instance id where a replicated record or update was first made. */
+/**
+ * `x-ferry-origin`: the instance id where a replicated record or update was first made. Call after
+ * the route's access check. A record with an origin is never replicated to that instance (loop
+ * prevention), so setting one is a statement about other instances that only a replication sender
+ * may make: it needs a full-access token (or authentication disabled), else 403. Ordinary writers
+ * could otherwise hide their records from any replica whose instance id they name.
+ */
 export function originHeader(ctx: RequestContext): string | undefined {
   const v = ctx.header('x-ferry-origin');
   if (v === undefined || v === '') return undefined;
+  const principal = authenticated(ctx);
+  if (!principal.fullAccess) throw Errors.originForbidden(principal.name);
   checkOrigin(v);
   return v;
 }
