@@ -105,6 +105,8 @@ const { seed, from } = await runSeed();
 const replay = `FERRY_TEST_SEED=${seed}`;
 const totals = new Map();
 const durations = [];
+/** Test time per file (its top-level tests run one after the other), for the slowest-files line. */
+const fileMs = new Map();
 let failedEvents = 0;
 
 /** Events of every selected lane in turn; the lanes' own summaries are summed for {@link summary}. */
@@ -129,6 +131,16 @@ async function* events() {
         continue;
       }
       if (event.type === 'test:fail' && !event.data.todo) failedEvents++;
+      if (
+        (event.type === 'test:pass' || event.type === 'test:fail') &&
+        event.data.nesting === 0 &&
+        event.data.file
+      ) {
+        fileMs.set(
+          event.data.file,
+          (fileMs.get(event.data.file) ?? 0) + (event.data.details?.duration_ms ?? 0),
+        );
+      }
       yield event;
     }
     const seconds = (Date.now() - started) / 1000;
@@ -144,6 +156,11 @@ function* summary() {
   }
   yield note(`duration_ms ${totals.get('duration_ms') ?? 0}`);
   yield note(durations.join(', '));
+  const slowest = [...fileMs]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 5)
+    .map(([file, ms]) => `${relative(join(root, 'dist', 'test'), file)} ${(ms / 1000).toFixed(1)} s`);
+  if (slowest.length > 1) yield note(`slowest files: ${slowest.join(', ')}`);
   if (failed()) yield note(`FAILED with test seed ${seed}: rerun with ${replay}`);
 }
 

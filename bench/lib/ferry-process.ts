@@ -6,10 +6,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.js';
+
+export { freePort };
 
 /** Options of {@link spawnFerry}. */
 export interface SpawnFerryOptions {
@@ -128,20 +130,6 @@ function installExitHook(): void {
     };
     process.on(sig, handler);
   }
-}
-
-/** Finds a currently free TCP port on `host` by binding port 0. */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return await new Promise<number>((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new Error('could not determine a free port'))));
-    });
-  });
 }
 
 function inheritedEnv(): Record<string, string> {

@@ -58,7 +58,10 @@ export class ManualClock implements Clock {
     for (;;) {
       let next: Timer | undefined;
       for (const t of this.timers) {
-        if (t.due <= end && (next === undefined || t.due < next.due || (t.due === next.due && t.seq < next.seq)))
+        if (
+          t.due <= end &&
+          (next === undefined || t.due < next.due || (t.due === next.due && t.seq < next.seq))
+        )
           next = t;
       }
       if (next === undefined) break;
