@@ -93,6 +93,8 @@ interface Window {
   error?: TargetFailure;
   /** Settles when the current send attempt is over. */
   sending?: Promise<void>;
+  /** `recordKey`s of its items, built when an overlap with another window must be checked. */
+  records?: Set<string>;
 }
 
 /** Result of one attempt to deliver a group of items. */
@@ -100,7 +102,12 @@ interface Attempt {
   remaining: Item[];
   temp?: TargetFailure;
   perm?: { status: number; message: string };
+  /** Writes the destination answered as already present (their labels were not applied). */
+  present?: Item[];
 }
+
+/** The source record a change is about. */
+const recordKey = (c: Change): string => `${c.entry}\u0000${c.ts}`;
 
 /** Changes shipped in one request share kind, entry and origin. */
 const groupKey = (c: Change): string => `${c.kind}\u0000${c.entry}\u0000${c.origin}`;
@@ -648,9 +655,13 @@ export class ReplicationTask {
 
   /** Delivers the remaining items of a window; sets its status. */
   private async ship(w: Window): Promise<void> {
-    // Write groups are started first. With max_in_flight > 1 update groups may still run alongside
-    // them: an update that reaches the destination before its record comes back 'missing' and is
-    // sent as a write instead (see `deliver`).
+    // Each delivery carries the source record as it is when the delivery starts, and requests in
+    // flight land in any order: two deliveries of one record must not overlap, or the older state
+    // may land last (an update overwritten by a stale one, or an update that finds its record
+    // missing, is re-sent as a write and then finds the older write present). So a window waits
+    // for earlier windows that ship the same records, and its writes land before its updates of
+    // the same records.
+    await this.afterEarlierDeliveries(w);
     const writes = new Map<string, Item[]>();
     const updates = new Map<string, Item[]>();
     for (const item of w.remaining) {
@@ -659,11 +670,15 @@ export class ReplicationTask {
       if (!g) groups.set(item.key, (g = []));
       g.push(item);
     }
-    const attempts = await mapLimit(
-      [...writes.values(), ...updates.values()],
-      this.settings.batch.max_in_flight,
-      (g) => this.deliver(g),
-    );
+    const written = new Set<string>();
+    if (writes.size > 0 && updates.size > 0)
+      for (const g of writes.values()) for (const i of g) written.add(recordKey(i.change));
+    const later: Item[][] = [];
+    const now: Item[][] = [...writes.values()];
+    for (const g of updates.values()) (g.some((i) => written.has(recordKey(i.change))) ? later : now).push(g);
+    const limit = this.settings.batch.max_in_flight;
+    const attempts = await mapLimit(now, limit, (g) => this.deliver(g));
+    if (later.length > 0) attempts.push(...(await mapLimit(later, limit, (g) => this.deliver(g))));
     const remaining: Item[] = [];
     let temp: Attempt['temp'];
     let perm: Attempt['perm'];
@@ -685,8 +700,31 @@ export class ReplicationTask {
     }
   }
 
-  /** Reads the source records of one group (same kind, entry, origin) and applies them. */
-  private async deliver(group: Item[]): Promise<Attempt> {
+  /** Waits until no earlier window that ships one of `w`'s records is being sent. */
+  private async afterEarlierDeliveries(w: Window): Promise<void> {
+    for (;;) {
+      const at = this.inflight.indexOf(w);
+      const earlier = (at < 0 ? this.inflight : this.inflight.slice(0, at)).filter(
+        (o) => o.status === 'sending' && o.sending !== undefined && this.overlap(o, w),
+      );
+      if (earlier.length === 0) return;
+      await Promise.all(earlier.map((o) => o.sending));
+    }
+  }
+
+  private overlap(a: Window, b: Window): boolean {
+    const ra = (a.records ??= new Set(a.items.map((i) => recordKey(i.change))));
+    const rb = (b.records ??= new Set(b.items.map((i) => recordKey(i.change))));
+    const [small, large] = ra.size < rb.size ? [ra, rb] : [rb, ra];
+    for (const k of small) if (large.has(k)) return true;
+    return false;
+  }
+
+  /**
+   * Reads the source records of one group (same kind, entry, origin) and applies them. `fallback`:
+   * the group is a retry of label updates in another form (see `missingAtDest`); no further one.
+   */
+  private async deliver(group: Item[], fallback = false): Promise<Attempt> {
     const first = group[0]!.change;
     const destEntry = destinationEntry(this.settings.dst_prefix, first.entry);
     const bucketName = this.settings.src_bucket;
@@ -770,6 +808,7 @@ export class ReplicationTask {
     let perm: Attempt['perm'];
     const failed: FailureEntry[] = [];
     const missingAtDest: Array<{ item: Item; ship: ShipRecord }> = [];
+    const present: Item[] = [];
     let ok = 0;
     toSend.forEach((t, i) => {
       const o = validOutcome(outcomes[i]);
@@ -784,9 +823,16 @@ export class ReplicationTask {
         case 'present':
           ok++;
           this.counters.records_already_present++;
+          present.push(t.item);
           break;
         case 'missing':
-          missingAtDest.push(t);
+          if (fallback) {
+            remaining.push(t.item);
+            temp ??= {
+              status: 404,
+              message: `Record ${t.item.change.ts} of entry '${destEntry}' is missing at the destination for its label update, though its write was answered as present`,
+            };
+          } else missingAtDest.push(t);
           break;
         case 'temporary':
           this.diagnostics.addError(o.status, o.message);
@@ -820,19 +866,30 @@ export class ReplicationTask {
         temp = { status: -1, message: `Failure log write failed: ${(e as Error).message}` };
       }
     }
-    if (missingAtDest.length > 0) {
-      // a label update for a record the destination lacks: send the whole record instead
+    if (missingAtDest.length > 0 && !fallback) {
+      // A label update for a record the destination lacks: send the whole record, with its
+      // current labels, instead. If the record turns out to be there after all (its write landed
+      // meanwhile, e.g. from a connection of before a crash), its labels may be older than ours:
+      // the update is applied once more, now that the record exists.
       const asWrites = missingAtDest.map((t): Item => {
         const change: Change = { ...t.item.change, kind: 'write' };
         return { change, key: groupKey(change) };
       });
-      const again = await this.deliver(asWrites);
       const back = new Map(missingAtDest.map((t) => [t.item.change.ts, t.item]));
+      const again = await this.deliver(asWrites, true);
       remaining.push(...again.remaining.map((i) => back.get(i.change.ts) ?? i));
       temp ??= again.temp;
       perm ??= again.perm;
+      const relabel = (again.present ?? []).map((i) => back.get(i.change.ts)!);
+      if (relabel.length > 0) {
+        const third = await this.deliver(relabel, true);
+        remaining.push(...third.remaining);
+        temp ??= third.temp;
+        perm ??= third.perm;
+      }
     }
     const res: Attempt = { remaining };
+    if (present.length > 0 && first.kind === 'write') res.present = present;
     if (temp) res.temp = temp;
     if (perm) res.perm = perm;
     return res;
