@@ -50,8 +50,8 @@ function failure(what: string, problems: string[], ferry: FerryProcess): string 
 const ROUNDS = 6;
 const WRITERS = 8;
 /** Each round is killed after this many acknowledged records, plus a drawn share of KILL_SPREAD. */
-const KILL_AFTER = 25;
-const KILL_SPREAD = 150;
+const KILL_AFTER = 20;
+const KILL_SPREAD = 100;
 /** A round that cannot reach its kill point in this time means the server stopped acknowledging. */
 const ROUND_LIMIT_MS = 60_000;
 
