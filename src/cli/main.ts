@@ -1,54 +1,59 @@
 #!/usr/bin/env node
 /**
- * The `ferry` command. `ferry serve` reads the RS_* environment (api.md §18); `--port`, `--host`
- * and `--data` override RS_PORT, RS_HOST and RS_DATA_PATH.
+ * The `ferry` command: `serve` runs the server; the other commands drive a server through the SDK
+ * (src/client). Exit codes and output conventions are in output.ts and the README.
  */
-import { setFlagsFromString } from 'node:v8';
-import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig } from '../config/load-config.js';
-import { startFerry } from '../server.js';
-import { heapGrowingFlag } from './heap.js';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { bucketCommands } from './commands/buckets.js';
+import { contextCommand } from './commands/context.js';
+import { cpCommand } from './commands/cp.js';
+import { replicationCommand } from './commands/replications.js';
+import { tasksCommand } from './commands/tasks.js';
+import { EXIT } from './output.js';
+import { serveCommand } from './serve.js';
 
-function parsePort(value: string): number {
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+function parseTimeout(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535)
-    throw new InvalidArgumentError('expected a port number 0..65535');
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a time in ms >= 0');
   return n;
 }
 
-/** Applies `FERRY_HEAP_GROWING_PERCENT` (src/cli/heap.ts); exits with 1 on an invalid value. */
-function tuneHeap(value: string | undefined): void {
-  let flag: string | undefined;
-  try {
-    flag = heapGrowingFlag(value);
-  } catch (e) {
-    console.error(`ferry: ${(e as Error).message}`);
-    process.exit(1);
-  }
-  if (flag !== undefined) setFlagsFromString(flag);
-}
-
 const program = new Command();
-program.name('ferry').description('Time-series blob store speaking the ReductStore HTTP API 1.21');
-
 program
-  .command('serve')
-  .description('run the server (configured by RS_* environment variables)')
-  .option('-p, --port <port>', 'listen port (overrides RS_PORT)', parsePort)
-  .option('-H, --host <host>', 'listen address (overrides RS_HOST)')
-  .option('-d, --data <path>', 'data directory (overrides RS_DATA_PATH)')
-  .action(async (opts: { port?: number; host?: string; data?: string }) => {
-    const env = { ...process.env };
-    tuneHeap(env.FERRY_HEAP_GROWING_PERCENT);
-    if (opts.port !== undefined) env.RS_PORT = String(opts.port);
-    if (opts.host !== undefined) env.RS_HOST = opts.host;
-    if (opts.data !== undefined) env.RS_DATA_PATH = opts.data;
-    try {
-      await startFerry(loadConfig(env), { handleSignals: true });
-    } catch (e) {
-      console.error(`ferry: ${(e as Error).message}`);
-      process.exit(1);
-    }
-  });
+  .name('ferry')
+  .description('Time-series blob store speaking the ReductStore HTTP API 1.21, and its command line')
+  .version(pkg.version, '-V, --version')
+  .addOption(new Option('--url <url>', 'server URL').env('FERRY_URL'))
+  .addOption(new Option('--token <token>', 'API token').env('FERRY_TOKEN'))
+  .addOption(new Option('--context <name>', 'named server from the contexts file').env('FERRY_CONTEXT'))
+  .option('--json', 'machine-readable output (errors as JSON on stderr)')
+  .option('--timeout <ms>', 'time limit of each request (default 30000)', parseTimeout)
+  .showHelpAfterError('(add --help for usage)')
+  .exitOverride();
 
-await program.parseAsync(process.argv);
+program.addCommand(serveCommand());
+for (const c of bucketCommands()) program.addCommand(c);
+program.addCommand(replicationCommand());
+program.addCommand(tasksCommand());
+program.addCommand(cpCommand());
+program.addCommand(contextCommand());
+
+/** Usage errors exit with 2 (help and version with 0) in every subcommand. */
+function exitOverrideAll(cmd: Command): void {
+  cmd.exitOverride();
+  for (const sub of cmd.commands) exitOverrideAll(sub);
+}
+exitOverrideAll(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    process.exitCode = e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  } else throw e;
+}
