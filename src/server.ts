@@ -100,6 +100,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
         batchTimeoutMs: config.io.batchTimeoutMs,
         recordTimeoutMs: config.io.batchRecordsTimeoutMs,
       },
+      bounds: config.queries,
     });
     closers.push(async () => queries.close());
     const linkKeys = await LinkKeys.open(config.dataPath, { sync: config.storage.durability !== 'none' });

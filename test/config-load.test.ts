@@ -419,3 +419,15 @@ test('connection bounds: defaults, human durations, 0 refused (it would switch a
   assert.throws(() => load({ FERRY_KEEP_ALIVE_TIMEOUT: '0s' }), /FERRY_KEEP_ALIVE_TIMEOUT/);
   assert.throws(() => load({ FERRY_MAX_CONNECTIONS: '0' }), /FERRY_MAX_CONNECTIONS: invalid value/);
 });
+
+test('query bounds: defaults, TTL as a duration in seconds', () => {
+  assert.deepEqual(load().queries, { maxOpen: 10_000, maxOpenPerToken: 1_000, maxTtlSeconds: 3_600 });
+  assert.deepEqual(
+    load({ FERRY_MAX_QUERIES: '50', FERRY_MAX_QUERIES_PER_TOKEN: '5', FERRY_MAX_QUERY_TTL: '2m' }).queries,
+    { maxOpen: 50, maxOpenPerToken: 5, maxTtlSeconds: 120 },
+  );
+  assert.throws(
+    () => load({ FERRY_MAX_QUERIES_PER_TOKEN: '0' }),
+    /FERRY_MAX_QUERIES_PER_TOKEN: invalid value/,
+  );
+});

@@ -12,8 +12,9 @@
  * - Listening address. A server without authentication listens on `127.0.0.1` unless the user says
  *   otherwise explicitly, with `RS_HOST` or `FERRY_ALLOW_OPEN=true`; with authentication the
  *   default is ReductStore's `0.0.0.0`. The decision is recorded in `warnings` so the server logs it.
- * - `FERRY_DURABILITY` (`fsync` default | `none`), `FERRY_MAX_JSON_BODY` (default 16 MB) and the
+ * - `FERRY_DURABILITY` (`fsync` default | `none`), `FERRY_MAX_JSON_BODY` (default 16 MB), the
  *   connection bounds `FERRY_HEADERS_TIMEOUT`, `FERRY_KEEP_ALIVE_TIMEOUT`, `FERRY_MAX_CONNECTIONS`
+ *   and the query bounds `FERRY_MAX_QUERIES`, `FERRY_MAX_QUERIES_PER_TOKEN`, `FERRY_MAX_QUERY_TTL`
  *   are Ferry's own.
  */
 import { existsSync } from 'node:fs';
@@ -230,6 +231,11 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     replication,
     storage: { durability },
     maxJsonBody: sizeNum('FERRY_MAX_JSON_BODY', 16_000_000),
+    queries: {
+      maxOpen: int('FERRY_MAX_QUERIES', 10_000, 1),
+      maxOpenPerToken: int('FERRY_MAX_QUERIES_PER_TOKEN', 1_000, 1),
+      maxTtlSeconds: Math.ceil(positiveDuration('FERRY_MAX_QUERY_TTL', 3_600_000) / 1000),
+    },
     http: {
       headersTimeoutMs: positiveDuration('FERRY_HEADERS_TIMEOUT', 20_000),
       keepAliveTimeoutMs: positiveDuration('FERRY_KEEP_ALIVE_TIMEOUT', 5_000),

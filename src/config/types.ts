@@ -81,6 +81,8 @@ export interface FerryConfig {
   };
   /** Max request body for JSON routes (bytes). */
   maxJsonBody: number;
+  /** Bounds on open queries (FERRY_MAX_QUERIES, FERRY_MAX_QUERIES_PER_TOKEN, FERRY_MAX_QUERY_TTL). */
+  queries: { maxOpen: number; maxOpenPerToken: number; maxTtlSeconds: number };
   /** Connection bounds of the HTTP server (Ferry's own settings, see the README). */
   http: {
     /** FERRY_HEADERS_TIMEOUT: max time to receive a request's headers. */

@@ -27,10 +27,13 @@ export interface QueryBatch {
 
 /** Query manager (src/query/query-manager.ts). Throws FerryError with the wire messages. */
 export interface QueryService {
-  /** Creates a QUERY (entry set = entry-level query of §9, else bucket-level §11); returns its id. */
-  create(bucket: string, body: unknown, entry?: string): Promise<bigint>;
+  /**
+   * Creates a QUERY (entry set = entry-level query of §9, else bucket-level §11); returns its id.
+   * `owner` is the token name that open-query bounds count per token (429 beyond them).
+   */
+  create(bucket: string, body: unknown, entry?: string, owner?: string): Promise<bigint>;
   /** Creates a query from the GET `…/q` parameters of §9. */
-  createFromParams(bucket: string, entry: string, params: URLSearchParams): Promise<bigint>;
+  createFromParams(bucket: string, entry: string, params: URLSearchParams, owner?: string): Promise<bigint>;
   /** Runs a REMOVE query; returns the number of removed records. */
   remove(bucket: string, body: unknown, entry?: string): Promise<bigint>;
   /** Runs the remove of `DELETE …/q?start=&stop=`. */

@@ -148,6 +148,21 @@ export const Errors = {
       403,
       `Token '${token}' may not send x-ferry-origin: only replication senders with a full-access token can`,
     ),
+  queryTtlTooLong: (ttl: bigint, max: number) =>
+    new FerryError(
+      422,
+      `Invalid query: 'ttl' of ${ttl} seconds is above the maximum of ${max} (FERRY_MAX_QUERY_TTL)`,
+    ),
+  tooManyQueriesOfToken: (token: string, max: number) =>
+    new FerryError(
+      429,
+      `Token '${token}' has ${max} open queries, the most allowed (FERRY_MAX_QUERIES_PER_TOKEN): read them to their end or let them expire`,
+    ),
+  tooManyQueries: (max: number) =>
+    new FerryError(
+      429,
+      `The server has ${max} open queries, the most allowed (FERRY_MAX_QUERIES): try again later`,
+    ),
   labelsTooLarge: (where: string, bytes: number, max: number) =>
     new FerryError(422, `Labels${where} are too large: ${bytes} bytes of names and values (at most ${max})`),
 

@@ -30,6 +30,27 @@ export const DEFAULT_QUERY_LIMITS: QueryLimits = {
   recordTimeoutMs: 1_000,
 };
 
+/**
+ * Bounds on open queries (issue 8 item 6). A query counts while it may still return records: from
+ * creation until it was read to its end or expired (a finished query only answers 204 until its
+ * TTL and holds no executor).
+ */
+export interface QueryBounds {
+  /** Open queries of the whole server (FERRY_MAX_QUERIES). */
+  maxOpen: number;
+  /** Open queries of one token (FERRY_MAX_QUERIES_PER_TOKEN). */
+  maxOpenPerToken: number;
+  /** Largest `ttl` a query may ask for, in seconds (FERRY_MAX_QUERY_TTL). */
+  maxTtlSeconds: number;
+}
+
+/** Defaults of the README's configuration table. */
+export const DEFAULT_QUERY_BOUNDS: QueryBounds = {
+  maxOpen: 10_000,
+  maxOpenPerToken: 1_000,
+  maxTtlSeconds: 3_600,
+};
+
 /** One record of a batch. */
 export interface BatchRecord {
   record: StoredRecord;
@@ -58,6 +79,10 @@ export interface NextOptions {
 
 interface ActiveQuery {
   id: bigint;
+  /** Token that opened it ('' when unknown), for the per-token bound. */
+  owner: string;
+  /** Still counted against the bounds (not finished, not dropped). */
+  counted: boolean;
   bucket: string;
   entry: string | undefined;
   exec: QueryExecutor;
@@ -93,15 +118,20 @@ const REMOVE_WINDOW = 64;
 export class QueryManager {
   private readonly storage: Storage;
   private readonly limits: QueryLimits;
+  private readonly bounds: QueryBounds;
   private readonly queries = new Map<bigint, ActiveQuery>();
+  /** Counted queries per owner, and in all. */
+  private readonly openByOwner = new Map<string, number>();
+  private openCount = 0;
   private readonly waiters = new Set<() => void>();
   private counter = 0n;
   private readonly gcTimer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
 
-  constructor(opts: { storage: Storage; limits: QueryLimits }) {
+  constructor(opts: { storage: Storage; limits: QueryLimits; bounds?: QueryBounds }) {
     this.storage = opts.storage;
     this.limits = opts.limits;
+    this.bounds = opts.bounds ?? DEFAULT_QUERY_BOUNDS;
     this.gcTimer = setInterval(() => this.collectExpired(), GC_INTERVAL_MS);
     this.gcTimer.unref();
     // every commit may have added records a continuous query is waiting for
@@ -113,21 +143,32 @@ export class QueryManager {
     return this.queries.size;
   }
 
+  /** Queries counted against the bounds (not yet read to their end). */
+  get openQueries(): number {
+    return this.openCount;
+  }
+
   /**
    * QUERY via POST /io/{b}/q (entry undefined, body.entries used) or POST /b/{b}/{e}/q (entry set).
-   * Returns the new id from one server-wide counter starting at 1.
+   * Returns the new id from one server-wide counter starting at 1. `owner` (the token name) is
+   * what the per-token bound counts; 429 beyond a bound, 422 for a `ttl` above the maximum.
    */
-  async create(bucket: string, body: unknown, entry?: string): Promise<bigint> {
+  async create(bucket: string, body: unknown, entry?: string, owner = ''): Promise<bigint> {
     const b = this.storage.bucket(bucket);
     const spec = parseQuerySpec(body);
     if (spec.queryType !== 'QUERY') throw Errors.queryInvalidField("query_type must be 'QUERY'");
-    return this.open(b, spec, entry);
+    return this.open(b, spec, entry, owner);
   }
 
   /** GET /b/{b}/{e}/q?start&stop&ttl&continuous (legacy, §9). */
-  async createFromParams(bucket: string, entry: string, params: URLSearchParams): Promise<bigint> {
+  async createFromParams(
+    bucket: string,
+    entry: string,
+    params: URLSearchParams,
+    owner = '',
+  ): Promise<bigint> {
     const b = this.storage.bucket(bucket);
-    return this.open(b, parseQueryParams(params, 'QUERY'), entry);
+    return this.open(b, parseQueryParams(params, 'QUERY'), entry, owner);
   }
 
   /** REMOVE via POST .../q with query_type REMOVE → number of removed records. */
@@ -228,15 +269,42 @@ export class QueryManager {
     }
   }
 
-  private async open(b: Bucket, spec: QuerySpec, entry: string | undefined): Promise<bigint> {
+  /** 422 / 429 when a new query of `owner` with `ttl` seconds would break a bound. */
+  private checkBounds(owner: string, ttl: bigint): void {
+    const { maxOpen, maxOpenPerToken, maxTtlSeconds } = this.bounds;
+    if (ttl > BigInt(maxTtlSeconds)) throw Errors.queryTtlTooLong(ttl, maxTtlSeconds);
+    if ((this.openByOwner.get(owner) ?? 0) >= maxOpenPerToken) {
+      throw Errors.tooManyQueriesOfToken(owner, maxOpenPerToken);
+    }
+    if (this.openCount >= maxOpen) throw Errors.tooManyQueries(maxOpen);
+  }
+
+  /** Stops counting `q` against the bounds (finished or dropped). */
+  private release(q: ActiveQuery): void {
+    if (!q.counted) return;
+    q.counted = false;
+    this.openCount--;
+    const n = (this.openByOwner.get(q.owner) ?? 1) - 1;
+    if (n > 0) this.openByOwner.set(q.owner, n);
+    else this.openByOwner.delete(q.owner);
+  }
+
+  private async open(b: Bucket, spec: QuerySpec, entry: string | undefined, owner: string): Promise<bigint> {
     checkTimeRange(spec);
+    this.checkBounds(owner, spec.ttl);
     const id = ++this.counter;
     if (spec.extensions.length > 0) throw Errors.queryUnknownExtension(spec.extensions[0]!, id);
     const options = await this.executorOptions(b, spec, entry);
     const d = options.directives;
     const ttlSeconds = Number(spec.ttl);
+    // Checked again: the awaits above let other creations of the same owner through meanwhile.
+    this.checkBounds(owner, spec.ttl);
+    this.openCount++;
+    this.openByOwner.set(owner, (this.openByOwner.get(owner) ?? 0) + 1);
     this.queries.set(id, {
       id,
+      owner,
+      counted: true,
       bucket: b.name,
       entry,
       exec: new QueryExecutor(options),
@@ -433,6 +501,9 @@ export class QueryManager {
       if (item === 'end') {
         last = true;
         q.finished = true;
+        // Only 204 answers are left: it no longer counts, and its executor is not needed.
+        this.release(q);
+        void q.exec.close().catch(() => undefined);
         break;
       }
       if (item === 'idle') {
@@ -498,6 +569,7 @@ export class QueryManager {
   }
 
   private drop(q: ActiveQuery): void {
+    this.release(q);
     this.queries.delete(q.id);
     void q.exec.close().catch(() => undefined);
   }

@@ -35,8 +35,8 @@ export async function answerQueryBody(
     const removed = await queries.remove(bucket, body, entry);
     sendJson(ctx.res, { removed_records: removed });
   } else {
-    readAccess(ctx, bucket);
-    const id = await queries.create(bucket, body, entry);
+    const { name } = readAccess(ctx, bucket);
+    const id = await queries.create(bucket, body, entry, name);
     sendJson(ctx.res, { id });
   }
 }
@@ -65,9 +65,9 @@ export async function createQueryFromParams(
   bucket: string,
   entry: string,
 ): Promise<void> {
-  readAccess(ctx, bucket);
+  const { name } = readAccess(ctx, bucket);
   validateEntryName(entry, { allowMeta: true });
-  const id = await ctx.services.queries.createFromParams(bucket, entry, ctx.query);
+  const id = await ctx.services.queries.createFromParams(bucket, entry, ctx.query, name);
   sendJson(ctx.res, { id });
 }
 
