@@ -79,6 +79,30 @@ describe('buckets and entries', () => {
   });
 });
 
+describe('tokens and rename', () => {
+  test('create a token (value shown once), list, use it, remove; rename a bucket', async () => {
+    await ca.createBucket('sdk-tok');
+    const { value } = await ca.createToken('sdk-reader', { permissions: { read: ['sdk-tok'] } });
+    assert.match(value, /^sdk-reader-/);
+    const listed = (await ca.listTokens()).find((t) => t.name === 'sdk-reader');
+    assert.equal(listed?.value, '');
+    assert.deepEqual(listed?.permissions.read, ['sdk-tok']);
+    const reader = new FerryClient(a.url, { token: value });
+    assert.deepEqual(
+      (await reader.listBuckets()).map((x) => x.name),
+      ['sdk-tok'],
+    );
+    const denied = await ferryError(() => reader.createBucket('sdk-nope'));
+    assert.equal(denied.status, 403);
+    await ca.renameBucket('sdk-tok', 'sdk-tok2');
+    assert.deepEqual((await ca.listTokens()).find((t) => t.name === 'sdk-reader')?.permissions.read, [
+      'sdk-tok2',
+    ]);
+    await ca.removeToken('sdk-reader');
+    assert.equal((await ferryError(() => reader.listBuckets())).status, 401);
+  });
+});
+
 describe('records', () => {
   test('streamed write and read, labels, head, label update, removal', async () => {
     const bucket = await ca.createBucket('sdk-rec');
@@ -277,6 +301,41 @@ describe('replications', () => {
     assert.ok((await ca.activeTasks()).some((t) => t.name === 'sdk-rep'));
     await job.stop();
     assert.equal((await ferryError(() => job.state())).status, 404);
+  });
+
+  test('failures() lists a record the destination refused under on_write_failure: skip', async () => {
+    await cb.createBucket('sdk-fail-dst', {}, { existOk: true });
+    await cb.bucket('sdk-fail-dst').write('e', 1n, 'already different');
+    const src = await ca.createBucket('sdk-fail', {}, { existOk: true });
+    const job = await replicate(ca, cb, {
+      srcBucket: 'sdk-fail',
+      dstBucket: 'sdk-fail-dst',
+      name: 'sdk-fail',
+      settings: { on_write_failure: 'skip' },
+    });
+    await src.write('e', 1n, 'original');
+    await src.write('e', 2n, 'fine');
+    const f = await waitFor(
+      async () => {
+        const r = await ca.replications.failures('sdk-fail');
+        return r.total === 1 ? r : undefined;
+      },
+      { timeoutMs: 30_000, message: 'one failure logged' },
+    );
+    assert.equal(BigInt(f.failures[0]!.ts), 1n);
+    assert.equal(f.failures[0]!.status, 409);
+    await waitFor(
+      async () =>
+        (await cb
+          .bucket('sdk-fail-dst')
+          .read('e', 2n)
+          .then((r) => r.text())) === 'fine',
+      {
+        timeoutMs: 30_000,
+        message: 'the next record still shipped',
+      },
+    );
+    await job.stop();
   });
 
   test('follow() over the real events stream: a snapshot on connect, then the pause as a state event', async () => {
