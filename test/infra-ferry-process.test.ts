@@ -127,8 +127,8 @@ test('a server that never gets ready times out with its output', async () => {
   const s = standIn();
   try {
     await assert.rejects(
-      spawnFerry({ cliPath: s.cliPath, env: { STANDIN_MODE: 'hang' }, startTimeoutMs: 500 }),
-      (err: Error) => /within 500 ms/.test(err.message) && /starting slowly/.test(err.message),
+      spawnFerry({ cliPath: s.cliPath, env: { STANDIN_MODE: 'hang' }, startTimeoutMs: 4000 }),
+      (err: Error) => /within 4000 ms/.test(err.message) && /starting slowly/.test(err.message),
     );
   } finally {
     s.cleanup();
