@@ -305,7 +305,8 @@ export class BucketImpl implements Bucket {
         entry: entryName,
         ts,
       });
-      if (block.records!.length === 0 && block.inflight === 0)
+      // Concurrent removals of a block's last records all get here: only the first removes it.
+      if (block.records!.length === 0 && block.inflight === 0 && !block.removed)
         await this.quota.removeBlockDurably(entry, block);
     });
   }
