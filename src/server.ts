@@ -17,6 +17,8 @@ import { ReplicationManager } from './replication/manager.js';
 import { ReplicationMonitor } from './replication/monitor.js';
 import { LinkKeys } from './http/links/link-keys.js';
 import { PollingEvents } from './replication/status-feed.js';
+import { FiltersStore } from './replication/filters-store.js';
+import { FilterService } from './replication/filter-service.js';
 import { LifecycleManager } from './lifecycle/manager.js';
 
 /** A running Ferry instance. */
@@ -142,12 +144,15 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     });
     port = (h.server.address() as AddressInfo).port;
     // Replication needs the bound port (self-loop check); /ready stays 503 until it is up.
-    const replications = await ReplicationManager.open({ storage, config, port });
+    const filterStore = await FiltersStore.open(config.dataPath, config.storage.durability !== 'none');
+    const replications = await ReplicationManager.open({ storage, config, port, filters: filterStore });
+    const filters = new FilterService(filterStore, replications);
     closers.push(() => replications.close());
-    const monitor = new ReplicationMonitor(replications);
+    const monitor = new ReplicationMonitor(replications, { filterOf: (name) => filters.refOf(name) });
     closers.push(async () => monitor.close());
     services.replications = replications;
     services.monitor = monitor;
+    services.filters = filters;
     // until the manager notifies by itself (ReplicationManager.subscribe), the events stream polls
     services.events = new PollingEvents((name) => monitor.status(name));
   } catch (e) {

@@ -47,6 +47,7 @@ import { lifecycleRoutes } from './routes/lifecycles.js';
  */
 const ANONYMOUS_DISCARD_BYTES = 64 * 1024;
 import { eventsRoute } from './routes/events.js';
+import { filterRoutes } from './routes/filters.js';
 import { metricsHandler } from './routes/metrics.js';
 import { FerryMetrics } from './metrics.js';
 import { instrumentServices } from './instrument.js';
@@ -81,6 +82,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...monitoringRoutes(),
     ...linkRoutes(),
     eventsRoute(),
+    ...filterRoutes(),
     ...lifecycleRoutes(),
   ];
   for (const route of routes) {

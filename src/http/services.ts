@@ -7,6 +7,7 @@ import type { Storage, StoredRecord, Labels } from '../storage/types.js';
 import type { TokenStore } from '../auth/types.js';
 import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '../protocol/replications.js';
 import type { ActiveTasks, ReplicationStatus } from '../protocol/replication-status.js';
+import type { FilterJson, FilterList } from '../protocol/filters.js';
 import type { LinkKeys } from './links/link-keys.js';
 import type { ReplicationEvents } from '../replication/status-feed.js';
 
@@ -84,6 +85,15 @@ export interface LifecycleService {
   runNow(name: string): Promise<unknown>;
 }
 
+/** Stored filters (src/replication/filter-service.ts). */
+export interface FilterApi {
+  list(): FilterList;
+  get(name: string): FilterJson;
+  create(name: string, body: unknown): Promise<void>;
+  update(name: string, body: unknown): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
 /** System events (`$system` bucket): audit trail and warn-or-worse logs. */
 export interface SystemEventsService {
   audit(token: string, method: string, path: string, status: number): void;
@@ -102,6 +112,8 @@ export interface HttpServices {
   monitor?: MonitorService;
   /** Change notifications of replications, for the events stream (set with `replications`). */
   events?: ReplicationEvents;
+  /** Set together with `replications`. */
+  filters?: FilterApi;
   system: SystemEventsService;
   /** Lifecycle policies (api.md §16). */
   lifecycles: LifecycleService;

@@ -193,6 +193,16 @@ export const Errors = {
   // monitoring: status, events stream, metrics, stored filters (issue 9)
   queryParamRange: (param: string, min: number, max: number) =>
     new FerryError(422, `Invalid '${param}': must be an integer between ${min} and ${max}`),
+  filterNotFound: (name: string) => new FerryError(404, `Filter '${name}' does not exist`),
+  filterExists: (name: string) => new FerryError(409, `Filter '${name}' already exists`),
+  filterInUse: (name: string, users: string[]) =>
+    new FerryError(409, `Filter '${name}' is used by replication ${users.map((u) => `'${u}'`).join(', ')}`),
+  filterDoesNotFit: (name: string, replication: string, why: string) =>
+    new FerryError(409, `Filter '${name}' would no longer fit replication '${replication}': ${why}`),
+  filterInvalidName: (name: string) =>
+    new FerryError(422, `Invalid filter name '${name}': letters, digits, '-' and '_' only`),
+  replicationFilterUnknown: (name: string) =>
+    new FerryError(422, `Invalid replication setting 'filter': stored filter '${name}' does not exist`),
 
   // SDK and CLI (src/client, src/cli): client-side failures carry the negative codes of api.md §3.5
   clientTimeout: (what: string, ms: number) => new FerryError(-2, `${what} timed out after ${ms} ms`),

@@ -39,3 +39,6 @@ export const MAX_REPLICATION_MESSAGE_CHARS = 1024;
 
 /** Characters of a replication's `dst_token` (it travels in every request's `Authorization`). */
 export const MAX_DST_TOKEN_CHARS = 4096;
+
+/** Characters of a stored filter's description (and of each parameter's). */
+export const MAX_FILTER_DESCRIPTION_CHARS = 4096;

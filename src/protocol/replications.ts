@@ -57,6 +57,10 @@ export interface ReplicationSettings {
   retry?: Partial<RetrySettings>;
   on_write_failure?: OnWriteFailure;
   log?: Partial<LogSettings>;
+  /** Name of a stored filter (`/api/v1/filters/{name}`) whose `when` the replication runs with. */
+  filter?: string;
+  /** Values of the stored filter's parameters. */
+  query_params?: Record<string, unknown>;
 }
 
 /**

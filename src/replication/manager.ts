@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FerryConfig } from '../config/types.js';
-import { Errors, FerryError } from '../protocol/errors.js';
+import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { stringifyJson } from '../protocol/json.js';
 import type {
@@ -21,6 +21,7 @@ import { compileCondition, legacyToWhen } from '../query/condition/index.js';
 import { CheckpointStore, zeroCounters } from './checkpoint-store.js';
 import { DefinitionsStore, type StoredDefinition } from './definitions-store.js';
 import { FailureLog } from './failure-log.js';
+import type { FiltersStore } from './filters-store.js';
 import { LocalTarget } from './local-target.js';
 import { RemoteTarget } from './remote-target.js';
 import {
@@ -47,6 +48,8 @@ export interface ReplicationManagerOptions {
    * must keep the `Target` contract.
    */
   wrapTarget?: (target: Target, replication: string) => Target;
+  /** Stored filters, for replications that name one (`filter` + `query_params`). */
+  filters?: Pick<FiltersStore, 'resolve'>;
 }
 
 const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' does not exist`);
@@ -73,6 +76,7 @@ export class ReplicationManager {
     private readonly config: FerryConfig,
     private readonly port: number,
     private readonly wrapTarget?: ReplicationManagerOptions['wrapTarget'],
+    private readonly filters?: ReplicationManagerOptions['filters'],
   ) {
     this.sync = config.storage.durability !== 'none';
     this.store = new DefinitionsStore(config.dataPath, this.sync);
@@ -91,7 +95,7 @@ export class ReplicationManager {
 
   /** Loads persisted definitions, applies provisioned ones and starts every task. */
   static async open(opts: ReplicationManagerOptions): Promise<ReplicationManager> {
-    const m = new ReplicationManager(opts.storage, opts.config, opts.port, opts.wrapTarget);
+    const m = new ReplicationManager(opts.storage, opts.config, opts.port, opts.wrapTarget, opts.filters);
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
     const changed = m.applyProvisioned();
     await m.dropOrphanSlots();
@@ -102,7 +106,12 @@ export class ReplicationManager {
         );
         continue;
       }
-      await m.startTask(name, def, false);
+      try {
+        await m.startTask(name, def, false);
+      } catch (e) {
+        if (!isFerryError(e)) throw e;
+        process.emitWarning(`Replication '${name}': ${e.message}; task not started`); // e.g. its stored filter
+      }
     }
     if (changed) await m.store.save(m.defs);
     return m;
@@ -124,10 +133,52 @@ export class ReplicationManager {
   }
 
   private parse(body: unknown, previousToken?: string | null): ReplicationSettings {
-    return parseSettings(body, {
+    const settings = parseSettings(body, {
       legacyToWhen,
       checkWhen: (when) => void compileCondition(when),
       ...(previousToken !== undefined ? { previousToken } : {}),
+    });
+    this.runSettings(settings); // a stored filter and its query_params must resolve
+    return settings;
+  }
+
+  /** The settings a task runs with: a stored filter resolved into `when` (replicas follow its changes). */
+  private runSettings(s: ReplicationSettings): ReplicationSettings {
+    if (s.filter === undefined) return s;
+    if (!this.filters) throw Errors.replicationFilterUnknown(s.filter);
+    return { ...s, when: this.filters.resolve(s.filter, s.query_params).when };
+  }
+
+  /** Names of the replications that name stored filter `filter`, sorted. */
+  filterUsers(filter: string): string[] {
+    return [...this.defs]
+      .filter(([, d]) => d.settings.filter === filter)
+      .map(([n]) => n)
+      .sort();
+  }
+
+  /**
+   * Runs a change of stored filter `filter` serialised with every change of definitions: `change`
+   * first (it may refuse), then each running replication whose resolved `when` changed restarts
+   * with it and a fresh state of stateful operators; its cursor is kept.
+   */
+  changeFilter(filter: string, change: () => Promise<void>): Promise<void> {
+    return this.exclusive(async () => {
+      const users = this.filterUsers(filter);
+      const before = new Map(
+        users.map((n) => [n, stringifyJson(this.runSettings(this.defs.get(n)!.settings).when)]),
+      );
+      await change();
+      for (const name of users) {
+        const def = this.defs.get(name);
+        const task = this.tasks.get(name);
+        if (!def || !task || stringifyJson(this.runSettings(def.settings).when) === before.get(name))
+          continue;
+        this.tasks.delete(name);
+        await task.close();
+        await this.startTask(name, def, true);
+        this.lastUpdate.set(name, { at: new Date().toISOString(), cursor: 'kept', filter_state: 'reset' });
+      }
     });
   }
 
@@ -222,7 +273,7 @@ export class ReplicationManager {
     const task = new ReplicationTask({
       name,
       storage: this.storage,
-      settings: def.settings,
+      settings: this.runSettings(def.settings),
       mode: def.mode,
       checkpoints: this.checkpoints(name),
       failures: this.failureLog(name),
@@ -327,7 +378,8 @@ export class ReplicationManager {
       if (old.provisioned) throw Errors.conflict(`Can't update provisioned replication '${name}'`);
       const settings = this.parse(body, old.settings.dst_token);
       this.validateTarget(name, settings);
-      const filterReset = stringifyJson(old.settings.when) !== stringifyJson(settings.when);
+      const filterReset =
+        stringifyJson(this.runSettings(old.settings).when) !== stringifyJson(this.runSettings(settings).when);
       const task = this.tasks.get(name);
       this.tasks.delete(name);
       await task?.close();

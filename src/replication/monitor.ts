@@ -133,28 +133,17 @@ export class ReplicationMonitor {
     const t = this.observe(name, st, at);
     const counters = this.counters(st);
     const present = counterSample(at, counters);
-    const { destination: engineDst, throughput, ...engine } = st;
-    return {
+    const engineDst = st.destination;
+    const e = st as Partial<ReplicationStatus>;
+    const own: ReplicationStatus = {
       name,
       mode: full.info.mode,
       is_active: full.info.is_active,
       is_provisioned: full.info.is_provisioned,
       continuous: settings.continuous ?? true,
-      since: iso(at),
-      cursor_lsn: 0n,
-      log_last_lsn: 0n,
-      in_flight_batches: 0,
-      retries: 0,
-      consecutive_failures: 0,
-      last_error: null,
-      next_retry_at: null,
-      needs_verify: false,
-      needs_verify_reason: null,
-      log: { max_bytes: 0, on_overflow: 'drop_oldest', over_bound: false },
-      // everything the engine reports (new fields flow through), then the fields this route owns
-      ...engine,
       state: st.state ?? 'suspended',
       state_reason: st.state_reason ?? null,
+      since: st.since ?? iso(at),
       started_at: iso(t.startedAt),
       updated_at: iso(t.updatedAt),
       source: { bucket: settings.src_bucket, entries: [...settings.entries] },
@@ -166,18 +155,31 @@ export class ReplicationMonitor {
         available: engineDst?.available ?? false,
       },
       filter: this.filterOf(name),
+      cursor_lsn: e.cursor_lsn ?? 0n,
+      log_last_lsn: e.log_last_lsn ?? 0n,
       pending_records: st.pending_records ?? 0,
       pending_bytes: st.pending_bytes ?? 0,
       lag_ms: st.lag_ms ?? 0,
+      in_flight_batches: e.in_flight_batches ?? 0,
       throughput: {
-        records_per_sec: throughput?.records_per_sec ?? 0,
-        bytes_per_sec: throughput?.bytes_per_sec ?? 0,
+        records_per_sec: st.throughput?.records_per_sec ?? 0,
+        bytes_per_sec: st.throughput?.bytes_per_sec ?? 0,
         last_10s: t.rate.rate(WINDOW_10S, present),
         last_1m: t.rate.rate(WINDOW_1M, present),
       },
       counters,
+      retries: e.retries ?? 0,
+      consecutive_failures: e.consecutive_failures ?? 0,
+      last_error: e.last_error ?? null,
+      next_retry_at: e.next_retry_at ?? null,
+      needs_verify: e.needs_verify ?? false,
+      needs_verify_reason: e.needs_verify_reason ?? null,
+      log: e.log ?? { max_bytes: 0, on_overflow: 'drop_oldest', over_bound: false },
       last_update: st.last_update ?? null,
     };
+    // fields the engine adds later (progress of a copy, per-entry cursors…) flow through after these
+    const extra = Object.fromEntries(Object.entries(st).filter(([k]) => !(k in own) && k !== 'destination'));
+    return { ...own, ...extra };
   }
 
   /**
