@@ -1,8 +1,11 @@
 /**
  * FIFO quota pressure on a replication source while the destination is down (replication.md §3
- * `log`, §11): pending records are protected from eviction within `log.max_bytes`; past it
- * `on_overflow` decides visibly — `drop_oldest` lets FIFO evict and marks the replication as needing
- * verification with a reason, `block` refuses source writes with 503, `suspend` suspends. Real
+ * `log`, §11; issue 8 item 15). The bucket's quota and the replication's log bound compose, and the
+ * policy decides, never a 500: pending records are protected from eviction within `log.max_bytes`
+ * while other records can go; once only pending ones are left (the quota is full of them), or past
+ * the bound, `on_overflow` decides visibly — `drop_oldest` evicts the oldest pending records,
+ * counts them and marks the replication as needing verification, `block` refuses source writes with
+ * a 429 that names the replication and what to do, `suspend` suspends it and FIFO goes on. Real
  * Ferry processes; the destination is killed and restarted.
  */
 import { test, after } from 'node:test';
@@ -55,35 +58,93 @@ async function setup(
   return { A, B };
 }
 
+/** Writes `n` records from `ts` on; returns every answer that was not a 200. */
+async function writeMany(
+  node: FerryProcess,
+  n: number,
+  ts = 1,
+): Promise<Array<{ status: number; error: string }>> {
+  const refused = [];
+  for (let i = 0; i < n; i++) {
+    const r = await write(node, 'src', ts + i);
+    if (r.status !== 200) refused.push(r);
+  }
+  return refused;
+}
+
+// The issue's case: a FIFO bucket whose quota fills while the destination is down, with the default
+// log bound (1 GiB, far above the quota). The quota and the log bound compose: the policy decides.
+const QUOTA = 200_000;
+const BIG_LOG = 1024 * 1024 * 1024;
+
 test(
-  'within log.max_bytes pending records are not evicted by FIFO: writes are refused instead',
+  'FIFO quota full of pending records, drop_oldest (the default): the oldest are evicted, counted and flagged',
   { timeout: 60_000 },
   async () => {
-    const { A, B } = await setup({ max_bytes: 10_000_000, on_overflow: 'drop_oldest' }, 200_000);
-    let ts = 1;
-    let refused: { status: number; error: string } | undefined;
-    for (; ts <= 40 && !refused; ts++) {
-      const r = await write(A, 'src', ts);
-      if (r.status !== 200) refused = r;
+    const { A, B } = await setup({ max_bytes: BIG_LOG, on_overflow: 'drop_oldest' }, QUOTA);
+    assert.deepEqual(await writeMany(A, 60), [], 'every write is accepted');
+    const kept = await recordCount(A, 'src');
+    assert.ok(kept < 60 && kept >= 10, `FIFO kept ${kept} records`);
+    const st = await waitFor(async () => {
+      const s = await replicationStatus(A, 'r');
+      return s.needs_verify ? s : false;
+    });
+    assert.match(st.needs_verify_reason ?? '', /evicted by the source bucket's FIFO quota.*drop_oldest/);
+    assert.notEqual(st.state, 'suspended');
+    await B.restart();
+    const done = await waitCaughtUp(A, 'r', 30_000);
+    assert.equal(done.counters.records_dropped_overflow, 60 - kept, 'evicted records are counted');
+    assert.equal(done.counters.records_written, kept);
+    assert.equal(done.needs_verify, true, 'the flag stays until a verification');
+    const diff = diffSnapshots(
+      await snapshotBucket(A.url, A.token, 'src'),
+      await snapshotBucket(B.url, B.token, 'dst'),
+    );
+    assert.equal(diff.missing.length + diff.different.length + diff.extra.length, 0, formatDiff(diff));
+  },
+);
+
+test(
+  'FIFO quota full of pending records, block: writes get a 429 naming the replication until it catches up',
+  { timeout: 60_000 },
+  async () => {
+    const { A, B } = await setup({ max_bytes: BIG_LOG, on_overflow: 'block' }, QUOTA);
+    const refused = await writeMany(A, 40);
+    assert.ok(refused.length > 0, 'writes were refused once the quota was full');
+    for (const r of refused) {
+      assert.equal(r.status, 429, r.error);
+      assert.match(r.error, /replication 'r' has not shipped yet/);
+      assert.match(r.error, /drop_oldest/);
     }
-    // the quota is full of pending records: FIFO may not evict them, the write fails loudly
-    assert.ok(refused, 'a write was refused');
-    assert.equal(refused.status, 500, refused.error);
-    assert.match(refused.error, /quota/i);
-    const accepted = ts - 2;
-    assert.ok(accepted >= 15, `${accepted} records accepted`);
+    const accepted = 40 - refused.length;
     assert.equal(await recordCount(A, 'src'), accepted, 'no pending record was evicted');
     const st = await replicationStatus(A, 'r');
     assert.equal(st.pending_records, accepted);
     assert.equal(st.needs_verify, false);
-    // once delivered, the records may be evicted again and writes flow
     await B.restart();
     await waitCaughtUp(A, 'r', 30_000);
-    for (let i = 0; i < 10; i++) assert.equal((await write(A, 'src', ts++)).status, 200);
+    // shipped records may be evicted again: FIFO goes on
+    await waitFor(async () => (await write(A, 'src', 1000)).status === 200, { message: 'writes to resume' });
+    assert.deepEqual(await writeMany(A, 30, 1001), []);
     const done = await waitCaughtUp(A, 'r', 30_000);
-    assert.equal(done.counters.records_written, accepted + 10);
     assert.equal(done.counters.records_dropped_overflow, 0);
     assert.equal(done.needs_verify, false);
+  },
+);
+
+test(
+  'FIFO quota full of pending records, suspend: the replication suspends with the reason and FIFO goes on',
+  { timeout: 60_000 },
+  async () => {
+    const { A } = await setup({ max_bytes: BIG_LOG, on_overflow: 'suspend' }, QUOTA);
+    assert.deepEqual(await writeMany(A, 60), [], 'every write is accepted');
+    assert.ok((await recordCount(A, 'src')) < 60, 'FIFO evicted old records');
+    const st = await waitFor(async () => {
+      const s = await replicationStatus(A, 'r');
+      return s.state === 'suspended' ? s : false;
+    });
+    assert.match(st.state_reason ?? '', /evicted/);
+    assert.equal(st.needs_verify, true);
   },
 );
 
@@ -116,7 +177,7 @@ test(
 );
 
 test(
-  'past log.max_bytes, block refuses source writes with 503 until the replication catches up',
+  'past log.max_bytes, block refuses source writes with 429 until the replication catches up',
   { timeout: 60_000 },
   async () => {
     const { A, B } = await setup({ max_bytes: 100_000, on_overflow: 'block' }, 10_000_000);
@@ -130,8 +191,8 @@ test(
       }
     }
     assert.ok(refused, 'a write was refused');
-    assert.equal(refused.status, 503);
-    assert.match(refused.error, /log bound/);
+    assert.equal(refused.status, 429);
+    assert.match(refused.error, /replication 'r' has reached its log bound/);
     const accepted = ts - 1;
     assert.ok(accepted >= 10 && accepted <= 12, `${accepted} writes accepted before the bound`);
     assert.equal((await replicationStatus(A, 'r')).pending_records, accepted);

@@ -346,7 +346,13 @@ test('change log: ordered LSNs, origin, slots pin FIFO eviction up to their boun
   const b = await s.createBucket('f', { quota_type: 'FIFO', quota_size: 2_000n, max_block_records: 5n });
   const commits: bigint[] = [];
   const off = s.changes.onCommit((lsn) => commits.push(lsn));
-  await s.changes.setSlot({ name: 'r1', bucket: 'f', lsn: s.changes.lastLsn(), maxBytes: 1_000_000 });
+  await s.changes.setSlot({
+    name: 'r1',
+    bucket: 'f',
+    lsn: s.changes.lastLsn(),
+    maxBytes: 1_000_000,
+    onOverflow: 'block',
+  });
   for (let i = 0; i < 10; i++)
     await b.write(
       'e',
@@ -361,8 +367,12 @@ test('change log: ordered LSNs, origin, slots pin FIFO eviction up to their boun
   assert.ok(changes.every((c, i) => i === 0 || c.lsn > changes[i - 1]!.lsn));
   assert.equal(changes[3]!.origin, 'other');
   assert.equal(changes[0]!.origin, '');
-  // Everything is pending for the slot: FIFO may not evict it.
-  await rejectsWith(b.write('e', 100n, { size: 900 }, Buffer.alloc(900)), 500, "Failed to keep quota of 'f'");
+  // Everything is pending for a blocking slot: FIFO may not evict it, the write is refused (429).
+  await rejectsWith(
+    b.write('e', 100n, { size: 900 }, Buffer.alloc(900)),
+    429,
+    "Bucket 'f' refuses writes: its FIFO quota is full of records replication 'r1' has not shipped yet (log.on_overflow: block); writes resume once it catches up, or set its log.on_overflow to 'drop_oldest' or 'suspend', or raise the quota",
+  );
   // Once shipped, eviction is allowed again.
   s.changes.advanceSlot('r1', changes[9]!.lsn);
   await b.write('e', 100n, { size: 900 }, Buffer.alloc(900));
@@ -503,16 +513,36 @@ test('the change log keeps what a slot still needs and drops segments once deliv
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('FIFO evicts delivered records before pending ones; pending ones give way to the quota when a slot allows it', async () => {
+  await withStorage(async (s) => {
+    const b = await s.createBucket('f', { quota_type: 'FIFO', quota_size: 2_000n, max_block_records: 5n });
+    await s.changes.setSlot({ name: 'r', bucket: 'f', lsn: s.changes.lastLsn(), maxBytes: 1_000_000 });
+    const overflow: bigint[] = [];
+    s.changes.onSlotOverflow((_name, upTo) => overflow.push(upTo));
+    for (let i = 0; i < 5; i++) await b.write('e', BigInt(i + 1), { size: 100 }, Buffer.alloc(100));
+    s.changes.releaseShipped('r', s.changes.lastLsn());
+    for (let i = 5; i < 10; i++) await b.write('e', BigInt(i + 1), { size: 100 }, Buffer.alloc(100));
+    // the delivered block goes first, and nobody is told: nothing pending was lost
+    await b.write('e', 100n, { size: 900 }, Buffer.alloc(900));
+    assert.equal(b.info().oldest_record, 6n);
+    assert.deepEqual(overflow, []);
+    // only pending records are left: the quota wins, the oldest go, and the slot is told
+    await b.write('e', 200n, { size: 900 }, Buffer.alloc(900));
+    assert.ok(b.info().oldest_record > 6n);
+    assert.equal(overflow.length, 1);
+  });
+});
+
 test('releaseShipped lets FIFO evict delivered records at once, while log retention waits for the persisted slot', async () => {
   await withStorage(async (s) => {
     const b = await s.createBucket('f', { quota_type: 'FIFO', quota_size: 2_000n, max_block_records: 5n });
     const start = s.changes.lastLsn();
-    await s.changes.setSlot({ name: 'r', bucket: 'f', lsn: start, maxBytes: 1_000_000 });
+    await s.changes.setSlot({ name: 'r', bucket: 'f', lsn: start, maxBytes: 1_000_000, onOverflow: 'block' });
     for (let i = 0; i < 10; i++) await b.write('e', BigInt(i + 1), { size: 100 }, Buffer.alloc(100));
     await rejectsWith(
       b.write('e', 100n, { size: 900 }, Buffer.alloc(900)),
-      500,
-      "Failed to keep quota of 'f'",
+      429,
+      /replication 'r' has not shipped/,
     );
     assert.ok(s.changes.slotPendingBytes('r') >= 1000);
 

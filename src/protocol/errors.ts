@@ -253,10 +253,28 @@ export function fromFsError(e: unknown): FerryError {
   return Errors.internal(`Storage failure${code ? ` (${code})` : ''}; see the server log`);
 }
 
-/** Writes refused because a replication with `on_overflow: block` has too much pending data. */
+/** The replication a storage slot belongs to, as users name it. */
+const replicationOf = (slot: string): string => slot.replace(/^replication\//, '');
+
+/**
+ * Writes refused because a replication with `on_overflow: block` has too much pending data: a 429
+ * (a policy decision that ends by itself, which replication senders and clients retry later).
+ */
 export const replicationLogFull = (bucket: string, slot: string): FerryError =>
   new FerryError(
-    503,
-    `Bucket '${bucket}' refuses writes: replication '${slot}' has reached its log bound (log.max_bytes); ` +
+    429,
+    `Bucket '${bucket}' refuses writes: replication '${replicationOf(slot)}' has reached its log bound (log.max_bytes); ` +
       'writes resume once it catches up, or change its log settings',
+  );
+
+/**
+ * A FIFO bucket is full of records that a replication with `on_overflow: block` has not shipped
+ * yet: FIFO may not evict them, so the write is refused (429) instead of failing.
+ */
+export const replicationHoldsQuota = (bucket: string, slot: string): FerryError =>
+  new FerryError(
+    429,
+    `Bucket '${bucket}' refuses writes: its FIFO quota is full of records replication '${replicationOf(slot)}' has not shipped yet ` +
+      `(log.on_overflow: block); writes resume once it catches up, or set its log.on_overflow to 'drop_oldest' or 'suspend', ` +
+      'or raise the quota',
   );

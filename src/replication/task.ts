@@ -998,7 +998,8 @@ export class ReplicationTask {
 
   private onOverflow(upTo: bigint): void {
     if (upTo > this.overflowUpTo) this.overflowUpTo = upTo;
-    const reason = `Pending records up to LSN ${upTo} were evicted by the source bucket's FIFO quota before they were replicated (log.max_bytes = ${this.settings.log.max_bytes}); verify the destination`;
+    const { max_bytes, on_overflow } = this.settings.log;
+    const reason = `Pending records up to LSN ${upTo} were evicted by the source bucket's FIFO quota before they were replicated (log.max_bytes = ${max_bytes}, log.on_overflow = ${on_overflow}); verify the destination`;
     this.needsVerify = true;
     this.needsVerifyReason = reason;
     this.dirtyCheckpoint = true;

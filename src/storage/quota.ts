@@ -11,7 +11,7 @@ import type { BucketServices } from './bucket-services.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { Entry } from './entry.js';
 import { OpType } from './wal.js';
-import { Errors } from '../protocol/errors.js';
+import { Errors, replicationHoldsQuota } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
 
 /** Deletes the files of a block that left its entry. */
@@ -47,22 +47,35 @@ export class Quota {
     }
     if (isMeta && d.name === '$system') return;
     while (used() + incoming > quota) {
-      const victim = this.pickEvictionVictim();
+      // Records still to be replicated are protected within their slot's bound; when nothing
+      // else is left, the slot's policy decides: `evict` slots give way (the oldest pending
+      // records go, and the slot is told), a `block` slot refuses the write.
+      const victim = this.pickEvictionVictim(false) ?? this.pickEvictionVictim(true);
       if (!victim) throw Errors.quotaKeepFailed(d.name);
+      if (victim.blockedBy !== undefined) throw replicationHoldsQuota(d.name, victim.blockedBy);
       await this.removeBlockDurably(victim.entry, victim.block);
     }
   }
 
-  private pickEvictionVictim(): { entry: Entry; block: Block } | undefined {
+  /**
+   * The oldest evictable block: unprotected ones only, or (`pressed`) also those that only slots
+   * giving way to the quota protect; `blockedBy` names a slot that forbids evicting it.
+   */
+  private pickEvictionVictim(
+    pressed: boolean,
+  ): { entry: Entry; block: Block; blockedBy?: string } | undefined {
+    const slots = this.services.slots;
     let best: { entry: Entry; block: Block } | undefined;
     for (const e of this.data.entries.values()) {
       if (isMetaEntry(e.name) || e.status === 'DELETING') continue;
       const b = e.blocks.find((x) => x.count > 0 || x.inflight === 0);
       if (!b || b.inflight > 0) continue;
-      if (this.services.slots.isProtected(this.data.name, b)) continue;
+      if (!pressed && slots.isProtected(this.data.name, b)) continue;
       if (!best || b.minTs < best.block.minTs) best = { entry: e, block: b };
     }
-    return best;
+    if (!best || !pressed) return best;
+    const blockedBy = slots.blockingSlot(this.data.name, best.block);
+    return blockedBy === undefined ? best : { ...best, blockedBy };
   }
 
   /** Removes a whole block: logged durably first, files deleted afterwards. */

@@ -16,6 +16,12 @@ import type { SlotState } from './types.js';
 export interface SlotGuard {
   /** True when a block holds records that a replication slot still has to ship (within its bound). */
   isProtected(bucket: string, block: Block): boolean;
+  /**
+   * A slot with `onOverflow: 'block'` that still has to ship records of `block`: FIFO may never
+   * evict it, even to keep the quota. Slots with `evict` give way to the quota (the bucket's
+   * quota wins; they are told through `notifyEvicted`).
+   */
+  blockingSlot(bucket: string, block: Block): string | undefined;
   /** 503 when a replication slot with `onOverflow: 'block'` is past its bound. */
   checkWritable(bucket: string): void;
   /** Called when FIFO evicts a block; reports slots that lose unshipped records. */
@@ -149,6 +155,14 @@ export class ReplicationSlots implements SlotGuard {
       if (this.pendingBytes(slot.name) <= slot.maxBytes || slot.onOverflow === 'block') return true;
     }
     return false;
+  }
+
+  blockingSlot(bucket: string, block: Block): string | undefined {
+    for (const slot of this.slots.values()) {
+      if (slot.bucket === bucket && slot.onOverflow === 'block' && block.maxLsn > this.protectedFrom(slot))
+        return slot.name;
+    }
+    return undefined;
   }
 
   checkWritable(bucket: string): void {
