@@ -35,7 +35,7 @@ function sourceTests(dir, base = dir) {
   return out;
 }
 
-/** Checks test/lanes.json against the test files; returns lane → compiled file paths. */
+/** Checks test/lanes.json against the test files; returns lane → compiled file paths, in list order. */
 function laneFiles() {
   const lanes = JSON.parse(readFileSync(join(root, 'test', 'lanes.json'), 'utf8'));
   const sources = sourceTests(join(root, 'test'));
@@ -57,11 +57,14 @@ function laneFiles() {
     }
   }
   if (problems.length > 0) fail(problems.join('\n'));
-  const out = { unit: [], system: [] };
-  for (const file of sources) {
-    const compiled = join(root, 'dist', 'test', file.replace(/\.ts$/, '.js'));
-    if (!existsSync(compiled)) fail(`${compiled} is missing: run npm run build`);
-    out[laneOf.get(file)].push(compiled);
+  // in the listed order: the lists put long files first, so that no long file starts last
+  const out = {};
+  for (const lane of LANES) {
+    out[lane] = lanes[lane].map((file) => {
+      const compiled = join(root, 'dist', 'test', file.replace(/\.ts$/, '.js'));
+      if (!existsSync(compiled)) fail(`${compiled} is missing: run npm run build`);
+      return compiled;
+    });
   }
   return out;
 }
