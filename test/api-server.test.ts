@@ -148,7 +148,7 @@ test('tokens: create in both shapes, permissions, 403 messages, rotate and delet
   assert.equal(res.headers.get('x-reduct-error'), "Token 'reader' doesn't exist");
 });
 
-test('unknown paths answer 404 Not found, known paths with another method 405, GET / redirects', async () => {
+test('unknown paths answer 404 Not found, known paths with another method 405, GET / points to the API', async () => {
   let res = await fetch(`${ferry.url}/api/v1/nothing-here`, { headers: auth() });
   assert.equal(res.status, 404);
   assert.equal(res.headers.get('x-reduct-error'), 'Not found');
@@ -156,9 +156,15 @@ test('unknown paths answer 404 Not found, known paths with another method 405, G
   res = await fetch(api('info'), { method: 'DELETE', headers: auth() });
   assert.equal(res.status, 405);
   assert.equal(res.headers.get('x-reduct-api'), '1.21');
+  // No console exists: `/` answers where to go instead of redirecting to a 404 (issue 8 item 12).
   res = await fetch(`${ferry.url}/`, { redirect: 'manual' });
-  assert.equal(res.status, 302);
-  assert.equal(res.headers.get('location'), '/ui/');
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get('location'), null);
+  const root = (await res.json()) as Record<string, unknown>;
+  assert.equal(root.api, '/api/v1/');
+  assert.equal(root.alive, '/api/v1/alive');
+  assert.equal((await fetch(`${ferry.url}${String(root.alive)}`)).status, 200, 'the pointer works');
+  assert.equal((await fetch(`${ferry.url}/`, { method: 'HEAD' })).status, 200);
 });
 
 test('CORS: allowed origins echoed on every response, preflight answers 200', async () => {

@@ -11,6 +11,8 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { join } from 'node:path';
 import { Errors } from '../protocol/errors.js';
+import { MAX_TOKEN_NAME_BYTES } from '../protocol/limits.js';
+import { isValidBucketName } from '../protocol/names.js';
 import type { FerryConfig, ProvisionedToken } from '../config/types.js';
 import { TOKEN_FILE } from '../config/load-config.js';
 import type { Principal, TokenJson, TokenStore } from './types.js';
@@ -425,6 +427,11 @@ class Store implements TokenStore {
     const req = parseTokenCreateRequest(body);
     return this.commit((draft, now) => {
       if (name === '') throw Errors.tokenNameEmpty();
+      // A name travels in token values (`<name>-<hex>`), audit events and messages: the bucket
+      // alphabet keeps every one of them intact (a newline or `✓` could never authenticate).
+      if (name.length > MAX_TOKEN_NAME_BYTES || !isValidBucketName(name)) {
+        throw Errors.invalidTokenName(MAX_TOKEN_NAME_BYTES);
+      }
       if (draft.has(name)) throw Errors.tokenExists(name);
       for (const item of [...req.read, ...req.write]) {
         if (!isValidPermissionItem(item)) throw Errors.tokenInvalidPermission(item);

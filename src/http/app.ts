@@ -31,6 +31,7 @@ import { ALL_METHODS, type Handler, type Method, type Route } from './router.js'
 import type { HttpServices } from './services.js';
 import { API_VERSION, SERVER_VERSION } from './version.js';
 import { serverRoutes } from './routes/server.js';
+import { sendRoot } from './routes/root.js';
 import { tokenRoutes } from './routes/tokens.js';
 import { bucketRoutes } from './routes/buckets.js';
 import { entryRoutes } from './routes/entry.js';
@@ -145,10 +146,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
       return;
     }
     if ((method === 'GET' || method === 'HEAD') && (path === config.apiBasePath || path === '/')) {
-      res.statusCode = 302;
-      res.setHeader('location', `${config.apiBasePath}ui/`);
-      res.setHeader('content-length', 0);
-      res.end();
+      sendRoot(res, config);
       return;
     }
 

@@ -41,8 +41,11 @@ export type BatchWriteResult = { outcome: WriteOutcome } | { error: FerryError }
 
 /**
  * Writes `items` (in body order) from `reader` into `bucket`, or reports the error for every
- * record when `bucket` is one (the bucket cannot be used). Throws 400 when the body is shorter or
- * longer than the sum of the declared lengths (after every started write has settled).
+ * record when `bucket` is one (the bucket cannot be used). A body that ends early (its length was
+ * not known in advance: chunked or compressed) is reported per record: the records that arrived
+ * whole are stored, the others get 400 `Content is smaller than in content-length`; never a
+ * whole-request error after records were stored. Throws 400 when the body is longer than the
+ * declared lengths (after every started write has settled).
  */
 export async function writeBatch(
   bucket: Bucket | FerryError,
@@ -51,7 +54,8 @@ export async function writeBatch(
 ): Promise<BatchWriteResult[]> {
   if (isFerryError(bucket)) return rejectAll(bucket, items, reader);
   const pending: Array<Promise<BatchWriteResult> | BatchWriteResult> = [];
-  let truncated = false;
+  /** Index of the first record whose bytes did not all arrive. */
+  let truncatedAt = -1;
   // Records whose bytes are all in the chunk already received go to storage together, as one
   // `writeMany` (one pass, one group-commit entry); others stream one by one.
   let run: BatchItem[] = [];
@@ -99,7 +103,7 @@ export async function writeBatch(
         await slice.skipRest();
       }
       if (slice.truncated) {
-        truncated = true;
+        truncatedAt = pending.length - 1;
         break;
       }
     }
@@ -109,9 +113,15 @@ export async function writeBatch(
     await Promise.all(runs);
     await Promise.all(pending);
   }
-  if (truncated) throw Errors.contentSmaller();
+  const results = await Promise.all(pending);
+  if (truncatedAt >= 0) {
+    const short: BatchWriteResult = { error: Errors.contentSmaller() };
+    if (!('error' in results[truncatedAt]!)) results[truncatedAt] = short;
+    while (results.length < items.length) results.push(short);
+    return results;
+  }
   if (!(await reader.atEnd())) throw Errors.contentBigger();
-  return Promise.all(pending);
+  return results;
 }
 
 /**
@@ -128,7 +138,12 @@ async function rejectAll(
     const slice = reader.slice(item.opts.size);
     results.push({ error: item.rejected ?? error });
     await slice.skipRest();
-    if (slice.truncated) throw Errors.contentSmaller();
+    if (slice.truncated) {
+      // nothing was stored: every record keeps its own error, as in writeBatch
+      for (let k = results.length; k < items.length; k++)
+        results.push({ error: items[k]!.rejected ?? error });
+      return results;
+    }
   }
   if (!(await reader.atEnd())) throw Errors.contentBigger();
   return results;

@@ -151,12 +151,21 @@ function splitState(state: Map<string, string | null>): { labels: Labels; remove
   return { labels, removed };
 }
 
+/** Options of {@link parseV2Batch}. */
+export interface V2ParseOptions {
+  /**
+   * Record header values carry nothing (`/io/{b}/remove`, api.md §11.7: the SDK sends `0,`, other
+   * clients an empty value): they are not parsed; records have size 0 and no labels.
+   */
+  ignoreValues?: boolean;
+}
+
 /**
  * Decodes the headers of a v2 request (`/io/{b}/write`, `/update`, `/remove`). Records come back
  * in body order. An empty `x-reduct-entries` with no record headers is an empty batch.
  * Throws 422 with the reference messages on malformed headers.
  */
-export function parseV2Batch(headers: HeaderSource): V2Batch {
+export function parseV2Batch(headers: HeaderSource, opts: V2ParseOptions = {}): V2Batch {
   let entriesRaw: string | undefined;
   let startRaw: string | undefined;
   let labelsRaw: string | undefined;
@@ -209,6 +218,11 @@ export function parseV2Batch(headers: HeaderSource): V2Batch {
     if (entry === undefined) throw Errors.batchEntryIndexOutOfRange(`x-reduct-${h.index}-${h.delta}`);
     const ts = startTs + h.delta;
     if (ts > U64_MAX) throw Errors.batchHeaderTime(h.name);
+    if (opts.ignoreValues) {
+      const base = { contentType: DEFAULT_CONTENT_TYPE, labels: {}, removed: [] };
+      records.push({ entryIndex: h.index, entry, ts, delta: h.delta, size: 0, ...base });
+      continue;
+    }
     const prev = states.get(h.index);
     const comma = h.value.indexOf(',');
     const lenText = (comma < 0 ? h.value : h.value.slice(0, comma)).trim();

@@ -148,6 +148,12 @@ export const Errors = {
       403,
       `Token '${token}' may not send x-ferry-origin: only replication senders with a full-access token can`,
     ),
+  /** A token name outside the bucket-name alphabet or longer than MAX_TOKEN_NAME_BYTES. */
+  invalidTokenName: (max: number) =>
+    new FerryError(
+      422,
+      `Token name can contain only letters, digits and [-,_] symbols, at most ${max} of them`,
+    ),
   queryTtlTooLong: (ttl: bigint, max: number) =>
     new FerryError(
       422,

@@ -32,22 +32,31 @@ const DIGEST_PREFIX = 'x-ferry-digest-';
 const HEX = /^[0-9a-fA-F]+$/;
 
 /**
- * The declared body length of a batch: `x-reduct-content-length`, or `Content-Length` of an
- * uncompressed body; undefined when neither applies (chunked or compressed bodies).
+ * The declared body lengths of a batch: `x-reduct-content-length` and the `Content-Length` of an
+ * uncompressed body, those present (none for chunked or compressed bodies without the former).
  */
-export function declaredBatchLength(ctx: RequestContext): number | undefined {
-  const raw =
-    ctx.header('x-reduct-content-length') ?? (ctx.body.compressed ? undefined : ctx.header('content-length'));
-  if (raw === undefined) return undefined;
-  const n = parseU64(raw.trim());
-  if (n === undefined) throw Errors.contentLengthInvalid(raw);
-  return Number(n);
+export function declaredBatchLengths(ctx: RequestContext): number[] {
+  const plain = ctx.body.compressed ? undefined : ctx.header('content-length');
+  const out: number[] = [];
+  for (const raw of [ctx.header('x-reduct-content-length'), plain]) {
+    if (raw === undefined) continue;
+    const n = parseU64(raw.trim());
+    if (n === undefined) throw Errors.contentLengthInvalid(raw);
+    out.push(Number(n));
+  }
+  return out;
 }
 
-/** 422 when a declared body length does not match the sum of the record lengths. */
-export function checkBatchLength(declared: number | undefined, total: number): void {
-  if (declared !== undefined && declared !== total) {
-    throw Errors.unprocessable(`Content-length ${declared} doesn't match the sum of record sizes ${total}`);
+/**
+ * 422 when a declared body length does not match the sum of the record lengths. Checked before
+ * any record is stored: every length the client declared must agree, so that a batch is either
+ * refused whole or stored (a body of unknown length reports short records per record instead).
+ */
+export function checkBatchLength(declared: readonly number[], total: number): void {
+  for (const n of declared) {
+    if (n !== total) {
+      throw Errors.unprocessable(`Content-length ${n} doesn't match the sum of record sizes ${total}`);
+    }
   }
 }
 
@@ -68,7 +77,7 @@ export async function writeBatchV1(ctx: RequestContext, bucketName: string, entr
   writeAccess(ctx, bucketName);
   validateEntryName(entry, { allowMeta: true });
   const batch = parseV1Batch(ctx.req.rawHeaders);
-  checkBatchLength(declaredBatchLength(ctx), batch.totalSize);
+  checkBatchLength(declaredBatchLengths(ctx), batch.totalSize);
   const origin = originHeader(ctx);
   const digests = readDigests(ctx.req.rawHeaders);
   let bucket: Bucket | FerryError;

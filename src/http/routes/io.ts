@@ -17,7 +17,7 @@ import type { RequestContext } from '../context.js';
 import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty, toFerryError } from '../respond.js';
 import type { Route } from '../router.js';
-import { checkBatchLength, declaredBatchLength, sendBatch } from './batch-v1.js';
+import { checkBatchLength, declaredBatchLengths, sendBatch } from './batch-v1.js';
 import { v2BatchResponse } from '../../query/batch-response.js';
 import { answerQueryBody, readQueryBody } from './queries.js';
 import { originHeader } from './records.js';
@@ -70,8 +70,8 @@ async function writeBatchV2(ctx: RequestContext): Promise<void> {
   const bucketName = ctx.param('bucket');
   writeAccess(ctx, bucketName);
   const batch = parseV2Batch(ctx.req.rawHeaders);
-  const declared = declaredBatchLength(ctx);
-  if (declared === undefined && !ctx.body.compressed) throw Errors.contentLengthRequired();
+  const declared = declaredBatchLengths(ctx);
+  if (declared.length === 0 && !ctx.body.compressed) throw Errors.contentLengthRequired();
   checkBatchLength(declared, batch.totalSize);
   const bucket = ctx.services.storage.bucket(bucketName);
   const origin = originHeader(ctx);
@@ -119,7 +119,7 @@ async function updateBatchV2(ctx: RequestContext): Promise<void> {
 async function removeBatchV2(ctx: RequestContext): Promise<void> {
   const bucketName = ctx.param('bucket');
   writeAccess(ctx, bucketName);
-  const batch = parseV2Batch(ctx.req.rawHeaders);
+  const batch = parseV2Batch(ctx.req.rawHeaders, { ignoreValues: true });
   const meta = batch.entries.find((e) => isMetaEntry(e));
   if (meta !== undefined) throw Errors.attachmentRemoveDirectly(meta);
   const bucket = ctx.services.storage.bucket(bucketName);
