@@ -58,6 +58,8 @@ describe('ferry: help, version, usage', () => {
       ['entry', 'ls'],
       ['replication'],
       ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow'].map((c) => ['replication', c]),
+      ['filter'],
+      ...['ls', 'show', 'create', 'rm'].map((c) => ['filter', c]),
       ['tasks'],
       ['cp'],
       ['context'],
@@ -268,6 +270,58 @@ describe('ferry replication and tasks', () => {
     assert.match((await ferry(['tasks'])).stdout, /replication.*cli-r/);
     assert.equal((await ferry(['replication', 'rm', 'cli-r', '--yes'])).code, 0);
     assert.equal((await ferry(['replication', 'follow', 'cli-r'])).code, 3);
+  });
+});
+
+describe('ferry filter', () => {
+  test('create, ls, show, use by a replication, replace, rm (refused while used, 409 → exit 6)', async () => {
+    await new FerryClient(a.url, { token: a.token }).createBucket('cli-f', {}, { existOk: true });
+    const created = await json<{ name: string; version: number }>([
+      'filter',
+      'create',
+      'cli-min',
+      '--when',
+      '{"&score": {"$gte": {"$param": "min"}}}',
+      '--params',
+      '{"min": {"type": "number", "default": 0.5}}',
+      '--description',
+      'at least min',
+    ]);
+    assert.equal(created.version, 1);
+    const rep = await ferry([
+      'replication',
+      'create',
+      'cli-fr',
+      '--src',
+      'cli-f',
+      '--dst',
+      'cli-f-copy',
+      '--filter',
+      'cli-min',
+      '--params',
+      '{"min": 0.8}',
+    ]);
+    assert.equal(rep.code, 0, rep.stderr);
+    const list = await json<Array<{ name: string; used_by: string[] }>>(['filter', 'ls']);
+    assert.deepEqual(list.find((f) => f.name === 'cli-min')?.used_by, ['cli-fr']);
+    assert.match((await ferry(['filter', 'ls'])).stdout, /cli-min.*cli-fr/);
+    assert.match((await ferry(['filter', 'show', 'cli-min'])).stdout, /description\s+at least min/);
+    const replaced = await json<{ version: number }>([
+      'filter',
+      'create',
+      'cli-min',
+      '--replace',
+      '--when',
+      '{"&score": {"$gt": {"$param": "min"}}}',
+    ]);
+    assert.equal(replaced.version, 2);
+    const busy = await ferry(['filter', 'rm', 'cli-min', '--yes']);
+    assert.equal(busy.code, 6, busy.stderr);
+    assert.equal((await ferry(['replication', 'rm', 'cli-fr', '--yes'])).code, 0);
+    assert.equal((await ferry(['filter', 'rm', 'cli-min', '--yes'])).code, 0);
+    const gone = await ferry(['filter', 'show', 'cli-min']);
+    assert.equal(gone.code, 3);
+    assert.match(gone.stderr, /See what exists with 'ferry filter ls'/);
   });
 });
 

@@ -338,6 +338,33 @@ describe('replications', () => {
     await job.stop();
   });
 
+  test('filters: create, get, list with used_by, replace bumps the version, delete refused while used', async () => {
+    await ca.createBucket('sdk-filt', {}, { existOk: true });
+    await ca.filters.create('sdk-min', {
+      when: { '&score': { $gte: { $param: 'min' } } },
+      params: { min: { type: 'number', default: 0.5 } },
+      description: 'at least min',
+    });
+    const f = await ca.filters.get('sdk-min');
+    assert.equal(f.version, 1);
+    assert.deepEqual(f.params.min, { type: 'number', default: 0.5 });
+    await ca.replications.create('sdk-filt', {
+      src_bucket: 'sdk-filt',
+      dst_bucket: 'sdk-filt-copy',
+      dst_host: '',
+      filter: 'sdk-min',
+      query_params: { min: 0.8 },
+    });
+    assert.deepEqual((await ca.filters.list()).find((x) => x.name === 'sdk-min')?.used_by, ['sdk-filt']);
+    await ca.filters.replace('sdk-min', { when: { '&score': { $gt: { $param: 'min' } } } });
+    assert.equal((await ca.filters.get('sdk-min')).version, 2);
+    const busy = await ferryError(() => ca.filters.delete('sdk-min'));
+    assert.equal(busy.status, 409);
+    await ca.replications.delete('sdk-filt');
+    await ca.filters.delete('sdk-min');
+    assert.equal((await ferryError(() => ca.filters.get('sdk-min'))).status, 404);
+  });
+
   test('follow() over the real events stream: a snapshot on connect, then the pause as a state event', async () => {
     await ca.createBucket('sdk-follow', {}, { existOk: true });
     await ca.replications.create('sdk-follow', {

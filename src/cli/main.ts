@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { bucketCommands } from './commands/buckets.js';
 import { contextCommand } from './commands/context.js';
 import { cpCommand } from './commands/cp.js';
+import { filterCommand } from './commands/filters.js';
 import { replicationCommand } from './commands/replications.js';
 import { tasksCommand } from './commands/tasks.js';
 import { EXIT } from './output.js';
@@ -39,6 +40,7 @@ program
 program.addCommand(serveCommand());
 for (const c of bucketCommands()) program.addCommand(c);
 program.addCommand(replicationCommand());
+program.addCommand(filterCommand());
 program.addCommand(tasksCommand());
 program.addCommand(cpCommand());
 program.addCommand(contextCommand());

@@ -6,6 +6,7 @@ import type { ActiveTask, ActiveTasks } from '../protocol/replication-status.js'
 import type { ServerInfo } from '../protocol/server-info.js';
 import type { TokenCreated, TokenCreateRequest, TokenJson, TokenList } from '../protocol/tokens.js';
 import { Bucket } from './bucket.js';
+import { Filters } from './filters.js';
 import { Replications } from './replications.js';
 import { encodePath, Transport, type CallOptions, type ClientOptions } from './transport.js';
 
@@ -21,6 +22,8 @@ export class FerryClient {
   readonly http: Transport;
   /** The replication API. */
   readonly replications: Replications;
+  /** Stored filters for replications. */
+  readonly filters: Filters;
 
   /**
    * @param url base URL of the server, e.g. `http://127.0.0.1:8383` (a base path may follow)
@@ -31,6 +34,7 @@ export class FerryClient {
   constructor(url: string, options: ClientOptions = {}) {
     this.http = new Transport(url, options);
     this.replications = new Replications(this.http);
+    this.filters = new Filters(this.http);
   }
 
   /** Base URL of the server (no trailing slash). */

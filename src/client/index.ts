@@ -6,6 +6,7 @@
  */
 export { FerryClient, type CreateBucketOptions } from './ferry-client.js';
 export { Bucket, type QueryOptions, type WriteOptions } from './bucket.js';
+export { Filters } from './filters.js';
 export { Replications, type FollowOptions, type ReplicationEvent } from './replications.js';
 export { replicate, type Destination, type ReplicateOptions, type ReplicationHandle } from './replicate.js';
 export type { ClientOptions, CallOptions, RequestBody } from './transport.js';
@@ -19,6 +20,7 @@ export {
 } from './records.js';
 export { FerryError, isFerryError } from '../protocol/errors.js';
 export type * from '../protocol/buckets.js';
+export type * from '../protocol/filters.js';
 export type * from '../protocol/labels.js';
 export type * from '../protocol/queries.js';
 export type * from '../protocol/replications.js';

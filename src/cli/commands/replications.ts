@@ -37,6 +37,8 @@ interface CreateOptions {
   prefix?: string;
   compression?: Compression;
   mode?: ReplicationMode;
+  filter?: string;
+  params?: Record<string, unknown>;
   settings?: Record<string, unknown>;
 }
 
@@ -60,6 +62,8 @@ async function settingsOf(o: CreateOptions): Promise<ReplicationSettingsRequest>
   if (o.prefix !== undefined) s.dst_prefix = o.prefix;
   if (o.compression) s.compression = o.compression;
   if (o.mode) s.mode = o.mode;
+  if (o.filter !== undefined) s.filter = o.filter;
+  if (o.params !== undefined) s.query_params = o.params;
   return s;
 }
 
@@ -94,6 +98,8 @@ export function replicationCommand(): Command {
     .option('--prefix <path>', 'prefix of destination entry names')
     .addOption(new Option('--compression <c>', 'transfer compression').choices(['none', 'gzip', 'zstd']))
     .addOption(new Option('--mode <mode>', 'initial mode').choices(['enabled', 'paused', 'disabled']))
+    .option('--filter <name>', "a stored filter (see 'ferry filter ls') instead of --when")
+    .option('--params <json>', "values of the filter's parameters, e.g. '{\"min\": 0.8}'", parseJsonOption)
     .option(
       '--settings <json>',
       'further settings as JSON (batch, retry, on_write_failure, log, …)',
