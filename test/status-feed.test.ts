@@ -19,46 +19,39 @@ import {
   type ReplicationEvents,
   type ReplicationListener,
 } from '../src/replication/status-feed.js';
+import { ManualClock } from './helpers/manual-clock.js';
 import { waitFor } from './helpers/wait.js';
 
-/** Timers driven by `advance`. */
+/** Feed timers on a manual clock (intervals as self-renewing timeouts) and the clock. */
 class FakeTimers implements FeedTimers {
-  private t = 1_700_000_000_000;
-  private seq = 0;
-  private readonly timers = new Map<number, { due: number; fn: () => void; every?: number }>();
+  private readonly clock = new ManualClock(1_700_000_000_000);
   now(): number {
-    return this.t;
+    return this.clock.now();
   }
   setTimeout(fn: () => void, ms: number): unknown {
-    this.timers.set(++this.seq, { due: this.t + ms, fn });
-    return this.seq;
-  }
-  setInterval(fn: () => void, ms: number): unknown {
-    this.timers.set(++this.seq, { due: this.t + ms, fn, every: ms });
-    return this.seq;
+    return this.clock.setTimeout(fn, ms);
   }
   clearTimeout(h: unknown): void {
-    this.timers.delete(h as number);
+    this.clock.clearTimeout(h);
+  }
+  setInterval(fn: () => void, ms: number): unknown {
+    const handle = { current: undefined as unknown };
+    const tick = (): void => {
+      handle.current = this.clock.setTimeout(tick, ms);
+      fn();
+    };
+    handle.current = this.clock.setTimeout(tick, ms);
+    return handle;
   }
   clearInterval(h: unknown): void {
-    this.timers.delete(h as number);
+    this.clock.clearTimeout((h as { current: unknown }).current);
   }
+  /** Timers still scheduled. */
   get count(): number {
-    return this.timers.size;
+    return this.clock.pending;
   }
   advance(ms: number): void {
-    const end = this.t + ms;
-    for (;;) {
-      let next: [number, { due: number; fn: () => void; every?: number }] | undefined;
-      for (const e of this.timers) if (e[1].due <= end && (!next || e[1].due < next[1].due)) next = e;
-      if (!next) break;
-      const [id, timer] = next;
-      this.t = timer.due;
-      if (timer.every) timer.due += timer.every;
-      else this.timers.delete(id);
-      timer.fn();
-    }
-    this.t = end;
+    this.clock.advance(ms);
   }
 }
 

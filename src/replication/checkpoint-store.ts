@@ -8,21 +8,10 @@ import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../storage/atomic-file.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
+import type { ReplicationCounters } from '../protocol/replication-status.js';
 
-/** Counters of a replication (records and bytes). */
-export interface Counters {
-  records_read: number;
-  bytes_read: number;
-  records_written: number;
-  bytes_written: number;
-  records_already_present: number;
-  records_filtered: number;
-  records_loop_skipped: number;
-  records_failed: number;
-  records_missing_at_source: number;
-  records_dropped_overflow: number;
-  label_updates_written: number;
-}
+/** Counters of a replication (records and bytes); the wire type of the status routes. */
+export type Counters = ReplicationCounters;
 
 export const zeroCounters = (): Counters => ({
   records_read: 0,
