@@ -246,6 +246,15 @@ export const Errors = {
   lifecycleWhenExt: () => new FerryError(422, "Lifecycle condition cannot use '#ext' directive"),
   lifecycleInvalidCondition: (msg: string) => new FerryError(422, `Invalid lifecycle condition: ${msg}`),
   lifecycleRunning: (n: string) => new FerryError(409, `Lifecycle '${n}' is running already`),
+
+  // storage
+  /** A second server on a data directory whose lock another live server holds. */
+  dataDirLocked: (dataPath: string, pid: number, host: string, since: string, lockFile: string) =>
+    new FerryError(
+      409,
+      `Data directory '${dataPath}' is in use by another Ferry server (pid ${pid} on host '${host}', since ${since}). ` +
+        `Stop that server first; if it is certainly gone, remove '${lockFile}'`,
+    ),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -19,6 +19,7 @@ import { BucketCatalogue } from './bucket-catalogue.js';
 import type { BucketServices } from './bucket-services.js';
 import { WalChangeLog } from './change-log.js';
 import { Checkpointer } from './checkpointer.js';
+import { DataLock } from './data-lock.js';
 import { DescriptorCache } from './descriptor-cache.js';
 import { DigestPool } from './digest-pool.js';
 import { GroupCommit } from './group-commit.js';
@@ -47,12 +48,25 @@ const BUILTIN_DEFAULTS: BucketSettings = {
 
 /** Opens (or creates) a data directory. */
 export async function openStorage(opts: StorageOptions): Promise<Storage> {
+  const root = opts.dataPath;
+  const metaDir = join(root, '.ferry');
+  await mkdir(metaDir, { recursive: true, mode: 0o700 });
+  // Before anything is read or written: the WAL is cut and truncated only by its one owner.
+  const lock = await DataLock.acquire(root, metaDir);
+  try {
+    return await openLocked(opts, lock);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage> {
   const sync = (opts.durability ?? 'fsync') === 'fsync';
   const root = opts.dataPath;
   const bucketsDir = join(root, 'buckets');
   const metaDir = join(root, '.ferry');
   await mkdir(bucketsDir, { recursive: true });
-  await mkdir(metaDir, { recursive: true, mode: 0o700 });
   const instanceId = await loadInstanceId(metaDir, sync);
   const slots = new ReplicationSlots(metaDir, sync);
   await slots.load();
@@ -95,7 +109,7 @@ export async function openStorage(opts: StorageOptions): Promise<Storage> {
   await slots.rebuildAll(wal);
   if (ops.length > 0) await checkpoints.checkpoint();
   checkpoints.start(opts.checkpointIntervalMs ?? 30_000);
-  return new Engine(instanceId, catalogue, changes, services, wal, sync);
+  return new Engine(instanceId, catalogue, changes, services, wal, sync, lock);
 }
 
 async function loadInstanceId(metaDir: string, sync: boolean): Promise<string> {
@@ -129,6 +143,7 @@ class Engine implements Storage {
     private readonly services: BucketServices & { slots: ReplicationSlots },
     private readonly wal: Wal,
     private readonly sync: boolean,
+    private readonly lock: DataLock,
   ) {}
 
   listBuckets(): BucketInfo[] {
@@ -188,7 +203,9 @@ class Engine implements Storage {
       () => false,
     );
     await slots.persist().catch(() => {});
-    if (checkpointed) {
+    // A server whose lock was taken from it (its lock file removed by hand and another server
+    // started) must not delete segments the other one needs.
+    if (checkpointed && (await this.lock.held())) {
       // Nothing left to replay: the next start scans no WAL. After a failed checkpoint the WAL
       // keeps everything since the last good one.
       await this.wal.rotateIfUsed().catch(() => {});
@@ -197,5 +214,6 @@ class Engine implements Storage {
     await files.closeAll(this.sync);
     await this.wal.close();
     await digests.close();
+    await this.lock.release();
   }
 }
