@@ -273,6 +273,30 @@ describe('ferry replication and tasks', () => {
   });
 });
 
+describe('ferry replication follow on a suspension', () => {
+  test('exits 7 with the reason when the replication is suspended', async () => {
+    const port = await freePort();
+    await new FerryClient(a.url, { token: a.token }).createBucket('cli-susp', {}, { existOk: true });
+    const created = await ferry([
+      'replication',
+      'create',
+      'cli-susp',
+      '--src',
+      'cli-susp',
+      '--dst-url',
+      `http://127.0.0.1:${port}`,
+      '--settings',
+      '{"retry": {"initial_ms": 50, "max_ms": 100, "max_outage_ms": 500}}',
+    ]);
+    assert.equal(created.code, 0, created.stderr);
+    await new FerryClient(a.url, { token: a.token }).bucket('cli-susp').write('e', 1n, 'x');
+    const r = await ferry(['replication', 'follow', 'cli-susp', '--interval', '100']);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stderr, /Replication 'cli-susp' is suspended: .+\. See 'ferry replication show cli-susp'/);
+    assert.equal((await ferry(['replication', 'rm', 'cli-susp', '--yes'])).code, 0);
+  });
+});
+
 describe('ferry filter', () => {
   test('create, ls, show, use by a replication, replace, rm (refused while used, 409 → exit 6)', async () => {
     await new FerryClient(a.url, { token: a.token }).createBucket('cli-f', {}, { existOk: true });
