@@ -46,7 +46,10 @@ async function load(pool: Pool, auth: string): Promise<number> {
     const first = Math.floor(b / cfg.entries) * cfg.perBatch;
     const count = Math.min(cfg.perBatch, perEntry - first);
     if (count <= 0 || b >= perEntryBatches * cfg.entries) return;
-    const headers: Record<string, string> = { authorization: auth, 'content-type': 'application/octet-stream' };
+    const headers: Record<string, string> = {
+      authorization: auth,
+      'content-type': 'application/octet-stream',
+    };
     for (let i = first; i < first + count; i++) {
       headers[`x-reduct-time-${start + BigInt(i) * 1000n}`] = `${cfg.size},application/octet-stream`;
     }
@@ -106,7 +109,8 @@ async function main(): Promise<void> {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       });
       const text = await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`${method} ${path}: ${res.statusCode} ${String(res.headers['x-reduct-error'])}`);
+      if (res.statusCode !== 200)
+        throw new Error(`${method} ${path}: ${res.statusCode} ${String(res.headers['x-reduct-error'])}`);
       return text === '' ? undefined : JSON.parse(text);
     };
     await call('POST', `/b/${BUCKET}`, {});
@@ -129,12 +133,17 @@ async function main(): Promise<void> {
     let jobDone = false;
     const during = writer(pool, auth, ts, () => jobDone);
     const t0 = performance.now();
-    const result = (await call('POST', '/lifecycles/bench/run')) as { processed_records: number; status: string };
+    const result = (await call('POST', '/lifecycles/bench/run')) as {
+      processed_records: number;
+      status: string;
+    };
     const jobSeconds = (performance.now() - t0) / 1000;
     jobDone = true;
     const withJob = await during;
     if (result.status !== 'ok' || result.processed_records !== cfg.records) {
-      throw new Error(`the job removed ${result.processed_records} of ${cfg.records} records (${result.status})`);
+      throw new Error(
+        `the job removed ${result.processed_records} of ${cfg.records} records (${result.status})`,
+      );
     }
 
     const ratio = withJob.latency.p99 / baseline.latency.p99;
