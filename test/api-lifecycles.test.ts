@@ -10,9 +10,9 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'reduct-js';
-import { loadConfig } from '../src/config/load-config.js';
-import { startFerry, type RunningFerry } from '../src/server.js';
+import type { RunningFerry } from '../src/server.js';
 import { call } from './helpers/ferry-api.js';
+import { startFerryIn } from './helpers/test-server.js';
 
 const TOKEN = 'api-lifecycles-token';
 let dir: string;
@@ -23,15 +23,7 @@ const node = () => ({ url: ferry.url, token: TOKEN });
 
 async function start(env: Record<string, string> = {}): Promise<void> {
   logs = [];
-  const config = loadConfig({
-    RS_API_TOKEN: TOKEN,
-    RS_HOST: '127.0.0.1',
-    RS_PORT: '0',
-    RS_SYSTEM_EVENTS_ENABLED: 'false',
-    ...env,
-    RS_DATA_PATH: dir,
-  });
-  ferry = await startFerry(config, { log: (l) => logs.push(l) });
+  ferry = await startFerryIn(dir, TOKEN, env, (l) => logs.push(l));
   client = new Client(ferry.url, { apiToken: TOKEN });
 }
 

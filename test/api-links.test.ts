@@ -10,11 +10,11 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, type Bucket } from 'reduct-js';
-import { loadConfig } from '../src/config/load-config.js';
-import { startFerry, type RunningFerry } from '../src/server.js';
+import type { RunningFerry } from '../src/server.js';
 import { LINK_KEY_FILE } from '../src/http/links/link-keys.js';
 import { call } from './helpers/ferry-api.js';
 import { rawHttp } from './helpers/raw-http.js';
+import { startFerryIn } from './helpers/test-server.js';
 
 const TOKEN = 'api-links-test-token';
 let dir: string;
@@ -24,15 +24,7 @@ let bucket: Bucket;
 const big = randomBytes(600 * 1024);
 
 async function start(env: Record<string, string> = {}): Promise<void> {
-  const config = loadConfig({
-    RS_API_TOKEN: TOKEN,
-    RS_HOST: '127.0.0.1',
-    RS_PORT: '0',
-    RS_SYSTEM_EVENTS_ENABLED: 'false',
-    ...env,
-    RS_DATA_PATH: dir,
-  });
-  ferry = await startFerry(config, { log: () => undefined });
+  ferry = await startFerryIn(dir, TOKEN, env);
   client = new Client(ferry.url, { apiToken: TOKEN });
   bucket = await client.getBucket('shared');
 }
@@ -44,8 +36,7 @@ async function write(entry: string, ts: bigint, data: string | Buffer, labels = 
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'ferry-links-'));
-  const config = loadConfig({ RS_API_TOKEN: TOKEN, RS_HOST: '127.0.0.1', RS_PORT: '0', RS_DATA_PATH: dir });
-  ferry = await startFerry(config, { log: () => undefined });
+  ferry = await startFerryIn(dir, TOKEN);
   client = new Client(ferry.url, { apiToken: TOKEN });
   bucket = await client.createBucket('shared');
   await write('cam/front', 1_000_000n, 'front-1', { kind: 'a' });

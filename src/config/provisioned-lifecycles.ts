@@ -5,9 +5,8 @@
  * overrides the persisted mode at every start, as for replications). Values are validated by the
  * lifecycle module when the server starts; a group without a required variable is dropped here.
  */
-import { parseJson } from '../protocol/json.js';
 import { nonEmpty, parseList } from './env-values.js';
-import { collectGroups } from './provisioning.js';
+import { collectGroups, readWhenVariable } from './provisioning.js';
 import type { ProvisionedLifecycle } from './types.js';
 
 const SUFFIXES = [
@@ -57,17 +56,8 @@ export function readProvisionedLifecycles(
     if (interval !== undefined) settings['interval'] = interval;
     const pi = v('PROCESSING_INTERVAL');
     if (pi !== undefined) settings['processing_interval'] = pi;
-    const when = v('WHEN');
-    if (when !== undefined) {
-      try {
-        settings['when'] = parseJson(when);
-      } catch (e) {
-        warnings.push(
-          `Provisioned lifecycle '${name}' dropped: RS_LIFECYCLE_${id}_WHEN is not valid JSON (${(e as Error).message})`,
-        );
-        continue;
-      }
-    }
+    if (!readWhenVariable(`lifecycle '${name}'`, `RS_LIFECYCLE_${id}_WHEN`, v('WHEN'), settings, warnings))
+      continue;
     const mode = v('MODE');
     if (mode !== undefined) settings['mode'] = mode.toLowerCase();
     if (out.some((l) => l.name === name)) {

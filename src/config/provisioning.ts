@@ -71,6 +71,27 @@ export function readBucketSettings(
   return settings;
 }
 
+/**
+ * A provisioned object's `_WHEN` variable (JSON) into `settings.when`. False, with a warning that
+ * the object (`what`, e.g. "replication 'r'") is dropped, when it is not valid JSON.
+ */
+export function readWhenVariable(
+  what: string,
+  variable: string,
+  raw: string | undefined,
+  settings: Record<string, unknown>,
+  warnings: string[],
+): boolean {
+  if (raw === undefined) return true;
+  try {
+    settings['when'] = parseJson(raw);
+    return true;
+  } catch (e) {
+    warnings.push(`Provisioned ${what} dropped: ${variable} is not valid JSON (${(e as Error).message})`);
+    return false;
+  }
+}
+
 /** `RS_TOKEN_<ID>_{NAME,VALUE,FULL_ACCESS,READ,WRITE,EXPIRES_AT}`. */
 export function readProvisionedTokens(env: NodeJS.ProcessEnv, warnings: string[]): ProvisionedToken[] {
   const out: ProvisionedToken[] = [];
@@ -212,17 +233,10 @@ export function readProvisionedReplications(
     if (g.has('DST_TOKEN')) settings['dst_token'] = (g.get('DST_TOKEN') as string).trim();
     if (g.has('ENTRIES')) settings['entries'] = parseList(g.get('ENTRIES') as string);
     if (g.has('DST_PREFIX')) settings['dst_prefix'] = (g.get('DST_PREFIX') as string).trim();
-    const when = v('WHEN');
-    if (when !== undefined) {
-      try {
-        settings['when'] = parseJson(when);
-      } catch (e) {
-        warnings.push(
-          `Provisioned replication '${name}' dropped: RS_REPLICATION_${id}_WHEN is not valid JSON (${(e as Error).message})`,
-        );
-        continue;
-      }
-    }
+    if (
+      !readWhenVariable(`replication '${name}'`, `RS_REPLICATION_${id}_WHEN`, v('WHEN'), settings, warnings)
+    )
+      continue;
     const mode = v('MODE');
     if (mode !== undefined) settings['mode'] = mode.toLowerCase();
     const compression = v('COMPRESSION');

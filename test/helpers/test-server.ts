@@ -20,6 +20,19 @@ export async function startTestServer(
   env: Record<string, string> = {},
 ): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), `ferry-${name}-`));
+  return { ferry: await startFerryIn(dir, token, env), dir };
+}
+
+/**
+ * Starts a server on an existing data directory (a restart keeps its data); `log` receives the
+ * server's log lines (default: dropped).
+ */
+export function startFerryIn(
+  dir: string,
+  token: string,
+  env: Record<string, string> = {},
+  log: (line: string) => void = () => undefined,
+): Promise<RunningFerry> {
   const config = loadConfig({
     RS_API_TOKEN: token,
     RS_HOST: '127.0.0.1',
@@ -28,8 +41,7 @@ export async function startTestServer(
     ...env,
     RS_DATA_PATH: dir,
   });
-  const ferry = await startFerry(config, { log: () => undefined });
-  return { ferry, dir };
+  return startFerry(config, { log });
 }
 
 /** Stops the server and removes its data directory. */
