@@ -445,6 +445,14 @@ describe('ferry cp', () => {
       recs.map((r) => [r.ts, new TextDecoder().decode(r.data), r.labels.n, r.contentType]),
       Array.from({ length: 10 }, (_, i) => [BigInt(1000 + i), `log-${i}`, String(i), 'text/plain']),
     );
+    // refused records make the copy fail (exit 1) and are named
+    assert.equal(
+      (await ferry(['bucket', 'create', 'cli-cp-hard', '--quota-type', 'HARD', '--quota-size', '100'])).code,
+      0,
+    );
+    const full = await ferry(['cp', folder, ':cli-cp-hard', '--entries', 'log', '-q']);
+    assert.equal(full.code, 1, full.stderr);
+    assert.match(full.stderr, /Quota of 'cli-cp-hard' exceeded/);
     const both = await ferry(['cp', folder, join(dir, 'other')]);
     assert.equal(both.code, 2);
   });
