@@ -52,7 +52,12 @@ interface Upload {
  * Sends `POST path` with BIG_JSON in 1 MB pieces, `pauseMs` apart, over a raw socket and watches
  * when the answer arrives relative to the body.
  */
-async function upload(path: string, headers: Record<string, string>, pauseMs: number): Promise<Upload> {
+async function upload(
+  path: string,
+  headers: Record<string, string>,
+  pauseMs: number,
+  method = 'POST',
+): Promise<Upload> {
   const socket = connect(port, '127.0.0.1');
   await once(socket, 'connect');
   const started = Date.now();
@@ -72,7 +77,8 @@ async function upload(path: string, headers: Record<string, string>, pauseMs: nu
     }),
   );
   const head =
-    `POST /api/v1${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+    `${method} ${path.startsWith('/api/') || path === '/' ? path : `/api/v1${path}`} HTTP/1.1\r\n` +
+    'Host: 127.0.0.1\r\nContent-Type: application/json\r\n' +
     Object.entries(headers)
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('') +
@@ -120,6 +126,18 @@ for (const path of ['/io/af/q', '/b/af/e/q']) {
     }
   });
 }
+
+test("anonymous routes (preflight, /, /alive) read no more of a stranger's body either", async () => {
+  for (const [method, path] of [
+    ['OPTIONS', '/b/af'],
+    ['GET', '/'],
+    ['GET', '/alive'],
+  ] as const) {
+    const r = await upload(path, {}, 25, method);
+    assert.equal(r.status, 200, `${method} ${path}: ${JSON.stringify(r)}`);
+    assert.equal(r.sentAll, false, `${method} ${path}: the server stopped reading`);
+  }
+});
 
 test('/alive stays fast while ten unauthenticated 16 MB JSON bodies hit the query routes', async () => {
   const uploads = Array.from({ length: 10 }, (_, i) => upload(i % 2 ? '/io/af/q' : '/b/af/e/q', {}, 0));

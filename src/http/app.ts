@@ -143,10 +143,12 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
       res.statusCode = 200;
       res.setHeader('content-length', 0);
       res.end();
+      discardRest(req, res);
       return;
     }
     if ((method === 'GET' || method === 'HEAD') && (path === config.apiBasePath || path === '/')) {
       sendRoot(res, config);
+      discardRest(req, res);
       return;
     }
 
@@ -164,6 +166,16 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     res.on('finish', () => {
       if (ctx.principal) services.system.audit(ctx.principal.name, method, path, res.statusCode);
     });
+    let settled = false;
+    const settleBody = (): void => {
+      if (settled) return;
+      settled = true;
+      if (expectContinue && !ctx.hasBody) res.shouldKeepAlive = false;
+      else discardRest(req, res, ctx);
+    };
+    // Once an answer is finished, Node drops an unread body itself, reading all of it however
+    // long: a handler that answered synchronously would otherwise never get to bound that.
+    res.prependOnceListener('finish', settleBody);
     try {
       if (store.mutating && config.instanceRole === 'REPLICA') {
         throw replicaForbidden();
@@ -174,8 +186,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
         // The client went away (typically mid-stream): nothing to answer, nothing worth logging.
       } else sendError(res, e);
     } finally {
-      if (expectContinue && !ctx.hasBody) res.shouldKeepAlive = false;
-      else discardRest(req, res, ctx);
+      settleBody();
     }
   };
 
