@@ -5,7 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import type { FerryConfig } from './config/types.js';
 import { openStorage } from './storage/engine.js';
-import type { Storage } from './storage/types.js';
+import type { Storage, StorageFaults } from './storage/types.js';
 import { openTokenStore } from './auth/token-store.js';
 import { resolveClientIp } from './auth/client-ip.js';
 import { createHttpServer, type FerryHttpServer } from './http/app.js';
@@ -39,6 +39,8 @@ export interface StartOptions {
   handleSignals?: boolean;
   /** Where the start line and warnings go (default console.log). */
   log?: (line: string) => void;
+  /** Storage fault injection (tests only). */
+  storageFaults?: StorageFaults;
 }
 
 function describeAuth(config: FerryConfig): string {
@@ -73,6 +75,8 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     dataPath: config.dataPath,
     defaults: config.defaults,
     durability: config.storage.durability,
+    log,
+    faults: opts.storageFaults,
   });
   const closers: Array<() => Promise<void>> = [() => storage.close()];
   const closeAll = async (): Promise<void> => {

@@ -45,10 +45,13 @@ test('GET /info reports the exact ServerInfo keys and defaults', async () => {
     'latest_record',
     'license',
     'oldest_record',
+    // Ferry's own: storage health (checkpoint failures); the compatible keys are unchanged.
+    'storage',
     'uptime',
     'usage',
     'version',
   ]);
+  assert.deepEqual(info.storage, { last_checkpoint_error: null, last_checkpoint_error_at: null });
   assert.equal(info.version, '1.21.0');
   assert.equal(info.instance_name, 'edge-01');
   assert.equal(info.instance_role, 'STANDALONE');

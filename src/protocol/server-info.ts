@@ -18,4 +18,14 @@ export interface ServerInfo<N extends U64 = bigint> {
   latest_record: N;
   defaults: { bucket: BucketSettings<N> };
   license: null;
+  /** Ferry: storage health (a checkpoint failure the server has not recovered from yet). */
+  storage?: StorageHealthInfo;
+}
+
+/** Ferry's `storage` field of `GET /api/v1/info`. */
+export interface StorageHealthInfo {
+  /** Message of the last failed checkpoint; null when none failed or a later one succeeded. */
+  last_checkpoint_error: string | null;
+  /** When it failed (ISO 8601), or null. */
+  last_checkpoint_error_at: string | null;
 }

@@ -143,12 +143,17 @@ export class BucketCatalogue {
     const b = this.get(name);
     if (b.provisioned) throw Errors.bucketProvisioned(name);
     b.data.status = 'DELETING';
-    await this.services.commits.commit({
-      type: OpType.RemoveBucket,
-      lsn: 0n,
-      time: Date.now(),
-      bucket: name,
-    });
+    try {
+      await this.services.commits.commit({
+        type: OpType.RemoveBucket,
+        lsn: 0n,
+        time: Date.now(),
+        bucket: name,
+      });
+    } catch (e) {
+      b.data.status = 'READY';
+      throw e;
+    }
     await this.saveSettings(b, { deleting: true });
     void (async () => {
       try {

@@ -12,9 +12,10 @@ import type { BucketServices } from './bucket-services.js';
 import type { Entry } from './entry.js';
 import { Quota } from './quota.js';
 import { RecordWriter } from './record-writer.js';
-import { OpType } from './wal.js';
+import { OpType, type RemoveRecordOp, type UpdateOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
+import { checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
 import type {
   BatchItem,
   Bucket,
@@ -35,6 +36,8 @@ export class BucketImpl implements Bucket {
   private readonly quota: Quota;
   private readonly writer: RecordWriter;
   private active = 0;
+  /** Tail of the changes (label updates, removal) queued per record (`serialized`). */
+  private recordChanges = new Map<string, Promise<void>>();
   private exclusive: Promise<void> | undefined;
   private drained: (() => void) | undefined;
 
@@ -230,85 +233,128 @@ export class BucketImpl implements Bucket {
     changes: Record<string, string | null>,
     opts: LabelUpdateOptions = {},
   ): Promise<Labels> {
-    return this.shared(async () => {
-      const entry = this.data.getEntry(entryName);
-      const found = await this.locate(entry, ts);
-      if (found?.desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
-      const { block, desc } = found;
-      const next: Labels = { ...desc.labels };
-      const removed: string[] = [];
-      let changed = false;
-      for (const [k, v] of Object.entries(changes)) {
-        if (v === null || v === '') {
-          if (k in next) {
-            delete next[k];
-            removed.push(k);
+    return this.shared(() =>
+      this.serialized(entryName, ts, async () => {
+        checkLabelSet(changes);
+        if (opts.origin) checkOrigin(opts.origin);
+        const entry = this.data.getEntry(entryName);
+        const found = await this.locate(entry, ts);
+        if (found?.desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
+        const { block, desc } = found;
+        const next: Labels = { ...desc.labels };
+        const removed: string[] = [];
+        let changed = false;
+        for (const [k, v] of Object.entries(changes)) {
+          if (v === null || v === '') {
+            if (k in next) {
+              delete next[k];
+              removed.push(k);
+              changed = true;
+            }
+          } else if (next[k] !== v) {
+            next[k] = v;
             changed = true;
           }
-        } else if (next[k] !== v) {
-          next[k] = v;
-          changed = true;
         }
-      }
-      // A no-op update is not logged: nothing to replicate, which also ends update ping-pong.
-      if (!changed) return next;
-      desc.labels = next;
-      // Descriptors only: block summaries (index.bin) do not hold labels.
-      block.dirty = true;
-      await this.services.commits.commit({
-        type: OpType.Update,
-        lsn: 0n,
-        time: Date.now(),
-        bucket: this.name,
-        entry: entryName,
-        ts,
-        labels: next,
-        removed,
-        origin: opts.origin ?? '',
-        size: desc.size,
-        contentType: desc.contentType,
-        digest: desc.digest,
-      });
-      return next;
-    });
+        // A no-op update is not logged: nothing to replicate, which also ends update ping-pong.
+        if (!changed) return next;
+        checkLabelSet(next);
+        const op: UpdateOp = {
+          type: OpType.Update,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.name,
+          entry: entryName,
+          ts,
+          labels: next,
+          removed,
+          origin: opts.origin ?? '',
+          size: desc.size,
+          contentType: desc.contentType,
+          digest: desc.digest,
+        };
+        await this.whileHeld(block, () =>
+          this.services.commits.commit(op, () => {
+            desc.labels = next;
+            // Descriptors only: block summaries (index.bin) do not hold labels.
+            block.dirty = true;
+          }),
+        );
+        return next;
+      }),
+    );
   }
 
   removeRecord(entryName: string, ts: bigint): Promise<void> {
-    return this.shared(async () => {
-      const entry = this.data.getEntry(entryName);
-      const found = await this.locate(entry, ts);
-      if (!found || found.desc.state === 'started') throw Errors.recordNotFound(ts, this.name, entryName);
-      const { block, desc } = found;
-      block.remove(ts);
-      if (desc.state === 'finished') {
-        block.count--;
-        block.accSize -= desc.size + desc.descSize;
-        this.data.account.bytes -= desc.size + desc.descSize;
-      }
-      block.slots--;
-      block.dirty = true;
-      entry.indexDirty = true;
-      if (block.count > 0) {
-        block.minTs = block.records!.find((r) => r.state === 'finished')?.ts ?? block.minTs;
-        for (let i = block.records!.length - 1; i >= 0; i--) {
-          if (block.records![i]!.state === 'finished') {
-            block.maxTs = block.records![i]!.ts;
-            break;
-          }
-        }
-      }
-      await this.services.commits.commit({
-        type: OpType.RemoveRecord,
-        lsn: 0n,
-        time: Date.now(),
-        bucket: this.name,
-        entry: entryName,
-        ts,
-      });
-      // Concurrent removals of a block's last records all get here: only the first removes it.
-      if (block.records!.length === 0 && block.inflight === 0 && !block.removed)
-        await this.quota.removeBlockDurably(entry, block);
+    return this.shared(() =>
+      this.serialized(entryName, ts, async () => {
+        const entry = this.data.getEntry(entryName);
+        const found = await this.locate(entry, ts);
+        if (found?.desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
+        const { block, desc } = found;
+        const op: RemoveRecordOp = {
+          type: OpType.RemoveRecord,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.name,
+          entry: entryName,
+          ts,
+        };
+        await this.whileHeld(block, () =>
+          this.services.commits.commit(op, () => {
+            block.remove(ts);
+            block.count--;
+            block.slots--;
+            block.accSize -= desc.size + desc.descSize;
+            this.data.account.bytes -= desc.size + desc.descSize;
+            block.dirty = true;
+            entry.indexDirty = true;
+            if (block.count > 0) {
+              block.minTs = block.records!.find((r) => r.state === 'finished')?.ts ?? block.minTs;
+              for (let i = block.records!.length - 1; i >= 0; i--) {
+                if (block.records![i]!.state === 'finished') {
+                  block.maxTs = block.records![i]!.ts;
+                  break;
+                }
+              }
+            }
+          }),
+        );
+        // Concurrent removals of a block's last records all get here: only the first removes it.
+        if (block.records!.length === 0 && block.inflight === 0 && !block.removed)
+          await this.quota.removeBlockDurably(entry, block);
+      }),
+    );
+  }
+
+  /**
+   * Runs changes of one record one after another: each computes its op from the state the previous
+   * one left, which is applied only once durable (two concurrent updates must not both start from
+   * the labels before either).
+   */
+  private serialized<T>(entry: string, ts: bigint, fn: () => Promise<T>): Promise<T> {
+    const key = `${entry}\0${ts}`;
+    const prev = this.recordChanges.get(key);
+    const run = prev ? prev.then(fn, fn) : fn();
+    const done = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.recordChanges.set(key, done);
+    void done.then(() => {
+      if (this.recordChanges.get(key) === done) this.recordChanges.delete(key);
     });
+    return run;
+  }
+
+  /** Keeps a block's descriptors loaded and the block in place (no eviction) while `fn` runs. */
+  private async whileHeld<T>(block: Block, fn: () => Promise<T>): Promise<T> {
+    block.inflight++;
+    try {
+      return await fn();
+    } finally {
+      block.inflight--;
+    }
   }
 
   removeEntry(entryName: string): Promise<void> {
@@ -316,13 +362,19 @@ export class BucketImpl implements Bucket {
       const root = this.data.getEntry(entryName);
       const doomed = this.data.subtree(entryName);
       for (const e of doomed) e.status = 'DELETING';
-      await this.services.commits.commit({
-        type: OpType.RemoveEntry,
-        lsn: 0n,
-        time: Date.now(),
-        bucket: this.name,
-        entry: entryName,
-      });
+      try {
+        await this.services.commits.commit({
+          type: OpType.RemoveEntry,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.name,
+          entry: entryName,
+        });
+      } catch (e) {
+        // Not removed: the entries stay usable.
+        for (const d of doomed) d.status = 'READY';
+        throw e;
+      }
       // Deletion continues in the background; the entries answer 409 until they are gone.
       void (async () => {
         try {

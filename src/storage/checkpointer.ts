@@ -61,7 +61,7 @@ export class Checkpointer {
   health(): StorageHealth {
     return {
       last_checkpoint_error: this.lastError?.message ?? null,
-      last_checkpoint_error_at: this.lastError?.at ?? null,
+      last_checkpoint_error_at: this.lastError ? new Date(this.lastError.at).toISOString() : null,
     };
   }
 

@@ -25,6 +25,8 @@ export type DurableListener = (ops: readonly WalOp[], lastLsn: bigint) => void;
 
 interface Pending {
   ops: readonly WalOp[];
+  /** Applies `ops` to memory once they are durable (before the writer is answered). */
+  apply: (() => void) | undefined;
   writes: readonly StagedWrite[];
   paths: readonly string[];
   resolve: () => void;
@@ -59,9 +61,13 @@ export class GroupCommit {
     this.listeners.push(listener);
   }
 
-  /** Resolves once `op` is durable; it is given its LSN then. */
-  commit(op: WalOp): Promise<void> {
-    return this.enqueue([op], NONE, NONE);
+  /**
+   * Resolves once `op` is durable; it is given its LSN then. `apply` changes memory accordingly,
+   * right after the op is durable and before anything else can see the group (a checkpoint that
+   * starts then already finds the change), never when the op failed.
+   */
+  commit(op: WalOp, apply?: () => void): Promise<void> {
+    return this.enqueue([op], NONE, NONE, apply);
   }
 
   /**
@@ -69,17 +75,18 @@ export class GroupCommit {
    * published (visible and counted) right before, in LSN order.
    */
   commitWrites(writes: readonly StagedWrite[], paths: readonly string[]): Promise<void> {
-    return this.enqueue(NONE, writes, paths);
+    return this.enqueue(NONE, writes, paths, undefined);
   }
 
   private enqueue(
     ops: readonly WalOp[],
     writes: readonly StagedWrite[],
     paths: readonly string[],
+    apply: (() => void) | undefined,
   ): Promise<void> {
     if (this.closed) return Promise.reject(Errors.unavailable('The storage engine is closed'));
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ ops, writes, paths, resolve, reject });
+      this.queue.push({ ops, apply, writes, paths, resolve, reject });
       this.kick();
     });
   }
@@ -146,6 +153,7 @@ export class GroupCommit {
     const durable: WalOp[] = [];
     for (const g of group) {
       for (const op of g.ops) durable.push(op);
+      g.apply?.();
       for (const w of g.writes) {
         w.entry.publish(w.block, w.desc, w.op.lsn);
         durable.push(w.op);

@@ -81,17 +81,27 @@ export class Quota {
   /** Removes a whole block: logged durably first, files deleted afterwards. */
   async removeBlockDurably(entry: Entry, block: Block): Promise<void> {
     const { commits, slots, files, cache } = this.services;
+    // Out of the entry at once, so that no writer chooses it meanwhile; back if the op fails.
     entry.removeBlock(block);
     this.data.account.bytes -= block.accSize;
-    slots.notifyEvicted(this.data.name, block);
-    await commits.commit({
-      type: OpType.RemoveBlock,
-      lsn: 0n,
-      time: Date.now(),
-      bucket: this.data.name,
-      entry: entry.name,
-      blockId: block.id,
-    });
+    try {
+      await commits.commit(
+        {
+          type: OpType.RemoveBlock,
+          lsn: 0n,
+          time: Date.now(),
+          bucket: this.data.name,
+          entry: entry.name,
+          blockId: block.id,
+        },
+        () => slots.notifyEvicted(this.data.name, block),
+      );
+    } catch (e) {
+      block.removed = false;
+      entry.addBlock(block);
+      this.data.account.bytes += block.accSize;
+      throw e;
+    }
     await deleteBlockFiles(files, cache, entry, block);
   }
 }

@@ -7,6 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { FerryError } from '../protocol/errors.js';
+import type { StorageHealthInfo } from '../protocol/server-info.js';
 import type { Labels } from '../protocol/labels.js';
 import type { BucketInfo, BucketSettings, BucketSettingsPatch, EntryInfo } from '../protocol/buckets.js';
 
@@ -270,10 +271,5 @@ export interface StorageFaults {
   fsyncDir?: (dir: string) => void | Promise<void>;
 }
 
-/** Health of the storage engine as `/info` shows it. */
-export interface StorageHealth {
-  /** Message of the last failed checkpoint (null once a later one succeeded, or if none failed). */
-  last_checkpoint_error: string | null;
-  /** When it failed (ms since epoch), or null. */
-  last_checkpoint_error_at: number | null;
-}
+/** Health of the storage engine as `/info` shows it (Ferry's `storage` field). */
+export type StorageHealth = StorageHealthInfo;

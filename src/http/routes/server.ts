@@ -45,6 +45,7 @@ export function serverRoutes(): Route[] {
           latest_record: usage.latest_record,
           defaults: { bucket: settingsJson(storage.defaultSettings()) },
           license: null,
+          storage: storage.health(),
         } satisfies ServerInfo);
       },
     },
