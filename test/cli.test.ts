@@ -370,19 +370,9 @@ describe('ferry cp', () => {
     await seed('cli-cp');
     const picked = Array.from({ length: 300 }, (_, i) => i).filter((i) => i >= 100 && i % 3 === 0);
     const bytes = picked.reduce((n, i) => n + `cam/front-${i}`.length + `cam/rear-${i}`.length, 0);
-    const out = await json<{ copied: number; bytes: number; skipped: number; failed: number }>([
-      'cp',
-      `:cli-cp`,
-      `${b.url}/cli-cp-copy`,
-      '--dst-token',
-      b.token,
-      '--entries',
-      'cam/*',
-      '--start',
-      '1100',
-      '--when',
-      '{"&q": {"$eq": "ok"}}',
-    ]);
+    const filtered = ['cp', ':cli-cp', `${b.url}/cli-cp-copy`, '--dst-token', b.token, '--entries', 'cam/*'];
+    filtered.push('--start', '1100', '--when', '{"&q": {"$eq": "ok"}}');
+    const out = await json<{ copied: number; bytes: number; skipped: number; failed: number }>(filtered);
     assert.deepEqual(out, { copied: picked.length * 2, bytes, skipped: 0, failed: 0, errors: [] });
     const cb = new FerryClient(b.url, { token: b.token });
     const copied = [];
@@ -392,19 +382,7 @@ describe('ferry cp', () => {
     assert.deepEqual(copied[0]!.labels, { n: '102', q: 'ok' });
     assert.equal(copied[0]!.contentType, 'image/jpeg');
     // a second run finds everything there
-    const again = await json<{ copied: number; skipped: number }>([
-      'cp',
-      ':cli-cp',
-      `${b.url}/cli-cp-copy`,
-      '--dst-token',
-      b.token,
-      '--entries',
-      'cam/*',
-      '--start',
-      '1100',
-      '--when',
-      '{"&q": {"$eq": "ok"}}',
-    ]);
+    const again = await json<{ copied: number; skipped: number }>(filtered);
     assert.equal(again.copied, 0);
     assert.equal(again.skipped, picked.length * 2);
 

@@ -7,7 +7,7 @@ import { encodeV1Headers, parseV1Batch, parseV1ErrorHeaders } from '../protocol/
 import { Errors, type FerryError } from '../protocol/errors.js';
 import { parseU64 } from '../protocol/json.js';
 import type { Labels } from '../protocol/labels.js';
-import type { QueryCreated, QueryRequest, RemovedRecords } from '../protocol/queries.js';
+import type { QueryCreated, QueryRequest, QueryType, RemovedRecords } from '../protocol/queries.js';
 import {
   concatBytes,
   knownSize,
@@ -51,6 +51,17 @@ export interface QueryOptions extends CallOptions {
 
 /** Pause between reads of a continuous query that found nothing new. */
 const CONTINUOUS_POLL_MS = 250;
+
+/** The fields QUERY and REMOVE share. */
+function queryBody(type: QueryType, opts: QueryOptions): QueryRequest {
+  return {
+    query_type: type,
+    start: opts.start === undefined ? undefined : BigInt(opts.start),
+    stop: opts.stop === undefined ? undefined : BigInt(opts.stop),
+    when: opts.when,
+    strict: opts.strict,
+  };
+}
 
 /** A bucket handle; obtained from `client.bucket(name)`. Calls do not check that it exists. */
 export class Bucket {
@@ -247,11 +258,7 @@ export class Bucket {
    */
   async *query(entry: string, opts: QueryOptions = {}): AsyncGenerator<QueriedRecord> {
     const body: QueryRequest = {
-      query_type: 'QUERY',
-      start: opts.start === undefined ? undefined : BigInt(opts.start),
-      stop: opts.stop === undefined ? undefined : BigInt(opts.stop),
-      when: opts.when,
-      strict: opts.strict,
+      ...queryBody('QUERY', opts),
       only_metadata: opts.head,
       continuous: opts.continuous,
       ttl: opts.ttl,
@@ -307,13 +314,7 @@ export class Bucket {
     entry: string,
     opts: Omit<QueryOptions, 'head' | 'continuous' | 'ttl'> = {},
   ): Promise<U64> {
-    const body: QueryRequest = {
-      query_type: 'REMOVE',
-      start: opts.start === undefined ? undefined : BigInt(opts.start),
-      stop: opts.stop === undefined ? undefined : BigInt(opts.stop),
-      when: opts.when,
-      strict: opts.strict,
-    };
+    const body = queryBody('REMOVE', opts);
     const res = await this.http.json<RemovedRecords<U64>>({
       ...opts,
       method: 'POST',

@@ -1,10 +1,19 @@
 /** `ferry context ls|add|use|rm`: named servers in the contexts file (0600), like reduct-cli aliases. */
 import { Command } from 'commander';
 import { FerryClient } from '../../client/index.js';
-import { contextsPath, readContexts, writeContexts } from '../contexts.js';
+import { contextsPath, readContexts, writeContexts, type ContextFile } from '../contexts.js';
 import { globals, outputOf } from '../connection.js';
 import { CliError, EXIT, printJson, printTable } from '../output.js';
 import { act } from './act.js';
+
+/** The contexts file, which must hold `name` (exit 3 otherwise). */
+async function fileWith(name: string): Promise<{ path: string; file: ContextFile }> {
+  const path = contextsPath();
+  const file = await readContexts(path);
+  if (!file.contexts[name])
+    throw new CliError(`No context '${name}'; see 'ferry context ls'.`, EXIT.notFound);
+  return { path, file };
+}
 
 /** The `context` command group. */
 export function contextCommand(): Command {
@@ -59,10 +68,7 @@ export function contextCommand(): Command {
     .description('make a context the current one')
     .action(
       act({}, async (cmd, [name]) => {
-        const path = contextsPath();
-        const file = await readContexts(path);
-        if (!file.contexts[name!])
-          throw new CliError(`No context '${name}'; see 'ferry context ls'.`, EXIT.notFound);
+        const { path, file } = await fileWith(name!);
         file.current = name;
         await writeContexts(path, file);
         if (outputOf(cmd).json) return printJson({ current: name });
@@ -74,10 +80,7 @@ export function contextCommand(): Command {
     .description('remove a context')
     .action(
       act({}, async (cmd, [name]) => {
-        const path = contextsPath();
-        const file = await readContexts(path);
-        if (!file.contexts[name!])
-          throw new CliError(`No context '${name}'; see 'ferry context ls'.`, EXIT.notFound);
+        const { path, file } = await fileWith(name!);
         delete file.contexts[name!];
         if (file.current === name) delete file.current;
         await writeContexts(path, file);
