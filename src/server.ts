@@ -16,7 +16,6 @@ import { SystemEvents } from './system/system-events.js';
 import { ReplicationManager } from './replication/manager.js';
 import { ReplicationMonitor } from './replication/monitor.js';
 import { LinkKeys } from './http/links/link-keys.js';
-import { PollingEvents } from './replication/status-feed.js';
 import { FiltersStore } from './replication/filters-store.js';
 import { FilterService } from './replication/filter-service.js';
 import { LifecycleManager } from './lifecycle/manager.js';
@@ -157,8 +156,8 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     services.replications = replications;
     services.monitor = monitor;
     services.filters = filters;
-    // until the manager notifies by itself (ReplicationManager.subscribe), the events stream polls
-    services.events = new PollingEvents((name) => monitor.status(name));
+    // the events stream hears the engine's own transitions and changes
+    services.events = replications;
   } catch (e) {
     if (http?.server.listening) await http.close();
     await closeAll();

@@ -35,7 +35,7 @@ import {
   type ReplicationSettings,
 } from './settings.js';
 import type { Target } from './target.js';
-import { ReplicationTask } from './task.js';
+import { ReplicationTask, type TaskEvent } from './task.js';
 
 /** Options of `ReplicationManager.open`. */
 export interface ReplicationManagerOptions {
@@ -69,6 +69,8 @@ export class ReplicationManager {
   private ca: string | undefined;
   private caError: string | undefined;
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Map<string, Set<(e: TaskEvent) => void>>();
+  private readonly taskUnsubscribe = new Map<string, () => void>();
   private closed = false;
 
   private constructor(
@@ -281,9 +283,41 @@ export class ReplicationManager {
       resetFilter,
       timeoutMs: this.config.replication.timeoutMs,
     });
+    // subscribed before it starts, so that its first transitions reach the listeners too
+    const off = task.subscribe((e) => this.emit(name, e));
+    this.taskUnsubscribe.get(name)?.();
+    this.taskUnsubscribe.set(name, off);
     await task.start();
     this.tasks.set(name, task);
+    this.emit(name, { type: 'changed' });
     return task;
+  }
+
+  /**
+   * Live events of replication `name` (whether it exists yet or not): `{type: 'state', from, to,
+   * reason, at}` at every transition of its task and `{type: 'changed'}` whenever its figures
+   * changed, also when the replication is replaced or removed. Listeners are called synchronously
+   * and must not block; one that throws is ignored. Returns the unsubscribe function.
+   */
+  subscribe(name: string, listener: (e: TaskEvent) => void): () => void {
+    let set = this.listeners.get(name);
+    if (!set) this.listeners.set(name, (set = new Set()));
+    set.add(listener);
+    return () => {
+      const cur = this.listeners.get(name);
+      cur?.delete(listener);
+      if (cur?.size === 0) this.listeners.delete(name);
+    };
+  }
+
+  private emit(name: string, e: TaskEvent): void {
+    for (const l of this.listeners.get(name) ?? []) {
+      try {
+        l(e);
+      } catch {
+        // a subscriber's failure is its own
+      }
+    }
   }
 
   /** Serialises mutations so that concurrent requests see a consistent set of definitions. */
@@ -429,6 +463,9 @@ export class ReplicationManager {
       await this.storage.changes.dropSlot(ReplicationTask.slotName(name));
       await this.checkpoints(name).remove();
       await this.failureLog(name).remove();
+      this.taskUnsubscribe.get(name)?.();
+      this.taskUnsubscribe.delete(name);
+      this.emit(name, { type: 'changed' });
     });
   }
 

@@ -4,9 +4,10 @@
  * `intervalMs`), a `state` event at every transition, a heartbeat comment every 15 s, and the end
  * of the stream once the run reaches a final state (`completed`).
  *
- * The feed learns about changes from a {@link ReplicationEvents} source: today
- * {@link PollingEvents}, which polls the manager's status (one poller per replication, however
- * many subscribers), later `ReplicationManager.subscribe` with the same listener contract.
+ * The feed learns about changes from a {@link ReplicationEvents} source: in the server
+ * `ReplicationManager.subscribe` (the engine's own transitions and changes); {@link PollingEvents},
+ * which polls a status (one poller per replication, however many subscribers), has the same
+ * listener contract.
  *
  * A slow subscriber never slows replication: events only mark the feed dirty (snapshots coalesce),
  * writes never wait, and a subscriber whose unsent output exceeds `maxBufferedBytes` is dropped

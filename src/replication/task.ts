@@ -34,6 +34,10 @@ import {
   type TargetFailure,
 } from './target.js';
 
+/** What a task tells its subscribers: every state transition, and that its figures changed. */
+export type TaskEvent =
+  { type: 'state'; from: TaskState; to: TaskState; reason: string | null; at: string } | { type: 'changed' };
+
 /** Visible state of a replication (replication.md §9). */
 export type TaskState =
   'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
@@ -203,6 +207,9 @@ export class ReplicationTask {
   private readonly resetFilter: boolean;
   private readonly timeoutMs: number;
   private started = false;
+  private readonly listeners = new Set<(e: TaskEvent) => void>();
+  /** Figures last announced with a `changed` event. */
+  private announced = '';
 
   constructor(opts: TaskOptions) {
     this.name = opts.name;
@@ -215,6 +222,53 @@ export class ReplicationTask {
     this.settings = effectiveSettings(opts.settings);
     this.resetFilter = opts.resetFilter ?? false;
     this.timeoutMs = opts.timeoutMs;
+  }
+
+  /**
+   * Calls `listener` at every state transition and whenever its figures (counters, cursor,
+   * pending work, retries) changed. Listeners are called synchronously and must not block; one
+   * that throws is ignored. Returns the unsubscribe function.
+   */
+  subscribe(listener: (e: TaskEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(e: TaskEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch {
+        // a subscriber's failure is its own
+      }
+    }
+  }
+
+  /** Emits `changed` when the figures a user sees differ from the last ones announced. */
+  private announce(): void {
+    if (this.listeners.size === 0) return;
+    const c = this.counters;
+    const p = this.pending();
+    const now = [
+      this.cursor,
+      c.records_read,
+      c.records_written,
+      c.records_already_present,
+      c.records_filtered,
+      c.records_loop_skipped,
+      c.records_failed,
+      c.records_missing_at_source,
+      c.records_dropped_overflow,
+      c.label_updates_written,
+      p.records,
+      p.bytes,
+      this.retries,
+      this.lastError?.at ?? 0,
+      this.needsVerify,
+    ].join(',');
+    if (now === this.announced) return;
+    this.announced = now;
+    this.emit({ type: 'changed' });
   }
 
   /** Name of the change-log slot of a replication. */
@@ -374,6 +428,7 @@ export class ReplicationTask {
   /** One turn of the loop: commit, then ship what may be shipped, then wait for something to do. */
   private async turn(): Promise<void> {
     this.commitDone();
+    this.announce();
     this.persistIfDirty();
     if (this.mode === 'disabled') {
       this.skipWhileDisabled();
@@ -591,6 +646,7 @@ export class ReplicationTask {
     }
     this.counting = this.countLoop().finally(() => {
       this.counting = null;
+      this.announce();
       if (this.countAgain) {
         this.countAgain = false;
         this.scheduleCount();
@@ -1093,9 +1149,15 @@ export class ReplicationTask {
   /** Records a transition (its time) when the derived state differs from the last one seen. */
   private refreshState(): { state: TaskState; reason: string | null } {
     const now = this.derivedState();
-    if (now.state !== this.state) this.stateSince = Date.now();
+    const from = this.state;
+    if (now.state !== from) this.stateSince = Date.now();
     this.state = now.state;
     this.stateReason = now.reason === null ? null : boundMessage(now.reason);
+    if (now.state !== from) {
+      const at = new Date(this.stateSince).toISOString();
+      this.emit({ type: 'state', from, to: now.state, reason: this.stateReason, at });
+      this.announce();
+    }
     return now;
   }
 
