@@ -898,7 +898,6 @@ export class ReplicationTask {
         case 'permanent':
           this.diagnostics.addError(o.status, o.message);
           if (this.settings.on_write_failure === 'skip') {
-            this.counters.records_failed++;
             failed.push(this.failureEntry(t.item, o.status, o.message));
           } else {
             remaining.push(t.item);
@@ -914,9 +913,10 @@ export class ReplicationTask {
     if (failed.length > 0) {
       try {
         await this.failureLog.append(failed);
+        // counted once the trace is durable, so that status never shows a failure the log lacks
+        this.counters.records_failed += failed.length;
       } catch (e) {
         // cannot leave a trace: keep them pending instead of dropping them
-        this.counters.records_failed -= failed.length;
         const keep = toSend.filter((t) => failed.some((f) => f.ts === t.item.change.ts)).map((t) => t.item);
         remaining.push(...keep);
         temp = { status: -1, message: `Failure log write failed: ${(e as Error).message}` };
