@@ -2,6 +2,11 @@
 import { open, rename, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
+/** Mode of every data file (blocks, descriptors, indexes, WAL, settings): the server's user only. */
+export const DATA_FILE_MODE = 0o600;
+/** Mode of every data directory. */
+export const DATA_DIR_MODE = 0o700;
+
 /** Syncs a directory so that a rename or create inside it is durable. */
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r');
@@ -13,7 +18,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 export interface AtomicWriteOptions {
-  /** File mode (e.g. 0o600 for secrets). */
+  /** File mode (default {@link DATA_FILE_MODE}). */
   mode?: number;
   /** Skip fsync calls (durability 'none'). */
   noSync?: boolean;
@@ -28,9 +33,9 @@ export async function writeFileAtomic(
   opts: AtomicWriteOptions = {},
 ): Promise<void> {
   const dir = dirname(path);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: DATA_DIR_MODE });
   const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  const fh = await open(tmp, 'w', opts.mode ?? 0o644);
+  const fh = await open(tmp, 'w', opts.mode ?? DATA_FILE_MODE);
   try {
     await fh.writeFile(data);
     if (!opts.noSync) await fh.sync();

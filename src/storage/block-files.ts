@@ -8,6 +8,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants, createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
+import { DATA_FILE_MODE } from './atomic-file.js';
 
 const DIRECT_WRITE_BYTES = 64 * 1024;
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
@@ -51,7 +52,7 @@ export class BlockFiles {
       let p = this.opening.get(path);
       if (!p) {
         p = (async () => {
-          const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+          const fh = await open(path, constants.O_RDWR | constants.O_CREAT, DATA_FILE_MODE);
           const file: OpenFile = {
             path,
             fh,

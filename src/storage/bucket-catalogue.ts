@@ -4,7 +4,7 @@
  */
 import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { DATA_DIR_MODE, writeFileAtomic } from './atomic-file.js';
 import { loadEntryIndex } from './block.js';
 import { BucketImpl } from './bucket.js';
 import type { BucketServices } from './bucket-services.js';
@@ -125,7 +125,7 @@ export class BucketCatalogue {
     }
     const settings = resolveSettings(this.defaults, patch);
     const dir = join(this.bucketsDir, name);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: DATA_DIR_MODE });
     const b = new BucketImpl(name, dir, settings, !!opts.provisioned, this.services);
     await this.saveSettings(b);
     this.buckets.set(name, b);

@@ -3,6 +3,7 @@
  * entry tree (entries and their implicit parents).
  */
 import { mkdir } from 'node:fs/promises';
+import { DATA_DIR_MODE } from './atomic-file.js';
 import { Entry, SizeAccount } from './entry.js';
 import { Errors } from '../protocol/errors.js';
 import { validateEntryName } from '../protocol/names.js';
@@ -77,7 +78,7 @@ export class BucketData {
 
   private async createEntry(name: string): Promise<Entry> {
     checkEntryName(name);
-    await mkdir(`${this.dir}/${name}`, { recursive: true });
+    await mkdir(`${this.dir}/${name}`, { recursive: true, mode: DATA_DIR_MODE });
     this.addPath(name, true);
     return this.entries.get(name)!;
   }

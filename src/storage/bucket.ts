@@ -6,6 +6,7 @@
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Block, RecordDesc } from './block.js';
+import { DATA_DIR_MODE } from './atomic-file.js';
 import { BlockRecord } from './block-record.js';
 import { BucketData, checkEntryName } from './bucket-data.js';
 import type { BucketServices } from './bucket-services.js';
@@ -411,7 +412,7 @@ export class BucketImpl implements Bucket {
       const moved = data.subtree(entryName);
       const newDir = `${data.dir}/${newName}`;
       await this.services.files.forget(entry.dir);
-      await mkdir(dirname(newDir), { recursive: true });
+      await mkdir(dirname(newDir), { recursive: true, mode: DATA_DIR_MODE });
       await rename(entry.dir, newDir);
       for (const e of moved) {
         data.entries.delete(e.name);

@@ -11,9 +11,9 @@
  * checkpoint; a torn WAL tail belongs to writes that were never acknowledged and is cut.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from './atomic-file.js';
+import { DATA_DIR_MODE, writeFileAtomic } from './atomic-file.js';
 import { BlockFiles } from './block-files.js';
 import { BucketCatalogue } from './bucket-catalogue.js';
 import type { BucketServices } from './bucket-services.js';
@@ -50,7 +50,7 @@ const BUILTIN_DEFAULTS: BucketSettings = {
 export async function openStorage(opts: StorageOptions): Promise<Storage> {
   const root = opts.dataPath;
   const metaDir = join(root, '.ferry');
-  await mkdir(metaDir, { recursive: true, mode: 0o700 });
+  await mkdir(metaDir, { recursive: true, mode: DATA_DIR_MODE });
   // Before anything is read or written: the WAL is cut and truncated only by its one owner.
   const lock = await DataLock.acquire(root, metaDir);
   try {
@@ -66,7 +66,10 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   const root = opts.dataPath;
   const bucketsDir = join(root, 'buckets');
   const metaDir = join(root, '.ferry');
-  await mkdir(bucketsDir, { recursive: true });
+  await mkdir(bucketsDir, { recursive: true, mode: DATA_DIR_MODE });
+  await mkdir(join(root, 'wal'), { recursive: true, mode: DATA_DIR_MODE });
+  // Directories made by earlier versions (0755): closing them closes every file inside.
+  for (const d of [metaDir, bucketsDir, join(root, 'wal')]) await chmod(d, DATA_DIR_MODE);
   const instanceId = await loadInstanceId(metaDir, sync);
   const slots = new ReplicationSlots(metaDir, sync);
   await slots.load();

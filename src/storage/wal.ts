@@ -11,7 +11,7 @@ import { open, readdir, unlink, mkdir, stat, truncate, type FileHandle } from 'n
 import { join } from 'node:path';
 import { crc32 } from './crc32.js';
 import { BinaryReader, BinaryWriter } from './binary-codec.js';
-import { fsyncDir } from './atomic-file.js';
+import { DATA_DIR_MODE, DATA_FILE_MODE, fsyncDir } from './atomic-file.js';
 import { writeFully } from './block-files.js';
 import type { Change, Labels, StorageFaults } from './types.js';
 
@@ -267,7 +267,7 @@ export class Wal {
     faults?: StorageFaults,
   ): Promise<Wal> {
     const wal = new Wal(dir, sync, segmentBytes, faults);
-    await mkdir(dir, { recursive: true });
+    await mkdir(dir, { recursive: true, mode: DATA_DIR_MODE });
     const names = (await readdir(dir)).filter((n) => /^\d{20}\.wal$/.test(n)).sort();
     for (const n of names) {
       const p = join(dir, n);
@@ -361,10 +361,10 @@ export class Wal {
     if (!seg) {
       seg = { startLsn: this.nextLsn, path: join(this.dir, segName(this.nextLsn)), size: 0, sparse: [] };
       this.segments.push(seg);
-      this.fh = await open(seg.path, 'a');
+      this.fh = await open(seg.path, 'a', DATA_FILE_MODE);
       if (this.sync) await fsyncDir(this.dir);
     } else {
-      this.fh = await open(seg.path, 'a');
+      this.fh = await open(seg.path, 'a', DATA_FILE_MODE);
     }
     if (!seg.sparse) seg.sparse = [];
     this.framesSinceSparse = SPARSE_EVERY; // force a sparse point at the next append
@@ -477,7 +477,7 @@ export class Wal {
     };
     // Open the new segment before closing the current one: if that fails (disk full), appends go
     // on in the current segment instead of hitting a closed handle forever.
-    const fh = await open(seg.path, 'a');
+    const fh = await open(seg.path, 'a', DATA_FILE_MODE);
     if (this.sync) await fsyncDir(this.dir).catch(() => {});
     const old = this.fh;
     this.fh = fh;
