@@ -101,6 +101,31 @@ test('custom file name, multi-entry query, e/ts overrides and records outside th
   );
 });
 
+test('stateful conditions select exactly what the query returns', async () => {
+  const link = async (when: Record<string, unknown>, ts: bigint): Promise<number> => {
+    const l = await bucket.createQueryLink(
+      'cam/front',
+      undefined,
+      undefined,
+      { when },
+      { entry: 'cam/front', timestamp: ts },
+    );
+    return (await fetchLink(l)).status;
+  };
+  // $each_n: 2 lets only the second record through, $limit: 1 only the first
+  assert.equal(await link({ $each_n: 2 }, 2_000_000n), 200);
+  assert.equal(await link({ $each_n: 2 }, 1_000_000n), 404);
+  assert.equal(await link({ $limit: 1 }, 1_000_000n), 200);
+  assert.equal(await link({ $limit: 1 }, 2_000_000n), 404);
+  // a stateless query reads the record alone, and still checks its time range and condition
+  const ranged = await bucket.createQueryLink('cam/front', 1_500_000n, undefined, undefined, {
+    entry: 'cam/front',
+    timestamp: 1_000_000n,
+  });
+  assert.equal((await fetchLink(ranged)).status, 404);
+  assert.equal((await fetchLink(`${ranged}&ts=2000000`)).status, 200);
+});
+
 test('expiry: links without expiry work, expired links answer 422', async () => {
   const noExpiry = await call({ url: ferry.url, token: TOKEN }, 'POST', '/links/x.bin', {
     bucket: 'shared',

@@ -237,8 +237,9 @@ export class QueryManager {
   /**
    * Runs a bucket-level QUERY body (api.md §11.3) until it passes `ts` and returns the record
    * (`entry`, `ts`) with the labels the query emits, or undefined when the record is not part of
-   * the result. The whole result up to `ts` is evaluated, so stateful operators (`$each_n`,
-   * `$limit`…) select exactly what a client reading the query would get. `continuous` is ignored:
+   * the result. With stateful operators (`$each_n`, `$limit`…) or context directives the whole
+   * result up to `ts` is evaluated, so that the selection is exactly what a client reading the
+   * query would get; otherwise only the record itself is read. `continuous` is ignored:
    * the query reads what exists now. Used by query links (api.md §15).
    */
   async findRecord(
@@ -253,6 +254,14 @@ export class QueryManager {
     checkTimeRange(spec);
     if (spec.extensions.length > 0) throw Errors.queryUnknownExtension(spec.extensions[0]!, ++this.counter);
     const options = await this.executorOptions(b, spec, undefined);
+    if (!options.stateful && !options.ctxBefore && !options.ctxAfter) {
+      // Whether a record is in the result depends on that record alone: read just it.
+      if (!options.entries.includes(entry) || ts < options.start) return undefined;
+      const stopOf = options.stopOf;
+      options.entries = [entry];
+      options.start = ts;
+      options.stopOf = (e) => (stopOf(e) < ts + 1n ? stopOf(e) : ts + 1n);
+    }
     // `#ctx_before` emits records after later ones: only without it does passing `ts` end the search.
     const canStopEarly = options.ctxBefore === undefined;
     const exec = new QueryExecutor(options);
@@ -333,7 +342,7 @@ export class QueryManager {
     b: Bucket,
     spec: QuerySpec,
     entry: string | undefined,
-  ): Promise<ExecutorOptions & { directives: Directives }> {
+  ): Promise<ExecutorOptions & { directives: Directives; stateful: boolean }> {
     const condition = spec.when === undefined ? undefined : compileCondition(spec.when);
     const d = condition?.directives ?? {};
     if (entry !== undefined && !b.hasEntry(entry)) throw Errors.entryNotFound(entry, b.name);
@@ -344,6 +353,7 @@ export class QueryManager {
     const stopOf = spec.continuous ? () => U64_MAX : await this.stopResolver(b, entries, spec.stop);
     return {
       directives: d,
+      stateful: condition?.stateful ?? false,
       bucket: b,
       entries,
       start: spec.start ?? 0n,
