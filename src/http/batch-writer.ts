@@ -9,7 +9,7 @@
 import { Errors, isFerryError, type FerryError } from '../protocol/errors.js';
 import type { BatchItem, Bucket, Labels, WriteOptions, WriteOutcome } from '../storage/types.js';
 import { isMetaEntry } from '../protocol/names.js';
-import { checkMetaWrite, replaceOlderAttachments } from './attachments.js';
+import { checkMetaWrite } from './attachments.js';
 import type { ByteReader } from './body.js';
 import { toFerryError } from './respond.js';
 
@@ -162,10 +162,7 @@ function writeOne(
   }
   if (checked) return Promise.resolve({ error: checked });
   return bucket.write(item.entry, item.ts, item.opts, payload).then(
-    async (outcome): Promise<BatchWriteResult> => {
-      await replaceOlderAttachments(bucket, item.entry, item.ts, item.opts.labels);
-      return { outcome };
-    },
+    (outcome): BatchWriteResult => ({ outcome }),
     (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
   );
 }

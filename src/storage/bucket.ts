@@ -16,6 +16,7 @@ import { RecordWriter } from './record-writer.js';
 import { OpType, type RemoveRecordOp, type UpdateOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
+import { U64_MAX } from '../protocol/json.js';
 import { checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
 import type {
   BatchItem,
@@ -148,11 +149,49 @@ export class BucketImpl implements Bucket {
   // ---------------------------------------------------------------- writes
 
   write(entryName: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome> {
-    return this.shared(() => this.writer.write(entryName, ts, opts, payload));
+    return this.shared(async () => {
+      const outcome = await this.writer.write(entryName, ts, opts, payload);
+      if (isMetaEntry(entryName)) await this.replaceOlderAttachments(entryName, ts, opts.labels);
+      return outcome;
+    });
   }
 
   writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
-    return this.shared(() => this.writer.writeMany(items));
+    return this.shared(async () => {
+      const results = await this.writer.writeMany(items);
+      for (let i = 0; i < items.length; i++) {
+        const it = items[i]!;
+        if (isMetaEntry(it.entry) && typeof results[i] === 'string') {
+          await this.replaceOlderAttachments(it.entry, it.ts, it.opts.labels);
+        }
+      }
+      return results;
+    });
+  }
+
+  /**
+   * The attachment rule (api.md §14.1), for every writer (HTTP, replication targets): once a
+   * `$meta` record with key K is stored at `ts`, the other records of the entry with key K go.
+   */
+  private async replaceOlderAttachments(
+    entry: string,
+    ts: bigint,
+    labels: Labels | undefined,
+  ): Promise<void> {
+    const key = labels?.key;
+    if (key === undefined) return;
+    const stale: bigint[] = [];
+    for await (const r of this.scan(entry, 0n, U64_MAX)) {
+      if (r.meta.ts !== ts && r.meta.labels.key === key) stale.push(r.meta.ts);
+    }
+    for (const old of stale) {
+      try {
+        await this.removeRecordNow(entry, old);
+      } catch (e) {
+        // Already gone (a concurrent upsert of the same key): nothing left to replace.
+        if (!(e instanceof FerryError && e.status === 404)) throw e;
+      }
+    }
   }
 
   // ---------------------------------------------------------------- reads
@@ -287,45 +326,48 @@ export class BucketImpl implements Bucket {
   }
 
   removeRecord(entryName: string, ts: bigint): Promise<void> {
-    return this.shared(() =>
-      this.serialized(entryName, ts, async () => {
-        const entry = this.data.getEntry(entryName);
-        const found = await this.locate(entry, ts);
-        if (found?.desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
-        const { block, desc } = found;
-        const op: RemoveRecordOp = {
-          type: OpType.RemoveRecord,
-          lsn: 0n,
-          time: Date.now(),
-          bucket: this.name,
-          entry: entryName,
-          ts,
-        };
-        await this.whileHeld(block, () =>
-          this.services.commits.commit(op, () => {
-            block.remove(ts);
-            block.count--;
-            block.slots--;
-            block.accSize -= desc.size + desc.descSize;
-            this.data.account.bytes -= desc.size + desc.descSize;
-            block.dirty = true;
-            entry.indexDirty = true;
-            if (block.count > 0) {
-              block.minTs = block.records!.find((r) => r.state === 'finished')?.ts ?? block.minTs;
-              for (let i = block.records!.length - 1; i >= 0; i--) {
-                if (block.records![i]!.state === 'finished') {
-                  block.maxTs = block.records![i]!.ts;
-                  break;
-                }
+    return this.shared(() => this.removeRecordNow(entryName, ts));
+  }
+
+  /** `removeRecord` within an operation that already runs as `shared`. */
+  private removeRecordNow(entryName: string, ts: bigint): Promise<void> {
+    return this.serialized(entryName, ts, async () => {
+      const entry = this.data.getEntry(entryName);
+      const found = await this.locate(entry, ts);
+      if (found?.desc.state !== 'finished') throw Errors.recordNotFound(ts, this.name, entryName);
+      const { block, desc } = found;
+      const op: RemoveRecordOp = {
+        type: OpType.RemoveRecord,
+        lsn: 0n,
+        time: Date.now(),
+        bucket: this.name,
+        entry: entryName,
+        ts,
+      };
+      await this.whileHeld(block, () =>
+        this.services.commits.commit(op, () => {
+          block.remove(ts);
+          block.count--;
+          block.slots--;
+          block.accSize -= desc.size + desc.descSize;
+          this.data.account.bytes -= desc.size + desc.descSize;
+          block.dirty = true;
+          entry.indexDirty = true;
+          if (block.count > 0) {
+            block.minTs = block.records!.find((r) => r.state === 'finished')?.ts ?? block.minTs;
+            for (let i = block.records!.length - 1; i >= 0; i--) {
+              if (block.records![i]!.state === 'finished') {
+                block.maxTs = block.records![i]!.ts;
+                break;
               }
             }
-          }),
-        );
-        // Concurrent removals of a block's last records all get here: only the first removes it.
-        if (block.records!.length === 0 && block.inflight === 0 && !block.removed)
-          await this.quota.removeBlockDurably(entry, block);
-      }),
-    );
+          }
+        }),
+      );
+      // Concurrent removals of a block's last records all get here: only the first removes it.
+      if (block.records!.length === 0 && block.inflight === 0 && !block.removed)
+        await this.quota.removeBlockDurably(entry, block);
+    });
   }
 
   /**

@@ -100,7 +100,9 @@ export interface Bucket {
   /**
    * Writes one record. Resolves once the record is durable (group commit) — only then may a
    * client be answered 200. Rejects with FerryError: 409 exists, 400 quota / short / long body,
-   * 500 FIFO failure, 507 disk full, 422 invalid entry name.
+   * 500 FIFO failure, 507 disk full, 422 invalid entry name or a field over its bound (limits.ts).
+   * A failed write leaves nothing (its timestamp stays free). In a `<entry>/$meta` entry, a record
+   * with label `key` K replaces the other records with key K once it is stored (api.md §14.1).
    */
   write(entry: string, ts: bigint, opts: WriteOptions, payload: PayloadSource): Promise<WriteOutcome>;
 

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { Errors } from '../../protocol/errors.js';
 import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
 import type { StoredRecord, Labels } from '../../storage/types.js';
-import { checkMetaWrite, replaceOlderAttachments } from '../attachments.js';
+import { checkMetaWrite } from '../attachments.js';
 import { authenticated, readAccess, writeAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import { optionalTs, readLabelHeaders, requireTs, setRecordHeaders } from '../headers.js';
@@ -63,7 +63,6 @@ export async function writeRecord(ctx: RequestContext, bucketName: string, entry
   const slice = ctx.body.reader().slice(size, true);
   await bucket.write(entry, ts, { size, contentType, labels, origin }, slice);
   ctx.body.markFinished();
-  await replaceOlderAttachments(bucket, entry, ts, labels);
   sendEmpty(ctx.res);
 }
 
