@@ -1,28 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, readdirSync, appendFileSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, readdirSync, appendFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { openStorage } from '../src/storage/engine.js';
-import type { Storage, Bucket, StoredRecord } from '../src/storage/types.js';
+import type { Bucket, StoredRecord } from '../src/storage/types.js';
 import { FerryError } from '../src/protocol/errors.js';
+import { tempDir, withStorage } from './helpers/temp-storage.js';
 
 const MAX = 0xffffffffffffffffn;
-
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'ferry-storage-'));
-}
-
-async function withStorage(fn: (s: Storage, dir: string) => Promise<void>, dir = tempDir()): Promise<void> {
-  const s = await openStorage({ dataPath: dir });
-  try {
-    await fn(s, dir);
-  } finally {
-    await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 async function collect(b: Bucket, entry: string, start = 0n, stop = MAX): Promise<StoredRecord[]> {
   const out: StoredRecord[] = [];

@@ -2,29 +2,18 @@
 // memory or block space behind (item 2), and never block their timestamp (item 12).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createHash } from 'node:crypto';
 import { openStorage } from '../src/storage/engine.js';
-import type { Bucket, Storage, WriteOptions } from '../src/storage/types.js';
+import type { Bucket, WriteOptions } from '../src/storage/types.js';
 import { FerryError } from '../src/protocol/errors.js';
+import { withStorage } from './helpers/temp-storage.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
-
-async function withStorage(fn: (s: Storage, dir: string) => Promise<void>): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'ferry-failed-'));
-  const s = await openStorage({ dataPath: dir });
-  try {
-    await fn(s, dir);
-  } finally {
-    await s.close();
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
 
 function statusOf(e: unknown): number {
   assert.ok(e instanceof FerryError, `expected FerryError, got ${String(e)}`);
