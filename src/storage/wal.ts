@@ -400,20 +400,21 @@ export class Wal {
    * leaves nothing behind.
    */
   encode(op: WalOp): void {
-    const m = this.mark();
+    // Only the frame can fail, and it comes before any other state changes (no mark object per op).
+    const before = this.writer.length;
+    op.lsn = this.nextLsn;
     try {
-      op.lsn = this.nextLsn++;
-      const before = this.writer.length;
       encodeOp(this.writer, op);
-      if (this.framesSinceSparse++ >= SPARSE_EVERY) {
-        this.groupSparse.push({ lsn: op.lsn, offset: before });
-        this.framesSinceSparse = 1;
-      }
-      this.group.push(op);
     } catch (e) {
-      this.rewind(m);
+      this.writer.rewind(before);
       throw e;
     }
+    this.nextLsn++;
+    if (this.framesSinceSparse++ >= SPARSE_EVERY) {
+      this.groupSparse.push({ lsn: op.lsn, offset: before });
+      this.framesSinceSparse = 1;
+    }
+    this.group.push(op);
   }
 
   /** Writes the frames encoded since the last flush durably: one write and one fdatasync. */
