@@ -72,6 +72,40 @@ test('a compressed v1 batch that ends early stores the whole records and reports
   assert.notEqual(await stored('short', 3), 200);
 });
 
+test('a compressed v1 batch longer than its records: stored records are reported, the last one is refused and not stored', async () => {
+  const post = (entry: string, body: string, times: string[]) =>
+    rawHttp(
+      'POST',
+      `${node.url}/api/v1/b/in/${entry}/batch`,
+      {
+        authorization: `Bearer ${TOKEN}`,
+        'content-encoding': 'gzip',
+        ...Object.fromEntries(times.map((t, k) => [`x-reduct-time-${k + 1}`, t])),
+      },
+      [gzipSync(Buffer.from(body))],
+    );
+  // records announce 2 + 2 + 2 bytes, the body has 8: the last record's length was wrong
+  const r = await post('long', 'aabbccdd', ['2,', '2,', '2,']);
+  assert.equal(r.status, 200, String(r.headers['x-reduct-error']));
+  assert.equal(r.headers['x-reduct-error-1'], undefined);
+  assert.equal(r.headers['x-reduct-error-2'], undefined);
+  assert.equal(r.headers['x-reduct-error-3'], '400,Content is bigger than in content-length');
+  assert.equal(await stored('long', 1), 200);
+  assert.equal(await stored('long', 2), 200);
+  assert.equal(await stored('long', 3), 404, 'a refused record is not stored');
+  // an empty last record followed by extra bytes is refused the same way
+  const e = await post('long-empty', 'aaXX', ['2,', '0,']);
+  assert.equal(e.status, 200);
+  assert.equal(e.headers['x-reduct-error-2'], '400,Content is bigger than in content-length');
+  assert.equal(await stored('long-empty', 1), 200);
+  assert.equal(await stored('long-empty', 2), 404);
+  // nothing stored at all: the whole request is refused
+  const one = await post('long-one', 'aabb', ['2,']);
+  assert.equal(one.status, 400);
+  assert.equal(one.headers['x-reduct-error'], 'Content is bigger than in content-length');
+  assert.equal(await stored('long-one', 1), 404);
+});
+
 test('DELETE /io/{bucket}/remove ignores per-record values, empty ones included (api.md §11.7)', async () => {
   for (const ts of [1, 2, 3]) assert.equal((await call(node, 'POST', `/b/in/rm?ts=${ts}`, 'x')).status, 200);
   const r = await call(node, 'DELETE', '/io/in/remove', undefined, {

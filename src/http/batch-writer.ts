@@ -44,8 +44,9 @@ export type BatchWriteResult = { outcome: WriteOutcome } | { error: FerryError }
  * record when `bucket` is one (the bucket cannot be used). A body that ends early (its length was
  * not known in advance: chunked or compressed) is reported per record: the records that arrived
  * whole are stored, the others get 400 `Content is smaller than in content-length`; never a
- * whole-request error after records were stored. Throws 400 when the body is longer than the
- * declared lengths (after every started write has settled).
+ * whole-request error after records were stored. A body longer than the declared lengths fails
+ * the last record (it is written through an exact slice, so its write fails before it is durable)
+ * and is reported per record; a whole-request 400 only when nothing was stored.
  */
 export async function writeBatch(
   bucket: Bucket | FerryError,
@@ -77,10 +78,18 @@ export async function writeBatch(
       }),
     );
   };
+  const last = items.length - 1;
   try {
-    for (const item of items) {
+    for (let i = 0; i <= last; i++) {
+      const item = items[i]!;
       const size = item.opts.size;
-      if (!item.rejected && size > 0 && !isMetaEntry(item.entry)) {
+      if (i === last && !item.rejected && size === 0 && !(await reader.atEnd())) {
+        // an empty last record cannot check what follows it through its slice
+        pending.push({ error: Errors.contentBigger() });
+        break;
+      }
+      // The last record goes through an exact slice: bytes after it fail its own write.
+      if (i < last && !item.rejected && size > 0 && !isMetaEntry(item.entry)) {
         if (!reader.takeBufferedPossible(size) && size <= JOIN_LIMIT) await reader.fill(size);
         const whole = reader.takeBuffered(size);
         if (whole) {
@@ -91,7 +100,7 @@ export async function writeBatch(
         }
       }
       flushRun();
-      const slice = reader.slice(size);
+      const slice = reader.slice(size, i === last);
       if (item.rejected) {
         pending.push(Promise.resolve({ error: item.rejected }));
         await slice.skipRest();
@@ -120,7 +129,12 @@ export async function writeBatch(
     while (results.length < items.length) results.push(short);
     return results;
   }
-  if (!(await reader.atEnd())) throw Errors.contentBigger();
+  if (!(await reader.atEnd())) {
+    if (results.every((r) => 'error' in r)) throw Errors.contentBigger();
+    // Something was stored: the last record (which was not) carries the error.
+    if (!('error' in results[last]!)) throw new Error('batch: last record stored despite extra bytes');
+    results[last] = { error: Errors.contentBigger() };
+  }
   return results;
 }
 
