@@ -13,6 +13,7 @@ import {
 } from '../src/query/query-manager.js';
 import { FerryError } from '../src/protocol/errors.js';
 import { parseJson } from '../src/protocol/json.js';
+import { ManualClock } from './helpers/manual-clock.js';
 
 let dir: string;
 let storage: Storage;
@@ -32,8 +33,8 @@ after(async () => {
 
 const FAST: QueryLimits = { ...DEFAULT_QUERY_LIMITS, batchTimeoutMs: 300, recordTimeoutMs: 100 };
 
-function manager(limits: QueryLimits = FAST): QueryManager {
-  const m = new QueryManager({ storage, limits });
+function manager(limits: QueryLimits = FAST, now?: () => number): QueryManager {
+  const m = new QueryManager({ storage, limits, ...(now ? { now } : {}) });
   managers.push(m);
   return m;
 }
@@ -347,18 +348,19 @@ test('$limit ends the query; #select_labels; #ctx_before / #ctx_after', async ()
 });
 
 test('TTL is an idle timeout: ttl 0 fails the first read; expiry turns 204 into 404', async () => {
-  const m = manager();
+  const clock = new ManualClock();
+  const m = manager(FAST, () => clock.now());
   const b = await freshBucket();
   await put(b, 'e', 1n);
   const zero = await m.create(b.name, body('{"query_type":"QUERY","ttl":0}'));
   await assert.rejects(m.next(b.name, zero, { head: false }), rejectsWith(404));
   const short = await m.create(b.name, body('{"query_type":"QUERY","ttl":1}'));
   assert.equal((await m.next(b.name, short, { head: false })).last, true);
-  await new Promise((r) => setTimeout(r, 600));
+  clock.advance(600);
   await assert.rejects(m.next(b.name, short, { head: false }), rejectsWith(204)); // resets the idle timer
-  await new Promise((r) => setTimeout(r, 600));
-  await assert.rejects(m.next(b.name, short, { head: false }), rejectsWith(204));
-  await new Promise((r) => setTimeout(r, 1100));
+  clock.advance(999);
+  await assert.rejects(m.next(b.name, short, { head: false }), rejectsWith(204)); // 1 ms short of the TTL
+  clock.advance(1000);
   await assert.rejects(m.next(b.name, short, { head: false }), rejectsWith(404));
 });
 

@@ -116,6 +116,7 @@ const REMOVE_WINDOW = 64;
 
 /** The query registry of one server. */
 export class QueryManager {
+  private readonly now: () => number;
   private readonly storage: Storage;
   private readonly limits: QueryLimits;
   private readonly bounds: QueryBounds;
@@ -128,7 +129,12 @@ export class QueryManager {
   private readonly gcTimer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
 
-  constructor(opts: { storage: Storage; limits: QueryLimits; bounds?: QueryBounds }) {
+  /**
+   * @param opts.now the clock of query TTLs (idle expiry), `Date.now` unless a test injects one;
+   *   batch deadlines and waits stay on real time.
+   */
+  constructor(opts: { storage: Storage; limits: QueryLimits; bounds?: QueryBounds; now?: () => number }) {
+    this.now = opts.now ?? Date.now;
     this.storage = opts.storage;
     this.limits = opts.limits;
     this.bounds = opts.bounds ?? DEFAULT_QUERY_BOUNDS;
@@ -193,12 +199,12 @@ export class QueryManager {
   async next(bucket: string, id: bigint, opts: NextOptions): Promise<QueryBatch> {
     const q = this.queries.get(id);
     if (q === undefined || q.bucket !== bucket || q.entry !== opts.entry) throw Errors.queryNotFound(id);
-    if (q.reading === 0 && this.expired(q, Date.now())) {
+    if (q.reading === 0 && this.expired(q, this.now())) {
       this.drop(q);
       throw Errors.queryNotFound(id);
     }
     q.reading++;
-    q.lastAccess = Date.now();
+    q.lastAccess = this.now();
     const run = q.lock.then(() => this.nextBatch(q, opts));
     q.lock = run.then(
       () => undefined,
@@ -208,7 +214,7 @@ export class QueryManager {
       return await run;
     } finally {
       q.reading--;
-      q.lastAccess = Date.now();
+      q.lastAccess = this.now();
     }
   }
 
@@ -318,7 +324,7 @@ export class QueryManager {
       entry,
       exec: new QueryExecutor(options),
       ttlMs: ttlSeconds * 1000,
-      lastAccess: Date.now(),
+      lastAccess: this.now(),
       reading: 0,
       continuous: spec.continuous,
       onlyMetadata: spec.onlyMetadata,
@@ -572,7 +578,7 @@ export class QueryManager {
   }
 
   private collectExpired(): void {
-    const now = Date.now();
+    const now = this.now();
     for (const q of this.queries.values()) {
       if (q.reading === 0 && this.expired(q, now)) this.drop(q);
     }
