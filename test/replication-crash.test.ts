@@ -137,13 +137,6 @@ for (const kind of TARGET_KINDS) {
     `SIGKILL of source or destination during continuous writes loses, duplicates and alters nothing [${kind}]`,
     {
       timeout: 170_000,
-      // Runs and reports, but does not fail the suite until the bug it found is fixed: in 2 of
-      // about 8 runs the local replication was suspended after a SIGKILL with 400 "Content digest
-      // mismatch … damaged in transit" (the source payload read back did not match the digest the
-      // WAL recorded for it). Not reproducible from the seed alone (timing).
-      ...(kind === 'local'
-        ? { todo: 'intermittent digest mismatch of a local replication after SIGKILL (open bug)' }
-        : {}),
     },
     async () => {
       const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
