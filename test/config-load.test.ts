@@ -253,6 +253,17 @@ test('provisioned tokens', () => {
     () => load({ RS_TOKEN_1_NAME: 'x', RS_TOKEN_1_VALUE: 'v', RS_TOKEN_1_FULL_ACCESS: 'sure' }),
     /RS_TOKEN_1_FULL_ACCESS/,
   );
+  // token names follow the rule of names created over HTTP (newline, ✓, 300 characters refused)
+  for (const bad of ['a\nb', 'ok✓', 'x'.repeat(300)]) {
+    assert.throws(
+      () => load({ RS_TOKEN_1_NAME: bad, RS_TOKEN_1_VALUE: 'v' }),
+      /RS_TOKEN_1_NAME: a token name has 1 to 255 letters, digits/,
+    );
+  }
+  assert.equal(
+    load({ RS_TOKEN_1_NAME: 'edge-device_7', RS_TOKEN_1_VALUE: 'v' }).tokens[0]!.name,
+    'edge-device_7',
+  );
   // Ignored (with a warning) when authentication is disabled explicitly.
   const disabled = load({ RS_DISABLE_AUTH: 'true', RS_TOKEN_1_NAME: 'x', RS_TOKEN_1_VALUE: 'v' });
   assert.deepEqual(disabled.tokens, []);

@@ -3,6 +3,8 @@
  * `RS_BUCKET_<ID>_*` and `RS_REPLICATION_<ID>_*`, grouped by an arbitrary `<ID>`.
  */
 import { parseJson, parseU64 } from '../protocol/json.js';
+import { MAX_TOKEN_NAME_BYTES } from '../protocol/limits.js';
+import { isValidBucketName } from '../protocol/names.js';
 import { QUOTA_TYPES } from '../storage/types.js';
 import type { BucketSettings } from '../storage/types.js';
 import type { ProvisionedBucket, ProvisionedReplication, ProvisionedToken } from './types.js';
@@ -111,6 +113,12 @@ export function readProvisionedTokens(env: NodeJS.ProcessEnv, warnings: string[]
         `Provisioned token RS_TOKEN_${id}_* ignored: RS_TOKEN_${id}_NAME and RS_TOKEN_${id}_VALUE are required`,
       );
       continue;
+    }
+    // the same rule as names created over HTTP: such a token could never authenticate
+    if (name.length > MAX_TOKEN_NAME_BYTES || !isValidBucketName(name)) {
+      throw new Error(
+        `RS_TOKEN_${id}_NAME: a token name has 1 to ${MAX_TOKEN_NAME_BYTES} letters, digits, '-' or '_' (got ${JSON.stringify(name.slice(0, 40))})`,
+      );
     }
     if (out.some((t) => t.name === name)) {
       throw new Error(`RS_TOKEN_${id}_NAME: token '${name}' is provisioned twice`);
