@@ -21,30 +21,28 @@ export function excerpt(value: string): string {
   return value.length <= EXCERPT_CHARS ? value : `${value.slice(0, EXCERPT_CHARS)}...`;
 }
 
-/** UTF-8 length of `s`, computed only when it could exceed `max` (a char is at most 3 bytes). */
+/**
+ * UTF-8 length of `s` when it exceeds `max`, else undefined; counted only when it could (a char is at
+ * most 3 bytes). Every check below runs per record on the write path, at the edge and again in
+ * storage, so error messages are built only on failure.
+ */
 function bytesOver(s: string, max: number): number | undefined {
   if (s.length * 3 <= max) return undefined;
   const n = utf8Length(s);
   return n > max ? n : undefined;
 }
 
-/**
- * 422 when a string field is longer than `max` bytes. `field` names it the way the client sent it,
- * e.g. `Content-Type` or `x-ferry-origin`.
- */
-export function checkFieldBytes(field: string, value: string, max: number): void {
-  const n = bytesOver(value, max);
-  if (n !== undefined) throw Errors.fieldTooLong(field, n, max);
-}
-
 /** 422 when a content type is longer than {@link MAX_CONTENT_TYPE_BYTES}. `where`: e.g. ` of record 5`. */
 export function checkContentType(contentType: string, where = ''): void {
-  checkFieldBytes(`Content-Type${where}`, contentType, MAX_CONTENT_TYPE_BYTES);
+  const n = bytesOver(contentType, MAX_CONTENT_TYPE_BYTES);
+  if (n !== undefined) throw Errors.fieldTooLong(`Content-Type${where}`, n, MAX_CONTENT_TYPE_BYTES);
 }
 
 /** 422 when a label name is longer than {@link MAX_LABEL_NAME_BYTES}. */
 export function checkLabelNameBytes(name: string, where = ''): void {
-  checkFieldBytes(`Label name '${excerpt(name)}'${where}`, name, MAX_LABEL_NAME_BYTES);
+  const n = bytesOver(name, MAX_LABEL_NAME_BYTES);
+  if (n !== undefined)
+    throw Errors.fieldTooLong(`Label name '${excerpt(name)}'${where}`, n, MAX_LABEL_NAME_BYTES);
 }
 
 /**
@@ -60,7 +58,10 @@ export function checkLabelSet(labels: Readonly<Record<string, string | null>>, w
   for (const name of names) {
     checkLabelNameBytes(name, where);
     const value = labels[name] ?? '';
-    checkFieldBytes(`Value of label '${excerpt(name)}'${where}`, value, MAX_LABEL_VALUE_BYTES);
+    const n = bytesOver(value, MAX_LABEL_VALUE_BYTES);
+    if (n !== undefined) {
+      throw Errors.fieldTooLong(`Value of label '${excerpt(name)}'${where}`, n, MAX_LABEL_VALUE_BYTES);
+    }
     total += name.length + value.length;
   }
   // Characters are a lower bound of bytes: count bytes only when the bound is near.
@@ -73,5 +74,6 @@ export function checkLabelSet(labels: Readonly<Record<string, string | null>>, w
 
 /** 422 when an `x-ferry-origin` value is longer than {@link MAX_ORIGIN_BYTES}. */
 export function checkOrigin(origin: string): void {
-  checkFieldBytes('x-ferry-origin', origin, MAX_ORIGIN_BYTES);
+  const n = bytesOver(origin, MAX_ORIGIN_BYTES);
+  if (n !== undefined) throw Errors.fieldTooLong('x-ferry-origin', n, MAX_ORIGIN_BYTES);
 }

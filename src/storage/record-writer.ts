@@ -16,14 +16,6 @@ import { OpType, type WriteOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
 import { checkContentType, checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
-import {
-  MAX_CONTENT_TYPE_BYTES,
-  MAX_LABELS_PER_RECORD,
-  MAX_LABELS_TOTAL_BYTES,
-  MAX_LABEL_NAME_BYTES,
-  MAX_LABEL_VALUE_BYTES,
-  MAX_ORIGIN_BYTES,
-} from '../protocol/limits.js';
 import { DEFAULT_CONTENT_TYPE } from '../protocol/batch-v1.js';
 import type { BatchItem, PayloadSource, WriteOptions, WriteOutcome } from './types.js';
 
@@ -371,24 +363,9 @@ export class RecordWriter {
  * defence behind the HTTP edge, so that the WAL encoder is never handed what it cannot frame.
  */
 function checkRecordFields(opts: WriteOptions): void {
-  // Per record on the hot path: lengths only (a character is at most 3 UTF-8 bytes); the precise
-  // checks, which build their messages, run only for a value that may be over its bound.
-  const ct = opts.contentType;
-  if (ct && ct.length * 3 > MAX_CONTENT_TYPE_BYTES) checkContentType(ct);
-  const origin = opts.origin;
-  if (origin && origin.length * 3 > MAX_ORIGIN_BYTES) checkOrigin(origin);
-  const labels = opts.labels;
-  if (!labels) return;
-  let count = 0;
-  let total = 0;
-  let near = false;
-  for (const k in labels) {
-    const v = labels[k]!;
-    count++;
-    total += k.length + v.length;
-    if (k.length * 3 > MAX_LABEL_NAME_BYTES || v.length * 3 > MAX_LABEL_VALUE_BYTES) near = true;
-  }
-  if (near || count > MAX_LABELS_PER_RECORD || total * 3 > MAX_LABELS_TOTAL_BYTES) checkLabelSet(labels);
+  if (opts.contentType) checkContentType(opts.contentType);
+  if (opts.origin) checkOrigin(opts.origin);
+  if (opts.labels) checkLabelSet(opts.labels);
 }
 
 /** 400 when the digest a sender computed does not match the payload received. */
