@@ -13,6 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import type { ItemOutcome, ShipRecord, Target } from '../src/replication/target.js';
+import { ForwardingTarget } from './helpers/forwarding-target.js';
 import { forEachTarget, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -24,7 +25,7 @@ type Held = 'write' | 'update';
  * finishes first and then lets the held one go (`later-first`). So when the engine sends a second
  * delivery of the record while the first is in flight, they land in the order that hurts.
  */
-class GateTarget implements Target {
+class GateTarget extends ForwardingTarget {
   held: { release: () => void; done: Promise<unknown> } | null = null;
   heldOnce = false;
   calls: string[] = [];
@@ -32,22 +33,11 @@ class GateTarget implements Target {
   missingOnce = false;
 
   constructor(
-    private readonly inner: Target,
+    inner: Target,
     private readonly hold: Held,
     private readonly order: 'held-first' | 'later-first',
-  ) {}
-
-  get description(): string {
-    return this.inner.description;
-  }
-  get instanceId(): string {
-    return this.inner.instanceId;
-  }
-  get available(): boolean {
-    return this.inner.available;
-  }
-  prepare(): Promise<void> {
-    return this.inner.prepare();
+  ) {
+    super(inner);
   }
 
   private async gate<T>(kind: Held, call: () => Promise<T>): Promise<T> {
@@ -78,24 +68,17 @@ class GateTarget implements Target {
     this.held?.release();
   }
 
-  write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+  override write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     return this.gate('write', () => this.inner.write(entry, records));
   }
 
-  update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+  override update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     if (this.missingOnce) {
       this.missingOnce = false;
       this.calls.push('update');
       return Promise.resolve(records.map((): ItemOutcome => ({ kind: 'missing' })));
     }
     return this.gate('update', () => this.inner.update(entry, records));
-  }
-
-  reset(): Promise<void> {
-    return this.inner.reset();
-  }
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { isFerryError } from '../src/protocol/errors.js';
 import { CheckpointStore, zeroCounters } from '../src/replication/checkpoint-store.js';
 import { TargetError, type ItemOutcome, type ShipRecord, type Target } from '../src/replication/target.js';
+import { ForwardingTarget } from './helpers/forwarding-target.js';
 import { forEachTarget, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -21,25 +22,17 @@ type FailureClass = 'throw' | 'reject' | 'hang' | 'network' | '4xx' | '5xx' | 'm
 type Method = 'prepare' | 'write';
 
 /** Fails the first `failures` calls of one method with one failure class, then passes through. */
-class FaultyTarget implements Target {
+class FaultyTarget extends ForwardingTarget {
   failed = 0;
   resets = 0;
 
   constructor(
-    private readonly inner: Target,
+    inner: Target,
     private readonly method: Method,
     private readonly cls: FailureClass,
     public failures: number,
-  ) {}
-
-  get description(): string {
-    return this.inner.description;
-  }
-  get instanceId(): string {
-    return this.inner.instanceId;
-  }
-  get available(): boolean {
-    return this.inner.available;
+  ) {
+    super(inner);
   }
 
   /** Deliberately not `async`: a synchronous throw must reach the engine as such. */
@@ -64,27 +57,19 @@ class FaultyTarget implements Target {
     }
   }
 
-  prepare(): Promise<void> {
+  override prepare(): Promise<void> {
     if (this.method === 'prepare' && this.failed < this.failures) return this.fail();
     return this.inner.prepare();
   }
 
-  write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+  override write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     if (this.method === 'write' && this.failed < this.failures) return this.fail();
     return this.inner.write(entry, records);
   }
 
-  update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
-    return this.inner.update(entry, records);
-  }
-
-  reset(): Promise<void> {
+  override reset(): Promise<void> {
     this.resets++;
     return this.inner.reset();
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 
