@@ -38,6 +38,11 @@ export class Block {
   removed = false;
   /** Writes in flight (a block is never evicted while it has some). */
   inflight = 0;
+  /**
+   * Bumped by every change of its records (insert, publish, removal, label update): cached range
+   * digests of the block (range-digest.ts) are valid only for the version they were taken at.
+   */
+  version = 0;
   /** Time of the last use (ms), for unloading idle descriptors. */
   lastUse = 0;
   /** Cached data file path and the entry directory it was built from (see `Entry.dataPath`). */
@@ -69,12 +74,14 @@ export class Block {
   }
 
   insert(desc: RecordDesc): void {
+    this.version++;
     const r = this.records!;
     if (r.length === 0 || r[r.length - 1]!.ts < desc.ts) r.push(desc);
     else r.splice(this.lowerBound(desc.ts), 0, desc);
   }
 
   remove(ts: bigint): RecordDesc | undefined {
+    this.version++;
     const i = this.lowerBound(ts);
     const r = this.records![i];
     if (!r || r.ts !== ts) return undefined;
@@ -84,6 +91,7 @@ export class Block {
 
   /** Counts a durable record (reserved earlier by `insert`) as finished in the block's summary. */
   publish(desc: RecordDesc, lsn: bigint): void {
+    this.version++;
     desc.lsn = lsn;
     desc.state = 'finished';
     const ts = desc.ts;
@@ -101,6 +109,7 @@ export class Block {
    * left; it is never counted in any size).
    */
   unreserve(desc: RecordDesc): void {
+    this.version++;
     const r = this.records;
     if (r) {
       const i = this.lowerBound(desc.ts);

@@ -4,6 +4,7 @@ import type { Checkpointer } from './checkpointer.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { DigestPool } from './digest-pool.js';
 import type { GroupCommit } from './group-commit.js';
+import type { RangeDigester } from './range-digest.js';
 import type { SlotGuard } from './replication-slots.js';
 
 export interface BucketServices {
@@ -14,4 +15,6 @@ export interface BucketServices {
   readonly commits: GroupCommit;
   readonly slots: SlotGuard;
   readonly checkpoints: Checkpointer;
+  /** Range digests for verification (cached rows per block). */
+  readonly ranges: RangeDigester;
 }

@@ -23,10 +23,14 @@ import type {
   Bucket,
   BucketInfo,
   BucketSettings,
+  DigestQuery,
   EntryInfo,
   LabelUpdateOptions,
   Labels,
   PayloadSource,
+  RangeDigest,
+  RecordFilter,
+  RecordSummary,
   Status,
   StoredRecord,
   WriteOptions,
@@ -265,6 +269,28 @@ export class BucketImpl implements Bucket {
     }
   }
 
+  rangeDigests(entry: string, queries: readonly DigestQuery[], filter?: RecordFilter): Promise<RangeDigest[]> {
+    this.checkReady();
+    return this.services.ranges.digests(this.liveEntry(entry), queries, filter);
+  }
+
+  recordSummaries(
+    entry: string,
+    start: bigint,
+    stop: bigint,
+    limit: number,
+    filter?: RecordFilter,
+  ): Promise<RecordSummary[]> {
+    this.checkReady();
+    return this.services.ranges.summaries(this.liveEntry(entry), start, stop, limit, filter);
+  }
+
+  /** An entry with records to compare: none while it is being deleted. */
+  private liveEntry(name: string): Entry | undefined {
+    const e = this.data.entries.get(name);
+    return e && e.status !== 'DELETING' ? e : undefined;
+  }
+
   // ---------------------------------------------------------------- updates and removals
 
   updateLabels(
@@ -316,6 +342,7 @@ export class BucketImpl implements Bucket {
         await this.whileHeld(block, () =>
           this.services.commits.commit(op, () => {
             desc.labels = next;
+            block.version++;
             // Descriptors only: block summaries (index.bin) do not hold labels.
             block.dirty = true;
           }),

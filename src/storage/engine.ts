@@ -21,6 +21,7 @@ import { WalChangeLog } from './change-log.js';
 import { Checkpointer } from './checkpointer.js';
 import { DataLock } from './data-lock.js';
 import { DescriptorCache } from './descriptor-cache.js';
+import { RangeDigester } from './range-digest.js';
 import { DigestPool } from './digest-pool.js';
 import { GroupCommit } from './group-commit.js';
 import { Recovery } from './recovery.js';
@@ -100,7 +101,8 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     log: opts.log ?? ((line) => console.error(line)),
     faults: opts.faults,
   });
-  const services = { files, digests: new DigestPool(), cache, commits, slots, checkpoints };
+  const ranges = new RangeDigester(cache);
+  const services = { files, digests: new DigestPool(), cache, commits, slots, checkpoints, ranges };
   const catalogue = new BucketCatalogue(
     bucketsDir,
     { ...BUILTIN_DEFAULTS, ...(opts.defaults ?? {}) },

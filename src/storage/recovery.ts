@@ -75,6 +75,7 @@ export class Recovery {
         const d = block.find(op.ts);
         if (d) {
           d.labels = op.labels;
+          block.version++;
           block.dirty = true;
         }
         break;

@@ -10,6 +10,7 @@ import type { FerryError } from '../protocol/errors.js';
 import type { StorageHealthInfo } from '../protocol/server-info.js';
 import type { Labels } from '../protocol/labels.js';
 import type { BucketInfo, BucketSettings, BucketSettingsPatch, EntryInfo } from '../protocol/buckets.js';
+import type { DigestQuery, RangeDigest, RecordFilter, RecordSummary } from './range-digest.js';
 
 // The wire shapes live in protocol/ (shared with the SDK and the CLI); re-exported for this layer.
 export type { Labels } from '../protocol/labels.js';
@@ -22,6 +23,8 @@ export type {
   Status,
 } from '../protocol/buckets.js';
 export { QUOTA_TYPES } from '../protocol/buckets.js';
+
+export type { DigestQuery, RangeDigest, RecordFilter, RecordSummary } from './range-digest.js';
 
 export type RecordState = 'started' | 'finished' | 'errored';
 
@@ -132,6 +135,22 @@ export interface Bucket {
     changes: Record<string, string | null>,
     opts?: LabelUpdateOptions,
   ): Promise<Labels>;
+
+  /**
+   * Digests of time ranges of an entry (replication.md §10), from descriptors only: equal digests
+   * mean equal (ts, size, content digest, content type, labels) lists. A missing entry has no
+   * records (count 0). `filter` narrows the records that take part.
+   */
+  rangeDigests(entry: string, queries: readonly DigestQuery[], filter?: RecordFilter): Promise<RangeDigest[]>;
+
+  /** What a verifier compares of at most `limit` records with start <= ts < stop, ascending. */
+  recordSummaries(
+    entry: string,
+    start: bigint,
+    stop: bigint,
+    limit: number,
+    filter?: RecordFilter,
+  ): Promise<RecordSummary[]>;
 
   /** Removes one record (404 if missing). */
   removeRecord(entry: string, ts: bigint): Promise<void>;

@@ -1,0 +1,290 @@
+/**
+ * Range digests of an entry (replication.md §10): the SHA-256 of the sorted list of (timestamp,
+ * size, content digest, content type + labels) of the finished records in a time range, built from
+ * descriptors only (no payload is read). Two instances holding the same records in a range get the
+ * same digest whatever their block layout, so a verifier compares ranges and descends only into
+ * those that differ.
+ *
+ * Every record is one fixed 48-byte row: ts (u64 BE), size (u64 BE), content digest (16 bytes) and
+ * the first 16 bytes of the SHA-256 of its content type and sorted labels. A range digest hashes the
+ * rows back to back, so the rows of a block are kept (a slab per block, within a byte budget) and a
+ * range is hashed with one native call per block. A slab is valid for the block version it was built
+ * at: removals, label updates and late (out-of-order) writes bump the version (block.ts).
+ */
+import { createHash, hash as hashOnce } from 'node:crypto';
+import type { Block } from './block.js';
+import type { DescriptorCache } from './descriptor-cache.js';
+import type { Entry } from './entry.js';
+import type { Labels } from './types.js';
+
+/** Bytes per record row. */
+export const DIGEST_ROW_BYTES = 48;
+
+/** One range asked for: `start <= ts < stop`; `split` > 1 also asks for inner boundaries. */
+export interface DigestQuery {
+  start: bigint;
+  stop: bigint;
+  /** Number of about equally populated sub-ranges whose boundaries to return (0 or 1 = none). */
+  split?: number;
+}
+
+/** The digest of one range. */
+export interface RangeDigest {
+  /** Finished records in the range (that pass the filter). */
+  count: number;
+  /** SHA-256 of the records' rows, lower-case hex. */
+  digest: string;
+  /** Ascending timestamps inside (start, stop) cutting the range into about `split` equal parts. */
+  bounds: bigint[];
+}
+
+/** What a verifier compares of one record. */
+export interface RecordSummary {
+  ts: bigint;
+  size: number;
+  /** Content digest, lower-case hex. */
+  digest: string;
+  contentType: string;
+  labels: Labels;
+}
+
+/** Selects the records that take part (a replication's `when`, evaluated on metadata). */
+export type RecordFilter = (ts: bigint, labels: Labels) => boolean;
+
+interface Slab {
+  version: number;
+  /** Rows of the finished records in ts order. */
+  rows: Buffer;
+  count: number;
+}
+
+/** Default byte budget of cached slabs (about a million records). */
+export const DEFAULT_SLAB_BUDGET = 48 * 1024 * 1024;
+
+/** Cached metadata hashes: labels sets repeat a lot, their hash is computed once. */
+const META_CACHE_MAX = 4096;
+
+/** Builds and caches the rows of blocks; one per storage engine. */
+export class RangeDigester {
+  private readonly slabs = new Map<Block, Slab>();
+  private bytes = 0;
+  private readonly metaHashes = new Map<string, Buffer>();
+
+  constructor(
+    private readonly cache: DescriptorCache,
+    private readonly budget = DEFAULT_SLAB_BUDGET,
+  ) {}
+
+  /** Digests of `queries` over the records of `entry` (undefined entry = no records). */
+  async digests(
+    entry: Entry | undefined,
+    queries: readonly DigestQuery[],
+    filter?: RecordFilter,
+  ): Promise<RangeDigest[]> {
+    const out: RangeDigest[] = [];
+    for (const q of queries) out.push(await this.digest(entry, q, filter));
+    return out;
+  }
+
+  private async digest(entry: Entry | undefined, q: DigestQuery, filter?: RecordFilter): Promise<RangeDigest> {
+    const h = createHash('sha256');
+    const bounds: bigint[] = [];
+    let count = 0;
+    if (entry && q.start < q.stop) {
+      const split = Math.max(1, Math.floor(q.split ?? 1));
+      // the block summaries give an upper bound of the count: good enough to place boundaries
+      let estimate = 0;
+      for (const b of blocksOf(entry, q.start, q.stop)) estimate += b.count;
+      const step = split > 1 && estimate > split ? estimate / split : 0;
+      let nextCut = step;
+      for await (const got of this.slabsOf(entry, q.start, q.stop)) {
+        const block = got.block;
+        let slab = got.slab;
+        let labelsOf: Labels[] | undefined;
+        if (filter) {
+          await this.cache.load(entry, block);
+          // the block may have changed while its descriptors loaded: rows and labels must agree
+          if (slab.version !== block.version) slab = this.build(block);
+          labelsOf = finishedLabels(block);
+        }
+        const i0 = lowerBound(slab, q.start);
+        const i1 = lowerBound(slab, q.stop);
+        if (i1 <= i0) continue;
+        const take = (i: number): void => {
+          if (step > 0 && count >= nextCut) {
+            const ts = rowTs(slab.rows, i);
+            if (ts > q.start && (bounds.length === 0 || ts > bounds[bounds.length - 1]!)) bounds.push(ts);
+            while (nextCut <= count) nextCut += step;
+          }
+          count++;
+        };
+        if (!labelsOf) {
+          if (step > 0) {
+            for (let i = i0; i < i1; i++) take(i);
+          } else count += i1 - i0;
+          h.update(slab.rows.subarray(i0 * DIGEST_ROW_BYTES, i1 * DIGEST_ROW_BYTES));
+          continue;
+        }
+        for (let i = i0; i < i1; i++) {
+          if (!filter!(rowTs(slab.rows, i), labelsOf[i]!)) continue;
+          take(i);
+          h.update(slab.rows.subarray(i * DIGEST_ROW_BYTES, (i + 1) * DIGEST_ROW_BYTES));
+        }
+      }
+    }
+    return { count, digest: h.digest('hex'), bounds };
+  }
+
+  /** Summaries of at most `limit` records with start <= ts < stop, ascending. */
+  async summaries(
+    entry: Entry | undefined,
+    start: bigint,
+    stop: bigint,
+    limit: number,
+    filter?: RecordFilter,
+  ): Promise<RecordSummary[]> {
+    const out: RecordSummary[] = [];
+    if (!entry || start >= stop) return out;
+    for (const block of blocksOf(entry, start, stop)) {
+      await this.cache.load(entry, block);
+      const recs = block.records!;
+      for (let i = block.lowerBound(start); i < recs.length; i++) {
+        const r = recs[i]!;
+        if (r.ts >= stop || out.length >= limit) return out;
+        if (r.state !== 'finished' || (filter && !filter(r.ts, r.labels))) continue;
+        out.push({
+          ts: r.ts,
+          size: r.size,
+          digest: r.digest.toString('hex'),
+          contentType: r.contentType,
+          labels: { ...r.labels },
+        });
+      }
+    }
+    return out;
+  }
+
+  /** The slab of every non-empty block meeting [start, stop), in order. */
+  private async *slabsOf(entry: Entry, start: bigint, stop: bigint): AsyncGenerator<{ block: Block; slab: Slab }> {
+    for (const block of blocksOf(entry, start, stop)) {
+      if (block.count === 0) continue;
+      yield { block, slab: await this.slab(entry, block) };
+    }
+  }
+
+  private async slab(entry: Entry, block: Block): Promise<Slab> {
+    for (;;) {
+      const cached = this.slabs.get(block);
+      if (cached && cached.version === block.version) {
+        // most recently used last
+        this.slabs.delete(block);
+        this.slabs.set(block, cached);
+        return cached;
+      }
+      if (cached) this.drop(block, cached);
+      await this.cache.load(entry, block);
+      if (!block.records) continue; // unloaded again meanwhile
+      const slab = this.build(block);
+      if (!block.removed) this.keep(block, slab);
+      return slab;
+    }
+  }
+
+  private build(block: Block): Slab {
+    const recs = block.records!;
+    const rows = Buffer.allocUnsafeSlow(recs.length * DIGEST_ROW_BYTES);
+    let n = 0;
+    for (const r of recs) {
+      if (r.state !== 'finished') continue;
+      const at = n * DIGEST_ROW_BYTES;
+      rows.writeBigUInt64BE(r.ts, at);
+      rows.writeBigUInt64BE(BigInt(r.size), at + 8);
+      r.digest.copy(rows, at + 16, 0, 16);
+      this.metaHash(r.contentType, r.labels).copy(rows, at + 32, 0, 16);
+      n++;
+    }
+    return { version: block.version, rows: n === recs.length ? rows : rows.subarray(0, n * DIGEST_ROW_BYTES), count: n };
+  }
+
+  private keep(block: Block, slab: Slab): void {
+    this.slabs.set(block, slab);
+    this.bytes += slab.rows.length;
+    for (const [b, s] of this.slabs) {
+      if (this.bytes <= this.budget) break;
+      this.drop(b, s);
+    }
+    // blocks that left their entry (evicted, emptied) are never asked for again
+    if (this.slabs.size > 64 && Math.random() < 0.01) {
+      for (const [b, s] of this.slabs) if (b.removed) this.drop(b, s);
+    }
+  }
+
+  private drop(block: Block, slab: Slab): void {
+    if (this.slabs.get(block) === slab) {
+      this.slabs.delete(block);
+      this.bytes -= slab.rows.length;
+    }
+  }
+
+  /** 16 bytes of the SHA-256 of the content type and the labels sorted by name. */
+  private metaHash(contentType: string, labels: Labels): Buffer {
+    const keys = Object.keys(labels).sort();
+    const parts: string[] = [contentType];
+    for (const k of keys) parts.push(k, labels[k]!);
+    const key = JSON.stringify(parts);
+    let h = this.metaHashes.get(key);
+    if (!h) {
+      h = hashOnce('sha256', key, 'buffer') as unknown as Buffer;
+      if (this.metaHashes.size >= META_CACHE_MAX) this.metaHashes.clear();
+      this.metaHashes.set(key, h);
+    }
+    return h;
+  }
+
+  /** Bytes of cached slabs (tests). */
+  get cachedBytes(): number {
+    return this.bytes;
+  }
+}
+
+/** Blocks of `entry` that may hold records with start <= ts < stop, in order (live while iterated). */
+function* blocksOf(entry: Entry, start: bigint, stop: bigint): Generator<Block> {
+  let bi = entry.firstBlockIndex(start);
+  let last: bigint | undefined;
+  for (;;) {
+    const blocks = entry.blocks;
+    // the array may have changed while the caller awaited: find the block after the last one
+    if (last !== undefined && blocks[bi - 1]?.id !== last) {
+      bi = entry.firstBlockIndex(last + 1n);
+      while (blocks[bi] && blocks[bi]!.id <= last) bi++;
+    }
+    const block = blocks[bi];
+    if (!block || block.id >= stop) return;
+    last = block.id;
+    bi++;
+    yield block;
+  }
+}
+
+function rowTs(rows: Buffer, i: number): bigint {
+  return rows.readBigUInt64BE(i * DIGEST_ROW_BYTES);
+}
+
+/** Index of the first row with ts >= `ts`. */
+function lowerBound(slab: Slab, ts: bigint): number {
+  let lo = 0;
+  let hi = slab.count;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (rowTs(slab.rows, mid) < ts) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Labels of the finished records of a loaded block, by row index. */
+function finishedLabels(block: Block): Labels[] {
+  const out: Labels[] = [];
+  for (const r of block.records!) if (r.state === 'finished') out.push(r.labels);
+  return out;
+}
