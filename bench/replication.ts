@@ -148,10 +148,11 @@ class Node {
   async status(
     name: string,
   ): Promise<{ state: string; state_reason: string | null; pending_records: number }> {
-    const r = (await this.call('GET', `/replications/${name}`)) as {
-      status: { state: string; state_reason: string | null; pending_records: number };
+    return (await this.call('GET', `/replications/${name}/status`)) as {
+      state: string;
+      state_reason: string | null;
+      pending_records: number;
     };
-    return r.status;
   }
 
   async close(): Promise<void> {

@@ -148,8 +148,12 @@ test('a replication with a filter ships only what the filter with its parameters
     filter: 'quality',
     query_params: { quality: 'good', min_score: 5 },
   });
-  const settings = ((await api(ferry, 'GET', '/replications/r')) as { settings: Record<string, unknown> })
-    .settings;
+  // Ferry's settings are in the status route; the compatible GET has ReductStore's keys only
+  const compat = (await api(ferry, 'GET', '/replications/r')) as { settings: Record<string, unknown> };
+  assert.equal(compat.settings.filter, undefined);
+  const settings = (
+    (await api(ferry, 'GET', '/replications/r/status')) as { settings: Record<string, unknown> }
+  ).settings;
   assert.equal(settings.filter, 'quality');
   assert.deepEqual(settings.query_params, { quality: 'good', min_score: 5 });
   assert.equal(settings.when, null, 'the stored when stays the user’s: none');

@@ -219,7 +219,8 @@ forEachTarget(
     const got = env.manager.get('r');
     assert.equal(got.info.mode, 'disabled');
     assert.equal(got.settings.dst_token, null);
-    assert.equal(got.settings.create_target, false);
+    assert.equal(env.manager.inspect('r').settings.create_target, false);
+    assert.equal(env.manager.inspect('r').settings.dst_token, null);
     assert.equal(got.info.is_active, false);
   },
 );

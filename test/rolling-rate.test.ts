@@ -67,8 +67,8 @@ test('monitor: started_at is the run start (PUT restarts it), updated_at the las
     compression: 'none',
   };
   const source = {
-    list: () => ({ replications: [{ ...info, status }] }),
-    get: () => ({ info, settings, diagnostics: { hourly: { ok: 0, errored: 0, errors: {} } }, status }),
+    list: () => ({ replications: [info] }),
+    inspect: () => ({ info, settings, status }),
   };
   const m = new ReplicationMonitor(source, { now: () => now, sampleMs: 0 });
   const t0 = new Date(now).toISOString();

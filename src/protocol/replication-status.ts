@@ -8,7 +8,7 @@
  * where Ferry's richer view lives.
  */
 
-import type { ReplicationMode } from './replications.js';
+import type { ReplicationMode, ReplicationSettingsJson } from './replications.js';
 
 /** Visible state of a replication. */
 export type ReplicationState =
@@ -98,7 +98,31 @@ export interface LastUpdate {
   filter_state: 'kept' | 'reset';
 }
 
-/** `GET /api/v1/replications/{name}/status`. */
+/** Progress of a copy of existing records (initial copy or one-shot run). */
+export interface CopyProgress {
+  records_done: number;
+  records_total: number;
+  bytes_done: number;
+  bytes_total: number;
+  /** 0 to 100. */
+  percent: number;
+  records_per_sec: number;
+  /** Estimated seconds left (null while no rate is known yet). */
+  eta_seconds: number | null;
+}
+
+/** Where a copy stands in one source entry (opaque position; the engine decides its content). */
+export interface EntryCursor {
+  entry: string;
+  /** Timestamp (µs) up to which the entry was copied (exclusive), null before the first batch. */
+  ts: bigint | null;
+  done: boolean;
+}
+
+/**
+ * `GET /api/v1/replications/{name}/status`: every Ferry-only field of a replication (the compatible
+ * `GET /api/v1/replications/{name}` carries none of them).
+ */
 export interface ReplicationStatus {
   name: string;
   mode: ReplicationMode;
@@ -107,6 +131,8 @@ export interface ReplicationStatus {
   is_provisioned: boolean;
   /** One-shot runs are `false`. */
   continuous: boolean;
+  /** How writes are acknowledged now (`sync` replications are not supported yet). */
+  effective_type: 'async' | 'sync';
   state: ReplicationState;
   state_reason: string | null;
   /** When the current state began. */
@@ -137,6 +163,15 @@ export interface ReplicationStatus {
   needs_verify_reason: string | null;
   log: { max_bytes: number; on_overflow: string; over_bound: boolean };
   last_update: LastUpdate | null;
+  /**
+   * Every setting, Ferry's extensions included; `dst_token` is always `null` and `dst_host` is
+   * shown like `destination.host` (without user info or query).
+   */
+  settings: ReplicationSettingsJson;
+  /** Progress of a copy while one runs (the engine fills it in; absent otherwise). */
+  progress?: CopyProgress | null;
+  /** Per-entry cursors of a copy (the engine fills them in; absent otherwise). */
+  entry_cursors?: EntryCursor[];
 }
 
 /** One entry of `GET /api/v1/active_tasks` (CouchDB's `_active_tasks` is the model). */
@@ -158,6 +193,8 @@ export interface ActiveTask {
   counters: ReplicationCounters;
   retries: number;
   consecutive_failures: number;
+  /** Progress of a copy while one runs. */
+  progress?: CopyProgress | null;
 }
 
 /** `GET /api/v1/active_tasks`: what runs now, sorted by type then name. */

@@ -97,26 +97,38 @@ export interface HourlyDiagnostics {
   errors: Record<string, { count: number; last_message: string }>;
 }
 
-/**
- * Ferry's richer status, still carried by the compatible routes until it moves to its own route
- * (replication.md §9). Open on purpose: its fields are declared by the status route's types.
- */
-export type LegacyStatus = Record<string, unknown>;
+/** The keys of ReductStore's settings object (api.md §17.5), in its order; the compatible GET has no other. */
+export const COMPATIBLE_SETTINGS_KEYS = [
+  'src_bucket',
+  'dst_bucket',
+  'dst_host',
+  'dst_prefix',
+  'dst_token',
+  'entries',
+  'when',
+  'mode',
+  'compression',
+] as const;
 
-/** One element of `GET /api/v1/replications`. */
-export type ReplicationListItem<N extends U64 = number> = ReplicationInfo<N> & { status?: LegacyStatus };
+/** Settings as the compatible routes answer them: ReductStore's keys only, `dst_token` masked. */
+export type CompatibleSettingsJson = Pick<ReplicationSettingsJson, (typeof COMPATIBLE_SETTINGS_KEYS)[number]>;
+
+/** One element of `GET /api/v1/replications`: exactly ReductStore's ReplicationInfo. */
+export type ReplicationListItem<N extends U64 = number> = ReplicationInfo<N>;
 
 /** `GET /api/v1/replications`, sorted by name. */
 export interface ReplicationList<N extends U64 = number> {
   replications: ReplicationListItem<N>[];
 }
 
-/** `GET /api/v1/replications/{name}`. */
+/**
+ * `GET /api/v1/replications/{name}`: exactly ReductStore's object, no extra key anywhere (clients
+ * compare it key by key). Ferry's settings and status are in `GET /api/v1/replications/{name}/status`.
+ */
 export interface ReplicationDetail<N extends U64 = number> {
   info: ReplicationInfo<N>;
-  settings: ReplicationSettingsJson;
+  settings: CompatibleSettingsJson;
   diagnostics: { hourly: HourlyDiagnostics };
-  status?: LegacyStatus;
 }
 
 /** One record a destination refused permanently and that was skipped (replication.md §9). */

@@ -11,7 +11,7 @@ import { Errors } from '../protocol/errors.js';
 import type { FilterJson, FilterList } from '../protocol/filters.js';
 import { isValidBucketName } from '../protocol/names.js';
 import type { FilterRef } from '../protocol/replication-status.js';
-import type { ReplicationDetail } from '../protocol/replications.js';
+import type { ReplicationSettingsJson } from '../protocol/replications.js';
 import { compileCondition } from '../query/condition/index.js';
 import { parseFilterDefinition } from './filter-template.js';
 import type { FiltersStore, StoredFilter } from './filters-store.js';
@@ -20,7 +20,8 @@ import type { FiltersStore, StoredFilter } from './filters-store.js';
 export interface FilterUsers {
   filterUsers(filter: string): string[];
   changeFilter(filter: string, change: () => Promise<void>): Promise<void>;
-  get(name: string): ReplicationDetail;
+  /** Every setting of a replication (404 if unknown). */
+  inspect(name: string): { settings: ReplicationSettingsJson };
 }
 
 const checkWhen = (when: unknown): void => void compileCondition(when);
@@ -57,7 +58,7 @@ export class FilterService {
     return this.replications.changeFilter(name, async () => {
       if (!this.store.get(name)) throw Errors.filterNotFound(name);
       for (const user of this.replications.filterUsers(name)) {
-        const params = this.replications.get(user).settings.query_params;
+        const params = this.replications.inspect(user).settings.query_params;
         try {
           this.store.resolve(name, params, def);
         } catch (e) {
@@ -80,7 +81,7 @@ export class FilterService {
 
   /** The filter replication `replication` runs with, for its status (null when none). */
   refOf(replication: string): FilterRef | null {
-    const name = this.replications.get(replication).settings.filter;
+    const name = this.replications.inspect(replication).settings.filter;
     const f = name === undefined ? undefined : this.store.get(name);
     return name === undefined || !f ? null : { name, version: f.version, updated_at: f.updated_at };
   }

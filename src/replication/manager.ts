@@ -10,11 +10,11 @@ import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { stringifyJson } from '../protocol/json.js';
 import type {
-  LegacyStatus,
   ReplicationDetail,
   ReplicationFailures,
   ReplicationInfo,
   ReplicationList,
+  ReplicationSettingsJson,
 } from '../protocol/replications.js';
 import type { Storage } from '../storage/types.js';
 import { compileCondition, legacyToWhen } from '../query/condition/index.js';
@@ -25,6 +25,7 @@ import type { FiltersStore } from './filters-store.js';
 import { LocalTarget } from './local-target.js';
 import { RemoteTarget } from './remote-target.js';
 import {
+  compatibleSettingsToWire,
   effectiveSettings,
   isLoopbackHost,
   parseDestinationHost,
@@ -338,9 +339,9 @@ export class ReplicationManager {
     };
   }
 
-  private status(name: string): LegacyStatus {
+  private status(name: string): Record<string, unknown> {
     const task = this.tasks.get(name);
-    const status: LegacyStatus = task
+    const status: Record<string, unknown> = task
       ? task.status()
       : { state: 'suspended', state_reason: 'source bucket does not exist', counters: zeroCounters() };
     const upd = this.lastUpdate.get(name);
@@ -348,23 +349,38 @@ export class ReplicationManager {
     return status;
   }
 
-  /** `GET /replications`: `{"replications": [info + status, …]}` sorted by name. */
+  /** `GET /replications`: `{"replications": [info, …]}` sorted by name (ReductStore's shape exactly). */
   list(): ReplicationList {
     const names = [...this.defs.keys()].sort();
-    return {
-      replications: names.map((n) => ({ ...this.info(n, this.defs.get(n)!), status: this.status(n) })),
-    };
+    return { replications: names.map((n) => this.info(n, this.defs.get(n)!)) };
   }
 
-  /** `GET /replications/{name}`: `{info, settings, diagnostics: {hourly}, status}`. */
+  /** `GET /replications/{name}`: `{info, settings, diagnostics: {hourly}}`, ReductStore's keys only. */
   get(name: string): ReplicationDetail {
     const def = this.defs.get(name);
     if (!def) throw notFound(name);
     const task = this.tasks.get(name);
     return {
       info: this.info(name, def),
-      settings: settingsToWire(def.settings, def.mode),
+      settings: compatibleSettingsToWire(def.settings, def.mode),
       diagnostics: { hourly: task ? task.diagnostics.hourly() : { ok: 0, errored: 0, errors: {} } },
+    };
+  }
+
+  /**
+   * Ferry's view of one replication for its status route (the monitor) and the filters: the info,
+   * every setting (token masked) and the engine's status object; 404 if unknown.
+   */
+  inspect(name: string): {
+    info: ReplicationInfo;
+    settings: ReplicationSettingsJson;
+    status: Record<string, unknown>;
+  } {
+    const def = this.defs.get(name);
+    if (!def) throw notFound(name);
+    return {
+      info: this.info(name, def),
+      settings: settingsToWire(def.settings, def.mode),
       status: this.status(name),
     };
   }

@@ -1,6 +1,6 @@
 /**
  * Ferry's rich view of its replications (replication.md §9), built only on the replication
- * manager's public API (`list`, `get`): the status route's object, the `active_tasks` list, and the
+ * manager's public API (`list`, `inspect`): the status route's object, the `active_tasks` list, and the
  * figures `/metrics` and the events stream read. It samples every replication's counters once a
  * second to compute throughput over the last 10 s and minute, and remembers when each task run
  * started and when its status last changed (the engine does not keep those).
@@ -16,15 +16,24 @@ import {
   type ReplicationState,
   type ReplicationStatus,
 } from '../protocol/replication-status.js';
-import type { ReplicationDetail, ReplicationList } from '../protocol/replications.js';
+import type { ReplicationInfo, ReplicationList, ReplicationSettingsJson } from '../protocol/replications.js';
 import { zeroCounters } from './checkpoint-store.js';
 import { RollingRate, type CounterSample } from './rolling-rate.js';
 
-/** What the monitor reads: the replication manager's wire-shaped answers. */
+/** Ferry's view of one replication, as the manager gives it. */
+export interface ReplicationInspection {
+  info: ReplicationInfo;
+  /** Every setting, the Ferry extensions too; `dst_token` masked. */
+  settings: ReplicationSettingsJson;
+  /** The engine's status object (fields may be missing; see {@link EngineStatus}). */
+  status: Record<string, unknown>;
+}
+
+/** What the monitor reads: the replication manager's answers. */
 export interface ReplicationStatusSource {
   list(): ReplicationList;
   /** Throws 404 for an unknown name. */
-  get(name: string): ReplicationDetail;
+  inspect(name: string): ReplicationInspection;
 }
 
 /** Options of {@link ReplicationMonitor}. */
@@ -52,8 +61,8 @@ interface EngineStatus {
   [key: string]: unknown;
 }
 
-/** Settings fields of later runs (one-shot) that the compatible type does not know yet. */
-type Settings = ReplicationDetail['settings'] & { continuous?: boolean };
+/** Settings fields of later runs (one-shot) that the settings type may not know yet. */
+type Settings = ReplicationSettingsJson & { continuous?: boolean };
 
 interface Tracked {
   rate: RollingRate;
@@ -113,7 +122,7 @@ export class ReplicationMonitor {
     const seen = new Set<string>();
     for (const r of this.listRaw()) {
       seen.add(r.name);
-      const t = this.observe(r.name, r.status ?? {}, at);
+      const t = this.observe(r.name, r.status, at);
       t.rate.add(counterSample(at, this.counters(r.status)));
     }
     for (const name of this.tracked.keys()) if (!seen.has(name)) this.tracked.delete(name);
@@ -121,14 +130,14 @@ export class ReplicationMonitor {
 
   /** Names of every replication, sorted. */
   names(): string[] {
-    return this.listRaw().map((r) => r.name);
+    return this.source.list().replications.map((r) => r.name);
   }
 
   /** `GET /replications/{name}/status`. Throws the manager's 404 for an unknown name. */
   status(name: string): ReplicationStatus {
-    const full = this.source.get(name);
+    const full = this.source.inspect(name);
     const settings: Settings = full.settings;
-    const st: EngineStatus = full.status ?? {};
+    const st: EngineStatus = full.status;
     const at = this.now();
     const t = this.observe(name, st, at);
     const counters = this.counters(st);
@@ -141,6 +150,7 @@ export class ReplicationMonitor {
       is_active: full.info.is_active,
       is_provisioned: full.info.is_provisioned,
       continuous: settings.continuous ?? true,
+      effective_type: 'async',
       state: st.state ?? 'suspended',
       state_reason: st.state_reason ?? null,
       since: st.since ?? iso(at),
@@ -176,6 +186,8 @@ export class ReplicationMonitor {
       needs_verify_reason: e.needs_verify_reason ?? null,
       log: e.log ?? { max_bytes: 0, on_overflow: 'drop_oldest', over_bound: false },
       last_update: st.last_update ?? null,
+      // like `destination.host`: user info and query of the URL may be credentials
+      settings: { ...full.settings, dst_host: publicHost(full.settings.dst_host) },
     };
     // fields the engine adds later (progress of a copy, per-entry cursors…) flow through after these
     const extra = Object.fromEntries(Object.entries(st).filter(([k]) => !(k in own) && k !== 'destination'));
@@ -189,7 +201,7 @@ export class ReplicationMonitor {
   activeTasks(): ActiveTasks {
     const tasks: ActiveTask[] = [];
     for (const r of this.listRaw()) {
-      if (r.mode === 'disabled' || FINAL_STATES.has(r.status?.state ?? '')) continue;
+      if (r.mode === 'disabled' || FINAL_STATES.has(r.status.state ?? '')) continue;
       let s: ReplicationStatus;
       try {
         s = this.status(r.name);
@@ -213,6 +225,7 @@ export class ReplicationMonitor {
         counters: s.counters,
         retries: s.retries,
         consecutive_failures: s.consecutive_failures,
+        ...(s.progress !== undefined ? { progress: s.progress } : {}),
       });
     }
     return { tasks };
@@ -223,8 +236,17 @@ export class ReplicationMonitor {
     if (this.timer) clearInterval(this.timer);
   }
 
-  private listRaw(): Array<ReplicationList['replications'][number] & { status?: EngineStatus }> {
-    return this.source.list().replications;
+  /** Every replication with the engine's status (one removed meanwhile is left out). */
+  private listRaw(): Array<ReplicationInfo & { status: EngineStatus }> {
+    const out: Array<ReplicationInfo & { status: EngineStatus }> = [];
+    for (const info of this.source.list().replications) {
+      try {
+        out.push({ ...info, status: this.source.inspect(info.name).status });
+      } catch {
+        // removed between list() and inspect()
+      }
+    }
+    return out;
   }
 
   private counters(st: EngineStatus | undefined): ReplicationCounters {

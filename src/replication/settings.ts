@@ -20,6 +20,7 @@ import type {
   RetrySettings,
   TargetSettings,
 } from '../protocol/replications.js';
+import { COMPATIBLE_SETTINGS_KEYS, type CompatibleSettingsJson } from '../protocol/replications.js';
 
 // The wire types live in protocol/ (shared with the SDK and the CLI); re-exported for this layer.
 export type {
@@ -422,6 +423,15 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     if (s[k] !== undefined) out[k] = s[k];
   }
   return out as ReplicationSettingsJson;
+}
+
+/** Settings as the compatible GET answers them: ReductStore's keys only (api.md §17.5). */
+export function compatibleSettingsToWire(
+  s: ReplicationSettings,
+  mode: ReplicationMode,
+): CompatibleSettingsJson {
+  const all = settingsToWire(s, mode);
+  return Object.fromEntries(COMPATIBLE_SETTINGS_KEYS.map((k) => [k, all[k]])) as CompatibleSettingsJson;
 }
 
 /** Converts wire target settings into a storage patch (u64 → bigint). */

@@ -81,7 +81,7 @@ export async function api(node: ApiNode, method: string, path: string, body?: un
   return r.json;
 }
 
-/** `status` of `GET /replications/{name}` (replication.md §9); the fields the tests read. */
+/** `GET /replications/{name}/status` (replication.md §9); the fields the tests read. */
 export interface ReplicationStatus {
   state: string;
   state_reason: string | null;
@@ -101,9 +101,7 @@ export interface ReplicationStatus {
 
 /** The status of replication `name` on `node`; throws unless the answer is a 200. */
 export async function replicationStatus(node: ApiNode, name: string): Promise<ReplicationStatus> {
-  return (
-    (await api(node, 'GET', `/replications/${encodeURIComponent(name)}`)) as { status: ReplicationStatus }
-  ).status;
+  return (await api(node, 'GET', `/replications/${encodeURIComponent(name)}/status`)) as ReplicationStatus;
 }
 
 /**

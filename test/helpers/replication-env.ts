@@ -145,7 +145,7 @@ export interface TaskStatus {
 
 /** The status of replication `name`. */
 export const statusOf = (m: ReplicationManager, name: string): TaskStatus =>
-  m.get(name).status as unknown as TaskStatus;
+  m.inspect(name).status as unknown as TaskStatus;
 
 /** The compatible info object of replication `name`. */
 export const infoOf = (m: ReplicationManager, name: string): ReplicationInfo => m.get(name).info;
