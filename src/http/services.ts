@@ -56,7 +56,8 @@ export interface ReplicationService {
   list(): ReplicationList;
   get(name: string): ReplicationDetail;
   create(name: string, body: unknown): Promise<void>;
-  update(name: string, body: unknown): Promise<void>;
+  /** Resolves with what happened to the run's initial copy (sent as `x-ferry-copy`). */
+  update(name: string, body: unknown): Promise<{ copy: 'restarted' | 'kept' | 'none' }>;
   setMode(name: string, body: unknown): Promise<void>;
   remove(name: string): Promise<void>;
   /** Failure log of one replication (replication.md §9), when supported. */

@@ -96,19 +96,35 @@ export interface LastUpdate {
   at: string;
   cursor: 'kept' | 'reset';
   filter_state: 'kept' | 'reset';
+  /** The initial copy or one-shot run: started again from its beginning, kept, or none. */
+  copy?: 'restarted' | 'kept' | 'none';
 }
 
-/** Progress of a copy of existing records (initial copy or one-shot run). */
+/** Progress of an initial copy or one-shot run (replication.md §6). */
 export interface CopyProgress {
+  /** Records and payload bytes delivered (written, already present, filtered out or skipped). */
   records_done: number;
-  records_total: number;
   bytes_done: number;
-  bytes_total: number;
-  /** 0 to 100. */
-  percent: number;
+  /** What the copy covers; null while it is being counted. */
+  records_total: number | null;
+  bytes_total: number | null;
+  /** 0–100 (by records), null while counting. */
+  percent: number | null;
+  /** Average rate of this run of the copy (since the task started). */
   records_per_sec: number;
-  /** Estimated seconds left (null while no rate is known yet). */
+  bytes_per_sec: number;
+  /** At the current rate; null when unknown (no rate yet, or still counting). */
   eta_seconds: number | null;
+  entries_total: number;
+  entries_done: number;
+}
+
+/** Plan and per-entry cursors of a copy. */
+export interface CopyStatus {
+  since: bigint;
+  until: bigint | null;
+  started_at: string;
+  completed_at: string | null;
 }
 
 /** Where a copy stands in one source entry (opaque position; the engine decides its content). */
@@ -117,6 +133,8 @@ export interface EntryCursor {
   /** Timestamp (µs) up to which the entry was copied (exclusive), null before the first batch. */
   ts: bigint | null;
   done: boolean;
+  /** Exclusive upper bound of the entry's copy, fixed when the copy started. */
+  stop?: bigint;
 }
 
 /**
@@ -168,10 +186,12 @@ export interface ReplicationStatus {
    * shown like `destination.host` (without user info or query).
    */
   settings: ReplicationSettingsJson;
-  /** Progress of a copy while one runs (the engine fills it in; absent otherwise). */
+  /** Progress of the initial copy or one-shot run (absent when the replication has none). */
   progress?: CopyProgress | null;
-  /** Per-entry cursors of a copy (the engine fills them in; absent otherwise). */
+  /** Per-entry cursors of a copy (absent when the replication has none). */
   entry_cursors?: EntryCursor[];
+  /** The copy's plan: bounds and times (absent when the replication has none). */
+  copy?: CopyStatus;
 }
 
 /** One entry of `GET /api/v1/active_tasks` (CouchDB's `_active_tasks` is the model). */

@@ -61,6 +61,12 @@ export interface ReplicationSettings {
   filter?: string;
   /** Values of the stored filter's parameters. */
   query_params?: Record<string, unknown>;
+  /** `false` = one-shot: copy what matches at creation, then state `completed` (default `true`). */
+  continuous?: boolean;
+  /** Initial copy of existing records from this timestamp (µs) on; `0` = everything. */
+  since?: U64;
+  /** Exclusive upper bound (µs) of what the initial copy or a one-shot copies. */
+  until?: U64;
 }
 
 /**

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../storage/atomic-file.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import type { ReplicationCounters } from '../protocol/replication-status.js';
+import { ScanSource, type CopyState } from './scan-source.js';
 
 /** Counters of a replication (records and bytes); the wire type of the status routes. */
 export type Counters = ReplicationCounters;
@@ -40,6 +41,10 @@ export interface Checkpoint {
   suspended_reason: string | null;
   /** Destination instance id learned from `x-ferry-instance` ('' = none seen). */
   destination_instance: string;
+  /** Initial copy or one-shot run: plan and per-entry position (absent = none). */
+  copy?: CopyState | null;
+  /** A one-shot run delivered everything (stays until the replication is removed or replaced). */
+  completed?: boolean;
 }
 
 /** Checkpoint file of one replication. */
@@ -61,7 +66,12 @@ export class CheckpointStore {
   async load(): Promise<Checkpoint | undefined> {
     try {
       const parsed = parseJson(await readFile(this.path, 'utf8')) as Checkpoint & { lsn: bigint | number };
-      return { ...parsed, lsn: BigInt(parsed.lsn), counters: { ...zeroCounters(), ...parsed.counters } };
+      return {
+        ...parsed,
+        lsn: BigInt(parsed.lsn),
+        counters: { ...zeroCounters(), ...parsed.counters },
+        copy: parsed.copy ? ScanSource.restore(parsed.copy) : null,
+      };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;

@@ -74,10 +74,13 @@ export class LocalTarget implements Target {
       if (!(isFerryError(e) && e.status === 409 && storage.hasBucket(dstBucket))) {
         this.available = false;
         const status = isFerryError(e) ? e.status : -1;
+        // settings the storage refuses (422) stay refused: only a 409 (bucket being deleted),
+        // 5xx or an unknown error may pass with time
+        const temporary = status === 409 || classifyStatus(status, '').kind === 'temporary';
         throw new TargetError(
           status,
           `Failed to create destination bucket '${dstBucket}': ${(e as Error).message}`,
-          true,
+          temporary,
         );
       }
     }

@@ -17,6 +17,7 @@ import type {
   ReplicationSettingsJson,
 } from '../protocol/replications.js';
 import type { Storage } from '../storage/types.js';
+import type { LastUpdate } from '../protocol/replication-status.js';
 import { compileCondition, legacyToWhen } from '../query/condition/index.js';
 import { CheckpointStore, zeroCounters } from './checkpoint-store.js';
 import { DefinitionsStore, type StoredDefinition } from './definitions-store.js';
@@ -59,10 +60,7 @@ const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' 
 export class ReplicationManager {
   private readonly defs = new Map<string, StoredDefinition>();
   private readonly tasks = new Map<string, ReplicationTask>();
-  private readonly lastUpdate = new Map<
-    string,
-    { at: string; cursor: 'kept'; filter_state: 'kept' | 'reset' }
-  >();
+  private readonly lastUpdate = new Map<string, LastUpdate>();
   private readonly store: DefinitionsStore;
   private readonly stateDir: string;
   private readonly failuresDir: string;
@@ -272,6 +270,7 @@ export class ReplicationManager {
     name: string,
     def: StoredDefinition,
     resetFilter: boolean,
+    restartCopy = false,
   ): Promise<ReplicationTask> {
     const task = new ReplicationTask({
       name,
@@ -282,6 +281,7 @@ export class ReplicationManager {
       failures: this.failureLog(name),
       target: this.makeTarget(name, def.settings),
       resetFilter,
+      restartCopy,
       timeoutMs: this.config.replication.timeoutMs,
     });
     // subscribed before it starts, so that its first transitions reach the listeners too
@@ -420,8 +420,13 @@ export class ReplicationManager {
     });
   }
 
-  /** `PUT /replications/{name}`: full replacement; `dst_token` omitted/null keeps the old one. */
-  update(name: string, body: unknown): Promise<void> {
+  /**
+   * `PUT /replications/{name}`: full replacement; `dst_token` omitted/null keeps the old one.
+   * Resolves with what happened to the run's copy: `restarted` when `since`, `until`,
+   * `continuous` or the scope (bucket, entries, condition) changed, or a completed one-shot run
+   * is replaced; `kept` when it goes on from its cursors; `none` when the run has no copy.
+   */
+  update(name: string, body: unknown): Promise<{ copy: 'restarted' | 'kept' | 'none' }> {
     return this.exclusive(async () => {
       const old = this.defs.get(name);
       if (!old) throw notFound(name);
@@ -431,19 +436,41 @@ export class ReplicationManager {
       const filterReset =
         stringifyJson(this.runSettings(old.settings).when) !== stringifyJson(this.runSettings(settings).when);
       const task = this.tasks.get(name);
+      const copy = this.copyOnUpdate(old.settings, settings, task?.isCompleted ?? false);
       this.tasks.delete(name);
       await task?.close();
       const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
       this.defs.set(name, def);
       await this.store.save(this.defs);
-      const started = await this.startTask(name, def, filterReset);
+      const started = await this.startTask(name, def, filterReset, copy === 'restarted');
       started.resume();
       this.lastUpdate.set(name, {
         at: new Date().toISOString(),
         cursor: 'kept',
         filter_state: filterReset ? 'reset' : 'kept',
+        copy,
       });
+      return { copy };
     });
+  }
+
+  /** What a PUT from `old` to `next` does to the run's copy (see `update`). */
+  private copyOnUpdate(
+    old: ReplicationSettings,
+    next: ReplicationSettings,
+    completed: boolean,
+  ): 'restarted' | 'kept' | 'none' {
+    if (next.since === undefined && next.continuous !== false) return 'none';
+    const run = (s: ReplicationSettings): string =>
+      stringifyJson([
+        s.src_bucket,
+        s.entries,
+        this.runSettings(s).when,
+        s.since ?? null,
+        s.until ?? null,
+        s.continuous ?? true,
+      ]);
+    return completed || run(old) !== run(next) ? 'restarted' : 'kept';
   }
 
   /** `PATCH /replications/{name}/mode` (allowed on provisioned replications; persisted). */

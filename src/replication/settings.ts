@@ -5,7 +5,7 @@
  */
 import { Errors, FerryError } from '../protocol/errors.js';
 import { MAX_DST_TOKEN_CHARS } from '../protocol/limits.js';
-import { jsonNumber, describeJsonValue } from '../protocol/json.js';
+import { jsonNumber, describeJsonValue, U64_MAX } from '../protocol/json.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { QUOTA_TYPES, type BucketSettingsPatch, type QuotaType } from '../storage/types.js';
 import type {
@@ -70,7 +70,7 @@ const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
 const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
-const NOT_YET = ['link', 'src_group', 'since', 'until', 'base', 'sync', 'rate_limit'];
+const NOT_YET = ['link', 'src_group', 'base', 'sync', 'rate_limit'];
 
 /** Legacy (≤ 1.20) filter fields, migrated into `when`. */
 export interface LegacyFilter {
@@ -187,11 +187,6 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     if (body[key] !== undefined && body[key] !== null) {
       throw Errors.unprocessable(`Replication setting '${key}' is not supported yet`);
     }
-  }
-  if (body.continuous !== undefined && body.continuous !== null && body.continuous !== true) {
-    if (body.continuous === false)
-      throw Errors.unprocessable(`Replication setting 'continuous' is not supported yet`);
-    throw invalid('continuous', 'must be a boolean');
   }
   if (
     body.replication_type !== undefined &&
@@ -326,6 +321,7 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     }
     settings.on_write_failure = body.on_write_failure;
   }
+  Object.assign(settings, parseRunFields(body));
   const log = objectField(body, 'log', ['max_bytes', 'on_overflow']);
   if (log) {
     const l: Partial<LogSettings> = {};
@@ -340,6 +336,38 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     settings.log = l;
   }
   return settings;
+}
+
+/** A u64 µs timestamp field (number or bigint), or undefined when absent. */
+function timestampField(body: Record<string, unknown>, key: string): bigint | undefined {
+  const v = body[key];
+  if (v === undefined || v === null) return undefined;
+  const n = jsonNumber(v);
+  const big =
+    typeof n === 'bigint' ? n : typeof n === 'number' && Number.isSafeInteger(n) ? BigInt(n) : undefined;
+  if (big === undefined || big < 0n || big > U64_MAX) {
+    throw invalid(key, 'must be a timestamp in microseconds (an integer between 0 and 2^64-1)');
+  }
+  return big;
+}
+
+/** `continuous`, `since`, `until` (replication.md §6). */
+function parseRunFields(
+  body: Record<string, unknown>,
+): Pick<ReplicationSettings, 'continuous' | 'since' | 'until'> {
+  const out: Pick<ReplicationSettings, 'continuous' | 'since' | 'until'> = {};
+  if (body.continuous !== undefined && body.continuous !== null) {
+    if (typeof body.continuous !== 'boolean') throw invalid('continuous', 'must be a boolean');
+    out.continuous = body.continuous;
+  }
+  const since = timestampField(body, 'since');
+  const until = timestampField(body, 'until');
+  if (since !== undefined && until !== undefined && until <= since) {
+    throw invalid('until', "must be greater than 'since'");
+  }
+  if (since !== undefined) out.since = since;
+  if (until !== undefined) out.until = until;
+  return out;
 }
 
 /**
@@ -419,6 +447,9 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     'log',
     'filter',
     'query_params',
+    'continuous',
+    'since',
+    'until',
   ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }

@@ -18,6 +18,10 @@ import { Diagnostics } from './diagnostics.js';
 import type { FailureEntry, FailureLog } from './failure-log.js';
 import { mapLimit } from './map-limit.js';
 import { ScopeFilter } from './scope-filter.js';
+import { ScanSource, type ScanBatch } from './scan-source.js';
+import { copyProgress, type CopyRunStart } from './copy-progress.js';
+import { compileEntryPatterns } from '../query/entry-pattern.js';
+import type { CopyProgress, CopyStatus, EntryCursor } from '../protocol/replication-status.js';
 import {
   destinationEntry,
   effectiveSettings,
@@ -64,6 +68,8 @@ export interface TaskOptions {
   target: Target;
   /** Reset the `when` state restored from the checkpoint (the condition changed). */
   resetFilter?: boolean;
+  /** Start the initial copy or one-shot run from its beginning (a PUT changed what it covers). */
+  restartCopy?: boolean;
   /**
    * `RS_REPLICATION_TIMEOUT`: a target call that has not settled within a few times this (plus
    * time for its bytes) is abandoned and retried, whatever the target does meanwhile.
@@ -99,6 +105,8 @@ interface Window {
   sending?: Promise<void>;
   /** `recordKey`s of its items, built when an overlap with another window must be checked. */
   records?: Set<string>;
+  /** A window of the scan source (initial copy): its batch and the copy's `when` state after it. */
+  copy?: { batch: ScanBatch; filter: Record<string, unknown> | null };
 }
 
 /** Result of one attempt to deliver a group of items. */
@@ -200,12 +208,27 @@ export class ReplicationTask {
   private loop: Promise<void> | null = null;
   private dirtyCheckpoint = false;
   private urgentPersist = false;
+  private copyUrgent = false;
   private lastPersistAt = 0;
   private persistTimer: NodeJS.Timeout | null = null;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly throughput: Array<[number, number, number]> = [];
   private readonly resetFilter: boolean;
+  private readonly restartCopy: boolean;
   private readonly timeoutMs: number;
+
+  // initial copy / one-shot run (scan source)
+  private readonly continuous: boolean;
+  private copy: ScanSource | null = null;
+  private copyFilter: ScopeFilter | null = null;
+  /** Entries with a batch out, or delivered but not in a durable checkpoint yet. */
+  private readonly copyBusy = new Set<string>();
+  /** Entries whose delivered position is not in a checkpoint write yet. */
+  private readonly copyUnsaved = new Set<string>();
+  private copyRun: CopyRunStart = { at: 0, records: 0, bytes: 0 };
+  private completed = false;
+  /** Alternates log and copy windows so that neither starves the other. */
+  private preferCopy = true;
   private started = false;
   private readonly listeners = new Set<(e: TaskEvent) => void>();
   /** Figures last announced with a `changed` event. */
@@ -221,7 +244,9 @@ export class ReplicationTask {
     this.slotName = ReplicationTask.slotName(opts.name);
     this.settings = effectiveSettings(opts.settings);
     this.resetFilter = opts.resetFilter ?? false;
+    this.restartCopy = opts.restartCopy ?? false;
     this.timeoutMs = opts.timeoutMs;
+    this.continuous = opts.settings.continuous ?? true;
   }
 
   /**
@@ -265,6 +290,7 @@ export class ReplicationTask {
       this.retries,
       this.lastError?.at ?? 0,
       this.needsVerify,
+      this.copy ? `${this.copy.state.done.records}/${this.copy.state.total?.records}` : '',
     ].join(',');
     if (now === this.announced) return;
     this.announced = now;
@@ -316,6 +342,7 @@ export class ReplicationTask {
       this.committedFilter ?? undefined,
     );
     this.settings = effectiveSettings(this.settings, this.filter.directives);
+    this.startCopy(cp?.copy ?? null, cp?.completed ?? false);
     const maxBytes = ReplicationTask.slotMaxBytes(this.settings);
     const onOverflow = ReplicationTask.slotOverflow(this.settings);
     if (
@@ -352,6 +379,52 @@ export class ReplicationTask {
     this.loop = this.run();
   }
 
+  /**
+   * Sets up the copy of a run that has one (`since`, or `continuous: false`): resumes the persisted
+   * one, or plans a new one over what the source holds now.
+   */
+  private startCopy(saved: Checkpoint['copy'] | null, completed: boolean): void {
+    const s = this.settings;
+    const wanted = s.since !== undefined || !this.continuous;
+    this.completed = wanted && !this.continuous && completed && !this.restartCopy;
+    let state = wanted && !this.restartCopy ? (saved ?? null) : null;
+    if (wanted && !state && !this.completed) {
+      let bucket: Bucket | null = null;
+      try {
+        bucket = this.storage.bucket(s.src_bucket);
+      } catch {
+        // source bucket gone: nothing to copy
+      }
+      const since = s.since === undefined ? 0n : BigInt(s.since);
+      const until = s.until === undefined ? null : BigInt(s.until);
+      state = ScanSource.plan(bucket, compileEntryPatterns(s.entries), since, until, Date.now());
+      this.dirtyCheckpoint = true;
+      this.urgentPersist = true;
+    }
+    if (!state) return;
+    this.copy = new ScanSource(() => this.storage.bucket(s.src_bucket), state);
+    this.copyFilter = new ScopeFilter(
+      s.src_bucket,
+      s.entries,
+      s.when,
+      this.resetFilter ? undefined : state.filter,
+    );
+    this.copyRun = { at: Date.now(), records: state.done.records, bytes: state.done.bytes };
+    if (!state.total && !this.completed) {
+      const copy = this.copy;
+      void copy.count().then(
+        (total) => {
+          if (this.copy !== copy || copy.state.total) return;
+          copy.state.total = total;
+          this.dirtyCheckpoint = true;
+          this.announce();
+          this.wake();
+        },
+        () => undefined, // progress stays without a total; the copy itself goes on
+      );
+    }
+  }
+
   /** Stops the loop, aborts requests, writes the final checkpoint. Pending work stays in the log. */
   async close(): Promise<void> {
     this.closing = true;
@@ -362,6 +435,7 @@ export class ReplicationTask {
     await this.loop;
     await Promise.allSettled(this.inflight.map((w) => w.sending));
     this.commitDone();
+    this.copy?.close();
     await this.checkpoints.save(this.checkpoint()).catch(() => undefined);
     await this.checkpoints.flush();
   }
@@ -429,7 +503,13 @@ export class ReplicationTask {
   private async turn(): Promise<void> {
     this.commitDone();
     this.announce();
+    if (!this.continuous) this.followLog();
     this.persistIfDirty();
+    if (this.completed) {
+      this.refreshState();
+      await this.wait();
+      return;
+    }
     if (this.mode === 'disabled') {
       this.skipWhileDisabled();
       await this.wait();
@@ -456,18 +536,27 @@ export class ReplicationTask {
       if (this.inflight.length >= this.settings.batch.max_in_flight) break;
       // a failed window is retried before anything new is sent
       if (this.inflight.some((w) => w.status === 'temp_failed' || w.status === 'perm_failed')) break;
-      const next = await this.nextWindow();
+      // the log and the copy take turns, so that live writes are not held back by a long copy
+      const sources = this.preferCopy ? [this.copyWindow, this.logWindow] : [this.logWindow, this.copyWindow];
+      let next: Window | 'prepare' | null = null;
+      timeout = undefined;
+      for (const source of sources) {
+        const got = await source.call(this);
+        if (got === 'wait') {
+          const w = this.building!;
+          timeout = Math.max(1, this.settings.batch.max_delay_ms - (Date.now() - w.openedAt));
+          continue;
+        }
+        next = got;
+        if (next !== null) break;
+      }
       if (next === 'prepare') {
         // the destination is contacted only once there is something to ship (api.md §17.5)
         if (!(await this.tryPrepare())) break;
         continue;
       }
-      if (next === 'wait') {
-        const w = this.building!;
-        timeout = Math.max(1, this.settings.batch.max_delay_ms - (Date.now() - w.openedAt));
-        break;
-      }
       if (next === null) break;
+      this.preferCopy = next.copy === undefined;
       this.launch(next);
     }
     this.refreshState();
@@ -518,6 +607,65 @@ export class ReplicationTask {
   }
 
   // ---------------------------------------------------------------- reading and windows
+
+  /** The log source's next window (none for a one-shot run, which ships only its copy). */
+  private logWindow(): Promise<Window | 'wait' | 'prepare' | null> {
+    return this.continuous ? this.nextWindow() : Promise.resolve(null);
+  }
+
+  /**
+   * The copy's next window: one batch of one entry that has no batch out (at most one batch per
+   * entry in flight or not yet durably checkpointed, so a crash re-ships at most that batch).
+   */
+  private async copyWindow(): Promise<Window | 'prepare' | null> {
+    const scan = this.copy;
+    if (!scan || scan.state.completed_at !== null || this.completed) return null;
+    if (this.closing || this.mode !== 'enabled') return null;
+    // loop prevention needs the destination's instance id
+    if (!this.prepared) return 'prepare';
+    const limits = this.settings.batch;
+    const batch = await scan.next(limits.max_records, limits.max_bytes, this.copyBusy);
+    if (!batch) return null;
+    this.copyBusy.add(batch.entry);
+    const w = this.newWindow();
+    w.endLsn = 0n; // moves no log cursor
+    const bucket = this.settings.src_bucket;
+    const at = Date.now();
+    for (const m of batch.records) {
+      const c: Change = {
+        lsn: 0n,
+        kind: 'write',
+        bucket,
+        entry: m.entry,
+        ts: m.ts,
+        size: m.size,
+        contentType: m.contentType,
+        labels: m.labels,
+        digest: m.digest,
+        origin: m.origin,
+        commitTime: at,
+      };
+      w.scopeRecords++;
+      w.scopeBytes += c.size;
+      this.admit(c, w, groupKey(c), this.copyFilter!);
+    }
+    w.copy = { batch, filter: this.copyFilter!.takeSnapshot() };
+    w.remaining = w.items;
+    return w;
+  }
+
+  /** A one-shot run ships no log changes: its log cursor follows the log's end. */
+  private followLog(): void {
+    const last = this.storage.changes.lastLsn();
+    if (last <= this.cursor) return;
+    this.cursor = last;
+    this.readLsn = last;
+    this.countedLsn = last;
+    this.unreadRecords = 0;
+    this.unreadBytes = 0;
+    this.unreadOldest = null;
+    this.dirtyCheckpoint = true;
+  }
 
   private async fill(): Promise<boolean> {
     if (this.lookaheadAt < this.lookahead.length) return true;
@@ -625,7 +773,12 @@ export class ReplicationTask {
     if (!inScope) return;
     w.scopeRecords++;
     w.scopeBytes += c.size;
-    const verdict = this.filter.check(c, this.target.instanceId);
+    this.admit(c, w, key, this.filter);
+  }
+
+  /** Applies loop prevention and `when` to an in-scope change; adds it to `w` when it passes. */
+  private admit(c: Change, w: Window, key: string, filter: ScopeFilter): void {
+    const verdict = filter.check(c, this.target.instanceId);
     if (verdict === 'loop') this.counters.records_loop_skipped++;
     else if (verdict === 'filtered') this.counters.records_filtered++;
     else if (verdict === 'pass') {
@@ -646,6 +799,7 @@ export class ReplicationTask {
     }
     this.counting = this.countLoop().finally(() => {
       this.counting = null;
+      this.refreshState();
       this.announce();
       if (this.countAgain) {
         this.countAgain = false;
@@ -663,7 +817,7 @@ export class ReplicationTask {
       for (const c of changes) {
         if (c.lsn <= this.countedLsn || c.lsn <= this.readLsn) continue;
         this.countedLsn = c.lsn;
-        if (this.mode !== 'disabled' && this.filter.inScope(c)) {
+        if (this.mode !== 'disabled' && this.continuous && this.filter.inScope(c)) {
           if (this.unreadRecords === 0) this.unreadOldest = c.commitTime;
           this.unreadRecords++;
           this.unreadBytes += c.size;
@@ -681,11 +835,26 @@ export class ReplicationTask {
     for (const w of [...this.inflight, ...(this.building ? [this.building] : [])]) {
       records += w.scopeRecords;
       bytes += w.scopeBytes;
-      const first = w.items[0]?.change.commitTime;
+      const first = w.copy ? undefined : w.items[0]?.change.commitTime;
       if (first !== undefined && (oldest === null || first < oldest)) oldest = first;
     }
     if (oldest === null && this.unreadRecords > 0) oldest = this.unreadOldest;
-    return { records, bytes, oldest };
+    const unread = this.copyUnread();
+    return { records: records + unread.records, bytes: bytes + unread.bytes, oldest };
+  }
+
+  /** Records and bytes the copy has not read yet (as far as its total tells). */
+  private copyUnread(): { records: number; bytes: number } {
+    const st = this.copy?.state;
+    if (!st?.total || st.completed_at !== null) return { records: 0, bytes: 0 };
+    let records = st.total.records - st.done.records;
+    let bytes = st.total.bytes - st.done.bytes;
+    for (const w of this.inflight) {
+      if (!w.copy) continue;
+      records -= w.scopeRecords;
+      bytes -= w.scopeBytes;
+    }
+    return { records: Math.max(0, records), bytes: Math.max(0, bytes) };
   }
 
   // ---------------------------------------------------------------- shipping
@@ -820,7 +989,9 @@ export class ReplicationTask {
     let temp: Attempt['temp'];
     for (const r of read) {
       if ('missing' in r) {
-        if (r.item.change.lsn <= this.overflowUpTo) this.counters.records_dropped_overflow++;
+        // (copy items have no LSN: a record gone before the copy reached it is simply missing)
+        const lsn = r.item.change.lsn;
+        if (lsn > 0n && lsn <= this.overflowUpTo) this.counters.records_dropped_overflow++;
         else this.counters.records_missing_at_source++;
         continue;
       }
@@ -985,6 +1156,11 @@ export class ReplicationTask {
     let progressed = false;
     while (this.inflight.length > 0 && this.inflight[0]!.status === 'done') {
       const w = this.inflight.shift()!;
+      if (w.copy) {
+        this.commitCopy(w);
+        progressed = true;
+        continue;
+      }
       if (w.endLsn > this.cursor) this.cursor = w.endLsn;
       if (w.filter) this.committedFilter = w.filter;
       if (w.items.length > 0) this.urgentPersist = true;
@@ -1022,6 +1198,23 @@ export class ReplicationTask {
       return;
     }
     this.temporaryFailure(failed.error ?? { status: -1, message: 'delivery failed' });
+  }
+
+  /** A delivered copy window: its entry's position moves; the copy may be finished. */
+  private commitCopy(w: Window): void {
+    const scan = this.copy;
+    if (!scan || !w.copy) return;
+    const { batch, filter } = w.copy;
+    scan.commit(batch, { records: w.scopeRecords, bytes: w.scopeBytes });
+    if (filter) scan.state.filter = filter;
+    this.copyUnsaved.add(batch.entry);
+    this.dirtyCheckpoint = true;
+    this.copyUrgent = true;
+    if (scan.finished && scan.state.completed_at === null) {
+      scan.state.completed_at = new Date().toISOString();
+      if (!this.continuous) this.completed = true;
+      this.refreshState();
+    }
   }
 
   private temporaryFailure(err: TargetFailure): void {
@@ -1090,8 +1283,9 @@ export class ReplicationTask {
    */
   private persistIfDirty(): void {
     if (!this.dirtyCheckpoint) return;
-    const wait =
-      (this.urgentPersist ? CHECKPOINT_MIN_MS : CHECKPOINT_IDLE_MS) - (Date.now() - this.lastPersistAt);
+    // a copy's entry waits for its checkpoint before its next batch: written at once
+    const spacing = this.copyUrgent ? 0 : this.urgentPersist ? CHECKPOINT_MIN_MS : CHECKPOINT_IDLE_MS;
+    const wait = spacing - (Date.now() - this.lastPersistAt);
     if (wait > 0) {
       this.persistTimer ??= setTimeout(() => {
         this.persistTimer = null;
@@ -1101,10 +1295,17 @@ export class ReplicationTask {
     }
     this.dirtyCheckpoint = false;
     this.urgentPersist = false;
+    this.copyUrgent = false;
     const cp = this.checkpoint();
+    const saved = [...this.copyUnsaved];
+    this.copyUnsaved.clear();
     this.lastPersistAt = Date.now();
     this.checkpoints.save(cp).then(
       () => {
+        if (saved.length > 0) {
+          for (const e of saved) this.copyBusy.delete(e);
+          this.wake();
+        }
         try {
           this.storage.changes.advanceSlot(this.slotName, cp.lsn);
         } catch {
@@ -1118,6 +1319,7 @@ export class ReplicationTask {
           at: Date.now(),
         };
         this.dirtyCheckpoint = true;
+        for (const e of saved) this.copyUnsaved.add(e);
       },
     );
   }
@@ -1131,16 +1333,27 @@ export class ReplicationTask {
       needs_verify_reason: this.needsVerifyReason,
       suspended_reason: this.suspendedReason,
       destination_instance: this.target.instanceId,
+      // a snapshot: the state goes on changing while the write runs
+      copy: this.copy ? ScanSource.restore(this.copy.state) : null,
+      completed: this.completed,
     };
   }
 
   /** The state as the fields say it is now (replication.md §9); no side effect. */
   private derivedState(): { state: TaskState; reason: string | null } {
+    if (this.completed) return { state: 'completed', reason: 'one-shot run delivered everything it covers' };
     if (this.mode === 'disabled') return { state: 'paused', reason: 'mode is disabled' };
     if (this.suspendedReason) return { state: 'suspended', reason: this.suspendedReason };
     if (this.mode === 'paused') return { state: 'paused', reason: 'mode is paused' };
     if (!this.started) return { state: 'initializing', reason: null };
     if (this.retryAt !== null) return { state: 'retrying', reason: this.lastError?.message ?? null };
+    const copy = this.copy?.state;
+    if (copy && copy.completed_at === null) {
+      return {
+        state: 'initializing',
+        reason: `initial copy: ${copy.entries.length - this.copy!.remainingEntries} of ${copy.entries.length} entries done`,
+      };
+    }
     const busy =
       this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0 || this.pending().records > 0;
     return { state: busy ? 'replicating' : 'idle', reason: null };
@@ -1169,11 +1382,15 @@ export class ReplicationTask {
     return this.contactOk && !this.suspendedReason;
   }
 
-  /** The `status` object of GET (replication.md §9). */
+  /** True once a one-shot run delivered everything (replication.md §6). */
+  get isCompleted(): boolean {
+    return this.completed;
+  }
+
+  /** The `status` object of GET (replication.md §9). A pure read: changes nothing. */
   status(): Record<string, unknown> {
     const now = Date.now();
     const p = this.pending();
-    this.refreshState();
     const t0 = this.throughput[0];
     const t1 = this.throughput[this.throughput.length - 1];
     const dt = t0 && t1 && t1[0] > t0[0] ? (t1[0] - t0[0]) / 1000 : 0;
@@ -1212,6 +1429,28 @@ export class ReplicationTask {
         on_overflow: this.settings.log.on_overflow,
         over_bound: this.settings.log.max_bytes > 0 && p.bytes > this.settings.log.max_bytes,
       },
+      ...this.copyStatus(now),
     };
   }
+
+  /** `progress`, `entry_cursors` and `copy` of a run that has a copy (nothing otherwise). */
+  private copyStatus(now: number): {
+    progress?: CopyProgress;
+    entry_cursors?: EntryCursor[];
+    copy?: CopyStatus;
+  } {
+    const st = this.copy?.state;
+    if (!st) return {};
+    return {
+      progress: copyProgress(st, this.copyRun, now),
+      entry_cursors: st.entries.map((e) => ({
+        entry: e.name,
+        ts: e.done || e.next > st.since ? e.next : null,
+        done: e.done,
+        stop: e.stop,
+      })),
+      copy: { since: st.since, until: st.until, started_at: st.started_at, completed_at: st.completed_at },
+    };
+  }
+
 }

@@ -58,7 +58,9 @@ export function replicationRoutes(): Route[] {
       path: 'replications/:name',
       handler: async (ctx) => {
         fullAccess(ctx);
-        await manager(ctx).update(ctx.param('name'), await ctx.json());
+        const { copy } = await manager(ctx).update(ctx.param('name'), await ctx.json());
+        // the compatible answer stays empty; what happened to the copy is told in a header
+        ctx.res.setHeader('x-ferry-copy', copy);
         sendEmpty(ctx.res);
       },
     },
