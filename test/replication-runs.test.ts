@@ -204,3 +204,20 @@ forEachTarget(
     assert.equal(after.counters.records_written, 10);
   },
 );
+
+forEachTarget(
+  'destination bucket settings the destination refuses suspend the replication, not retry it',
+  async (env) => {
+    await fill(env, 'a', 1, 2);
+    try {
+      await env.replicate('r', { since: 0, target_settings: { max_block_records: 0 } });
+    } catch (e) {
+      // refused at creation by the one bucket-settings parser: just as good
+      assert.equal((e as { status?: number }).status, 422);
+      return;
+    }
+    const st = await waitState(env, 'r', 'suspended');
+    assert.match(st.state_reason ?? '', /max_block_records/);
+    assert.equal(st.retries, 0);
+  },
+);
