@@ -19,6 +19,7 @@ import { LinkKeys } from './http/links/link-keys.js';
 import { FiltersStore } from './replication/filters-store.js';
 import { FilterService } from './replication/filter-service.js';
 import { LifecycleManager } from './lifecycle/manager.js';
+import { GroupService } from './replication/group-service.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -119,6 +120,16 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       },
     });
     closers.push(() => lifecycles.close());
+    const groups = await GroupService.open({
+      storage,
+      dataPath: config.dataPath,
+      sync: config.storage.durability !== 'none',
+      provisioned: config.groups,
+      warn: (msg) => {
+        log(`Warning: ${msg}`);
+        system.log('WARN', msg);
+      },
+    });
 
     const services: HttpServices = {
       config,
@@ -128,6 +139,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       system,
       linkKeys,
       lifecycles,
+      groups,
       clientIp: (peer, headers) => resolveClientIp(peer, headers),
       startedAt,
       isReady: () => ready,

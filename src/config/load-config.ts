@@ -39,6 +39,7 @@ import {
   readProvisionedTokens,
 } from './provisioning.js';
 import { readProvisionedLifecycles } from './provisioned-lifecycles.js';
+import { readProvisionedGroups } from './provisioned-groups.js';
 
 /** Location of the persisted token store below the data path. */
 export const TOKEN_FILE = join('.ferry', 'tokens.json');
@@ -226,6 +227,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     buckets: readProvisionedBuckets(env, warnings),
     replications: readProvisionedReplications(env, warnings),
     lifecycles: readProvisionedLifecycles(env, warnings),
+    groups: readProvisionedGroups(env, warnings),
     io,
     systemEvents,
     replication,

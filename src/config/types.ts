@@ -32,6 +32,12 @@ export interface ProvisionedLifecycle {
   settings: Record<string, unknown>;
 }
 
+/** A provisioned consistency group (`FERRY_GROUP_<ID>_*`, validated by the group service). */
+export interface ProvisionedGroup {
+  name: string;
+  buckets: string[];
+}
+
 export interface FerryConfig {
   host: string;
   port: number;
@@ -61,6 +67,8 @@ export interface FerryConfig {
   buckets: ProvisionedBucket[];
   replications: ProvisionedReplication[];
   lifecycles: ProvisionedLifecycle[];
+  /** `FERRY_GROUP_<ID>_*` (replication.md §8). */
+  groups: ProvisionedGroup[];
   io: {
     operationTimeoutMs: number;
     batchMaxMetadataSize: number;

@@ -40,6 +40,7 @@ import { replicationRoutes } from './routes/replications.js';
 import { monitoringRoutes } from './routes/monitoring.js';
 import { linkRoutes } from './routes/links.js';
 import { lifecycleRoutes } from './routes/lifecycles.js';
+import { groupRoutes } from './routes/groups.js';
 
 /**
  * Body bytes discarded after answering a caller that never authenticated (401, 404, anonymous
@@ -85,6 +86,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     eventsRoute(),
     ...filterRoutes(),
     ...lifecycleRoutes(),
+    ...groupRoutes(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

@@ -8,6 +8,7 @@ import type { TokenStore } from '../auth/types.js';
 import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '../protocol/replications.js';
 import type { ActiveTasks, ReplicationStatus } from '../protocol/replication-status.js';
 import type { FilterJson, FilterList } from '../protocol/filters.js';
+import type { GroupInfo, GroupList } from '../protocol/groups.js';
 import type { LinkKeys } from './links/link-keys.js';
 import type { ReplicationEvents } from '../replication/status-feed.js';
 
@@ -86,6 +87,15 @@ export interface LifecycleService {
   runNow(name: string): Promise<unknown>;
 }
 
+/** Consistency groups (src/replication/group-service.ts), wire-shaped JSON in and out. */
+export interface GroupApi {
+  list(): GroupList;
+  get(name: string): GroupInfo;
+  create(name: string, body: unknown): Promise<void>;
+  update(name: string, body: unknown): Promise<void>;
+  remove(name: string): Promise<void>;
+}
+
 /** Stored filters (src/replication/filter-service.ts). */
 export interface FilterApi {
   list(): FilterList;
@@ -118,6 +128,8 @@ export interface HttpServices {
   system: SystemEventsService;
   /** Lifecycle policies (api.md §16). */
   lifecycles: LifecycleService;
+  /** Consistency groups (replication.md §8). */
+  groups: GroupApi;
   /** Keys of query links (api.md §15). */
   linkKeys: LinkKeys;
   /** Resolves the client IP of a request (api.md §3.4). */

@@ -247,6 +247,19 @@ export const Errors = {
   lifecycleInvalidCondition: (msg: string) => new FerryError(422, `Invalid lifecycle condition: ${msg}`),
   lifecycleRunning: (n: string) => new FerryError(409, `Lifecycle '${n}' is running already`),
 
+  // consistency groups (replication.md §8) — groups area
+  groupNotFound: (n: string) => new FerryError(404, `Group '${n}' does not exist`),
+  groupExists: (n: string) => new FerryError(409, `Group '${n}' already exists`),
+  groupInvalidName: (n: string) =>
+    new FerryError(422, `Invalid group name '${n}': use 1 to 255 letters, digits, '-' and '_'`),
+  groupProvisioned: (n: string, what: 'update' | 'remove') =>
+    new FerryError(409, `Can't ${what} provisioned group '${n}'`),
+  groupInvalidBody: (msg: string) => new FerryError(422, `Invalid group settings: ${msg}`),
+  groupBucketNotFound: (b: string, n: string) =>
+    new FerryError(404, `Bucket '${b}' for group '${n}' does not exist`),
+  groupBucketTaken: (b: string, other: string) =>
+    new FerryError(409, `Bucket '${b}' is already a member of group '${other}' (a bucket belongs to at most one group)`),
+
   // storage
   /** A second server on a data directory whose lock another live server holds. */
   dataDirLocked: (dataPath: string, pid: number, host: string, since: string, lockFile: string) =>

@@ -42,3 +42,6 @@ export const MAX_DST_TOKEN_CHARS = 4096;
 
 /** Characters of a stored filter's description (and of each parameter's). */
 export const MAX_FILTER_DESCRIPTION_CHARS = 4096;
+
+/** Member buckets of one consistency group (replication.md §8). */
+export const MAX_GROUP_MEMBERS = 64;
