@@ -41,6 +41,7 @@ import { monitoringRoutes } from './routes/monitoring.js';
 import { linkRoutes } from './routes/links.js';
 import { lifecycleRoutes } from './routes/lifecycles.js';
 import { groupRoutes } from './routes/groups.js';
+import { groupApplyRoutes } from './routes/group-apply.js';
 
 /**
  * Body bytes discarded after answering a caller that never authenticated (401, 404, anonymous
@@ -87,6 +88,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...filterRoutes(),
     ...lifecycleRoutes(),
     ...groupRoutes(),
+    ...groupApplyRoutes(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

@@ -258,7 +258,21 @@ export const Errors = {
   groupBucketNotFound: (b: string, n: string) =>
     new FerryError(404, `Bucket '${b}' for group '${n}' does not exist`),
   groupBucketTaken: (b: string, other: string) =>
-    new FerryError(409, `Bucket '${b}' is already a member of group '${other}' (a bucket belongs to at most one group)`),
+    new FerryError(
+      409,
+      `Bucket '${b}' is already a member of group '${other}' (a bucket belongs to at most one group)`,
+    ),
+  groupDestinationNotAtomic: (url: string, why: string) =>
+    new FerryError(422, `Destination ${url} cannot apply a group's shipments atomically: ${why}`),
+  shipmentInvalidKey: (key: string) =>
+    new FerryError(422, `Invalid shipment key '${key.slice(0, 64)}': 1 to 255 of A-Z a-z 0-9 - _ . :`),
+  shipmentInvalidRange: (from: bigint, position: bigint) =>
+    new FerryError(422, `Invalid shipment range: 'from' ${from} must be below 'position' ${position}`),
+  shipmentGap: (key: string, from: bigint, applied: bigint) =>
+    new FerryError(
+      409,
+      `Shipment of stream '${key}' starts after position ${from}, but this destination has applied up to ${applied}: resend from ${applied}`,
+    ),
 
   // storage
   /** A second server on a data directory whose lock another live server holds. */

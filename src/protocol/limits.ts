@@ -45,3 +45,12 @@ export const MAX_FILTER_DESCRIPTION_CHARS = 4096;
 
 /** Member buckets of one consistency group (replication.md §8). */
 export const MAX_GROUP_MEMBERS = 64;
+
+/** Changes in one shipment of `POST /api/v1/ferry/groups/apply`. */
+export const MAX_SHIPMENT_ITEMS = 100_000;
+
+/** Bytes of a shipment body (header and payloads; decoded when compressed): it is held in memory. */
+export const MAX_SHIPMENT_BYTES = 64 * 1024 * 1024;
+
+/** Bytes of a shipment's JSON header. */
+export const MAX_SHIPMENT_HEADER_BYTES = 16 * 1024 * 1024;

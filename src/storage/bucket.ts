@@ -12,7 +12,7 @@ import { BucketData, checkEntryName } from './bucket-data.js';
 import type { BucketServices } from './bucket-services.js';
 import type { Entry } from './entry.js';
 import { Quota } from './quota.js';
-import { RecordWriter } from './record-writer.js';
+import { RecordWriter, type StagedBatch } from './record-writer.js';
 import { OpType, type RemoveRecordOp, type UpdateOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
@@ -171,6 +171,11 @@ export class BucketImpl implements Bucket {
       }
       return results;
     });
+  }
+
+  /** Stages records for a commit across buckets (`Storage.applyShipment`); see RecordWriter.stage. */
+  stage(items: readonly BatchItem[]): Promise<StagedBatch> {
+    return this.writer.stage(items);
   }
 
   /**

@@ -27,6 +27,8 @@ export interface CheckpointerOptions {
   /** Every entry of every bucket (the catalogue). */
   entries: () => Iterable<Entry>;
   log: (line: string) => void;
+  /** State kept beside the WAL (shipment positions), written before `wal/checkpoint` moves. */
+  persistAlso?: () => Promise<void>;
   faults?: StorageFaults;
   now?: () => number;
 }
@@ -179,6 +181,7 @@ export class Checkpointer {
       }
       dirs.delete(d);
     }
+    await this.o.persistAlso?.();
     await write(join(this.o.root, 'wal', 'checkpoint'), cpLsn.toString(), false);
     await slots.persist();
     await wal.truncateUpTo(slots.retainFrom(cpLsn));

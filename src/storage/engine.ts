@@ -26,6 +26,7 @@ import { DigestPool } from './digest-pool.js';
 import { GroupCommit } from './group-commit.js';
 import { Recovery } from './recovery.js';
 import { ReplicationSlots } from './replication-slots.js';
+import { ShipmentApplier, ShipmentPositions } from './shipment-apply.js';
 import { Wal, type WalOp } from './wal.js';
 import type { Entry } from './entry.js';
 import type {
@@ -35,6 +36,8 @@ import type {
   BucketSettingsPatch,
   ChangeLog,
   CreateBucketOptions,
+  Shipment,
+  ShipmentOutcome,
   Storage,
   StorageHealth,
   StorageOptions,
@@ -90,6 +93,9 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   // Slots count a group's writes before the change log tells replication about them.
   commits.onDurable((group) => slots.onDurable(group));
   const changes = new WalChangeLog(wal, commits, slots);
+  const positions = new ShipmentPositions(metaDir, sync);
+  await positions.load();
+  positions.replayed(ops);
   const checkpoints = new Checkpointer({
     root,
     sync,
@@ -99,6 +105,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     cache,
     entries: (): Iterable<Entry> => catalogue.entries(),
     log: opts.log ?? ((line) => console.error(line)),
+    persistAlso: () => positions.persist(),
     faults: opts.faults,
   });
   const ranges = new RangeDigester(cache);
@@ -114,7 +121,8 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   await slots.rebuildAll(wal);
   if (ops.length > 0) await checkpoints.checkpoint();
   checkpoints.start(opts.checkpointIntervalMs ?? 30_000);
-  return new Engine(instanceId, catalogue, changes, services, wal, sync, lock);
+  const shipments = new ShipmentApplier(catalogue, cache, commits, positions);
+  return new Engine(instanceId, catalogue, changes, services, wal, sync, lock, shipments, positions);
 }
 
 async function loadInstanceId(metaDir: string, sync: boolean): Promise<string> {
@@ -149,7 +157,17 @@ class Engine implements Storage {
     private readonly wal: Wal,
     private readonly sync: boolean,
     private readonly lock: DataLock,
+    private readonly shipments: ShipmentApplier,
+    private readonly positions: ShipmentPositions,
   ) {}
+
+  applyShipment(shipment: Shipment): Promise<ShipmentOutcome> {
+    return this.shipments.apply(shipment);
+  }
+
+  shipmentPosition(key: string): bigint {
+    return this.positions.get(key);
+  }
 
   listBuckets(): BucketInfo[] {
     return this.catalogue.list();

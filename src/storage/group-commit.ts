@@ -78,6 +78,20 @@ export class GroupCommit {
     return this.enqueue(NONE, writes, paths, undefined);
   }
 
+  /**
+   * Resolves once `ops` (applied to memory by `apply`), the block files `paths` and the frames of
+   * `writes` are durable; their frames are contiguous in the log, in this order, and `apply` and
+   * the records' publication happen together, with no other code in between (shipments).
+   */
+  commitAll(
+    ops: readonly WalOp[],
+    writes: readonly StagedWrite[],
+    paths: readonly string[],
+    apply: () => void,
+  ): Promise<void> {
+    return this.enqueue(ops, writes, paths, apply);
+  }
+
   private enqueue(
     ops: readonly WalOp[],
     writes: readonly StagedWrite[],

@@ -25,6 +25,17 @@ const EMPTY_DIGEST = Buffer.alloc(16);
 /** Descriptors of `$meta` entries are small: their blocks hold at most this many payload bytes. */
 const META_BLOCK_BYTES = 128 * 1024;
 
+/** Records staged by `RecordWriter.stage`, committed by the caller. */
+export interface StagedBatch {
+  readonly writes: readonly StagedWrite[];
+  /** Block files the staged payloads were written to (to be synced by the commit). */
+  readonly paths: readonly string[];
+  /** Records that were stored already with the same size and digest (left out). */
+  readonly present: number;
+  /** Ends the staging once the commit settled: a commit that failed gives every reservation back. */
+  settle(committed: boolean): void;
+}
+
 /** A batch record written to its block file, waiting for its digest and commit. */
 interface Staged extends StagedWrite {
   i: number;
@@ -218,6 +229,79 @@ export class RecordWriter {
       }
     }
     return results;
+  }
+
+  /**
+   * Stages records for a commit that the caller makes together with other buckets' records
+   * (`Storage.applyShipment`): reserves them, writes their payloads and digests, and commits
+   * nothing. All or nothing: a record that cannot be staged releases every other one and throws.
+   * A record already stored with the same size and digest is left out (counted as `present`).
+   */
+  async stage(items: readonly BatchItem[]): Promise<StagedBatch> {
+    const { services, data } = this;
+    services.slots.checkWritable(data.name);
+    let total = 0;
+    for (const it of items) {
+      checkEntryName(it.entry);
+      checkRecordFields(it.opts);
+      if (it.payload.length !== it.opts.size)
+        throw it.payload.length < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
+      total += it.opts.size;
+    }
+    await this.quota.makeRoom(total, items.length > 0 && items.every((it) => isMetaEntry(it.entry)));
+    const staged: Staged[] = [];
+    const paths = new Set<string>();
+    let present = 0;
+    const settle = (committed: boolean): void => {
+      for (const st of staged) {
+        if (!committed) this.release(st.entry, st.block, st.desc);
+        st.block.inflight--;
+        data.account.reserved -= st.desc.size;
+        this.dropIfEmpty(st.entry, st.block);
+      }
+    };
+    const time = Date.now();
+    try {
+      for (let i = 0; i < items.length; i++) {
+        const it = items[i]!;
+        const got = data.ensureEntry(it.entry);
+        const entry = got instanceof Entry ? got : await got;
+        let block = this.chooseBlock(entry, it.ts, it.opts.size);
+        while (!block.records) {
+          await services.cache.load(entry, block);
+          block = this.chooseBlock(entry, it.ts, it.opts.size);
+        }
+        const existing = block.find(it.ts);
+        if (existing) {
+          const digest = it.opts.digest?.subarray(0, 16);
+          const same = existing.state === 'finished' && existing.size === it.opts.size;
+          if (same && digest && existing.digest.equals(digest)) {
+            present++;
+            continue;
+          }
+          throw Errors.recordExists(it.ts);
+        }
+        const desc = this.reserve(it.entry, block, it.ts, it.opts.size, it.opts);
+        block.inflight++;
+        data.account.reserved += desc.size;
+        staged.push({ entry, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i });
+        const path = entry.dataPath(block);
+        paths.add(path);
+        const pending = services.files.writeAt(path, desc.offset, it.payload);
+        if (pending) await pending;
+      }
+      const digests = await services.digests.digestMany(staged.map((st) => items[st.i]!.payload));
+      for (let k = 0; k < staged.length; k++) {
+        const st = staged[k]!;
+        checkDigest(items[st.i]!.opts, digests[k]!, st.desc.ts);
+        st.desc.digest = digests[k]!;
+        st.op.digest = digests[k]!;
+      }
+    } catch (e) {
+      settle(false);
+      throw e instanceof FerryError ? e : fromFsError(e);
+    }
+    return { writes: staged, paths: [...paths], present, settle };
   }
 
   /** Reserves the next offset of `block` for a new record (no await may precede it). */

@@ -236,6 +236,55 @@ export interface ChangeLog {
   onSlotOverflow(listener: (slot: string, evictedUpToLsn: bigint) => void): () => void;
 }
 
+/** One change of a shipment (`Storage.applyShipment`). */
+export interface ShipmentItem {
+  kind: 'write' | 'update';
+  bucket: string;
+  entry: string;
+  ts: bigint;
+  /** Position of the change in the stream (its source LSN): skipped when already applied. */
+  lsn: bigint;
+  /** Writes: the record's content type. */
+  contentType?: string;
+  /** Writes: the record's labels; updates: the complete label set after the update. */
+  labels: Labels;
+  /** Updates: labels the update removed. */
+  removedLabels?: readonly string[];
+  origin?: string;
+  /** Writes: the whole payload. */
+  payload?: Buffer;
+  /** Writes: the payload's digest from the source (a record stored with it already is kept). */
+  digest?: Buffer;
+}
+
+/**
+ * Changes of several buckets that become visible all at once and durably, or not at all: one
+ * step of a shipment stream (`key`, e.g. a group replication) from position `from` (exclusive)
+ * to `position`.
+ */
+export interface Shipment {
+  key: string;
+  from: bigint;
+  position: bigint;
+  items: readonly ShipmentItem[];
+}
+
+/** What `applyShipment` did. */
+export interface ShipmentOutcome {
+  /** False when the stream was at `position` or beyond already (a re-sent shipment: nothing done). */
+  applied: boolean;
+  /** The stream's applied position now. */
+  position: bigint;
+  written: number;
+  /** Writes found stored already with the same size and digest. */
+  present: number;
+  updated: number;
+  /** Label updates for records the destination does not hold (skipped). */
+  missing: number;
+  /** Changes at or before the applied position (left out). */
+  skipped: number;
+}
+
 /** The storage engine: buckets plus the change log. */
 export interface Storage {
   /** Persistent id of this instance (uuid), created at first start. */
@@ -255,6 +304,18 @@ export interface Storage {
   defaultSettings(): BucketSettings;
   /** Σ bucket sizes, oldest and latest record over all buckets. */
   usage(): { usage: bigint; oldest_record: bigint; latest_record: bigint };
+
+  /**
+   * Applies a shipment atomically and idempotently: its records and label updates across buckets
+   * are made durable in one WAL commit together with the stream's new position, and published
+   * together (a reader sees all of them or none, also after a crash). Changes with lsn <= the
+   * applied position are left out; a shipment entirely at or before it changes nothing. 409 when
+   * `from` is beyond the applied position (a shipment is missing) or a record conflicts, 404 for
+   * a missing bucket, 422 for an invalid field: then nothing of it is applied.
+   */
+  applyShipment(shipment: Shipment): Promise<ShipmentOutcome>;
+  /** Applied position of a shipment stream (0n when none was applied). */
+  shipmentPosition(key: string): bigint;
 
   /** Checkpoint failures the server has not recovered from (`/info`). */
   health(): StorageHealth;

@@ -22,6 +22,8 @@ export const enum OpType {
   RemoveBlock = 4,
   RemoveEntry = 5,
   RemoveBucket = 6,
+  /** Opens a shipment: the `count` frames after it are one all-or-nothing unit (recovery). */
+  Shipment = 7,
 }
 
 export interface WriteOp {
@@ -90,7 +92,26 @@ export interface RemoveBucketOp {
   bucket: string;
 }
 
-export type WalOp = WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | RemoveEntryOp | RemoveBucketOp;
+/**
+ * The first frame of a shipment applied across buckets (`Storage.applyShipment`): the `count`
+ * frames that follow it belong to it, and recovery replays all of them or none (a log that ends
+ * within them is cut before this frame). Records the stream's applied position in the same fsync.
+ */
+export interface ShipmentOp {
+  type: OpType.Shipment;
+  lsn: bigint;
+  time: number;
+  /** Always '' (a shipment spans buckets). */
+  bucket: string;
+  /** The shipment stream (one per group replication). */
+  key: string;
+  /** The stream's position once this shipment is applied. */
+  position: bigint;
+  count: number;
+}
+
+export type WalOp =
+  WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | RemoveEntryOp | RemoveBucketOp | ShipmentOp;
 
 const HEADER = 8;
 /** Default size after which a new segment is started. */
@@ -125,6 +146,9 @@ export function encodeOp(w: BinaryWriter, op: WalOp): void {
       w.str16(op.entry);
       break;
     case OpType.RemoveBucket:
+      break;
+    case OpType.Shipment:
+      w.str16(op.key).u64(op.position).u32(op.count);
       break;
   }
   const buf = w.view();
@@ -189,6 +213,8 @@ function decodeOp(buf: Buffer, start: number, end: number): WalOp {
       return { type, lsn, time, bucket, entry: r.str16() };
     case OpType.RemoveBucket:
       return { type, lsn, time, bucket };
+    case OpType.Shipment:
+      return { type, lsn, time, bucket, key: r.str16(), position: r.u64(), count: r.u32() };
     default:
       throw new RangeError(`unknown WAL op type ${type as number}`);
   }
@@ -279,16 +305,37 @@ export class Wal {
       });
     }
     let last = replayFrom;
+    const take = (op: WalOp): void => {
+      if (op.lsn > last) last = op.lsn;
+      if (op.lsn > replayFrom) apply(op);
+    };
     // Scan segments that may hold ops after replayFrom, plus the last one to find its valid end.
     for (let i = 0; i < wal.segments.length; i++) {
       const seg = wal.segments[i]!;
       const next = wal.segments[i + 1];
       // `next` exists exactly when this is not the last segment.
       if (next && next.startLsn - 1n <= replayFrom) continue;
-      const validEnd = await wal.scanSegment(seg, (op) => {
-        if (op.lsn > last) last = op.lsn;
-        if (op.lsn > replayFrom) apply(op);
+      // A shipment's frames are held back until its last one is read (one flush writes them all,
+      // so only a torn tail can end within one).
+      let open: { offset: number; left: number; ops: WalOp[] } | undefined;
+      let validEnd = await wal.scanSegment(seg, (op, offset) => {
+        if (open) {
+          open.ops.push(op);
+          if (--open.left === 0) {
+            for (const o of open.ops) take(o);
+            open = undefined;
+          }
+        } else if (op.type === OpType.Shipment && op.count > 0) {
+          open = { offset, left: op.count, ops: [op] };
+        } else {
+          take(op);
+        }
       });
+      if (open) {
+        // A shipment torn off: none of it was acknowledged, none of it may be replayed.
+        validEnd = open.offset;
+        seg.sparse = seg.sparse!.filter((p) => p.offset < validEnd);
+      }
       if (validEnd < seg.size) {
         // Torn or corrupt tail: keep everything before it, drop the rest of the log after it.
         await truncate(seg.path, validEnd);
