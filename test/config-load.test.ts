@@ -206,7 +206,7 @@ test('bucket defaults, IO, system events, replication globals, durability', () =
   assert.ok(c.warnings.some((w) => w.includes('FERRY_DURABILITY=none')));
   assert.throws(
     () => load({ RS_DEFAULTS_BUCKET_QUOTA_TYPE: 'SOFT' }),
-    /RS_DEFAULTS_BUCKET_QUOTA_TYPE: invalid value 'SOFT' \(allowed: NONE, FIFO, HARD\)/,
+    /Invalid bucket setting 'RS_DEFAULTS_BUCKET_QUOTA_TYPE': unknown value 'SOFT', expected one of NONE, FIFO, HARD/,
   );
   assert.throws(
     () => load({ RS_DEFAULTS_BUCKET_QUOTA_SIZE: 'lots' }),

@@ -4,11 +4,12 @@
  */
 import { parseJson, parseU64 } from '../protocol/json.js';
 import { MAX_TOKEN_NAME_BYTES } from '../protocol/limits.js';
+import { parseBucketSettings } from '../protocol/bucket-settings.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { QUOTA_TYPES } from '../storage/types.js';
 import type { BucketSettings } from '../storage/types.js';
 import type { ProvisionedBucket, ProvisionedReplication, ProvisionedToken } from './types.js';
-import { nonEmpty, parseBool, parseEnum, parseIntIn, parseList, parseSize } from './env-values.js';
+import { nonEmpty, parseBool, parseList, parseSize } from './env-values.js';
 
 const BUCKET_NAME = /^[A-Za-z0-9_-]+$/;
 
@@ -50,27 +51,31 @@ export function collectGroups(
 /**
  * Bucket settings from `<prefix>{QUOTA_TYPE,QUOTA_SIZE,MAX_BLOCK_SIZE,MAX_BLOCK_RECORDS}`, for
  * `RS_DEFAULTS_BUCKET_` and `RS_BUCKET_<ID>_`; `raw(suffix)` is the value of `<prefix><suffix>`.
- * Unset or blank variables leave their setting out. Throws an Error naming the variable when a
- * value is invalid.
+ * Unset or blank variables leave their setting out. Sizes take units (`10GB`) and the quota type
+ * any case; the values are then checked by the one bucket-settings parser, so a value the bucket
+ * routes refuse stops the start with the same message, naming the variable.
  */
 export function readBucketSettings(
   prefix: string,
   raw: (suffix: string) => string | undefined,
 ): Partial<BucketSettings> {
   const value = (suffix: string) => nonEmpty(raw(suffix));
-  const settings: Partial<BucketSettings> = {};
+  const wire: Record<string, unknown> = {};
   const qt = value('QUOTA_TYPE');
-  if (qt) settings.quota_type = parseEnum(`${prefix}QUOTA_TYPE`, qt, QUOTA_TYPES);
+  if (qt) wire.quota_type = QUOTA_TYPES.find((t) => t === qt.toUpperCase()) ?? qt;
   const qs = value('QUOTA_SIZE');
-  if (qs) settings.quota_size = parseSize(`${prefix}QUOTA_SIZE`, qs);
+  if (qs) wire.quota_size = parseSize(`${prefix}QUOTA_SIZE`, qs);
   const bs = value('MAX_BLOCK_SIZE');
-  if (bs) settings.max_block_size = parseSize(`${prefix}MAX_BLOCK_SIZE`, bs);
+  if (bs) wire.max_block_size = parseSize(`${prefix}MAX_BLOCK_SIZE`, bs);
   const br = value('MAX_BLOCK_RECORDS');
-  if (br)
-    settings.max_block_records = BigInt(
-      parseIntIn(`${prefix}MAX_BLOCK_RECORDS`, br, 1, Number.MAX_SAFE_INTEGER),
-    );
-  return settings;
+  if (br) {
+    const n = parseU64(br);
+    if (n === undefined) {
+      throw new Error(`${prefix}MAX_BLOCK_RECORDS: invalid value '${br}' (allowed: an integer from 1)`);
+    }
+    wire.max_block_records = n;
+  }
+  return parseBucketSettings(wire, { name: (f) => `${prefix}${f.toUpperCase()}` }) as Partial<BucketSettings>;
 }
 
 /**

@@ -282,6 +282,11 @@ export const Errors = {
       `Data directory '${dataPath}' is in use by another Ferry server (pid ${pid} on host '${host}', since ${since}). ` +
         `Stop that server first; if it is certainly gone, remove '${lockFile}'`,
     ),
+
+  // bucket settings, one parser for routes, storage, configuration and target_settings (issue 9, compat)
+  bucketSettingsNotObject: (what: string) => new FerryError(422, `Invalid ${what}: expected an object`),
+  bucketSettingInvalid: (field: string, why: string) =>
+    new FerryError(422, `Invalid bucket setting '${field}': ${why}`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -7,7 +7,8 @@ import { Errors, FerryError } from '../protocol/errors.js';
 import { MAX_DST_TOKEN_CHARS } from '../protocol/limits.js';
 import { jsonNumber, describeJsonValue, U64_MAX } from '../protocol/json.js';
 import { isValidBucketName } from '../protocol/names.js';
-import { QUOTA_TYPES, type BucketSettingsPatch, type QuotaType } from '../storage/types.js';
+import { BUCKET_SETTINGS_FIELDS, parseBucketSettings } from '../protocol/bucket-settings.js';
+import type { BucketSettingsPatch } from '../storage/types.js';
 import type {
   BatchSettings,
   Compression,
@@ -261,28 +262,12 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     if (typeof body.create_target !== 'boolean') throw invalid('create_target', 'must be a boolean');
     settings.create_target = body.create_target;
   }
-  const ts = objectField(body, 'target_settings', [
-    'quota_type',
-    'quota_size',
-    'max_block_size',
-    'max_block_records',
-  ]);
+  const ts = objectField(body, 'target_settings', BUCKET_SETTINGS_FIELDS);
   if (ts) {
+    // the bucket routes' own parser, so that a destination never refuses what was accepted here
+    parseBucketSettings(ts, { name: (f) => `target_settings.${f}` });
     const out: TargetSettings = {};
-    if (ts.quota_type !== undefined && ts.quota_type !== null) {
-      if (!(QUOTA_TYPES as readonly unknown[]).includes(ts.quota_type)) {
-        throw invalid('target_settings.quota_type', 'must be NONE, FIFO or HARD');
-      }
-      out.quota_type = ts.quota_type;
-    }
-    for (const k of ['quota_size', 'max_block_size', 'max_block_records'] as const) {
-      const v = ts[k];
-      if (v === undefined || v === null) continue;
-      if (!(typeof v === 'bigint' ? v >= 0n : Number.isSafeInteger(v) && (v as number) >= 0)) {
-        throw invalid(`target_settings.${k}`, 'must be a non-negative integer');
-      }
-      out[k] = v;
-    }
+    for (const k of BUCKET_SETTINGS_FIELDS) if (ts[k] !== undefined && ts[k] !== null) out[k] = ts[k];
     settings.target_settings = out;
   }
   const batch = objectField(body, 'batch', ['max_records', 'max_bytes', 'max_delay_ms', 'max_in_flight']);
@@ -467,15 +452,7 @@ export function compatibleSettingsToWire(
 
 /** Converts wire target settings into a storage patch (u64 → bigint). */
 export function targetSettingsPatch(t: TargetSettings | undefined): BucketSettingsPatch {
-  const patch: BucketSettingsPatch = {};
-  if (!t) return patch;
-  if (typeof t.quota_type === 'string') patch.quota_type = t.quota_type as QuotaType;
-  for (const k of ['quota_size', 'max_block_size', 'max_block_records'] as const) {
-    const v = t[k];
-    if (typeof v === 'bigint') patch[k] = v;
-    else if (typeof v === 'number') patch[k] = BigInt(v);
-  }
-  return patch;
+  return parseBucketSettings(t, { name: (f) => `target_settings.${f}` });
 }
 
 /** Destination entry name: `dst_prefix` (surrounding slashes trimmed) + '/' + entry. */

@@ -10,10 +10,9 @@ import { BucketImpl } from './bucket.js';
 import type { BucketServices } from './bucket-services.js';
 import type { Entry } from './entry.js';
 import { OpType } from './wal.js';
-import { describeJsonValue } from '../protocol/json.js';
+import { parseBucketSettings } from '../protocol/bucket-settings.js';
 import { Errors } from '../protocol/errors.js';
 import { validateBucketName } from '../protocol/names.js';
-import { QUOTA_TYPES } from './types.js';
 import type {
   Bucket,
   BucketInfo,
@@ -221,26 +220,11 @@ export class BucketCatalogue {
   }
 }
 
-/** Applies a settings patch (422 for invalid values). */
+/** Applies a settings patch, checked by the one bucket-settings parser (422 for invalid values). */
 export function resolveSettings(
   base: BucketSettings,
   patch: BucketSettingsPatch | undefined,
 ): BucketSettings {
-  const out = { ...base };
-  if (!patch) return out;
-  if (patch.quota_type !== undefined && patch.quota_type !== null) {
-    if (!QUOTA_TYPES.includes(patch.quota_type)) {
-      throw Errors.unprocessable(`Invalid quota type '${describeJsonValue(patch.quota_type)}'`);
-    }
-    out.quota_type = patch.quota_type;
-  }
-  for (const k of ['quota_size', 'max_block_size', 'max_block_records'] as const) {
-    const v = patch[k];
-    if (v === undefined || v === null) continue;
-    if (typeof v !== 'bigint' || v < 0n) throw Errors.unprocessable(`Invalid value of '${k}'`);
-    out[k] = v;
-  }
-  if (out.max_block_records === 0n) throw Errors.unprocessable("'max_block_records' must be greater than 0");
-  if (out.max_block_size === 0n) throw Errors.unprocessable("'max_block_size' must be greater than 0");
-  return out;
+  // the parser leaves out every field that is missing or null, so what it returns overrides `base`
+  return { ...base, ...parseBucketSettings(patch) } as BucketSettings;
 }

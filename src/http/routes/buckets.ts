@@ -2,15 +2,12 @@
  * Bucket API (api.md §7): read, create, partial update, asynchronous delete, rename.
  */
 import type { BucketDetail } from '../../protocol/buckets.js';
+import { parseBucketSettings } from '../../protocol/bucket-settings.js';
 import { Errors } from '../../protocol/errors.js';
-import { toU64, describeJsonValue } from '../../protocol/json.js';
-import { QUOTA_TYPES } from '../../storage/types.js';
-import type { BucketSettings, BucketSettingsPatch, QuotaType } from '../../storage/types.js';
+import type { BucketSettings } from '../../storage/types.js';
 import { authenticated, fullAccess, readAccess } from '../auth-hook.js';
 import { sendEmpty, sendJson } from '../respond.js';
 import type { Route } from '../router.js';
-
-const U64_FIELDS = ['quota_size', 'max_block_size', 'max_block_records'] as const;
 
 /** Bucket settings in their exact four-field wire shape. */
 export function settingsJson(s: BucketSettings): BucketSettings {
@@ -20,36 +17,6 @@ export function settingsJson(s: BucketSettings): BucketSettings {
     max_block_size: s.max_block_size,
     max_block_records: s.max_block_records,
   };
-}
-
-/**
- * Validates a BucketSettings request body (every field optional or null; unknown fields are
- * ignored). Throws 422 for a wrong type or an unknown `quota_type`.
- */
-export function parseSettingsPatch(body: unknown): BucketSettingsPatch {
-  if (body === undefined || body === null) return {};
-  if (typeof body !== 'object' || Array.isArray(body)) {
-    throw Errors.invalidJson('invalid type: expected struct BucketSettings');
-  }
-  const raw = body as Record<string, unknown>;
-  const patch: BucketSettingsPatch = {};
-  const qt = raw.quota_type;
-  if (qt !== undefined && qt !== null) {
-    if (typeof qt !== 'string' || !QUOTA_TYPES.includes(qt as QuotaType)) {
-      throw Errors.invalidJson(
-        `unknown variant \`${describeJsonValue(qt)}\`, expected one of \`NONE\`, \`FIFO\`, \`HARD\``,
-      );
-    }
-    patch.quota_type = qt as QuotaType;
-  }
-  for (const key of U64_FIELDS) {
-    const v = raw[key];
-    if (v === undefined || v === null) continue;
-    const n = toU64(typeof v === 'string' ? undefined : v);
-    if (n === undefined) throw Errors.invalidJson(`invalid value for '${key}': expected u64`);
-    patch[key] = n;
-  }
-  return patch;
 }
 
 /** Routes of the bucket API. */
@@ -84,7 +51,7 @@ export function bucketRoutes(): Route[] {
       handler: async (ctx) => {
         fullAccess(ctx);
         const name = ctx.param('bucket');
-        const patch = parseSettingsPatch(await ctx.json());
+        const patch = parseBucketSettings(await ctx.json());
         await ctx.services.storage.createBucket(name, patch); // validates the name
         sendEmpty(ctx.res);
       },
@@ -95,7 +62,7 @@ export function bucketRoutes(): Route[] {
       handler: async (ctx) => {
         fullAccess(ctx);
         const name = ctx.param('bucket');
-        const patch = parseSettingsPatch(await ctx.json());
+        const patch = parseBucketSettings(await ctx.json());
         await ctx.services.storage.updateBucketSettings(name, patch);
         sendEmpty(ctx.res);
       },
