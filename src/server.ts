@@ -20,6 +20,7 @@ import { FiltersStore } from './replication/filters-store.js';
 import { FilterService } from './replication/filter-service.js';
 import { LifecycleManager } from './lifecycle/manager.js';
 import { GroupService } from './replication/group-service.js';
+import { VerifyService } from './replication/verify-service.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -163,13 +164,32 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     const replications = await ReplicationManager.open({ storage, config, port, filters: filterStore });
     const filters = new FilterService(filterStore, replications);
     closers.push(() => replications.close());
-    const monitor = new ReplicationMonitor(replications, { filterOf: (name) => filters.refOf(name) });
+    const verify = new VerifyService(
+      storage,
+      replications,
+      config.dataPath,
+      config.storage.durability !== 'none',
+    );
+    const monitor = new ReplicationMonitor(replications, {
+      filterOf: (name) => filters.refOf(name),
+      verifications: verify,
+    });
     closers.push(async () => monitor.close());
     services.replications = replications;
     services.monitor = monitor;
     services.filters = filters;
-    // the events stream hears the engine's own transitions and changes
-    services.events = replications;
+    services.verify = verify;
+    // the events stream hears the engine's own transitions and changes, and verifications
+    services.events = {
+      subscribe: (name, listener) => {
+        const offTask = replications.subscribe(name, listener);
+        const offVerify = verify.subscribe(name, listener);
+        return () => {
+          offTask();
+          offVerify();
+        };
+      },
+    };
   } catch (e) {
     if (http?.server.listening) await http.close();
     await closeAll();

@@ -12,7 +12,11 @@ import type { Bucket, DigestQuery } from '../src/storage/types.js';
 
 const ALL: DigestQuery = { start: 0n, stop: 1n << 62n };
 
-async function fill(b: Bucket, n: number, payload = (i: number) => Buffer.from(`payload-${i}`)): Promise<void> {
+async function fill(
+  b: Bucket,
+  n: number,
+  payload = (i: number) => Buffer.from(`payload-${i}`),
+): Promise<void> {
   const items = [];
   for (let i = 0; i < n; i++) {
     items.push({
@@ -44,7 +48,10 @@ test('same records in different block layouts: same digests, boundaries split ev
     const ca = await a.rangeDigests('e', children);
     const cb = await b.rangeDigests('e', children);
     assert.deepEqual(ca, cb);
-    assert.equal(ca.reduce((n, c) => n + c.count, 0), 500);
+    assert.equal(
+      ca.reduce((n, c) => n + c.count, 0),
+      500,
+    );
     for (const c of ca) assert.ok(c.count >= 50 && c.count <= 80, `uneven child ${c.count}`);
     // an unknown entry has no records
     assert.equal((await a.rangeDigests('nope', [ALL]))[0]!.count, 0);
@@ -52,7 +59,7 @@ test('same records in different block layouts: same digests, boundaries split ev
 });
 
 test('each divergence changes exactly the ranges that hold it, also after the rows were cached', async () => {
-  const rnd = seededRandom("range-digest divergences");
+  const rnd = seededRandom('range-digest divergences');
   await withStorage(async (s) => {
     const a = await s.createBucket('a', { max_block_records: 50n });
     const b = await s.createBucket('b', { max_block_records: 64n });
@@ -91,11 +98,21 @@ test('each divergence changes exactly the ranges that hold it, also after the ro
     const other = pick();
     const size = (await a.read('e', other)).meta.size;
     await b.removeRecord('e', other);
-    await b.write('e', other, { size, contentType: 'text/plain', labels: (await a.read('e', other)).meta.labels }, Buffer.alloc(size, 0x41));
+    await b.write(
+      'e',
+      other,
+      { size, contentType: 'text/plain', labels: (await a.read('e', other)).meta.labels },
+      Buffer.alloc(size, 0x41),
+    );
     assert.deepEqual(await differing(), [rangeOf(other)], `payload at ${other} (${REPLAY})`);
     const same = await (await a.read('e', other)).buffer();
     await b.removeRecord('e', other);
-    await b.write('e', other, { size, contentType: 'image/png', labels: (await a.read('e', other)).meta.labels }, same);
+    await b.write(
+      'e',
+      other,
+      { size, contentType: 'image/png', labels: (await a.read('e', other)).meta.labels },
+      same,
+    );
     assert.deepEqual(await differing(), [rangeOf(other)], `content type at ${other} (${REPLAY})`);
     // summaries say what differs
     const [sa] = await a.recordSummaries('e', other, other + 1n, 10);
@@ -109,7 +126,7 @@ test('a filter narrows the records that take part', async () => {
   await withStorage(async (s) => {
     const a = await s.createBucket('a', { max_block_records: 30n });
     await fill(a, 100);
-    const only3 = (_ts: bigint, labels: Record<string, string>) => labels.n === '3';
+    const only3 = { accept: (_ts: bigint, labels: Record<string, string>) => labels.n === '3' };
     const [d] = await a.rangeDigests('e', [{ ...ALL, split: 4 }], only3);
     assert.equal(d!.count, 14);
     const listed = await a.recordSummaries('e', 0n, 1n << 62n, 1000, only3);

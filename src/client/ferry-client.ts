@@ -2,7 +2,7 @@
  * The entry point of the SDK: one server, its buckets, tokens, replications and monitoring.
  */
 import type { BucketList, BucketSettingsPatch, BucketInfo, U64 } from '../protocol/buckets.js';
-import type { ActiveTask, ActiveTasks } from '../protocol/replication-status.js';
+import type { ActiveTasks } from '../protocol/replication-status.js';
 import type { ServerInfo } from '../protocol/server-info.js';
 import type { TokenCreated, TokenCreateRequest, TokenJson, TokenList } from '../protocol/tokens.js';
 import { Bucket } from './bucket.js';
@@ -154,11 +154,12 @@ export class FerryClient {
   }
 
   /**
-   * What runs now (replications, and later initial copies and verifications) with their counters.
+   * What runs now (replications and verifications) with their counters or progress.
    * @example
-   * for (const t of await client.activeTasks()) console.log(t.type, t.name, t.state, t.pending_records);
+   * for (const t of await client.activeTasks())
+   *   if (t.type === 'replication') console.log(t.name, t.state, t.pending_records);
    */
-  async activeTasks(opts: CallOptions = {}): Promise<ActiveTask[]> {
+  async activeTasks(opts: CallOptions = {}): Promise<ActiveTasks['tasks']> {
     return (await this.http.json<ActiveTasks>({ ...opts, method: 'GET', path: 'active_tasks' })).tasks;
   }
 }

@@ -15,7 +15,7 @@
  * - `FERRY_DURABILITY` (`fsync` default | `none`), `FERRY_MAX_JSON_BODY` (default 16 MB), the
  *   connection bounds `FERRY_HEADERS_TIMEOUT`, `FERRY_KEEP_ALIVE_TIMEOUT`, `FERRY_MAX_CONNECTIONS`
  *   and the query bounds `FERRY_MAX_QUERIES`, `FERRY_MAX_QUERIES_PER_TOKEN`, `FERRY_MAX_QUERY_TTL`
- *   are Ferry's own.
+ *   are Ferry's own; `FERRY_DIGEST_ROUTE=false` turns the range-digest route (verify) off.
  */
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -134,6 +134,10 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
   const metricsOpen = get('FERRY_METRICS_OPEN')
     ? parseBool('FERRY_METRICS_OPEN', get('FERRY_METRICS_OPEN') as string)
     : false;
+  // the range-digest route (verify, replication.md §10); off = answered 404 like a plain ReductStore
+  const digestRoute = get('FERRY_DIGEST_ROUTE')
+    ? parseBool('FERRY_DIGEST_ROUTE', get('FERRY_DIGEST_ROUTE') as string)
+    : true;
   let host = get('RS_HOST');
   if (host === undefined) {
     if (auth.mode === 'disabled' && !allowOpen) {
@@ -222,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv): FerryConfig {
     auth,
     allowOpen,
     metricsOpen,
+    digestRoute,
     defaults,
     tokens: auth.mode === 'disabled' ? [] : tokens,
     buckets: readProvisionedBuckets(env, warnings),

@@ -62,6 +62,8 @@ export interface FerryConfig {
   allowOpen: boolean;
   /** `GET /metrics` without a token (FERRY_METRICS_OPEN=true); otherwise any valid token, like `/info`. */
   metricsOpen: boolean;
+  /** `FERRY_DIGEST_ROUTE` (default true): serve range digests to verifiers (replication.md §10). */
+  digestRoute: boolean;
   defaults: BucketSettings;
   tokens: ProvisionedToken[];
   buckets: ProvisionedBucket[];

@@ -42,6 +42,8 @@ import { linkRoutes } from './routes/links.js';
 import { lifecycleRoutes } from './routes/lifecycles.js';
 import { groupRoutes } from './routes/groups.js';
 import { groupApplyRoutes } from './routes/group-apply.js';
+import { digestRoutes } from './routes/digests.js';
+import { verifyRoutes } from './routes/verify.js';
 
 /**
  * Body bytes discarded after answering a caller that never authenticated (401, 404, anonymous
@@ -89,6 +91,8 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...lifecycleRoutes(),
     ...groupRoutes(),
     ...groupApplyRoutes(),
+    ...digestRoutes(),
+    ...verifyRoutes(),
   ];
   for (const route of routes) {
     const methods = Array.isArray(route.method) ? route.method : [route.method];

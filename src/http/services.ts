@@ -11,6 +11,8 @@ import type { FilterJson, FilterList } from '../protocol/filters.js';
 import type { GroupInfo, GroupList } from '../protocol/groups.js';
 import type { LinkKeys } from './links/link-keys.js';
 import type { ReplicationEvents } from '../replication/status-feed.js';
+import type { VerifyRequest } from '../replication/verify-service.js';
+import type { VerifyResult } from '../protocol/verify.js';
 
 /** One record of a query result. `labels` are the labels to emit (after `#select_labels`). */
 export interface QueryRecord {
@@ -75,6 +77,14 @@ export interface MonitorService {
   names(): string[];
 }
 
+/** Verify and repair of replications (src/replication/verify-service.ts). */
+export interface VerifyApi {
+  /** Runs a verification (and a repair) to its end; 404 unknown replication, 409 one runs already. */
+  run(name: string, req: VerifyRequest): Promise<VerifyResult>;
+  /** The last result; 404 before the first. */
+  lastResult(name: string): Promise<VerifyResult>;
+}
+
 /** Lifecycle policies (src/lifecycle/manager.ts), wire-shaped JSON in and out. */
 export interface LifecycleService {
   list(): unknown;
@@ -125,6 +135,8 @@ export interface HttpServices {
   events?: ReplicationEvents;
   /** Set together with `replications`. */
   filters?: FilterApi;
+  /** Set together with `replications`. */
+  verify?: VerifyApi;
   system: SystemEventsService;
   /** Lifecycle policies (api.md §16). */
   lifecycles: LifecycleService;

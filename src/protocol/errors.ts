@@ -287,6 +287,18 @@ export const Errors = {
   bucketSettingsNotObject: (what: string) => new FerryError(422, `Invalid ${what}: expected an object`),
   bucketSettingInvalid: (field: string, why: string) =>
     new FerryError(422, `Invalid bucket setting '${field}': ${why}`),
+
+  // verify and repair (replication.md §10, issue 11) — verify area
+  digestRequestInvalid: (details: string) => new FerryError(422, `Invalid range-digest request: ${details}`),
+  verifyInvalid: (details: string) => new FerryError(422, `Invalid verify request: ${details}`),
+  verifyRunning: (n: string) =>
+    new FerryError(409, `A verification of replication '${n}' is running already`),
+  verifyStateful: (n: string) =>
+    new FerryError(
+      422,
+      `Replication '${n}' selects records with a stateful condition ($each_n, $each_t, $limit): which records it shipped depends on history, so the copy cannot be verified against its scope`,
+    ),
+  verifyNoResult: (n: string) => new FerryError(404, `Replication '${n}' has not been verified yet`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

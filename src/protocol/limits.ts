@@ -54,3 +54,12 @@ export const MAX_SHIPMENT_BYTES = 64 * 1024 * 1024;
 
 /** Bytes of a shipment's JSON header. */
 export const MAX_SHIPMENT_HEADER_BYTES = 16 * 1024 * 1024;
+
+// ---- verify (range digests, replication.md §10)
+
+/** Ranges one range-digest request may ask for. */
+export const MAX_DIGEST_QUERIES = 1024;
+/** Sub-ranges one range may be cut into. */
+export const MAX_DIGEST_SPLIT = 64;
+/** Records one range-digest request may list (over all its list queries). */
+export const MAX_DIGEST_LIST_RECORDS = 10_000;

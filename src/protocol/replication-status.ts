@@ -9,6 +9,7 @@
  */
 
 import type { ReplicationMode, ReplicationSettingsJson } from './replications.js';
+import type { VerificationTask } from './verify.js';
 
 /** Visible state of a replication. */
 export type ReplicationState =
@@ -219,7 +220,8 @@ export interface ActiveTask {
 
 /** `GET /api/v1/active_tasks`: what runs now, sorted by type then name. */
 export interface ActiveTasks {
-  tasks: ActiveTask[];
+  /** Replications, then verifications (verify.ts). */
+  tasks: Array<ActiveTask | VerificationTask>;
 }
 
 /** `event: state` of the events stream: one transition. */

@@ -38,6 +38,10 @@ import {
 } from './settings.js';
 import type { Target } from './target.js';
 import { ReplicationTask, type TaskEvent } from './task.js';
+import { LocalPeer, type VerifyPeer } from './verify-peer.js';
+import { RemotePeer } from './verify-remote.js';
+import { loadCopyOrigin, removeCopyOrigin, saveCopyOrigin } from './verify-origin.js';
+import type { VerifySubject } from './verify-service.js';
 
 /** Options of `ReplicationManager.open`. */
 export interface ReplicationManagerOptions {
@@ -413,6 +417,7 @@ export class ReplicationManager {
         suspended_reason: null,
         destination_instance: '',
       });
+      await saveCopyOrigin(this.config.dataPath, name, lsn, this.sync);
       const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
       this.defs.set(name, def);
       await this.store.save(this.defs);
@@ -506,6 +511,7 @@ export class ReplicationManager {
       await this.storage.changes.dropSlot(ReplicationTask.slotName(name));
       await this.checkpoints(name).remove();
       await this.failureLog(name).remove();
+      await removeCopyOrigin(this.config.dataPath, name);
       this.taskUnsubscribe.get(name)?.();
       this.taskUnsubscribe.delete(name);
       this.emit(name, { type: 'changed' });
@@ -516,6 +522,64 @@ export class ReplicationManager {
   async failures(name: string): Promise<ReplicationFailures> {
     if (!this.defs.has(name)) throw notFound(name);
     return this.failureLog(name).list();
+  }
+
+  // ---------------------------------------------------------------- verify (issue 11)
+
+  /** What a verification of replication `name` needs (verify-service.ts); 404 for an unknown one. */
+  verifySubject(name: string): VerifySubject {
+    const def = this.defs.get(name);
+    if (!def) throw notFound(name);
+    return {
+      settings: this.runSettings(def.settings),
+      target: this.makeTarget(name, def.settings),
+      peer: this.newPeer(def.settings),
+      deliveredLsn: async () =>
+        (await this.checkpoints(name).load())?.lsn ??
+        this.storage.changes.getSlot(ReplicationTask.slotName(name))?.lsn ??
+        0n,
+      createdLsn: () => loadCopyOrigin(this.config.dataPath, name),
+      needsVerifyReason: () => {
+        const st = this.tasks.get(name)?.status();
+        return st?.needs_verify ? String(st.needs_verify_reason ?? '') : null;
+      },
+      clearNeedsVerify: (reason) => this.clearNeedsVerify(name, reason),
+    };
+  }
+
+  private newPeer(s: ReplicationSettings): VerifyPeer {
+    const url = this.remoteUrl(s.dst_host);
+    if (url === null) return new LocalPeer(this.storage, s.dst_bucket);
+    return new RemotePeer({
+      url,
+      token: s.dst_token,
+      bucket: s.dst_bucket,
+      verifyTls: this.config.replication.verifySsl,
+      timeoutMs: this.config.replication.timeoutMs,
+      ...(this.ca ? { ca: this.ca } : {}),
+    });
+  }
+
+  /**
+   * A verification with repair proved the copy complete: `needs_verify` is cleared if its reason
+   * is still `reason` (a later overflow keeps it). The task restarts from its checkpoint with the
+   * flag cleared, as after a PUT.
+   */
+  private clearNeedsVerify(name: string, reason: string): Promise<boolean> {
+    return this.exclusive(async () => {
+      const def = this.defs.get(name);
+      const task = this.tasks.get(name);
+      if (!def || !task) return false;
+      const st = task.status();
+      if (!st.needs_verify || String(st.needs_verify_reason ?? '') !== reason) return false;
+      this.tasks.delete(name);
+      await task.close();
+      const cps = this.checkpoints(name);
+      const cp = await cps.load();
+      if (cp) await cps.save({ ...cp, needs_verify: false, needs_verify_reason: null });
+      await this.startTask(name, def, false);
+      return true;
+    });
   }
 
   /** Stops every task (final checkpoints written). */

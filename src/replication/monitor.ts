@@ -8,7 +8,6 @@
 import { stringifyJson } from '../protocol/json.js';
 import {
   FINAL_STATES,
-  type ActiveTask,
   type ActiveTasks,
   type FilterRef,
   type LastUpdate,
@@ -17,6 +16,7 @@ import {
   type ReplicationStatus,
 } from '../protocol/replication-status.js';
 import type { ReplicationInfo, ReplicationList, ReplicationSettingsJson } from '../protocol/replications.js';
+import type { VerificationTask } from '../protocol/verify.js';
 import { zeroCounters } from './checkpoint-store.js';
 import { RollingRate, type CounterSample } from './rolling-rate.js';
 
@@ -44,6 +44,11 @@ export interface ReplicationMonitorOptions {
   sampleMs?: number;
   /** The stored filter a replication runs with (wired by the filters service). */
   filterOf?: (name: string) => FilterRef | null;
+  /** Verifications (verify-service.ts): shown in each status and listed in `active_tasks`. */
+  verifications?: {
+    statusOf(name: string): Record<string, unknown> | null;
+    active(): VerificationTask[];
+  };
 }
 
 /** The engine's status object as the manager returns it today (fields may be missing). */
@@ -100,6 +105,7 @@ export class ReplicationMonitor {
   private readonly tracked = new Map<string, Tracked>();
   private readonly now: () => number;
   private readonly filterOf: (name: string) => FilterRef | null;
+  private readonly verifications: ReplicationMonitorOptions['verifications'];
   private readonly timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -108,6 +114,7 @@ export class ReplicationMonitor {
   ) {
     this.now = opts.now ?? Date.now;
     this.filterOf = opts.filterOf ?? (() => null);
+    this.verifications = opts.verifications;
     const every = opts.sampleMs ?? 1000;
     if (every > 0) {
       this.timer = setInterval(() => this.sample(), every);
@@ -191,6 +198,8 @@ export class ReplicationMonitor {
     };
     // fields the engine adds later (progress of a copy, per-entry cursors…) flow through after these
     const extra = Object.fromEntries(Object.entries(st).filter(([k]) => !(k in own) && k !== 'destination'));
+    const verification = this.verifications?.statusOf(name);
+    if (verification) extra.verification = verification;
     return { ...own, ...extra };
   }
 
@@ -199,7 +208,7 @@ export class ReplicationMonitor {
    * (`completed`); suspended ones are listed, since they still hold their cursor and need a user.
    */
   activeTasks(): ActiveTasks {
-    const tasks: ActiveTask[] = [];
+    const tasks: ActiveTasks['tasks'] = [];
     for (const r of this.listRaw()) {
       if (r.mode === 'disabled' || FINAL_STATES.has(r.status.state ?? '')) continue;
       let s: ReplicationStatus;
@@ -228,6 +237,7 @@ export class ReplicationMonitor {
         ...(s.progress !== undefined ? { progress: s.progress } : {}),
       });
     }
+    tasks.push(...(this.verifications?.active() ?? []));
     return { tasks };
   }
 

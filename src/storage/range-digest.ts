@@ -12,7 +12,7 @@
  * at: removals, label updates and late (out-of-order) writes bump the version (block.ts).
  */
 import { createHash, hash as hashOnce } from 'node:crypto';
-import type { Block } from './block.js';
+import type { Block, RecordDesc } from './block.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { Entry } from './entry.js';
 import type { Labels } from './types.js';
@@ -48,11 +48,26 @@ export interface RecordSummary {
   labels: Labels;
 }
 
-/** Selects the records that take part (a replication's `when`, evaluated on metadata). */
-export type RecordFilter = (ts: bigint, labels: Labels) => boolean;
+/** Selects the records that take part (what a replication ships of an entry). */
+export interface RecordFilter {
+  /** Only records written after this LSN (a replication ships what was written after its creation). */
+  afterLsn?: bigint;
+  /** A record written earlier still takes part when this accepts it (a `since` backfill). */
+  olderAccepted?: (ts: bigint) => boolean;
+  /** Only records this accepts (a `when`, evaluated on metadata). */
+  accept?: (ts: bigint, labels: Labels) => boolean;
+}
+
+/** Whether a finished record passes `f`. */
+export function passes(f: RecordFilter, ts: bigint, labels: Labels, lsn: bigint): boolean {
+  if (f.afterLsn !== undefined && lsn <= f.afterLsn && !f.olderAccepted?.(ts)) return false;
+  return !f.accept || f.accept(ts, labels);
+}
 
 interface Slab {
   version: number;
+  /** Smallest write LSN of its records (a filter by LSN passes whole slabs above it). */
+  minLsn: bigint;
   /** Rows of the finished records in ts order. */
   rows: Buffer;
   count: number;
@@ -86,7 +101,11 @@ export class RangeDigester {
     return out;
   }
 
-  private async digest(entry: Entry | undefined, q: DigestQuery, filter?: RecordFilter): Promise<RangeDigest> {
+  private async digest(
+    entry: Entry | undefined,
+    q: DigestQuery,
+    filter?: RecordFilter,
+  ): Promise<RangeDigest> {
     const h = createHash('sha256');
     const bounds: bigint[] = [];
     let count = 0;
@@ -100,12 +119,12 @@ export class RangeDigester {
       for await (const got of this.slabsOf(entry, q.start, q.stop)) {
         const block = got.block;
         let slab = got.slab;
-        let labelsOf: Labels[] | undefined;
-        if (filter) {
+        let descs: RecordDesc[] | undefined;
+        if (filter && !passesWhole(filter, slab)) {
           await this.cache.load(entry, block);
-          // the block may have changed while its descriptors loaded: rows and labels must agree
+          // the block may have changed while its descriptors loaded: rows and descriptors must agree
           if (slab.version !== block.version) slab = this.build(block);
-          labelsOf = finishedLabels(block);
+          descs = block.records!.filter((r) => r.state === 'finished');
         }
         const i0 = lowerBound(slab, q.start);
         const i1 = lowerBound(slab, q.stop);
@@ -118,7 +137,7 @@ export class RangeDigester {
           }
           count++;
         };
-        if (!labelsOf) {
+        if (!descs) {
           if (step > 0) {
             for (let i = i0; i < i1; i++) take(i);
           } else count += i1 - i0;
@@ -126,7 +145,8 @@ export class RangeDigester {
           continue;
         }
         for (let i = i0; i < i1; i++) {
-          if (!filter!(rowTs(slab.rows, i), labelsOf[i]!)) continue;
+          const r = descs[i]!;
+          if (!passes(filter!, r.ts, r.labels, r.lsn)) continue;
           take(i);
           h.update(slab.rows.subarray(i * DIGEST_ROW_BYTES, (i + 1) * DIGEST_ROW_BYTES));
         }
@@ -151,7 +171,7 @@ export class RangeDigester {
       for (let i = block.lowerBound(start); i < recs.length; i++) {
         const r = recs[i]!;
         if (r.ts >= stop || out.length >= limit) return out;
-        if (r.state !== 'finished' || (filter && !filter(r.ts, r.labels))) continue;
+        if (r.state !== 'finished' || (filter && !passes(filter, r.ts, r.labels, r.lsn))) continue;
         out.push({
           ts: r.ts,
           size: r.size,
@@ -165,7 +185,11 @@ export class RangeDigester {
   }
 
   /** The slab of every non-empty block meeting [start, stop), in order. */
-  private async *slabsOf(entry: Entry, start: bigint, stop: bigint): AsyncGenerator<{ block: Block; slab: Slab }> {
+  private async *slabsOf(
+    entry: Entry,
+    start: bigint,
+    stop: bigint,
+  ): AsyncGenerator<{ block: Block; slab: Slab }> {
     for (const block of blocksOf(entry, start, stop)) {
       if (block.count === 0) continue;
       yield { block, slab: await this.slab(entry, block) };
@@ -194,8 +218,10 @@ export class RangeDigester {
     const recs = block.records!;
     const rows = Buffer.allocUnsafeSlow(recs.length * DIGEST_ROW_BYTES);
     let n = 0;
+    let minLsn: bigint | undefined;
     for (const r of recs) {
       if (r.state !== 'finished') continue;
+      if (minLsn === undefined || r.lsn < minLsn) minLsn = r.lsn;
       const at = n * DIGEST_ROW_BYTES;
       rows.writeBigUInt64BE(r.ts, at);
       rows.writeBigUInt64BE(BigInt(r.size), at + 8);
@@ -203,7 +229,12 @@ export class RangeDigester {
       this.metaHash(r.contentType, r.labels).copy(rows, at + 32, 0, 16);
       n++;
     }
-    return { version: block.version, rows: n === recs.length ? rows : rows.subarray(0, n * DIGEST_ROW_BYTES), count: n };
+    return {
+      version: block.version,
+      minLsn: minLsn ?? 0n,
+      rows: n === recs.length ? rows : rows.subarray(0, n * DIGEST_ROW_BYTES),
+      count: n,
+    };
   }
 
   private keep(block: Block, slab: Slab): void {
@@ -282,9 +313,7 @@ function lowerBound(slab: Slab, ts: bigint): number {
   return lo;
 }
 
-/** Labels of the finished records of a loaded block, by row index. */
-function finishedLabels(block: Block): Labels[] {
-  const out: Labels[] = [];
-  for (const r of block.records!) if (r.state === 'finished') out.push(r.labels);
-  return out;
+/** Every record of the slab passes `f` (no per-record condition, all written after its LSN). */
+function passesWhole(f: RecordFilter, slab: Slab): boolean {
+  return !f.accept && (f.afterLsn === undefined || slab.minLsn > f.afterLsn);
 }

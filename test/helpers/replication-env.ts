@@ -24,6 +24,8 @@ export interface ReplEnvOptions {
   /** Extra environment of the source (e.g. `RS_REPLICATION_TIMEOUT`). */
   env?: Record<string, string>;
   wrapTarget?: ReplicationManagerOptions['wrapTarget'];
+  /** Extra environment of the destination server (`remote` only). */
+  dstEnv?: Record<string, string>;
 }
 
 /** A source with its replication manager and the destination storage. */
@@ -56,7 +58,7 @@ export async function openReplEnv(kind: TargetKind, opts: ReplEnvOptions = {}): 
     ...opts.env,
   });
   const server: TestServer | undefined =
-    kind === 'remote' ? await startTestServer('dst', DST_TOKEN) : undefined;
+    kind === 'remote' ? await startTestServer('dst', DST_TOKEN, opts.dstEnv) : undefined;
   const open = async (): Promise<{ storage: Storage; manager: ReplicationManager }> => {
     const storage = await openStorage({ dataPath: dir, durability: 'none' });
     const manager = await ReplicationManager.open({

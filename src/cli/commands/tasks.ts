@@ -14,16 +14,20 @@ export function tasksCommand(): Command {
         if (outputOf(cmd).json) return printJson(tasks);
         printTable(
           ['type', 'name', 'state', 'source', 'destination', 'pending', 'lag ms', 'records/s'],
-          tasks.map((t) => [
-            t.type,
-            t.name,
-            t.state,
-            t.source.bucket,
-            `${t.destination.host || '(this server)'} ${t.destination.bucket}`,
-            `${t.pending_records} (${formatBytes(t.pending_bytes)})`,
-            t.lag_ms,
-            t.throughput.last_10s.records_per_sec,
-          ]),
+          tasks.map((t) =>
+            t.type === 'verification'
+              ? [t.type, t.name, t.phase, '', '', `${t.progress.percent}%`, '', '']
+              : [
+                  t.type,
+                  t.name,
+                  t.state,
+                  t.source.bucket,
+                  `${t.destination.host || '(this server)'} ${t.destination.bucket}`,
+                  `${t.pending_records} (${formatBytes(t.pending_bytes)})`,
+                  t.lag_ms,
+                  t.throughput.last_10s.records_per_sec,
+                ],
+          ),
           '(nothing runs)',
         );
       }),
