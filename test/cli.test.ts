@@ -60,6 +60,8 @@ describe('ferry: help, version, usage', () => {
       ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow'].map((c) => ['replication', c]),
       ['filter'],
       ...['ls', 'show', 'create', 'rm'].map((c) => ['filter', c]),
+      ['group'],
+      ...['ls', 'show', 'create', 'rm'].map((c) => ['group', c]),
       ['tasks'],
       ['cp'],
       ['context'],
@@ -468,5 +470,40 @@ describe('ferry cp', () => {
     assert.match(f.stdout, /cli-tty-r \[[█░]+\] \d+% \| \d+\/\d+ records/);
     assert.ok(f.stdout.includes('\u001b[?25h'), 'cursor shown again');
     await c.replications.delete('cli-tty-r');
+  });
+});
+
+describe('ferry group', () => {
+  test('create, ls, show, replace, a bucket in two groups (409 → exit 6), rm; unknown → exit 3', async () => {
+    const client = new FerryClient(a.url, { token: a.token });
+    for (const b of ['cli-g-cam', 'cli-g-pose', 'cli-g-imu']) await client.createBucket(b, {}, { existOk: true });
+    const created = await json<{ name: string; buckets: string[] }>([
+      'group',
+      'create',
+      'cli-robot',
+      '--buckets',
+      'cli-g-cam, cli-g-pose',
+    ]);
+    assert.deepEqual(created.buckets, ['cli-g-cam', 'cli-g-pose']);
+    assert.deepEqual((await client.groups.get('cli-robot')).buckets, ['cli-g-cam', 'cli-g-pose']);
+    assert.match((await ferry(['group', 'ls'])).stdout, /cli-robot.*cli-g-cam, cli-g-pose/);
+    assert.match((await ferry(['group', 'show', 'cli-robot'])).stdout, /buckets\s+cli-g-cam, cli-g-pose/);
+    const twice = await ferry(['group', 'create', 'cli-other', '--buckets', 'cli-g-pose']);
+    assert.equal(twice.code, 6, twice.stderr);
+    assert.match(twice.stderr, /cli-robot/);
+    const replaced = await json<{ buckets: string[] }>([
+      'group',
+      'create',
+      'cli-robot',
+      '--replace',
+      '--buckets',
+      'cli-g-cam,cli-g-pose,cli-g-imu',
+    ]);
+    assert.deepEqual(replaced.buckets, ['cli-g-cam', 'cli-g-pose', 'cli-g-imu']);
+    assert.equal((await ferry(['group', 'rm', 'cli-robot', '--yes'])).code, 0);
+    const gone = await ferry(['group', 'show', 'cli-robot']);
+    assert.equal(gone.code, 3);
+    assert.match(gone.stderr, /See what exists with 'ferry group ls'/);
+    assert.ok((await client.listBuckets()).some((b) => b.name === 'cli-g-cam'), 'members stay');
   });
 });

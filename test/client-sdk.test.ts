@@ -338,6 +338,24 @@ describe('replications', () => {
     await job.stop();
   });
 
+  test('groups: create, get, list, replace, a bucket in two groups is a 409 with the message, delete', async () => {
+    for (const b of ['sdk-g1', 'sdk-g2', 'sdk-g3']) await ca.createBucket(b, {}, { existOk: true });
+    await ca.groups.create('sdk-grp', { buckets: ['sdk-g1', 'sdk-g2'] });
+    assert.deepEqual(await ca.groups.get('sdk-grp'), {
+      name: 'sdk-grp',
+      buckets: ['sdk-g1', 'sdk-g2'],
+      is_provisioned: false,
+    });
+    assert.ok((await ca.groups.list()).some((g) => g.name === 'sdk-grp'));
+    const e = await ferryError(() => ca.groups.create('sdk-grp2', { buckets: ['sdk-g2'] }));
+    assert.equal(e.status, 409);
+    assert.match(e.message, /sdk-grp/);
+    await ca.groups.replace('sdk-grp', { buckets: ['sdk-g1', 'sdk-g2', 'sdk-g3'] });
+    assert.deepEqual((await ca.groups.get('sdk-grp')).buckets, ['sdk-g1', 'sdk-g2', 'sdk-g3']);
+    await ca.groups.delete('sdk-grp');
+    assert.equal((await ferryError(() => ca.groups.get('sdk-grp'))).status, 404);
+  });
+
   test('filters: create, get, list with used_by, replace bumps the version, delete refused while used', async () => {
     await ca.createBucket('sdk-filt', {}, { existOk: true });
     await ca.filters.create('sdk-min', {

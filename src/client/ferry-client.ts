@@ -7,6 +7,7 @@ import type { ServerInfo } from '../protocol/server-info.js';
 import type { TokenCreated, TokenCreateRequest, TokenJson, TokenList } from '../protocol/tokens.js';
 import { Bucket } from './bucket.js';
 import { Filters } from './filters.js';
+import { Groups } from './groups.js';
 import { Replications } from './replications.js';
 import { encodePath, Transport, type CallOptions, type ClientOptions } from './transport.js';
 
@@ -24,6 +25,8 @@ export class FerryClient {
   readonly replications: Replications;
   /** Stored filters for replications. */
   readonly filters: Filters;
+  /** Consistency groups of buckets. */
+  readonly groups: Groups;
 
   /**
    * @param url base URL of the server, e.g. `http://127.0.0.1:8383` (a base path may follow)
@@ -35,6 +38,7 @@ export class FerryClient {
     this.http = new Transport(url, options);
     this.replications = new Replications(this.http);
     this.filters = new Filters(this.http);
+    this.groups = new Groups(this.http);
   }
 
   /** Base URL of the server (no trailing slash). */

@@ -7,6 +7,7 @@
 export { FerryClient, type CreateBucketOptions } from './ferry-client.js';
 export { Bucket, type QueryOptions, type WriteOptions } from './bucket.js';
 export { Filters } from './filters.js';
+export { Groups } from './groups.js';
 export { Replications, type FollowOptions, type ReplicationEvent } from './replications.js';
 export { replicate, type Destination, type ReplicateOptions, type ReplicationHandle } from './replicate.js';
 export type { ClientOptions, CallOptions, RequestBody } from './transport.js';
@@ -21,6 +22,7 @@ export {
 export { FerryError, isFerryError } from '../protocol/errors.js';
 export type * from '../protocol/buckets.js';
 export type * from '../protocol/filters.js';
+export type * from '../protocol/groups.js';
 export type * from '../protocol/labels.js';
 export type * from '../protocol/queries.js';
 export type * from '../protocol/replications.js';
