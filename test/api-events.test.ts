@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
 import { parseJson } from '../src/protocol/json.js';
-import type { ReplicationStatus, StateEvent } from '../src/protocol/replication-status.js';
+import type { ActiveTasks, ReplicationStatus, StateEvent } from '../src/protocol/replication-status.js';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import { api, call } from './helpers/ferry-api.js';
 import { waitFor } from './helpers/wait.js';
@@ -126,4 +126,72 @@ test('refusals: interval_ms out of bounds 422, unknown replication 404, no token
   assert.equal(r.error, "Replication 'nope' does not exist");
   r = await call(ferry, 'GET', '/replications/r/events', undefined, { headers: { authorization: '' } });
   assert.equal(r.status, 401);
+});
+
+test('a one-shot run: its copy is an active task with progress; the events stream ends on completed', async () => {
+  await api(ferry, 'POST', '/b/runs');
+  for (let ts = 1; ts <= 30; ts++)
+    assert.equal((await call(ferry, 'POST', `/b/runs/e?ts=${ts}`, 'x')).status, 200);
+  // a copy that cannot ship (unreachable destination) stays in the list with its progress
+  await api(ferry, 'POST', '/replications/stuck', {
+    src_bucket: 'runs',
+    dst_bucket: 'stuck',
+    dst_host: 'http://user:pw@127.0.0.1:1',
+    continuous: false,
+    retry: { initial_ms: 20, max_ms: 40 },
+  });
+  const stuck = await waitFor(
+    async () => {
+      const t = ((await api(ferry, 'GET', '/active_tasks')) as ActiveTasks).tasks.find(
+        (x) => x.name === 'stuck',
+      );
+      return t?.progress?.records_total === 30 ? t : false;
+    },
+    { timeoutMs: 20_000, message: 'the copy counted in active_tasks' },
+  );
+  assert.equal(stuck.type, 'replication');
+  assert.equal(stuck.continuous, false);
+  assert.ok(['initializing', 'retrying'].includes(stuck.state), stuck.state);
+  assert.equal(stuck.progress?.records_done, 0);
+  assert.deepEqual(stuck.destination, { host: 'http://127.0.0.1:1', bucket: 'stuck', prefix: '' });
+
+  // a one-shot to this server, followed from before it starts until it completes
+  await api(ferry, 'POST', '/replications/once', {
+    src_bucket: 'runs',
+    dst_bucket: 'once',
+    dst_host: '',
+    continuous: false,
+    mode: 'paused',
+    batch: { max_records: 5 },
+  });
+  const sub = subscribe('/replications/once/events?interval_ms=100');
+  try {
+    await waitFor(() => sub.got[0], { timeoutMs: 20_000, message: 'the first event' });
+    await api(ferry, 'PATCH', '/replications/once/mode', { mode: 'enabled' });
+    await waitFor(() => sub.es.readyState === EventSource.CLOSED, {
+      timeoutMs: 30_000,
+      message: `the stream to end after completed (${sub.got.map((e) => e.event).join(',')})`,
+    });
+    const states = sub.got.filter((e) => e.event === 'state').map((e) => (e.data as StateEvent).to);
+    assert.equal(states.at(-1), 'completed', states.join(' → '));
+    const last = sub.got.at(-1)!;
+    assert.equal(last.event, 'status');
+    const st = last.data as ReplicationStatus;
+    assert.equal(st.state, 'completed');
+    assert.equal(st.counters.records_written, 30);
+    assert.equal(st.progress?.percent, 100);
+    // progress only grows
+    const done = sub.got
+      .filter((e) => e.event === 'status')
+      .map((e) => (e.data as ReplicationStatus).progress?.records_done ?? 0);
+    assert.deepEqual(
+      done,
+      [...done].sort((a, b) => a - b),
+    );
+  } finally {
+    sub.es.close();
+  }
+  const names = ((await api(ferry, 'GET', '/active_tasks')) as ActiveTasks).tasks.map((t) => t.name);
+  assert.ok(!names.includes('once'), 'a completed run is not an active task');
+  assert.ok(names.includes('stuck'));
 });

@@ -197,7 +197,10 @@ export interface ReplicationStatus {
 
 /** One entry of `GET /api/v1/active_tasks` (CouchDB's `_active_tasks` is the model). */
 export interface ActiveTask {
-  /** `replication` today; initial copies and verifications will add their own types. */
+  /**
+   * `replication` today (an initial copy is part of its replication's run, shown by `progress`);
+   * verifications will add their own type.
+   */
   type: 'replication';
   name: string;
   state: ReplicationState;
