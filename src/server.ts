@@ -15,6 +15,8 @@ import { QueryManager } from './query/query-manager.js';
 import { SystemEvents } from './system/system-events.js';
 import { ReplicationManager } from './replication/manager.js';
 import { ReplicationMonitor } from './replication/monitor.js';
+import { SyncGates } from './replication/sync-gates.js';
+import { syncWrites } from './http/sync-writes.js';
 import { LinkKeys } from './http/links/link-keys.js';
 import { FiltersStore } from './replication/filters-store.js';
 import { FilterService } from './replication/filter-service.js';
@@ -132,9 +134,11 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       },
     });
 
+    // client writes pass the gates of sync replications (replication.md §7)
+    const syncGates = new SyncGates();
     const services: HttpServices = {
       config,
-      storage,
+      storage: syncWrites(storage, syncGates),
       tokens,
       queries,
       system,
@@ -161,7 +165,13 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     port = (h.server.address() as AddressInfo).port;
     // Replication needs the bound port (self-loop check); /ready stays 503 until it is up.
     const filterStore = await FiltersStore.open(config.dataPath, config.storage.durability !== 'none');
-    const replications = await ReplicationManager.open({ storage, config, port, filters: filterStore });
+    const replications = await ReplicationManager.open({
+      storage,
+      config,
+      port,
+      filters: filterStore,
+      syncGates,
+    });
     const filters = new FilterService(filterStore, replications);
     closers.push(() => replications.close());
     const verify = new VerifyService(

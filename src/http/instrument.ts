@@ -16,8 +16,8 @@ export function instrumentServices(services: HttpServices, counters: RecordCount
   return view;
 }
 
-/** Forwards every member to `target`, methods bound to it (classes with private fields). */
-function forward<T extends object>(target: T, overrides: Partial<T>): T {
+/** Forwards every member to `target`, methods bound to it (classes with private fields), except `overrides`. */
+export function forward<T extends object>(target: T, overrides: Partial<T>): T {
   return new Proxy(target, {
     get(t, prop) {
       if (Object.prototype.hasOwnProperty.call(overrides, prop)) return overrides[prop as keyof T];

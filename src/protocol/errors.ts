@@ -299,6 +299,29 @@ export const Errors = {
       `Replication '${n}' selects records with a stateful condition ($each_n, $each_t, $limit): which records it shipped depends on history, so the copy cannot be verified against its scope`,
     ),
   verifyNoResult: (n: string) => new FerryError(404, `Replication '${n}' has not been verified yet`),
+
+  // sync replication (replication.md §7)
+  /** A sync write whose destination did not acknowledge in time (`on_timeout: fail`). */
+  syncOutcomeUnknown: (replication: string, timeoutMs: number) =>
+    new FerryError(
+      503,
+      `The write is stored here, but sync replication '${replication}' did not get it to its destination within ${timeoutMs} ms: ` +
+        'its outcome at the destination is unknown; retrying the same write is safe (409 then means it is stored here and there)',
+    ),
+  /** A write refused before it is stored because a sync replication of its scope is blocked. */
+  syncBlocked: (replication: string, reason: string) =>
+    new FerryError(
+      503,
+      `Writes to this scope are refused: sync replication '${replication}' cannot reach its destination (${reason}); ` +
+        'nothing was stored; retry later',
+    ),
+  /** A sync write still waiting when its replication was removed or no longer sync. */
+  syncReplicationGone: (replication: string) =>
+    new FerryError(
+      503,
+      `The write is stored here, but sync replication '${replication}' was removed or restarted while it waited for the destination: ` +
+        'its outcome at the destination is unknown; retrying the same write is safe',
+    ),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

@@ -63,3 +63,9 @@ export const MAX_DIGEST_QUERIES = 1024;
 export const MAX_DIGEST_SPLIT = 64;
 /** Records one range-digest request may list (over all its list queries). */
 export const MAX_DIGEST_LIST_RECORDS = 10_000;
+
+/** Longest `sync.timeout_ms` of a sync replication: a client never waits longer than this (10 min). */
+export const MAX_SYNC_TIMEOUT_MS = 600_000;
+
+/** Longest `sync.recover_after_ms` (1 h). */
+export const MAX_SYNC_RECOVER_MS = 3_600_000;

@@ -150,8 +150,11 @@ export interface ReplicationStatus {
   is_provisioned: boolean;
   /** One-shot runs are `false`. */
   continuous: boolean;
-  /** How writes are acknowledged now (`sync` replications are not supported yet). */
-  effective_type: 'async' | 'sync';
+  /**
+   * How writes are acknowledged now (replication.md §7): a sync replication may run `async`
+   * (degraded) or be `blocked`; async ones are always `async`.
+   */
+  effective_type: EffectiveType;
   state: ReplicationState;
   state_reason: string | null;
   /** When the current state began. */
@@ -193,6 +196,12 @@ export interface ReplicationStatus {
   entry_cursors?: EntryCursor[];
   /** The copy's plan: bounds and times (absent when the replication has none). */
   copy?: CopyStatus;
+  /** Configured type (replication.md §7); `async` unless the replication is sync. */
+  replication_type?: 'async' | 'sync';
+  /** Why a sync replication is not `sync` now. */
+  effective_type_reason?: string | null;
+  /** Sync replications only. */
+  sync?: SyncStatus['sync'];
 }
 
 /** One entry of `GET /api/v1/active_tasks` (CouchDB's `_active_tasks` is the model). */
@@ -219,6 +228,8 @@ export interface ActiveTask {
   consecutive_failures: number;
   /** Progress of a copy while one runs. */
   progress?: CopyProgress | null;
+  replication_type?: 'async' | 'sync';
+  effective_type?: EffectiveType;
 }
 
 /** `GET /api/v1/active_tasks`: what runs now, sorted by type then name. */
@@ -233,4 +244,38 @@ export interface StateEvent {
   to: ReplicationState;
   reason: string | null;
   at: string;
+}
+
+/** What a sync replication does now (replication.md §7). */
+export type EffectiveType = 'sync' | 'async' | 'blocked';
+
+/** One change of a sync replication's effective type. */
+export interface SyncTransition {
+  from: EffectiveType;
+  to: EffectiveType;
+  reason: string | null;
+  at: string;
+}
+
+/** The sync fields of a sync replication's status. */
+export interface SyncStatus {
+  replication_type: 'sync';
+  effective_type: EffectiveType;
+  /** Why it is not `sync` (null when it is). */
+  effective_type_reason: string | null;
+  sync: {
+    timeout_ms: number;
+    on_timeout: 'fail' | 'degrade';
+    recover_after_ms: number;
+    /** When the effective type last changed (or the gate was created). */
+    effective_since: string;
+    /** Writes waiting for their acknowledgement now. */
+    waiting_writes: number;
+    /** Writes whose acknowledgement did not come within `timeout_ms` (answered 503 or degraded). */
+    timed_out_writes: number;
+    /** Every change up to this LSN is at the destination. */
+    delivered_lsn: bigint;
+    transitions: { to_sync: number; to_async: number; to_blocked: number };
+    last_transition: SyncTransition | null;
+  };
 }

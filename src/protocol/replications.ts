@@ -9,6 +9,19 @@ export type ReplicationMode = 'enabled' | 'paused' | 'disabled';
 export type Compression = 'none' | 'gzip' | 'zstd';
 export type OnWriteFailure = 'stop' | 'skip';
 export type OnOverflow = 'block' | 'drop_oldest' | 'suspend';
+export type ReplicationType = 'async' | 'sync';
+export type OnSyncTimeout = 'fail' | 'degrade';
+
+/**
+ * What a sync replication does when its destination does not acknowledge a write in time
+ * (replication.md §7); `recover_after_ms` is how long the destination must stay healthy before a
+ * degraded replication returns to sync.
+ */
+export interface SyncSettings {
+  timeout_ms: number;
+  on_timeout: OnSyncTimeout;
+  recover_after_ms: number;
+}
 
 /** Batching and pipelining of shipments. */
 export interface BatchSettings {
@@ -67,6 +80,10 @@ export interface ReplicationSettings {
   since?: U64;
   /** Exclusive upper bound (µs) of what the initial copy or a one-shot copies. */
   until?: U64;
+  /** `sync`: writes in scope are answered once the destination holds them (replication.md §7). */
+  replication_type?: ReplicationType;
+  /** Only with `replication_type: "sync"`. */
+  sync?: Partial<SyncSettings>;
 }
 
 /**

@@ -37,6 +37,7 @@ import {
   type ReplicationSettings,
 } from './settings.js';
 import type { Target } from './target.js';
+import { SyncGates } from './sync-gates.js';
 import { ReplicationTask, type TaskEvent } from './task.js';
 import { LocalPeer, type VerifyPeer } from './verify-peer.js';
 import { RemotePeer } from './verify-remote.js';
@@ -56,6 +57,8 @@ export interface ReplicationManagerOptions {
   wrapTarget?: (target: Target, replication: string) => Target;
   /** Stored filters, for replications that name one (`filter` + `query_params`). */
   filters?: Pick<FiltersStore, 'resolve'>;
+  /** Sync gates the client writes pass (sync-gates.ts); the manager makes its own when absent. */
+  syncGates?: SyncGates;
 }
 
 const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' does not exist`);
@@ -75,6 +78,8 @@ export class ReplicationManager {
   private readonly listeners = new Map<string, Set<(e: TaskEvent) => void>>();
   private readonly taskUnsubscribe = new Map<string, () => void>();
   private closed = false;
+  /** Gates of the sync replications (replication.md §7). */
+  syncGates = new SyncGates();
 
   private constructor(
     private readonly storage: Storage,
@@ -101,6 +106,7 @@ export class ReplicationManager {
   /** Loads persisted definitions, applies provisioned ones and starts every task. */
   static async open(opts: ReplicationManagerOptions): Promise<ReplicationManager> {
     const m = new ReplicationManager(opts.storage, opts.config, opts.port, opts.wrapTarget, opts.filters);
+    if (opts.syncGates) m.syncGates = opts.syncGates;
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
     const changed = m.applyProvisioned();
     await m.dropOrphanSlots();
@@ -119,6 +125,7 @@ export class ReplicationManager {
       }
     }
     if (changed) await m.store.save(m.defs);
+    m.syncGates.markReady(); // writes held at start-up now know their sync scopes
     return m;
   }
 
@@ -276,10 +283,11 @@ export class ReplicationManager {
     resetFilter: boolean,
     restartCopy = false,
   ): Promise<ReplicationTask> {
+    const settings = this.runSettings(def.settings);
     const task = new ReplicationTask({
       name,
       storage: this.storage,
-      settings: this.runSettings(def.settings),
+      settings,
       mode: def.mode,
       checkpoints: this.checkpoints(name),
       failures: this.failureLog(name),
@@ -287,6 +295,7 @@ export class ReplicationManager {
       resetFilter,
       restartCopy,
       timeoutMs: this.config.replication.timeoutMs,
+      syncGate: this.syncGates.bind(name, settings), // sync replication (sync-gates.ts)
     });
     // subscribed before it starts, so that its first transitions reach the listeners too
     const off = task.subscribe((e) => this.emit(name, e));
@@ -512,6 +521,7 @@ export class ReplicationManager {
       await this.checkpoints(name).remove();
       await this.failureLog(name).remove();
       await removeCopyOrigin(this.config.dataPath, name);
+      this.syncGates.remove(name); // its waiting writers: 503, outcome unknown
       this.taskUnsubscribe.get(name)?.();
       this.taskUnsubscribe.delete(name);
       this.emit(name, { type: 'changed' });

@@ -157,7 +157,7 @@ export class ReplicationMonitor {
       is_active: full.info.is_active,
       is_provisioned: full.info.is_provisioned,
       continuous: settings.continuous ?? true,
-      effective_type: 'async',
+      effective_type: e.effective_type ?? 'async',
       state: st.state ?? 'suspended',
       state_reason: st.state_reason ?? null,
       since: st.since ?? iso(at),
@@ -235,6 +235,9 @@ export class ReplicationMonitor {
         retries: s.retries,
         consecutive_failures: s.consecutive_failures,
         ...(s.progress !== undefined ? { progress: s.progress } : {}),
+        ...(s.replication_type
+          ? { replication_type: s.replication_type, effective_type: s.effective_type }
+          : {}),
       });
     }
     tasks.push(...(this.verifications?.active() ?? []));

@@ -9,6 +9,7 @@ import { jsonNumber, describeJsonValue, U64_MAX } from '../protocol/json.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { BUCKET_SETTINGS_FIELDS, parseBucketSettings } from '../protocol/bucket-settings.js';
 import type { BucketSettingsPatch } from '../storage/types.js';
+import { parseSyncFields } from './sync-settings.js';
 import type {
   BatchSettings,
   Compression,
@@ -71,7 +72,7 @@ const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
 const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
-const NOT_YET = ['link', 'src_group', 'base', 'sync', 'rate_limit'];
+const NOT_YET = ['link', 'src_group', 'base', 'rate_limit'];
 
 /** Legacy (≤ 1.20) filter fields, migrated into `when`. */
 export interface LegacyFilter {
@@ -189,16 +190,6 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
       throw Errors.unprocessable(`Replication setting '${key}' is not supported yet`);
     }
   }
-  if (
-    body.replication_type !== undefined &&
-    body.replication_type !== null &&
-    body.replication_type !== 'async'
-  ) {
-    if (body.replication_type === 'sync') {
-      throw Errors.unprocessable(`Replication setting 'replication_type' is not supported yet`);
-    }
-    throw invalid('replication_type', "must be 'async' or 'sync'");
-  }
 
   const dstToken = body.dst_token;
   if (dstToken !== undefined && dstToken !== null && typeof dstToken !== 'string') {
@@ -307,6 +298,7 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     settings.on_write_failure = body.on_write_failure;
   }
   Object.assign(settings, parseRunFields(body));
+  Object.assign(settings, parseSyncFields(body)); // replication_type, sync (sync-settings.ts)
   const log = objectField(body, 'log', ['max_bytes', 'on_overflow']);
   if (log) {
     const l: Partial<LogSettings> = {};
@@ -435,6 +427,8 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     'continuous',
     'since',
     'until',
+    'replication_type',
+    'sync',
   ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }

@@ -22,6 +22,7 @@ import { ScanSource, type ScanBatch } from './scan-source.js';
 import { copyProgress, type CopyRunStart } from './copy-progress.js';
 import { compileEntryPatterns } from '../query/entry-pattern.js';
 import type { CopyProgress, CopyStatus, EntryCursor } from '../protocol/replication-status.js';
+import type { SyncGate, SyncHealth } from './sync-gate.js';
 import {
   destinationEntry,
   effectiveSettings,
@@ -75,6 +76,8 @@ export interface TaskOptions {
    * time for its bytes) is abandoned and retried, whatever the target does meanwhile.
    */
   timeoutMs: number;
+  /** Sync replication: the gate whose writers wait for this task's deliveries (sync-gate.ts). */
+  syncGate?: SyncGate;
 }
 
 interface Item {
@@ -229,6 +232,8 @@ export class ReplicationTask {
   private completed = false;
   /** Alternates log and copy windows so that neither starves the other. */
   private preferCopy = true;
+  private readonly syncGate: SyncGate | undefined;
+  private detachSync: (() => void) | null = null;
   private started = false;
   private readonly listeners = new Set<(e: TaskEvent) => void>();
   /** Figures last announced with a `changed` event. */
@@ -247,6 +252,7 @@ export class ReplicationTask {
     this.restartCopy = opts.restartCopy ?? false;
     this.timeoutMs = opts.timeoutMs;
     this.continuous = opts.settings.continuous ?? true;
+    this.syncGate = opts.syncGate;
   }
 
   /**
@@ -366,6 +372,15 @@ export class ReplicationTask {
     this.countedLsn = this.cursor;
     this.started = true;
     this.refreshState();
+    // sync (sync-gate.ts): deliveries release writers; a waiting writer is shipped at once
+    this.detachSync =
+      this.syncGate?.attach({
+        health: () => this.syncHealth(),
+        wake: () => this.wake(),
+        changed: () => this.emit({ type: 'changed' }),
+        lastLsn: () => this.storage.changes.lastLsn(),
+        destinationInstance: () => this.target.instanceId,
+      }) ?? null;
     this.unsubscribe.push(
       log.onCommit(() => {
         this.scheduleCount();
@@ -428,6 +443,7 @@ export class ReplicationTask {
   /** Stops the loop, aborts requests, writes the final checkpoint. Pending work stays in the log. */
   async close(): Promise<void> {
     this.closing = true;
+    this.detachSync?.();
     if (this.persistTimer) clearTimeout(this.persistTimer);
     for (const u of this.unsubscribe.splice(0)) u();
     this.wake();
@@ -697,7 +713,8 @@ export class ReplicationTask {
         // ship at once while the pipeline has room; gather while it is busy (adaptive batching)
         if (
           this.inflight.length < Math.ceil(limits.max_in_flight / 2) ||
-          Date.now() - w.openedAt >= limits.max_delay_ms
+          Date.now() - w.openedAt >= limits.max_delay_ms ||
+          this.syncGate?.waiting() // sync: nobody waits for a batch to fill
         )
           return this.seal(w);
         return 'wait';
@@ -1167,6 +1184,7 @@ export class ReplicationTask {
       progressed = true;
     }
     if (progressed) {
+      this.syncGate?.delivered(this.cursor); // sync: writers up to the cursor are answered
       // Delivered records need no FIFO protection any more, even before the cursor is persisted.
       this.storage.changes.releaseShipped(this.slotName, this.cursor);
       this.dirtyCheckpoint = true;
@@ -1359,6 +1377,13 @@ export class ReplicationTask {
     return { state: busy ? 'replicating' : 'idle', reason: null };
   }
 
+  /** What a sync gate needs to know: delivering normally, or why not. */
+  private syncHealth(): SyncHealth {
+    const { state, reason } = this.derivedState();
+    const ok = state === 'replicating' || state === 'idle' || (state === 'initializing' && this.started);
+    return { ok, reason, disabled: this.mode === 'disabled' };
+  }
+
   /** Records a transition (its time) when the derived state differs from the last one seen. */
   private refreshState(): { state: TaskState; reason: string | null } {
     const now = this.derivedState();
@@ -1430,6 +1455,7 @@ export class ReplicationTask {
         over_bound: this.settings.log.max_bytes > 0 && p.bytes > this.settings.log.max_bytes,
       },
       ...this.copyStatus(now),
+      ...(this.syncGate?.status() ?? { replication_type: 'async', effective_type: 'async' }),
     };
   }
 
@@ -1452,5 +1478,4 @@ export class ReplicationTask {
       copy: { since: st.since, until: st.until, started_at: st.started_at, completed_at: st.completed_at },
     };
   }
-
 }
