@@ -6,14 +6,13 @@
  * syscalls instead of one per record. Large chunks are written directly.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { constants, createReadStream } from 'node:fs';
-import { Readable } from 'node:stream';
+import { constants } from 'node:fs';
 import { DATA_FILE_MODE } from './atomic-file.js';
+import { CompressedBlocks } from './compressed-block.js';
 
 const DIRECT_WRITE_BYTES = 64 * 1024;
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
 const MAX_OPEN = 256;
-const SMALL_READ_BYTES = 512 * 1024;
 const READ_WINDOW_BYTES = 256 * 1024;
 const MAX_WINDOWS = 64;
 
@@ -44,6 +43,8 @@ interface OpenFile {
 const BACKGROUND_FLUSH_BYTES = 512 * 1024;
 
 export class BlockFiles {
+  /** Reads of compressed data files (`<id>.blk.zst`). */
+  readonly compressed = new CompressedBlocks();
   private files = new Map<string, OpenFile>();
   private opening = new Map<string, Promise<OpenFile>>();
   private tick = 0;
@@ -290,24 +291,15 @@ export class BlockFiles {
     }
   }
 
-  /** Streams `len` bytes at `pos`; small payloads are read at once through the handle cache. */
-  stream(path: string, pos: number, len: number): Readable {
-    if (len === 0) return Readable.from([]);
-    if (len <= SMALL_READ_BYTES) {
-      return Readable.from(
-        (async function* (files: BlockFiles) {
-          yield await files.readAt(path, pos, len);
-        })(this),
-      );
-    }
-    return createReadStream(path, { start: pos, end: pos + len - 1, highWaterMark: 1 << 20 });
-  }
-
-  /** Closes and forgets a file (before it is deleted or renamed). */
-  async forget(pathPrefix: string): Promise<void> {
+  /**
+   * Closes and forgets a file (before it is deleted or renamed); `compressedToo: false` keeps the
+   * readers of its compressed form (a compression replaced the plain file).
+   */
+  async forget(pathPrefix: string, compressedToo = true): Promise<void> {
     const dirPrefix = pathPrefix.endsWith('/') ? pathPrefix : pathPrefix + '/';
     const under = (p: string): boolean => p === pathPrefix || p.startsWith(dirPrefix);
     for (const p of [...this.windows.keys()]) if (under(p)) this.windows.delete(p);
+    const compressed = compressedToo ? this.compressed.forget(pathPrefix) : undefined;
     // All before the first await: a read still under way on any of them must not keep its window.
     for (const [p, f] of this.files) if (under(p)) f.changes++;
     for (const [p, f] of this.files) {
@@ -317,12 +309,14 @@ export class BlockFiles {
         await f.fh.close().catch(() => {});
       }
     }
+    await compressed;
   }
 
   async closeAll(sync: boolean): Promise<void> {
     await this.syncFiles([...this.files.keys()], sync);
     for (const f of this.files.values()) await f.fh.close().catch(() => {});
     this.files.clear();
+    await this.compressed.closeAll();
   }
 }
 

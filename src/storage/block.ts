@@ -45,6 +45,14 @@ export class Block {
   version = 0;
   /** Time of the last use (ms), for unloading idle descriptors. */
   lastUse = 0;
+  /** The data file is `<id>.blk.zst` (compressed-block.ts), not `<id>.blk`. */
+  compressed = false;
+  /** A compression or restore of the data file under way (writers wait for it). */
+  transition: Promise<void> | undefined;
+  /** Removal of the plain data file a compression replaced, once no read still needs it. */
+  retiring: Promise<void> | undefined;
+  /** Reads that chose a data file and hold no descriptor of it yet (block-record.ts). */
+  readers = 0;
   /** Cached data file path and the entry directory it was built from (see `Entry.dataPath`). */
   path = '';
   pathDir = '';

@@ -1,4 +1,5 @@
 /** What a bucket uses from the layers below it (kept narrow: buckets never reach the engine). */
+import type { BlockCompression } from './block-compression.js';
 import type { BlockFiles } from './block-files.js';
 import type { Checkpointer } from './checkpointer.js';
 import type { DescriptorCache } from './descriptor-cache.js';
@@ -17,4 +18,6 @@ export interface BucketServices {
   readonly checkpoints: Checkpointer;
   /** Range digests for verification (cached rows per block). */
   readonly ranges: RangeDigester;
+  /** Compressed sealed blocks (lifecycle `compress`) and the way back before a write. */
+  readonly compression: BlockCompression;
 }

@@ -20,6 +20,8 @@ import { U64_MAX } from '../protocol/json.js';
 import { checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
 import type {
   BatchItem,
+  BlockCompressOutcome,
+  BlockSummary,
   Bucket,
   BucketInfo,
   BucketSettings,
@@ -236,7 +238,7 @@ export class BucketImpl implements Bucket {
   }
 
   private stored(entry: Entry, block: Block, desc: RecordDesc): StoredRecord {
-    return new BlockRecord(this.services.files, entry.dataPath(block), desc);
+    return new BlockRecord(this.services.files, entry.dataPath(block), desc, block);
   }
 
   async *scan(entryName: string, start: bigint, stop: bigint): AsyncIterable<StoredRecord> {
@@ -294,6 +296,39 @@ export class BucketImpl implements Bucket {
   private liveEntry(name: string): Entry | undefined {
     const e = this.data.entries.get(name);
     return e && e.status !== 'DELETING' ? e : undefined;
+  }
+
+  // ---------------------------------------------------------------- compression
+
+  blocks(entryName: string, from: bigint, to: bigint): BlockSummary[] {
+    const entry = this.data.entries.get(entryName);
+    if (!entry) return [];
+    const last = entry.blocks[entry.blocks.length - 1];
+    const out: BlockSummary[] = [];
+    for (let i = entry.firstBlockIndex(from); i < entry.blocks.length; i++) {
+      const b = entry.blocks[i]!;
+      if (b.id >= to) break;
+      if (b.id < from) continue;
+      out.push({
+        id: b.id,
+        records: b.count,
+        rawBytes: b.payloadBytes,
+        maxTs: b.maxTs,
+        compressed: b.compressed,
+        sealed: b !== last,
+      });
+    }
+    return out;
+  }
+
+  compressBlock(entryName: string, blockId: bigint, before: bigint): Promise<BlockCompressOutcome | undefined> {
+    // Shared: a rename of the entry waits for it (the files it writes are in the entry's directory).
+    return this.shared(async () => {
+      const entry = this.data.entries.get(entryName);
+      const block = entry?.blockById(blockId);
+      if (!entry || !block || entry.status !== 'READY' || block.maxTs >= before) return undefined;
+      return this.services.compression.compress(entry, block);
+    });
   }
 
   // ---------------------------------------------------------------- updates and removals

@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DATA_DIR_MODE, writeFileAtomic } from './atomic-file.js';
+import { BlockCompression } from './block-compression.js';
 import { BlockFiles } from './block-files.js';
 import { BucketCatalogue } from './bucket-catalogue.js';
 import type { BucketServices } from './bucket-services.js';
@@ -109,7 +110,8 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     faults: opts.faults,
   });
   const ranges = new RangeDigester(cache);
-  const services = { files, digests: new DigestPool(), cache, commits, slots, checkpoints, ranges };
+  const compression = new BlockCompression(files, sync);
+  const services = { files, digests: new DigestPool(), cache, commits, slots, checkpoints, ranges, compression };
   const catalogue = new BucketCatalogue(
     bucketsDir,
     { ...BUILTIN_DEFAULTS, ...(opts.defaults ?? {}) },
@@ -118,6 +120,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   );
   await catalogue.load();
   await new Recovery(catalogue, cache, files).run(ops);
+  await compression.reconcile(catalogue.entries());
   await slots.rebuildAll(wal);
   if (ops.length > 0) await checkpoints.checkpoint();
   checkpoints.start(opts.checkpointIntervalMs ?? 30_000);
@@ -217,7 +220,7 @@ class Engine implements Storage {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    const { commits, checkpoints, slots, files, digests } = this.services;
+    const { commits, checkpoints, slots, files, digests, compression } = this.services;
     await commits.close();
     checkpoints.stop();
     slots.stop();
@@ -234,6 +237,7 @@ class Engine implements Storage {
       await this.wal.rotateIfUsed().catch(() => {});
       await this.wal.truncateUpTo(slots.retainFrom(commits.lastLsn())).catch(() => {});
     }
+    await compression.close();
     await files.closeAll(this.sync);
     await this.wal.close();
     await digests.close();

@@ -42,7 +42,7 @@ export async function* payloadChunks<T>(
   let runEnd = 0;
   const readRun = async (): Promise<void> => {
     if (!run) return;
-    const b = await run.files.readRange(run.path, runStart, runEnd - runStart);
+    const b = await run.range(runStart, runEnd - runStart);
     run = undefined;
     parts.push(b);
     gathered += b.length;

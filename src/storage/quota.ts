@@ -8,6 +8,7 @@ import type { Block } from './block.js';
 import type { BlockFiles } from './block-files.js';
 import type { BucketData } from './bucket-data.js';
 import type { BucketServices } from './bucket-services.js';
+import { COMPRESSED_SUFFIX } from './compressed-block.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { Entry } from './entry.js';
 import { OpType } from './wal.js';
@@ -25,6 +26,7 @@ export async function deleteBlockFiles(
   await files.forget(data);
   cache.forget(block);
   await unlink(data).catch(() => {});
+  await unlink(data + COMPRESSED_SUFFIX).catch(() => {});
   await unlink(entry.metaPath(block)).catch(() => {});
 }
 

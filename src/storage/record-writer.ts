@@ -68,8 +68,9 @@ export class RecordWriter {
     // Choose and reserve without an await in between, so that concurrent writers see each
     // other's reservations (block-full rule, offsets).
     let block = this.chooseBlock(entry, ts, size);
-    while (!block.records) {
-      await services.cache.load(entry, block);
+    // A compressed block (lifecycle `compress`) is made plain again before anything is written.
+    while (!block.records || block.compressed || block.transition) {
+      await (block.records ? services.compression.makePlain(entry, block) : services.cache.load(entry, block));
       block = this.chooseBlock(entry, ts, size);
     }
     block.inflight++;
@@ -149,7 +150,7 @@ export class RecordWriter {
         if (size !== it.opts.size)
           throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
         const block = this.chooseBlock(e, it.ts, size);
-        if (!block.records) {
+        if (!block.records || block.compressed || block.transition) {
           slow.push(i);
           continue;
         }

@@ -158,6 +158,36 @@ export interface Bucket {
   removeEntry(entry: string): Promise<void>;
   /** Renames an entry and its children (404 / 409 as api.md §8.5). */
   renameEntry(entry: string, newName: string): Promise<void>;
+
+  /** Summaries of an entry's blocks with ids in [from, to), in id order (none loads descriptors). */
+  blocks(entry: string, from: bigint, to: bigint): BlockSummary[];
+  /**
+   * Compresses a sealed block whose records are all older than `before` (block-compression.ts):
+   * its records read back byte for byte the same and no size changes. Undefined when the block is
+   * not eligible (the newest of its entry, newer records, compressed already, writes in flight).
+   */
+  compressBlock(entry: string, blockId: bigint, before: bigint): Promise<BlockCompressOutcome | undefined>;
+}
+
+/** One block of an entry, as a lifecycle `compress` job sees it. */
+export interface BlockSummary {
+  id: bigint;
+  records: number;
+  /** Payload bytes (the plain data file). */
+  rawBytes: number;
+  maxTs: bigint;
+  compressed: boolean;
+  /** Not the newest block of its entry (which still takes appends). */
+  sealed: boolean;
+}
+
+/** What compressing one block did. */
+export interface BlockCompressOutcome {
+  /** Payload bytes of the block. */
+  raw: number;
+  /** Bytes of its compressed data file. */
+  stored: number;
+  records: number;
 }
 
 export interface CreateBucketOptions {
