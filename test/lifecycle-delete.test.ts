@@ -267,3 +267,32 @@ test('removing the last records of a block concurrently logs one block removal, 
   await b.write('e', 5_000n, { size: 1 }, Buffer.from('x'));
   assert.equal(countRecords('blocks', 'e'), 1);
 });
+
+test('on a REPLICA no job runs: provisioned and stored policies stay idle and say why', async () => {
+  await fill('data', ['cam-a'], 100, NOW_US - 48n * HOUR_US, 1_000_000n);
+  // A policy stored while the instance was a standalone one, and a provisioned one.
+  let m = await open();
+  await m.create('stored', policy({ interval: '30m' }));
+  await m.close();
+  manager = m = await LifecycleManager.open({
+    storage,
+    config: {
+      ...ConfigFree(dir, [{ name: 'prov', settings: policy({ interval: '30m', type: 'compress' }) }]),
+      instanceRole: 'REPLICA',
+    },
+    clock,
+    onRun: (_p, _l, r) => events.push(r),
+    warn: () => undefined,
+  });
+  assert.equal(clock.pending, 0, 'nothing is scheduled');
+  clock.advance(10 * 3_600_000);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(events.length, 0);
+  assert.equal(countRecords('data', 'cam-a'), 100);
+  for (const name of ['stored', 'prov']) {
+    const info = m.get(name).info as Record<string, unknown>;
+    assert.equal(info['is_running'], false);
+    assert.match(String(info['status_reason']), /REPLICA/);
+    await assert.rejects(m.runNow(name), (e: Error & { status?: number }) => e.status === 403);
+  }
+});

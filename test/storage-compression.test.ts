@@ -25,7 +25,11 @@ function payload(i: number, rnd: () => number): Buffer {
   const n = 1 + Math.floor(rnd() * 8);
   return Buffer.from(
     JSON.stringify(
-      Array.from({ length: n }, (_, k) => ({ ts: i * 10 + k, temp: (20 + rnd() * 5).toFixed(3), status: 'ok' })),
+      Array.from({ length: n }, (_, k) => ({
+        ts: i * 10 + k,
+        temp: (20 + rnd() * 5).toFixed(3),
+        status: 'ok',
+      })),
     ),
   );
 }
@@ -33,7 +37,11 @@ function payload(i: number, rnd: () => number): Buffer {
 async function load(b: Bucket, rnd: () => number, n = 100): Promise<void> {
   for (let i = 0; i < n; i++) {
     const p = payload(i, rnd);
-    const opts = { size: p.length, contentType: i % 3 ? 'application/json' : 'text/plain', labels: { i: String(i) } };
+    const opts = {
+      size: p.length,
+      contentType: i % 3 ? 'application/json' : 'text/plain',
+      labels: { i: String(i) },
+    };
     await b.write(ENTRY, BigInt(1_000_000 + i * 1000), opts, p);
   }
 }
@@ -71,7 +79,10 @@ async function compressAll(b: Bucket): Promise<number> {
 }
 
 const entryDir = (dir: string): string => join(dir, 'buckets', 'b', ENTRY);
-const files = (dir: string, re: RegExp): string[] => readdirSync(entryDir(dir)).filter((f) => re.test(f)).sort();
+const files = (dir: string, re: RegExp): string[] =>
+  readdirSync(entryDir(dir))
+    .filter((f) => re.test(f))
+    .sort();
 
 async function waitFor(cond: () => boolean, what: string): Promise<void> {
   for (let i = 0; i < 2000 && !cond(); i++) await sleep(5);
@@ -92,7 +103,11 @@ test('compressed blocks read back identical (buffer, stream, scan), sizes unchan
     assert.equal(blocks.length, 7);
     assert.equal(await compressAll(b), 6, 'every block but the newest is sealed');
     assert.equal(await b.compressBlock(ENTRY, blocks[0]!.id, U64_MAX), undefined, 'compressed once');
-    assert.equal(await b.compressBlock(ENTRY, blocks[6]!.id, U64_MAX), undefined, 'the newest block stays plain');
+    assert.equal(
+      await b.compressBlock(ENTRY, blocks[6]!.id, U64_MAX),
+      undefined,
+      'the newest block stays plain',
+    );
     await waitFor(() => files(dir, /^\d+\.blk$/).length === 1, 'plain files of compressed blocks removed');
     assert.equal(files(dir, /\.blk\.zst$/).length, 6);
     const zstBytes = files(dir, /\.blk\.zst$/).reduce((n, f) => n + statSync(join(entryDir(dir), f)).size, 0);
@@ -102,12 +117,23 @@ test('compressed blocks read back identical (buffer, stream, scan), sizes unchan
     assert.deepEqual(await snapshot(b), before);
     assert.deepEqual(b.info(), info, 'bucket size and counts unchanged');
     assert.deepEqual(b.entries(), entries, 'entry size, record and block counts unchanged');
-    assert.ok(b.blocks(ENTRY, 0n, U64_MAX).slice(0, 6).every((x) => x.compressed));
+    assert.ok(
+      b
+        .blocks(ENTRY, 0n, U64_MAX)
+        .slice(0, 6)
+        .every((x) => x.compressed),
+    );
 
     await s.close();
     s = await openStorage({ dataPath: dir });
     const b2 = s.bucket('b');
-    assert.ok(b2.blocks(ENTRY, 0n, U64_MAX).slice(0, 6).every((x) => x.compressed), 'known after a restart');
+    assert.ok(
+      b2
+        .blocks(ENTRY, 0n, U64_MAX)
+        .slice(0, 6)
+        .every((x) => x.compressed),
+      'known after a restart',
+    );
     assert.deepEqual(await snapshot(b2), before);
     assert.deepEqual(b2.info(), info);
   } finally {
@@ -119,13 +145,14 @@ test('a read of one small record decodes only the frames it lies in', async () =
   await withStorage(async (s) => {
     const b = await s.createBucket('b', { max_block_records: 1500n });
     const rec = (i: number): Buffer => Buffer.from(JSON.stringify({ i, t: 'x'.repeat(900 + (i % 50)) }));
-    for (let i = 0; i < 1500; i++) await b.write(ENTRY, BigInt(1_000_000 + i), { size: rec(i).length }, rec(i));
+    for (let i = 0; i < 1500; i++)
+      await b.write(ENTRY, BigInt(1_000_000 + i), { size: rec(i).length }, rec(i));
     await b.write(ENTRY, 10_000_000_000n, { size: 1 }, Buffer.from('x')); // a new block: the first one is sealed
     const [first] = b.blocks(ENTRY, 0n, U64_MAX);
     assert.ok(first!.rawBytes > 1_000_000);
     assert.ok(await b.compressBlock(ENTRY, first!.id, U64_MAX));
-    const files = (s as unknown as { services: { files: { compressed: { decodedFrames: number } } } }).services
-      .files.compressed;
+    const files = (s as unknown as { services: { files: { compressed: { decodedFrames: number } } } })
+      .services.files.compressed;
     const before = files.decodedFrames;
     const r = await b.read(ENTRY, 1_000_000n + 1234n);
     assert.deepEqual(await r.buffer(), rec(1234));
@@ -157,8 +184,12 @@ test('a belated write into a compressed block makes it plain, then compresses ag
     assert.ok(await b.compressBlock(ENTRY, blk.id, U64_MAX));
     assert.deepEqual(await snapshot(b), snap);
     // Removing a compressed block's records removes its files.
-    for (const r of snap.filter((x) => x.ts < b.blocks(ENTRY, 0n, U64_MAX)[1]!.id)) await b.removeRecord(ENTRY, r.ts);
-    await waitFor(() => !existsSync(join(entryDir(dir), `${blk.id}.blk.zst`)), 'compressed file removed with its block');
+    for (const r of snap.filter((x) => x.ts < b.blocks(ENTRY, 0n, U64_MAX)[1]!.id))
+      await b.removeRecord(ENTRY, r.ts);
+    await waitFor(
+      () => !existsSync(join(entryDir(dir), `${blk.id}.blk.zst`)),
+      'compressed file removed with its block',
+    );
     assert.ok(!existsSync(join(entryDir(dir), `${blk.id}.blk`)));
   });
 });
@@ -176,7 +207,9 @@ test('every state a crash can leave opens to whole data', async () => {
     // Keep copies of the plain files of blocks 0..2, then compress them.
     for (const id of ids.slice(0, 3)) copyFileSync(join(ed, `${id}.blk`), join(ed, `${id}.blk.copy`));
     await compressAll(b);
-    await (s as unknown as { services: { compression: { settle(): Promise<void> } } }).services.compression.settle();
+    await (
+      s as unknown as { services: { compression: { settle(): Promise<void> } } }
+    ).services.compression.settle();
     await s.close();
     const [a, c, d] = ids;
     // a: crash after the rename, before the plain file was removed (both whole).

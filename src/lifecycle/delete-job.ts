@@ -22,13 +22,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isFerryError } from '../protocol/errors.js';
-import { isMetaEntry } from '../protocol/names.js';
 import { compileCondition, type CompiledCondition } from '../query/condition/index.js';
-import { compileEntryPatterns } from '../query/entry-pattern.js';
 import type { Bucket, Storage } from '../storage/types.js';
+import { closeWindow, openWindow, policyEntries, type JobRun } from './job-window.js';
 import { ReplicationProtection } from './protection.js';
-import type { PolicyDurations, LifecycleSettings } from './settings.js';
-import type { JobWindow, PolicyState } from './store.js';
 
 /**
  * Records removed per batch by default. Small batches keep the group commits a concurrent writer
@@ -44,22 +41,11 @@ export const DEFAULT_BATCH_SIZE = 200;
  */
 export const DEFAULT_PACE = 0.5;
 /** Progress within a window is persisted at most this often (a lost update only costs a re-scan). */
-const PROGRESS_EVERY_MS = 250;
+export const PROGRESS_EVERY_MS = 250;
 
 /** Inputs of one run. */
-export interface DeleteJobOptions {
+export interface DeleteJobOptions extends JobRun {
   storage: Storage;
-  settings: LifecycleSettings;
-  durations: PolicyDurations;
-  /** The policy's state; the job updates `cursor` and `window` in place. */
-  state: PolicyState;
-  /** Persists `state` (`durable` false: progress that may be lost in a crash). */
-  saveState(durable: boolean): Promise<void>;
-  /** Current time in µs (the cut-off is now - older_than). */
-  nowUs: bigint;
-  dryRun: boolean;
-  /** Polled between batches: true stops the run (progress is kept for the next one). */
-  aborted(): boolean;
   batchSize?: number;
   /** Pause after each batch, as a multiple of the time the batch took (default DEFAULT_PACE). */
   pace?: number;
@@ -75,15 +61,6 @@ export interface DeleteJobResult {
   resumed: boolean;
   /** Stopped by `aborted()` before the window was done. */
   interrupted: boolean;
-}
-
-/** Entries the policy applies to, sorted by name (attachments are never removed by it). */
-function policyEntries(b: Bucket, settings: LifecycleSettings): string[] {
-  const match = compileEntryPatterns(settings.entries.length > 0 ? settings.entries : undefined);
-  return b
-    .entryNames()
-    .filter((e) => !isMetaEntry(e) && match(e))
-    .sort();
 }
 
 /** The oldest record at or after `from` and before `stop` in any of the entries. */
@@ -116,43 +93,24 @@ function matches(cond: CompiledCondition | undefined, ts: bigint, labels: Record
 
 /** Runs the job once. Throws storage errors (the progress made so far is persisted first). */
 export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobResult> {
-  const { storage, settings, durations, state, dryRun } = opts;
+  const { storage, settings, dryRun } = opts;
   const batchSize = opts.batchSize ?? DEFAULT_BATCH_SIZE;
   const pace = opts.pace ?? DEFAULT_PACE;
   const b = storage.bucket(settings.bucket);
   const entries = policyEntries(b, settings);
-  const resumed = !dryRun && state.window !== null;
-
-  let w: JobWindow;
-  if (resumed) {
-    w = state.window!;
-  } else {
-    const cutoff = opts.nowUs - durations.olderThanUs;
-    const start = state.cursor ?? 0n;
-    const first = cutoff > start ? await firstRecord(b, entries, start, cutoff) : undefined;
-    if (first === undefined) {
-      if (!dryRun && state.cursor !== null) {
-        state.cursor = null;
-        await opts.saveState(true);
-      }
-      return {
-        removed: 0,
-        scanned: 0,
-        protected: 0,
-        window: null,
-        caughtUp: true,
-        resumed,
-        interrupted: false,
-      };
-    }
-    const pi = durations.processingIntervalUs;
-    const stop = pi !== undefined && first + pi < cutoff ? first + pi : cutoff;
-    w = { start: first, stop, cutoff, entry: null, ts: first, removed: 0, scanned: 0, protected: 0 };
-    if (!dryRun) {
-      state.window = w;
-      await opts.saveState(true);
-    }
+  const opened = await openWindow(opts, (from, cutoff) => firstRecord(b, entries, from, cutoff));
+  if (!opened) {
+    return {
+      removed: 0,
+      scanned: 0,
+      protected: 0,
+      window: null,
+      caughtUp: true,
+      resumed: false,
+      interrupted: false,
+    };
   }
+  const { w, resumed } = opened;
 
   const protection = await ReplicationProtection.open(storage.changes, b.name, w.start, w.stop);
   let savedAt = performance.now();
@@ -214,13 +172,7 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
     await flush(w.stop);
   }
 
-  if (interrupted) {
-    if (!dryRun) await opts.saveState(true);
-  } else if (!dryRun) {
-    state.window = null;
-    state.cursor = w.stop >= w.cutoff ? null : w.stop;
-    await opts.saveState(true);
-  }
+  await closeWindow(opts, w, interrupted);
   return {
     removed: w.removed,
     scanned: w.scanned,

@@ -4,15 +4,15 @@
  * event. Takes and returns wire-shaped JSON values and throws FerryError; `src/http` maps routes
  * onto it.
  *
- * `compress` policies are accepted and validated (so that ReductStore configurations load) but
- * not executed: transparent compression of sealed blocks is not implemented yet. They report
- * `is_running: false` and say so in `status_reason`, and each would-be run is reported with status
- * `not_implemented`.
+ * On an instance with `RS_INSTANCE_ROLE=REPLICA` no job runs: a replica refuses every mutation
+ * (api.md §7.5), and a job that deleted or rewrote its data would make it differ from its primary.
+ * Policies can be read there (`is_running: false`, `status_reason` says why) but are not run.
  */
 import type { FerryConfig } from '../config/types.js';
 import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
 import { isValidBucketName } from '../protocol/names.js';
 import type { Labels, Storage } from '../storage/types.js';
+import { runCompressJob } from './compress-job.js';
 import { runDeleteJob } from './delete-job.js';
 import {
   parseLifecycleSettings,
@@ -43,7 +43,8 @@ const realClock: LifecycleClock = {
 /** Options of `LifecycleManager.open`. */
 export interface LifecycleManagerOptions {
   storage: Storage;
-  config: Pick<FerryConfig, 'dataPath' | 'storage' | 'lifecycles'>;
+  config: Pick<FerryConfig, 'dataPath' | 'storage' | 'lifecycles'> &
+    Partial<Pick<FerryConfig, 'instanceRole'>>;
   /** Receives one event per run (the `$system` bucket). */
   onRun?: (policy: string, labels: Labels, result: RunResult) => void;
   /** Warnings (invalid provisioned policies, failed runs). */
@@ -53,7 +54,8 @@ export interface LifecycleManagerOptions {
   batchSize?: number;
 }
 
-const NOT_IMPLEMENTED = 'compress jobs are not implemented yet: the policy is stored but does nothing';
+const ON_REPLICA =
+  'lifecycle jobs do not run on a REPLICA instance (RS_INSTANCE_ROLE=REPLICA refuses every mutation)';
 /** setTimeout's limit; longer waits re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -76,7 +78,11 @@ export class LifecycleManager {
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
 
+  /** On a REPLICA no job runs (see the header). */
+  private readonly replica: boolean;
+
   private constructor(private readonly opts: LifecycleManagerOptions) {
+    this.replica = opts.config.instanceRole === 'REPLICA';
     this.store = new LifecycleStore(opts.config.dataPath, opts.config.storage.durability !== 'none');
     this.clock = opts.clock ?? realClock;
   }
@@ -100,8 +106,8 @@ export class LifecycleManager {
       });
     }
     if (changed) await m.save();
+    if (m.replica && m.policies.size > 0) m.warn(`Lifecycle policies: ${ON_REPLICA}`);
     for (const p of m.policies.values()) {
-      if (p.settings.type === 'compress') m.warn(`Lifecycle '${p.name}': ${NOT_IMPLEMENTED}`);
       // an interrupted run resumes at once; otherwise the next run is due one interval after the last
       const last = p.state.last_run === null ? m.clock.now() : Date.parse(p.state.last_run);
       m.schedule(p, p.state.window !== null ? m.clock.now() : last + policyDurations(p.settings).intervalMs);
@@ -172,7 +178,6 @@ export class LifecycleManager {
         this.policies.delete(name);
         throw e;
       }
-      if (settings.type === 'compress') this.warn(`Lifecycle '${name}': ${NOT_IMPLEMENTED}`);
       this.schedule(p, this.clock.now() + policyDurations(settings).intervalMs);
     });
   }
@@ -229,6 +234,7 @@ export class LifecycleManager {
     const p = this.policy(name);
     if (p.running) throw Errors.lifecycleRunning(name);
     if (p.settings.mode === 'disabled') throw Errors.conflict(`Lifecycle '${name}' is disabled`);
+    if (this.replica) throw Errors.forbidden(`Lifecycle '${name}': ${ON_REPLICA}`);
     return this.start(p);
   }
 
@@ -250,7 +256,7 @@ export class LifecycleManager {
     if (p.timer !== undefined) this.clock.clearTimer(p.timer);
     p.timer = undefined;
     p.nextRun = null;
-    if (this.closed || p.settings.mode === 'disabled' || p.settings.type === 'compress') return;
+    if (this.closed || this.replica || p.settings.mode === 'disabled') return;
     p.nextRun = at;
     const arm = (): void => {
       const wait = Math.max(0, at - this.clock.now());
@@ -309,31 +315,45 @@ export class LifecycleManager {
       resumed: false,
     };
     try {
+      const run = {
+        storage: this.opts.storage,
+        settings,
+        durations: policyDurations(settings),
+        state: p.state,
+        saveState: (durable: boolean) => this.store.saveState(p.name, p.state, durable),
+        nowUs: BigInt(startedMs) * 1000n,
+        dryRun: settings.mode === 'dry_run',
+        aborted: () => p.abort || this.closed,
+      };
+      let r: { window: { start: bigint; stop: bigint; cutoff: bigint } | null } & {
+        caughtUp: boolean;
+        resumed: boolean;
+        interrupted: boolean;
+      };
       if (settings.type === 'compress') {
-        result.status = 'not_implemented';
-        result.error_message = NOT_IMPLEMENTED;
+        const c = await runCompressJob(run);
+        result.processed_records = c.records;
+        result.scanned_records = c.scanned;
+        result.compressed_blocks = c.blocks;
+        result.raw_bytes = c.rawBytes;
+        result.stored_bytes = c.storedBytes;
+        r = c;
       } else {
-        const r = await runDeleteJob({
-          storage: this.opts.storage,
-          settings,
-          durations: policyDurations(settings),
-          state: p.state,
-          saveState: (durable) => this.store.saveState(p.name, p.state, durable),
-          nowUs: BigInt(startedMs) * 1000n,
-          dryRun: settings.mode === 'dry_run',
-          aborted: () => p.abort || this.closed,
+        const d = await runDeleteJob({
+          ...run,
           ...(this.opts.batchSize !== undefined ? { batchSize: this.opts.batchSize } : {}),
         });
-        result.processed_records = r.removed;
-        result.scanned_records = r.scanned;
-        result.protected_records = r.protected;
-        result.window_start = r.window?.start ?? null;
-        result.window_stop = r.window?.stop ?? null;
-        result.cutoff = r.window?.cutoff ?? null;
-        result.caught_up = r.caughtUp;
-        result.resumed = r.resumed;
-        if (r.interrupted) result.status = 'interrupted';
+        result.processed_records = d.removed;
+        result.scanned_records = d.scanned;
+        result.protected_records = d.protected;
+        r = d;
       }
+      result.window_start = r.window?.start ?? null;
+      result.window_stop = r.window?.stop ?? null;
+      result.cutoff = r.window?.cutoff ?? null;
+      result.caught_up = r.caughtUp;
+      result.resumed = r.resumed;
+      if (r.interrupted) result.status = 'interrupted';
     } catch (e) {
       const err: FerryError = isFerryError(e) ? e : Errors.internal((e as Error).message);
       result.status = 'error';
@@ -360,7 +380,7 @@ export class LifecycleManager {
     const info: Record<string, unknown> = {
       name: p.name,
       is_provisioned: p.provisioned,
-      is_running: s.mode !== 'disabled' && s.type !== 'compress',
+      is_running: s.mode !== 'disabled' && !this.replica,
       type: s.type,
       mode: s.mode,
       last_run: p.state.last_run,
@@ -369,7 +389,7 @@ export class LifecycleManager {
       next_run: p.nextRun === null ? null : new Date(p.nextRun).toISOString(),
       last_result: p.state.last_result,
     };
-    if (s.type === 'compress') info['status_reason'] = NOT_IMPLEMENTED;
+    if (this.replica) info['status_reason'] = ON_REPLICA;
     return info;
   }
 

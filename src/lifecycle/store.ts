@@ -27,6 +27,10 @@ export interface JobWindow {
   removed: number;
   scanned: number;
   protected: number;
+  /** compress: blocks compressed, their payload bytes and compressed bytes. */
+  blocks?: number;
+  raw_bytes?: number;
+  stored_bytes?: number;
 }
 
 /** What a run did, as the `$system` event and `last_result` report it. */
@@ -35,7 +39,7 @@ export interface RunResult {
   action_type: string;
   bucket: string;
   mode: string;
-  status: 'ok' | 'error' | 'not_implemented' | 'interrupted';
+  status: 'ok' | 'error' | 'interrupted' | 'skipped';
   started_at: string;
   duration: number;
   /** Records removed (or, in dry_run, that would be removed). */
@@ -52,6 +56,10 @@ export interface RunResult {
   resumed: boolean;
   error_code?: number;
   error_message?: string;
+  /** compress: blocks compressed (dry_run: that would be), payload bytes, compressed bytes. */
+  compressed_blocks?: number;
+  raw_bytes?: number;
+  stored_bytes?: number;
 }
 
 /** Job state of one policy. */
@@ -128,6 +136,13 @@ export class LifecycleStore {
             removed: Number(w['removed'] ?? 0),
             scanned: Number(w['scanned'] ?? 0),
             protected: Number(w['protected'] ?? 0),
+            ...(w['blocks'] !== undefined
+              ? {
+                  blocks: Number(w['blocks']),
+                  raw_bytes: Number(w['raw_bytes'] ?? 0),
+                  stored_bytes: Number(w['stored_bytes'] ?? 0),
+                }
+              : {}),
           }
         : null,
     };

@@ -31,7 +31,6 @@ import {
 import type { Entry } from './entry.js';
 import type { BlockCompressOutcome as CompressOutcome } from './types.js';
 
-
 const TEMP_NAME = /^\d+\.blk(\.zst)?\.tmp$/;
 const ZST_NAME = /^(\d+)\.blk\.zst$/;
 

@@ -47,7 +47,9 @@ export class BlockRecord implements StoredRecord {
     b.readers++;
     try {
       if (b.compressed) return await this.files.compressed.read(this.path + COMPRESSED_SUFFIX, pos, len);
-      return await (window ? this.files.readAt(this.path, pos, len) : this.files.readRange(this.path, pos, len));
+      return await (window
+        ? this.files.readAt(this.path, pos, len)
+        : this.files.readRange(this.path, pos, len));
     } finally {
       b.readers--;
     }
@@ -73,7 +75,11 @@ export class BlockRecord implements StoredRecord {
         yield* this.files.compressed.stream(this.path + COMPRESSED_SUFFIX, m.offset, m.size);
         return;
       }
-      const s = createReadStream(this.path, { start: m.offset, end: m.offset + m.size - 1, highWaterMark: 1 << 20 });
+      const s = createReadStream(this.path, {
+        start: m.offset,
+        end: m.offset + m.size - 1,
+        highWaterMark: 1 << 20,
+      });
       try {
         await once(s, 'ready');
         release(); // the stream has a descriptor of its own: the file may go now

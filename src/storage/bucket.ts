@@ -321,7 +321,11 @@ export class BucketImpl implements Bucket {
     return out;
   }
 
-  compressBlock(entryName: string, blockId: bigint, before: bigint): Promise<BlockCompressOutcome | undefined> {
+  compressBlock(
+    entryName: string,
+    blockId: bigint,
+    before: bigint,
+  ): Promise<BlockCompressOutcome | undefined> {
     // Shared: a rename of the entry waits for it (the files it writes are in the entry's directory).
     return this.shared(async () => {
       const entry = this.data.entries.get(entryName);

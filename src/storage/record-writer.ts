@@ -70,7 +70,9 @@ export class RecordWriter {
     let block = this.chooseBlock(entry, ts, size);
     // A compressed block (lifecycle `compress`) is made plain again before anything is written.
     while (!block.records || block.compressed || block.transition) {
-      await (block.records ? services.compression.makePlain(entry, block) : services.cache.load(entry, block));
+      await (block.records
+        ? services.compression.makePlain(entry, block)
+        : services.cache.load(entry, block));
       block = this.chooseBlock(entry, ts, size);
     }
     block.inflight++;
