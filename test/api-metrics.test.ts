@@ -51,6 +51,16 @@ test('replication, bucket and request figures match what happened and the status
     entries: ['other'],
     retry: { initial_ms: 600_000, max_ms: 600_000 },
   });
+  // a destination that already holds a different record at ts 1000: skipped into the failure log
+  await api(ferry, 'POST', '/b/taken');
+  assert.equal((await call(ferry, 'POST', '/b/taken/cam?ts=1000', 'not the same')).status, 200);
+  await api(ferry, 'POST', '/replications/skipper', {
+    src_bucket: 'src',
+    dst_bucket: 'taken',
+    dst_host: '',
+    entries: ['cam'],
+    on_write_failure: 'skip',
+  });
   for (let i = 0; i < 10; i++) {
     const r = await call(ferry, 'POST', `/b/src/cam?ts=${1000 + i}`, Buffer.alloc(100 + i, 1));
     assert.equal(r.status, 200, String(r.error));
@@ -73,9 +83,16 @@ test('replication, bucket and request figures match what happened and the status
     },
     { timeoutMs: 30_000, message: 'the unreachable replication to wait for its retry' },
   );
+  const skipper = await waitFor(
+    async () => {
+      const s = (await api(ferry, 'GET', '/replications/skipper/status')) as ReplicationStatus;
+      return s.counters.records_failed === 1 && s.pending_records === 0 && s.state === 'idle' ? s : false;
+    },
+    { timeoutMs: 30_000, message: 'the skipping replication to catch up' },
+  );
   const m = await scrape(ferry);
 
-  for (const s of [local, far]) {
+  for (const s of [local, far, skipper]) {
     const l = { replication: s.name };
     for (const state of REPLICATION_STATES) {
       assert.equal(value(m, 'ferry_replication_state', { ...l, state }), s.state === state ? 1 : 0, state);
@@ -91,6 +108,9 @@ test('replication, bucket and request figures match what happened and the status
   }
   assert.equal(value(m, 'ferry_replication_shipped_bytes_total', { replication: 'local' }), 1045 + 1);
   assert.equal(value(m, 'ferry_replication_pending_records', { replication: 'far' }), 1);
+  assert.ok(value(m, 'ferry_replication_retries_total', { replication: 'far' })! >= 1, 'far retried');
+  assert.equal(value(m, 'ferry_replication_failed_records_total', { replication: 'skipper' }), 1);
+  assert.equal(value(m, 'ferry_replication_shipped_records_total', { replication: 'skipper' }), 9);
   // the lag of a pending record grows: the scrape came after the status
   const lag = value(m, 'ferry_replication_lag_seconds', { replication: 'far' })!;
   assert.ok(lag >= far.lag_ms / 1000 && lag < far.lag_ms / 1000 + 60, `lag ${lag} vs ${far.lag_ms} ms`);
@@ -103,7 +123,7 @@ test('replication, bucket and request figures match what happened and the status
 
   // requests by route family
   const family = { family: 'b/:bucket/*', method: 'POST', status: '200' };
-  assert.equal(value(m, 'ferry_http_requests_total', family), 11);
+  assert.equal(value(m, 'ferry_http_requests_total', family), 12); // 11 to 'src', 1 to 'taken'
   // parse-prometheus-text-format folds the series of a labelled histogram into one: read its
   // _count and _sum lines from the text itself
   assert.equal(m.find((f) => f.name === 'ferry_http_request_duration_seconds')?.type, 'HISTOGRAM');
@@ -111,7 +131,7 @@ test('replication, bucket and request figures match what happened and the status
     String.raw`^ferry_http_request_duration_seconds_count\{family="b/:bucket/\*",method="POST"\} (\d+)$`,
     'm',
   ).exec(text);
-  assert.equal(count?.[1], '11');
+  assert.equal(count?.[1], '12');
   const sum =
     /^ferry_http_request_duration_seconds_sum\{family="b\/:bucket\/\*",method="POST"\} (\S+)$/m.exec(text);
   assert.ok(Number(sum?.[1]) > 0);
