@@ -52,14 +52,19 @@ export interface ShipmentWireHeader {
   items: ShipmentWireItem[];
 }
 
-/** Answer of `POST /api/v1/ferry/groups/apply`. */
+/** Answer of `POST /api/v1/ferry/groups/apply` (and of `Storage.applyShipment`). */
 export interface ShipmentAnswer {
+  /** False when the stream was at `position` or beyond already (a re-sent shipment: nothing done). */
   applied: boolean;
+  /** The stream's applied position now. */
   position: bigint;
   written: number;
+  /** Writes found stored already with the same size and digest. */
   present: number;
   updated: number;
+  /** Label updates for records the destination does not hold (skipped). */
   missing: number;
+  /** Changes at or before the applied position (left out). */
   skipped: number;
 }
 

@@ -8,6 +8,7 @@
 import type { Readable } from 'node:stream';
 import type { FerryError } from '../protocol/errors.js';
 import type { StorageHealthInfo } from '../protocol/server-info.js';
+import type { ShipmentAnswer } from '../protocol/shipment.js';
 import type { Labels } from '../protocol/labels.js';
 import type { BucketInfo, BucketSettings, BucketSettingsPatch, EntryInfo } from '../protocol/buckets.js';
 import type { DigestQuery, RangeDigest, RecordFilter, RecordSummary } from './range-digest.js';
@@ -299,21 +300,8 @@ export interface Shipment {
   items: readonly ShipmentItem[];
 }
 
-/** What `applyShipment` did. */
-export interface ShipmentOutcome {
-  /** False when the stream was at `position` or beyond already (a re-sent shipment: nothing done). */
-  applied: boolean;
-  /** The stream's applied position now. */
-  position: bigint;
-  written: number;
-  /** Writes found stored already with the same size and digest. */
-  present: number;
-  updated: number;
-  /** Label updates for records the destination does not hold (skipped). */
-  missing: number;
-  /** Changes at or before the applied position (left out). */
-  skipped: number;
-}
+/** What `applyShipment` did (the answer of the remote apply route, too). */
+export type ShipmentOutcome = ShipmentAnswer;
 
 /** The storage engine: buckets plus the change log. */
 export interface Storage {
