@@ -284,3 +284,38 @@ test('a reader polling the members never sees a later record without every earli
     assert.deepEqual(await all(s), range(Number(plan.shipments.at(-1)!.position)));
   });
 });
+
+test('the change log marks commits: a reader can cut after a batch or a shipment, never within one', async () => {
+  const dir = tempDir();
+  try {
+    let s = await openStorage({ dataPath: dir });
+    await setup(s);
+    const base = s.changes.lastLsn();
+    // a slot keeps the log for the read after the restart
+    await s.changes.setSlot({ name: 'reader', bucket: 'cam', lsn: base, maxBytes: 1 << 30 });
+    await s.bucket('cam').write('e', 100n, { size: 1 }, Buffer.from('a'));
+    const batch = [101n, 102n, 103n].map((ts) => ({
+      entry: 'e',
+      ts,
+      opts: { size: 1 },
+      payload: Buffer.from('b'),
+    }));
+    await s.bucket('cam').writeMany(batch);
+    await s.applyShipment({
+      key: 'c',
+      from: 0n,
+      position: 2n,
+      items: [write('lidar', 104, 1), write('pose', 105, 2)],
+    });
+    const marks = async () =>
+      (await s.changes.read(base, 100)).map((c) => `${c.ts}${c.commitContinues ? '+' : '.'}`).join(' ');
+    const expected = '100. 101+ 102+ 103. 104+ 105.';
+    assert.equal(await marks(), expected);
+    await s.close();
+    s = await openStorage({ dataPath: dir });
+    assert.equal(await marks(), expected, 'read back from the WAL files');
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

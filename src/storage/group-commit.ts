@@ -153,8 +153,10 @@ export class GroupCommit {
   private encode(g: Pending): boolean {
     const mark = this.wal.mark();
     try {
-      for (const op of g.ops) this.wal.encode(op);
-      for (const w of g.writes) this.wal.encode(w.op);
+      // Every frame but the writer's last says that its commit continues (change-log cuts).
+      let left = g.ops.length + g.writes.length;
+      for (const op of g.ops) this.wal.encode(op, --left > 0);
+      for (const w of g.writes) this.wal.encode(w.op, --left > 0);
       return true;
     } catch (e) {
       this.wal.rewind(mark);

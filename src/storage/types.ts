@@ -215,6 +215,11 @@ export interface Change {
   origin: string;
   /** Wall-clock commit time in ms since epoch. */
   commitTime: number;
+  /**
+   * Set when the change after it in the log belongs to the same commit (a batch write, a shipment):
+   * a reader that must not split commits (a consistency group) cuts only after a change without it.
+   */
+  commitContinues?: true;
 }
 
 /**

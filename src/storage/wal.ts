@@ -110,8 +110,22 @@ export interface ShipmentOp {
   count: number;
 }
 
-export type WalOp =
-  WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | RemoveEntryOp | RemoveBucketOp | ShipmentOp;
+/**
+ * Set on every frame of a commit (one writer's batch, a shipment) but its last, so that the change
+ * log tells where a reader may cut without splitting a commit. Frames of earlier versions never
+ * have it (each op its own commit).
+ */
+interface CommitFlag {
+  more?: boolean;
+}
+
+export type WalOp = (
+  WriteOp | UpdateOp | RemoveRecordOp | RemoveBlockOp | RemoveEntryOp | RemoveBucketOp | ShipmentOp
+) &
+  CommitFlag;
+
+/** High bit of a frame's type byte: `WalOp.more`. */
+const MORE = 0x80;
 
 const HEADER = 8;
 /** Default size after which a new segment is started. */
@@ -125,7 +139,10 @@ const TAIL_CAPACITY = 20_000;
 export function encodeOp(w: BinaryWriter, op: WalOp): void {
   const start = w.length;
   w.u32(0).u32(0);
-  w.u8(op.type).u64(op.lsn).num(op.time).str16Cached(op.bucket);
+  w.u8(op.more ? op.type | MORE : op.type)
+    .u64(op.lsn)
+    .num(op.time)
+    .str16Cached(op.bucket);
   switch (op.type) {
     case OpType.Write:
       w.str16Cached(op.entry).u64(op.ts).u64(op.blockId).num(op.offset).num(op.size).u32(op.descSize);
@@ -159,7 +176,13 @@ export function encodeOp(w: BinaryWriter, op: WalOp): void {
 
 function decodeOp(buf: Buffer, start: number, end: number): WalOp {
   const r = new BinaryReader(buf, start, end);
-  const type = r.u8() as OpType;
+  const raw = r.u8();
+  const op = decodeFields(r, (raw & ~MORE) as OpType);
+  if (raw & MORE) op.more = true;
+  return op;
+}
+
+function decodeFields(r: BinaryReader, type: OpType): WalOp {
   const lsn = r.u64();
   const time = r.num();
   const bucket = r.str16();
@@ -237,6 +260,7 @@ export function toChange(op: WalOp): Change | undefined {
     commitTime: op.time,
   };
   if (op.type === OpType.Update) change.removedLabels = op.removed;
+  if (op.more) change.commitContinues = true;
   return change;
 }
 
@@ -446,10 +470,12 @@ export class Wal {
    * commit order, so that an op that fails to encode (or a failed flush) leaves no gap. A failure
    * leaves nothing behind.
    */
-  encode(op: WalOp): void {
+  encode(op: WalOp, more = false): void {
     // Only the frame can fail, and it comes before any other state changes (no mark object per op).
     const before = this.writer.length;
     op.lsn = this.nextLsn;
+    // no `delete` on the write path (it would turn the op into a slow dictionary object)
+    if (more || op.more !== undefined) op.more = more;
     try {
       encodeOp(this.writer, op);
     } catch (e) {
