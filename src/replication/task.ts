@@ -8,36 +8,29 @@
  * is advanced, so a restart resumes from the checkpoint and re-ships at most what was in flight —
  * the destination's idempotent apply turns that into a no-op.
  */
-import { isFerryError } from '../protocol/errors.js';
-import { stringifyJson } from '../protocol/json.js';
-import type { Bucket, Change, Storage, StoredRecord } from '../storage/types.js';
+import type { Bucket, Change, Storage } from '../storage/types.js';
 import { backoffDelay } from './backoff.js';
 import type { Checkpoint, CheckpointStore, Counters } from './checkpoint-store.js';
 import { zeroCounters } from './checkpoint-store.js';
 import { Diagnostics } from './diagnostics.js';
-import type { FailureEntry, FailureLog } from './failure-log.js';
-import { mapLimit } from './map-limit.js';
+import type { FailureLog } from './failure-log.js';
 import { ScopeFilter } from './scope-filter.js';
-import { ScanSource, type ScanBatch } from './scan-source.js';
+import { stateOf, StateTracker, type StateFacts } from './state-machine.js';
+import { realClock } from './clock.js';
+import { ScanSource } from './scan-source.js';
+import { Shipper } from './shipper.js';
+import { addItem, groupKey, isFull, newWindow, wouldOverflow, type Window } from './window.js';
 import { copyProgress, type CopyRunStart } from './copy-progress.js';
 import { compileEntryPatterns } from '../query/entry-pattern.js';
 import type { CopyProgress, CopyStatus, EntryCursor } from '../protocol/replication-status.js';
 import type { SyncGate, SyncHealth } from './sync-gate.js';
 import {
-  destinationEntry,
   effectiveSettings,
   type EffectiveSettings,
   type ReplicationMode,
   type ReplicationSettings,
 } from './settings.js';
-import {
-  boundMessage,
-  TargetError,
-  type ItemOutcome,
-  type ShipRecord,
-  type Target,
-  type TargetFailure,
-} from './target.js';
+import { boundMessage, TargetError, type Target, type TargetFailure } from './target.js';
 
 /** What a task tells its subscribers: every state transition, and that its figures changed. */
 export type TaskEvent =
@@ -80,81 +73,6 @@ export interface TaskOptions {
   syncGate?: SyncGate;
 }
 
-interface Item {
-  change: Change;
-  /** Request group of the change (see `groupKey`). */
-  key: string;
-}
-
-interface Window {
-  /** Commit point: every change with lsn <= endLsn is covered by this and earlier windows. */
-  endLsn: bigint;
-  items: Item[];
-  /** In-scope changes covered (pending accounting), records and payload bytes. */
-  scopeRecords: number;
-  scopeBytes: number;
-  /** `when` state after evaluating up to endLsn (null = stateless condition). */
-  filter: Record<string, unknown> | null;
-  openedAt: number;
-  bytes: number;
-  /** Items per destination request group (see `groupKey`) and the largest count. */
-  groups: Map<string, number>;
-  largestGroup: number;
-  status: 'building' | 'sending' | 'done' | 'temp_failed' | 'perm_failed';
-  /** Items not delivered yet (replaced, never changed in place). */
-  remaining: Item[];
-  error?: TargetFailure;
-  /** Settles when the current send attempt is over. */
-  sending?: Promise<void>;
-  /** `recordKey`s of its items, built when an overlap with another window must be checked. */
-  records?: Set<string>;
-  /** A window of the scan source (initial copy): its batch and the copy's `when` state after it. */
-  copy?: { batch: ScanBatch; filter: Record<string, unknown> | null };
-}
-
-/** Result of one attempt to deliver a group of items. */
-interface Attempt {
-  remaining: Item[];
-  temp?: TargetFailure;
-  perm?: { status: number; message: string };
-  /** Writes the destination answered as already present (their labels were not applied). */
-  present?: Item[];
-}
-
-/** The source record a change is about. */
-const recordKey = (c: Change): string => `${c.entry}\u0000${c.ts}`;
-
-/** Changes shipped in one request share kind, entry and origin. */
-const groupKey = (c: Change): string => `${c.kind}\u0000${c.entry}\u0000${c.origin}`;
-/**
- * A window seals when one request group reaches `max_records`, or at this many times
- * `max_records` over all groups (many small entries), or at `max_bytes`.
- */
-const WINDOW_GROUPS = 4;
-/** Slowest transfer a call is given time for before the watchdog abandons it (bytes per second). */
-const WATCHDOG_MIN_RATE = 64 * 1024;
-/** Timeouts a call may take in all (connect, headers, a read-back) before the watchdog fires. */
-const WATCHDOG_TIMEOUTS = 4;
-
-/** Marks a call abandoned by the watchdog. */
-class WatchdogTimeout extends TargetError {}
-
-/** An outcome as the engine knows them; anything else a target returns is a temporary failure. */
-function validOutcome(o: unknown): ItemOutcome {
-  const kind = (o as { kind?: unknown } | null | undefined)?.kind;
-  if (kind === 'written' || kind === 'present' || kind === 'missing') return o as ItemOutcome;
-  if (
-    (kind === 'temporary' || kind === 'permanent') &&
-    typeof (o as { status?: unknown }).status === 'number'
-  )
-    return o as ItemOutcome;
-  return {
-    kind: 'temporary',
-    status: -1,
-    message: `Malformed answer: outcome ${stringifyJson(o) ?? String(o)}`,
-  };
-}
-
 /** One running replication. */
 export class ReplicationTask {
   readonly name: string;
@@ -163,14 +81,19 @@ export class ReplicationTask {
   private readonly storage: Storage;
   private readonly target: Target;
   private readonly checkpoints: CheckpointStore;
-  private readonly failureLog: FailureLog;
+  private readonly shipper: Shipper;
   readonly diagnostics = new Diagnostics();
   private readonly slotName: string;
   private filter!: ScopeFilter;
 
-  private state: TaskState = 'initializing';
-  private stateReason: string | null = null;
-  private stateSince = Date.now();
+  private readonly states = new StateTracker(
+    (t) => {
+      this.emit({ type: 'state', ...t });
+      this.announce();
+    },
+    realClock,
+    boundMessage,
+  );
 
   // cursor and reader
   private cursor = 0n;
@@ -218,7 +141,6 @@ export class ReplicationTask {
   private readonly throughput: Array<[number, number, number]> = [];
   private readonly resetFilter: boolean;
   private readonly restartCopy: boolean;
-  private readonly timeoutMs: number;
 
   // initial copy / one-shot run (scan source)
   private readonly continuous: boolean;
@@ -245,12 +167,21 @@ export class ReplicationTask {
     this.mode = opts.mode;
     this.target = opts.target;
     this.checkpoints = opts.checkpoints;
-    this.failureLog = opts.failures;
+    this.shipper = new Shipper({
+      storage: opts.storage,
+      target: opts.target,
+      diagnostics: this.diagnostics,
+      failureLog: opts.failures,
+      timeoutMs: opts.timeoutMs,
+      settings: () => this.settings,
+      counters: () => this.counters,
+      inflight: () => this.inflight,
+      overflowUpTo: () => this.overflowUpTo,
+    });
     this.slotName = ReplicationTask.slotName(opts.name);
     this.settings = effectiveSettings(opts.settings);
     this.resetFilter = opts.resetFilter ?? false;
     this.restartCopy = opts.restartCopy ?? false;
-    this.timeoutMs = opts.timeoutMs;
     this.continuous = opts.settings.continuous ?? true;
     this.syncGate = opts.syncGate;
   }
@@ -583,7 +514,7 @@ export class ReplicationTask {
 
   private async tryPrepare(): Promise<boolean> {
     try {
-      await this.guard('Destination check', 0, () => this.target.prepare());
+      await this.shipper.guard('Destination check', 0, () => this.target.prepare());
       this.prepared = true;
       return true;
     } catch (e) {
@@ -595,30 +526,6 @@ export class ReplicationTask {
       if (!err.temporary) this.suspend(err.message);
       else this.temporaryFailure(err.toFailure());
       return false;
-    }
-  }
-
-  /**
-   * Runs one target call under a watchdog: whatever the target does (throw, reject with anything,
-   * never settle), the caller gets a result or a TargetError within a bounded time, so that no
-   * failure can stop the loop. An abandoned call is cut off by resetting the target.
-   */
-  private async guard<T>(what: string, bytes: number, call: () => Promise<T>): Promise<T> {
-    const ms = WATCHDOG_TIMEOUTS * this.timeoutMs + Math.ceil((bytes / WATCHDOG_MIN_RATE) * 1000);
-    let timer: NodeJS.Timeout | undefined;
-    const watchdog = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new WatchdogTimeout(-2, `Timeout: ${what} did not finish within ${ms} ms`, true)),
-        ms,
-      );
-    });
-    try {
-      return await Promise.race([Promise.resolve().then(call), watchdog]);
-    } catch (e) {
-      if (e instanceof WatchdogTimeout) await this.target.reset().catch(() => undefined);
-      throw e;
-    } finally {
-      clearTimeout(timer);
     }
   }
 
@@ -723,43 +630,18 @@ export class ReplicationTask {
         const c = this.lookahead[this.lookaheadAt]!;
         const inScope = this.filter.inScope(c);
         const key = inScope ? groupKey(c) : undefined;
-        if (
-          w.items.length > 0 &&
-          key !== undefined &&
-          ((w.groups.get(key) ?? 0) >= limits.max_records ||
-            w.items.length >= limits.max_records * WINDOW_GROUPS ||
-            w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
-        ) {
-          return this.seal(w);
-        }
+        if (key !== undefined && wouldOverflow(w, c, key, limits)) return this.seal(w);
         // loop prevention needs the destination's instance id before the first in-scope change
         if (!this.prepared && inScope) return 'prepare';
         this.lookaheadAt++;
         this.consume(c, w, key);
       }
-      if (
-        w.largestGroup >= limits.max_records ||
-        w.items.length >= limits.max_records * WINDOW_GROUPS ||
-        w.bytes >= limits.max_bytes
-      )
-        return this.seal(w);
+      if (isFull(w, limits)) return this.seal(w);
     }
   }
 
   private newWindow(): Window {
-    return {
-      endLsn: this.readLsn,
-      items: [],
-      scopeRecords: 0,
-      scopeBytes: 0,
-      filter: null,
-      openedAt: Date.now(),
-      bytes: 0,
-      groups: new Map(),
-      largestGroup: 0,
-      status: 'building',
-      remaining: [],
-    };
+    return newWindow(this.readLsn, Date.now());
   }
 
   private seal(w: Window): Window {
@@ -798,13 +680,7 @@ export class ReplicationTask {
     const verdict = filter.check(c, this.target.instanceId);
     if (verdict === 'loop') this.counters.records_loop_skipped++;
     else if (verdict === 'filtered') this.counters.records_filtered++;
-    else if (verdict === 'pass') {
-      w.items.push({ change: c, key });
-      const n = (w.groups.get(key) ?? 0) + 1;
-      w.groups.set(key, n);
-      if (n > w.largestGroup) w.largestGroup = n;
-      if (c.kind === 'write') w.bytes += c.size;
-    }
+    else if (verdict === 'pass') addItem(w, c, key);
   }
 
   // ---------------------------------------------------------------- pending accounting
@@ -885,7 +761,7 @@ export class ReplicationTask {
     }
     w.status = 'sending';
     delete w.error;
-    w.sending = this.ship(w).then(
+    w.sending = this.shipper.ship(w).then(
       () => this.wake(),
       (e: unknown) => {
         w.status = 'temp_failed';
@@ -893,277 +769,6 @@ export class ReplicationTask {
         this.wake();
       },
     );
-  }
-
-  /** Delivers the remaining items of a window; sets its status. */
-  private async ship(w: Window): Promise<void> {
-    // Each delivery carries the source record as it is when the delivery starts, and requests in
-    // flight land in any order: two deliveries of one record must not overlap, or the older state
-    // may land last (an update overwritten by a stale one, or an update that finds its record
-    // missing, is re-sent as a write and then finds the older write present). So a window waits
-    // for earlier windows that ship the same records, and its writes land before its updates of
-    // the same records.
-    await this.afterEarlierDeliveries(w);
-    const writes = new Map<string, Item[]>();
-    const updates = new Map<string, Item[]>();
-    for (const item of w.remaining) {
-      const groups = item.change.kind === 'write' ? writes : updates;
-      let g = groups.get(item.key);
-      if (!g) groups.set(item.key, (g = []));
-      g.push(item);
-    }
-    const written = new Set<string>();
-    if (writes.size > 0 && updates.size > 0)
-      for (const g of writes.values()) for (const i of g) written.add(recordKey(i.change));
-    const later: Item[][] = [];
-    const now: Item[][] = [...writes.values()];
-    for (const g of updates.values()) (g.some((i) => written.has(recordKey(i.change))) ? later : now).push(g);
-    const limit = this.settings.batch.max_in_flight;
-    const attempts = await mapLimit(now, limit, (g) => this.deliver(g));
-    if (later.length > 0) attempts.push(...(await mapLimit(later, limit, (g) => this.deliver(g))));
-    const remaining: Item[] = [];
-    let temp: Attempt['temp'];
-    let perm: Attempt['perm'];
-    for (const a of attempts) {
-      remaining.push(...a.remaining);
-      if (a.temp && (!temp || (a.temp.retryAfterMs ?? 0) > (temp.retryAfterMs ?? 0))) temp = a.temp;
-      if (a.perm && !perm) perm = a.perm;
-    }
-    remaining.sort((a, b) => (a.change.lsn < b.change.lsn ? -1 : a.change.lsn > b.change.lsn ? 1 : 0));
-    w.remaining = remaining;
-    if (remaining.length === 0) {
-      w.status = 'done';
-    } else if (perm) {
-      w.status = 'perm_failed';
-      w.error = perm;
-    } else {
-      w.status = 'temp_failed';
-      w.error = temp ?? { status: -1, message: 'delivery incomplete' };
-    }
-  }
-
-  /** Waits until no earlier window that ships one of `w`'s records is being sent. */
-  private async afterEarlierDeliveries(w: Window): Promise<void> {
-    for (;;) {
-      const at = this.inflight.indexOf(w);
-      const earlier = (at < 0 ? this.inflight : this.inflight.slice(0, at)).filter(
-        (o) => o.status === 'sending' && o.sending !== undefined && this.overlap(o, w),
-      );
-      if (earlier.length === 0) return;
-      await Promise.all(earlier.map((o) => o.sending));
-    }
-  }
-
-  private overlap(a: Window, b: Window): boolean {
-    const ra = (a.records ??= new Set(a.items.map((i) => recordKey(i.change))));
-    const rb = (b.records ??= new Set(b.items.map((i) => recordKey(i.change))));
-    const [small, large] = ra.size < rb.size ? [ra, rb] : [rb, ra];
-    for (const k of small) if (large.has(k)) return true;
-    return false;
-  }
-
-  /**
-   * Reads the source records of one group (same kind, entry, origin) and applies them. `fallback`:
-   * the group is a retry of label updates in another form (see `missingAtDest`); no further one.
-   */
-  private async deliver(group: Item[], fallback = false): Promise<Attempt> {
-    const first = group[0]!.change;
-    const destEntry = destinationEntry(this.settings.dst_prefix, first.entry);
-    const bucketName = this.settings.src_bucket;
-    // Newest change per timestamp wins: the record is read in its current state anyway. Labels
-    // removed by a dropped earlier update are removed by the kept one too (the targets skip those
-    // set again); kept on the item, so that a retry still removes them.
-    const byTs = new Map<bigint, Item>();
-    for (const item of group) {
-      const dropped = byTs.get(item.change.ts)?.change.removedLabels;
-      if (dropped && dropped.length > 0) {
-        const removed = new Set([...dropped, ...(item.change.removedLabels ?? [])]);
-        item.change = { ...item.change, removedLabels: [...removed] };
-      }
-      byTs.set(item.change.ts, item);
-    }
-    const unique = [...byTs.values()].sort((a, b) =>
-      a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0,
-    );
-
-    // metadata only: payloads are read by the target, in timestamp order
-    let bucket: Bucket | null = null;
-    const read: Array<
-      { item: Item; rec: StoredRecord } | { item: Item; missing: true } | { item: Item; error: unknown }
-    > = [];
-    for (const item of unique) {
-      try {
-        bucket ??= this.storage.bucket(bucketName);
-        const rec = await bucket.read(first.entry, item.change.ts);
-        read.push(rec.meta.state === 'finished' ? { item, rec } : { item, missing: true });
-      } catch (e) {
-        if (isFerryError(e) && (e.status === 404 || e.status === 409)) read.push({ item, missing: true });
-        else read.push({ item, error: e });
-      }
-    }
-    const toSend: Array<{ item: Item; ship: ShipRecord }> = [];
-    const remaining: Item[] = [];
-    let temp: Attempt['temp'];
-    for (const r of read) {
-      if ('missing' in r) {
-        // (copy items have no LSN: a record gone before the copy reached it is simply missing)
-        const lsn = r.item.change.lsn;
-        if (lsn > 0n && lsn <= this.overflowUpTo) this.counters.records_dropped_overflow++;
-        else this.counters.records_missing_at_source++;
-        continue;
-      }
-      if ('error' in r) {
-        remaining.push(r.item);
-        temp = {
-          status: -1,
-          message: `Source read failed: ${(r.error as Error)?.message ?? String(r.error)}`,
-        };
-        continue;
-      }
-      this.counters.records_read++;
-      if (r.item.change.kind === 'write') this.counters.bytes_read += r.rec.meta.size;
-      toSend.push({ item: r.item, ship: this.shipRecord(r.item.change, r.rec) });
-    }
-    if (toSend.length === 0) return temp ? { remaining, temp } : { remaining };
-
-    let outcomes: ItemOutcome[];
-    try {
-      const records = toSend.map((t) => t.ship);
-      const bytes = first.kind === 'write' ? records.reduce((n, r) => n + r.size, 0) : 0;
-      outcomes = await this.guard(first.kind === 'write' ? 'Batch write' : 'Label update', bytes, () =>
-        first.kind === 'write'
-          ? this.target.write(destEntry, records)
-          : this.target.update(destEntry, records),
-      );
-      if (!Array.isArray(outcomes) || outcomes.length !== records.length) {
-        const got = Array.isArray(outcomes) ? `${outcomes.length} outcomes` : typeof outcomes;
-        throw new TargetError(-1, `Malformed answer: ${got} for ${records.length} records`, true);
-      }
-    } catch (e) {
-      const err = TargetError.from(e);
-      this.diagnostics.addError(err.status, err.message, toSend.length);
-      remaining.push(...toSend.map((t) => t.item));
-      if (!err.temporary) {
-        return { remaining, perm: { status: err.status, message: err.message } };
-      }
-      return { remaining, temp: err.toFailure() };
-    }
-
-    let perm: Attempt['perm'];
-    const failed: FailureEntry[] = [];
-    const missingAtDest: Array<{ item: Item; ship: ShipRecord }> = [];
-    const present: Item[] = [];
-    let ok = 0;
-    toSend.forEach((t, i) => {
-      const o = validOutcome(outcomes[i]);
-      switch (o.kind) {
-        case 'written':
-          ok++;
-          if (first.kind === 'write') {
-            this.counters.records_written++;
-            this.counters.bytes_written += t.ship.size;
-          } else this.counters.label_updates_written++;
-          break;
-        case 'present':
-          ok++;
-          this.counters.records_already_present++;
-          present.push(t.item);
-          break;
-        case 'missing':
-          if (fallback) {
-            remaining.push(t.item);
-            temp ??= {
-              status: 404,
-              message: `Record ${t.item.change.ts} of entry '${destEntry}' is missing at the destination for its label update, though its write was answered as present`,
-            };
-          } else missingAtDest.push(t);
-          break;
-        case 'temporary':
-          this.diagnostics.addError(o.status, o.message);
-          remaining.push(t.item);
-          if (!temp || (o.retryAfterMs ?? 0) > (temp.retryAfterMs ?? 0)) temp = o;
-          break;
-        case 'permanent':
-          this.diagnostics.addError(o.status, o.message);
-          if (this.settings.on_write_failure === 'skip') {
-            failed.push(this.failureEntry(t.item, o.status, o.message));
-          } else {
-            remaining.push(t.item);
-            perm ??= {
-              status: o.status,
-              message: `Destination refused record ${t.item.change.ts} of entry '${destEntry}' (${o.status}): ${o.message}`,
-            };
-          }
-          break;
-      }
-    });
-    this.diagnostics.addOk(ok);
-    if (failed.length > 0) {
-      try {
-        await this.failureLog.append(failed);
-        // counted once the trace is durable, so that status never shows a failure the log lacks
-        this.counters.records_failed += failed.length;
-      } catch (e) {
-        // cannot leave a trace: keep them pending instead of dropping them
-        const keep = toSend.filter((t) => failed.some((f) => f.ts === t.item.change.ts)).map((t) => t.item);
-        remaining.push(...keep);
-        temp = { status: -1, message: `Failure log write failed: ${(e as Error).message}` };
-      }
-    }
-    if (missingAtDest.length > 0 && !fallback) {
-      // A label update for a record the destination lacks: send the whole record, with its
-      // current labels, instead. If the record turns out to be there after all (its write landed
-      // meanwhile, e.g. from a connection of before a crash), its labels may be older than ours:
-      // the update is applied once more, now that the record exists.
-      const asWrites = missingAtDest.map((t): Item => {
-        const change: Change = { ...t.item.change, kind: 'write' };
-        return { change, key: groupKey(change) };
-      });
-      const back = new Map(missingAtDest.map((t) => [t.item.change.ts, t.item]));
-      const again = await this.deliver(asWrites, true);
-      remaining.push(...again.remaining.map((i) => back.get(i.change.ts) ?? i));
-      temp ??= again.temp;
-      perm ??= again.perm;
-      const relabel = (again.present ?? []).map((i) => back.get(i.change.ts)!);
-      if (relabel.length > 0) {
-        const third = await this.deliver(relabel, true);
-        remaining.push(...third.remaining);
-        temp ??= third.temp;
-        perm ??= third.perm;
-      }
-    }
-    const res: Attempt = { remaining };
-    if (present.length > 0 && first.kind === 'write') res.present = present;
-    if (temp) res.temp = temp;
-    if (perm) res.perm = perm;
-    return res;
-  }
-
-  private shipRecord(c: Change, rec: StoredRecord): ShipRecord {
-    return {
-      lsn: c.lsn,
-      ts: c.ts,
-      size: rec.meta.size,
-      contentType: rec.meta.contentType,
-      labels: rec.meta.labels,
-      removedLabels: c.removedLabels ?? [],
-      digest: rec.meta.digest,
-      origin: c.origin,
-      record: rec,
-    };
-  }
-
-  private failureEntry(item: Item, status: number, message: string): FailureEntry {
-    return {
-      at: new Date().toISOString(),
-      bucket: this.settings.src_bucket,
-      entry: item.change.entry,
-      ts: item.change.ts,
-      kind: item.change.kind,
-      lsn: item.change.lsn,
-      status,
-      message: boundMessage(message),
-    };
   }
 
   // ---------------------------------------------------------------- commit and failures
@@ -1357,46 +962,34 @@ export class ReplicationTask {
     };
   }
 
-  /** The state as the fields say it is now (replication.md §9); no side effect. */
-  private derivedState(): { state: TaskState; reason: string | null } {
-    if (this.completed) return { state: 'completed', reason: 'one-shot run delivered everything it covers' };
-    if (this.mode === 'disabled') return { state: 'paused', reason: 'mode is disabled' };
-    if (this.suspendedReason) return { state: 'suspended', reason: this.suspendedReason };
-    if (this.mode === 'paused') return { state: 'paused', reason: 'mode is paused' };
-    if (!this.started) return { state: 'initializing', reason: null };
-    if (this.retryAt !== null) return { state: 'retrying', reason: this.lastError?.message ?? null };
+  /** The facts the state table reads (replication.md §9). */
+  private facts(): StateFacts {
     const copy = this.copy?.state;
-    if (copy && copy.completed_at === null) {
-      return {
-        state: 'initializing',
-        reason: `initial copy: ${copy.entries.length - this.copy!.remainingEntries} of ${copy.entries.length} entries done`,
-      };
-    }
-    const busy =
-      this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0 || this.pending().records > 0;
-    return { state: busy ? 'replicating' : 'idle', reason: null };
+    const entries = copy?.entries.length ?? 0;
+    return {
+      started: this.started,
+      mode: this.mode,
+      suspended: this.suspendedReason,
+      retrying: this.retryAt === null ? undefined : (this.lastError?.message ?? null),
+      copying:
+        copy && copy.completed_at === null
+          ? `initial copy: ${entries - this.copy!.remainingEntries} of ${entries} entries done`
+          : null,
+      busy: this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0 || this.pending().records > 0,
+      completed: this.completed,
+    };
   }
 
   /** What a sync gate needs to know: delivering normally, or why not. */
   private syncHealth(): SyncHealth {
-    const { state, reason } = this.derivedState();
+    const { state, reason } = stateOf(this.facts());
     const ok = state === 'replicating' || state === 'idle' || (state === 'initializing' && this.started);
     return { ok, reason, disabled: this.mode === 'disabled' };
   }
 
-  /** Records a transition (its time) when the derived state differs from the last one seen. */
-  private refreshState(): { state: TaskState; reason: string | null } {
-    const now = this.derivedState();
-    const from = this.state;
-    if (now.state !== from) this.stateSince = Date.now();
-    this.state = now.state;
-    this.stateReason = now.reason === null ? null : boundMessage(now.reason);
-    if (now.state !== from) {
-      const at = new Date(this.stateSince).toISOString();
-      this.emit({ type: 'state', from, to: now.state, reason: this.stateReason, at });
-      this.announce();
-    }
-    return now;
+  /** Tells the state table the facts as they are now; a changed state is announced. */
+  private refreshState(): void {
+    this.states.update(this.facts());
   }
 
   // ---------------------------------------------------------------- status
@@ -1422,9 +1015,9 @@ export class ReplicationTask {
     const recent = t1 && now - t1[0] < 5000;
     const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
     return {
-      state: this.state,
-      state_reason: this.stateReason,
-      since: iso(this.stateSince),
+      state: this.states.state,
+      state_reason: this.states.reason,
+      since: iso(this.states.since),
       destination: {
         target: this.target.description,
         instance_id: this.target.instanceId || null,
