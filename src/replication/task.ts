@@ -19,6 +19,7 @@ import { stateOf, StateTracker, type StateFacts } from './state-machine.js';
 import { realClock } from './clock.js';
 import { ScanSource } from './scan-source.js';
 import { Shipper } from './shipper.js';
+import { Committer, type Position } from './committer.js';
 import { addItem, groupKey, isFull, newWindow, wouldOverflow, type Window } from './window.js';
 import { copyProgress, type CopyRunStart } from './copy-progress.js';
 import { compileEntryPatterns } from '../query/entry-pattern.js';
@@ -42,14 +43,6 @@ export type TaskState =
 
 /** Changes read from the log per call. */
 const READ_CHUNK = 2048;
-/** Checkpoint interval while the cursor only skips changes outside the scope. */
-const CHECKPOINT_IDLE_MS = 1000;
-/**
- * Minimum spacing of checkpoints after deliveries: one atomic, fsynced file write per 100 ms at
- * most, however many small batches a live stream ships; a crash re-ships at most that much more,
- * which the destination's idempotent apply absorbs.
- */
-const CHECKPOINT_MIN_MS = 100;
 
 /** Dependencies and settings of a task. */
 export interface TaskOptions {
@@ -132,11 +125,7 @@ export class ReplicationTask {
   private wakePending = false;
   private closing = false;
   private loop: Promise<void> | null = null;
-  private dirtyCheckpoint = false;
-  private urgentPersist = false;
-  private copyUrgent = false;
-  private lastPersistAt = 0;
-  private persistTimer: NodeJS.Timeout | null = null;
+  private readonly committer: Committer;
   private readonly unsubscribe: Array<() => void> = [];
   private readonly throughput: Array<[number, number, number]> = [];
   private readonly resetFilter: boolean;
@@ -148,8 +137,6 @@ export class ReplicationTask {
   private copyFilter: ScopeFilter | null = null;
   /** Entries with a batch out, or delivered but not in a durable checkpoint yet. */
   private readonly copyBusy = new Set<string>();
-  /** Entries whose delivered position is not in a checkpoint write yet. */
-  private readonly copyUnsaved = new Set<string>();
   private copyRun: CopyRunStart = { at: 0, records: 0, bytes: 0 };
   private completed = false;
   /** Alternates log and copy windows so that neither starves the other. */
@@ -167,6 +154,30 @@ export class ReplicationTask {
     this.mode = opts.mode;
     this.target = opts.target;
     this.checkpoints = opts.checkpoints;
+    this.committer = new Committer({
+      snapshot: () => this.checkpoint(),
+      store: opts.checkpoints,
+      saved: (cp, entries) => {
+        if (entries.length > 0) {
+          // the copy's entries may ship their next batch now that their position is durable
+          for (const e of entries) this.copyBusy.delete(e);
+          this.wake();
+        }
+        try {
+          this.storage.changes.advanceSlot(this.slotName, cp.lsn);
+        } catch {
+          // slot dropped meanwhile (replication removed)
+        }
+      },
+      failed: (e) => {
+        this.lastError = {
+          status: -1,
+          message: `Checkpoint write failed: ${(e as Error).message}`,
+          at: Date.now(),
+        };
+      },
+      wake: () => this.wake(),
+    });
     this.shipper = new Shipper({
       storage: opts.storage,
       target: opts.target,
@@ -234,6 +245,14 @@ export class ReplicationTask {
     this.emit({ type: 'changed' });
   }
 
+  /**
+   * Calls `listener` for every completely delivered window, in commit order: its log position, or
+   * its copy entry's new position. Returns the unsubscribe function.
+   */
+  onDelivered(listener: (p: Position) => void): () => void {
+    return this.committer.onDelivered(listener);
+  }
+
   /** Name of the change-log slot of a replication. */
   static slotName(name: string): string {
     return `replication/${name}`;
@@ -268,8 +287,7 @@ export class ReplicationTask {
       this.needsVerify = true;
       this.needsVerifyReason = `The source's change log ends at LSN ${last}, before this replication's cursor ${this.cursor}; the cursor was moved back to the log's end; verify the destination`;
       this.cursor = last;
-      this.dirtyCheckpoint = true;
-      this.urgentPersist = true;
+      this.committer.markDirty('soon');
     }
     this.committedFilter = this.resetFilter ? null : (cp?.filter ?? null);
     this.filter = new ScopeFilter(
@@ -344,8 +362,7 @@ export class ReplicationTask {
       const since = s.since === undefined ? 0n : BigInt(s.since);
       const until = s.until === undefined ? null : BigInt(s.until);
       state = ScanSource.plan(bucket, compileEntryPatterns(s.entries), since, until, Date.now());
-      this.dirtyCheckpoint = true;
-      this.urgentPersist = true;
+      this.committer.markDirty('soon');
     }
     if (!state) return;
     this.copy = new ScanSource(() => this.storage.bucket(s.src_bucket), state);
@@ -362,7 +379,7 @@ export class ReplicationTask {
         (total) => {
           if (this.copy !== copy || copy.state.total) return;
           copy.state.total = total;
-          this.dirtyCheckpoint = true;
+          this.committer.markDirty('idle');
           this.announce();
           this.wake();
         },
@@ -375,7 +392,7 @@ export class ReplicationTask {
   async close(): Promise<void> {
     this.closing = true;
     this.detachSync?.();
-    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.committer.close();
     for (const u of this.unsubscribe.splice(0)) u();
     this.wake();
     await this.target.close().catch(() => undefined);
@@ -401,8 +418,7 @@ export class ReplicationTask {
     this.retryAt = Date.now();
     this.outageStart = null;
     this.consecutiveFailures = 0;
-    this.dirtyCheckpoint = true;
-    this.urgentPersist = true;
+    this.committer.markDirty('soon');
     this.refreshState();
     this.wake();
   }
@@ -451,7 +467,7 @@ export class ReplicationTask {
     this.commitDone();
     this.announce();
     if (!this.continuous) this.followLog();
-    this.persistIfDirty();
+    this.committer.persist();
     if (this.completed) {
       this.refreshState();
       await this.wait();
@@ -587,7 +603,7 @@ export class ReplicationTask {
     this.unreadRecords = 0;
     this.unreadBytes = 0;
     this.unreadOldest = null;
-    this.dirtyCheckpoint = true;
+    this.committer.markDirty('idle');
   }
 
   private async fill(): Promise<boolean> {
@@ -778,21 +794,20 @@ export class ReplicationTask {
     let progressed = false;
     while (this.inflight.length > 0 && this.inflight[0]!.status === 'done') {
       const w = this.inflight.shift()!;
+      progressed = true;
       if (w.copy) {
         this.commitCopy(w);
-        progressed = true;
         continue;
       }
       if (w.endLsn > this.cursor) this.cursor = w.endLsn;
       if (w.filter) this.committedFilter = w.filter;
-      if (w.items.length > 0) this.urgentPersist = true;
-      progressed = true;
+      this.committer.markDirty(w.items.length > 0 ? 'soon' : 'idle');
+      this.committer.delivered({ source: 'log', lsn: w.endLsn });
     }
     if (progressed) {
       this.syncGate?.delivered(this.cursor); // sync: writers up to the cursor are answered
       // Delivered records need no FIFO protection any more, even before the cursor is persisted.
       this.storage.changes.releaseShipped(this.slotName, this.cursor);
-      this.dirtyCheckpoint = true;
       this.contactOk = true;
       if (this.inflight.every((w) => w.status === 'sending' || w.status === 'done')) {
         this.consecutiveFailures = 0;
@@ -830,9 +845,8 @@ export class ReplicationTask {
     const { batch, filter } = w.copy;
     scan.commit(batch, { records: w.scopeRecords, bytes: w.scopeBytes });
     if (filter) scan.state.filter = filter;
-    this.copyUnsaved.add(batch.entry);
-    this.dirtyCheckpoint = true;
-    this.copyUrgent = true;
+    this.committer.markDirty('now', batch.entry);
+    this.committer.delivered({ source: 'copy', entry: batch.entry, next: batch.next, last: batch.last });
     if (scan.finished && scan.state.completed_at === null) {
       scan.state.completed_at = new Date().toISOString();
       if (!this.continuous) this.completed = true;
@@ -862,8 +876,7 @@ export class ReplicationTask {
     this.suspendedReason = reason;
     this.lastError = { status: this.lastError?.status ?? -1, message: reason, at: Date.now() };
     this.retryAt = null;
-    this.dirtyCheckpoint = true;
-    this.urgentPersist = true;
+    this.committer.markDirty('soon');
     this.refreshState();
     this.wake();
   }
@@ -874,8 +887,7 @@ export class ReplicationTask {
     const reason = `Pending records up to LSN ${upTo} were evicted by the source bucket's FIFO quota before they were replicated (log.max_bytes = ${max_bytes}, log.on_overflow = ${on_overflow}); verify the destination`;
     this.needsVerify = true;
     this.needsVerifyReason = reason;
-    this.dirtyCheckpoint = true;
-    this.urgentPersist = true;
+    this.committer.markDirty('soon');
     if (this.settings.log.on_overflow === 'suspend') this.suspend(reason);
     this.wake();
   }
@@ -895,56 +907,9 @@ export class ReplicationTask {
       this.cursor = last;
       this.readLsn = last;
       this.countedLsn = last;
-      this.dirtyCheckpoint = true;
-      this.persistIfDirty();
+      this.committer.markDirty('idle');
+      this.committer.persist();
     }
-  }
-
-  /**
-   * Writes the checkpoint when something changed: at most every 100 ms after delivered records, at
-   * most once a second when the cursor only moved over changes outside the scope.
-   */
-  private persistIfDirty(): void {
-    if (!this.dirtyCheckpoint) return;
-    // a copy's entry waits for its checkpoint before its next batch: written at once
-    const spacing = this.copyUrgent ? 0 : this.urgentPersist ? CHECKPOINT_MIN_MS : CHECKPOINT_IDLE_MS;
-    const wait = spacing - (Date.now() - this.lastPersistAt);
-    if (wait > 0) {
-      this.persistTimer ??= setTimeout(() => {
-        this.persistTimer = null;
-        this.wake();
-      }, wait);
-      return;
-    }
-    this.dirtyCheckpoint = false;
-    this.urgentPersist = false;
-    this.copyUrgent = false;
-    const cp = this.checkpoint();
-    const saved = [...this.copyUnsaved];
-    this.copyUnsaved.clear();
-    this.lastPersistAt = Date.now();
-    this.checkpoints.save(cp).then(
-      () => {
-        if (saved.length > 0) {
-          for (const e of saved) this.copyBusy.delete(e);
-          this.wake();
-        }
-        try {
-          this.storage.changes.advanceSlot(this.slotName, cp.lsn);
-        } catch {
-          // slot dropped meanwhile (replication removed)
-        }
-      },
-      (e: unknown) => {
-        this.lastError = {
-          status: -1,
-          message: `Checkpoint write failed: ${(e as Error).message}`,
-          at: Date.now(),
-        };
-        this.dirtyCheckpoint = true;
-        for (const e of saved) this.copyUnsaved.add(e);
-      },
-    );
   }
 
   private checkpoint(): Checkpoint {
