@@ -20,6 +20,7 @@ import { syncWrites } from './http/sync-writes.js';
 import { LinkKeys } from './http/links/link-keys.js';
 import { FiltersStore } from './replication/filters-store.js';
 import { FilterService } from './replication/filter-service.js';
+import { RemoteRegistry } from './replication/remotes.js';
 import { LifecycleManager } from './lifecycle/manager.js';
 import { GroupService } from './replication/group-service.js';
 import { VerifyService } from './replication/verify-service.js';
@@ -165,13 +166,22 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     port = (h.server.address() as AddressInfo).port;
     // Replication needs the bound port (self-loop check); /ready stays 503 until it is up.
     const filterStore = await FiltersStore.open(config.dataPath, config.storage.durability !== 'none');
+    const remotes = await RemoteRegistry.open({
+      dataPath: config.dataPath,
+      sync: config.storage.durability !== 'none',
+      defaults: { timeoutMs: config.replication.timeoutMs, verifyTls: config.replication.verifySsl },
+      warn: (msg) => log(`Warning: ${msg}`),
+    });
+    closers.push(() => remotes.close());
     const replications = await ReplicationManager.open({
       storage,
       config,
       port,
       filters: filterStore,
       syncGates,
+      remotes,
     });
+    remotes.setUsers((remote) => replications.remoteUsers(remote));
     const filters = new FilterService(filterStore, replications);
     closers.push(() => replications.close());
     const verify = new VerifyService(
@@ -188,6 +198,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     services.replications = replications;
     services.monitor = monitor;
     services.filters = filters;
+    services.remotes = remotes;
     services.verify = verify;
     // the events stream hears the engine's own transitions and changes, and verifications
     services.events = {

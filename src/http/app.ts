@@ -53,6 +53,7 @@ import { verifyRoutes } from './routes/verify.js';
 const ANONYMOUS_DISCARD_BYTES = 64 * 1024;
 import { eventsRoute } from './routes/events.js';
 import { filterRoutes } from './routes/filters.js';
+import { remoteRoutes } from './routes/remotes.js';
 import { metricsHandler } from './routes/metrics.js';
 import { FerryMetrics } from './metrics.js';
 import { instrumentServices } from './instrument.js';
@@ -88,6 +89,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     ...linkRoutes(),
     eventsRoute(),
     ...filterRoutes(),
+    ...remoteRoutes(),
     ...lifecycleRoutes(),
     ...groupRoutes(),
     ...groupApplyRoutes(),

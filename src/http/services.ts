@@ -9,6 +9,7 @@ import type { ReplicationDetail, ReplicationFailures, ReplicationList } from '..
 import type { ActiveTasks, ReplicationStatus } from '../protocol/replication-status.js';
 import type { FilterJson, FilterList } from '../protocol/filters.js';
 import type { GroupInfo, GroupList } from '../protocol/groups.js';
+import type { RemoteJson, RemoteList } from '../protocol/remotes.js';
 import type { LinkKeys } from './links/link-keys.js';
 import type { ReplicationEvents } from '../replication/status-feed.js';
 import type { VerifyRequest } from '../replication/verify-service.js';
@@ -85,6 +86,18 @@ export interface VerifyApi {
   lastResult(name: string): Promise<VerifyResult>;
 }
 
+/** Remotes (src/replication/remotes.ts), wire-shaped JSON in and out. */
+export interface RemoteApi {
+  list(): RemoteList;
+  get(name: string): RemoteJson;
+  create(name: string, body: unknown): Promise<void>;
+  update(name: string, body: unknown): Promise<void>;
+  /** Refused (409) while replications use the remote, unless `force`. */
+  remove(name: string, force: boolean): Promise<void>;
+  /** Re-pins the remote's identity (replication.md §5). */
+  pin(name: string, body: unknown): Promise<RemoteJson>;
+}
+
 /** Lifecycle policies (src/lifecycle/manager.ts), wire-shaped JSON in and out. */
 export interface LifecycleService {
   list(): unknown;
@@ -137,6 +150,8 @@ export interface HttpServices {
   filters?: FilterApi;
   /** Set together with `replications`. */
   verify?: VerifyApi;
+  /** Remotes (set together with `replications`). */
+  remotes?: RemoteApi;
   system: SystemEventsService;
   /** Lifecycle policies (api.md §16). */
   lifecycles: LifecycleService;

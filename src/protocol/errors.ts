@@ -210,6 +210,28 @@ export const Errors = {
   replicationFilterUnknown: (name: string) =>
     new FerryError(422, `Invalid replication setting 'filter': stored filter '${name}' does not exist`),
 
+  // remotes and rate limits (issue 10)
+  remoteNotFound: (name: string) => new FerryError(404, `Remote '${name}' does not exist`),
+  remoteExists: (name: string) => new FerryError(409, `Remote '${name}' already exists`),
+  remoteInUse: (name: string, users: string[]) =>
+    new FerryError(
+      409,
+      `Remote '${name}' is used by replication ${users.map((u) => `'${u}'`).join(', ')}; ` +
+        'remove or change them first, or delete with ?force=true',
+    ),
+  remoteInvalidName: (name: string) =>
+    new FerryError(422, `Invalid remote name '${name}': letters, digits, '-' and '_' only`),
+  remoteInvalid: (field: string, why: string) =>
+    new FerryError(422, `Invalid remote setting '${field}': ${why}`),
+  remoteTooMany: (max: number) => new FerryError(422, `Too many remotes: at most ${max}`),
+  replicationRemoteUnknown: (name: string) =>
+    new FerryError(422, `Invalid replication setting 'remote': remote '${name}' does not exist`),
+  replicationRemoteWithHost: () =>
+    new FerryError(
+      422,
+      "Invalid replication setting 'remote': can't be combined with 'dst_host' or 'dst_token' (the remote holds them)",
+    ),
+
   // SDK and CLI (src/client, src/cli): client-side failures carry the negative codes of api.md §3.5
   clientTimeout: (what: string, ms: number) => new FerryError(-2, `${what} timed out after ${ms} ms`),
   clientUnreachable: (url: string, reason: string) =>

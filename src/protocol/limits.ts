@@ -69,3 +69,20 @@ export const MAX_SYNC_TIMEOUT_MS = 600_000;
 
 /** Longest `sync.recover_after_ms` (1 h). */
 export const MAX_SYNC_RECOVER_MS = 3_600_000;
+
+// remotes and rate limits (issue 10)
+
+/** Characters of a remote's `url` and `proxy`. */
+export const MAX_REMOTE_URL_CHARS = 2048;
+
+/** Characters of a remote's `ca` (PEM certificates). */
+export const MAX_REMOTE_CA_CHARS = 64 * 1024;
+
+/** Upper bound of a remote's `connect_timeout_ms` and `request_timeout_ms` (one hour). */
+export const MAX_REMOTE_TIMEOUT_MS = 3_600_000;
+
+/** Remotes one server keeps (each has a connection pool and a prober). */
+export const MAX_REMOTES = 256;
+
+/** Upper bound of `rate_limit.bytes_per_sec` (1 TiB/s: no link is faster). */
+export const MAX_RATE_LIMIT_BYTES_PER_SEC = 2 ** 40;

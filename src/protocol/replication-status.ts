@@ -10,6 +10,7 @@
 
 import type { ReplicationMode, ReplicationSettingsJson } from './replications.js';
 import type { VerificationTask } from './verify.js';
+import type { RemoteRef } from './remotes.js';
 
 /** Visible state of a replication. */
 export type ReplicationState =
@@ -202,6 +203,27 @@ export interface ReplicationStatus {
   effective_type_reason?: string | null;
   /** Sync replications only. */
   sync?: SyncStatus['sync'];
+  /** The remote the replication names (`remote` setting), with its health. */
+  remote?: RemoteRef;
+  /** Present when the replication has a `rate_limit`. */
+  rate_limit?: RateLimitStatus;
+}
+
+/** `rate_limit` in a replication's status. */
+export interface RateLimitStatus {
+  bytes_per_sec: number;
+  /** True while shipments wait for the limit (or did within the last second). */
+  throttling: boolean;
+  /** Since when shipments wait without a break (ISO; null when not waiting now). */
+  throttled_since: string | null;
+  /** Payload bytes of shipments waiting for the limit now. */
+  waiting_bytes: number;
+  /** How long a shipment queued now would wait (ms). */
+  delay_ms: number;
+  /** Time shipments have spent waiting for the limit since the replication (re)started (ms). */
+  throttled_ms: number;
+  /** Time the pending bytes need at the limit: how far behind the limit leaves the replication (ms). */
+  catch_up_ms: number;
 }
 
 /** One entry of `GET /api/v1/active_tasks` (CouchDB's `_active_tasks` is the model). */

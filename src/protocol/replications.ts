@@ -44,6 +44,11 @@ export interface LogSettings {
   on_overflow: OnOverflow;
 }
 
+/** Bandwidth cap of a replication, for thin links. */
+export interface RateLimitSettings {
+  bytes_per_sec: number;
+}
+
 /** Target bucket settings in wire shape (u64 values may arrive as number or bigint). */
 export type TargetSettings = {
   [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown;
@@ -84,6 +89,10 @@ export interface ReplicationSettings {
   replication_type?: ReplicationType;
   /** Only with `replication_type: "sync"`. */
   sync?: Partial<SyncSettings>;
+  /** Name of a remote (`/api/v1/remotes/{name}`) used instead of `dst_host`/`dst_token`. */
+  remote?: string;
+  /** Cap on the replication's bandwidth (payload bytes per second). */
+  rate_limit?: RateLimitSettings;
 }
 
 /**

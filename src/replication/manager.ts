@@ -25,6 +25,8 @@ import { FailureLog } from './failure-log.js';
 import type { FiltersStore } from './filters-store.js';
 import { LocalTarget } from './local-target.js';
 import { RemoteTarget } from './remote-target.js';
+import { RateLimitedTarget } from './rate-limited-target.js';
+import type { RemoteRegistry } from './remotes.js';
 import {
   compatibleSettingsToWire,
   effectiveSettings,
@@ -59,6 +61,8 @@ export interface ReplicationManagerOptions {
   filters?: Pick<FiltersStore, 'resolve'>;
   /** Sync gates the client writes pass (sync-gates.ts); the manager makes its own when absent. */
   syncGates?: SyncGates;
+  /** Remotes, for replications that name one (`remote`). */
+  remotes?: Pick<RemoteRegistry, 'has' | 'endpoint' | 'ref'>;
 }
 
 const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' does not exist`);
@@ -77,6 +81,8 @@ export class ReplicationManager {
   private chain: Promise<unknown> = Promise.resolve();
   private readonly listeners = new Map<string, Set<(e: TaskEvent) => void>>();
   private readonly taskUnsubscribe = new Map<string, () => void>();
+  /** Rate limiters of the running tasks that have a `rate_limit`, for their status. */
+  private readonly limiters = new Map<string, RateLimitedTarget>();
   private closed = false;
   /** Gates of the sync replications (replication.md §7). */
   syncGates = new SyncGates();
@@ -87,6 +93,7 @@ export class ReplicationManager {
     private readonly port: number,
     private readonly wrapTarget?: ReplicationManagerOptions['wrapTarget'],
     private readonly filters?: ReplicationManagerOptions['filters'],
+    private readonly remotes?: ReplicationManagerOptions['remotes'],
   ) {
     this.sync = config.storage.durability !== 'none';
     this.store = new DefinitionsStore(config.dataPath, this.sync);
@@ -105,7 +112,14 @@ export class ReplicationManager {
 
   /** Loads persisted definitions, applies provisioned ones and starts every task. */
   static async open(opts: ReplicationManagerOptions): Promise<ReplicationManager> {
-    const m = new ReplicationManager(opts.storage, opts.config, opts.port, opts.wrapTarget, opts.filters);
+    const m = new ReplicationManager(
+      opts.storage,
+      opts.config,
+      opts.port,
+      opts.wrapTarget,
+      opts.filters,
+      opts.remotes,
+    );
     if (opts.syncGates) m.syncGates = opts.syncGates;
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
     const changed = m.applyProvisioned();
@@ -229,6 +243,10 @@ export class ReplicationManager {
     if (!this.storage.hasBucket(s.src_bucket)) {
       throw Errors.notFound(`Source bucket '${s.src_bucket}' for replication '${name}' does not exist`);
     }
+    if (s.remote !== undefined) {
+      if (!this.remotes?.has(s.remote)) throw Errors.replicationRemoteUnknown(s.remote);
+      return;
+    }
     if (s.src_bucket === s.dst_bucket && remote === null) {
       throw Errors.unprocessable('Source and destination buckets must be different');
     }
@@ -243,8 +261,21 @@ export class ReplicationManager {
   }
 
   private makeTarget(name: string, s: ReplicationSettings): Target {
-    const target = this.newTarget(s);
-    return this.wrapTarget ? this.wrapTarget(target, name) : target;
+    const inner = this.newTarget(s);
+    const target = this.wrapTarget ? this.wrapTarget(inner, name) : inner;
+    this.limiters.delete(name);
+    if (!s.rate_limit) return target;
+    const limited = new RateLimitedTarget(target, s.rate_limit.bytes_per_sec);
+    this.limiters.set(name, limited);
+    return limited;
+  }
+
+  /** Names of the replications that use remote `remote`, sorted. */
+  remoteUsers(remote: string): string[] {
+    return [...this.defs]
+      .filter(([, d]) => d.settings.remote === remote)
+      .map(([n]) => n)
+      .sort();
   }
 
   private newTarget(s: ReplicationSettings): Target {
@@ -255,6 +286,12 @@ export class ReplicationManager {
       createTarget: eff.create_target,
       ...(s.target_settings ? { targetSettings: s.target_settings } : {}),
     };
+    if (s.remote !== undefined) {
+      const name = s.remote;
+      const remotes = this.remotes;
+      const remote = { name, endpoint: () => remotes?.endpoint(name) };
+      return new RemoteTarget({ remote, compression: s.compression, sourceInstanceId: this.storage.instanceId, ...common });
+    }
     if (url === null) return new LocalTarget({ storage: this.storage, ...common });
     return new RemoteTarget({
       url,
@@ -359,6 +396,10 @@ export class ReplicationManager {
       : { state: 'suspended', state_reason: 'source bucket does not exist', counters: zeroCounters() };
     const upd = this.lastUpdate.get(name);
     if (upd) status.last_update = upd;
+    const remote = this.defs.get(name)?.settings.remote;
+    if (remote !== undefined && this.remotes) status.remote = this.remotes.ref(remote);
+    const limiter = this.limiters.get(name);
+    if (limiter) status.rate_limit = limiter.status(Number(status.pending_bytes ?? 0));
     return status;
   }
 
@@ -516,6 +557,7 @@ export class ReplicationManager {
       await task?.close();
       this.defs.delete(name);
       this.lastUpdate.delete(name);
+      this.limiters.delete(name);
       await this.store.save(this.defs);
       await this.storage.changes.dropSlot(ReplicationTask.slotName(name));
       await this.checkpoints(name).remove();

@@ -17,6 +17,7 @@ import {
 } from '../protocol/replication-status.js';
 import type { ReplicationInfo, ReplicationList, ReplicationSettingsJson } from '../protocol/replications.js';
 import type { VerificationTask } from '../protocol/verify.js';
+import type { RemoteRef } from '../protocol/remotes.js';
 import { zeroCounters } from './checkpoint-store.js';
 import { RollingRate, type CounterSample } from './rolling-rate.js';
 
@@ -165,7 +166,8 @@ export class ReplicationMonitor {
       updated_at: iso(t.updatedAt),
       source: { bucket: settings.src_bucket, entries: [...settings.entries] },
       destination: {
-        host: publicHost(settings.dst_host),
+        // a replication that names a remote has no dst_host of its own
+        host: (st.remote as RemoteRef | undefined)?.url ?? publicHost(settings.dst_host),
         bucket: settings.dst_bucket,
         prefix: settings.dst_prefix,
         instance_id: engineDst?.instance_id ?? null,

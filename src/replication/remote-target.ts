@@ -9,12 +9,14 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { encodeV1UpdateHeaders, encodeV1Value, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
 import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
+import { HANDSHAKE_TIMEOUT, IDENTITY_MISMATCH, PROXY_REFUSED } from './remote-connector.js';
+import type { RemoteEndpoint } from './remotes.js';
 import { headerValueProblem, type Compression, type TargetSettings } from './settings.js';
 import {
   batchBody,
@@ -28,17 +30,29 @@ import {
   type Target,
 } from './target.js';
 
-/** Options of a RemoteTarget. */
-export interface RemoteTargetOptions {
-  url: URL;
-  /** Bearer token ('' or null = none). Never logged. */
-  token: string | null;
+/** What every RemoteTarget is given, whichever way it connects. */
+interface CommonOptions {
   dstBucket: string;
   compression: Compression;
   createTarget: boolean;
   targetSettings?: TargetSettings;
   /** Our instance id, sent as origin of records written by our own clients. */
   sourceInstanceId: string;
+}
+
+/**
+ * Options of a RemoteTarget that reaches the destination through a named remote
+ * (replication.md §5): its shared pool, URL and token as they are at each request.
+ */
+export interface SharedRemoteTargetOptions extends CommonOptions {
+  remote: { name: string; endpoint(): RemoteEndpoint | undefined };
+}
+
+/** Options of a RemoteTarget with a pool of its own (`dst_host` + `dst_token`). */
+export interface RemoteTargetOptions extends CommonOptions {
+  url: URL;
+  /** Bearer token ('' or null = none). Never logged. */
+  token: string | null;
   /** Parallel connections (= the replication's max_in_flight). */
   connections: number;
   verifyTls: boolean;
@@ -59,6 +73,9 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
 function transportError(e: unknown): TargetError {
   const err = e as NodeJS.ErrnoException & { code?: string };
   const code = err?.code ?? '';
+  // refusals of a remote's connector: their messages say everything already
+  if (code === IDENTITY_MISMATCH || code === PROXY_REFUSED) return new TargetError(-3, err.message, true);
+  if (code === HANDSHAKE_TIMEOUT) return new TargetError(-2, `Timeout: ${err.message}`, true);
   const timeout =
     code === 'UND_ERR_CONNECT_TIMEOUT' ||
     code === 'UND_ERR_HEADERS_TIMEOUT' ||
@@ -108,30 +125,59 @@ function recordErrors(h: IncomingHttpHeaders): Map<bigint, { status: number; mes
 
 const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
 
+/** Where requests go now: base URL, token and the pool (own, or the remote's shared one). */
+interface Connection {
+  url: URL;
+  token: string | null;
+  dispatcher: Dispatcher;
+  /** Requests must name the origin (a shared pool is handed them through `origin`). */
+  origin?: string;
+}
+
+const basePath = (url: URL): string => url.pathname.replace(/\/+$/, '');
+
 /** Remote destination over HTTP. */
 export class RemoteTarget implements Target {
-  readonly description: string;
   instanceId = '';
   available = false;
   /** `x-reduct-api` minor version of the destination (compression needs >= 21). */
   private apiMinor = 0;
-  private pool: Pool;
+  /** Own pool (null when the target uses a remote's shared pool). */
+  private pool: Pool | null = null;
+  /** Aborts this target's requests on `reset`/`close` (a shared pool is not destroyed). */
+  private abort = new AbortController();
   /** Why this target can never work as configured (checked again here for stored definitions). */
-  private readonly unusable: string | null;
-  /** Request path of the destination bucket. */
-  private readonly bucketPath: string;
+  private readonly unusable: string | null = null;
 
-  constructor(private readonly opts: RemoteTargetOptions) {
-    const base = opts.url.pathname.replace(/\/+$/, '');
-    this.bucketPath = `${base}/api/v1/b/${encodeURIComponent(opts.dstBucket)}`;
-    this.description = `${opts.url.origin}${base}`;
-    const tokenProblem = opts.token ? headerValueProblem(opts.token) : null;
-    this.unusable = tokenProblem ? `Invalid replication setting 'dst_token': ${tokenProblem}` : null;
-    this.pool = this.newPool();
+  constructor(private readonly opts: RemoteTargetOptions | SharedRemoteTargetOptions) {
+    if ('url' in opts) {
+      const tokenProblem = opts.token ? headerValueProblem(opts.token) : null;
+      this.unusable = tokenProblem ? `Invalid replication setting 'dst_token': ${tokenProblem}` : null;
+      this.pool = this.newPool(opts);
+    }
   }
 
-  private newPool(): Pool {
+  /** The destination URL without credentials (for status). */
+  get description(): string {
+    const url = 'url' in this.opts ? this.opts.url : this.opts.remote.endpoint()?.url;
+    return url ? `${url.origin}${basePath(url)}` : `remote '${(this.opts as SharedRemoteTargetOptions).remote.name}'`;
+  }
+
+  private connection(): Connection {
     const opts = this.opts;
+    if ('url' in opts) return { url: opts.url, token: opts.token, dispatcher: this.pool! };
+    const ep = opts.remote.endpoint();
+    // temporary: the remote may be created again under the same name
+    if (!ep) throw new TargetError(-3, `Remote '${opts.remote.name}' does not exist`, true);
+    return { url: ep.url, token: ep.token, dispatcher: ep.dispatcher, origin: ep.url.origin };
+  }
+
+  /** Request path of the destination bucket. */
+  private bucketPath(c: Connection): string {
+    return `${basePath(c.url)}/api/v1/b/${encodeURIComponent(this.opts.dstBucket)}`;
+  }
+
+  private newPool(opts: RemoteTargetOptions): Pool {
     return new Pool(opts.url.origin, {
       connections: opts.connections,
       pipelining: 1,
@@ -149,9 +195,9 @@ export class RemoteTarget implements Target {
   }
 
   /** Flat `[name, value, …]` header list (cheap for thousands of per-record headers). */
-  private headers(extra: Record<string, string> | string[] = []): string[] {
+  private headers(token: string | null, extra: Record<string, string> | string[] = []): string[] {
     const h = Array.isArray(extra) ? extra : Object.entries(extra).flat();
-    if (this.opts.token) h.push('authorization', `Bearer ${this.opts.token}`);
+    if (token) h.push('authorization', `Bearer ${token}`);
     return h;
   }
 
@@ -163,18 +209,22 @@ export class RemoteTarget implements Target {
     if (m) this.apiMinor = Number(m[1]) > 1 ? 1000 : Number(m[2]);
   }
 
+  /** One request; `path` is relative to the destination bucket ('' = the bucket itself). */
   private async request(
     method: 'GET' | 'HEAD' | 'POST' | 'PATCH',
     path: string,
     headers: Record<string, string> | string[],
     body?: Readable | string,
   ) {
+    const c = this.connection();
     try {
-      const res = await this.pool.request({
+      const res = await c.dispatcher.request({
+        ...(c.origin ? { origin: c.origin } : {}),
         method,
-        path,
-        headers: this.headers(headers),
+        path: this.bucketPath(c) + path,
+        headers: this.headers(c.token, headers),
         body: body ?? null,
+        signal: this.abort.signal,
       });
       this.learn(res.headers);
       return res;
@@ -210,14 +260,14 @@ export class RemoteTarget implements Target {
     return records[0]?.origin || this.opts.sourceInstanceId;
   }
 
-  /** Request path of a destination entry. */
+  /** Path of a destination entry, relative to the bucket. */
   private entryPath(entry: string): string {
-    return `${this.bucketPath}/${encodePath(entry)}`;
+    return `/${encodePath(entry)}`;
   }
 
   async prepare(): Promise<void> {
     if (this.unusable) throw new TargetError(422, this.unusable, false);
-    const res = await this.request('GET', this.bucketPath, {});
+    const res = await this.request('GET', '', {});
     await res.body.dump();
     if (res.statusCode === 200) {
       this.available = true;
@@ -230,7 +280,7 @@ export class RemoteTarget implements Target {
       throw missingBucketError(this.opts.dstBucket);
     }
     const body = stringifyJson(this.opts.targetSettings ?? {});
-    const created = await this.request('POST', this.bucketPath, { 'content-type': 'application/json' }, body);
+    const created = await this.request('POST', '', { 'content-type': 'application/json' }, body);
     await created.body.dump();
     if (created.statusCode === 200 || created.statusCode === 409) {
       this.available = true;
@@ -387,13 +437,17 @@ export class RemoteTarget implements Target {
   }
 
   async reset(): Promise<void> {
-    const old = this.pool;
-    this.pool = this.newPool();
+    this.abort.abort();
+    this.abort = new AbortController();
     this.available = false;
+    const old = this.pool;
+    if (old === null) return; // a remote's shared pool serves others: only our requests end
+    this.pool = this.newPool(this.opts as RemoteTargetOptions);
     await old.destroy();
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    this.abort.abort();
+    await this.pool?.destroy();
   }
 }

@@ -4,12 +4,13 @@
  * the field); the effective values (defaults filled in) are derived with `effectiveSettings`.
  */
 import { Errors, FerryError } from '../protocol/errors.js';
-import { MAX_DST_TOKEN_CHARS } from '../protocol/limits.js';
+import { MAX_DST_TOKEN_CHARS, MAX_RATE_LIMIT_BYTES_PER_SEC } from '../protocol/limits.js';
 import { jsonNumber, describeJsonValue, U64_MAX } from '../protocol/json.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { BUCKET_SETTINGS_FIELDS, parseBucketSettings } from '../protocol/bucket-settings.js';
 import type { BucketSettingsPatch } from '../storage/types.js';
 import { parseSyncFields } from './sync-settings.js';
+import { rateLimitedBatchBytes } from './rate-limited-target.js';
 import type {
   BatchSettings,
   Compression,
@@ -72,7 +73,7 @@ const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
 const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
-const NOT_YET = ['link', 'src_group', 'base', 'rate_limit'];
+const NOT_YET = ['link', 'src_group', 'base'];
 
 /** Legacy (≤ 1.20) filter fields, migrated into `when`. */
 export interface LegacyFilter {
@@ -180,7 +181,8 @@ export interface ParseSettingsOptions {
  */
 export function parseSettings(body: unknown, opts: ParseSettingsOptions): ReplicationSettings {
   if (!isObject(body)) throw Errors.invalidJson('expected a settings object');
-  for (const key of ['src_bucket', 'dst_bucket', 'dst_host']) {
+  const remote = parseRemoteField(body);
+  for (const key of remote === undefined ? ['src_bucket', 'dst_bucket', 'dst_host'] : ['src_bucket', 'dst_bucket']) {
     if (body[key] === undefined || body[key] === null) throw Errors.invalidJson(`missing field \`${key}\``);
     if (typeof body[key] !== 'string')
       throw Errors.invalidJson(`invalid type for \`${key}\`, expected a string`);
@@ -238,8 +240,8 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   const settings: ReplicationSettings = {
     src_bucket: body.src_bucket as string,
     dst_bucket: body.dst_bucket as string,
-    dst_host: body.dst_host as string,
-    dst_token: typeof dstToken === 'string' ? dstToken : (opts.previousToken ?? null),
+    dst_host: remote === undefined ? (body.dst_host as string) : '',
+    dst_token: remote !== undefined ? null : typeof dstToken === 'string' ? dstToken : (opts.previousToken ?? null),
     entries,
     dst_prefix: prefix,
     when,
@@ -248,6 +250,14 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   };
   const filter = parseFilterFields(body, when);
   if (filter) Object.assign(settings, filter);
+  if (remote !== undefined) settings.remote = remote;
+  const rate = objectField(body, 'rate_limit', ['bytes_per_sec']);
+  if (rate) {
+    const bps = intField(rate, 'bytes_per_sec', 'rate_limit', 1);
+    if (bps === undefined || bps > MAX_RATE_LIMIT_BYTES_PER_SEC)
+      throw invalid('rate_limit.bytes_per_sec', `must be an integer between 1 and ${MAX_RATE_LIMIT_BYTES_PER_SEC}`);
+    settings.rate_limit = { bytes_per_sec: bps };
+  }
 
   if (body.create_target !== undefined && body.create_target !== null) {
     if (typeof body.create_target !== 'boolean') throw invalid('create_target', 'must be a boolean');
@@ -360,6 +370,19 @@ export function headerValueProblem(value: string): string | null {
 }
 
 /**
+ * `remote`: the name of a remote that holds the destination URL and token, so `dst_host` and
+ * `dst_token` may not be given with it (whether it exists is the manager's check).
+ */
+function parseRemoteField(body: Record<string, unknown>): string | undefined {
+  if (body.remote === undefined || body.remote === null) return undefined;
+  if (typeof body.remote !== 'string' || !isValidBucketName(body.remote))
+    throw invalid('remote', 'must be the name of a remote');
+  const given = (k: string): boolean => body[k] !== undefined && body[k] !== null;
+  if (given('dst_host') || given('dst_token')) throw Errors.replicationRemoteWithHost();
+  return body.remote;
+}
+
+/**
  * `filter` (a stored filter's name) and `query_params` (its parameter values, checked against the
  * filter by the manager). A filter replaces `when`: both together are refused.
  */
@@ -392,6 +415,7 @@ export function effectiveSettings(
   if (directives.batchRecords !== undefined && directives.batchRecords > 0)
     batch.max_records = directives.batchRecords;
   if (directives.batchSize !== undefined && directives.batchSize > 0) batch.max_bytes = directives.batchSize;
+  if (s.rate_limit) batch.max_bytes = Math.min(batch.max_bytes, rateLimitedBatchBytes(s.rate_limit.bytes_per_sec));
   return {
     ...s,
     create_target: s.create_target ?? DEFAULTS.create_target,
@@ -429,6 +453,8 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     'until',
     'replication_type',
     'sync',
+    'remote',
+    'rate_limit',
   ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }
