@@ -37,12 +37,17 @@ after(async () => {
   await proxy?.close();
 });
 
-const proxyUrl = (password = PROXY_PASSWORD): string => `http://${PROXY_USER}:${password}@127.0.0.1:${proxy.port}`;
+const proxyUrl = (password = PROXY_PASSWORD): string =>
+  `http://${PROXY_USER}:${password}@127.0.0.1:${proxy.port}`;
 const remote = async (name: string): Promise<RemoteJson> =>
   (await api(srcNode, 'GET', `/remotes/${name}`)) as RemoteJson;
 
 /** Replicates entry `name` through remote `name` and waits for one record at `dst`. */
-async function shipOne(name: string, dst: ApiNode, dispatcherOpts?: Parameters<typeof call>[4]): Promise<void> {
+async function shipOne(
+  name: string,
+  dst: ApiNode,
+  dispatcherOpts?: Parameters<typeof call>[4],
+): Promise<void> {
   await api(srcNode, 'POST', `/replications/${name}`, {
     src_bucket: 'src',
     dst_bucket: name,
@@ -86,14 +91,17 @@ test('a remote with a CONNECT proxy: probes and records go through its tunnels o
   }
 });
 
-test('HTTPS through the proxy: TLS inside the tunnel, verified against the remote\'s own ca', async (t) => {
+test("HTTPS through the proxy: TLS inside the tunnel, verified against the remote's own ca", async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'ferry-proxy-tls-'));
   const tls = selfSignedCert(dir);
   if (!tls) {
     t.skip('openssl is not available');
     return;
   }
-  const dst = await startTestServer('proxy-tls-dst', TOKEN, { RS_CERT_PATH: tls.cert, RS_CERT_KEY_PATH: tls.key });
+  const dst = await startTestServer('proxy-tls-dst', TOKEN, {
+    RS_CERT_PATH: tls.cert,
+    RS_CERT_KEY_PATH: tls.key,
+  });
   try {
     const ca = await readFile(tls.cert, 'utf8');
     const { Agent } = await import('undici');
@@ -109,7 +117,12 @@ test('HTTPS through the proxy: TLS inside the tunnel, verified against the remot
     assert.match(down.last_error!.message, /certificate/i);
     await api(srcNode, 'DELETE', '/remotes/untrusted');
 
-    await api(srcNode, 'POST', '/remotes/secure', { url: dst.ferry.url, token: TOKEN, proxy: proxyUrl(), ca });
+    await api(srcNode, 'POST', '/remotes/secure', {
+      url: dst.ferry.url,
+      token: TOKEN,
+      proxy: proxyUrl(),
+      ca,
+    });
     await shipOne('secure', dstNode, { dispatcher: reader });
     assert.ok(proxy.connects().includes(`127.0.0.1:${dst.ferry.port} 200`));
     await api(srcNode, 'DELETE', '/replications/secure');
@@ -121,11 +134,15 @@ test('HTTPS through the proxy: TLS inside the tunnel, verified against the remot
   }
 });
 
-test('wrong proxy credentials: the remote is down with the proxy\'s 407, nothing shipped, no secret shown', async () => {
+test("wrong proxy credentials: the remote is down with the proxy's 407, nothing shipped, no secret shown", async () => {
   const dst = await startTestServer('proxy-dst-407', TOKEN);
   try {
     const wrong = 'wrong-SECRET-0a1b';
-    await api(srcNode, 'POST', '/remotes/refused', { url: dst.ferry.url, token: TOKEN, proxy: proxyUrl(wrong) });
+    await api(srcNode, 'POST', '/remotes/refused', {
+      url: dst.ferry.url,
+      token: TOKEN,
+      proxy: proxyUrl(wrong),
+    });
     await api(srcNode, 'POST', '/replications/refused', {
       src_bucket: 'src',
       dst_bucket: 'refused',
@@ -138,7 +155,10 @@ test('wrong proxy credentials: the remote is down with the proxy\'s 407, nothing
       const x = await remote('refused');
       return x.state === 'down' ? x : false;
     });
-    assert.match(r.last_error!.message, /^Connection error: Proxy refused the tunnel to 127\.0\.0\.1:\d+: HTTP 407/);
+    assert.match(
+      r.last_error!.message,
+      /^Connection error: Proxy refused the tunnel to 127\.0\.0\.1:\d+: HTTP 407/,
+    );
     const st = await waitFor(async () => {
       const s = (await api(srcNode, 'GET', '/replications/refused/status')) as ReplicationStatus;
       return s.last_error ? s : false;

@@ -66,7 +66,13 @@ async function write(entry: string, body = 'payload'): Promise<bigint> {
 }
 
 /** Waits until `node` holds record `entry@at` in bucket `bucket` with `body`. */
-async function arrived(node: ApiNode, bucket: string, entry: string, at: bigint, body = 'payload'): Promise<void> {
+async function arrived(
+  node: ApiNode,
+  bucket: string,
+  entry: string,
+  at: bigint,
+  body = 'payload',
+): Promise<void> {
   await waitFor(
     async () => {
       const r = await call(node, 'GET', `/b/${bucket}/${entry}?ts=${at}`);
@@ -94,12 +100,27 @@ test('remote CRUD: every field validated (422 naming it), list sorted, PUT keeps
     [{ url: 'http://h:1', token: 'x'.repeat(5000) }, "Invalid remote setting 'token': must be at most 4096"],
     [{ url: 'http://h:1', proxy: 'https://p:1' }, "Invalid remote setting 'proxy': must start with http://"],
     [{ url: 'http://h:1', proxy: 'http://p:1/path' }, "Invalid remote setting 'proxy': must be http://"],
-    [{ url: 'http://h:1', connect_timeout_ms: 0 }, "Invalid remote setting 'connect_timeout_ms': must be an integer between 1 and 3600000"],
-    [{ url: 'http://h:1', request_timeout_ms: 1.5 }, "Invalid remote setting 'request_timeout_ms': must be an integer"],
-    [{ url: 'http://h:1', request_timeout_ms: 3_600_001 }, "Invalid remote setting 'request_timeout_ms': must be an integer"],
+    [
+      { url: 'http://h:1', connect_timeout_ms: 0 },
+      "Invalid remote setting 'connect_timeout_ms': must be an integer between 1 and 3600000",
+    ],
+    [
+      { url: 'http://h:1', request_timeout_ms: 1.5 },
+      "Invalid remote setting 'request_timeout_ms': must be an integer",
+    ],
+    [
+      { url: 'http://h:1', request_timeout_ms: 3_600_001 },
+      "Invalid remote setting 'request_timeout_ms': must be an integer",
+    ],
     [{ url: 'http://h:1', verify_tls: 'yes' }, "Invalid remote setting 'verify_tls': must be a boolean"],
-    [{ url: 'http://h:1', ca: 'not a certificate' }, "Invalid remote setting 'ca': must contain PEM certificates"],
-    [{ url: 'http://h:1', ca: `-----BEGIN CERTIFICATE-----${'A'.repeat(70_000)}` }, "Invalid remote setting 'ca': must be at most 65536"],
+    [
+      { url: 'http://h:1', ca: 'not a certificate' },
+      "Invalid remote setting 'ca': must contain PEM certificates",
+    ],
+    [
+      { url: 'http://h:1', ca: `-----BEGIN CERTIFICATE-----${'A'.repeat(70_000)}` },
+      "Invalid remote setting 'ca': must be at most 65536",
+    ],
     [{ url: 'http://h:1', colour: 'red' }, "Invalid remote setting 'colour': unknown field"],
   ];
   for (const [body, message] of bad) {
@@ -133,7 +154,10 @@ test('remote CRUD: every field validated (422 naming it), list sorted, PUT keeps
   );
   assert.equal((await remote('crud-b')).has_token, true);
   assert.equal((await remote('crud-b')).request_timeout_ms, 1234);
-  assert.equal((await call(srcNode, 'PUT', '/remotes/crud-b', { url: dst.ferry.url, token: '' })).status, 200);
+  assert.equal(
+    (await call(srcNode, 'PUT', '/remotes/crud-b', { url: dst.ferry.url, token: '' })).status,
+    200,
+  );
   assert.equal((await remote('crud-b')).has_token, false);
   assert.equal((await call(srcNode, 'PUT', '/remotes/crud-none', ok)).status, 404);
 
@@ -152,7 +176,10 @@ test('a replication names a remote: records arrive, status shows the remote; wit
     remote: 'main',
   });
   assert.equal(both.status, 422);
-  assert.match(both.error!, /^Invalid replication setting 'remote': can't be combined with 'dst_host' or 'dst_token'/);
+  assert.match(
+    both.error!,
+    /^Invalid replication setting 'remote': can't be combined with 'dst_host' or 'dst_token'/,
+  );
   const withToken = await call(srcNode, 'POST', '/replications/both', {
     src_bucket: 'src',
     dst_bucket: 'dst',
@@ -185,7 +212,9 @@ test('a replication names a remote: records arrive, status shows the remote; wit
   assert.deepEqual(r.replications, ['via-main']);
   await waitFor(async () => (await remote('main')).state === 'up', { message: 'remote up' });
   assert.equal((await status('via-main')).remote?.state, 'up');
-  const detail = (await api(srcNode, 'GET', '/replications/via-main')) as { settings: Record<string, unknown> };
+  const detail = (await api(srcNode, 'GET', '/replications/via-main')) as {
+    settings: Record<string, unknown>;
+  };
   assert.equal(detail.settings.dst_token, null);
 
   // no secret in any answer or log line that mentions the remote
@@ -271,7 +300,10 @@ test('deleting a remote in use is refused (409) unless forced; its replications 
 test('one pool per remote: the prober and three replications share its keep-alive connections', async () => {
   const proxy = await startFaultProxy({ host: '127.0.0.1', port: dst.ferry.port });
   try {
-    await api(srcNode, 'POST', '/remotes/shared', { url: `http://127.0.0.1:${proxy.port}`, token: DST_TOKEN });
+    await api(srcNode, 'POST', '/remotes/shared', {
+      url: `http://127.0.0.1:${proxy.port}`,
+      token: DST_TOKEN,
+    });
     await waitFor(async () => (await remote('shared')).state === 'up', { message: 'shared up' });
     const names = ['shared-1', 'shared-2', 'shared-3'];
     for (const name of names)
@@ -370,7 +402,9 @@ test('probe states: up for a live destination, down for a stopped one and for a 
     assert.equal(registry.get('hole').state, 'degraded');
     assert.ok(registry.get('hole').last_error !== null, 'the last error stays visible');
     // a refused token: down, with the destination's message
-    const token = await call(dstNode, 'GET', '/info', undefined, { headers: { authorization: 'Bearer wrong' } });
+    const token = await call(dstNode, 'GET', '/info', undefined, {
+      headers: { authorization: 'Bearer wrong' },
+    });
     assert.equal(token.status, 401);
     await registry.update('live', { url: dst.ferry.url, token: 'wrong-token' });
     await registry.probeNow('live');

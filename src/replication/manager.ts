@@ -290,7 +290,12 @@ export class ReplicationManager {
       const name = s.remote;
       const remotes = this.remotes;
       const remote = { name, endpoint: () => remotes?.endpoint(name) };
-      return new RemoteTarget({ remote, compression: s.compression, sourceInstanceId: this.storage.instanceId, ...common });
+      return new RemoteTarget({
+        remote,
+        compression: s.compression,
+        sourceInstanceId: this.storage.instanceId,
+        ...common,
+      });
     }
     if (url === null) return new LocalTarget({ storage: this.storage, ...common });
     return new RemoteTarget({

@@ -55,7 +55,7 @@ export class RateLimitedTarget implements Target {
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     const out: ItemOutcome[] = [];
     const signal = this.abort.signal;
-    for (let i = 0; i < records.length; ) {
+    for (let i = 0; i < records.length;) {
       // at least one record per piece, however large
       let j = i + 1;
       let bytes = records[i]!.size;

@@ -73,7 +73,8 @@ function readHead(socket: Socket, timeoutMs: number, what: string): Promise<Head
         buf = Buffer.concat([buf, chunk]);
         const end = buf.indexOf('\r\n\r\n');
         if (end < 0) {
-          if (buf.length > MAX_HEAD_BYTES) return done(codedError('ECONNRESET', `${what}: answer head too large`));
+          if (buf.length > MAX_HEAD_BYTES)
+            return done(codedError('ECONNRESET', `${what}: answer head too large`));
           continue;
         }
         const rest = buf.subarray(end + 4);
@@ -106,7 +107,10 @@ async function tunnel(proxy: URL, host: string, port: number, opts: RemoteConnec
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(codedError('UND_ERR_CONNECT_TIMEOUT', `Proxy connect timeout after ${opts.connectTimeoutMs} ms`)),
+        () =>
+          reject(
+            codedError('UND_ERR_CONNECT_TIMEOUT', `Proxy connect timeout after ${opts.connectTimeoutMs} ms`),
+          ),
         opts.connectTimeoutMs,
       );
       socket.once('connect', () => {

@@ -160,7 +160,9 @@ export class RemoteTarget implements Target {
   /** The destination URL without credentials (for status). */
   get description(): string {
     const url = 'url' in this.opts ? this.opts.url : this.opts.remote.endpoint()?.url;
-    return url ? `${url.origin}${basePath(url)}` : `remote '${(this.opts as SharedRemoteTargetOptions).remote.name}'`;
+    return url
+      ? `${url.origin}${basePath(url)}`
+      : `remote '${(this.opts as SharedRemoteTargetOptions).remote.name}'`;
   }
 
   private connection(): Connection {

@@ -207,9 +207,9 @@ export class RemoteRegistry {
 
   private persist(): void {
     const snapshot = new Map([...this.remotes].map(([n, r]) => [n, r.stored]));
-    this.store.save(snapshot).catch((e: unknown) =>
-      this.opts.warn?.(`Saving the remotes failed: ${(e as Error).message}`),
-    );
+    this.store
+      .save(snapshot)
+      .catch((e: unknown) => this.opts.warn?.(`Saving the remotes failed: ${(e as Error).message}`));
   }
 
   private async save(): Promise<void> {
@@ -280,7 +280,10 @@ export class RemoteRegistry {
         state: 'unknown',
         url: '',
         identity_mismatch: false,
-        last_error: { message: `Remote '${name}' does not exist`, at: new Date(this.timers.now()).toISOString() },
+        last_error: {
+          message: `Remote '${name}' does not exist`,
+          at: new Date(this.timers.now()).toISOString(),
+        },
       };
     const err = r.health.lastError;
     return {
@@ -394,10 +397,14 @@ export class RemoteRegistry {
       if (body !== undefined && body !== null) {
         if (typeof body !== 'object' || Array.isArray(body)) throw Errors.invalidJson('expected an object');
         const b = body as Record<string, unknown>;
-        for (const k of Object.keys(b)) if (k !== 'instance_id') throw Errors.remoteInvalid(k, 'unknown field');
+        for (const k of Object.keys(b))
+          if (k !== 'instance_id') throw Errors.remoteInvalid(k, 'unknown field');
         if (b.instance_id !== undefined && b.instance_id !== null) {
           if (typeof b.instance_id !== 'string' || !/^[\x21-\x7e]{1,128}$/.test(b.instance_id))
-            throw Errors.remoteInvalid('instance_id', 'must be an instance id (1 to 128 printable characters)');
+            throw Errors.remoteInvalid(
+              'instance_id',
+              'must be an instance id (1 to 128 printable characters)',
+            );
           id = b.instance_id;
         }
       }
@@ -448,7 +455,10 @@ async function probeOnce(ep: RemoteEndpoint): Promise<ProbeOutcome> {
     const rttMs = performance.now() - started;
     if (res.statusCode !== 200) {
       const err = res.headers['x-reduct-error'];
-      return { ok: false, message: `HTTP ${res.statusCode}${typeof err === 'string' ? `: ${err.slice(0, 512)}` : ''}` };
+      return {
+        ok: false,
+        message: `HTTP ${res.statusCode}${typeof err === 'string' ? `: ${err.slice(0, 512)}` : ''}`,
+      };
     }
     const inst = res.headers['x-ferry-instance'];
     let version: string | null = null;

@@ -182,7 +182,9 @@ export interface ParseSettingsOptions {
 export function parseSettings(body: unknown, opts: ParseSettingsOptions): ReplicationSettings {
   if (!isObject(body)) throw Errors.invalidJson('expected a settings object');
   const remote = parseRemoteField(body);
-  for (const key of remote === undefined ? ['src_bucket', 'dst_bucket', 'dst_host'] : ['src_bucket', 'dst_bucket']) {
+  for (const key of remote === undefined
+    ? ['src_bucket', 'dst_bucket', 'dst_host']
+    : ['src_bucket', 'dst_bucket']) {
     if (body[key] === undefined || body[key] === null) throw Errors.invalidJson(`missing field \`${key}\``);
     if (typeof body[key] !== 'string')
       throw Errors.invalidJson(`invalid type for \`${key}\`, expected a string`);
@@ -241,7 +243,8 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     src_bucket: body.src_bucket as string,
     dst_bucket: body.dst_bucket as string,
     dst_host: remote === undefined ? (body.dst_host as string) : '',
-    dst_token: remote !== undefined ? null : typeof dstToken === 'string' ? dstToken : (opts.previousToken ?? null),
+    dst_token:
+      remote !== undefined ? null : typeof dstToken === 'string' ? dstToken : (opts.previousToken ?? null),
     entries,
     dst_prefix: prefix,
     when,
@@ -255,7 +258,10 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   if (rate) {
     const bps = intField(rate, 'bytes_per_sec', 'rate_limit', 1);
     if (bps === undefined || bps > MAX_RATE_LIMIT_BYTES_PER_SEC)
-      throw invalid('rate_limit.bytes_per_sec', `must be an integer between 1 and ${MAX_RATE_LIMIT_BYTES_PER_SEC}`);
+      throw invalid(
+        'rate_limit.bytes_per_sec',
+        `must be an integer between 1 and ${MAX_RATE_LIMIT_BYTES_PER_SEC}`,
+      );
     settings.rate_limit = { bytes_per_sec: bps };
   }
 
@@ -415,7 +421,8 @@ export function effectiveSettings(
   if (directives.batchRecords !== undefined && directives.batchRecords > 0)
     batch.max_records = directives.batchRecords;
   if (directives.batchSize !== undefined && directives.batchSize > 0) batch.max_bytes = directives.batchSize;
-  if (s.rate_limit) batch.max_bytes = Math.min(batch.max_bytes, rateLimitedBatchBytes(s.rate_limit.bytes_per_sec));
+  if (s.rate_limit)
+    batch.max_bytes = Math.min(batch.max_bytes, rateLimitedBatchBytes(s.rate_limit.bytes_per_sec));
   return {
     ...s,
     create_target: s.create_target ?? DEFAULTS.create_target,

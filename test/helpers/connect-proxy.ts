@@ -74,7 +74,10 @@ function serve(): void {
       if (method !== 'CONNECT' || !target) return answer('405 Method Not Allowed');
       if (expected && given !== expected) return answer('407 Proxy Authentication Required');
       const i = target.lastIndexOf(':');
-      const upstream = connect({ host: target.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(target.slice(i + 1)) });
+      const upstream = connect({
+        host: target.slice(0, i).replace(/^\[|\]$/g, ''),
+        port: Number(target.slice(i + 1)),
+      });
       let tunneled = false;
       upstream.once('connect', () => {
         tunneled = true;
