@@ -57,7 +57,7 @@ describe('ferry: help, version, usage', () => {
       ['entry'],
       ['entry', 'ls'],
       ['replication'],
-      ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow'].map((c) => ['replication', c]),
+      ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow', 'verify'].map((c) => ['replication', c]),
       ['filter'],
       ...['ls', 'show', 'create', 'rm'].map((c) => ['filter', c]),
       ['group'],
@@ -476,7 +476,8 @@ describe('ferry cp', () => {
 describe('ferry group', () => {
   test('create, ls, show, replace, a bucket in two groups (409 → exit 6), rm; unknown → exit 3', async () => {
     const client = new FerryClient(a.url, { token: a.token });
-    for (const b of ['cli-g-cam', 'cli-g-pose', 'cli-g-imu']) await client.createBucket(b, {}, { existOk: true });
+    for (const b of ['cli-g-cam', 'cli-g-pose', 'cli-g-imu'])
+      await client.createBucket(b, {}, { existOk: true });
     const created = await json<{ name: string; buckets: string[] }>([
       'group',
       'create',
@@ -504,6 +505,56 @@ describe('ferry group', () => {
     const gone = await ferry(['group', 'show', 'cli-robot']);
     assert.equal(gone.code, 3);
     assert.match(gone.stderr, /See what exists with 'ferry group ls'/);
-    assert.ok((await client.listBuckets()).some((b) => b.name === 'cli-g-cam'), 'members stay');
+    assert.ok(
+      (await client.listBuckets()).some((b) => b.name === 'cli-g-cam'),
+      'members stay',
+    );
+  });
+});
+
+describe('ferry replication verify', () => {
+  test('clean → 0; a record removed at the destination → 8 with the entry and timestamp; --repair → 0; --last', async () => {
+    const ca = new FerryClient(a.url, { token: a.token });
+    const cb = new FerryClient(b.url, { token: b.token });
+    await ca.createBucket('cli-v', {}, { existOk: true });
+    const create = ['replication', 'create', 'cli-v', '--src', 'cli-v', '--dst', 'cli-v-copy'];
+    const made = await ferry([...create, '--dst-url', b.url, '--dst-token', b.token]);
+    assert.equal(made.code, 0, made.stderr);
+    await ca.bucket('cli-v').writeBatch(
+      'cam',
+      Array.from({ length: 50 }, (_, i) => ({ ts: i + 1, data: `r${i}`, labels: { n: String(i) } })),
+    );
+    await waitFor(async () => (await ca.replications.status('cli-v')).pending_records === 0, {
+      message: 'replicated',
+    });
+    const clean = await json<{ outcome: string; totals: { source_records: number } }>([
+      'replication',
+      'verify',
+      'cli-v',
+    ]);
+    assert.equal(clean.outcome, 'clean');
+    assert.equal(clean.totals.source_records, 50);
+
+    await cb.bucket('cli-v-copy').removeRecord('cam', 17);
+    const found = await ferry(['replication', 'verify', 'cli-v']);
+    assert.equal(found.code, 8, found.stderr);
+    assert.match(found.stdout, /cam\s.*50\s.*1\s.*missing 17/);
+    assert.match(found.stdout, /cli-v: differences/);
+
+    const repaired = await ferry(['replication', 'verify', 'cli-v', '--repair']);
+    assert.equal(repaired.code, 0, repaired.stderr);
+    assert.match(repaired.stdout, /repaired: 1 missing.* 1 written/);
+    assert.equal(await (await cb.bucket('cli-v-copy').read('cam', 17)).text(), 'r16');
+    const last = await json<{ outcome: string; repair: { written: number } }>([
+      'replication',
+      'verify',
+      'cli-v',
+      '--last',
+    ]);
+    assert.equal(last.outcome, 'clean');
+    assert.equal(last.repair.written, 1);
+    const unknown = await ferry(['replication', 'verify', 'no-such-rep']);
+    assert.equal(unknown.code, 3);
+    assert.match(unknown.stderr, /ferry replication ls/);
   });
 });

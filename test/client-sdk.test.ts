@@ -338,6 +338,39 @@ describe('replications', () => {
     await job.stop();
   });
 
+  test('verify: clean, a changed label found with its part, repair, lastVerify; a bad request is a 422', async () => {
+    await ca.createBucket('sdk-ver', {}, { existOk: true });
+    await ca.replications.create('sdk-ver', {
+      src_bucket: 'sdk-ver',
+      dst_bucket: 'sdk-ver-copy',
+      dst_host: b.url,
+      dst_token: b.token,
+    });
+    await ca.bucket('sdk-ver').writeBatch(
+      'e',
+      Array.from({ length: 20 }, (_, i) => ({ ts: i + 1, data: 'v', labels: { k: 'a' } })),
+    );
+    await waitFor(async () => (await ca.replications.status('sdk-ver')).pending_records === 0, {
+      message: 'replicated',
+    });
+    assert.equal((await ca.replications.verify('sdk-ver')).outcome, 'clean');
+    await cb.bucket('sdk-ver-copy').updateLabels('e', 5, { k: 'changed' });
+    const found = await ca.replications.verify('sdk-ver');
+    assert.equal(found.outcome, 'differences');
+    // u64 fields arrive as numbers while they are below 2^53 (bigint-safe JSON).
+    const first = found.entries[0]!.different.first.map((d) => ({ ts: Number(d.ts), parts: d.parts }));
+    assert.deepEqual(first, [{ ts: 5, parts: ['labels'] }]);
+    const fixed = await ca.replications.verify('sdk-ver', { repair: true });
+    assert.equal(fixed.outcome, 'clean');
+    assert.equal(fixed.repair?.relabelled, 1);
+    assert.equal((await cb.bucket('sdk-ver-copy').read('e', 5)).labels.k, 'a');
+    assert.equal((await ca.replications.lastVerify('sdk-ver')).finished_at, fixed.finished_at);
+    const bad = await ferryError(() => ca.replications.verify('sdk-ver', { start: 10, stop: 5 }));
+    assert.equal(bad.status, 422);
+    assert.match(bad.message, /'start' must be before 'stop'/);
+    await ca.replications.delete('sdk-ver');
+  });
+
   test('groups: create, get, list, replace, a bucket in two groups is a 409 with the message, delete', async () => {
     for (const b of ['sdk-g1', 'sdk-g2', 'sdk-g3']) await ca.createBucket(b, {}, { existOk: true });
     await ca.groups.create('sdk-grp', { buckets: ['sdk-g1', 'sdk-g2'] });

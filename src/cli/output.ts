@@ -24,6 +24,8 @@ export const EXIT = {
   conflict: 6,
   /** `replication follow`: the replication was suspended. */
   suspended: 7,
+  /** `replication verify`: the destination differs from the source (after the repair, if any). */
+  differences: 8,
 } as const;
 
 /** A failure the CLI reports itself, with its exit code. */

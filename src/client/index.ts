@@ -8,7 +8,12 @@ export { FerryClient, type CreateBucketOptions } from './ferry-client.js';
 export { Bucket, type QueryOptions, type WriteOptions } from './bucket.js';
 export { Filters } from './filters.js';
 export { Groups } from './groups.js';
-export { Replications, type FollowOptions, type ReplicationEvent } from './replications.js';
+export {
+  Replications,
+  type FollowOptions,
+  type ReplicationEvent,
+  type VerifyOptions,
+} from './replications.js';
 export { replicate, type Destination, type ReplicateOptions, type ReplicationHandle } from './replicate.js';
 export type { ClientOptions, CallOptions, RequestBody } from './transport.js';
 export {
@@ -29,3 +34,4 @@ export type * from '../protocol/replications.js';
 export type * from '../protocol/replication-status.js';
 export type * from '../protocol/server-info.js';
 export type * from '../protocol/tokens.js';
+export type * from '../protocol/verify.js';

@@ -15,9 +15,25 @@ import { FINAL_STATES, type ReplicationStatus, type StateEvent } from '../protoc
 import type { U64 } from '../protocol/buckets.js';
 import { parseJson } from '../protocol/json.js';
 import { isFerryError } from '../protocol/errors.js';
+import type { VerifyResult } from '../protocol/verify.js';
 import { delay } from './delay.js';
+import type { Timestamp } from './records.js';
 import { readSse } from './sse.js';
 import { encodePath, type CallOptions, type Transport } from './transport.js';
+
+/** Options of {@link Replications.verify}. */
+export interface VerifyOptions extends CallOptions {
+  /** Ship what is missing or different, then verify again. */
+  repair?: boolean;
+  /** With `repair`: also remove records that only the destination holds. */
+  removeExtra?: boolean;
+  /** Compare from this timestamp (µs, inclusive). */
+  start?: Timestamp;
+  /** Compare up to this timestamp (µs, exclusive). */
+  stop?: Timestamp;
+  /** Source entries or patterns to compare (default: the replication's scope). */
+  entries?: string[];
+}
 
 /** One event of {@link Replications.follow}. */
 export type ReplicationEvent =
@@ -126,6 +142,38 @@ export class Replications {
    */
   failures(name: string, opts: CallOptions = {}): Promise<ReplicationFailures<U64>> {
     return this.http.json({ ...opts, method: 'GET', path: this.path(name, '/failures') });
+  }
+
+  /**
+   * Verifies that the destination holds exactly the replication's scope (range digests, no blob
+   * read), optionally repairing it; answers when done. Long verifications: raise `timeoutMs`, and
+   * watch `activeTasks()` for progress meanwhile.
+   * @example
+   * const r = await client.replications.verify('to-cloud', { repair: true, timeoutMs: 600_000 });
+   * console.log(r.outcome, r.totals.missing, r.repair?.written);
+   */
+  verify(name: string, o: VerifyOptions = {}): Promise<VerifyResult> {
+    const body: Record<string, unknown> = {};
+    if (o.start !== undefined) body.start = BigInt(o.start);
+    if (o.stop !== undefined) body.stop = BigInt(o.stop);
+    if (o.entries !== undefined) body.entries = o.entries;
+    if (o.removeExtra) body.remove_extra = true;
+    return this.http.json({
+      ...o,
+      method: 'POST',
+      path: this.path(name, '/verify'),
+      query: { repair: o.repair ? true : undefined },
+      json: body,
+    });
+  }
+
+  /**
+   * The last verification's result with its time (kept across restarts); 404 if never verified.
+   * @example
+   * const { outcome, finished_at } = await client.replications.lastVerify('to-cloud');
+   */
+  lastVerify(name: string, opts: CallOptions = {}): Promise<VerifyResult> {
+    return this.http.json({ ...opts, method: 'GET', path: this.path(name, '/verify') });
   }
 
   /**

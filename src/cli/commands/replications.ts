@@ -12,6 +12,7 @@ import { CliError, EXIT, formatBytes, printFields, printJson, printTable } from 
 import { createProgress } from '../progress.js';
 import { act } from './act.js';
 import { confirm } from './buckets.js';
+import { addVerifyCommand } from './verify.js';
 
 const HINT = { notFound: 'ferry replication ls' };
 
@@ -237,6 +238,7 @@ export function replicationCommand(): Command {
           process.stderr.write(`${name}: ${last.state}, ${delivered(last)} records delivered\n`);
       }),
     );
+  addVerifyCommand(rep);
   return rep;
 }
 
