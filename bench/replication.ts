@@ -20,6 +20,7 @@
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
 import { measurePgReplication, startPgPair, findPostgresBin } from './lib/postgres-baseline.js';
+import { measureRateLimit, type RateLimitMeasurement } from './replication-rate-limit.js';
 import { readCpuSeconds } from './lib/proc-cpu.js';
 import { readRss, RssSampler } from './lib/rss.js';
 import { fmt, summarize, type LatencySummary } from './lib/stats.js';
@@ -27,7 +28,9 @@ import { printTable, type Column } from './lib/table.js';
 import { waitUntil } from './lib/wait.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'drain,mib,live,ingest,pg').split(',').map((s) => s.trim()));
+const ONLY = new Set(
+  (process.env.BENCH_ONLY ?? 'drain,mib,live,ingest,pg,rate').split(',').map((s) => s.trim()),
+);
 const DRAIN_RECORDS = Number(process.env.BENCH_RECORDS ?? (QUICK ? 20_000 : 100_000));
 const MIB_RECORDS = QUICK ? 200 : 2_000;
 const LIVE_RATE = 10_000;
@@ -435,6 +438,30 @@ async function main(): Promise<void> {
   if (ONLY.has('mib')) await drain(`drain ${fmt(MIB_RECORDS)} × 1 MiB`, MIB_RECORDS, MiB);
   if (ONLY.has('live')) lag = await live(LIVE_RATE, LIVE_SECONDS);
   if (ONLY.has('ingest')) ing = await ingest(INGEST_RECORDS);
+  let rate: RateLimitMeasurement | undefined;
+  if (ONLY.has('rate')) {
+    const { src, dst } = await startPair();
+    try {
+      rate = await measureRateLimit(
+        src,
+        dst,
+        (n, b, total, size, ts) => writeRecords(n as Node, b, total, size, ts),
+        MiB,
+        10,
+      );
+      rows.push({
+        workload: `rate limit ${fmt(rate.bytesPerSec / 1e6, 2)} MB/s × ${fmt(rate.seconds, 1)}s`,
+        system: 'ferry',
+        records: rate.records,
+        seconds: rate.seconds,
+        mbPerSec: rate.measuredBytesPerSec / 1e6,
+        note: `delivered ${fmt(rate.ratio, 3)}× the limit (through a remote)`,
+      });
+    } finally {
+      await src.close();
+      await dst.close();
+    }
+  }
 
   let pgDrain: number | undefined;
   let pgLag: number | undefined;
@@ -523,6 +550,12 @@ async function main(): Promise<void> {
       ok: verdict(ratio >= 0.8),
     });
   }
+  if (rate !== undefined)
+    targets.push({
+      target: 'rate limit within 10% over 10 s',
+      measured: `${fmt(rate.ratio, 3)}× the limit`,
+      ok: verdict(Math.abs(rate.ratio - 1) <= 0.1),
+    });
   const peak = Math.max(0, ...rows.map((r) => Math.max(r.rssSrc ?? 0, r.rssDst ?? 0)));
   if (peak > 0)
     targets.push({
