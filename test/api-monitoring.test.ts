@@ -58,6 +58,44 @@ test('status: counters, pending, throughput windows and times of a local replica
   assert.ok(Math.abs(bps - rps * 100) <= 1, JSON.stringify(st.throughput));
   assert.ok(Date.parse(st.started_at) <= Date.parse(st.updated_at));
   assert.ok(Date.parse(st.updated_at) <= Date.now());
+  // every field of replication.md §9, plus throughput windows and the log position
+  for (const key of [
+    'state',
+    'state_reason',
+    'since',
+    'effective_type',
+    'counters',
+    'pending_records',
+    'pending_bytes',
+    'lag_ms',
+    'throughput',
+    'retries',
+    'consecutive_failures',
+    'last_error',
+    'next_retry_at',
+    'cursor_lsn',
+    'log_last_lsn',
+    'continuous',
+    'source',
+    'destination',
+    'filter',
+    'settings',
+    'started_at',
+    'updated_at',
+  ]) {
+    assert.ok(key in st, `status has '${key}'`);
+  }
+  for (const key of [
+    'records_read',
+    'bytes_read',
+    'records_written',
+    'bytes_written',
+    'records_already_present',
+  ]) {
+    assert.equal(typeof st.counters[key as keyof typeof st.counters], 'number', key);
+  }
+  for (const key of ['records_filtered', 'records_failed']) assert.ok(key in st.counters, key);
+  assert.deepEqual(Object.keys(st.throughput.last_1m).sort(), ['bytes_per_sec', 'records_per_sec']);
   assert.equal(st.effective_type, 'async');
   assert.equal(st.settings.dst_token, null);
   assert.equal(st.settings.src_bucket, 'src');
