@@ -192,11 +192,14 @@ test('error messages with double quotes: header keeps them, body detail replaces
   const res = await fetch(api('b/some-bucket'), {
     method: 'POST',
     headers: auth(),
-    body: '{"quota_type": "UNKNOWN"}',
+    body: '{"quota_type": "UN\\"KNOWN"}',
   });
   assert.equal(res.status, 422);
   const header = res.headers.get('x-reduct-error') ?? '';
-  assert.match(header, /^Invalid JSON: /);
+  assert.equal(
+    header,
+    `Invalid bucket setting 'quota_type': unknown value 'UN"KNOWN', expected one of NONE, FIFO, HARD`,
+  );
   const body = (await res.json()) as { detail: string };
   assert.equal(body.detail, header.replaceAll('"', "'"));
 });

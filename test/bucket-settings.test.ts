@@ -103,6 +103,11 @@ test('every path refuses the same malformed bucket settings with the same 422', 
     }
   }
   assert.equal((await send('GET', 'replications/r', '')).status, 404, 'no replication was created');
+  for (const body of ['[1]', '5', '"FIFO"']) {
+    const want = { status: 422, error: 'Invalid bucket settings: expected an object' };
+    assert.deepEqual(await send('POST', 'b/new-bucket', body), want, body);
+    assert.deepEqual(await send('PUT', 'b/existing', body), want, body);
+  }
 });
 
 test('valid settings in any spelling of a path are accepted alike', async () => {

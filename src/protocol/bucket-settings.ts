@@ -30,8 +30,6 @@ const MIN: Record<(typeof BUCKET_SIZE_FIELDS)[number], bigint> = {
 export interface ParseBucketSettingsOptions {
   /** How messages name a field (default: the field itself). */
   name?: (field: BucketSettingsField) => string;
-  /** How messages name the whole object when it is not one (default `bucket settings`). */
-  what?: string;
 }
 
 /**
@@ -46,7 +44,7 @@ export function parseBucketSettings(
   const name = opts.name ?? ((f: BucketSettingsField) => f);
   if (body === undefined || body === null) return {};
   if (typeof body !== 'object' || Array.isArray(body) || jsonNumber(body) !== undefined) {
-    throw Errors.bucketSettingsNotObject(opts.what ?? 'bucket settings');
+    throw Errors.bucketSettingsNotObject();
   }
   const raw = body as Record<string, unknown>;
   const patch: BucketSettingsPatch = {};

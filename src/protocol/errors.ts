@@ -306,7 +306,7 @@ export const Errors = {
     ),
 
   // bucket settings, one parser for routes, storage, configuration and target_settings (issue 9, compat)
-  bucketSettingsNotObject: (what: string) => new FerryError(422, `Invalid ${what}: expected an object`),
+  bucketSettingsNotObject: () => new FerryError(422, 'Invalid bucket settings: expected an object'),
   bucketSettingInvalid: (field: string, why: string) =>
     new FerryError(422, `Invalid bucket setting '${field}': ${why}`),
 
