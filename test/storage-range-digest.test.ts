@@ -6,7 +6,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { withStorage } from './helpers/temp-storage.js';
+import { rmSync } from 'node:fs';
+import { openStorage } from '../src/storage/engine.js';
+import { tempDir, withStorage } from './helpers/temp-storage.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 import type { Bucket, DigestQuery } from '../src/storage/types.js';
 
@@ -134,4 +136,33 @@ test('a filter narrows the records that take part', async () => {
     assert.ok(listed.every((r) => r.labels.n === '3'));
     assert.equal((await a.recordSummaries('e', 0n, 1n << 62n, 5)).length, 5);
   });
+});
+
+test('a small range inside one large block is still cut into about equal parts', async () => {
+  await withStorage(async (s) => {
+    const a = await s.createBucket('a', { max_block_records: 1000n });
+    await fill(a, 900);
+    // 40 records (ts 2000 … 2390) of one block of 900: boundaries from the records in the range
+    const [d] = await a.rangeDigests('e', [{ start: 2000n, stop: 2400n, split: 4 }]);
+    assert.equal(d!.count, 40);
+    assert.equal(d!.bounds.length, 3, `bounds ${d!.bounds.join(',')}`);
+  });
+});
+
+test('rows read from descriptor files after a restart give the same digests as rows from memory', async () => {
+  const dir = tempDir();
+  try {
+    let s = await openStorage({ dataPath: dir, durability: 'none' });
+    const a = await s.createBucket('a', { max_block_records: 64n });
+    await fill(a, 500);
+    await a.updateLabels('e', 1500n, { n: 'x', extra: 'y' });
+    const queries = [ALL, { start: 1000n, stop: 3000n, split: 8 }, { start: 2555n, stop: 4000n }];
+    const before = await a.rangeDigests('e', queries);
+    await s.close();
+    s = await openStorage({ dataPath: dir, durability: 'none' });
+    assert.deepEqual(await s.bucket('a').rangeDigests('e', queries), before);
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

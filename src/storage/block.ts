@@ -264,6 +264,63 @@ export async function loadBlockMeta(path: string, entry: string): Promise<Record
   return out;
 }
 
+/** Fields of one record of `<id>.meta` as `scanBlockMeta` hands them over (views into the file buffer). */
+export interface MetaRow {
+  ts: bigint;
+  size: number;
+  lsn: bigint;
+  buf: Buffer;
+  /** Where the 16-byte content digest starts in `buf`. */
+  digestAt: number;
+  /** The content type and labels, encoded, are `buf[metaStart, metaEnd)`. */
+  metaStart: number;
+  metaEnd: number;
+}
+
+/**
+ * Visits the finished records of `<id>.meta` in order without building descriptors (a verifier
+ * reads every block once: objects per record would cost more than the reading). Returns false when
+ * the file is missing or corrupt. `row` is reused between calls.
+ */
+export async function scanBlockMeta(path: string, visit: (row: MetaRow) => void): Promise<boolean> {
+  const sealed = await readSealed(path, 20, META_MAGIC);
+  if (!sealed) return false;
+  const { buf, r } = sealed;
+  const n = r.u32();
+  r.u64();
+  const row: MetaRow = { ts: 0n, size: 0, lsn: 0n, buf, digestAt: 0, metaStart: 0, metaEnd: 0 };
+  for (let i = 0; i < n; i++) {
+    row.ts = r.u64();
+    r.num();
+    row.size = r.num();
+    r.u32();
+    row.lsn = r.u64();
+    const state = CODE_STATE[r.u8()] ?? 'finished';
+    row.metaStart = r.pos;
+    r.skip(r.u16());
+    const labels = r.u16();
+    for (let k = 0; k < labels; k++) {
+      r.skip(r.u16());
+      r.skip(r.u32());
+    }
+    row.metaEnd = r.pos;
+    row.digestAt = r.skip(16);
+    r.skip(r.u16());
+    if (state === 'finished') visit(row);
+  }
+  return true;
+}
+
+/** Decodes the content type and labels of a `MetaRow` (its `metaStart`/`metaEnd` region). */
+export function decodeMetaRegion(
+  buf: Buffer,
+  start: number,
+  end: number,
+): { contentType: string; labels: Labels } {
+  const r = new BinaryReader(buf, start, end);
+  return { contentType: r.str16(), labels: r.labels() };
+}
+
 /** Serialises the block summaries of an entry. */
 export function encodeEntryIndex(blocks: Block[]): Buffer {
   const w = new BinaryWriter(16 + blocks.length * 64);

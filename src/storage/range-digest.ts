@@ -12,7 +12,7 @@
  * at: removals, label updates and late (out-of-order) writes bump the version (block.ts).
  */
 import { createHash, hash as hashOnce } from 'node:crypto';
-import type { Block, RecordDesc } from './block.js';
+import { decodeMetaRegion, scanBlockMeta, type Block, type RecordDesc } from './block.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { Entry } from './entry.js';
 import type { Labels } from './types.js';
@@ -76,6 +76,9 @@ interface Slab {
 /** Default byte budget of cached slabs (about a million records). */
 export const DEFAULT_SLAB_BUDGET = 48 * 1024 * 1024;
 
+/** Blocks whose rows are read ahead of the one being hashed. */
+const PREFETCH_BLOCKS = 4;
+
 /** Cached metadata hashes: labels sets repeat a lot, their hash is computed once. */
 const META_CACHE_MAX = 4096;
 
@@ -84,6 +87,7 @@ export class RangeDigester {
   private readonly slabs = new Map<Block, Slab>();
   private bytes = 0;
   private readonly metaHashes = new Map<string, Buffer>();
+  private readonly encodedHashes = new Map<string, Buffer>();
 
   constructor(
     private readonly cache: DescriptorCache,
@@ -111,14 +115,18 @@ export class RangeDigester {
     let count = 0;
     if (entry && q.start < q.stop) {
       const split = Math.max(1, Math.floor(q.split ?? 1));
-      // the block summaries give an upper bound of the count: good enough to place boundaries
+      const parts: Array<{ block: Block; slab: Slab }> = [];
       let estimate = 0;
-      for (const b of blocksOf(entry, q.start, q.stop)) estimate += b.count;
+      for await (const got of this.slabsOf(entry, q.start, q.stop)) {
+        parts.push(got);
+        // exact without a per-record filter, an upper bound with one: enough to place boundaries
+        estimate += lowerBound(got.slab, q.stop) - lowerBound(got.slab, q.start);
+      }
       const step = split > 1 && estimate > split ? estimate / split : 0;
       let nextCut = step;
-      for await (const got of this.slabsOf(entry, q.start, q.stop)) {
-        const block = got.block;
-        let slab = got.slab;
+      for (const part of parts) {
+        const block = part.block;
+        let slab = part.slab;
         let descs: RecordDesc[] | undefined;
         if (filter && !passesWhole(filter, slab)) {
           await this.cache.load(entry, block);
@@ -190,9 +198,25 @@ export class RangeDigester {
     start: bigint,
     stop: bigint,
   ): AsyncGenerator<{ block: Block; slab: Slab }> {
-    for (const block of blocksOf(entry, start, stop)) {
-      if (block.count === 0) continue;
-      yield { block, slab: await this.slab(entry, block) };
+    // the next blocks' rows are read while this one is hashed (file reads dominate a cold run)
+    const ahead: Array<{ block: Block; slab: Promise<Slab> }> = [];
+    const blocks = blocksOf(entry, start, stop);
+    const fill = (): void => {
+      while (ahead.length < PREFETCH_BLOCKS) {
+        const next = blocks.next();
+        if (next.done) return;
+        if (next.value.count === 0) continue;
+        const slab = this.slab(entry, next.value);
+        slab.catch(() => undefined); // awaited below; a failure then surfaces there
+        ahead.push({ block: next.value, slab });
+      }
+    };
+    fill();
+    while (ahead.length > 0) {
+      const { block, slab } = ahead.shift()!;
+      const got = await slab;
+      fill();
+      yield { block, slab: got };
     }
   }
 
@@ -206,12 +230,58 @@ export class RangeDigester {
         return cached;
       }
       if (cached) this.drop(block, cached);
+      // descriptors not in memory: the block is clean, its `.meta` file is current
+      if (!block.records && !block.dirty) {
+        const version = block.version;
+        const slab = await this.buildFromFile(entry, block, version);
+        if (slab && block.version === version) {
+          if (!block.removed) this.keep(block, slab);
+          return slab;
+        }
+        // missing file, or the block changed while it was read: from its descriptors
+      }
       await this.cache.load(entry, block);
       if (!block.records) continue; // unloaded again meanwhile
       const slab = this.build(block);
       if (!block.removed) this.keep(block, slab);
       return slab;
     }
+  }
+
+  /** The rows of a block read straight from its `.meta` file (no descriptor objects). */
+  private async buildFromFile(entry: Entry, block: Block, version: number): Promise<Slab | undefined> {
+    let rows = Buffer.allocUnsafeSlow(Math.max(1, block.count) * DIGEST_ROW_BYTES);
+    let n = 0;
+    let minLsn: bigint | undefined;
+    const ok = await scanBlockMeta(entry.metaPath(block), (r) => {
+      if ((n + 1) * DIGEST_ROW_BYTES > rows.length) {
+        const bigger = Buffer.allocUnsafeSlow(rows.length * 2);
+        rows.copy(bigger);
+        rows = bigger;
+      }
+      if (minLsn === undefined || r.lsn < minLsn) minLsn = r.lsn;
+      const at = n * DIGEST_ROW_BYTES;
+      rows.writeBigUInt64BE(r.ts, at);
+      rows.writeBigUInt64BE(BigInt(r.size), at + 8);
+      r.buf.copy(rows, at + 16, r.digestAt, r.digestAt + 16);
+      this.encodedMetaHash(r.buf, r.metaStart, r.metaEnd).copy(rows, at + 32, 0, 16);
+      n++;
+    });
+    if (!ok) return undefined;
+    return { version, minLsn: minLsn ?? 0n, rows: rows.subarray(0, n * DIGEST_ROW_BYTES), count: n };
+  }
+
+  /** `metaHash` of an encoded content type and labels, cached by their bytes. */
+  private encodedMetaHash(buf: Buffer, start: number, end: number): Buffer {
+    const key = buf.toString('latin1', start, end);
+    let h = this.encodedHashes.get(key);
+    if (!h) {
+      const { contentType, labels } = decodeMetaRegion(buf, start, end);
+      h = this.metaHash(contentType, labels);
+      if (this.encodedHashes.size >= META_CACHE_MAX) this.encodedHashes.clear();
+      this.encodedHashes.set(key, h);
+    }
+    return h;
   }
 
   private build(block: Block): Slab {
