@@ -127,7 +127,6 @@ async function compareByDigests(
   }));
   let leaves: Open[] = [];
   while (open.length > 0 || leaves.length > 0) {
-    if (process.env.VERIFY_DEBUG) console.error(`round: ${open.length} open, ${leaves.length} leaves`);
     if (open.length > 0) {
       const queries: PeerQuery[] = open.map((r) => ({
         entry: r.diff.scope.dstEntry,
