@@ -98,6 +98,7 @@ export async function compareScopes(
     done += n;
     o.onProgress?.(Math.min(done, total), total);
   };
+  progress(0);
   await o.peer.open();
   if (o.peer.method === 'metadata') {
     for (const d of diffs) await compareByListing(d, o, progress);
