@@ -13,9 +13,13 @@
  * < 10 s; each difference is located in O(log n) round trips (here: at most 2 × (log₁₆ n + 2));
  * peak RSS < 256 MB. The replication is created disabled before the writes (the records are part
  * of its copy, nothing ships meanwhile). Data is written with FERRY_DURABILITY=none (setup speed;
- * verification reads metadata only). `BENCH_RECORDS=n` changes the record count.
+ * verification reads metadata only). `BENCH_RECORDS=n` changes the record count; `BENCH_DATA=dir`
+ * keeps both data directories there and reuses them on the next run (the run ends by repairing the
+ * differences it made, extra records included, so the copies are equal again).
  */
 import { randomInt } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
 import { RssSampler } from './lib/rss.js';
@@ -31,6 +35,7 @@ const MB = 1024 * 1024;
 
 interface VerifyAnswer {
   outcome: string;
+  error: string | null;
   duration_ms: number;
   totals: { missing: number; extra: number; different: number; source_records: number };
   exchange: { round_trips: number; bytes_sent: number; bytes_received: number };
@@ -44,7 +49,7 @@ class Node {
   }
 
   async call(
-    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
     path: string,
     body?: unknown,
     headers: Record<string, string> = {},
@@ -152,7 +157,10 @@ async function measure(
       roundTrips: answer.exchange.round_trips,
       bytes,
       share: (bytes / metaBytes) * 100,
-      found: `${t.missing} missing, ${t.extra} extra, ${t.different} different`,
+      found:
+        answer.outcome === 'failed'
+          ? 'failed'
+          : `${t.missing} missing, ${t.extra} extra, ${t.different} different`,
       rssSrc: a.stop() / MB,
       rssDst: b.stop() / MB,
     },
@@ -161,23 +169,41 @@ async function measure(
 
 async function main(): Promise<void> {
   const env = { RS_SYSTEM_EVENTS_ENABLED: 'false', FERRY_DURABILITY: 'none' };
-  const [a, b] = await Promise.all([spawnFerry({ env }), spawnFerry({ env })]);
+  const keep = process.env.BENCH_DATA;
+  const reuse = keep !== undefined && existsSync(join(keep, `dst-${RECORDS}`, 'bench'));
+  const where = (who: string) => {
+    if (keep === undefined) return {};
+    const dir = join(keep, `${who}-${RECORDS}`);
+    mkdirSync(dir, { recursive: true });
+    return { dataPath: dir, token: 'bench-token' };
+  };
+  const [a, b] = await Promise.all([
+    spawnFerry({ env, ...where('src') }),
+    spawnFerry({ env, ...where('dst') }),
+  ]);
   const src = new Node(a);
   const dst = new Node(b);
   try {
-    await src.call('POST', '/b/bench', {});
-    await dst.call('POST', '/b/bench', {});
-    await src.call('POST', '/replications/bench', {
+    const replication = {
       src_bucket: 'bench',
       dst_bucket: 'bench',
       dst_host: dst.proc.url,
       dst_token: dst.proc.token,
       mode: 'disabled',
-    });
-    const [ws, wd] = await Promise.all([fill(src), fill(dst)]);
-    console.log(
-      `wrote ${RECORDS} records in ${ENTRIES} entries to each instance (${fmt(ws, 1)} s, ${fmt(wd, 1)} s)`,
-    );
+    };
+    if (reuse) {
+      // the destination may listen on another port than last time
+      await src.call('PUT', '/replications/bench', replication);
+      console.log(`reusing ${RECORDS} records in ${ENTRIES} entries per instance from ${keep}`);
+    } else {
+      await src.call('POST', '/b/bench', {});
+      await dst.call('POST', '/b/bench', {});
+      await src.call('POST', '/replications/bench', replication);
+      const [ws, wd] = await Promise.all([fill(src), fill(dst)]);
+      console.log(
+        `wrote ${RECORDS} records in ${ENTRIES} entries to each instance (${fmt(ws, 1)} s, ${fmt(wd, 1)} s)`,
+      );
+    }
     // restart both: the first verify then reads descriptors from disk, as after any start
     await Promise.all([a.restart(), b.restart()]);
     const metaBytes = metadataBytes(RECORDS);
@@ -218,6 +244,10 @@ async function main(): Promise<void> {
     rows.push(diff.row);
     const repair = await measure('repair + re-verify', src, dst, '?repair=true', metaBytes);
     rows.push(repair.row);
+    // leaves equal copies for a next run on the same data
+    await src.call('POST', '/replications/bench/verify?repair=true', { remove_extra: true });
+    for (const r of [cold, warm, diff, repair])
+      if (r.answer.error) console.log(`${r.row.run}: ${r.answer.outcome}: ${r.answer.error}`);
 
     printTable(
       [
@@ -237,6 +267,11 @@ async function main(): Promise<void> {
     const t = diff.answer.totals;
     const foundAll = t.missing + t.extra + t.different === DIFFERENCES;
     const verdicts: Array<[string, boolean, string]> = [
+      [
+        'clean verify comes back clean',
+        cold.answer.outcome === 'clean' && warm.answer.outcome === 'clean',
+        `${cold.answer.outcome}, ${warm.answer.outcome}`,
+      ],
       [
         'clean verify exchanges < 0.5% of the metadata',
         Math.max(cold.row.share, warm.row.share) < 0.5,
@@ -258,9 +293,10 @@ async function main(): Promise<void> {
         `${diff.row.roundTrips} round trips, ${diff.row.bytes} bytes`,
       ],
       [
-        'repair leaves the copy clean',
-        repair.answer.outcome === 'clean',
-        `written ${repair.answer.repair?.written}, relabelled ${repair.answer.repair?.relabelled}`,
+        'repair leaves nothing missing or different (extra records are only reported)',
+        repair.answer.outcome !== 'failed' &&
+          repair.answer.totals.missing + repair.answer.totals.different === 0,
+        `written ${repair.answer.repair?.written}, relabelled ${repair.answer.repair?.relabelled}; ${repair.row.found}`,
       ],
       [
         'peak RSS < 256 MB',

@@ -12,7 +12,7 @@
  * counted, never reported (the set is refreshed after each listing and before judging it, so that a
  * change that reached either listing is known by then).
  */
-import type { Bucket, RecordFilter, RecordSummary } from '../storage/types.js';
+import type { Bucket, RangeDigest, RecordFilter, RecordSummary } from '../storage/types.js';
 import type { DifferentPart } from '../protocol/verify.js';
 import type { PeerQuery, VerifyPeer } from './verify-peer.js';
 
@@ -87,24 +87,35 @@ export async function compareScopes(
     different: [],
     inFlight: 0,
   }));
+  // the source's first round of digests also gives its counts (progress); it runs while the
+  // destination is asked
+  const opening = o.peer.open();
+  const top = sourceDigests(
+    diffs.map((diff) => ({ diff, start: diff.scope.start, stop: diff.scope.stop, dstBounds: false })),
+    o,
+  );
   let total = 0;
-  for (const d of diffs) {
-    const [c] = await o.source.rangeDigests(d.scope.srcEntry, [d.scope], o.filter);
-    d.sourceRecords = c!.count;
-    total += c!.count;
-  }
   let done = 0;
   const progress = (n: number): void => {
     done += n;
     o.onProgress?.(Math.min(done, total), total);
   };
-  progress(0);
-  await o.peer.open();
+  const counted = top.then((digests) => {
+    diffs.forEach((d, i) => {
+      d.sourceRecords = digests[i]!.count;
+      total += digests[i]!.count;
+    });
+    progress(0);
+  });
+  counted.catch(() => undefined); // awaited below
+  await opening;
   if (o.peer.method === 'metadata') {
+    await counted;
     for (const d of diffs) await compareByListing(d, o, progress);
   } else {
-    await compareByDigests(diffs, o, progress);
+    await compareByDigests(diffs, o, progress, top);
   }
+  await counted;
   for (const d of diffs) {
     d.missing.sort(cmp);
     d.extra.sort(cmp);
@@ -119,7 +130,10 @@ async function compareByDigests(
   diffs: ScopeDiff[],
   o: CompareOptions,
   progress: (n: number) => void,
+  top: Promise<RangeDigest[]>,
 ): Promise<void> {
+  // the first round's source digests were started by the caller
+  let firstRound: Promise<RangeDigest[]> | undefined = top;
   let open: Open[] = diffs.map((diff) => ({
     diff,
     start: diff.scope.start,
@@ -135,7 +149,8 @@ async function compareByDigests(
         stop: r.stop,
         ...(r.dstBounds ? { split: FANOUT } : {}),
       }));
-      const [src, dst] = await Promise.all([sourceDigests(open, o), o.peer.digests(queries)]);
+      const [src, dst] = await Promise.all([firstRound ?? sourceDigests(open, o), o.peer.digests(queries)]);
+      firstRound = undefined;
       const next: Open[] = [];
       open.forEach((r, i) => {
         const s = src[i]!;
@@ -199,7 +214,7 @@ async function compareByDigests(
 }
 
 /** Source digests of the open ranges (boundaries asked for every one of them). */
-async function sourceDigests(open: readonly Open[], o: CompareOptions) {
+async function sourceDigests(open: readonly Open[], o: CompareOptions): Promise<RangeDigest[]> {
   const out = [];
   for (const r of open) {
     const [d] = await o.source.rangeDigests(

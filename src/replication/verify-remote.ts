@@ -39,6 +39,10 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
 
 const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
 
+/** A verification request may take this many replication timeouts, and at least MIN_VERIFY_TIMEOUT_MS. */
+const VERIFY_TIMEOUT_FACTOR = 10;
+const MIN_VERIFY_TIMEOUT_MS = 120_000;
+
 /** Records removed per request (the destination's header count bound). */
 const REMOVE_PER_REQUEST = 500;
 
@@ -62,10 +66,12 @@ export class RemotePeer implements VerifyPeer {
 
   constructor(private readonly opts: RemotePeerOptions) {
     this.base = opts.url.pathname.replace(/\/+$/, '');
+    // a digest of a large range read cold from disk takes long: more than a shipment may
+    const timeout = Math.max(VERIFY_TIMEOUT_FACTOR * opts.timeoutMs, MIN_VERIFY_TIMEOUT_MS);
     this.pool = new Pool(opts.url.origin, {
       connections: 2,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
+      headersTimeout: timeout,
+      bodyTimeout: timeout,
       connect: {
         timeout: opts.timeoutMs,
         rejectUnauthorized: opts.verifyTls,
