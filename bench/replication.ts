@@ -11,7 +11,8 @@
  *   the ratios against the targets.
  *
  * `BENCH_QUICK=1` shrinks every workload so that the whole run takes about a minute.
- * `BENCH_ONLY=drain,mib,live,ingest,pg` runs a subset; `BENCH_RECORDS=n` sets the drain size.
+ * `BENCH_ONLY=drain,mib,live,ingest,pg,sync` runs a subset (`sync`: the sync replication rows of
+ * lib/sync-bench.ts); `BENCH_RECORDS=n` sets the drain size.
  * `BENCH_CLI=wrapper.mjs` starts the servers through a wrapper script (e.g. one that starts a CPU
  * profile on SIGUSR2, which is sent right before the measured phase of drain and ingest).
  * Besides rates, every row shows the CPU µs per record spent by each instance (/proc), which stays
@@ -26,6 +27,7 @@ import { readRss, RssSampler } from './lib/rss.js';
 import { fmt, summarize, type LatencySummary } from './lib/stats.js';
 import { printTable, type Column } from './lib/table.js';
 import { waitUntil } from './lib/wait.js';
+import { runSyncBench } from './lib/sync-bench.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = new Set(
@@ -576,3 +578,5 @@ async function main(): Promise<void> {
 }
 
 await main();
+// sync replication rows (bench/lib/sync-bench.ts): with the default set, or BENCH_ONLY=sync
+if (process.env.BENCH_ONLY === undefined || ONLY.has('sync')) await runSyncBench(QUICK);

@@ -55,14 +55,14 @@ export function findPostgresBin(): string | undefined {
   return candidates.find((dir) => ['initdb', 'pg_ctl', 'postgres'].every((b) => existsSync(join(dir, b))));
 }
 
-interface RunAs {
+export interface RunAs {
   user: string;
   uid: number;
   gid: number;
 }
 
 /** When root, the unprivileged account to run PostgreSQL as (created if missing). */
-function runAsAccount(): RunAs | undefined {
+export function runAsAccount(): RunAs | undefined {
   if (process.getuid?.() !== 0) return undefined;
   for (const user of ['postgres', 'ferry-bench-pg']) {
     const uid = spawnSync('id', ['-u', user], { encoding: 'utf8' });
@@ -83,7 +83,12 @@ function runAsAccount(): RunAs | undefined {
 }
 
 /** Runs a PostgreSQL tool (as `runAs` when given) and resolves with its output; rejects on failure. */
-async function run(bin: string, args: string[], runAs: RunAs | undefined, cwd: string): Promise<string> {
+export async function run(
+  bin: string,
+  args: string[],
+  runAs: RunAs | undefined,
+  cwd: string,
+): Promise<string> {
   const [cmd, argv] = runAs ? ['runuser', ['-u', runAs.user, '--', bin, ...args]] : [bin, args];
   return await new Promise<string>((resolve, reject) => {
     // 'exit', not 'close': pg_ctl leaves a daemon behind that may hold inherited descriptors.
@@ -99,7 +104,7 @@ async function run(bin: string, args: string[], runAs: RunAs | undefined, cwd: s
   });
 }
 
-function killPostmaster(dataDir: string, signal: NodeJS.Signals): void {
+export function killPostmaster(dataDir: string, signal: NodeJS.Signals): void {
   try {
     const pid = Number(readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     if (pid > 0) process.kill(pid, signal);
