@@ -330,6 +330,11 @@ export class ReplicationTask {
         lastLsn: () => this.storage.changes.lastLsn(),
         destinationInstance: () => this.target.instanceId,
       }) ?? null;
+    if (this.syncGate) {
+      const gate = this.syncGate;
+      // sync: writers up to a delivered log position are answered
+      this.unsubscribe.push(this.committer.onDelivered((p) => p.source === 'log' && gate.delivered(p.lsn)));
+    }
     this.unsubscribe.push(
       log.onCommit(() => {
         this.scheduleCount();
@@ -805,7 +810,6 @@ export class ReplicationTask {
       this.committer.delivered({ source: 'log', lsn: w.endLsn });
     }
     if (progressed) {
-      this.syncGate?.delivered(this.cursor); // sync: writers up to the cursor are answered
       // Delivered records need no FIFO protection any more, even before the cursor is persisted.
       this.storage.changes.releaseShipped(this.slotName, this.cursor);
       this.contactOk = true;

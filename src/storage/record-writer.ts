@@ -105,6 +105,7 @@ export class RecordWriter {
       desc.digest = digest;
       const op = this.writeOpFor(desc, block, digest);
       await services.commits.commitWrites([{ entry, block, desc, op }], [path]);
+      if (opts.commit) opts.commit.lsn = op.lsn; // given its LSN when it was framed
       return 'written';
     } catch (e) {
       // A write that never became durable leaves nothing behind: its timestamp is free again.
@@ -208,7 +209,11 @@ export class RecordWriter {
     if (staged.length > 0) {
       try {
         await services.commits.commitWrites(staged, [...paths]);
-        for (const st of staged) results[st.i] = 'written';
+        for (const st of staged) {
+          results[st.i] = 'written';
+          const commit = items[st.i]!.opts.commit;
+          if (commit) commit.lsn = st.op.lsn;
+        }
       } catch (err) {
         const fe = err instanceof FerryError ? err : fromFsError(err);
         for (const st of staged) {

@@ -66,6 +66,12 @@ export interface WriteOptions {
    * size and digest, the write is an idempotent no-op (`already_present`) instead of a 409.
    */
   digest?: Buffer;
+  /**
+   * Receives the write's commit LSN once it is durable (its position in the change log), so that a
+   * writer can wait for that position's delivery (sync replication). Left as is for an
+   * `already_present` write, which commits nothing.
+   */
+  commit?: { lsn: bigint };
 }
 
 export type WriteOutcome = 'written' | 'already_present';
