@@ -11,7 +11,8 @@
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { spawnFerry } from './lib/ferry-process.js';
-import { fmt, LatencyRecorder, runConcurrent, type LatencySummary } from './lib/stats.js';
+import { singleWriter, type WriterResult } from './lib/single-writer.js';
+import { fmt, runConcurrent } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
 const quick = process.env.BENCH_QUICK === '1';
@@ -28,12 +29,6 @@ const cfg = {
 const BUCKET = 'lc';
 const DAY_US = 86_400_000_000n;
 const POOL = randomBytes(1024 * 1024);
-
-interface WriterResult {
-  writes: number;
-  seconds: number;
-  latency: LatencySummary;
-}
 
 /** Loads the old records: v1 batches, four at once, timestamps 30 days ago and 1 ms apart. */
 async function load(pool: Pool, auth: string): Promise<number> {
@@ -64,37 +59,8 @@ async function load(pool: Pool, auth: string): Promise<number> {
   });
 }
 
-/** Single-record writes of recent records until `done()` (and at least `minSeconds`). */
-async function writer(
-  pool: Pool,
-  auth: string,
-  firstTs: { next: bigint },
-  done: () => boolean,
-): Promise<WriterResult> {
-  const latency = new LatencyRecorder();
-  let writes = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: cfg.writers }, async () => {
-      while (!done()) {
-        const ts = firstTs.next++;
-        const res = await latency.time(async () => {
-          const r = await pool.request({
-            method: 'POST',
-            path: `/api/v1/b/${BUCKET}/live?ts=${ts}`,
-            headers: { authorization: auth, 'content-type': 'application/octet-stream' },
-            body: POOL.subarray(0, 1024),
-          });
-          await r.body.dump();
-          return r;
-        });
-        if (res.statusCode !== 200) throw new Error(`writer: HTTP ${res.statusCode}`);
-        writes++;
-      }
-    }),
-  );
-  return { writes, seconds: (performance.now() - t0) / 1000, latency: latency.summary() };
-}
+const writer = (pool: Pool, auth: string, ts: { next: bigint }, done: () => boolean): Promise<WriterResult> =>
+  singleWriter(pool, auth, BUCKET, cfg.writers, ts, done);
 
 async function main(): Promise<void> {
   const node = await spawnFerry({ env: { RS_SYSTEM_EVENTS_ENABLED: 'false' } });

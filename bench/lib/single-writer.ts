@@ -1,0 +1,50 @@
+/** A concurrent writer of single 1 KiB records, for the latency a client sees while a job runs. */
+import { randomBytes } from 'node:crypto';
+import type { Pool } from 'undici';
+import { LatencyRecorder, type LatencySummary } from './stats.js';
+
+const PAYLOAD = randomBytes(1024);
+
+/** What the writers did. */
+export interface WriterResult {
+  writes: number;
+  seconds: number;
+  latency: LatencySummary;
+}
+
+/**
+ * `writers` loops of single-record writes of 1 KiB to `<bucket>/live` (timestamps from `ts`, shared
+ * between calls) until `done()`.
+ */
+export async function singleWriter(
+  pool: Pool,
+  auth: string,
+  bucket: string,
+  writers: number,
+  ts: { next: bigint },
+  done: () => boolean,
+): Promise<WriterResult> {
+  const latency = new LatencyRecorder();
+  let writes = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: writers }, async () => {
+      while (!done()) {
+        const at = ts.next++;
+        const res = await latency.time(async () => {
+          const r = await pool.request({
+            method: 'POST',
+            path: `/api/v1/b/${bucket}/live?ts=${at}`,
+            headers: { authorization: auth, 'content-type': 'application/octet-stream' },
+            body: PAYLOAD,
+          });
+          await r.body.dump();
+          return r;
+        });
+        if (res.statusCode !== 200) throw new Error(`writer: HTTP ${res.statusCode}`);
+        writes++;
+      }
+    }),
+  );
+  return { writes, seconds: (performance.now() - t0) / 1000, latency: latency.summary() };
+}
