@@ -16,7 +16,7 @@
  */
 import { Pool } from 'undici';
 import { spawnFerry } from './lib/ferry-process.js';
-import { singleWriter, type WriterResult } from './lib/single-writer.js';
+import { apiCaller, singleWriter, type WriterResult } from './lib/single-writer.js';
 import { fmt, runConcurrent } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
@@ -168,18 +168,7 @@ async function main(): Promise<void> {
   const auth = `Bearer ${node.token}`;
   const pool = new Pool(node.url, { connections: 8 });
   try {
-    const call = async (method: 'POST' | 'GET', path: string, body?: unknown): Promise<unknown> => {
-      const res = await pool.request({
-        method,
-        path: `/api/v1${path}`,
-        headers: { authorization: auth },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const text = await res.body.text();
-      if (res.statusCode !== 200)
-        throw new Error(`${method} ${path}: ${res.statusCode} ${String(res.headers['x-reduct-error'])}`);
-      return text === '' ? undefined : JSON.parse(text);
-    };
+    const call = apiCaller(pool, auth);
     await call('POST', `/b/${BUCKET}`, { max_block_size: 8_000_000 });
     const data = telemetryPool();
     console.log(`Loading ${fmt(cfg.mb)} MB of JSON telemetry into ${cfg.entries} entries…`);

@@ -48,3 +48,22 @@ export async function singleWriter(
   );
   return { writes, seconds: (performance.now() - t0) / 1000, latency: latency.summary() };
 }
+
+/** A JSON call to `/api/v1{path}` of the server behind `pool`; throws unless it answers 200. */
+export function apiCaller(
+  pool: Pool,
+  auth: string,
+): (method: 'POST' | 'GET', path: string, body?: unknown) => Promise<unknown> {
+  return async (method, path, body) => {
+    const res = await pool.request({
+      method,
+      path: `/api/v1${path}`,
+      headers: { authorization: auth },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200)
+      throw new Error(`${method} ${path}: ${res.statusCode} ${String(res.headers['x-reduct-error'])}`);
+    return text === '' ? undefined : JSON.parse(text);
+  };
+}
