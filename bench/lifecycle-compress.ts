@@ -16,7 +16,8 @@
  */
 import { Pool } from 'undici';
 import { spawnFerry } from './lib/ferry-process.js';
-import { apiCaller, singleWriter, type WriterResult } from './lib/single-writer.js';
+import { apiCaller, printP99Verdict, singleWriter, type WriterResult } from './lib/single-writer.js';
+import { mulberry32 } from './lib/prng.js';
 import { fmt, runConcurrent } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
@@ -33,17 +34,8 @@ const cfg = {
 const BUCKET = 'lcz';
 const DAY_US = 86_400_000_000n;
 
-/** Mulberry32: a seeded generator, so every run compresses the same bytes. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded, so that every run compresses the same bytes. */
+const prng = mulberry32;
 
 /** 32 MiB of JSON-lines robot telemetry. */
 function telemetryPool(): Buffer {
@@ -265,21 +257,7 @@ async function main(): Promise<void> {
       ],
     );
     console.log();
-    const growth = withJob.latency.p99 / baseline.latency.p99;
-    printTable(
-      [
-        { header: 'target', key: 'target' },
-        { header: 'measured', key: 'measured' },
-        { header: 'result', key: 'result' },
-      ],
-      [
-        {
-          target: "writers' p99 grows by < 2× while the compress job runs",
-          measured: `${fmt(growth, 2)}× (${fmt(baseline.latency.p99, 2)} → ${fmt(withJob.latency.p99, 2)} ms)`,
-          result: growth < 2 ? 'met' : 'missed',
-        },
-      ],
-    );
+    printP99Verdict(baseline, withJob, "writers'");
     console.log(
       `\n${fmt(result.raw_bytes / 1e6)} MB of JSON-lines robot telemetry (2–16 KiB records, blocks of 8 MB) ` +
         `compressed in ${fmt(jobSeconds, 1)} s by one run (zstd level 3, 128 KiB frames, worker thread), ` +

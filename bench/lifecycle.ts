@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { spawnFerry } from './lib/ferry-process.js';
-import { apiCaller, singleWriter, type WriterResult } from './lib/single-writer.js';
+import { apiCaller, printP99Verdict, singleWriter, type WriterResult } from './lib/single-writer.js';
 import { fmt, runConcurrent } from './lib/stats.js';
 import { printTable } from './lib/table.js';
 
@@ -101,7 +101,6 @@ async function main(): Promise<void> {
       );
     }
 
-    const ratio = withJob.latency.p99 / baseline.latency.p99;
     printTable(
       [
         { header: 'phase', key: 'phase' },
@@ -124,20 +123,7 @@ async function main(): Promise<void> {
       ],
     );
     console.log();
-    printTable(
-      [
-        { header: 'target', key: 'target' },
-        { header: 'measured', key: 'measured' },
-        { header: 'result', key: 'result' },
-      ],
-      [
-        {
-          target: "writer's p99 grows by < 2× while the job runs",
-          measured: `${fmt(ratio, 2)}× (${fmt(baseline.latency.p99, 2)} → ${fmt(withJob.latency.p99, 2)} ms)`,
-          result: ratio < 2 ? 'met' : 'missed',
-        },
-      ],
-    );
+    printP99Verdict(baseline, withJob, "writer's");
     console.log(
       `\n${fmt(cfg.records)} records removed in ${fmt(jobSeconds, 1)} s by one run (no processing_interval), ` +
         `${cfg.writers} concurrent single-record writers of 1 KiB, durable (fsync) storage.`,

@@ -1,7 +1,8 @@
 /** A concurrent writer of single 1 KiB records, for the latency a client sees while a job runs. */
 import { randomBytes } from 'node:crypto';
 import type { Pool } from 'undici';
-import { LatencyRecorder, type LatencySummary } from './stats.js';
+import { fmt, LatencyRecorder, type LatencySummary } from './stats.js';
+import { printTable } from './table.js';
 
 const PAYLOAD = randomBytes(1024);
 
@@ -66,4 +67,23 @@ export function apiCaller(
       throw new Error(`${method} ${path}: ${res.statusCode} ${String(res.headers['x-reduct-error'])}`);
     return text === '' ? undefined : JSON.parse(text);
   };
+}
+
+/** Prints the issue-14 target (p99 growth < 2× while a job runs) as met or missed. */
+export function printP99Verdict(baseline: WriterResult, withJob: WriterResult, what: string): void {
+  const growth = withJob.latency.p99 / baseline.latency.p99;
+  printTable(
+    [
+      { header: 'target', key: 'target' },
+      { header: 'measured', key: 'measured' },
+      { header: 'result', key: 'result' },
+    ],
+    [
+      {
+        target: `${what} p99 grows by < 2× while the job runs`,
+        measured: `${fmt(growth, 2)}× (${fmt(baseline.latency.p99, 2)} → ${fmt(withJob.latency.p99, 2)} ms)`,
+        result: growth < 2 ? 'met' : 'missed',
+      },
+    ],
+  );
 }

@@ -6,6 +6,7 @@
  * `FERRY_TEST_SEED=<n>` replays the choices of a failed run.
  */
 import { createHash } from 'node:crypto';
+import { mulberry32 } from '../../bench/lib/prng.js';
 import { resolveSeed } from './seed-source.js';
 
 const resolved = resolveSeed();
@@ -25,14 +26,7 @@ export const REPLAY = `FERRY_TEST_SEED=${TEST_SEED}`;
  * which they happen to run does not shift each other's choices.
  */
 export function seededRandom(name: string, seed: number = TEST_SEED): () => number {
-  let a = createHash('sha256').update(`${seed}/${name}`).digest().readUInt32LE(0);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(createHash('sha256').update(`${seed}/${name}`).digest().readUInt32LE(0));
 }
 
 /** `n` bytes drawn from `random` (payloads that a seed reproduces). */
