@@ -60,6 +60,8 @@ describe('ferry: help, version, usage', () => {
       ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow', 'verify'].map((c) => ['replication', c]),
       ['filter'],
       ...['ls', 'show', 'create', 'rm'].map((c) => ['filter', c]),
+      ['remote'],
+      ...['ls', 'show', 'create', 'pin', 'rm'].map((c) => ['remote', c]),
       ['group'],
       ...['ls', 'show', 'create', 'rm'].map((c) => ['group', c]),
       ['tasks'],
@@ -556,5 +558,80 @@ describe('ferry replication verify', () => {
     const unknown = await ferry(['replication', 'verify', 'no-such-rep']);
     assert.equal(unknown.code, 3);
     assert.match(unknown.stderr, /ferry replication ls/);
+  });
+});
+
+describe('ferry remote', () => {
+  test('create (token never shown), ls/show with the probe state, a replication over it, rm refused while used (exit 6)', async () => {
+    const made = await json<Record<string, unknown>>([
+      'remote',
+      'create',
+      'cli-cloud',
+      b.url,
+      '--remote-token',
+      b.token,
+    ]);
+    assert.equal(made.has_token, true);
+    await waitFor(
+      async () => (await json<{ state: string }>(['remote', 'show', 'cli-cloud'])).state === 'up',
+      {
+        message: 'remote probed up',
+        timeoutMs: 30_000,
+      },
+    );
+    const shown = await ferry(['remote', 'show', 'cli-cloud']);
+    assert.match(shown.stdout, /state\s+up/);
+    assert.match(shown.stdout, /token\s+\(set\)/);
+    const ls = await ferry(['remote', 'ls']);
+    for (const out of [shown.stdout, ls.stdout, JSON.stringify(made)])
+      assert.ok(!out.includes(b.token), 'no token');
+    assert.match(ls.stdout, /cli-cloud.*up/);
+
+    await new FerryClient(a.url, { token: a.token }).createBucket('cli-rem', {}, { existOk: true });
+    const both = await ferry([
+      'replication',
+      'create',
+      'cli-rem',
+      '--src',
+      'cli-rem',
+      '--remote',
+      'cli-cloud',
+      '--dst-url',
+      b.url,
+    ]);
+    assert.equal(both.code, 2, both.stderr);
+    const rep = await ferry([
+      'replication',
+      'create',
+      'cli-rem',
+      '--src',
+      'cli-rem',
+      '--dst',
+      'cli-rem-copy',
+      '--remote',
+      'cli-cloud',
+    ]);
+    assert.equal(rep.code, 0, rep.stderr);
+    await new FerryClient(a.url, { token: a.token }).bucket('cli-rem').write('e', 1, 'over a remote');
+    const cb = new FerryClient(b.url, { token: b.token });
+    await waitFor(
+      async () =>
+        (await cb.listBuckets()).some((x) => x.name === 'cli-rem-copy' && Number(x.entry_count) > 0),
+      {
+        message: 'replicated over the remote',
+      },
+    );
+    assert.equal(await (await cb.bucket('cli-rem-copy').read('e', 1)).text(), 'over a remote');
+    assert.deepEqual((await json<{ replications: string[] }>(['remote', 'show', 'cli-cloud'])).replications, [
+      'cli-rem',
+    ]);
+    const busy = await ferry(['remote', 'rm', 'cli-cloud', '--yes']);
+    assert.equal(busy.code, 6, busy.stderr);
+    assert.equal((await ferry(['remote', 'pin', 'cli-cloud'])).code, 0);
+    assert.equal((await ferry(['replication', 'rm', 'cli-rem', '--yes'])).code, 0);
+    assert.equal((await ferry(['remote', 'rm', 'cli-cloud', '--yes'])).code, 0);
+    const gone = await ferry(['remote', 'show', 'cli-cloud']);
+    assert.equal(gone.code, 3);
+    assert.match(gone.stderr, /See what exists with 'ferry remote ls'/);
   });
 });

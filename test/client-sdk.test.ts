@@ -371,6 +371,31 @@ describe('replications', () => {
     await ca.replications.delete('sdk-ver');
   });
 
+  test('remotes: create, get without the token, replace keeps it, a replication over it, delete refused while used unless forced', async () => {
+    await ca.remotes.create('sdk-cloud', { url: b.url, token: b.token });
+    const r = await ca.remotes.get('sdk-cloud');
+    assert.equal(r.has_token, true);
+    assert.ok(!JSON.stringify(await ca.remotes.list()).includes(b.token), 'no token in any answer');
+    await ca.remotes.replace('sdk-cloud', { url: b.url, request_timeout_ms: 20_000 });
+    assert.equal((await ca.remotes.get('sdk-cloud')).request_timeout_ms, 20_000);
+    await ca.createBucket('sdk-rem', {}, { existOk: true });
+    await ca.replications.create('sdk-rem', {
+      src_bucket: 'sdk-rem',
+      dst_bucket: 'sdk-rem-copy',
+      remote: 'sdk-cloud',
+    } as Parameters<typeof ca.replications.create>[1]);
+    await ca.bucket('sdk-rem').write('e', 7, 'kept token still works');
+    await waitFor(async () => (await ca.replications.status('sdk-rem')).pending_records === 0, {
+      message: 'replicated with the kept token',
+    });
+    assert.equal(await (await cb.bucket('sdk-rem-copy').read('e', 7)).text(), 'kept token still works');
+    const busy = await ferryError(() => ca.remotes.delete('sdk-cloud'));
+    assert.equal(busy.status, 409);
+    await ca.remotes.delete('sdk-cloud', { force: true });
+    assert.equal((await ferryError(() => ca.remotes.get('sdk-cloud'))).status, 404);
+    await ca.replications.delete('sdk-rem');
+  });
+
   test('groups: create, get, list, replace, a bucket in two groups is a 409 with the message, delete', async () => {
     for (const b of ['sdk-g1', 'sdk-g2', 'sdk-g3']) await ca.createBucket(b, {}, { existOk: true });
     await ca.groups.create('sdk-grp', { buckets: ['sdk-g1', 'sdk-g2'] });

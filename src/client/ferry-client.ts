@@ -8,6 +8,7 @@ import type { TokenCreated, TokenCreateRequest, TokenJson, TokenList } from '../
 import { Bucket } from './bucket.js';
 import { Filters } from './filters.js';
 import { Groups } from './groups.js';
+import { Remotes } from './remotes.js';
 import { Replications } from './replications.js';
 import { encodePath, Transport, type CallOptions, type ClientOptions } from './transport.js';
 
@@ -27,6 +28,8 @@ export class FerryClient {
   readonly filters: Filters;
   /** Consistency groups of buckets. */
   readonly groups: Groups;
+  /** Remotes: named connections to other instances. */
+  readonly remotes: Remotes;
 
   /**
    * @param url base URL of the server, e.g. `http://127.0.0.1:8383` (a base path may follow)
@@ -39,6 +42,7 @@ export class FerryClient {
     this.replications = new Replications(this.http);
     this.filters = new Filters(this.http);
     this.groups = new Groups(this.http);
+    this.remotes = new Remotes(this.http);
   }
 
   /** Base URL of the server (no trailing slash). */

@@ -8,6 +8,7 @@ export { FerryClient, type CreateBucketOptions } from './ferry-client.js';
 export { Bucket, type QueryOptions, type WriteOptions } from './bucket.js';
 export { Filters } from './filters.js';
 export { Groups } from './groups.js';
+export { Remotes } from './remotes.js';
 export {
   Replications,
   type FollowOptions,
@@ -28,6 +29,7 @@ export { FerryError, isFerryError } from '../protocol/errors.js';
 export type * from '../protocol/buckets.js';
 export type * from '../protocol/filters.js';
 export type * from '../protocol/groups.js';
+export type * from '../protocol/remotes.js';
 export type * from '../protocol/labels.js';
 export type * from '../protocol/queries.js';
 export type * from '../protocol/replications.js';

@@ -33,6 +33,7 @@ interface CreateOptions {
   dstUrl?: string;
   dstContext?: string;
   dstToken?: string;
+  remote?: string;
   entries?: string[];
   when?: unknown;
   prefix?: string;
@@ -58,6 +59,13 @@ async function settingsOf(o: CreateOptions): Promise<ReplicationSettingsRequest>
     dst_host: host,
   };
   if (token !== undefined) s.dst_token = token;
+  if (o.remote !== undefined) {
+    if (o.dstUrl !== undefined || o.dstContext !== undefined || o.dstToken !== undefined)
+      throw new CliError('Give either --remote or --dst-url/--dst-context/--dst-token, not both.', EXIT.usage);
+    // The remote holds the URL and the token: the server refuses dst_host next to it.
+    delete (s as Partial<ReplicationSettingsRequest>).dst_host;
+    s.remote = o.remote;
+  }
   if (o.entries) s.entries = o.entries;
   if (o.when !== undefined) s.when = o.when;
   if (o.prefix !== undefined) s.dst_prefix = o.prefix;
@@ -94,6 +102,7 @@ export function replicationCommand(): Command {
     .option('--dst-url <url>', 'destination server (default: this server)')
     .option('--dst-context <name>', 'destination server and token from a context')
     .option('--dst-token <token>', 'token for the destination')
+    .option('--remote <name>', "a remote (see 'ferry remote ls') instead of --dst-url and --dst-token")
     .option('--entries <list>', 'comma-separated entry names or patterns (cam-*, sensors/**)', list)
     .option('--when <json>', 'condition on labels, e.g. \'{"&quality": {"$eq": "ok"}}\'', parseJsonOption)
     .option('--prefix <path>', 'prefix of destination entry names')
