@@ -7,7 +7,7 @@
  */
 import type { RateLimitStatus } from '../protocol/replication-status.js';
 import { TokenBucket } from './token-bucket.js';
-import { nodeTimers, type Timers } from './timers.js';
+import { realClock, type Clock } from './clock.js';
 import type { ItemOutcome, ShipRecord, Target } from './target.js';
 
 /** A throttled stretch ended less than this long ago: status still says `throttling`. */
@@ -30,7 +30,7 @@ export class RateLimitedTarget implements Target {
   constructor(
     private readonly inner: Target,
     readonly bytesPerSec: number,
-    private readonly timers: Timers = nodeTimers,
+    private readonly timers: Clock = realClock,
   ) {
     this.bucket = new TokenBucket(bytesPerSec, timers);
     this.pieceBytes = Math.max(1, Math.floor(bytesPerSec / 10));

@@ -24,7 +24,7 @@ import {
   type RemoteSettings,
 } from './remote-settings.js';
 import { RemotesStore, type StoredRemote } from './remotes-store.js';
-import { nodeTimers, type Timers } from './timers.js';
+import { realClock, type Clock } from './clock.js';
 
 /** Connections of one remote's pool: enough for 8 replications with 4 shipments in flight each. */
 const POOL_CONNECTIONS = 32;
@@ -49,7 +49,7 @@ export interface RemoteRegistryOptions {
   /** fsync the remotes file (durability is not `none`). */
   sync: boolean;
   defaults: RemoteDefaults;
-  timers?: Timers;
+  timers?: Clock;
   /** Period of the background probe (default 10 s); 0 = no background probe (tests call `probeNow`). */
   probeIntervalMs?: number;
   /** Warnings (never with a secret in them). */
@@ -172,7 +172,7 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 /** Every remote of this instance. */
 export class RemoteRegistry {
   private readonly remotes = new Map<string, LiveRemote>();
-  private readonly timers: Timers;
+  private readonly timers: Clock;
   private readonly intervalMs: number;
   private users: (remote: string) => string[] = () => [];
   private chain: Promise<unknown> = Promise.resolve();
@@ -182,7 +182,7 @@ export class RemoteRegistry {
     private readonly store: RemotesStore,
     private readonly opts: RemoteRegistryOptions,
   ) {
-    this.timers = opts.timers ?? nodeTimers;
+    this.timers = opts.timers ?? realClock;
     this.intervalMs = opts.probeIntervalMs ?? DEFAULT_PROBE_INTERVAL_MS;
   }
 

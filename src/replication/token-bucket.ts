@@ -4,7 +4,7 @@
  * interval T the bytes released are at most `rate × T` plus the one reservation in progress.
  * Idle time earns no credit: a link that was quiet does not get to burst afterwards.
  */
-import type { Timers } from './timers.js';
+import type { Clock } from './clock.js';
 
 /** What the pacer reports about itself (status of a rate-limited replication). */
 export interface PacerState {
@@ -34,7 +34,7 @@ export class TokenBucket {
 
   constructor(
     readonly bytesPerSec: number,
-    private readonly timers: Timers,
+    private readonly timers: Clock,
   ) {
     this.paidUntil = timers.now();
   }
