@@ -18,9 +18,9 @@ import { waitFor } from './helpers/wait.js';
 /** Lets the promise callbacks run that timers of the manual clock released. */
 const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-test('token bucket: each reservation starts when the ones before it are paid for; idle time earns no credit', async () => {
+test('token bucket: each reservation starts when the ones before it are paid for; idle time earns no more than the burst credit', async () => {
   const clock = new ManualClock();
-  const bucket = new TokenBucket(1000, clock); // 1000 B/s = 1 B/ms
+  const bucket = new TokenBucket(1000, clock); // 1000 B/s = 1 B/ms, no credit
   const done: string[] = [];
   const take = (name: string, bytes: number): Promise<void> =>
     bucket.take(bytes).then(() => void done.push(`${name}@${clock.now() - 1_000_000}`));
@@ -51,6 +51,25 @@ test('token bucket: each reservation starts when the ones before it are paid for
   clock.advance(1000);
   await e;
   assert.deepEqual(done.slice(3), ['d@60700', 'e@61700']);
+
+  // with credit: time lost is made up for, but never more than the credit after a quiet stretch
+  const credited = new TokenBucket(1000, clock, 500);
+  clock.advance(10_000);
+  const t0 = clock.now();
+  await credited.take(300); // at once: 500 ms of credit
+  await credited.take(200); // at once: the credit is used up
+  await credited.take(100); // at once: due now
+  let third = false;
+  void credited.take(100).then(() => (third = true));
+  await settle();
+  assert.equal(third, false, 'the quiet 10 s earned 500 ms, not 10 s');
+  clock.advance(99);
+  await settle();
+  assert.equal(third, false);
+  clock.advance(1);
+  await settle();
+  assert.equal(third, true);
+  assert.equal(clock.now() - t0, 100);
 });
 
 test('token bucket: an aborted wait rejects and, when last, gives its reservation back', async () => {
@@ -96,7 +115,7 @@ const record = (ts: number, size: number): ShipRecord => ({ ts: BigInt(ts), size
 test('rate-limited target: writes cut into tenth-of-a-second pieces, paced, outcomes in order; status while throttling', async () => {
   const clock = new ManualClock();
   const inner = new RecordingTarget(clock);
-  const limited = new RateLimitedTarget(inner, 1000, clock); // pieces of at most 100 B
+  const limited = new RateLimitedTarget(inner, 1000, clock, 0); // pieces of at most 100 B, no credit
   const records = [record(1, 60), record(2, 40), record(3, 30), record(4, 250), record(5, 10), record(6, 10)];
   const result = limited.write('e', records);
   await settle();

@@ -1,8 +1,8 @@
 /**
  * `rate_limit: {bytes_per_sec}` (replication.md §3) as a Target decorator, so that the engine and
  * both targets stay as they are: every write is cut into pieces of at most a tenth of a second of
- * payload and each piece waits for its bytes in a {@link TokenBucket} before it goes to the inner
- * target. The shipments in flight of one replication share its bucket. Payload bytes are counted
+ * payload and each piece waits for its bytes in a {@link TokenBucket} (with a quarter of a second of credit
+ * for time lost to stalls) before it goes to the inner target. The shipments in flight of one replication share its bucket. Payload bytes are counted
  * (what the counters call bytes); label updates carry none and pass at once.
  */
 import type { RateLimitStatus } from '../protocol/replication-status.js';
@@ -10,6 +10,11 @@ import { TokenBucket } from './token-bucket.js';
 import { realClock, type Clock } from './clock.js';
 import type { ItemOutcome, ShipRecord, Target } from './target.js';
 
+/**
+ * Lost time credited back (ms): a stall of the destination up to a quarter of a second is made up for
+ * afterwards, and a 10 s stretch can exceed the limit by at most 2.5%.
+ */
+const BURST_MS = 250;
 /** A throttled stretch ended less than this long ago: status still says `throttling`. */
 const THROTTLING_HOLD_MS = 1000;
 
@@ -31,8 +36,9 @@ export class RateLimitedTarget implements Target {
     private readonly inner: Target,
     readonly bytesPerSec: number,
     private readonly timers: Clock = realClock,
+    burstMs = BURST_MS,
   ) {
-    this.bucket = new TokenBucket(bytesPerSec, timers);
+    this.bucket = new TokenBucket(bytesPerSec, timers, burstMs);
     this.pieceBytes = Math.max(1, Math.floor(bytesPerSec / 10));
   }
 

@@ -1,8 +1,9 @@
 /**
- * A byte-rate pacer (token bucket without a burst allowance, kept as its theoretical arrival
- * time): `take(n)` resolves when `n` more bytes may go out without exceeding the rate, so over any
- * interval T the bytes released are at most `rate × T` plus the one reservation in progress.
- * Idle time earns no credit: a link that was quiet does not get to burst afterwards.
+ * A byte-rate pacer (a token bucket kept as its theoretical arrival time): `take(n)` resolves when
+ * `n` more bytes may go out without exceeding the rate. Time the sender lost (a stalled request, a
+ * slow disk at the destination) is credited up to `burstMs`, so a short stall does not cost its
+ * bandwidth for good; over any interval T the bytes released are at most `rate × (T + burstMs)`
+ * plus the one reservation in progress.
  */
 import type { Clock } from './clock.js';
 
@@ -35,6 +36,8 @@ export class TokenBucket {
   constructor(
     readonly bytesPerSec: number,
     private readonly timers: Clock,
+    /** Credit for lost time (ms of the rate); 0 = none. */
+    private readonly burstMs = 0,
   ) {
     this.paidUntil = timers.now();
   }
@@ -45,7 +48,7 @@ export class TokenBucket {
    */
   take(bytes: number, signal?: AbortSignal): Promise<void> {
     const now = this.timers.now();
-    const start = Math.max(now, this.paidUntil);
+    const start = Math.max(now - this.burstMs, this.paidUntil);
     const cost = (bytes / this.bytesPerSec) * 1000;
     this.paidUntil = start + cost;
     const wait = start - now;
