@@ -16,6 +16,12 @@ import { fmt, summarize, type LatencySummary } from './stats.js';
 import { printTable } from './table.js';
 
 const CONCURRENCY = [1, 8, 64] as const;
+/**
+ * `BENCH_SYNC_ENTRIES=one`: every writer writes to the same entry (distinct timestamps) instead of
+ * an entry of its own; the engine ships one request per entry, so this shows what shared
+ * shipments cost when writers do not spread over many entries.
+ */
+const ONE_ENTRY = process.env.BENCH_SYNC_ENTRIES === 'one';
 const KiB = 1024;
 
 interface SyncRow {
@@ -87,7 +93,7 @@ async function ferryRows(
       const r = await closedLoop(writers, seconds, async (w) => {
         const res = await pool.request({
           method: 'POST',
-          path: `/api/v1/b/${type}/w${w}?ts=${ts++}`,
+          path: `/api/v1/b/${type}/${ONE_ENTRY ? 'w' : `w${w}`}?ts=${ts++}`,
           headers: { authorization: `Bearer ${src.token}`, 'content-type': 'application/octet-stream' },
           body: payload,
         });
@@ -165,7 +171,9 @@ export async function runSyncBench(quick: boolean): Promise<void> {
   if (typeof pgResult === 'string') pgNote = pgResult;
   else rows.push(...pgResult);
 
-  console.log('\nSync replication: 1 KiB single-record writes, closed loop per writer');
+  console.log(
+    `\nSync replication: 1 KiB single-record writes, closed loop per writer, ${ONE_ENTRY ? 'one entry for all writers' : 'an entry per writer'}`,
+  );
   printTable(
     [
       { header: 'system', key: 'system', align: 'left' },
