@@ -15,7 +15,7 @@ import type { Storage } from '../src/storage/types.js';
 import { forEachTarget, statusOf, withReplEnv, type ReplEnv } from './helpers/replication-env.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 import { waitFor } from './helpers/wait.js';
-import { stringifyJson } from '../src/protocol/json.js';
+import { stringifyJson, U64_MAX } from '../src/protocol/json.js';
 
 async function verify(env: ReplEnv, req: Partial<VerifyRequest> = {}): Promise<VerifyResult> {
   const service = new VerifyService(env.storage, env.manager, env.dir, false);
@@ -256,4 +256,31 @@ forEachTarget(
     assert.equal((await verify(env)).outcome, 'clean');
   },
   { timeout: 120_000 },
+);
+
+forEachTarget(
+  'records a since backfill copied are part of the copy, records before the replication otherwise not',
+  async (env) => {
+    await env.storage.createBucket('src');
+    await writeRecords(env.storage, 'a', 50);
+    await env.replicate('r', { since: 1200 });
+    await waitFor(() => env.dst.hasBucket('dst') && env.dst.bucket('dst').info().entry_count === 1n, {
+      timeoutMs: 20_000,
+      message: 'backfill',
+    });
+    await waitFor(
+      async () => (await env.dst.bucket('dst').recordSummaries('a', 0n, U64_MAX, 100)).length === 30,
+      {
+        timeoutMs: 20_000,
+        message: 'backfill complete',
+      },
+    );
+    await delivered(env);
+    const clean = await verify(env);
+    assert.equal(clean.outcome, 'clean', stringifyJson(clean.totals));
+    assert.equal(clean.totals.source_records, 30, 'ts >= since: 1200 … 1490');
+    await env.dst.bucket('dst').removeRecord('a', 1300n);
+    assert.deepEqual(entryOf(await verify(env), 'a').missing.first, [1300n]);
+  },
+  { timeout: 60_000 },
 );

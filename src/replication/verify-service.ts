@@ -65,6 +65,18 @@ export interface VerifyRequest {
   remove_extra: boolean;
 }
 
+/** The `since` / `until` of a replication's copy. */
+function copyBounds(s: ReplicationSettings): { from?: bigint; until?: bigint } {
+  const big = (v: unknown): bigint | undefined =>
+    typeof v === 'bigint' ? v : typeof v === 'number' ? BigInt(v) : undefined;
+  const out: { from?: bigint; until?: bigint } = {};
+  const from = big(s.since);
+  const until = big(s.until);
+  if (from !== undefined) out.from = from;
+  if (until !== undefined) out.until = until;
+  return out;
+}
+
 /** Change-log entries read per call when collecting what is in flight. */
 const LOG_PAGE = 4096;
 
@@ -359,11 +371,15 @@ export class VerifyService {
     cond: ReturnType<typeof compileCondition> | null,
   ): Promise<{ plain: RecordFilter; meta: RecordFilter }> {
     const created = await subject.createdLsn();
-    const since = (subject.settings as { since?: unknown }).since;
-    const from = typeof since === 'bigint' ? since : typeof since === 'number' ? BigInt(since) : undefined;
+    const { from, until } = copyBounds(subject.settings);
     const meta: RecordFilter = {};
-    if (created !== undefined) meta.afterLsn = created;
-    if (from !== undefined) meta.olderAccepted = (ts) => ts >= from;
+    if (subject.settings.continuous === false) {
+      // a one-shot copies what existed when it was created, within [since, until) (see scopes)
+      if (created !== undefined) meta.upToLsn = created;
+    } else {
+      if (created !== undefined) meta.afterLsn = created;
+      if (from !== undefined) meta.olderAccepted = (ts) => ts >= from && (until === undefined || ts < until);
+    }
     if (!cond) return { plain: meta, meta };
     const accept = (ts: bigint, labels: Labels): boolean => {
       try {
@@ -385,8 +401,13 @@ export class VerifyService {
     for (const e of bucket.entryNames()) {
       if (!matchesWithMeta(inScope, e) || !matchesWithMeta(asked, e)) continue;
       if (info.get(e)?.record_count === 0n) continue; // an implicit parent holds nothing
-      const start = req.start ?? info.get(e)?.oldest_record ?? 0n;
-      const stop = req.stop ?? U64_MAX;
+      let start = req.start ?? info.get(e)?.oldest_record ?? 0n;
+      let stop = req.stop ?? U64_MAX;
+      if (s.continuous === false) {
+        const { from, until } = copyBounds(s);
+        if (from !== undefined && from > start) start = from;
+        if (until !== undefined && until < stop) stop = until;
+      }
       if (start >= stop) continue;
       out.push({ srcEntry: e, dstEntry: destinationEntry(s.dst_prefix, e), start, stop });
     }

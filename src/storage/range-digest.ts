@@ -54,6 +54,8 @@ export interface RecordFilter {
   afterLsn?: bigint;
   /** A record written earlier still takes part when this accepts it (a `since` backfill). */
   olderAccepted?: (ts: bigint) => boolean;
+  /** Only records written up to this LSN (a one-shot copies what existed when it was created). */
+  upToLsn?: bigint;
   /** Only records this accepts (a `when`, evaluated on metadata). */
   accept?: (ts: bigint, labels: Labels) => boolean;
 }
@@ -61,6 +63,7 @@ export interface RecordFilter {
 /** Whether a finished record passes `f`. */
 export function passes(f: RecordFilter, ts: bigint, labels: Labels, lsn: bigint): boolean {
   if (f.afterLsn !== undefined && lsn <= f.afterLsn && !f.olderAccepted?.(ts)) return false;
+  if (f.upToLsn !== undefined && lsn > f.upToLsn) return false;
   return !f.accept || f.accept(ts, labels);
 }
 
@@ -385,5 +388,5 @@ function lowerBound(slab: Slab, ts: bigint): number {
 
 /** Every record of the slab passes `f` (no per-record condition, all written after its LSN). */
 function passesWhole(f: RecordFilter, slab: Slab): boolean {
-  return !f.accept && (f.afterLsn === undefined || slab.minLsn > f.afterLsn);
+  return !f.accept && f.upToLsn === undefined && (f.afterLsn === undefined || slab.minLsn > f.afterLsn);
 }
