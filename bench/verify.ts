@@ -22,6 +22,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
+import { readCpuSeconds } from './lib/proc-cpu.js';
 import { RssSampler } from './lib/rss.js';
 import { fmt } from './lib/stats.js';
 import { printTable } from './lib/table.js';
@@ -133,6 +134,9 @@ interface Row {
   found: string;
   rssSrc: number;
   rssDst: number;
+  /** CPU seconds the source and the destination process spent (comparable on a loaded machine). */
+  cpuSrc: number;
+  cpuDst: number;
 }
 
 async function measure(
@@ -144,6 +148,8 @@ async function measure(
 ): Promise<{ row: Row; answer: VerifyAnswer }> {
   const a = new RssSampler(src.proc.pid).start();
   const b = new RssSampler(dst.proc.pid).start();
+  const cpu = (p: Node): number => readCpuSeconds(p.proc.pid) ?? NaN;
+  const c0 = [cpu(src), cpu(dst)];
   const t0 = performance.now();
   const answer = (await src.call('POST', `/replications/bench/verify${query}`, {})) as VerifyAnswer;
   const seconds = (performance.now() - t0) / 1000;
@@ -161,6 +167,8 @@ async function measure(
         answer.outcome === 'failed'
           ? 'failed'
           : `${t.missing} missing, ${t.extra} extra, ${t.different} different`,
+      cpuSrc: cpu(src) - c0[0]!,
+      cpuDst: cpu(dst) - c0[1]!,
       rssSrc: a.stop() / MB,
       rssDst: b.stop() / MB,
     },
@@ -257,6 +265,8 @@ async function main(): Promise<void> {
         { header: 'bytes', key: 'bytes' },
         { header: '% of metadata', format: (r) => fmt(r.share, 4) },
         { header: 'found', key: 'found' },
+        { header: 'CPU src s', format: (r) => fmt(r.cpuSrc, 2) },
+        { header: 'CPU dst s', format: (r) => fmt(r.cpuDst, 2) },
         { header: 'RSS src MB', format: (r) => fmt(r.rssSrc) },
         { header: 'RSS dst MB', format: (r) => fmt(r.rssDst) },
       ],

@@ -266,9 +266,11 @@ export async function loadBlockMeta(path: string, entry: string): Promise<Record
 
 /** Fields of one record of `<id>.meta` as `scanBlockMeta` hands them over (views into the file buffer). */
 export interface MetaRow {
-  ts: bigint;
+  /** Where the timestamp (u64 little-endian) starts in `buf`. */
+  tsAt: number;
   size: number;
-  lsn: bigint;
+  /** The write LSN (exact: LSNs stay far below 2^53). */
+  lsn: number;
   buf: Buffer;
   /** Where the 16-byte content digest starts in `buf`. */
   digestAt: number;
@@ -288,13 +290,13 @@ export async function scanBlockMeta(path: string, visit: (row: MetaRow) => void)
   const { buf, r } = sealed;
   const n = r.u32();
   r.u64();
-  const row: MetaRow = { ts: 0n, size: 0, lsn: 0n, buf, digestAt: 0, metaStart: 0, metaEnd: 0 };
+  const row: MetaRow = { tsAt: 0, size: 0, lsn: 0, buf, digestAt: 0, metaStart: 0, metaEnd: 0 };
   for (let i = 0; i < n; i++) {
-    row.ts = r.u64();
+    row.tsAt = r.skip(8);
     r.num();
     row.size = r.num();
     r.u32();
-    row.lsn = r.u64();
+    row.lsn = r.num();
     const state = CODE_STATE[r.u8()] ?? 'finished';
     row.metaStart = r.pos;
     r.skip(r.u16());

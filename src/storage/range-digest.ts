@@ -5,7 +5,7 @@
  * same digest whatever their block layout, so a verifier compares ranges and descends only into
  * those that differ.
  *
- * Every record is one fixed 48-byte row: ts (u64 BE), size (u64 BE), content digest (16 bytes) and
+ * Every record is one fixed 48-byte row: ts (u64 LE), size (u64 LE), content digest (16 bytes) and
  * the first 16 bytes of the SHA-256 of its content type and sorted labels. A range digest hashes the
  * rows back to back, so the rows of a block are kept (a slab per block, within a byte budget) and a
  * range is hashed with one native call per block. A slab is valid for the block version it was built
@@ -255,23 +255,24 @@ export class RangeDigester {
   private async buildFromFile(entry: Entry, block: Block, version: number): Promise<Slab | undefined> {
     let rows = Buffer.allocUnsafeSlow(Math.max(1, block.count) * DIGEST_ROW_BYTES);
     let n = 0;
-    let minLsn: bigint | undefined;
+    let minLsn = Infinity;
     const ok = await scanBlockMeta(entry.metaPath(block), (r) => {
       if ((n + 1) * DIGEST_ROW_BYTES > rows.length) {
         const bigger = Buffer.allocUnsafeSlow(rows.length * 2);
         rows.copy(bigger);
         rows = bigger;
       }
-      if (minLsn === undefined || r.lsn < minLsn) minLsn = r.lsn;
+      if (r.lsn < minLsn) minLsn = r.lsn;
       const at = n * DIGEST_ROW_BYTES;
-      rows.writeBigUInt64BE(r.ts, at);
-      rows.writeBigUInt64BE(BigInt(r.size), at + 8);
+      r.buf.copy(rows, at, r.tsAt, r.tsAt + 8);
+      writeSize(rows, r.size, at + 8);
       r.buf.copy(rows, at + 16, r.digestAt, r.digestAt + 16);
       this.encodedMetaHash(r.buf, r.metaStart, r.metaEnd).copy(rows, at + 32, 0, 16);
       n++;
     });
     if (!ok) return undefined;
-    return { version, minLsn: minLsn ?? 0n, rows: rows.subarray(0, n * DIGEST_ROW_BYTES), count: n };
+    const min = minLsn === Infinity ? 0n : BigInt(minLsn);
+    return { version, minLsn: min, rows: rows.subarray(0, n * DIGEST_ROW_BYTES), count: n };
   }
 
   /** `metaHash` of an encoded content type and labels, cached by their bytes. */
@@ -296,8 +297,8 @@ export class RangeDigester {
       if (r.state !== 'finished') continue;
       if (minLsn === undefined || r.lsn < minLsn) minLsn = r.lsn;
       const at = n * DIGEST_ROW_BYTES;
-      rows.writeBigUInt64BE(r.ts, at);
-      rows.writeBigUInt64BE(BigInt(r.size), at + 8);
+      rows.writeBigUInt64LE(r.ts, at);
+      writeSize(rows, r.size, at + 8);
       r.digest.copy(rows, at + 16, 0, 16);
       this.metaHash(r.contentType, r.labels).copy(rows, at + 32, 0, 16);
       n++;
@@ -370,8 +371,14 @@ function* blocksOf(entry: Entry, start: bigint, stop: bigint): Generator<Block> 
   }
 }
 
+/** Writes a payload size as a u64 little-endian (sizes are exact numbers below 2^53). */
+function writeSize(rows: Buffer, size: number, at: number): void {
+  rows.writeUInt32LE(size % 0x100000000, at);
+  rows.writeUInt32LE(Math.floor(size / 0x100000000), at + 4);
+}
+
 function rowTs(rows: Buffer, i: number): bigint {
-  return rows.readBigUInt64BE(i * DIGEST_ROW_BYTES);
+  return rows.readBigUInt64LE(i * DIGEST_ROW_BYTES);
 }
 
 /** Index of the first row with ts >= `ts`. */
