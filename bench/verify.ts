@@ -178,7 +178,7 @@ async function measure(
 async function main(): Promise<void> {
   const env = { RS_SYSTEM_EVENTS_ENABLED: 'false', FERRY_DURABILITY: 'none' };
   const keep = process.env.BENCH_DATA;
-  const reuse = keep !== undefined && existsSync(join(keep, `dst-${RECORDS}`, 'bench'));
+  const reuse = keep !== undefined && existsSync(join(keep, `dst-${RECORDS}`, 'buckets', 'bench'));
   const where = (who: string) => {
     if (keep === undefined) return {};
     const dir = join(keep, `${who}-${RECORDS}`);
