@@ -29,10 +29,17 @@ function ensureChromium(): void {
     execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
     execFileSync('apt-get', ['install', '-y', '-qq', 'chromium'], { stdio: 'inherit', env });
   }
-  assert.ok(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set FERRY_CHROMIUM`);
+  assert.ok(
+    existsSync(CHROMIUM),
+    `Chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set FERRY_CHROMIUM`,
+  );
 }
 
-const TYPES: Record<string, string> = { '.js': 'text/javascript', '.html': 'text/html', '.map': 'application/json' };
+const TYPES: Record<string, string> = {
+  '.js': 'text/javascript',
+  '.html': 'text/html',
+  '.map': 'application/json',
+};
 
 /** Serves the page, dist/src/{client,protocol} and lossless-json: nothing else of the tree. */
 function staticServer(): Server {
@@ -94,7 +101,8 @@ before(async () => {
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('requestfailed', (r) => {
     // The aborted request of the abort test is expected; anything else is a finding.
-    if (!r.url().includes('slow-abort')) pageErrors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+    if (!r.url().includes('slow-abort'))
+      pageErrors.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
   });
   await page.goto(origin + '/');
 });
@@ -157,7 +165,11 @@ test('records with labels, a streamed read, a batch and a query from the browser
 });
 
 test('typed errors carry the status and the server message; an abort is a FerryError too', async () => {
-  const got = await inPage<{ missing: [boolean, number, string]; badToken: [number, string]; aborted: [boolean, number] }>(`
+  const got = await inPage<{
+    missing: [boolean, number, string];
+    badToken: [number, string];
+    aborted: [boolean, number];
+  }>(`
     const errorOf = async (p) => { try { await p; return null; } catch (e) { return e; } };
     const nf = await errorOf(client.bucket('no-such-bucket').info());
     const bad = await errorOf(new sdk.FerryClient(url, { token: 'wrong' }).listBuckets());

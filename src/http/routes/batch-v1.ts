@@ -7,7 +7,6 @@
  * destination already holds identically are answered with `x-ferry-present-<ts>: 1` instead of an
  * error.
  */
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { Errors, FerryError } from '../../protocol/errors.js';
 import {
@@ -173,11 +172,27 @@ const STORED: PayloadAccess<StoredRecord> = {
   stored: (r) => r,
 };
 
+/**
+ * Resolves at the next 'drain' or 'close' of `res` and removes both listeners: a long response
+ * waits for drain many times, and listeners left behind by each wait would pile up until it ends.
+ */
+export function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 /** Writes the payloads of `records` into `res` one after the other (with back-pressure), then ends it. */
 export async function streamRecords(res: ServerResponse, records: readonly StoredRecord[]): Promise<void> {
   for await (const chunk of payloadChunks(records, STORED, CHUNKS)) {
     if (!res.write(chunk)) {
-      await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      await drainOrClose(res);
       if (res.destroyed) throw new FerryError(500, 'Client closed the connection');
     }
   }
