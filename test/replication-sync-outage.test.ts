@@ -149,7 +149,7 @@ async function outageScenario(kind: 'sigkill' | 'proxy'): Promise<void> {
   const writers = new Writers(src, seededRandom(`sync-outage-${kind}`));
   try {
     await waitFor(() => writers.acked.size >= 300, {
-      timeoutMs: 30_000,
+      timeoutMs: 90_000,
       message: 'first acknowledged writes',
     });
     const cutAt = Date.now();
@@ -200,12 +200,12 @@ async function outageScenario(kind: 'sigkill' | 'proxy'): Promise<void> {
 
     await api(src, 'PATCH', '/replications/r/mode', { mode: 'enabled' });
     await waitFor(async () => (await syncStatus(src)).effective_type === 'sync', {
-      timeoutMs: 30_000,
+      timeoutMs: 90_000,
       message: 'back to sync',
     });
     const before = writers.acked.size;
     await waitFor(() => writers.acked.size >= before + 100, {
-      timeoutMs: 30_000,
+      timeoutMs: 90_000,
       message: 'writes after recovery',
     });
   } finally {
@@ -217,7 +217,7 @@ async function outageScenario(kind: 'sigkill' | 'proxy'): Promise<void> {
       const s = await syncStatus(src);
       return s.state === 'idle' && s.pending_records === 0;
     },
-    { timeoutMs: 30_000, message: 'caught up' },
+    { timeoutMs: 90_000, message: 'caught up' },
   );
   // the writes whose outcome was unknown arrived too: the destination equals the source
   await assertSameBuckets(src, 'src', dst, 'dst');
@@ -229,12 +229,12 @@ async function outageScenario(kind: 'sigkill' | 'proxy'): Promise<void> {
 
 test(
   'sync fail: SIGKILL of the destination under concurrent sync writers loses no acknowledged write',
-  { timeout: 180_000 },
+  { timeout: 400_000 },
   () => outageScenario('sigkill'),
 );
 
 test(
   'sync fail: the connection cut by a fault proxy under concurrent sync writers loses no acknowledged write',
-  { timeout: 180_000 },
+  { timeout: 400_000 },
   () => outageScenario('proxy'),
 );
