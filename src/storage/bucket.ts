@@ -276,7 +276,11 @@ export class BucketImpl implements Bucket {
     }
   }
 
-  rangeDigests(entry: string, queries: readonly DigestQuery[], filter?: RecordFilter): Promise<RangeDigest[]> {
+  rangeDigests(
+    entry: string,
+    queries: readonly DigestQuery[],
+    filter?: RecordFilter,
+  ): Promise<RangeDigest[]> {
     this.checkReady();
     return this.services.ranges.digests(this.liveEntry(entry), queries, filter);
   }

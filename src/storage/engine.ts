@@ -111,7 +111,16 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   });
   const ranges = new RangeDigester(cache);
   const compression = new BlockCompression(files, sync);
-  const services = { files, digests: new DigestPool(), cache, commits, slots, checkpoints, ranges, compression };
+  const services = {
+    files,
+    digests: new DigestPool(),
+    cache,
+    commits,
+    slots,
+    checkpoints,
+    ranges,
+    compression,
+  };
   const catalogue = new BucketCatalogue(
     bucketsDir,
     { ...BUILTIN_DEFAULTS, ...(opts.defaults ?? {}) },
