@@ -36,7 +36,8 @@ export interface PgInsertResult {
   serverVersion: string;
 }
 
-const TABLE_SQL =
+/** The benchmark table (publisher side, and subscriber side of the initial-copy baseline). */
+export const TABLE_SQL =
   'CREATE TABLE records (ts bigint PRIMARY KEY, labels jsonb NOT NULL, body bytea NOT NULL, sent_us bigint NOT NULL DEFAULT 0)';
 /** On the subscriber an extra column stamps the apply time of each row (filled by its default). */
 const SUBSCRIBER_TABLE_SQL =
@@ -82,7 +83,7 @@ class BatchInserter {
 }
 
 /** Inserts `rows` rows in statements of `batchRows` over `concurrency` connections; returns statement latencies. */
-async function insertRows(
+export async function insertRows(
   cluster: PgCluster,
   firstTs: number,
   rows: number,

@@ -1,0 +1,232 @@
+/**
+ * What an initial copy copies, and how it is watched (replication.md §3, §6, §9; issue 9 "Tests"),
+ * between real Ferry processes while a client keeps writing:
+ * - one-shots bounded by `since` and `until`, by `entries` patterns, by `when`, and by a stored
+ *   filter with `query_params`: each destination holds exactly the matching records that existed
+ *   at creation, none of the writes that arrived during the copy;
+ * - a continuous `since` copy of one entry: the existing records from `since` on plus every write
+ *   that arrived after creation;
+ * - a real EventSource client sees the copy's state changes and its stream ends on `completed`;
+ * - `GET /active_tasks` lists the copies while they run (without credentials) and drops them once
+ *   completed.
+ * remote: A → B (two processes); local: inside A.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventSource } from 'eventsource';
+import type { ActiveTasks, ReplicationStatus, StateEvent } from '../src/protocol/replication-status.js';
+import { spawnFerry } from './helpers/ferry-process.js';
+import { api, createReplication } from './helpers/ferry-api.js';
+import { assertSameSnapshots, snapshotBucket, type BucketSnapshot } from './helpers/records.js';
+import { TARGET_KINDS } from './helpers/replication-env.js';
+import { REPLAY, seededRandom } from './helpers/seed.js';
+import { ProgressWatch, subscribeEvents, waitCopyState } from './helpers/copy-status.js';
+import {
+  expectedSnapshot,
+  LiveWriter,
+  planRecords,
+  PLAN_FIRST_TS,
+  PLAN_STEP,
+  writePlanned,
+  type PlannedRecord,
+} from './helpers/copy-workload.js';
+import { waitFor } from './helpers/wait.js';
+
+const RECORDS = 6000;
+const SINCE = PLAN_FIRST_TS + 300n * PLAN_STEP;
+const UNTIL = PLAN_FIRST_TS + 900n * PLAN_STEP;
+
+const QUALITY_FILTER = {
+  description: 'one quality from a score on',
+  when: { '&quality': { $eq: { $param: 'quality' } }, '&score': { $gte: { $param: 'min_score' } } },
+  params: { quality: { type: 'string' }, min_score: { type: 'integer', default: 0 } },
+};
+
+/** The one-shots of this test: settings and which planned records each must copy. */
+const ONE_SHOTS: Array<{
+  name: string;
+  settings: Record<string, unknown>;
+  keep: (r: PlannedRecord) => boolean;
+}> = [
+  { name: 'until', settings: { since: SINCE, until: UNTIL }, keep: (r) => r.ts >= SINCE && r.ts < UNTIL },
+  { name: 'entries', settings: { since: 0, entries: ['cam/*'] }, keep: (r) => r.entry.startsWith('cam/') },
+  {
+    name: 'when',
+    settings: { since: 0, when: { '&quality': { $eq: 'good' }, '&score': { $lt: 30 } } },
+    keep: (r) => r.labels.quality === 'good' && Number(r.labels.score) < 30,
+  },
+  {
+    name: 'filter',
+    settings: { since: SINCE, filter: 'quality', query_params: { quality: 'bad', min_score: 50 } },
+    keep: (r) => r.ts >= SINCE && r.labels.quality === 'bad' && Number(r.labels.score) >= 50,
+  },
+];
+
+function pick(snap: BucketSnapshot, keep: (key: string) => boolean): BucketSnapshot {
+  return new Map([...snap].filter(([k]) => keep(k)));
+}
+
+for (const kind of TARGET_KINDS) {
+  test(
+    `until, entries, when and stored filters during a copy; events end on completed; active_tasks [${kind}]`,
+    { timeout: 120_000 },
+    async () => {
+      const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
+      const A = await spawnFerry({ env });
+      const B = kind === 'remote' ? await spawnFerry({ env }) : A;
+      const seedName = `replication-copy-scope/${kind}`;
+      const plan = planRecords(seededRandom(`${seedName}/plan`), { count: RECORDS, mib: 2, medium: 6 });
+      const planEnd = plan.reduce((m, r) => (r.ts > m ? r.ts : m), 0n) + PLAN_STEP;
+      const writer = new LiveWriter(A, 'src', seededRandom(`${seedName}/writer`), planEnd);
+      const watches: ProgressWatch[] = [];
+      const streams: EventSource[] = [];
+      try {
+        await api(A, 'POST', '/b/src', {});
+        await writePlanned(A, 'src', plan);
+        await api(A, 'POST', '/filters/quality', QUALITY_FILTER);
+        const local = kind === 'local' ? { dstHost: '' } : {};
+        // created paused: the subscribers and the task list see every copy from its first state on
+        const common = { mode: 'paused', batch: { max_records: 50, max_delay_ms: 5 } };
+        for (const o of ONE_SHOTS) {
+          await createReplication(A, B, {
+            name: o.name,
+            dstBucket: o.name,
+            createSrcBucket: false,
+            ...local,
+            settings: { ...common, continuous: false, ...o.settings },
+          });
+        }
+        await createReplication(A, B, {
+          name: 'live',
+          dstBucket: 'live',
+          createSrcBucket: false,
+          ...local,
+          settings: { ...common, since: SINCE, entries: ['lidar'] },
+        });
+
+        const paused = (await api(A, 'GET', '/active_tasks')) as ActiveTasks;
+        const text = JSON.stringify(paused, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v));
+        if (B.token !== '')
+          assert.ok(!text.includes(B.token), 'active_tasks never shows the destination token');
+        assert.ok(!text.includes('dst_token'), 'active_tasks has no dst_token key');
+        for (const name of [...ONE_SHOTS.map((o) => o.name), 'live']) {
+          const t = paused.tasks.find((x) => x.name === name);
+          assert.ok(t, `active_tasks lists '${name}': ${text}`);
+          assert.equal(t.state, 'paused', name);
+          assert.equal(t.continuous, name === 'live', `continuous of '${name}'`);
+        }
+
+        const sub = subscribeEvents(A, '/replications/until/events?interval_ms=100');
+        const filterSub = subscribeEvents(A, '/replications/filter/events?interval_ms=100');
+        streams.push(sub.es, filterSub.es);
+        await waitFor(() => sub.got[0] && filterSub.got[0], {
+          timeoutMs: 20_000,
+          message: 'the first snapshots',
+        });
+        writer.start();
+        for (const name of [...ONE_SHOTS.map((o) => o.name), 'live']) {
+          watches.push(new ProgressWatch(() => A, name, 20).start());
+          await api(A, 'PATCH', `/replications/${name}/mode`, { mode: 'enabled' });
+        }
+        // the task list during the copies
+        const seenInTasks = new Map<string, Set<string>>();
+        const tasksPoll = (async () => {
+          for (;;) {
+            const t = (await api(A, 'GET', '/active_tasks')) as ActiveTasks;
+            for (const task of t.tasks) {
+              const s = seenInTasks.get(task.name) ?? new Set<string>();
+              s.add(task.state);
+              seenInTasks.set(task.name, s);
+            }
+            if (ONE_SHOTS.every((o) => !t.tasks.some((x) => x.name === o.name))) return t;
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        })();
+
+        for (const o of ONE_SHOTS) await waitCopyState(A, o.name, 'completed', 60_000);
+        await waitCopyState(
+          A,
+          'live',
+          (s) => s.state !== 'initializing' && s.progress?.percent === 100,
+          60_000,
+        );
+        const afterCopies = await tasksPoll;
+        await writer.stop();
+        await waitCopyState(A, 'live', (s) => s.state === 'idle' && s.pending_records === 0);
+        await Promise.all(watches.map((w) => w.stop()));
+
+        // every destination: exactly its scope
+        const src = await snapshotBucket(A.url, A.token, 'src');
+        const planned = expectedSnapshot(plan);
+        for (const o of ONE_SHOTS) {
+          const want = expectedSnapshot(plan.filter(o.keep));
+          assert.ok(want.size > 50, `scope of '${o.name}' is not trivial (${want.size})`);
+          assertSameSnapshots(
+            want,
+            await snapshotBucket(B.url, B.token, o.name),
+            `one-shot '${o.name}' (${REPLAY})`,
+          );
+        }
+        // continuous since: the existing lidar records from SINCE on, and every later lidar write
+        const liveWant = pick(src, (k) => {
+          if (!k.startsWith('lidar@')) return false;
+          return !planned.has(k) || BigInt(k.slice('lidar@'.length)) >= SINCE;
+        });
+        assert.ok(
+          writer.acked.some((r) => r.entry === 'lidar' && r.ts < SINCE),
+          'live lidar writes below since',
+        );
+        assertSameSnapshots(
+          liveWant,
+          await snapshotBucket(B.url, B.token, 'live'),
+          `since copy of lidar (${REPLAY})`,
+        );
+
+        for (const w of watches) {
+          assert.deepEqual(w.regressions().slice(0, 5), [], `progress went down (${REPLAY})`);
+          const last = w.last();
+          assert.ok(last, `progress of ${w.samples.length} samples`);
+          assert.equal(last.progress.percent, 100);
+          assert.equal(last.progress.records_done, last.progress.records_total);
+        }
+
+        // events: the stream of a one-shot ends after `completed`; its state events end there too
+        for (const s of [sub, filterSub]) {
+          await waitFor(() => s.es.readyState === EventSource.CLOSED, {
+            timeoutMs: 20_000,
+            message: 'the stream to end',
+          });
+          const states = s.got.filter((e) => e.event === 'state').map((e) => e.data as StateEvent);
+          assert.ok(states.length >= 2, `state events: ${JSON.stringify(states)}`);
+          assert.equal(states[0]!.from, 'paused');
+          assert.equal(states.at(-1)!.to, 'completed');
+          assert.ok(
+            states.some((e) => e.to === 'initializing'),
+            'the copy was announced as initializing',
+          );
+          const statuses = s.got.filter((e) => e.event === 'status').map((e) => e.data as ReplicationStatus);
+          assert.equal(statuses.at(-1)!.state, 'completed');
+          }
+
+        // active_tasks: each copy was listed while it ran, none once completed; the continuous one stays
+        for (const o of ONE_SHOTS) {
+          assert.ok(seenInTasks.has(o.name), `'${o.name}' listed during the copy`);
+          assert.ok(!seenInTasks.get(o.name)!.has('completed'), `'${o.name}' is not listed as completed`);
+        }
+        assert.ok(
+          afterCopies.tasks.some((t) => t.name === 'live'),
+          'the continuous replication stays listed',
+        );
+        console.log(
+          `[${kind}] states seen in active_tasks: ${[...seenInTasks].map(([n, s]) => `${n}=${[...s].join('/')}`).join(' ')}; ` +
+            `live writes ${writer.acked.length}; ${REPLAY}`,
+        );
+      } finally {
+        for (const es of streams) es.close();
+        await writer.stop().catch(() => undefined);
+        await Promise.all(watches.map((w) => w.stop()));
+        await Promise.all([A, ...(B !== A ? [B] : [])].map((n) => n.destroy()));
+      }
+    },
+  );
+}
