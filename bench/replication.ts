@@ -11,7 +11,10 @@
  *   the ratios against the targets.
  *
  * `BENCH_QUICK=1` shrinks every workload so that the whole run takes about a minute.
- * `BENCH_ONLY=drain,mib,live,ingest,pg,sync` runs a subset (`sync`: the sync replication rows of
+ * - initial copy of existing records (one-shot `since: 0`) next to PostgreSQL's `copy_data = true`
+ *   table synchronisation, with RSS and events-subscriber figures (bench/lib/initial-copy-bench.ts).
+ *
+ * `BENCH_ONLY=drain,mib,live,ingest,pg,sync,copy,pgcopy` runs a subset (`sync`: the sync replication rows of
  * lib/sync-bench.ts); `BENCH_RECORDS=n` sets the drain size.
  * `BENCH_CLI=wrapper.mjs` starts the servers through a wrapper script (e.g. one that starts a CPU
  * profile on SIGUSR2, which is sent right before the measured phase of drain and ingest).
@@ -19,191 +22,38 @@
  * comparable when other processes load the machine.
  */
 import { Pool } from 'undici';
-import { spawnFerry, type FerryProcess } from './lib/ferry-process.js';
+import {
+  CLIENT_BATCH,
+  CpuMeter,
+  MiB,
+  startPair,
+  writeRecords,
+  type BenchRow,
+  type Node,
+} from './lib/ferry-bench-node.js';
 import { measurePgReplication, startPgPair, findPostgresBin } from './lib/postgres-baseline.js';
 import { measureRateLimit, type RateLimitMeasurement } from './replication-rate-limit.js';
-import { readCpuSeconds } from './lib/proc-cpu.js';
 import { readRss, RssSampler } from './lib/rss.js';
 import { fmt, summarize, type LatencySummary } from './lib/stats.js';
 import { printTable, type Column } from './lib/table.js';
 import { waitUntil } from './lib/wait.js';
 import { runSyncBench } from './lib/sync-bench.js';
+import { initialCopyBench } from './lib/initial-copy-bench.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = new Set(
-  (process.env.BENCH_ONLY ?? 'drain,mib,live,ingest,pg,rate').split(',').map((s) => s.trim()),
+  (process.env.BENCH_ONLY ?? 'drain,mib,live,ingest,pg,rate,copy,pgcopy').split(',').map((s) => s.trim()),
 );
 const DRAIN_RECORDS = Number(process.env.BENCH_RECORDS ?? (QUICK ? 20_000 : 100_000));
 const MIB_RECORDS = QUICK ? 200 : 2_000;
 const LIVE_RATE = 10_000;
 const LIVE_SECONDS = QUICK ? 4 : 10;
 const INGEST_RECORDS = QUICK ? 20_000 : 60_000;
-/** Records per v1 batch written by the benchmark's clients (one header each, well below limits). */
-const CLIENT_BATCH = 200;
-const MiB = 1024 * 1024;
 
 /** One row of the result table. */
-interface Row {
-  workload: string;
-  system: string;
-  records: number;
-  seconds?: number;
-  recordsPerSec?: number;
-  mbPerSec?: number;
-  lagP50?: number;
-  lagP99?: number;
-  rssSrc?: number;
-  rssDst?: number;
-  /** CPU µs per record spent by the source and the destination instance (NaN: not measurable). */
-  cpuSrc?: number;
-  cpuDst?: number;
-  note?: string;
-}
+type Row = BenchRow;
 
 const rows: Row[] = [];
-
-/** CPU seconds (user + system) a process has used so far; NaN when /proc cannot tell (printed n/a). */
-const cpuSeconds = (pid: number): number => readCpuSeconds(pid) ?? NaN;
-
-/** CPU µs per record of both instances between construction and `stop(records)`. */
-class CpuMeter {
-  private readonly t0: [number, number];
-  constructor(
-    private readonly a: number,
-    private readonly b: number,
-  ) {
-    this.t0 = [cpuSeconds(a), cpuSeconds(b)];
-  }
-  stop(records: number): { cpuSrc: number; cpuDst: number } {
-    return {
-      cpuSrc: ((cpuSeconds(this.a) - this.t0[0]) / records) * 1e6,
-      cpuDst: ((cpuSeconds(this.b) - this.t0[1]) / records) * 1e6,
-    };
-  }
-}
-
-/** A Ferry server with an HTTP pool and helpers. */
-class Node {
-  readonly pool: Pool;
-  constructor(readonly proc: FerryProcess) {
-    this.pool = new Pool(proc.url, { connections: 8, pipelining: 1 });
-  }
-
-  private auth(extra: Record<string, string> = {}): Record<string, string> {
-    return { authorization: `Bearer ${this.proc.token}`, ...extra };
-  }
-
-  async call(
-    method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE',
-    path: string,
-    body?: unknown,
-  ): Promise<unknown> {
-    const res = await this.pool.request({
-      method,
-      path: `/api/v1${path}`,
-      headers: this.auth({ 'content-type': 'application/json' }),
-      body: body === undefined ? null : JSON.stringify(body),
-    });
-    const text = await res.body.text();
-    if (res.statusCode !== 200)
-      throw new Error(
-        `${method} ${path}: HTTP ${res.statusCode} ${String(res.headers['x-reduct-error'] ?? '')}`,
-      );
-    return text ? (JSON.parse(text) as unknown) : undefined;
-  }
-
-  /** Writes records ts … ts+n-1 of one entry in one v1 batch. */
-  async writeBatch(
-    bucket: string,
-    entry: string,
-    firstTs: number,
-    n: number,
-    payload: Buffer,
-  ): Promise<void> {
-    const headers = this.auth({
-      'content-type': 'application/octet-stream',
-      'content-length': String(n * payload.length),
-    });
-    for (let i = 0; i < n; i++)
-      headers[`x-reduct-time-${firstTs + i}`] =
-        `${payload.length},application/octet-stream,kind=bench,n=${(firstTs + i) % 100}`;
-    const body = n === 1 ? payload : Buffer.concat(Array.from({ length: n }, () => payload));
-    const res = await this.pool.request({
-      method: 'POST',
-      path: `/api/v1/b/${bucket}/${entry}/batch`,
-      headers,
-      body,
-    });
-    await res.body.dump();
-    if (res.statusCode !== 200)
-      throw new Error(`batch write: HTTP ${res.statusCode} ${String(res.headers['x-reduct-error'] ?? '')}`);
-    const failed = Object.keys(res.headers).find((h) => h.startsWith('x-reduct-error-'));
-    if (failed) throw new Error(`batch write: ${failed} ${String(res.headers[failed])}`);
-  }
-
-  async recordCount(bucket: string): Promise<number> {
-    try {
-      const info = (await this.call('GET', `/b/${bucket}`)) as { entries: Array<{ record_count: number }> };
-      return info.entries.reduce((s, e) => s + Number(e.record_count), 0);
-    } catch {
-      return 0;
-    }
-  }
-
-  async status(
-    name: string,
-  ): Promise<{ state: string; state_reason: string | null; pending_records: number }> {
-    return (await this.call('GET', `/replications/${name}/status`)) as {
-      state: string;
-      state_reason: string | null;
-      pending_records: number;
-    };
-  }
-
-  async close(): Promise<void> {
-    await this.pool.close();
-    await this.proc.destroy();
-  }
-}
-
-async function startPair(): Promise<{ src: Node; dst: Node }> {
-  const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
-  // BENCH_CLI=script runs the servers through a wrapper (e.g. one that records a CPU profile)
-  const cli = process.env.BENCH_CLI ? { cliPath: process.env.BENCH_CLI } : {};
-  const opts = (who: string) => ({
-    ...cli,
-    env: { ...env, PROF_DIR: `${process.env.BENCH_PROF_DIR ?? '/tmp'}/${who}` },
-  });
-  const [a, b] = await Promise.all([spawnFerry(opts('src')), spawnFerry(opts('dst'))]);
-  return { src: new Node(a), dst: new Node(b) };
-}
-
-/** Writes `total` records into `entries` entries with `concurrency` batches in flight. */
-async function writeRecords(
-  node: Node,
-  bucket: string,
-  total: number,
-  size: number,
-  firstTs: number,
-  entries = 4,
-  concurrency = 4,
-): Promise<number> {
-  const payload = Buffer.alloc(size, 0x5a);
-  const perBatch = Math.max(1, Math.min(CLIENT_BATCH, Math.floor((8 * MiB) / size)));
-  let next = 0;
-  const t0 = performance.now();
-  const worker = async (): Promise<void> => {
-    while (next < total) {
-      const start = next;
-      const n = Math.min(perBatch, total - start);
-      next += n;
-      const entry = `e${Math.floor(start / perBatch) % entries}`;
-      await node.writeBatch(bucket, entry, firstTs + start, n, payload);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return (performance.now() - t0) / 1000;
-}
 
 function replicationBody(dst: Node, mode: 'enabled' | 'paused'): Record<string, unknown> {
   return { src_bucket: 'src', dst_bucket: 'dst', dst_host: dst.proc.url, dst_token: dst.proc.token, mode };
@@ -509,6 +359,19 @@ async function main(): Promise<void> {
     }
   }
 
+  const copy =
+    ONLY.has('copy') || ONLY.has('pgcopy')
+      ? await initialCopyBench({
+          smallRecords: DRAIN_RECORDS,
+          mibRecords: MIB_RECORDS,
+          smallStoreMib: QUICK ? 20 : 100,
+          subscriberRuns: QUICK ? 1 : 2,
+          ferry: ONLY.has('copy'),
+          postgres: ONLY.has('pgcopy'),
+        })
+      : undefined;
+  if (copy) rows.push(...copy.rows);
+
   const columns: Array<Column<Row>> = [
     { header: 'workload', key: 'workload', align: 'left' },
     { header: 'system', key: 'system', align: 'left' },
@@ -558,6 +421,7 @@ async function main(): Promise<void> {
       measured: `${fmt(rate.ratio, 3)}× the limit`,
       ok: verdict(Math.abs(rate.ratio - 1) <= 0.1),
     });
+  if (copy) targets.push(...copy.targets);
   const peak = Math.max(0, ...rows.map((r) => Math.max(r.rssSrc ?? 0, r.rssDst ?? 0)));
   if (peak > 0)
     targets.push({
