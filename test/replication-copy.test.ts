@@ -118,8 +118,8 @@ for (const kind of TARGET_KINDS) {
             await sleep(10);
           }
           const seen = v.watch.last();
-          if (seen && seen.progress.percent < 100)
-            midCopy.push(`${v.who}@${seen.progress.percent.toFixed(0)}%`);
+          const percent = seen?.progress.percent ?? 0;
+          if (seen?.state !== 'completed' && percent < 100) midCopy.push(`${v.who}@${percent.toFixed(0)}%`);
           await v.node.kill('SIGKILL');
           await sleep(schedule() * 300);
           await v.node.restart();

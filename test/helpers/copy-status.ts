@@ -9,13 +9,13 @@ import type { ReplicationStatus } from '../../src/protocol/replication-status.js
 import { api, type ApiNode } from './ferry-api.js';
 import { waitFor } from './wait.js';
 
-/** `progress` of a copy in the status route (issue 9 item 2). */
+/** `progress` of a copy in the status route (issue 9 item 2); totals and percent are null while counting. */
 export interface CopyProgress {
   records_done: number;
-  records_total: number;
+  records_total: number | null;
   bytes_done: number;
-  bytes_total: number;
-  percent: number;
+  bytes_total: number | null;
+  percent: number | null;
   records_per_sec: number;
   eta_seconds: number | null;
 }
@@ -108,10 +108,13 @@ export class ProgressWatch {
     for (let i = 1; i < this.samples.length; i++) {
       const a = this.samples[i - 1]!.progress;
       const b = this.samples[i]!.progress;
-      for (const k of ['records_done', 'bytes_done', 'percent'] as const) {
-        if (b[k] < a[k]) out.push(`${this.name}: ${k} ${a[k]} → ${b[k]} (sample ${i})`);
+      for (const k of ['records_done', 'bytes_done', 'percent', 'records_total', 'bytes_total'] as const) {
+        const x = a[k];
+        const y = b[k];
+        // a total or percent appears once counted and never goes back to unknown
+        if (x !== null && (y === null || y < x)) out.push(`${this.name}: ${k} ${x} → ${y} (sample ${i})`);
       }
-      if (b.records_total !== a.records_total)
+      if (a.records_total !== null && b.records_total !== null && b.records_total !== a.records_total)
         out.push(`${this.name}: records_total ${a.records_total} → ${b.records_total} (sample ${i})`);
     }
     return out;
