@@ -110,6 +110,7 @@ for (const kind of TARGET_KINDS) {
           ...(kind === 'remote' ? [{ who: 'C', node: C, watch: cont, at: 60 + schedule() * 25 }] : []),
         ];
         const midCopy: string[] = [];
+        const kills: string[] = [];
         for (const v of victims) {
           const deadline = Date.now() + 120_000;
           while ((v.watch.last()?.progress.percent ?? 0) < v.at && v.watch.last()?.state !== 'completed') {
@@ -119,14 +120,15 @@ for (const kind of TARGET_KINDS) {
           }
           const seen = v.watch.last();
           const percent = seen?.progress.percent ?? 0;
-          if (seen?.state !== 'completed' && percent < 100) midCopy.push(`${v.who}@${percent.toFixed(0)}%`);
+          kills.push(`${v.who} at ${percent.toFixed(0)} % (${seen?.state}, target ${v.at.toFixed(0)} %)`);
+          if (seen?.state !== 'completed' && percent < 100) midCopy.push(v.who);
           await v.node.kill('SIGKILL');
           await sleep(schedule() * 300);
           await v.node.restart();
         }
-        mark(`kills ${midCopy.join(' ')}`);
+        mark(`kills: ${kills.join(', ')}`);
         // Every kill but the last may land after a fast copy ended; the first one cannot miss.
-        assert.ok(midCopy.length >= 1, `no kill landed during a copy (${REPLAY})`);
+        assert.ok(midCopy.length >= 1, `no kill landed during a copy: ${kills.join(', ')} (${REPLAY})`);
 
         const done = await waitCopyState(A, 'once', 'completed');
         const contCopied = await waitCopyState(
@@ -197,6 +199,12 @@ for (const kind of TARGET_KINDS) {
             `live writes acked ${writer.acked.length} in ${writer.requests} requests (${writer.failures} failed); ` +
             `progress samples ${watches.map((w) => w.samples.length).join('/')}; ${timings.join(', ')}; ${REPLAY}`,
         );
+      } catch (err) {
+        // the servers' own account of a failure (a 500 says "see the server log")
+        for (const [who, n] of Object.entries({ A, B, C }))
+          if (who === 'A' || n !== A)
+            console.log(`--- ${who} (last 4 KB of its output) ---\n${n.output().slice(-4096)}`);
+        throw err;
       } finally {
         await writer.stop().catch(() => undefined);
         await Promise.all(watches.map((w) => w.stop()));

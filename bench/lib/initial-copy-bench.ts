@@ -134,6 +134,82 @@ function ferryRow(workload: string, records: number, r: CopyResult, note?: strin
   return { workload, system: 'ferry', records, ...r, ...(note ? { note } : {}) };
 }
 
+interface FerryCopies {
+  small?: CopyResult;
+  littleStore?: CopyResult;
+  large?: CopyResult;
+}
+
+interface SubscriberRates {
+  without: number[];
+  with: number[];
+}
+
+/** The Ferry workloads; rows are added as they finish. */
+async function ferryCopies(
+  o: CopyBenchOptions,
+  rows: BenchRow[],
+  subsRates: SubscriberRates,
+): Promise<FerryCopies> {
+  const out: FerryCopies = {};
+  const small = `initial copy ${fmt(o.smallRecords)} × 1 KiB`;
+  const large = `initial copy ${fmt(o.mibRecords)} × 1 MiB`;
+  let pair = await loadedPair(o.smallRecords, 1024);
+  try {
+    // alternate without / with subscribers, each into a bucket of its own
+    for (let run = 0; run < o.subscriberRuns; run++) {
+      for (const subscribers of [0, SUBSCRIBERS]) {
+        const r = await copyOnce(
+          pair.src,
+          pair.dst,
+          `c${run}s${subscribers}`,
+          `d${run}s${subscribers}`,
+          o.smallRecords,
+          1024,
+          subscribers,
+        );
+        (subscribers === 0 ? subsRates.without : subsRates.with).push(r.recordsPerSec);
+        if (subscribers === 0 && (out.small === undefined || r.recordsPerSec > out.small.recordsPerSec))
+          out.small = r;
+        if (subscribers > 0)
+          rows.push(
+            ferryRow(
+              `${small}, ${SUBSCRIBERS} events subscribers`,
+              o.smallRecords,
+              r,
+              `run ${run + 1}, ${r.events} events received`,
+            ),
+          );
+        else rows.push(ferryRow(small, o.smallRecords, r, `run ${run + 1}`));
+      }
+    }
+  } finally {
+    await Promise.all([pair.src.close(), pair.dst.close()]);
+  }
+  pair = await loadedPair(o.smallStoreMib, MiB);
+  try {
+    out.littleStore = await copyOnce(pair.src, pair.dst, 'c', 'd', o.smallStoreMib, MiB);
+    rows.push(
+      ferryRow(
+        `initial copy ${fmt(o.smallStoreMib)} × 1 MiB`,
+        o.smallStoreMib,
+        out.littleStore,
+        `${fmt((o.smallStoreMib * MiB) / 1e6, 0)} MB exist`,
+      ),
+    );
+  } finally {
+    await Promise.all([pair.src.close(), pair.dst.close()]);
+  }
+  pair = await loadedPair(o.mibRecords, MiB);
+  try {
+    out.large = await copyOnce(pair.src, pair.dst, 'c', 'd', o.mibRecords, MiB);
+    rows.push(ferryRow(large, o.mibRecords, out.large, `${fmt((o.mibRecords * MiB) / 1e6, 0)} MB exist`));
+  } finally {
+    await Promise.all([pair.src.close(), pair.dst.close()]);
+  }
+  return out;
+}
+
 /** Runs the initial-copy workloads; returns their table rows and target verdicts. */
 export async function initialCopyBench(
   o: CopyBenchOptions,
@@ -142,64 +218,20 @@ export async function initialCopyBench(
   const targets: Target[] = [];
   const small = `initial copy ${fmt(o.smallRecords)} × 1 KiB`;
   const large = `initial copy ${fmt(o.mibRecords)} × 1 MiB`;
-  let ferrySmall: CopyResult | undefined;
-  let ferryLarge: CopyResult | undefined;
-  let ferryLittleStore: CopyResult | undefined;
-  const subsRates: { without: number[]; with: number[] } = { without: [], with: [] };
+  const ferry: FerryCopies = {};
+  const subsRates: SubscriberRates = { without: [], with: [] };
 
   if (o.ferry) {
-    let pair = await loadedPair(o.smallRecords, 1024);
     try {
-      // alternate without / with subscribers, each into a bucket of its own
-      for (let run = 0; run < o.subscriberRuns; run++) {
-        for (const subscribers of [0, SUBSCRIBERS]) {
-          const r = await copyOnce(
-            pair.src,
-            pair.dst,
-            `c${run}s${subscribers}`,
-            `d${run}s${subscribers}`,
-            o.smallRecords,
-            1024,
-            subscribers,
-          );
-          (subscribers === 0 ? subsRates.without : subsRates.with).push(r.recordsPerSec);
-          if (subscribers === 0 && (ferrySmall === undefined || r.recordsPerSec > ferrySmall.recordsPerSec))
-            ferrySmall = r;
-          if (subscribers > 0)
-            rows.push(
-              ferryRow(
-                `${small}, ${SUBSCRIBERS} events subscribers`,
-                o.smallRecords,
-                r,
-                `run ${run + 1}, ${r.events} events received`,
-              ),
-            );
-          else rows.push(ferryRow(small, o.smallRecords, r, `run ${run + 1}`));
-        }
-      }
-    } finally {
-      await Promise.all([pair.src.close(), pair.dst.close()]);
-    }
-    pair = await loadedPair(o.smallStoreMib, MiB);
-    try {
-      ferryLittleStore = await copyOnce(pair.src, pair.dst, 'c', 'd', o.smallStoreMib, MiB);
-      rows.push(
-        ferryRow(
-          `initial copy ${fmt(o.smallStoreMib)} × 1 MiB`,
-          o.smallStoreMib,
-          ferryLittleStore,
-          `${fmt((o.smallStoreMib * MiB) / 1e6, 0)} MB exist`,
-        ),
-      );
-    } finally {
-      await Promise.all([pair.src.close(), pair.dst.close()]);
-    }
-    pair = await loadedPair(o.mibRecords, MiB);
-    try {
-      ferryLarge = await copyOnce(pair.src, pair.dst, 'c', 'd', o.mibRecords, MiB);
-      rows.push(ferryRow(large, o.mibRecords, ferryLarge, `${fmt((o.mibRecords * MiB) / 1e6, 0)} MB exist`));
-    } finally {
-      await Promise.all([pair.src.close(), pair.dst.close()]);
+      Object.assign(ferry, await ferryCopies(o, rows, subsRates));
+    } catch (err) {
+      // e.g. a server without `since`: the PostgreSQL side is still measured and printed
+      rows.push({
+        workload: 'initial copy',
+        system: 'ferry',
+        records: 0,
+        note: `failed: ${(err as Error).message}`,
+      });
     }
   }
 
@@ -230,20 +262,20 @@ export async function initialCopyBench(
     }
   }
 
-  for (const [label, ferry, pg] of [
-    ['1 KiB', ferrySmall, pgSmall],
-    ['1 MiB', ferryLarge, pgLarge],
+  for (const [label, copied, pg] of [
+    ['1 KiB', ferry.small, pgSmall],
+    ['1 MiB', ferry.large, pgLarge],
   ] as const) {
-    if (ferry === undefined) continue;
-    const ratio = pg === undefined ? undefined : ferry.recordsPerSec / pg;
+    if (copied === undefined) continue;
+    const ratio = pg === undefined ? undefined : copied.recordsPerSec / pg;
     targets.push({
       target: `initial copy ${label} ≥ 1.5× PostgreSQL copy_data rows/s`,
       measured:
-        ratio === undefined ? 'n/a' : `${fmt(ratio, 2)}× (${fmt(ferry.recordsPerSec)} vs ${fmt(pg!)} rows/s)`,
+        ratio === undefined ? 'n/a' : `${fmt(ratio, 2)}× (${fmt(copied.recordsPerSec)} vs ${fmt(pg!)} rows/s)`,
       ok: verdict(ratio === undefined ? undefined : ratio >= 1.5),
     });
   }
-  const copies = [ferrySmall, ferryLittleStore, ferryLarge].filter((r) => r !== undefined);
+  const copies = [ferry.small, ferry.littleStore, ferry.large].filter((r) => r !== undefined);
   if (copies.length > 0) {
     const peak = Math.max(...copies.map((r) => Math.max(r.rssSrc, r.rssDst)));
     targets.push({
@@ -252,13 +284,14 @@ export async function initialCopyBench(
       ok: verdict(peak < 256 * MiB),
     });
   }
-  if (ferryLittleStore && ferryLarge) {
+  const { littleStore, large: big } = ferry;
+  if (littleStore && big) {
     // flat: the peak with 2 GB stored is within 25 % (or 16 MiB) of the peak with 100 MB stored
-    const a = Math.max(ferryLittleStore.rssSrc, ferryLittleStore.rssDst);
-    const b = Math.max(ferryLarge.rssSrc, ferryLarge.rssDst);
+    const a = Math.max(littleStore.rssSrc, littleStore.rssDst);
+    const b = Math.max(big.rssSrc, big.rssDst);
     targets.push({
       target: `copy peak RSS flat: ${fmt((o.mibRecords * MiB) / 1e6, 0)} MB vs ${fmt((o.smallStoreMib * MiB) / 1e6, 0)} MB existing (≤ +25 % or +16 MiB)`,
-      measured: `${mib(b)} vs ${mib(a)} MiB (src ${mib(ferryLarge.rssSrc)}/${mib(ferryLittleStore.rssSrc)}, dst ${mib(ferryLarge.rssDst)}/${mib(ferryLittleStore.rssDst)})`,
+      measured: `${mib(b)} vs ${mib(a)} MiB (src ${mib(big.rssSrc)}/${mib(littleStore.rssSrc)}, dst ${mib(big.rssDst)}/${mib(littleStore.rssDst)})`,
       ok: verdict(b <= Math.max(a * 1.25, a + 16 * MiB)),
     });
   }
