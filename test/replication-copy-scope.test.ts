@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
 import type { ActiveTasks, ReplicationStatus, StateEvent } from '../src/protocol/replication-status.js';
-import { spawnFerry } from './helpers/ferry-process.js';
+import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import { api, createReplication } from './helpers/ferry-api.js';
 import { assertSameSnapshots, snapshotBucket, type BucketSnapshot } from './helpers/records.js';
 import { TARGET_KINDS } from './helpers/replication-env.js';
@@ -172,10 +172,6 @@ for (const kind of TARGET_KINDS) {
           if (!k.startsWith('lidar@')) return false;
           return !planned.has(k) || BigInt(k.slice('lidar@'.length)) >= SINCE;
         });
-        assert.ok(
-          writer.acked.some((r) => r.entry === 'lidar' && r.ts < SINCE),
-          'live lidar writes below since',
-        );
         assertSameSnapshots(
           liveWant,
           await snapshotBucket(B.url, B.token, 'live'),
@@ -206,7 +202,7 @@ for (const kind of TARGET_KINDS) {
           );
           const statuses = s.got.filter((e) => e.event === 'status').map((e) => e.data as ReplicationStatus);
           assert.equal(statuses.at(-1)!.state, 'completed');
-          }
+        }
 
         // active_tasks: each copy was listed while it ran, none once completed; the continuous one stays
         for (const o of ONE_SHOTS) {
@@ -228,5 +224,92 @@ for (const kind of TARGET_KINDS) {
         await Promise.all([A, ...(B !== A ? [B] : [])].map((n) => n.destroy()));
       }
     },
+  );
+}
+
+/**
+ * Records written after creation between existing ones: every 10th planned record gets a neighbour
+ * at ts + 1 (labels marked `late`).
+ */
+function lateNeighbours(plan: PlannedRecord[]): PlannedRecord[] {
+  return plan
+    .filter((_, i) => i % 10 === 0)
+    .map((r) => ({ ...r, ts: r.ts + 1n, labels: { ...r.labels, late: 'yes' } }));
+}
+
+/** One server (and a destination for remote) holding 2,000 planned records in 'src'. */
+async function withPlanned(
+  kind: (typeof TARGET_KINDS)[number],
+  seedName: string,
+  fn: (a: FerryProcess, b: FerryProcess, plan: PlannedRecord[], local: { dstHost?: string }) => Promise<void>,
+): Promise<void> {
+  const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
+  const A = await spawnFerry({ env });
+  const B = kind === 'remote' ? await spawnFerry({ env }) : A;
+  try {
+    const plan = planRecords(seededRandom(seedName), { count: 2000, mib: 1, medium: 2 });
+    await api(A, 'POST', '/b/src', {});
+    await writePlanned(A, 'src', plan);
+    await fn(A, B, plan, kind === 'local' ? { dstHost: '' } : {});
+  } finally {
+    await Promise.all([A, ...(B !== A ? [B] : [])].map((n) => n.destroy()));
+  }
+}
+
+for (const kind of TARGET_KINDS) {
+  test(
+    `a one-shot does not ship writes committed after its creation into the copied time range [${kind}]`,
+    {
+      timeout: 60_000,
+      todo:
+        'engine: the scan source bounds each entry by its latest timestamp at planning, not by the log position ' +
+        '(replication.md §6.2 "committed before start"), so late writes with older timestamps are shipped',
+    },
+    () =>
+      withPlanned(kind, `replication-copy-scope/late-once/${kind}`, async (A, B, plan, local) => {
+        await createReplication(A, B, {
+          name: 'once',
+          dstBucket: 'once',
+          createSrcBucket: false,
+          ...local,
+          settings: { mode: 'paused', since: 0, continuous: false },
+        });
+        await writePlanned(A, 'src', lateNeighbours(plan));
+        await api(A, 'PATCH', '/replications/once/mode', { mode: 'enabled' });
+        await waitCopyState(A, 'once', 'completed');
+        assertSameSnapshots(
+          expectedSnapshot(plan),
+          await snapshotBucket(B.url, B.token, 'once'),
+          `one-shot vs the records at creation (${REPLAY})`,
+        );
+      }),
+  );
+
+  test(
+    `a continuous since copy ships late writes into the copied range, below since too [${kind}]`,
+    { timeout: 60_000 },
+    () =>
+      withPlanned(kind, `replication-copy-scope/late-since/${kind}`, async (A, B, plan, local) => {
+        await createReplication(A, B, {
+          name: 'cont',
+          dstBucket: 'cont',
+          createSrcBucket: false,
+          ...local,
+          settings: { since: SINCE, batch: { max_records: 50 } },
+        });
+        const late = lateNeighbours(plan);
+        assert.ok(late.some((r) => r.ts < SINCE) && late.some((r) => r.ts >= SINCE));
+        await writePlanned(A, 'src', late);
+        await waitCopyState(
+          A,
+          'cont',
+          (s) => s.progress?.percent === 100 && s.state === 'idle' && s.pending_records === 0,
+        );
+        assertSameSnapshots(
+          expectedSnapshot([...plan.filter((r) => r.ts >= SINCE), ...late]),
+          await snapshotBucket(B.url, B.token, 'cont'),
+          `since copy with late writes (${REPLAY})`,
+        );
+      }),
   );
 }

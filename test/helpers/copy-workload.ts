@@ -182,8 +182,8 @@ export async function writePlanned(
 }
 
 /**
- * Writes small v1 batches into the entries of a plan while a copy runs: between existing records
- * (in the gaps `PLAN_STEP` leaves) and after them, until stopped. Requests that fail because the
+ * Writes small v1 batches into the entries of a plan while a copy runs, until stopped: after the
+ * plan's records, and with `gaps` also between them (in the gaps `PLAN_STEP` leaves). Requests that fail because the
  * server is down are retried later with new records; what the server holds is read back afterwards.
  */
 export class LiveWriter {
@@ -204,7 +204,12 @@ export class LiveWriter {
     private readonly rnd: () => number,
     /** Timestamps of the plan per entry end before this one. */
     private readonly planEnd: bigint,
-    private readonly opts: { entries?: readonly string[]; pauseMs?: number } = {},
+    private readonly opts: {
+      entries?: readonly string[];
+      pauseMs?: number;
+      /** Share of records written between existing ones (default 0: all after them). */
+      gaps?: number;
+    } = {},
   ) {
     this.pool = new Pool(node.url, { connections: 1, headersTimeout: 10_000, bodyTimeout: 10_000 });
   }
@@ -223,7 +228,7 @@ export class LiveWriter {
   private nextTs(entry: string): bigint {
     for (;;) {
       let ts: bigint;
-      if (this.rnd() < 0.6) {
+      if (this.rnd() < (this.opts.gaps ?? 0)) {
         const slot = BigInt(Math.floor(this.rnd() * Number((this.planEnd - PLAN_FIRST_TS) / PLAN_STEP)));
         ts = PLAN_FIRST_TS + slot * PLAN_STEP + 1n + BigInt(Math.floor(this.rnd() * Number(PLAN_STEP - 1n)));
       } else {
