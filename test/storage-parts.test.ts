@@ -71,6 +71,25 @@ test('descriptor cache: loads once for concurrent callers and unloads only clean
   rmSync(entry.dir, { recursive: true, force: true });
 });
 
+test('descriptor cache: a block whose load outlasts the idle bound is not unloaded as it arrives', async () => {
+  // Under load a .meta read can take longer than UNLOAD_IDLE_MS; the budget check that the
+  // finished load runs must not take the caller's block away before the caller has used it
+  // (seen as "Cannot read properties of undefined (reading 'length')" in Block.lowerBound).
+  let now = 1_000_000;
+  const cache = new DescriptorCache(10, () => now);
+  const entry = new Entry('e', tempDir(), new SizeAccount());
+  const [full, slow] = [new Block(1n), new Block(2n)];
+  full.records = Array.from({ length: 11 }, (_, i) => desc(BigInt(i), i, 1));
+  full.dirty = true; // over budget, and nothing else may go
+  cache.track(full);
+  const loading = cache.load(entry, slow);
+  now += 1000; // the read is slow
+  await loading;
+  assert.ok(slow.records, 'descriptors are there when load() resolves');
+  assert.equal(slow.lowerBound(0n), 0);
+  rmSync(entry.dir, { recursive: true, force: true });
+});
+
 test('block: a published record counts, an unreserved one gives back its descriptor and trailing space', () => {
   const b = new Block(1n);
   b.records = [];

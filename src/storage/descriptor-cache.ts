@@ -28,6 +28,8 @@ export class DescriptorCache {
     if (!p) {
       p = (async () => {
         const recs = await loadBlockMeta(entry.metaPath(block), entry.name);
+        // The read may have outlasted the idle bound: the caller has not used the block yet.
+        block.lastUse = this.now();
         if (!block.records) {
           block.records = recs ?? [];
           this.track(block);
