@@ -59,10 +59,11 @@ for (const kind of TARGET_KINDS) {
     { timeout: 170_000 },
     async () => {
       const started = Date.now();
-      const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
-      const A = await spawnFerry({ env });
-      const B = kind === 'remote' ? await spawnFerry({ env }) : A;
-      const C = kind === 'remote' ? await spawnFerry({ env }) : A;
+      // recovery after a SIGKILL replays the log: generous start timeouts on a loaded machine
+      const opts = { env: { RS_SYSTEM_EVENTS_ENABLED: 'false' }, startTimeoutMs: 60_000 };
+      const A = await spawnFerry(opts);
+      const B = kind === 'remote' ? await spawnFerry(opts) : A;
+      const C = kind === 'remote' ? await spawnFerry(opts) : A;
       const seedName = `replication-copy/${kind}`;
       const schedule = seededRandom(`${seedName}/kills`);
       const plan = planRecords(seededRandom(`${seedName}/plan`), { count: RECORDS });

@@ -271,7 +271,9 @@ export async function initialCopyBench(
     targets.push({
       target: `initial copy ${label} ≥ 1.5× PostgreSQL copy_data rows/s`,
       measured:
-        ratio === undefined ? 'n/a' : `${fmt(ratio, 2)}× (${fmt(copied.recordsPerSec)} vs ${fmt(pg!)} rows/s)`,
+        ratio === undefined
+          ? 'n/a'
+          : `${fmt(ratio, 2)}× (${fmt(copied.recordsPerSec)} vs ${fmt(pg!)} rows/s)`,
       ok: verdict(ratio === undefined ? undefined : ratio >= 1.5),
     });
   }
