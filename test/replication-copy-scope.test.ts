@@ -14,7 +14,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventSource } from 'eventsource';
-import type { ActiveTasks, ReplicationStatus, StateEvent } from '../src/protocol/replication-status.js';
+import type {
+  ActiveTask,
+  ActiveTasks,
+  ReplicationStatus,
+  StateEvent,
+} from '../src/protocol/replication-status.js';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import { api, createReplication } from './helpers/ferry-api.js';
 import { assertSameSnapshots, snapshotBucket, type BucketSnapshot } from './helpers/records.js';
@@ -61,6 +66,10 @@ const ONE_SHOTS: Array<{
     keep: (r) => r.ts >= SINCE && r.labels.quality === 'bad' && Number(r.labels.score) >= 50,
   },
 ];
+
+/** The replication entries of the task list (verifications are listed there too). */
+const replicationTasks = (t: ActiveTasks): ActiveTask[] =>
+  t.tasks.filter((x): x is ActiveTask => x.type === 'replication');
 
 function pick(snap: BucketSnapshot, keep: (key: string) => boolean): BucketSnapshot {
   return new Map([...snap].filter(([k]) => keep(k)));
@@ -110,7 +119,7 @@ for (const kind of TARGET_KINDS) {
           assert.ok(!text.includes(B.token), 'active_tasks never shows the destination token');
         assert.ok(!text.includes('dst_token'), 'active_tasks has no dst_token key');
         for (const name of [...ONE_SHOTS.map((o) => o.name), 'live']) {
-          const t = paused.tasks.find((x) => x.name === name);
+          const t = replicationTasks(paused).find((x) => x.name === name);
           assert.ok(t, `active_tasks lists '${name}': ${text}`);
           assert.equal(t.state, 'paused', name);
           assert.equal(t.continuous, name === 'live', `continuous of '${name}'`);
@@ -133,7 +142,7 @@ for (const kind of TARGET_KINDS) {
         const tasksPoll = (async () => {
           for (;;) {
             const t = (await api(A, 'GET', '/active_tasks')) as ActiveTasks;
-            for (const task of t.tasks) {
+            for (const task of replicationTasks(t)) {
               const s = seenInTasks.get(task.name) ?? new Set<string>();
               s.add(task.state);
               seenInTasks.set(task.name, s);
