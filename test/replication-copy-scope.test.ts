@@ -78,11 +78,12 @@ function pick(snap: BucketSnapshot, keep: (key: string) => boolean): BucketSnaps
 for (const kind of TARGET_KINDS) {
   test(
     `until, entries, when and stored filters during a copy; events end on completed; active_tasks [${kind}]`,
-    { timeout: 120_000 },
+    { timeout: 300_000 },
     async () => {
+      // generous start timeouts: a loaded machine starts servers slowly
       const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
-      const A = await spawnFerry({ env });
-      const B = kind === 'remote' ? await spawnFerry({ env }) : A;
+      const A = await spawnFerry({ env, startTimeoutMs: 60_000 });
+      const B = kind === 'remote' ? await spawnFerry({ env, startTimeoutMs: 60_000 }) : A;
       const seedName = `replication-copy-scope/${kind}`;
       const plan = planRecords(seededRandom(`${seedName}/plan`), { count: RECORDS, mib: 2, medium: 6 });
       const planEnd = plan.reduce((m, r) => (r.ts > m ? r.ts : m), 0n) + PLAN_STEP;
@@ -152,12 +153,12 @@ for (const kind of TARGET_KINDS) {
           }
         })();
 
-        for (const o of ONE_SHOTS) await waitCopyState(A, o.name, 'completed', 60_000);
+        for (const o of ONE_SHOTS) await waitCopyState(A, o.name, 'completed', 180_000);
         await waitCopyState(
           A,
           'live',
           (s) => s.state !== 'initializing' && s.progress?.percent === 100,
-          60_000,
+          180_000,
         );
         const afterCopies = await tasksPoll;
         await writer.stop();
@@ -252,9 +253,10 @@ async function withPlanned(
   seedName: string,
   fn: (a: FerryProcess, b: FerryProcess, plan: PlannedRecord[], local: { dstHost?: string }) => Promise<void>,
 ): Promise<void> {
+  // generous start timeouts: a loaded machine starts servers slowly
   const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
-  const A = await spawnFerry({ env });
-  const B = kind === 'remote' ? await spawnFerry({ env }) : A;
+  const A = await spawnFerry({ env, startTimeoutMs: 60_000 });
+  const B = kind === 'remote' ? await spawnFerry({ env, startTimeoutMs: 60_000 }) : A;
   try {
     const plan = planRecords(seededRandom(seedName), { count: 2000, mib: 1, medium: 2 });
     await api(A, 'POST', '/b/src', {});
@@ -269,7 +271,7 @@ for (const kind of TARGET_KINDS) {
   test(
     `a one-shot does not ship writes committed after its creation into the copied time range [${kind}]`,
     {
-      timeout: 60_000,
+      timeout: 180_000,
       todo:
         'engine: the scan source bounds each entry by its latest timestamp at planning, not by the log position ' +
         '(replication.md §6.2 "committed before start"), so late writes with older timestamps are shipped',
@@ -296,7 +298,7 @@ for (const kind of TARGET_KINDS) {
 
   test(
     `a continuous since copy ships late writes into the copied range, below since too [${kind}]`,
-    { timeout: 60_000 },
+    { timeout: 180_000 },
     () =>
       withPlanned(kind, `replication-copy-scope/late-since/${kind}`, async (A, B, plan, local) => {
         await createReplication(A, B, {
