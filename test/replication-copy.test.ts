@@ -57,7 +57,7 @@ for (const kind of TARGET_KINDS) {
   test(
     `one-shot and since copies of ${RECORDS.toLocaleString('en')} records with SIGKILLs of either side and writes throughout [${kind}]`,
     {
-      timeout: 600_000,
+      timeout: 900_000,
       // prettier-ignore
       ...(kind === 'local' ? { todo: "engine: after a SIGKILL of the source mid-copy the local target answered 409 'A record with timestamp … already exists' for a live write it had already applied, and the since replication suspended instead of counting it already present (FERRY_TEST_SEED=20261201)" } : {}),
     },
