@@ -31,7 +31,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** Sum of `record_count` over the entries of a bucket, as its owner reports it. */
 async function recordCount(node: FerryProcess, bucket: string): Promise<number> {
-  const info = (await api(node, 'GET', `/b/${bucket}`)) as { entries: Array<{ record_count: number }> };
+  // once more on a keep-alive socket the server closed while the test was busy comparing
+  const get = (): Promise<unknown> => api(node, 'GET', `/b/${bucket}`);
+  const info = (await get().catch((err: Error & { code?: string }) => {
+    if (err.code !== 'UND_ERR_SOCKET') throw err;
+    return get();
+  })) as { entries: Array<{ record_count: number }> };
   return info.entries.reduce((s, e) => s + Number(e.record_count), 0);
 }
 
