@@ -237,3 +237,30 @@ test('a running verification is in active_tasks, in the status and heard through
     }
   });
 });
+
+test('a replication that names a remote is verified through that remote', async () => {
+  assert.equal((await call(a(), 'POST', '/remotes/b', { url: B.ferry.url, token: 'token-b' })).status, 200);
+  const created = await call(a(), 'POST', '/replications/via-remote', {
+    src_bucket: 'src',
+    dst_bucket: 'dst2',
+    remote: 'b',
+    since: 0,
+  });
+  assert.equal(created.status, 200, created.error ?? '');
+  await waitFor(
+    () =>
+      B.ferry.storage.hasBucket('dst2') && B.ferry.storage.bucket('dst2').entries()[0]?.record_count === 200n,
+    {
+      timeoutMs: 20_000,
+      message: 'copied through the remote',
+    },
+  );
+  await B.ferry.storage.bucket('dst2').removeRecord('e', 1050n);
+  const r = (await call(a(), 'POST', '/replications/via-remote/verify')).json as VerifyResult;
+  assert.equal(r.method, 'digest');
+  assert.equal(r.totals.source_records, 200);
+  assert.deepEqual(
+    r.entries.map((e) => [e.entry, e.missing.first, e.extra.count]),
+    [['e', [1050], 0]],
+  );
+});

@@ -589,8 +589,9 @@ export class ReplicationManager {
     if (!def) throw notFound(name);
     return {
       settings: this.runSettings(def.settings),
-      target: this.makeTarget(name, def.settings),
+      // the peer first: it may refuse (unknown remote) before a target's pool exists
       peer: this.newPeer(def.settings),
+      target: this.makeTarget(name, def.settings),
       deliveredLsn: async () =>
         (await this.checkpoints(name).load())?.lsn ??
         this.storage.changes.getSlot(ReplicationTask.slotName(name))?.lsn ??
@@ -605,6 +606,19 @@ export class ReplicationManager {
   }
 
   private newPeer(s: ReplicationSettings): VerifyPeer {
+    if (s.remote !== undefined) {
+      // through the remote's own pool, like its target
+      const ep = this.remotes?.endpoint(s.remote);
+      if (!ep) throw Errors.remoteNotFound(s.remote);
+      return new RemotePeer({
+        url: ep.url,
+        token: ep.token,
+        bucket: s.dst_bucket,
+        verifyTls: this.config.replication.verifySsl,
+        timeoutMs: ep.requestTimeoutMs,
+        dispatcher: ep.dispatcher,
+      });
+    }
     const url = this.remoteUrl(s.dst_host);
     if (url === null) return new LocalPeer(this.storage, s.dst_bucket);
     return new RemotePeer({

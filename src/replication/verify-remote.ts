@@ -5,7 +5,7 @@
  * (`only_metadata` queries, read with `HEAD …/batch`): timestamps, sizes, content types and
  * labels, never payloads.
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { encodeV1RemoveHeaders, parseV1Batch, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
@@ -30,6 +30,8 @@ export interface RemotePeerOptions {
   verifyTls: boolean;
   ca?: string;
   timeoutMs: number;
+  /** The pool of a named remote (replication.md §5), used instead of one of our own. */
+  dispatcher?: Dispatcher;
 }
 
 const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
@@ -61,23 +63,30 @@ export class PeerError extends Error {
 export class RemotePeer implements VerifyPeer {
   method: 'digest' | 'metadata' = 'digest';
   readonly exchange: Exchange = { round_trips: 0, bytes_sent: 0, bytes_received: 0 };
-  private readonly pool: Pool;
+  private readonly pool: Dispatcher;
+  /** Whether the pool is ours to close. */
+  private readonly own: boolean;
   private readonly base: string;
+  private readonly timeout: number;
 
   constructor(private readonly opts: RemotePeerOptions) {
     this.base = opts.url.pathname.replace(/\/+$/, '');
     // a digest of a large range read cold from disk takes long: more than a shipment may
     const timeout = Math.max(VERIFY_TIMEOUT_FACTOR * opts.timeoutMs, MIN_VERIFY_TIMEOUT_MS);
-    this.pool = new Pool(opts.url.origin, {
-      connections: 2,
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
-      connect: {
-        timeout: opts.timeoutMs,
-        rejectUnauthorized: opts.verifyTls,
-        ...(opts.ca ? { ca: opts.ca } : {}),
-      },
-    });
+    this.timeout = timeout;
+    this.own = opts.dispatcher === undefined;
+    this.pool =
+      opts.dispatcher ??
+      new Pool(opts.url.origin, {
+        connections: 2,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        connect: {
+          timeout: opts.timeoutMs,
+          rejectUnauthorized: opts.verifyTls,
+          ...(opts.ca ? { ca: opts.ca } : {}),
+        },
+      });
   }
 
   private async request(
@@ -92,6 +101,9 @@ export class RemotePeer implements VerifyPeer {
     let res;
     try {
       res = await this.pool.request({
+        origin: this.opts.url.origin,
+        headersTimeout: this.timeout,
+        bodyTimeout: this.timeout,
         method,
         path: `${this.base}/api/v1${path}`,
         headers: h,
@@ -275,7 +287,7 @@ export class RemotePeer implements VerifyPeer {
   }
 
   async close(): Promise<void> {
-    await this.pool.destroy();
+    if (this.own) await this.pool.destroy();
   }
 }
 
