@@ -614,14 +614,17 @@ describe('ferry remote', () => {
     assert.equal(rep.code, 0, rep.stderr);
     await new FerryClient(a.url, { token: a.token }).bucket('cli-rem').write('e', 1, 'over a remote');
     const cb = new FerryClient(b.url, { token: b.token });
-    await waitFor(
-      async () =>
-        (await cb.listBuckets()).some((x) => x.name === 'cli-rem-copy' && Number(x.entry_count) > 0),
-      {
-        message: 'replicated over the remote',
+    const text = await waitFor(
+      async () => {
+        try {
+          return await (await cb.bucket('cli-rem-copy').read('e', 1)).text();
+        } catch {
+          return undefined; // not there yet (or still being written)
+        }
       },
+      { message: 'replicated over the remote' },
     );
-    assert.equal(await (await cb.bucket('cli-rem-copy').read('e', 1)).text(), 'over a remote');
+    assert.equal(text, 'over a remote');
     assert.deepEqual((await json<{ replications: string[] }>(['remote', 'show', 'cli-cloud'])).replications, [
       'cli-rem',
     ]);
@@ -633,5 +636,36 @@ describe('ferry remote', () => {
     const gone = await ferry(['remote', 'show', 'cli-cloud']);
     assert.equal(gone.code, 3);
     assert.match(gone.stderr, /See what exists with 'ferry remote ls'/);
+  });
+});
+
+describe('ferry replication follow, one-shot', () => {
+  test('follow of a continuous:false replication exits 0 once it is completed, with a last line that says so', async () => {
+    const c = new FerryClient(a.url, { token: a.token });
+    await c.createBucket('cli-once', {}, { existOk: true });
+    await c.bucket('cli-once').writeBatch(
+      'e',
+      Array.from({ length: 200 }, (_, i) => ({ ts: i + 1, data: 'x' })),
+    );
+    const made = await ferry([
+      'replication',
+      'create',
+      'cli-once',
+      '--src',
+      'cli-once',
+      '--dst',
+      'cli-once-copy',
+      '--dst-url',
+      b.url,
+      '--dst-token',
+      b.token,
+      '--settings',
+      '{"continuous": false}',
+    ]);
+    assert.equal(made.code, 0, made.stderr);
+    const follow = await ferry(['replication', 'follow', 'cli-once', '--interval', '100']);
+    assert.equal(follow.code, 0, follow.stderr);
+    assert.match(follow.stderr, /cli-once: completed, 200 records delivered/);
+    assert.equal((await ferry(['replication', 'rm', 'cli-once', '--yes'])).code, 0);
   });
 });

@@ -303,6 +303,36 @@ describe('replications', () => {
     assert.equal((await ferryError(() => job.state())).status, 404);
   });
 
+  test('a one-shot replicate() copies what exists; follow() ends on completed; state() stays completed', async () => {
+    const src = await ca.createBucket('sdk-once', {}, { existOk: true });
+    await src.writeBatch(
+      'e',
+      Array.from({ length: 300 }, (_, i) => ({ ts: i + 1, data: `o${i}`, labels: { n: String(i) } })),
+    );
+    const job = await replicate(ca, cb, {
+      srcBucket: 'sdk-once',
+      dstBucket: 'sdk-once-copy',
+      name: 'sdk-once',
+      settings: { continuous: false },
+    });
+    const seen: string[] = [];
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 60_000);
+    for await (const ev of job.follow({ intervalMs: 100, signal: ac.signal }))
+      seen.push(ev.type === 'status' ? ev.status.state : `>${ev.state.to}`);
+    clearTimeout(timer);
+    assert.ok(!ac.signal.aborted, `follow ended by itself (saw ${seen.join(' ')})`);
+    assert.ok(seen.includes('>completed') || seen.at(-1) === 'completed', seen.join(' '));
+    await src.write('e', 10_000, 'after the run');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await job.state(), 'completed');
+    const copied = [];
+    for await (const r of cb.bucket('sdk-once-copy').query('e')) copied.push(r);
+    assert.equal(copied.length, 300, 'exactly what existed, not the later write');
+    assert.equal(new TextDecoder().decode(copied[299]!.data), 'o299');
+    await job.stop();
+  });
+
   test('failures() lists a record the destination refused under on_write_failure: skip', async () => {
     await cb.createBucket('sdk-fail-dst', {}, { existOk: true });
     await cb.bucket('sdk-fail-dst').write('e', 1n, 'already different');
