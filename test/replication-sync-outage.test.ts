@@ -222,8 +222,12 @@ async function outageScenario(kind: 'sigkill' | 'proxy'): Promise<void> {
   // the writes whose outcome was unknown arrived too: the destination equals the source
   await assertSameBuckets(src, 'src', dst, 'dst');
   const st = await syncStatus(src);
-  assert.equal(st.sync.transitions.to_blocked, 1);
-  assert.equal(st.sync.transitions.to_sync, 1);
+  // Every block was followed by a return to sync, and the replication ends in sync. (On a loaded
+  // machine the first shipments after the restart can outlast the timeout once more: a second
+  // block is then correct behaviour, so the count is not pinned to one.)
+  assert.ok(st.sync.transitions.to_blocked >= 1, 'blocked at least once');
+  assert.equal(st.sync.transitions.to_sync, st.sync.transitions.to_blocked);
+  assert.equal(st.effective_type, 'sync');
   await proxy?.close();
 }
 
