@@ -124,7 +124,10 @@ async function* events() {
     process.env.FERRY_TEST_LANE = lane;
     process.env.NODE_OPTIONS = lane === 'unit' ? `${nodeOptions} --import=${guard}`.trim() : nodeOptions;
     const started = Date.now();
-    for await (const event of run({ files: laneFilesToRun, concurrency: CONCURRENCY[lane] })) {
+    // forceExit: a file whose tests are done ends even if a failed test left a socket or a
+    // server open (a fault proxy not closed after an assertion kept a file alive for good).
+    const files = { files: laneFilesToRun, concurrency: CONCURRENCY[lane], forceExit: true };
+    for await (const event of run(files)) {
       const m =
         event.type === 'test:diagnostic' && event.data.nesting === 0 && !event.data.file
           ? SUMMARY.exec(event.data.message)
