@@ -4,8 +4,10 @@
  * (`continuous: false`). Reads storage only; knows nothing of targets, windows or checkpoints files.
  *
  * Its position is a {@link CopyState}: the plan fixed when the copy started (which entries, and
- * each entry's exclusive upper bound: `until`, or its latest record + 1 at that moment, so that a
- * one-shot copies what existed then) and, per entry, the next timestamp to read. The state is plain
+ * each entry's exclusive upper bound: `until`, or its latest record + 1 at that moment; and the
+ * change-log position then, so that a write committed later is left out even when its timestamp
+ * falls inside a bound: a one-shot copies what was committed before it started, §6.2, and a
+ * continuous copy gets later writes from the log) and, per entry, the next timestamp to read. The state is plain
  * JSON-safe data that the task persists with its checkpoint; a restart resumes each entry at its
  * persisted position. The source hands out at most one batch per entry at a time (`busy`), so an
  * entry's persisted position is never more than one batch behind what was shipped.
@@ -35,6 +37,11 @@ export interface CopyState {
   since: bigint;
   until: bigint | null;
   entries: CopyEntryState[];
+  /**
+   * Change-log position when the copy was planned: records whose write has a later LSN are not
+   * part of the copy. Absent in states persisted before it existed (no such bound).
+   */
+  lsn?: bigint;
   /** What the plan covers (in scope before `when`), null until counted. */
   total: CopyAmount | null;
   /** Delivered (shipped, already present, filtered out or skipped). */
@@ -74,7 +81,8 @@ export class ScanSource {
 
   /**
    * Plans a copy of the entries of `bucket` that `match` accepts (`$meta` children follow their
-   * parent), from `since` to `until` (exclusive) or each entry's latest record.
+   * parent), from `since` to `until` (exclusive) or each entry's latest record, and, with `lsn`,
+   * only records whose write was committed at or before that change-log position.
    */
   static plan(
     bucket: Pick<Bucket, 'entries' | 'entryNames'> | null,
@@ -82,6 +90,7 @@ export class ScanSource {
     since: bigint,
     until: bigint | null,
     now: number,
+    lsn?: bigint,
   ): CopyState {
     const latest = new Map((bucket?.entries() ?? []).map((e) => [e.name, e.latest_record] as const));
     const entries: CopyEntryState[] = [];
@@ -98,6 +107,7 @@ export class ScanSource {
       since,
       until,
       entries,
+      ...(lsn === undefined ? {} : { lsn }),
       total: null,
       done: { records: 0, bytes: 0 },
       started_at: new Date(now).toISOString(),
@@ -113,6 +123,7 @@ export class ScanSource {
       since: big(raw.since),
       until: raw.until === null || raw.until === undefined ? null : big(raw.until),
       entries: raw.entries.map((e) => ({ ...e, next: big(e.next), stop: big(e.stop) })),
+      ...(raw.lsn === undefined || raw.lsn === null ? {} : { lsn: big(raw.lsn) }),
       done: { ...raw.done },
       total: raw.total ? { ...raw.total } : null,
       filter: raw.filter ?? {},
@@ -187,6 +198,7 @@ export class ScanSource {
     }
     for (const e of this.state.entries) {
       for await (const r of bucket.scan(e.name, this.state.since, e.stop)) {
+        if (this.committedLater(r)) continue;
         total.records++;
         total.bytes += r.meta.size;
       }
@@ -215,17 +227,27 @@ export class ScanSource {
   }
 
   private async pull(e: CopyEntryState, cur: Cursor): Promise<StoredRecord | null> {
-    let r: IteratorResult<StoredRecord>;
-    try {
-      r = await cur.it.next();
-    } catch (err) {
-      // a failed scan is finished: the next attempt starts a fresh one at the entry's position
-      this.closeCursor(e.name);
-      throw err;
+    for (;;) {
+      let r: IteratorResult<StoredRecord>;
+      try {
+        r = await cur.it.next();
+      } catch (err) {
+        // a failed scan is finished: the next attempt starts a fresh one at the entry's position
+        this.closeCursor(e.name);
+        throw err;
+      }
+      if (r.done) return null;
+      if (r.value.meta.ts >= e.stop) return null;
+      if (!this.committedLater(r.value)) return r.value;
     }
-    if (r.done) return null;
-    if (r.value.meta.ts >= e.stop) return null;
-    return r.value;
+  }
+
+  /** The record's write was committed after the copy was planned (not part of it). */
+  private committedLater(r: StoredRecord): boolean {
+    const bound = this.state.lsn;
+    // storage descriptors carry the LSN of their write (RecordMeta does not promise it)
+    const lsn = (r.meta as RecordMeta & { lsn?: bigint }).lsn;
+    return bound !== undefined && typeof lsn === 'bigint' && lsn > bound;
   }
 
   private closeCursor(name: string): void {

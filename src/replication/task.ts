@@ -366,7 +366,10 @@ export class ReplicationTask {
       }
       const since = s.since === undefined ? 0n : BigInt(s.since);
       const until = s.until === undefined ? null : BigInt(s.until);
-      state = ScanSource.plan(bucket, compileEntryPatterns(s.entries), since, until, Date.now());
+      // a one-shot copies what was committed before it started (§6.2); a continuous copy takes
+      // later writes from the log, as it always did (also after a disabled spell)
+      const lsn = this.continuous ? undefined : this.storage.changes.lastLsn();
+      state = ScanSource.plan(bucket, compileEntryPatterns(s.entries), since, until, Date.now(), lsn);
       this.committer.markDirty('soon');
     }
     if (!state) return;
