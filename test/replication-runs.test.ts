@@ -5,6 +5,7 @@
  * Small data, both destinations.
  */
 import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
 import type { ItemOutcome, ShipRecord, Target } from '../src/replication/target.js';
 import { ForwardingTarget } from './helpers/forwarding-target.js';
 import { forEachTarget, readText, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
@@ -219,5 +220,37 @@ forEachTarget(
     const st = await waitState(env, 'r', 'suspended');
     assert.match(st.state_reason ?? '', /max_block_records/);
     assert.equal(st.retries, 0);
+  },
+);
+
+forEachTarget(
+  'a record the destination is still writing (the same record, delivered twice) is retried and then counted present, not refused',
+  async (env) => {
+    const body = Buffer.from('held-body-of-ts-5');
+    await fill(env, 'a', 1, 4);
+    await env.storage.bucket('src').write('a', 5n, { size: body.length, contentType: 'text/plain' }, body);
+    if (!env.dst.hasBucket('dst')) await env.dst.createBucket('dst');
+    // the destination writes the same record and holds it half done (as a first delivery in flight)
+    const held = new PassThrough();
+    const first = env.dst
+      .bucket('dst')
+      .write('a', 5n, { size: body.length, contentType: 'text/plain' }, held);
+    held.write(body.subarray(0, 4));
+    await env.replicate('r', { since: 0, retry: { initial_ms: 50, max_ms: 200 } });
+    const retrying = await waitFor(
+      () => {
+        const st = runStatus(env, 'r');
+        if (st.state === 'suspended') throw new Error(`suspended: ${st.state_reason}`);
+        return st.retries > 0 ? st : false;
+      },
+      { timeoutMs: 20_000, message: 'a retry of the record still being written' },
+    );
+    assert.equal(retrying.last_error?.status, 425, JSON.stringify(retrying.last_error));
+    held.end(body.subarray(4));
+    assert.equal(await first, 'written');
+    const st = await waitState(env, 'r', 'idle');
+    assert.equal(st.counters.records_written, 4);
+    assert.equal(st.counters.records_already_present, 1, JSON.stringify(st.counters));
+    assert.deepEqual(await dstTimestamps(env, 'a'), range(1, 6));
   },
 );

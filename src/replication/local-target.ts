@@ -109,6 +109,14 @@ export class LocalTarget implements Target {
         out[small[k]!] = typeof res === 'string' ? writeOutcome(res) : outcomeOf(res);
       });
     }
+    // the storage answers 409 for a record of the same timestamp it still writes (another delivery
+    // of the same record, e.g. re-shipped after a restart) as for a real conflict: tell them apart
+    const conflicts = small.filter(
+      (i) => out[i]?.kind === 'permanent' && (out[i] as { status: number }).status === 409,
+    );
+    await mapLimit(conflicts, LOCAL_CONCURRENCY, async (i) => {
+      out[i] = await this.checkExisting(entry, records[i]!, out[i]!);
+    });
     // Large ones streamed from the source file, a few at a time.
     const large = records.map((_, i) => i).filter((i) => out[i] === undefined);
     await mapLimit(large, LOCAL_CONCURRENCY, async (i) => {
@@ -116,7 +124,10 @@ export class LocalTarget implements Target {
       try {
         out[i] = writeOutcome(await bucket.write(entry, r.ts, optionsOf(r), r.record.stream()));
       } catch (e) {
-        out[i] = outcomeOf(e);
+        out[i] =
+          isFerryError(e) && e.status === 409
+            ? await this.checkExisting(entry, r, outcomeOf(e))
+            : outcomeOf(e);
       }
     });
     return out;
@@ -143,6 +154,27 @@ export class LocalTarget implements Target {
         return outcomeOf(e);
       }
     });
+  }
+
+  /**
+   * A 409 for a write: the record is already present when the destination holds it finished with
+   * the same size and digest; one still being written is retried later (it may be this same
+   * record, delivered twice), anything else stays the conflict `refused`.
+   */
+  private async checkExisting(entry: string, r: ShipRecord, refused: ItemOutcome): Promise<ItemOutcome> {
+    try {
+      const meta = (await this.bucket().read(entry, r.ts)).meta;
+      if (meta.size === r.size && meta.digest.equals(r.digest.subarray(0, meta.digest.length))) {
+        return { kind: 'present' };
+      }
+      return refused;
+    } catch (e) {
+      // 425 (still being written) or 404 (removed meanwhile): the next attempt tells
+      if (isFerryError(e) && (e.status === 425 || e.status === 404)) {
+        return { kind: 'temporary', status: e.status, message: e.message };
+      }
+      return outcomeOf(e);
+    }
   }
 
   private bucket() {

@@ -383,6 +383,14 @@ export class RemoteTarget implements Target {
     const path = `${this.entryPath(entry)}?ts=${r.ts}`;
     const head = await this.request('HEAD', path, {});
     await head.body.dump();
+    // still being written (perhaps this very record, delivered twice): the next attempt tells
+    if (head.statusCode === 425) {
+      return {
+        kind: 'temporary',
+        status: 425,
+        message: `${message} (verification: HTTP 425, still being written)`,
+      };
+    }
     if (head.statusCode !== 200) {
       return classifyStatus(
         head.statusCode < 500 ? 409 : head.statusCode,
