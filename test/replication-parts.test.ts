@@ -12,6 +12,7 @@ import { zeroCounters } from '../src/replication/checkpoint-store.js';
 import { copyProgress } from '../src/replication/copy-progress.js';
 import { Diagnostics } from '../src/replication/diagnostics.js';
 import { FailureLog } from '../src/replication/failure-log.js';
+import { parseJson, stringifyJson } from '../src/protocol/json.js';
 import { ScanSource } from '../src/replication/scan-source.js';
 import { effectiveSettings } from '../src/replication/settings.js';
 import { Shipper } from '../src/replication/shipper.js';
@@ -331,3 +332,13 @@ test('shipper: outcomes set the window status and counters; refused records stay
     assert.deepEqual(target.calls[1], { entry: 'p/a', ts: [3n, 4n] });
     assert.equal(counters.records_written, 3);
   }));
+
+test('a copy plan keeps its change-log bound through the checkpoint file (a resumed one-shot still leaves later writes out)', () => {
+  const planned = ScanSource.plan(null, () => true, 0n, null, 0, 2n ** 40n + 7n);
+  const back = ScanSource.restore(parseJson(stringifyJson(planned)) as typeof planned);
+  assert.equal(back.lsn, 2n ** 40n + 7n);
+  const unbounded = ScanSource.restore(
+    parseJson(stringifyJson(ScanSource.plan(null, () => true, 0n, null, 0))) as typeof planned,
+  );
+  assert.equal(unbounded.lsn, undefined);
+});
