@@ -61,7 +61,10 @@ async function settingsOf(o: CreateOptions): Promise<ReplicationSettingsRequest>
   if (token !== undefined) s.dst_token = token;
   if (o.remote !== undefined) {
     if (o.dstUrl !== undefined || o.dstContext !== undefined || o.dstToken !== undefined)
-      throw new CliError('Give either --remote or --dst-url/--dst-context/--dst-token, not both.', EXIT.usage);
+      throw new CliError(
+        'Give either --remote or --dst-url/--dst-context/--dst-token, not both.',
+        EXIT.usage,
+      );
     // The remote holds the URL and the token: the server refuses dst_host next to it.
     delete (s as Partial<ReplicationSettingsRequest>).dst_host;
     s.remote = o.remote;
