@@ -6,7 +6,8 @@
  * group replication to refuse it with a 422 that says why.
  */
 import { Readable } from 'node:stream';
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { Errors } from '../protocol/errors.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
@@ -131,16 +132,7 @@ export class RemoteGroupTarget implements GroupTarget {
   constructor(private readonly opts: RemoteGroupTargetOptions) {
     this.base = opts.url.pathname.replace(/\/+$/, '');
     this.description = `${opts.url.origin}${this.base}`;
-    this.pool = new Pool(opts.url.origin, {
-      connections: 2,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-      connect: {
-        timeout: opts.timeoutMs,
-        rejectUnauthorized: opts.verifyTls,
-        ...(opts.ca ? { ca: opts.ca } : {}),
-      },
-    });
+    this.pool = destinationPool(opts.url, { connections: 2, ...opts });
   }
 
   private async call(

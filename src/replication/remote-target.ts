@@ -9,7 +9,8 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
+import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { encodeV1UpdateHeaders, encodeV1Value, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
 import { stringifyJson } from '../protocol/json.js';
@@ -180,19 +181,10 @@ export class RemoteTarget implements Target {
   }
 
   private newPool(opts: RemoteTargetOptions): Pool {
-    return new Pool(opts.url.origin, {
-      connections: opts.connections,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
+    return destinationPool(opts.url, {
+      ...opts,
       // a re-sent batch is answered with one header per record (present or 409)
-      maxHeaderSize: 4 * 1024 * 1024,
-      headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
-      connect: {
-        timeout: opts.timeoutMs,
-        rejectUnauthorized: opts.verifyTls,
-        ...(opts.ca ? { ca: opts.ca } : {}),
-      },
+      extra: { pipelining: 1, keepAliveTimeout: 30_000, maxHeaderSize: 4 * 1024 * 1024 },
     });
   }
 

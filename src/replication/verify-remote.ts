@@ -5,7 +5,8 @@
  * (`only_metadata` queries, read with `HEAD …/batch`): timestamps, sizes, content types and
  * labels, never payloads.
  */
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { encodeV1RemoveHeaders, parseV1Batch, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
@@ -77,15 +78,12 @@ export class RemotePeer implements VerifyPeer {
     this.own = opts.dispatcher === undefined;
     this.pool =
       opts.dispatcher ??
-      new Pool(opts.url.origin, {
+      destinationPool(opts.url, {
         connections: 2,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        connect: {
-          timeout: opts.timeoutMs,
-          rejectUnauthorized: opts.verifyTls,
-          ...(opts.ca ? { ca: opts.ca } : {}),
-        },
+        timeoutMs: timeout,
+        connectTimeoutMs: opts.timeoutMs,
+        verifyTls: opts.verifyTls,
+        ca: opts.ca,
       });
   }
 
