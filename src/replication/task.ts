@@ -17,7 +17,7 @@ import type { FailureLog } from './failure-log.js';
 import { ScopeFilter } from './scope-filter.js';
 import { stateOf, StateTracker, type StateFacts } from './state-machine.js';
 import { realClock } from './clock.js';
-import { ScanSource } from './scan-source.js';
+import { ScanSource, type CopyState } from './scan-source.js';
 import { Shipper } from './shipper.js';
 import { Committer, type Position } from './committer.js';
 import { addItem, groupKey, isFull, newWindow, wouldOverflow, type Window } from './window.js';
@@ -139,6 +139,12 @@ export class ReplicationTask {
   private readonly copyBusy = new Set<string>();
   private copyRun: CopyRunStart = { at: 0, records: 0, bytes: 0 };
   private completed = false;
+  /**
+   * The copy and completion as the last durable checkpoint holds them. Status, progress and the
+   * state show these, never the figures in memory: a crash resumes from the checkpoint, so what
+   * was shown before it must not be more than what a restart shows (progress only grows).
+   */
+  private durable: { copy: CopyState | null; completed: boolean } = { copy: null, completed: false };
   /** Alternates log and copy windows so that neither starves the other. */
   private preferCopy = true;
   private readonly syncGate: SyncGate | undefined;
@@ -158,6 +164,9 @@ export class ReplicationTask {
       snapshot: () => this.checkpoint(),
       store: opts.checkpoints,
       saved: (cp, entries) => {
+        this.durable = { copy: cp.copy ?? null, completed: cp.completed ?? false };
+        this.refreshState();
+        this.announce();
         if (entries.length > 0) {
           // the copy's entries may ship their next batch now that their position is durable
           for (const e of entries) this.copyBusy.delete(e);
@@ -238,7 +247,8 @@ export class ReplicationTask {
       this.retries,
       this.lastError?.at ?? 0,
       this.needsVerify,
-      this.copy ? `${this.copy.state.done.records}/${this.copy.state.total?.records}` : '',
+      this.durable.copy ? `${this.durable.copy.done.records}/${this.durable.copy.total?.records}` : '',
+      this.durable.completed,
     ].join(',');
     if (now === this.announced) return;
     this.announced = now;
@@ -298,6 +308,8 @@ export class ReplicationTask {
     );
     this.settings = effectiveSettings(this.settings, this.filter.directives);
     this.startCopy(cp?.copy ?? null, cp?.completed ?? false);
+    // a new plan is not durable yet: it shows nothing done and no total, as a restart would
+    this.durable = { copy: this.copy ? ScanSource.restore(this.copy.state) : null, completed: this.completed };
     const maxBytes = ReplicationTask.slotMaxBytes(this.settings);
     const onOverflow = ReplicationTask.slotOverflow(this.settings);
     if (
@@ -387,7 +399,8 @@ export class ReplicationTask {
         (total) => {
           if (this.copy !== copy || copy.state.total) return;
           copy.state.total = total;
-          this.committer.markDirty('idle');
+          // shown once durable (a restart must not lose a total that was shown)
+          this.committer.markDirty('soon');
           this.announce();
           this.wake();
         },
@@ -936,7 +949,7 @@ export class ReplicationTask {
 
   /** The facts the state table reads (replication.md §9). */
   private facts(): StateFacts {
-    const copy = this.copy?.state;
+    const copy = this.durable.copy;
     const entries = copy?.entries.length ?? 0;
     return {
       started: this.started,
@@ -945,10 +958,10 @@ export class ReplicationTask {
       retrying: this.retryAt === null ? undefined : (this.lastError?.message ?? null),
       copying:
         copy && copy.completed_at === null
-          ? `initial copy: ${entries - this.copy!.remainingEntries} of ${entries} entries done`
+          ? `initial copy: ${copy.entries.filter((e) => e.done).length} of ${entries} entries done`
           : null,
       busy: this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0 || this.pending().records > 0,
-      completed: this.completed,
+      completed: this.durable.completed,
     };
   }
 
@@ -972,9 +985,9 @@ export class ReplicationTask {
     return this.contactOk && !this.suspendedReason;
   }
 
-  /** True once a one-shot run delivered everything (replication.md §6). */
+  /** True once a one-shot run delivered everything (replication.md §6) and that is durable. */
   get isCompleted(): boolean {
-    return this.completed;
+    return this.durable.completed;
   }
 
   /** The `status` object of GET (replication.md §9). A pure read: changes nothing. */
@@ -1030,7 +1043,7 @@ export class ReplicationTask {
     entry_cursors?: EntryCursor[];
     copy?: CopyStatus;
   } {
-    const st = this.copy?.state;
+    const st = this.durable.copy;
     if (!st) return {};
     return {
       progress: copyProgress(st, this.copyRun, now),
