@@ -5,12 +5,14 @@
  * anything is stored; any other write in a sync scope is answered once its commit position is
  * delivered to the destination. Writes outside every sync scope go straight to storage.
  *
- * The position a write waits for is the change log's last committed LSN right after the write is
- * durable: the group commit publishes a group's position before it answers the group's writers,
- * so that is the write's own position or a later one of its group, never an earlier one. Waiting
- * for the rest of its group costs nothing, because a group is read and shipped as a whole.
+ * A written record waits for its own commit LSN (`WriteOptions.commit`), never for later writes:
+ * a group commit that holds many writers' records may be shipped in several windows, and a writer
+ * whose record is in the first one is answered once that one is delivered. Where the storage gives
+ * no LSN (a label update, an idempotent repeat or a 409, a `$meta` write that also removes older
+ * attachments) the writer waits for the log's last LSN after it, which covers whatever it did.
  */
 import { isFerryError } from '../protocol/errors.js';
+import { isMetaEntry } from '../protocol/names.js';
 import type { SyncGate } from '../replication/sync-gate.js';
 import type { SyncGates } from '../replication/sync-gates.js';
 import type { Bucket, Storage } from '../storage/types.js';
@@ -30,29 +32,38 @@ export function syncWrites(storage: Storage, gates: SyncGates): Storage {
 }
 
 function syncBucket(bucket: Bucket, gates: SyncGates, lastLsn: () => bigint): Bucket {
-  const run = async <T>(scopeOf: () => readonly SyncGate[], write: () => Promise<T>): Promise<T> => {
+  /** `position` gives the LSN to wait for once `write` resolved (undefined: the log's last). */
+  const run = async <T>(
+    scopeOf: () => readonly SyncGate[],
+    write: (inScope: boolean) => Promise<T>,
+    position: (result: T) => bigint | undefined = () => undefined,
+  ): Promise<T> => {
     const startup = gates.startup();
     if (startup) await startup;
     const scope = scopeOf();
-    if (scope.length === 0) return write();
+    if (scope.length === 0) return write(false);
     for (const g of scope) g.admit();
     let result: T;
     try {
-      result = await write();
+      result = await write(true);
     } catch (e) {
       // a retry of a write stored already: its 409 then also says it is at the destination
       if (isFerryError(e) && e.status === 409) await waitAll(scope, lastLsn());
       throw e;
     }
-    await waitAll(scope, lastLsn());
+    await waitAll(scope, position(result) ?? lastLsn());
     return result;
   };
   return forward(bucket, {
-    write: (entry, ts, opts, payload) =>
-      run(
+    write: (entry, ts, opts, payload) => {
+      // the storage fills in the commit's LSN; `$meta` writes commit removals after it
+      const commit = isMetaEntry(entry) ? undefined : { lsn: 0n };
+      return run(
         () => gates.matching(bucket.name, entry, opts.labels ?? {}, ts, opts.origin),
-        () => bucket.write(entry, ts, opts, payload),
-      ),
+        (inScope) => bucket.write(entry, ts, inScope && commit ? { ...opts, commit } : opts, payload),
+        (outcome) => (outcome === 'written' && commit && commit.lsn > 0n ? commit.lsn : undefined),
+      );
+    },
     writeMany: (items) => {
       const scopeOf = (): SyncGate[] => {
         const scope = new Set<SyncGate>();
@@ -62,7 +73,27 @@ function syncBucket(bucket: Bucket, gates: SyncGates, lastLsn: () => bigint): Bu
         }
         return [...scope];
       };
-      return run(scopeOf, () => bucket.writeMany(items));
+      let commits: Array<{ lsn: bigint } | undefined> = [];
+      const write = (inScope: boolean): ReturnType<Bucket['writeMany']> => {
+        if (!inScope) return bucket.writeMany(items);
+        commits = items.map((it) => (isMetaEntry(it.entry) ? undefined : { lsn: 0n }));
+        return bucket.writeMany(
+          items.map((it, i) => (commits[i] ? { ...it, opts: { ...it.opts, commit: commits[i] } } : it)),
+        );
+      };
+      // the highest LSN among the records written; anything else (a repeat, `$meta`): the log's last
+      const position = (results: Awaited<ReturnType<Bucket['writeMany']>>): bigint | undefined => {
+        let max = 0n;
+        for (let i = 0; i < results.length; i++) {
+          if (results[i] === 'already_present') return undefined;
+          if (results[i] !== 'written') continue;
+          const c = commits[i];
+          if (!c || c.lsn === 0n) return undefined;
+          if (c.lsn > max) max = c.lsn;
+        }
+        return max > 0n ? max : undefined;
+      };
+      return run(scopeOf, write, position);
     },
     // the labels after an update are not known before it: bucket and entry decide
     updateLabels: (entry, ts, changes, opts) =>
