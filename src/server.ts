@@ -23,7 +23,6 @@ import { FilterService } from './replication/filter-service.js';
 import { RemoteRegistry } from './replication/remotes.js';
 import { LifecycleManager } from './lifecycle/manager.js';
 import { GroupService } from './replication/group-service.js';
-import { VerifyService } from './replication/verify-service.js';
 
 /** A running Ferry instance. */
 export interface RunningFerry {
@@ -184,12 +183,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
     remotes.setUsers((remote) => replications.remoteUsers(remote));
     const filters = new FilterService(filterStore, replications);
     closers.push(() => replications.close());
-    const verify = new VerifyService(
-      storage,
-      replications,
-      config.dataPath,
-      config.storage.durability !== 'none',
-    );
+    const verify = replications.verifications; // base seeding runs its verifications too
     const monitor = new ReplicationMonitor(replications, {
       filterOf: (name) => filters.refOf(name),
       verifications: verify,

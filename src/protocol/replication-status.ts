@@ -207,6 +207,36 @@ export interface ReplicationStatus {
   remote?: RemoteRef;
   /** Present when the replication has a `rate_limit`. */
   rate_limit?: RateLimitStatus;
+  /** Present when the replication has a `base`: whether and how its claim was checked. */
+  base?: BaseStatus;
+}
+
+/**
+ * Where a replication's `base` claim stands. `pending`, `verifying` and `repairing` hold the
+ * replication in `initializing` (nothing ships); `clean` (verified equal), `repaired` (differences
+ * shipped, verified again), `trusted` (`verify: "trust"`: never checked) and `mismatch` (the claim
+ * was false; the replication is suspended, or a repair could not fix it) are final.
+ */
+export interface BaseStatus {
+  up_to: bigint;
+  verify: 'digest' | 'trust';
+  on_mismatch: 'repair' | 'stop' | null;
+  state: 'pending' | 'verifying' | 'repairing' | 'clean' | 'repaired' | 'trusted' | 'mismatch';
+  /** True once range digests (or, against a plain ReductStore, metadata) confirmed the claim. */
+  verified: boolean;
+  /** False against a plain ReductStore (metadata compared, not payloads); null until compared. */
+  payloads_compared: boolean | null;
+  /** Verifications started for this base (a restart or a failed attempt starts another). */
+  attempts: number;
+  started_at: string | null;
+  finished_at: string | null;
+  /** Differences the (last) verification found; after a repair, what remained. */
+  totals: { missing: number; extra: number; different: number; source_records: number } | null;
+  /** The first verification's totals when a repair ran. */
+  before_repair: { missing: number; extra: number; different: number } | null;
+  repair: { written: number; relabelled: number; failed: number } | null;
+  /** Why the last attempt failed (it is retried), or why the claim was refused. */
+  last_error: string | null;
 }
 
 /** `rate_limit` in a replication's status. */
@@ -252,6 +282,8 @@ export interface ActiveTask {
   progress?: CopyProgress | null;
   replication_type?: 'async' | 'sync';
   effective_type?: EffectiveType;
+  /** The replication's `base` seeding (see {@link BaseStatus}). */
+  base?: BaseStatus;
 }
 
 /** `GET /api/v1/active_tasks`: what runs now, sorted by type then name. */

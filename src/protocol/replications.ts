@@ -49,6 +49,22 @@ export interface RateLimitSettings {
   bytes_per_sec: number;
 }
 
+/** How a `base` claim is checked: range digests (`digest`), or not at all (`trust`). */
+export type BaseVerify = 'digest' | 'trust';
+/** What a `digest` base does when the claim is false: repair the destination, or stop (suspend). */
+export type BaseOnMismatch = 'repair' | 'stop';
+
+/**
+ * Seeding from a common base (replication.md §3, §10): source and destination both hold the same
+ * records before `up_to`, so the replication copies nothing before it.
+ */
+export interface BaseSettings {
+  up_to: U64;
+  verify: BaseVerify;
+  /** `digest` only; default `stop`. */
+  on_mismatch?: BaseOnMismatch;
+}
+
 /** Target bucket settings in wire shape (u64 values may arrive as number or bigint). */
 export type TargetSettings = {
   [K in 'quota_type' | 'quota_size' | 'max_block_size' | 'max_block_records']?: unknown;
@@ -93,6 +109,8 @@ export interface ReplicationSettings {
   remote?: string;
   /** Cap on the replication's bandwidth (payload bytes per second). */
   rate_limit?: RateLimitSettings;
+  /** Seed from a common base instead of copying what both sides already hold. */
+  base?: BaseSettings;
 }
 
 /**

@@ -175,4 +175,6 @@ export interface VerificationTask {
   /** Source records whose ranges were compared or judged so far, of the total in scope. */
   progress: { records_done: number; records_total: number; percent: number };
   round_trips: number;
+  /** `base`: the check of the replication's `base` claim (before it ships anything). */
+  purpose?: 'base';
 }

@@ -44,7 +44,10 @@ import { ReplicationTask, type TaskEvent } from './task.js';
 import { LocalPeer, type VerifyPeer } from './verify-peer.js';
 import { RemotePeer } from './verify-remote.js';
 import { loadCopyOrigin, removeCopyOrigin, saveCopyOrigin } from './verify-origin.js';
-import type { VerifySubject } from './verify-service.js';
+import { VerifyService, type VerifySubject } from './verify-service.js';
+import { sameBase } from './base-settings.js';
+import { BaseSeeder } from './base-seed.js';
+import { BaseSeedStore } from './base-seed-store.js';
 
 /** Options of `ReplicationManager.open`. */
 export interface ReplicationManagerOptions {
@@ -86,6 +89,10 @@ export class ReplicationManager {
   private closed = false;
   /** Gates of the sync replications (replication.md §7). */
   syncGates = new SyncGates();
+  /** Verifications of these replications (`…/verify` routes; base seeding runs them too). */
+  readonly verifications: VerifyService;
+  /** `base` claims: checked before a replication ships (base-seed.ts). */
+  private readonly seeder: BaseSeeder;
 
   private constructor(
     private readonly storage: Storage,
@@ -99,6 +106,15 @@ export class ReplicationManager {
     this.store = new DefinitionsStore(config.dataPath, this.sync);
     this.stateDir = join(config.dataPath, '.ferry', 'replications');
     this.failuresDir = join(config.dataPath, '.ferry', 'failures');
+    this.verifications = new VerifyService(storage, this, config.dataPath, this.sync);
+    this.seeder = new BaseSeeder(new BaseSeedStore(config.dataPath, this.sync), this.verifications, {
+      hold: (name, reason) => this.tasks.get(name)?.hold(reason),
+      suspend: (name, reason, current) =>
+        this.exclusive(async () => {
+          if (current()) await this.tasks.get(name)?.suspendFor(reason);
+        }),
+      changed: (name) => this.emit(name, { type: 'changed' }),
+    });
     if (config.replication.caPath) {
       try {
         this.ca = readFileSync(config.replication.caPath, 'utf8');
@@ -132,7 +148,9 @@ export class ReplicationManager {
         continue;
       }
       try {
+        await m.seeder.load(name, def.settings.base);
         await m.startTask(name, def, false);
+        m.seeder.start(name);
       } catch (e) {
         if (!isFerryError(e)) throw e;
         process.emitWarning(`Replication '${name}': ${e.message}; task not started`); // e.g. its stored filter
@@ -338,6 +356,7 @@ export class ReplicationManager {
       restartCopy,
       timeoutMs: this.config.replication.timeoutMs,
       syncGate: this.syncGates.bind(name, settings), // sync replication (sync-gates.ts)
+      held: this.seeder.holdReason(name), // a `base` claim not checked yet (base-seed.ts)
     });
     // subscribed before it starts, so that its first transitions reach the listeners too
     const off = task.subscribe((e) => this.emit(name, e));
@@ -345,6 +364,7 @@ export class ReplicationManager {
     this.taskUnsubscribe.set(name, off);
     await task.start();
     this.tasks.set(name, task);
+    task.hold(this.seeder.holdReason(name)); // the base check may have moved on while it started
     this.emit(name, { type: 'changed' });
     return task;
   }
@@ -405,6 +425,8 @@ export class ReplicationManager {
     if (remote !== undefined && this.remotes) status.remote = this.remotes.ref(remote);
     const limiter = this.limiters.get(name);
     if (limiter) status.rate_limit = limiter.status(Number(status.pending_bytes ?? 0));
+    const base = this.seeder.status(name);
+    if (base) status.base = base;
     return status;
   }
 
@@ -476,7 +498,9 @@ export class ReplicationManager {
       const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
       this.defs.set(name, def);
       await this.store.save(this.defs);
+      await this.seeder.reset(name, settings.base);
       await this.startTask(name, def, false);
+      this.seeder.start(name);
     });
   }
 
@@ -502,7 +526,10 @@ export class ReplicationManager {
       const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
       this.defs.set(name, def);
       await this.store.save(this.defs);
+      // a changed base is checked again; the same base keeps its state
+      if (!sameBase(old.settings.base, settings.base)) await this.seeder.reset(name, settings.base);
       const started = await this.startTask(name, def, filterReset, copy === 'restarted');
+      this.seeder.start(name);
       started.resume();
       this.lastUpdate.set(name, {
         at: new Date().toISOString(),
@@ -520,7 +547,7 @@ export class ReplicationManager {
     next: ReplicationSettings,
     completed: boolean,
   ): 'restarted' | 'kept' | 'none' {
-    if (next.since === undefined && next.continuous !== false) return 'none';
+    if (next.since === undefined && next.base === undefined && next.continuous !== false) return 'none';
     const run = (s: ReplicationSettings): string =>
       stringifyJson([
         s.src_bucket,
@@ -529,6 +556,7 @@ export class ReplicationManager {
         s.since ?? null,
         s.until ?? null,
         s.continuous ?? true,
+        s.base?.up_to ?? null,
       ]);
     return completed || run(old) !== run(next) ? 'restarted' : 'kept';
   }
@@ -568,6 +596,7 @@ export class ReplicationManager {
       await this.checkpoints(name).remove();
       await this.failureLog(name).remove();
       await removeCopyOrigin(this.config.dataPath, name);
+      await this.seeder.forget(name);
       this.syncGates.remove(name); // its waiting writers: 503, outcome unknown
       this.taskUnsubscribe.get(name)?.();
       this.taskUnsubscribe.delete(name);
@@ -658,6 +687,7 @@ export class ReplicationManager {
     return this.exclusive(async () => {
       if (this.closed) return;
       this.closed = true;
+      this.seeder.close();
       const tasks = [...this.tasks.values()];
       this.tasks.clear();
       await Promise.all(tasks.map((t) => t.close()));

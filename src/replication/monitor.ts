@@ -237,6 +237,7 @@ export class ReplicationMonitor {
         retries: s.retries,
         consecutive_failures: s.consecutive_failures,
         ...(s.progress !== undefined ? { progress: s.progress } : {}),
+        ...(s.base !== undefined ? { base: s.base } : {}),
         ...(s.replication_type
           ? { replication_type: s.replication_type, effective_type: s.effective_type }
           : {}),

@@ -10,6 +10,7 @@ import { isValidBucketName } from '../protocol/names.js';
 import { BUCKET_SETTINGS_FIELDS, parseBucketSettings } from '../protocol/bucket-settings.js';
 import type { BucketSettingsPatch } from '../storage/types.js';
 import { parseSyncFields } from './sync-settings.js';
+import { copySince, parseBaseField } from './base-settings.js';
 import { rateLimitedBatchBytes } from './rate-limited-target.js';
 import type {
   BatchSettings,
@@ -73,7 +74,7 @@ const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
 const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
-const NOT_YET = ['link', 'src_group', 'base'];
+const NOT_YET = ['link', 'src_group'];
 
 /** Legacy (≤ 1.20) filter fields, migrated into `when`. */
 export interface LegacyFilter {
@@ -314,6 +315,8 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     settings.on_write_failure = body.on_write_failure;
   }
   Object.assign(settings, parseRunFields(body));
+  const base = parseBaseField(body, settings); // base seeding (base-settings.ts)
+  if (base) settings.base = base;
   Object.assign(settings, parseSyncFields(body)); // replication_type, sync (sync-settings.ts)
   const log = objectField(body, 'log', ['max_bytes', 'on_overflow']);
   if (log) {
@@ -412,7 +415,10 @@ function parseFilterFields(
   };
 }
 
-/** Fills in defaults; `#batch_records` / `#batch_size` directives of `when` override batch limits. */
+/**
+ * Fills in defaults; `#batch_records` / `#batch_size` directives of `when` override batch limits; a
+ * `base` makes its `up_to` the copy's `since`.
+ */
 export function effectiveSettings(
   s: ReplicationSettings,
   directives: { batchRecords?: number; batchSize?: number } = {},
@@ -423,8 +429,10 @@ export function effectiveSettings(
   if (directives.batchSize !== undefined && directives.batchSize > 0) batch.max_bytes = directives.batchSize;
   if (s.rate_limit)
     batch.max_bytes = Math.min(batch.max_bytes, rateLimitedBatchBytes(s.rate_limit.bytes_per_sec));
+  const since = copySince(s);
   return {
     ...s,
+    ...(since !== undefined ? { since } : {}),
     create_target: s.create_target ?? DEFAULTS.create_target,
     batch,
     retry: { ...DEFAULTS.retry, ...s.retry },
@@ -462,6 +470,7 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     'sync',
     'remote',
     'rate_limit',
+    'base',
   ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }

@@ -64,6 +64,8 @@ export interface TaskOptions {
   timeoutMs: number;
   /** Sync replication: the gate whose writers wait for this task's deliveries (sync-gate.ts). */
   syncGate?: SyncGate;
+  /** Ships nothing, shown `initializing` with this reason, until `hold(null)` (base seeding). */
+  held?: string | null;
 }
 
 /** One running replication. */
@@ -119,6 +121,8 @@ export class ReplicationTask {
   private overflowUpTo = 0n;
   private contactOk = true;
   private prepared = false;
+  /** Why nothing may ship yet (a `base` claim being checked, base-seed.ts); null = ship. */
+  private held: string | null;
 
   // loop control
   private wakeUp: (() => void) | null = null;
@@ -204,6 +208,7 @@ export class ReplicationTask {
     this.restartCopy = opts.restartCopy ?? false;
     this.continuous = opts.settings.continuous ?? true;
     this.syncGate = opts.syncGate;
+    this.held = opts.held ?? null;
   }
 
   /**
@@ -433,6 +438,20 @@ export class ReplicationTask {
     this.wake();
   }
 
+  /** Holds the task (nothing ships, nor is the destination contacted) with `reason`; null releases it. */
+  hold(reason: string | null): void {
+    this.held = reason;
+    this.refreshState();
+    this.wake();
+  }
+
+  /** Suspends the replication with `reason` until the user resumes it (a false `base` claim), durably. */
+  async suspendFor(reason: string): Promise<void> {
+    this.suspend(reason);
+    await this.checkpoints.save(this.checkpoint());
+    await this.checkpoints.flush();
+  }
+
   /** Clears a suspension (PATCH mode / PUT) and retries at once. */
   resume(): void {
     this.suspendedReason = null;
@@ -499,7 +518,7 @@ export class ReplicationTask {
       await this.wait();
       return;
     }
-    if (this.suspendedReason || this.mode === 'paused') {
+    if (this.suspendedReason || this.mode === 'paused' || this.held !== null) {
       this.refreshState();
       await this.wait();
       return;
@@ -957,9 +976,10 @@ export class ReplicationTask {
       suspended: this.suspendedReason,
       retrying: this.retryAt === null ? undefined : (this.lastError?.message ?? null),
       copying:
-        copy && copy.completed_at === null
+        this.held ??
+        (copy && copy.completed_at === null
           ? `initial copy: ${copy.entries.filter((e) => e.done).length} of ${entries} entries done`
-          : null,
+          : null),
       busy: this.inflight.length > 0 || (this.building?.items.length ?? 0) > 0 || this.pending().records > 0,
       completed: this.durable.completed,
     };

@@ -65,12 +65,15 @@ export interface VerifyRequest {
   remove_extra: boolean;
 }
 
-/** The `since` / `until` of a replication's copy. */
+/**
+ * The `since` / `until` of a replication's copy. With a `base`, everything before `up_to` is
+ * claimed and the copy starts there: the destination is expected to hold all of it.
+ */
 function copyBounds(s: ReplicationSettings): { from?: bigint; until?: bigint } {
   const big = (v: unknown): bigint | undefined =>
     typeof v === 'bigint' ? v : typeof v === 'number' ? BigInt(v) : undefined;
   const out: { from?: bigint; until?: bigint } = {};
-  const from = big(s.since);
+  const from = s.base ? 0n : big(s.since);
   const until = big(s.until);
   if (from !== undefined) out.from = from;
   if (until !== undefined) out.until = until;
@@ -246,8 +249,11 @@ export class VerifyService {
     return join(this.dir, `${name}.json`);
   }
 
-  /** `POST …/verify`: runs a verification (and a repair) to its end and returns its result. */
-  async run(name: string, req: VerifyRequest): Promise<VerifyResult> {
+  /**
+   * `POST …/verify`: runs a verification (and a repair) to its end and returns its result.
+   * `purpose: 'base'`: the check of a `base` claim (base-seed.ts), shown as such in `active_tasks`.
+   */
+  async run(name: string, req: VerifyRequest, purpose?: 'base'): Promise<VerifyResult> {
     if (this.running.has(name)) throw Errors.verifyRunning(name);
     const subject = this.subjects.verifySubject(name);
     const s = subject.settings;
@@ -266,6 +272,7 @@ export class VerifyService {
       repair: req.repair,
       progress: { records_done: 0, records_total: 0, percent: 0 },
       round_trips: 0,
+      ...(purpose ? { purpose } : {}),
     };
     this.running.set(name, { task });
     this.emit(name);
