@@ -314,7 +314,10 @@ export class ReplicationTask {
     this.settings = effectiveSettings(this.settings, this.filter.directives);
     this.startCopy(cp?.copy ?? null, cp?.completed ?? false);
     // a new plan is not durable yet: it shows nothing done and no total, as a restart would
-    this.durable = { copy: this.copy ? ScanSource.restore(this.copy.state) : null, completed: this.completed };
+    this.durable = {
+      copy: this.copy ? ScanSource.restore(this.copy.state) : null,
+      completed: this.completed,
+    };
     const maxBytes = ReplicationTask.slotMaxBytes(this.settings);
     const onOverflow = ReplicationTask.slotOverflow(this.settings);
     if (
