@@ -179,6 +179,7 @@ export async function startFerry(config: FerryConfig, opts: StartOptions = {}): 
       filters: filterStore,
       syncGates,
       remotes,
+      groups,
     });
     remotes.setUsers((remote) => replications.remoteUsers(remote));
     const filters = new FilterService(filterStore, replications);

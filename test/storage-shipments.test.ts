@@ -113,7 +113,7 @@ test('refused shipments apply nothing: a gap, a conflict in one member, a missin
         position: 4n,
         items: [write('cam', 2), write('lidar', 3), write('pose', 4)],
       }),
-      { status: 409, message: 'A record with timestamp 4 already exists' },
+      { status: 409, message: "Bucket 'pose': A record with timestamp 4 already exists" },
     );
     await assert.rejects(
       s.applyShipment({ key: 'k', from: 1n, position: 4n, items: [write('cam', 2), write('nope', 3)] }),

@@ -111,6 +111,12 @@ export interface ReplicationSettings {
   rate_limit?: RateLimitSettings;
   /** Seed from a common base instead of copying what both sides already hold. */
   base?: BaseSettings;
+  /**
+   * A consistency group (`/api/v1/groups/{name}`) replicated instead of one bucket: `src_bucket`
+   * and `dst_bucket` are '' and every member goes to a destination bucket of its own name, with
+   * `dst_prefix` prepended (replication.md §8).
+   */
+  src_group?: string;
 }
 
 /**

@@ -38,6 +38,7 @@ export class GroupService {
   private readonly groups = new Map<string, StoredGroup>();
   private readonly file: string;
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly listeners = new Set<(group: string) => void>();
 
   private constructor(private readonly opts: GroupServiceOptions) {
     this.file = join(opts.dataPath, '.ferry', 'groups.json');
@@ -117,6 +118,7 @@ export class GroupService {
       const { buckets } = this.parse(name, body);
       this.groups.set(name, { buckets, provisioned: false });
       await this.saveOrUndo(() => this.groups.delete(name));
+      this.changed(name);
     });
   }
 
@@ -129,6 +131,7 @@ export class GroupService {
       const before = g.buckets;
       g.buckets = buckets;
       await this.saveOrUndo(() => (g.buckets = before));
+      this.changed(name);
     });
   }
 
@@ -139,7 +142,32 @@ export class GroupService {
       if (g.provisioned) throw Errors.groupProvisioned(name, 'remove');
       this.groups.delete(name);
       await this.saveOrUndo(() => this.groups.set(name, g));
+      this.changed(name);
     });
+  }
+
+  /**
+   * Calls `listener` with a group's name after it was created, changed or removed (the group
+   * replications follow their members). Returns the unsubscribe function.
+   */
+  subscribe(listener: (group: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Whether group `name` exists. */
+  has(name: string): boolean {
+    return this.groups.has(name);
+  }
+
+  private changed(name: string): void {
+    for (const l of this.listeners) {
+      try {
+        l(name);
+      } catch {
+        // a listener's failure is its own
+      }
+    }
   }
 
   /** The group `bucket` belongs to, if any. */

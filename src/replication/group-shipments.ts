@@ -83,7 +83,7 @@ export class GroupShipmentCutter {
     let vanished = 0;
     let payloadBytes = 0;
     for (const c of inShipment) {
-      const item = await this.itemOf(c);
+      const item = await shipmentItemOf(this.storage, c, this.o);
       if (!item) {
         vanished++;
         continue;
@@ -105,32 +105,48 @@ export class GroupShipmentCutter {
     const dst = this.o.destinationInstance;
     return !(dst && c.origin === dst);
   }
+}
 
-  /** The shipment item of a change, or undefined when its record is gone at the source. */
-  private async itemOf(c: Change): Promise<ShipmentItem | undefined> {
-    const item: ShipmentItem = {
-      kind: c.kind,
-      bucket: `${this.o.dstPrefix ?? ''}${c.bucket}`,
-      entry: c.entry,
-      ts: c.ts,
-      lsn: c.lsn,
-      labels: c.labels,
-      origin: c.origin || this.o.sourceInstance,
-    };
-    if (c.kind === 'update') {
-      item.removedLabels = c.removedLabels ?? [];
-      return item;
-    }
-    if (!this.storage.hasBucket(c.bucket)) return undefined;
-    try {
-      const record = await this.storage.bucket(c.bucket).read(c.entry, c.ts);
-      item.payload = await record.buffer();
-    } catch (e) {
-      if (e instanceof FerryError && e.status === 404) return undefined;
-      throw e;
-    }
-    item.contentType = c.contentType;
-    item.digest = c.digest;
+/** How {@link shipmentItemOf} names and marks an item. */
+export interface ShipmentItemNaming {
+  /** Prepended to the member's name at the destination. */
+  dstPrefix?: string;
+  /** This instance's id: the origin of records its own clients wrote. */
+  sourceInstance: string;
+}
+
+/**
+ * The shipment item of a member's change, with the record's payload for a write; undefined when
+ * the record is gone at the source (removed before it was read: nothing left to send).
+ */
+export async function shipmentItemOf(
+  storage: Pick<Storage, 'bucket' | 'hasBucket'>,
+  c: Change,
+  naming: ShipmentItemNaming,
+): Promise<ShipmentItem | undefined> {
+  const item: ShipmentItem = {
+    kind: c.kind,
+    bucket: `${naming.dstPrefix ?? ''}${c.bucket}`,
+    entry: c.entry,
+    ts: c.ts,
+    lsn: c.lsn,
+    labels: c.labels,
+    origin: c.origin || naming.sourceInstance,
+  };
+  if (c.kind === 'update') {
+    item.removedLabels = c.removedLabels ?? [];
     return item;
   }
+  if (!storage.hasBucket(c.bucket)) return undefined;
+  try {
+    const record = await storage.bucket(c.bucket).read(c.entry, c.ts);
+    if (record.meta.state !== 'finished') return undefined;
+    item.payload = await record.buffer();
+  } catch (e) {
+    if (e instanceof FerryError && (e.status === 404 || e.status === 409)) return undefined;
+    throw e;
+  }
+  item.contentType = c.contentType;
+  item.digest = c.digest;
+  return item;
 }

@@ -32,6 +32,8 @@ export interface GroupTarget {
   apply(shipment: Shipment): Promise<ShipmentOutcome>;
   /** The stream's applied position at the destination (where a sender resumes). */
   position(key: string): Promise<bigint>;
+  /** Abandons the requests in flight (they settle with an error), as `Target.reset`. */
+  reset(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -60,6 +62,8 @@ export class LocalGroupTarget implements GroupTarget {
   position(key: string): Promise<bigint> {
     return Promise.resolve(this.storage.shipmentPosition(key));
   }
+
+  async reset(): Promise<void> {}
 
   async close(): Promise<void> {}
 }
@@ -123,16 +127,24 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
   return Array.isArray(v) ? v[0] : v;
 };
 
-/** A Ferry destination reached over HTTP. */
+/**
+ * A Ferry destination reached over HTTP. One connection: shipments of a stream must arrive in the
+ * order they were sent (each starts at the previous one's position), and one keep-alive socket
+ * answers requests in order.
+ */
 export class RemoteGroupTarget implements GroupTarget {
   readonly description: string;
-  private readonly pool: Pool;
+  private pool: Pool;
   private readonly base: string;
 
   constructor(private readonly opts: RemoteGroupTargetOptions) {
     this.base = opts.url.pathname.replace(/\/+$/, '');
     this.description = `${opts.url.origin}${this.base}`;
-    this.pool = destinationPool(opts.url, { connections: 2, ...opts });
+    this.pool = this.newPool();
+  }
+
+  private newPool(): Pool {
+    return destinationPool(this.opts.url, { connections: 1, ...this.opts });
   }
 
   private async call(
@@ -189,6 +201,12 @@ export class RemoteGroupTarget implements GroupTarget {
     const problem = atomicApplyProblem(res.status, header(res.headers, 'x-ferry-instance'));
     if (problem) throw Errors.groupDestinationNotAtomic(this.description, problem);
     if (res.status !== 200) throw this.failure(res, 'Destination check failed');
+  }
+
+  async reset(): Promise<void> {
+    const old = this.pool;
+    this.pool = this.newPool();
+    await old.destroy().catch(() => undefined);
   }
 
   async close(): Promise<void> {

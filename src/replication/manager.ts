@@ -48,6 +48,8 @@ import { VerifyService, type VerifySubject } from './verify-service.js';
 import { sameBase } from './base-settings.js';
 import { BaseSeeder } from './base-seed.js';
 import { BaseSeedStore } from './base-seed-store.js';
+import { GroupWiring, type GroupMembership, type GroupRemote } from './group-wiring.js';
+import type { GroupRun } from './group-run.js';
 
 /** Options of `ReplicationManager.open`. */
 export interface ReplicationManagerOptions {
@@ -66,7 +68,13 @@ export interface ReplicationManagerOptions {
   syncGates?: SyncGates;
   /** Remotes, for replications that name one (`remote`). */
   remotes?: Pick<RemoteRegistry, 'has' | 'endpoint' | 'ref'>;
+  /** Consistency groups, for replications of one (`src_group`). */
+  groups?: GroupMembership;
 }
+
+/** Settings of a group replication. */
+type GroupSettings = ReplicationSettings & { src_group: string };
+const isGroup = (s: ReplicationSettings): s is GroupSettings => s.src_group !== undefined;
 
 const notFound = (n: string): FerryError => Errors.notFound(`Replication '${n}' does not exist`);
 
@@ -93,6 +101,8 @@ export class ReplicationManager {
   readonly verifications: VerifyService;
   /** `base` claims: checked before a replication ships (base-seed.ts). */
   private readonly seeder: BaseSeeder;
+  private groupWiring!: GroupWiring;
+  private readonly groupRuns = new Map<string, GroupRun>();
 
   private constructor(
     private readonly storage: Storage,
@@ -137,11 +147,14 @@ export class ReplicationManager {
       opts.remotes,
     );
     if (opts.syncGates) m.syncGates = opts.syncGates;
+    m.groupWiring = new GroupWiring(opts.groups, opts.storage);
+    // a group's replications follow its members (restarted with the new list, cursor kept)
+    m.groupWiring.subscribe((group) => void m.followGroup(group));
     for (const [name, def] of await m.store.load()) m.defs.set(name, def);
     const changed = m.applyProvisioned();
     await m.dropOrphanSlots();
     for (const [name, def] of m.defs) {
-      if (!m.storage.hasBucket(def.settings.src_bucket)) {
+      if (!isGroup(def.settings) && !m.storage.hasBucket(def.settings.src_bucket)) {
         process.emitWarning(
           `Replication '${name}': source bucket '${def.settings.src_bucket}' does not exist; task not started`,
         );
@@ -258,6 +271,11 @@ export class ReplicationManager {
   /** Checks that a definition can run here (api.md §17.6). */
   private validateTarget(name: string, s: ReplicationSettings): void {
     const remote = this.remoteUrl(s.dst_host);
+    if (isGroup(s)) {
+      if (remote !== null && this.caError) throw Errors.unprocessable(this.caError);
+      this.groupWiring.validate(s, this.groupRemote(s));
+      return;
+    }
     if (!this.storage.hasBucket(s.src_bucket)) {
       throw Errors.notFound(`Source bucket '${s.src_bucket}' for replication '${name}' does not exist`);
     }
@@ -278,7 +296,38 @@ export class ReplicationManager {
     return url;
   }
 
+  /** A group replication's destination when it is another instance (null: this one). */
+  private groupRemote(s: ReplicationSettings): GroupRemote | null {
+    const url = this.remoteUrl(s.dst_host);
+    if (url === null) return null;
+    return {
+      url,
+      token: s.dst_token,
+      timeoutMs: this.config.replication.timeoutMs,
+      verifyTls: this.config.replication.verifySsl,
+      ...(this.ca ? { ca: this.ca } : {}),
+    };
+  }
+
+  /**
+   * The group run of a group replication: its target is the run's destination (member buckets
+   * are created through per-bucket targets of the same kind).
+   */
+  private groupRun(name: string, s: GroupSettings): GroupRun {
+    const run = this.groupWiring.run(name, s, this.groupRemote(s), (bucket) =>
+      this.newTarget({
+        ...s,
+        src_group: undefined,
+        src_bucket: '',
+        dst_bucket: bucket,
+      } as ReplicationSettings),
+    );
+    this.groupRuns.set(name, run);
+    return run;
+  }
+
   private makeTarget(name: string, s: ReplicationSettings): Target {
+    if (isGroup(s)) return this.groupRun(name, s).destination;
     const inner = this.newTarget(s);
     const target = this.wrapTarget ? this.wrapTarget(inner, name) : inner;
     this.limiters.delete(name);
@@ -344,6 +393,8 @@ export class ReplicationManager {
     restartCopy = false,
   ): Promise<ReplicationTask> {
     const settings = this.runSettings(def.settings);
+    const target = this.makeTarget(name, def.settings);
+    const group = isGroup(def.settings) ? this.groupRuns.get(name) : undefined;
     const task = new ReplicationTask({
       name,
       storage: this.storage,
@@ -351,12 +402,13 @@ export class ReplicationManager {
       mode: def.mode,
       checkpoints: this.checkpoints(name),
       failures: this.failureLog(name),
-      target: this.makeTarget(name, def.settings),
+      target,
       resetFilter,
       restartCopy,
       timeoutMs: this.config.replication.timeoutMs,
       syncGate: this.syncGates.bind(name, settings), // sync replication (sync-gates.ts)
       held: this.seeder.holdReason(name), // a `base` claim not checked yet (base-seed.ts)
+      ...(group ? { group } : {}),
     });
     // subscribed before it starts, so that its first transitions reach the listeners too
     const off = task.subscribe((e) => this.emit(name, e));
@@ -418,7 +470,13 @@ export class ReplicationManager {
     const task = this.tasks.get(name);
     const status: Record<string, unknown> = task
       ? task.status()
-      : { state: 'suspended', state_reason: 'source bucket does not exist', counters: zeroCounters() };
+      : {
+          state: 'suspended',
+          state_reason: isGroup(this.defs.get(name)?.settings ?? ({} as ReplicationSettings))
+            ? 'source group does not exist'
+            : 'source bucket does not exist',
+          counters: zeroCounters(),
+        };
     const upd = this.lastUpdate.get(name);
     if (upd) status.last_update = upd;
     const remote = this.defs.get(name)?.settings.remote;
@@ -473,6 +531,7 @@ export class ReplicationManager {
       if (!isValidBucketName(name)) throw Errors.invalidName();
       if (this.defs.has(name)) throw Errors.conflict(`Replication '${name}' already exists`);
       this.validateTarget(name, settings);
+      if (isGroup(settings)) await this.groupWiring.checkDestination(this.groupRemote(settings));
       const cps = this.checkpoints(name);
       await cps.remove();
       await this.failureLog(name).remove();
@@ -517,6 +576,7 @@ export class ReplicationManager {
       if (old.provisioned) throw Errors.conflict(`Can't update provisioned replication '${name}'`);
       const settings = this.parse(body, old.settings.dst_token);
       this.validateTarget(name, settings);
+      if (isGroup(settings)) await this.groupWiring.checkDestination(this.groupRemote(settings));
       const filterReset =
         stringifyJson(this.runSettings(old.settings).when) !== stringifyJson(this.runSettings(settings).when);
       const task = this.tasks.get(name);
@@ -591,6 +651,7 @@ export class ReplicationManager {
       this.defs.delete(name);
       this.lastUpdate.delete(name);
       this.limiters.delete(name);
+      this.groupRuns.delete(name);
       await this.store.save(this.defs);
       await this.storage.changes.dropSlot(ReplicationTask.slotName(name));
       await this.checkpoints(name).remove();
@@ -616,6 +677,8 @@ export class ReplicationManager {
   verifySubject(name: string): VerifySubject {
     const def = this.defs.get(name);
     if (!def) throw notFound(name);
+    if (isGroup(def.settings))
+      throw Errors.unprocessable(`Replication '${name}' replicates a group: verify compares one bucket`);
     return {
       settings: this.runSettings(def.settings),
       // the peer first: it may refuse (unknown remote) before a target's pool exists
@@ -679,6 +742,30 @@ export class ReplicationManager {
       if (cp) await cps.save({ ...cp, needs_verify: false, needs_verify_reason: null });
       await this.startTask(name, def, false);
       return true;
+    });
+  }
+
+  /**
+   * Group `group` was created, changed or removed: each of its replications restarts with the
+   * new members (cursor kept); a removed member is not shipped any more, one whose group is
+   * gone stops (status says why).
+   */
+  private followGroup(group: string): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.closed) return;
+      for (const [name, def] of this.defs) {
+        if (def.settings.src_group !== group) continue;
+        const task = this.tasks.get(name);
+        this.tasks.delete(name);
+        await task?.close();
+        this.groupRuns.delete(name);
+        try {
+          await this.startTask(name, def, false);
+        } catch (e) {
+          if (!isFerryError(e)) throw e;
+          process.emitWarning(`Replication '${name}': ${e.message}; task not started`);
+        }
+      }
     });
   }
 

@@ -13,18 +13,30 @@ export type FilterVerdict = 'loop' | 'filtered' | 'pass';
 /** The scope filter of one replication task. */
 export class ScopeFilter {
   private readonly match: (entry: string) => boolean;
+  /** Whether a bucket is in scope; a consistency group's members are live (they may change). */
+  private readonly inBucket: (bucket: string) => boolean;
+  /** Key of a source entry's filter state: the entry, or `bucket/entry` for a group's members. */
+  private readonly stateKey: (c: Change) => string;
   private readonly base: CompiledCondition | null;
   private readonly perEntry = new Map<string, CompiledCondition>();
   private readonly dirty = new Set<string>();
   private snapshot: Record<string, unknown> = {};
 
+  /** `bucket`: the source bucket, or the live member set of a consistency group. */
   constructor(
-    private readonly bucket: string,
+    bucket: string | ReadonlySet<string>,
     entries: string[],
     when: unknown,
     restored: Record<string, unknown> | undefined,
   ) {
     this.match = compileEntryPatterns(entries);
+    if (typeof bucket === 'string') {
+      this.inBucket = (b) => b === bucket;
+      this.stateKey = (c) => c.entry;
+    } else {
+      this.inBucket = (b) => bucket.has(b);
+      this.stateKey = (c) => `${c.bucket}/${c.entry}`;
+    }
     this.base = when === null || when === undefined ? null : compileCondition(when);
     if (this.base?.stateful && restored) this.snapshot = { ...restored };
   }
@@ -36,7 +48,7 @@ export class ScopeFilter {
 
   /** Bucket and entry patterns only: what pending counts are based on. */
   inScope(c: Change): boolean {
-    return c.bucket === this.bucket && matchesWithMeta(this.match, c.entry);
+    return this.inBucket(c.bucket) && matchesWithMeta(this.match, c.entry);
   }
 
   /**
@@ -47,14 +59,15 @@ export class ScopeFilter {
     if (c.origin !== '' && c.origin === destinationInstance) return 'loop';
     // attachments bypass `when` (api.md §14.1)
     if (!this.base || isMetaEntry(c.entry)) return 'pass';
-    const cond = this.condition(c.entry);
+    const key = this.stateKey(c);
+    const cond = this.condition(key);
     try {
       return cond.evaluate({ ts: c.ts, labels: c.labels }) ? 'pass' : 'filtered';
     } catch {
       // strict mode: a record whose evaluation errors (e.g. a missing label) is not replicated
       return 'filtered';
     } finally {
-      if (this.base.stateful) this.dirty.add(c.entry);
+      if (this.base.stateful) this.dirty.add(key);
     }
   }
 

@@ -74,7 +74,7 @@ const MODES: readonly ReplicationMode[] = ['enabled', 'paused', 'disabled'];
 const COMPRESSIONS: readonly Compression[] = ['none', 'gzip', 'zstd'];
 
 /** Extension fields that are part of the design but not implemented yet: refused, never ignored. */
-const NOT_YET = ['link', 'src_group'];
+const NOT_YET = ['link'];
 
 /** Legacy (≤ 1.20) filter fields, migrated into `when`. */
 export interface LegacyFilter {
@@ -183,9 +183,9 @@ export interface ParseSettingsOptions {
 export function parseSettings(body: unknown, opts: ParseSettingsOptions): ReplicationSettings {
   if (!isObject(body)) throw Errors.invalidJson('expected a settings object');
   const remote = parseRemoteField(body);
-  for (const key of remote === undefined
-    ? ['src_bucket', 'dst_bucket', 'dst_host']
-    : ['src_bucket', 'dst_bucket']) {
+  const group = parseGroupField(body);
+  const required = group === undefined ? ['src_bucket', 'dst_bucket'] : [];
+  for (const key of remote === undefined ? [...required, 'dst_host'] : required) {
     if (body[key] === undefined || body[key] === null) throw Errors.invalidJson(`missing field \`${key}\``);
     if (typeof body[key] !== 'string')
       throw Errors.invalidJson(`invalid type for \`${key}\`, expected a string`);
@@ -241,8 +241,8 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   }
 
   const settings: ReplicationSettings = {
-    src_bucket: body.src_bucket as string,
-    dst_bucket: body.dst_bucket as string,
+    src_bucket: group === undefined ? (body.src_bucket as string) : '',
+    dst_bucket: group === undefined ? (body.dst_bucket as string) : '',
     dst_host: remote === undefined ? (body.dst_host as string) : '',
     dst_token:
       remote !== undefined ? null : typeof dstToken === 'string' ? dstToken : (opts.previousToken ?? null),
@@ -331,7 +331,50 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     }
     settings.log = l;
   }
+  if (group !== undefined) {
+    settings.src_group = group;
+    checkGroupRun(settings);
+  }
   return settings;
+}
+
+/**
+ * `src_group`: a consistency group instead of `src_bucket` (replication.md §8). Destination
+ * buckets are named after the members, so `dst_bucket` is refused with it too.
+ */
+function parseGroupField(body: Record<string, unknown>): string | undefined {
+  if (body.src_group === undefined || body.src_group === null) return undefined;
+  if (typeof body.src_group !== 'string' || !isValidBucketName(body.src_group))
+    throw invalid('src_group', 'must be the name of a consistency group');
+  const given = (k: string): boolean => body[k] !== undefined && body[k] !== null;
+  if (given('src_bucket'))
+    throw invalid('src_group', "can't be combined with 'src_bucket': a replication has one source");
+  if (given('dst_bucket'))
+    throw invalid(
+      'dst_bucket',
+      "can't be given with 'src_group': each member goes to a destination bucket of its own name (with 'dst_prefix' prepended)",
+    );
+  return body.src_group;
+}
+
+/** Settings a group replication does not support (yet): refused, never ignored. */
+function checkGroupRun(s: ReplicationSettings): void {
+  const no = (field: string, why: string): FerryError =>
+    invalid(field, `not supported with 'src_group' (${why})`);
+  if (s.replication_type === 'sync') throw no('replication_type', 'a group replication is asynchronous');
+  if (s.continuous === false) throw no('continuous', 'a group replication is continuous');
+  if (s.since !== undefined || s.until !== undefined)
+    throw no(s.since !== undefined ? 'since' : 'until', 'members added later are copied whole');
+  if (s.rate_limit) throw no('rate_limit', 'shipments are applied whole');
+  if (s.base !== undefined) throw no('base', 'verify compares one bucket');
+  if (s.remote !== undefined) throw no('remote', 'give the destination as dst_host and dst_token');
+  if (s.on_write_failure === 'skip')
+    throw no('on_write_failure', 'a skipped record would break the order of the group');
+  if (s.dst_prefix !== '' && !isValidBucketName(`${s.dst_prefix}x`))
+    throw invalid(
+      'dst_prefix',
+      'with src_group it is prepended to bucket names: use letters, digits, - and _',
+    );
 }
 
 /** A u64 µs timestamp field (number or bigint), or undefined when absent. */
@@ -471,6 +514,7 @@ export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): R
     'remote',
     'rate_limit',
     'base',
+    'src_group',
   ] as const) {
     if (s[k] !== undefined) out[k] = s[k];
   }

@@ -32,6 +32,7 @@ import {
   type ReplicationSettings,
 } from './settings.js';
 import { boundMessage, TargetError, type Target, type TargetFailure } from './target.js';
+import type { GroupRun } from './group-run.js';
 
 /** What a task tells its subscribers: every state transition, and that its figures changed. */
 export type TaskEvent =
@@ -66,6 +67,8 @@ export interface TaskOptions {
   syncGate?: SyncGate;
   /** Ships nothing, shown `initializing` with this reason, until `hold(null)` (base seeding). */
   held?: string | null;
+  /** A consistency group (`src_group`): its members are the scope, each window one shipment. */
+  group?: GroupRun;
 }
 
 /** One running replication. */
@@ -76,7 +79,10 @@ export class ReplicationTask {
   private readonly storage: Storage;
   private readonly target: Target;
   private readonly checkpoints: CheckpointStore;
-  private readonly shipper: Shipper;
+  private readonly shipper: Pick<Shipper, 'ship' | 'guard'>;
+  private readonly group: GroupRun | undefined;
+  /** The last change read belongs to a commit that goes on (a group seals only after a commit). */
+  private midCommit = false;
   readonly diagnostics = new Diagnostics();
   private readonly slotName: string;
   private filter!: ScopeFilter;
@@ -191,7 +197,7 @@ export class ReplicationTask {
       },
       wake: () => this.wake(),
     });
-    this.shipper = new Shipper({
+    const shipper = new Shipper({
       storage: opts.storage,
       target: opts.target,
       diagnostics: this.diagnostics,
@@ -202,6 +208,14 @@ export class ReplicationTask {
       inflight: () => this.inflight,
       overflowUpTo: () => this.overflowUpTo,
     });
+    this.group = opts.group;
+    this.shipper =
+      opts.group?.makeShipper({
+        storage: opts.storage,
+        watchdog: shipper,
+        diagnostics: this.diagnostics,
+        counters: () => this.counters,
+      }) ?? shipper;
     this.slotName = ReplicationTask.slotName(opts.name);
     this.settings = effectiveSettings(opts.settings);
     this.resetFilter = opts.resetFilter ?? false;
@@ -306,7 +320,7 @@ export class ReplicationTask {
     }
     this.committedFilter = this.resetFilter ? null : (cp?.filter ?? null);
     this.filter = new ScopeFilter(
-      this.settings.src_bucket,
+      this.group?.members ?? this.settings.src_bucket,
       this.settings.entries,
       this.settings.when,
       this.committedFilter ?? undefined,
@@ -672,6 +686,7 @@ export class ReplicationTask {
       const more = await this.fill();
       if (this.building !== w) continue; // reset while awaiting
       if (!more) {
+        if (this.midCommit) return null; // the rest of the commit is durable with it: read again
         if (w.items.length === 0) {
           if (w.endLsn > this.cursor && this.inflight.length === 0) return this.seal(w);
           return null;
@@ -689,13 +704,13 @@ export class ReplicationTask {
         const c = this.lookahead[this.lookaheadAt]!;
         const inScope = this.filter.inScope(c);
         const key = inScope ? groupKey(c) : undefined;
-        if (key !== undefined && wouldOverflow(w, c, key, limits)) return this.seal(w);
+        if (key !== undefined && !this.midCommit && wouldOverflow(w, c, key, limits)) return this.seal(w);
         // loop prevention needs the destination's instance id before the first in-scope change
         if (!this.prepared && inScope) return 'prepare';
         this.lookaheadAt++;
         this.consume(c, w, key);
       }
-      if (isFull(w, limits)) return this.seal(w);
+      if (!this.midCommit && isFull(w, limits)) return this.seal(w);
     }
   }
 
@@ -728,6 +743,8 @@ export class ReplicationTask {
     this.readLsn = c.lsn;
     if (c.lsn > this.countedLsn) this.countedLsn = c.lsn;
     w.endLsn = c.lsn;
+    // a group's window is applied atomically: it never ends inside a commit (a batch write)
+    this.midCommit = this.group !== undefined && c.commitContinues === true;
     if (!inScope) return;
     w.scopeRecords++;
     w.scopeBytes += c.size;
@@ -940,6 +957,7 @@ export class ReplicationTask {
     if (this.inflight.length > 0) return;
     const last = this.storage.changes.lastLsn();
     this.building = null;
+    this.midCommit = false;
     this.lookahead = [];
     this.lookaheadAt = 0;
     this.unreadRecords = 0;
@@ -1057,6 +1075,7 @@ export class ReplicationTask {
       },
       ...this.copyStatus(now),
       ...(this.syncGate?.status() ?? { replication_type: 'async', effective_type: 'async' }),
+      ...this.group?.status(this.cursor),
     };
   }
 

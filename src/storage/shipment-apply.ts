@@ -18,7 +18,7 @@ import type { DescriptorCache } from './descriptor-cache.js';
 import type { GroupCommit } from './group-commit.js';
 import type { StagedBatch } from './record-writer.js';
 import { OpType, type ShipmentOp, type UpdateOp, type WalOp } from './wal.js';
-import { Errors } from '../protocol/errors.js';
+import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import { checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
 import { isShipmentKey } from '../protocol/shipment.js';
@@ -143,39 +143,44 @@ export class ShipmentApplier {
       const updates: StagedUpdate[] = [];
       const ops: UpdateOp[] = [];
       for (const bucket of buckets) {
-        const list = byBucket.get(bucket.name)!;
-        const writes: BatchItem[] = [];
-        for (const it of list) if (it.kind === 'write') writes.push(writeItem(it));
-        const batch = await bucket.stage(writes);
-        batches.push(batch);
-        outcome.written += batch.writes.length;
-        outcome.present += batch.present;
-        const mine = new Set<RecordDesc>(batch.writes.map((w) => w.desc));
-        for (const it of list) {
-          if (it.kind !== 'update') continue;
-          checkLabelSet(it.labels);
-          if (it.origin) checkOrigin(it.origin);
-          const found = await this.locate(bucket, it);
-          if (!found) {
-            outcome.missing++;
-            continue;
-          }
-          const { block, desc } = found;
-          const labels = updatedLabels(desc.labels, it);
-          if (mine.has(desc)) {
-            // Written by this shipment: its frame carries the final labels (no update frame
-            // before its write frame).
-            desc.labels = labels;
-            batch.writes.find((w) => w.desc === desc)!.op.labels = labels;
+        try {
+          const list = byBucket.get(bucket.name)!;
+          const writes: BatchItem[] = [];
+          for (const it of list) if (it.kind === 'write') writes.push(writeItem(it));
+          const batch = await bucket.stage(writes);
+          batches.push(batch);
+          outcome.written += batch.writes.length;
+          outcome.present += batch.present;
+          const mine = new Set<RecordDesc>(batch.writes.map((w) => w.desc));
+          for (const it of list) {
+            if (it.kind !== 'update') continue;
+            checkLabelSet(it.labels);
+            if (it.origin) checkOrigin(it.origin);
+            const found = await this.locate(bucket, it);
+            if (!found) {
+              outcome.missing++;
+              continue;
+            }
+            const { block, desc } = found;
+            const labels = updatedLabels(desc.labels, it);
+            if (mine.has(desc)) {
+              // Written by this shipment: its frame carries the final labels (no update frame
+              // before its write frame).
+              desc.labels = labels;
+              batch.writes.find((w) => w.desc === desc)!.op.labels = labels;
+              outcome.updated++;
+              continue;
+            }
+            if (desc.state !== 'finished') throw Errors.recordStillWritten(it.ts);
+            block.inflight++;
+            held.push(block);
+            updates.push({ block, desc, labels });
+            ops.push(updateOp(bucket.name, it, desc, labels));
             outcome.updated++;
-            continue;
           }
-          if (desc.state !== 'finished') throw Errors.recordStillWritten(it.ts);
-          block.inflight++;
-          held.push(block);
-          updates.push({ block, desc, labels });
-          ops.push(updateOp(bucket.name, it, desc, labels));
-          outcome.updated++;
+        } catch (e) {
+          // the source names the member whose destination refused (a group stops on it)
+          throw inBucket(bucket.name, e);
         }
       }
       const writes = batches.flatMap((b) => b.writes);
@@ -216,6 +221,11 @@ export class ShipmentApplier {
     const desc = block.find(it.ts);
     return desc && { block, desc };
   }
+}
+
+/** A refusal of bucket `name`'s part of a shipment, saying which bucket it was. */
+function inBucket(name: string, e: unknown): unknown {
+  return isFerryError(e) ? new FerryError(e.status, `Bucket '${name}': ${e.message}`) : e;
 }
 
 /** Runs `fn` while every bucket from `i` on counts it as an operation in flight. */

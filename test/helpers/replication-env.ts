@@ -13,6 +13,7 @@ import { openStorage } from '../../src/storage/engine.js';
 import type { Labels, Storage } from '../../src/storage/types.js';
 import type { ReplicationInfo } from '../../src/protocol/replications.js';
 import { ReplicationManager, type ReplicationManagerOptions } from '../../src/replication/manager.js';
+import { GroupService } from '../../src/replication/group-service.js';
 import { startTestServer, stopTestServer, type TestServer } from './test-server.js';
 
 /** Which destination a scenario replicates to. */
@@ -35,6 +36,8 @@ export interface ReplEnv {
   /** Source storage (replaced by `reopen`). */
   storage: Storage;
   manager: ReplicationManager;
+  /** The source's consistency groups (replaced by `reopen`). */
+  groups: GroupService;
   /** Destination storage: the source storage itself for `local`, the server's for `remote`. */
   readonly dst: Storage;
   /** `dst_host` and `dst_token` of this destination. */
@@ -59,15 +62,17 @@ export async function openReplEnv(kind: TargetKind, opts: ReplEnvOptions = {}): 
   });
   const server: TestServer | undefined =
     kind === 'remote' ? await startTestServer('dst', DST_TOKEN, opts.dstEnv) : undefined;
-  const open = async (): Promise<{ storage: Storage; manager: ReplicationManager }> => {
+  const open = async (): Promise<{ storage: Storage; manager: ReplicationManager; groups: GroupService }> => {
     const storage = await openStorage({ dataPath: dir, durability: 'none' });
+    const groups = await GroupService.open({ storage, dataPath: dir, sync: false, provisioned: [] });
     const manager = await ReplicationManager.open({
       storage,
       config,
       port: 8383,
+      groups,
       ...(opts.wrapTarget ? { wrapTarget: opts.wrapTarget } : {}),
     });
-    return { storage, manager };
+    return { storage, manager, groups };
   };
   const first = await open();
   const env: ReplEnv = {
@@ -75,6 +80,7 @@ export async function openReplEnv(kind: TargetKind, opts: ReplEnvOptions = {}): 
     dir,
     storage: first.storage,
     manager: first.manager,
+    groups: first.groups,
     get dst() {
       return server ? server.ferry.storage : env.storage;
     },
@@ -94,6 +100,7 @@ export async function openReplEnv(kind: TargetKind, opts: ReplEnvOptions = {}): 
       const next = await open();
       env.storage = next.storage;
       env.manager = next.manager;
+      env.groups = next.groups;
     },
     async close() {
       await env.manager.close();

@@ -1,0 +1,77 @@
+/**
+ * What a replication task needs to run a consistency group (replication.md §8) on the one engine:
+ * the scope (the members, live), the shipper that turns each window into one atomic shipment, and
+ * the group's part of the status. The task reads the one change log as for a bucket, with the
+ * members as its scope, and seals windows only at commit boundaries (`Change.commitContinues`).
+ */
+import type { Storage } from '../storage/types.js';
+import type { Counters } from './checkpoint-store.js';
+import type { Diagnostics } from './diagnostics.js';
+import type { GroupDestination } from './group-destination.js';
+import { GroupShipper, type GroupMemberFigures } from './group-shipper.js';
+import type { Shipper } from './shipper.js';
+
+/** The `group` object of a group replication's status (and its events and active task). */
+export interface GroupRunStatus {
+  name: string;
+  /** Every change of the members up to this LSN is applied at the destination. */
+  delivered_lsn: bigint;
+  /** The stream's key at the destination. */
+  stream: string;
+  members: GroupMemberFigures[];
+}
+
+/** Options of a {@link GroupRun}. */
+export interface GroupRunOptions {
+  /** Name of the consistency group. */
+  group: string;
+  members: readonly string[];
+  /** Makes the destination, given the live member list. */
+  destination: (members: () => readonly string[]) => GroupDestination;
+  /** The stream's key at the destination. */
+  key: string;
+  dstPrefix: string;
+}
+
+/** The group side of one replication task. */
+export class GroupRun {
+  /** Members in scope (a live set: the task's scope filter reads it). */
+  readonly members: Set<string>;
+  /** The task's target. */
+  readonly destination: GroupDestination;
+  private shipper: GroupShipper | null = null;
+
+  constructor(private readonly o: GroupRunOptions) {
+    this.members = new Set(o.members);
+    this.destination = o.destination(() => [...this.members]);
+  }
+
+  /** The task's shipper: windows as shipments, through the engine's watchdog. */
+  makeShipper(ctx: {
+    storage: Storage;
+    watchdog: Pick<Shipper, 'guard'>;
+    diagnostics: Diagnostics;
+    counters(): Counters;
+  }): GroupShipper {
+    this.shipper = new GroupShipper({
+      ...ctx,
+      destination: this.destination,
+      key: this.o.key,
+      dstPrefix: this.o.dstPrefix,
+    });
+    return this.shipper;
+  }
+
+  /** The group's part of the task's status; `cursor` is the task's committed position. */
+  status(cursor: bigint): { group: GroupRunStatus } {
+    const members = [...this.members].sort();
+    return {
+      group: {
+        name: this.o.group,
+        delivered_lsn: cursor,
+        stream: this.o.key,
+        members: this.shipper?.figures(members) ?? [],
+      },
+    };
+  }
+}

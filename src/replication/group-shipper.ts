@@ -1,0 +1,180 @@
+/**
+ * Shipping for a consistency group (replication.md §8): the engine's windows of a group end at
+ * commit boundaries, and each window goes to the destination as ONE shipment that it applies
+ * atomically and idempotently (`GroupDestination.apply`), so a reader of the destination members
+ * sees the source's state after some commit, never a later record without an earlier one.
+ *
+ * Shipments of the stream chain: each starts at the position of the one issued before it (the
+ * destination refuses one that starts beyond what it applied, so a lost shipment cannot be
+ * skipped over). Windows are issued in commit order and re-sent in that order after a failure;
+ * a refusal for a gap is therefore temporary (the earlier window is re-sent first).
+ *
+ * Per-member figures (what each member shipped, and the last LSN of it delivered) are kept for
+ * status; the task's counters get the totals.
+ */
+import type { Storage } from '../storage/types.js';
+import type { Counters } from './checkpoint-store.js';
+import type { Diagnostics } from './diagnostics.js';
+import { groupDestinationBucket, type GroupDestination } from './group-destination.js';
+import { shipmentItemOf } from './group-shipments.js';
+import type { Shipper } from './shipper.js';
+import { TargetError } from './target.js';
+import type { Window } from './window.js';
+import type { ShipmentItem } from '../storage/types.js';
+
+/** What a member shipped (status `group.members[]`). */
+export interface GroupMemberFigures {
+  bucket: string;
+  destination_bucket: string;
+  records_shipped: number;
+  bytes_shipped: number;
+  label_updates_shipped: number;
+  /** Source LSN of the member's latest change the destination applied (0 = none yet). */
+  delivered_lsn: bigint;
+}
+
+/** What a {@link GroupShipper} works with. */
+export interface GroupShipperContext {
+  storage: Pick<Storage, 'bucket' | 'hasBucket' | 'instanceId'>;
+  destination: GroupDestination;
+  /** The stream's key at the destination (`<source instance>:<replication>`). */
+  key: string;
+  dstPrefix: string;
+  diagnostics: Diagnostics;
+  counters(): Counters;
+  /** The engine's shipper: its watchdog runs every destination call. */
+  watchdog: Pick<Shipper, 'guard'>;
+}
+
+/** Whether `e` is the destination's refusal of a shipment that starts after its position. */
+const isGap = (e: TargetError): boolean =>
+  e.status === 409 && /Shipment of stream .* starts after/.test(e.message);
+
+/** Delivers a group's windows as atomic shipments. */
+export class GroupShipper {
+  private issued: bigint | undefined;
+  private readonly froms = new WeakMap<Window, bigint>();
+  private readonly members = new Map<string, GroupMemberFigures>();
+  /** Settles once the shipment launched last has been handed to the destination. */
+  private handedOver: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ctx: GroupShipperContext) {}
+
+  /** The engine's watchdog (the task calls it for `prepare`). */
+  guard<T>(what: string, bytes: number, call: () => Promise<T>): Promise<T> {
+    return this.ctx.watchdog.guard(what, bytes, call);
+  }
+
+  /** Delivers window `w` as one shipment; sets its status. */
+  async ship(w: Window): Promise<void> {
+    // Assigned before the first await: windows are launched in commit order.
+    let from = this.froms.get(w);
+    if (from === undefined) {
+      from = this.issued ?? this.ctx.destination.appliedAtPrepare;
+      this.froms.set(w, from);
+      this.issued = w.endLsn;
+    }
+    // Shipments reach the destination in launch order, whichever is read first.
+    const previous = this.handedOver;
+    let handOver!: () => void;
+    this.handedOver = new Promise((resolve) => (handOver = resolve));
+    try {
+      const items: ShipmentItem[] = [];
+      let bytes = 0;
+      const naming = { dstPrefix: this.ctx.dstPrefix, sourceInstance: this.ctx.storage.instanceId };
+      const counters = this.ctx.counters();
+      for (const { change } of w.remaining) {
+        const item = await shipmentItemOf(this.ctx.storage, change, naming);
+        if (!item) {
+          counters.records_missing_at_source++;
+          continue;
+        }
+        items.push(item);
+        bytes += item.payload?.length ?? 0;
+      }
+      const shipment = { key: this.ctx.key, from, position: w.endLsn, items };
+      await previous;
+      const outcome = await this.guard('Shipment', bytes, () => {
+        const applying = this.ctx.destination.apply(shipment);
+        handOver();
+        return applying;
+      });
+      counters.records_read += items.length;
+      counters.bytes_read += bytes;
+      counters.records_written += outcome.written;
+      counters.bytes_written += outcome.written > 0 ? this.writtenBytes(items, outcome.present) : 0;
+      // changes the stream had applied already (a re-sent shipment) are present as well
+      counters.records_already_present += outcome.present + outcome.skipped;
+      counters.label_updates_written += outcome.updated;
+      this.ctx.diagnostics.addOk(items.length);
+      this.delivered(items, w);
+      w.remaining = [];
+      w.status = 'done';
+    } catch (e) {
+      handOver();
+      const err = TargetError.from(e);
+      this.ctx.diagnostics.addError(err.status, err.message, w.remaining.length);
+      const temporary = err.temporary || isGap(err);
+      w.status = temporary ? 'temp_failed' : 'perm_failed';
+      w.error = { ...err.toFailure(), message: this.describe(err, w) };
+    }
+  }
+
+  /** Payload bytes written (all but the present ones, which the outcome does not name: estimated). */
+  private writtenBytes(items: readonly ShipmentItem[], present: number): number {
+    let bytes = 0;
+    let writes = 0;
+    for (const it of items) {
+      if (it.kind !== 'write') continue;
+      writes++;
+      bytes += it.payload?.length ?? 0;
+    }
+    return writes === 0 ? 0 : Math.round((bytes * (writes - present)) / writes);
+  }
+
+  private delivered(items: readonly ShipmentItem[], w: Window): void {
+    for (const { change } of w.items) {
+      const m = this.member(change.bucket);
+      if (change.lsn > m.delivered_lsn) m.delivered_lsn = change.lsn;
+    }
+    for (const it of items) {
+      const m = this.member(it.bucket.slice(this.ctx.dstPrefix.length));
+      if (it.kind === 'write') {
+        m.records_shipped++;
+        m.bytes_shipped += it.payload?.length ?? 0;
+      } else m.label_updates_shipped++;
+    }
+  }
+
+  private member(bucket: string): GroupMemberFigures {
+    let m = this.members.get(bucket);
+    if (!m) {
+      m = {
+        bucket,
+        destination_bucket: groupDestinationBucket(this.ctx.dstPrefix, bucket),
+        records_shipped: 0,
+        bytes_shipped: 0,
+        label_updates_shipped: 0,
+        delivered_lsn: 0n,
+      };
+      this.members.set(bucket, m);
+    }
+    return m;
+  }
+
+  /** A failure's message naming the member whose destination bucket refused (when one did). */
+  private describe(err: TargetError, w: Window): string {
+    const buckets = new Set(w.remaining.map((i) => i.change.bucket));
+    for (const member of buckets) {
+      const dst = groupDestinationBucket(this.ctx.dstPrefix, member);
+      if (err.message.includes(`'${dst}'`))
+        return `Group member '${member}' (destination bucket '${dst}'): ${err.message}`;
+    }
+    return err.message;
+  }
+
+  /** Figures of `members` (in that order), for status. */
+  figures(members: readonly string[]): GroupMemberFigures[] {
+    return members.map((b) => ({ ...this.member(b) }));
+  }
+}
