@@ -293,3 +293,44 @@ test('a malformed base is refused with 422 naming the field', { timeout: 60_000 
     assert.deepEqual(env.manager.inspect('r').settings.base, { up_to: 10n, verify: 'trust' });
   }),
 );
+
+forEachTarget(
+  'a PUT with the same base keeps its verification; a changed base is checked again and restarts the copy',
+  async (env) => {
+    await seedBoth(env);
+    const body = (base?: Record<string, unknown>) => ({
+      src_bucket: 'src',
+      dst_bucket: 'dst',
+      ...env.destination,
+      ...(base ? { base } : {}),
+    });
+    await env.manager.create('r', body({ up_to: UP_TO }));
+    const first = await settled(env, 'clean');
+    await caughtUp(env, 2 * AFTER);
+    assert.deepEqual(await env.manager.update('r', body({ up_to: UP_TO, verify: 'digest' })), {
+      copy: 'kept',
+    });
+    assert.equal(baseOf(env).state, 'clean');
+    assert.equal(baseOf(env).finished_at, first.finished_at, 'not checked again');
+    // a later up_to: the records between were copied meanwhile, so the new claim holds too
+    const later = UP_TO + 400n;
+    assert.deepEqual(await env.manager.update('r', body({ up_to: later })), { copy: 'restarted' });
+    const second = await settled(env, 'clean');
+    assert.equal(second.up_to, later);
+    assert.notEqual(second.finished_at, first.finished_at);
+    assert.equal(second.totals!.source_records, 2 * (BEFORE + 20));
+    await waitFor(
+      () => {
+        const c = statusOf(env.manager, 'r').counters;
+        return c.records_already_present === 2 * 20; // the restarted copy from `later` on: already there
+      },
+      {
+        timeoutMs: 60_000,
+        message: `copy restarted (${stringifyJson(statusOf(env.manager, 'r').counters)})`,
+      },
+    );
+    await env.manager.update('r', body());
+    assert.equal(env.manager.inspect('r').status.base, undefined);
+  },
+  { timeout: 120_000 },
+);
