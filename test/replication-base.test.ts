@@ -15,6 +15,7 @@ import type { Storage } from '../src/storage/types.js';
 import { forEachTarget, statusOf, withReplEnv, type ReplEnv } from './helpers/replication-env.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 import { waitFor } from './helpers/wait.js';
+import { startFaultProxy } from './helpers/fault-proxy.js';
 
 const UP_TO = 10_000n;
 /** Records per entry before `up_to` (on both sides) and after it (source only). */
@@ -333,4 +334,39 @@ forEachTarget(
     assert.equal(env.manager.inspect('r').status.base, undefined);
   },
   { timeout: 120_000 },
+);
+
+test(
+  'a base check that cannot reach the destination is retried, the replication held meanwhile',
+  { timeout: 120_000 },
+  () =>
+    withReplEnv('remote', async (env) => {
+      await seedBoth(env);
+      const proxy = await startFaultProxy({
+        host: '127.0.0.1',
+        port: Number(new URL(env.destination.dst_host).port),
+      });
+      try {
+        proxy.setMode('reset');
+        await env.replicate('r', { dst_host: `http://127.0.0.1:${proxy.port}`, base: { up_to: UP_TO } });
+        await waitFor(() => baseOf(env).last_error !== null && baseOf(env).state === 'pending', {
+          timeoutMs: 30_000,
+          message: `a failed attempt (${stringifyJson(baseOf(env))})`,
+        });
+        const st = statusOf(env.manager, 'r');
+        assert.equal(st.state, 'initializing');
+        assert.match(
+          String(st.state_reason),
+          /verifying the base up to 10000 \(attempt \d+ failed, retrying: /,
+        );
+        assert.equal(st.counters.records_written, 0);
+        proxy.setMode('pass');
+        const base = await settled(env, 'clean');
+        assert.ok(base.attempts >= 2, stringifyJson(base));
+        assert.equal(base.last_error, null);
+        await caughtUp(env, 2 * AFTER);
+      } finally {
+        await proxy.close();
+      }
+    }),
 );

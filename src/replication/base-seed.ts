@@ -226,10 +226,14 @@ export class BaseSeeder {
     await this.publish(name, st);
   }
 
-  /** Persists the state, tells the task (held while unsettled) and the listeners. */
+  /**
+   * Tells the task (held while unsettled), persists the state, tells the listeners. The task first,
+   * so that its state reason never lags what `status` shows; a release persisted late is safe (a
+   * crash before the write checks the base again).
+   */
   private async publish(name: string, st: BaseStatus): Promise<void> {
-    await this.store.save(name, st);
     this.host.hold(name, this.holdReason(name));
+    await this.store.save(name, st);
     this.host.changed(name);
   }
 
