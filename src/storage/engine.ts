@@ -29,6 +29,7 @@ import { Recovery } from './recovery.js';
 import { ReplicationSlots } from './replication-slots.js';
 import { ShipmentApplier, ShipmentPositions } from './shipment-apply.js';
 import { Wal, type WalOp } from './wal.js';
+import { incompleteGroup } from './last-group.js';
 import type { Entry } from './entry.js';
 import type {
   Bucket,
@@ -87,10 +88,23 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     opts.walSegmentBytes,
     opts.faults,
   );
+  const log = opts.log ?? ((line: string): void => console.error(line));
+  const last = wal.lastGroup();
+  if (last) {
+    const from = ops.findIndex((op) => op.lsn >= last.lsn);
+    const problem = from < 0 ? null : await incompleteGroup(ops.slice(from), bucketsDir);
+    if (problem) {
+      await wal.cut(last);
+      ops.length = from;
+      log(
+        `storage: the last WAL group (LSN ${last.lsn} on) was cut short by a crash, none of it had been acknowledged; dropped (${problem})`,
+      );
+    }
+  }
   wal.keepTail(slots.size > 0);
   const files = new BlockFiles();
   const cache = new DescriptorCache();
-  const commits = new GroupCommit(wal, files, sync);
+  const commits = new GroupCommit(wal, files, sync, opts.faults);
   // Slots count a group's writes before the change log tells replication about them.
   commits.onDurable((group) => slots.onDurable(group));
   const changes = new WalChangeLog(wal, commits, slots);
@@ -105,7 +119,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     slots,
     cache,
     entries: (): Iterable<Entry> => catalogue.entries(),
-    log: opts.log ?? ((line) => console.error(line)),
+    log,
     persistAlso: () => positions.persist(),
     faults: opts.faults,
   });

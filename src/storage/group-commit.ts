@@ -1,7 +1,13 @@
 /**
  * Group commit: writers queue their WAL ops; one run at a time fdatasyncs every block file the group
- * touched, writes the group's frames and fdatasyncs the WAL once, and only then publishes the
- * records and answers the writers. Many concurrent writes therefore share one WAL fsync.
+ * touched and, at the same time, writes the group's frames and fdatasyncs the WAL once; only when
+ * both are durable are the records published and the writers answered. Many concurrent writes
+ * therefore share one WAL fsync, and a write waits for one round of syncs, not two in a row.
+ *
+ * Syncing both at once means that a crash can leave a group's frames durable while some of its
+ * payload bytes are not. Runs are serial, so that can only be the log's last group: recovery checks
+ * its payloads and cuts it when they are incomplete (`checkLastGroup`); none of its writers had been
+ * answered. A block file that cannot be synced while the frames were written has them cut at once.
  *
  * Each writer's ops are encoded on their own: an op that cannot be encoded fails its writer only
  * (and leaves no LSN gap); an I/O failure of the group's write fails the group.
@@ -9,8 +15,9 @@
 import type { BlockFiles } from './block-files.js';
 import type { Block, RecordDesc } from './block.js';
 import type { Entry } from './entry.js';
-import type { Wal, WalOp, WriteOp } from './wal.js';
+import type { GroupStart, Wal, WalOp, WriteOp } from './wal.js';
 import { Errors, fromFsError } from '../protocol/errors.js';
+import type { StorageFaults } from './types.js';
 
 /** A record whose payload is in its block file, to be published once its WAL frame is durable. */
 export interface StagedWrite {
@@ -42,11 +49,14 @@ export class GroupCommit {
   private appliedLsn: bigint;
   private listeners: DurableListener[] = [];
   private idleWaiters: Array<() => void> = [];
+  /** Set when a failed group could not be taken back out of the log: no commit is safe any more. */
+  private broken: Error | undefined;
 
   constructor(
     private readonly wal: Wal,
     private readonly files: BlockFiles,
     private readonly sync: boolean,
+    private readonly faults?: StorageFaults,
   ) {
     this.appliedLsn = wal.lastDurableLsn();
   }
@@ -99,6 +109,8 @@ export class GroupCommit {
     apply: (() => void) | undefined,
   ): Promise<void> {
     if (this.closed) return Promise.reject(Errors.unavailable('The storage engine is closed'));
+    if (this.broken)
+      return Promise.reject(Errors.unavailable(`The storage engine failed: ${this.broken.message}`));
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ ops, apply, writes, paths, resolve, reject });
       this.kick();
@@ -136,8 +148,13 @@ export class GroupCommit {
     }
     try {
       if (group.length > 0) {
-        await this.files.syncFiles(paths, this.sync);
-        await this.wal.flush();
+        const [files, wal] = await Promise.allSettled([this.syncFiles(paths), this.wal.flush()]);
+        if (files.status === 'rejected') {
+          // the frames must not outlive the answer: a restart would replay records never stored
+          if (wal.status === 'fulfilled' && wal.value) await this.takeBack(wal.value);
+          throw files.reason;
+        }
+        if (wal.status === 'rejected') throw wal.reason;
         this.publish(group);
       }
     } catch (e) {
@@ -146,6 +163,22 @@ export class GroupCommit {
     } finally {
       this.committing = false;
       this.kick();
+    }
+  }
+
+  private async syncFiles(paths: ReadonlySet<string>): Promise<void> {
+    await this.faults?.blockSync?.();
+    await this.files.syncFiles(paths, this.sync);
+  }
+
+  /** Cuts a failed group's frames out of the log; if even that fails, refuses every later commit. */
+  private async takeBack(start: GroupStart): Promise<void> {
+    try {
+      await this.wal.cut(start);
+    } catch (e) {
+      // Left in the log, it stays its last group (nothing is committed after it), which recovery
+      // checks: its records are kept only if their payloads are complete.
+      this.broken = e instanceof Error ? e : new Error(String(e));
     }
   }
 

@@ -126,6 +126,12 @@ export type WalOp = (
 
 /** High bit of a frame's type byte: `WalOp.more`. */
 const MORE = 0x80;
+/**
+ * Set on the first frame of each flush (one group commit). Block files and the WAL are synced in
+ * parallel, so only the last group of a log can have durable frames whose payloads are not:
+ * recovery checks that group's payloads (see `lastGroup`). Frames of earlier versions never have it.
+ */
+const GROUP = 0x40;
 
 const HEADER = 8;
 /** Default size after which a new segment is started. */
@@ -136,10 +142,10 @@ const SPARSE_EVERY = 512;
 const TAIL_CAPACITY = 20_000;
 
 /** Serialises one op into a frame appended to `w`. */
-export function encodeOp(w: BinaryWriter, op: WalOp): void {
+export function encodeOp(w: BinaryWriter, op: WalOp, first = false): void {
   const start = w.length;
   w.u32(0).u32(0);
-  w.u8(op.more ? op.type | MORE : op.type)
+  w.u8(op.type | (op.more ? MORE : 0) | (first ? GROUP : 0))
     .u64(op.lsn)
     .num(op.time)
     .str16Cached(op.bucket);
@@ -177,7 +183,7 @@ export function encodeOp(w: BinaryWriter, op: WalOp): void {
 function decodeOp(buf: Buffer, start: number, end: number): WalOp {
   const r = new BinaryReader(buf, start, end);
   const raw = r.u8();
-  const op = decodeFields(r, (raw & ~MORE) as OpType);
+  const op = decodeFields(r, (raw & ~(MORE | GROUP)) as OpType);
   if (raw & MORE) op.more = true;
   return op;
 }
@@ -264,12 +270,21 @@ export function toChange(op: WalOp): Change | undefined {
   return change;
 }
 
-interface Segment {
+export interface Segment {
   startLsn: bigint;
   path: string;
   size: number;
   /** Sparse (lsn, offset) pairs for seeking; complete for segments written or scanned by this process. */
   sparse: Array<{ lsn: bigint; offset: number }> | undefined;
+}
+
+/** Where a flushed group starts in the log (`Wal.flush`, `Wal.lastGroup`), for `Wal.cut`. */
+export interface GroupStart {
+  /** LSN of the group's first frame. */
+  lsn: bigint;
+  segment: Segment;
+  /** Offset of its first frame in `segment`. */
+  offset: number;
 }
 
 /** A position in the frames of the next flush (`Wal.mark`). */
@@ -296,6 +311,8 @@ export class Wal {
   /** Ops encoded for the next flush, and their sparse points (offsets within the group's bytes). */
   private group: WalOp[] = [];
   private groupSparse: Array<{ lsn: bigint; offset: number }> = [];
+  /** The log's last group when it is after the replay start (found by `open`). */
+  private lastGroupStart: GroupStart | undefined;
 
   private constructor(
     readonly dir: string,
@@ -329,6 +346,7 @@ export class Wal {
       });
     }
     let last = replayFrom;
+    let lastGroup: GroupStart | undefined;
     const take = (op: WalOp): void => {
       if (op.lsn > last) last = op.lsn;
       if (op.lsn > replayFrom) apply(op);
@@ -342,7 +360,9 @@ export class Wal {
       // A shipment's frames are held back until its last one is read (one flush writes them all,
       // so only a torn tail can end within one).
       let open: { offset: number; left: number; ops: WalOp[] } | undefined;
-      let validEnd = await wal.scanSegment(seg, (op, offset) => {
+      let groupHere: GroupStart | undefined;
+      let validEnd = await wal.scanSegment(seg, (op, offset, first) => {
+        if (first) groupHere = { lsn: op.lsn, segment: seg, offset };
         if (open) {
           open.ops.push(op);
           if (--open.left === 0) {
@@ -360,6 +380,9 @@ export class Wal {
         validEnd = open.offset;
         seg.sparse = seg.sparse!.filter((p) => p.offset < validEnd);
       }
+      // A group cut off with the shipment is gone: the one before it is in the same flush or
+      // checked already (one flush writes a whole group, and a torn flush is the last one).
+      if (groupHere && groupHere.offset < validEnd) lastGroup = groupHere;
       if (validEnd < seg.size) {
         // Torn or corrupt tail: keep everything before it, drop the rest of the log after it.
         await truncate(seg.path, validEnd);
@@ -370,12 +393,16 @@ export class Wal {
     }
     wal.nextLsn = last + 1n;
     wal.durableLsn = last;
+    if (lastGroup && lastGroup.lsn > replayFrom) wal.lastGroupStart = lastGroup;
     await wal.openCurrent();
     return wal;
   }
 
   /** Reads a whole segment, calling `fn` per valid frame; returns the offset where valid data ends. */
-  private async scanSegment(seg: Segment, fn: (op: WalOp, offset: number) => void): Promise<number> {
+  private async scanSegment(
+    seg: Segment,
+    fn: (op: WalOp, offset: number, first: boolean) => void,
+  ): Promise<number> {
     const fh = await open(seg.path, 'r');
     const sparse: Array<{ lsn: bigint; offset: number }> = [];
     let validEnd = 0;
@@ -413,7 +440,7 @@ export class Wal {
             break;
           }
           if (count++ % SPARSE_EVERY === 0) sparse.push({ lsn: op.lsn, offset: base + rel });
-          fn(op, base + rel);
+          fn(op, base + rel, (data[rel + HEADER]! & GROUP) !== 0);
           rel += HEADER + len;
           validEnd = base + rel;
         }
@@ -477,7 +504,7 @@ export class Wal {
     // no `delete` on the write path (it would turn the op into a slow dictionary object)
     if (more || op.more !== undefined) op.more = more;
     try {
-      encodeOp(this.writer, op);
+      encodeOp(this.writer, op, this.group.length === 0);
     } catch (e) {
       this.writer.rewind(before);
       throw e;
@@ -490,11 +517,15 @@ export class Wal {
     this.group.push(op);
   }
 
-  /** Writes the frames encoded since the last flush durably: one write and one fdatasync. */
-  async flush(): Promise<void> {
+  /**
+   * Writes the frames encoded since the last flush durably: one write and one fdatasync. Returns
+   * where they start (undefined when there were none), so that `cut` can take them back.
+   */
+  async flush(): Promise<GroupStart | undefined> {
     const ops = this.group;
-    if (ops.length === 0) return;
+    if (ops.length === 0) return undefined;
     const seg = this.segments[this.segments.length - 1]!;
+    const start: GroupStart = { lsn: ops[0]!.lsn, segment: seg, offset: seg.size };
     // No copy: commits are serialised, so the writer's buffer is not reused before this write ends.
     const data = this.writer.view();
     try {
@@ -521,6 +552,45 @@ export class Wal {
     this.rewind(this.emptyMark(this.nextLsn));
     // The group is durable already: a failed rotation (disk full) is retried on the next append.
     if (seg.size >= this.segmentBytes) await this.rotate().catch(() => undefined);
+    return start;
+  }
+
+  /**
+   * The log's last group, when it is after the replay start: its frames may be durable while the
+   * block file bytes of its records are not (a crash during its commit), which recovery checks.
+   * Every earlier group's commit had finished before the next one was written.
+   */
+  lastGroup(): GroupStart | undefined {
+    return this.lastGroupStart;
+  }
+
+  /**
+   * Removes the log from `at` on, durably: a group none of whose writers was answered (its block
+   * files could not be synced, or recovery found its payloads incomplete). Its LSNs are given out
+   * again. Nothing may be encoded and not yet flushed.
+   */
+  async cut(at: GroupStart): Promise<void> {
+    const k = this.segments.indexOf(at.segment);
+    if (k < 0) throw new Error(`WAL segment of LSN ${at.lsn} is gone`);
+    if (k < this.segments.length - 1) {
+      // a rotation after the group: its segment becomes the current one again
+      const fh = await open(at.segment.path, 'a', DATA_FILE_MODE);
+      const old = this.fh;
+      this.fh = fh;
+      await old?.close().catch(() => {});
+      for (const later of this.segments.splice(k + 1)) await unlink(later.path).catch(() => {});
+      if (this.sync) await fsyncDir(this.dir);
+    }
+    await this.fh!.truncate(at.offset);
+    if (this.sync) await this.fh!.datasync();
+    at.segment.size = at.offset;
+    at.segment.sparse = at.segment.sparse?.filter((p) => p.offset < at.offset);
+    this.nextLsn = at.lsn;
+    this.durableLsn = at.lsn - 1n;
+    this.tail = this.tail.filter((c) => c.lsn < at.lsn);
+    if (this.lastGroupStart && this.lastGroupStart.lsn >= at.lsn) this.lastGroupStart = undefined;
+    this.rewind(this.emptyMark(at.lsn));
+    this.framesSinceSparse = SPARSE_EVERY;
   }
 
   private emptyMark(lsn: bigint): WalMark {
