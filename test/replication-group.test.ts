@@ -15,6 +15,7 @@ import { dumpMembers, GroupWriter, PrefixReader, storageSide } from './helpers/g
 import { REPLAY, seededRandom } from './helpers/seed.js';
 import { waitFor } from './helpers/wait.js';
 import { stringifyJson } from '../src/protocol/json.js';
+import { ReplicationMonitor } from '../src/replication/monitor.js';
 
 const MEMBERS = ['cam', 'lidar', 'pose'];
 const PREFIX = 'copy-';
@@ -92,6 +93,17 @@ forEachTarget(
     const shipped = st.group.members.reduce((n, m) => n + m.records_shipped, 0);
     assert.equal(shipped, writer.seq, 'every record was shipped once');
     assert.equal(st.counters.records_written, writer.seq);
+    // the monitor's status route and active_tasks carry the group's figures too
+    const monitor = new ReplicationMonitor(env.manager, { sampleMs: 0 });
+    try {
+      const routed = monitor.status('g');
+      assert.deepEqual(routed.source, { bucket: '', entries: [], group: 'robot' });
+      assert.deepEqual(routed.group, st.group);
+      const active = monitor.activeTasks().tasks.find((t) => t.name === 'g') as { group?: unknown };
+      assert.deepEqual(active.group, st.group);
+    } finally {
+      monitor.close();
+    }
   },
   { timeout: 120_000 },
 );

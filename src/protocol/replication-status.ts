@@ -76,7 +76,10 @@ export interface FilterRef {
 
 /** Where a replication reads. */
 export interface ReplicationSource {
+  /** The source bucket ('' for a consistency group). */
   bucket: string;
+  /** The consistency group replicated instead of one bucket (`src_group`). */
+  group?: string;
   /** Entry patterns ([] = every entry). */
   entries: string[];
 }
@@ -209,6 +212,8 @@ export interface ReplicationStatus {
   rate_limit?: RateLimitStatus;
   /** Present when the replication has a `base`: whether and how its claim was checked. */
   base?: BaseStatus;
+  /** A consistency-group replication's delivered position and members (see {@link GroupStatus}). */
+  group?: GroupStatus;
 }
 
 /**
@@ -237,6 +242,27 @@ export interface BaseStatus {
   repair: { written: number; relabelled: number; failed: number } | null;
   /** Why the last attempt failed (it is retried), or why the claim was refused. */
   last_error: string | null;
+}
+
+/** What one member of a group replication shipped. */
+export interface GroupMemberStatus {
+  bucket: string;
+  destination_bucket: string;
+  records_shipped: number;
+  bytes_shipped: number;
+  label_updates_shipped: number;
+  /** Source LSN of the member's latest change the destination applied (0 = none yet). */
+  delivered_lsn: bigint;
+}
+
+/** `group` in a consistency-group replication's status, events and active task. */
+export interface GroupStatus {
+  name: string;
+  /** Every change of the members up to this LSN is applied at the destination. */
+  delivered_lsn: bigint;
+  /** The shipment stream's key at the destination. */
+  stream: string;
+  members: GroupMemberStatus[];
 }
 
 /** `rate_limit` in a replication's status. */
@@ -284,6 +310,8 @@ export interface ActiveTask {
   effective_type?: EffectiveType;
   /** The replication's `base` seeding (see {@link BaseStatus}). */
   base?: BaseStatus;
+  /** A consistency-group replication's delivered position and members (see {@link GroupStatus}). */
+  group?: GroupStatus;
 }
 
 /** `GET /api/v1/active_tasks`: what runs now, sorted by type then name. */

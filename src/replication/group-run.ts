@@ -8,18 +8,12 @@ import type { Storage } from '../storage/types.js';
 import type { Counters } from './checkpoint-store.js';
 import type { Diagnostics } from './diagnostics.js';
 import type { GroupDestination } from './group-destination.js';
-import { GroupShipper, type GroupMemberFigures } from './group-shipper.js';
+import { GroupShipper } from './group-shipper.js';
+import type { GroupStatus } from '../protocol/replication-status.js';
 import type { Shipper } from './shipper.js';
 
 /** The `group` object of a group replication's status (and its events and active task). */
-export interface GroupRunStatus {
-  name: string;
-  /** Every change of the members up to this LSN is applied at the destination. */
-  delivered_lsn: bigint;
-  /** The stream's key at the destination. */
-  stream: string;
-  members: GroupMemberFigures[];
-}
+export type GroupRunStatus = GroupStatus;
 
 /** Options of a {@link GroupRun}. */
 export interface GroupRunOptions {

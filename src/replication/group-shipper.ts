@@ -12,6 +12,7 @@
  * Per-member figures (what each member shipped, and the last LSN of it delivered) are kept for
  * status; the task's counters get the totals.
  */
+import type { GroupMemberStatus } from '../protocol/replication-status.js';
 import type { Storage } from '../storage/types.js';
 import type { Counters } from './checkpoint-store.js';
 import type { Diagnostics } from './diagnostics.js';
@@ -23,15 +24,7 @@ import type { Window } from './window.js';
 import type { ShipmentItem } from '../storage/types.js';
 
 /** What a member shipped (status `group.members[]`). */
-export interface GroupMemberFigures {
-  bucket: string;
-  destination_bucket: string;
-  records_shipped: number;
-  bytes_shipped: number;
-  label_updates_shipped: number;
-  /** Source LSN of the member's latest change the destination applied (0 = none yet). */
-  delivered_lsn: bigint;
-}
+export type GroupMemberFigures = GroupMemberStatus;
 
 /** What a {@link GroupShipper} works with. */
 export interface GroupShipperContext {

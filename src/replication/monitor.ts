@@ -164,7 +164,11 @@ export class ReplicationMonitor {
       since: st.since ?? iso(at),
       started_at: iso(t.startedAt),
       updated_at: iso(t.updatedAt),
-      source: { bucket: settings.src_bucket, entries: [...settings.entries] },
+      source: {
+        bucket: settings.src_bucket,
+        entries: [...settings.entries],
+        ...(settings.src_group !== undefined ? { group: settings.src_group } : {}),
+      },
       destination: {
         // a replication that names a remote has no dst_host of its own
         host: (st.remote as RemoteRef | undefined)?.url ?? publicHost(settings.dst_host),
@@ -238,6 +242,7 @@ export class ReplicationMonitor {
         consecutive_failures: s.consecutive_failures,
         ...(s.progress !== undefined ? { progress: s.progress } : {}),
         ...(s.base !== undefined ? { base: s.base } : {}),
+        ...(s.group !== undefined ? { group: s.group } : {}),
         ...(s.replication_type
           ? { replication_type: s.replication_type, effective_type: s.effective_type }
           : {}),
