@@ -65,7 +65,15 @@ export class GroupShipper {
     if (from === undefined) {
       from = this.issued ?? this.ctx.destination.appliedAtPrepare;
       this.froms.set(w, from);
-      this.issued = w.endLsn;
+      if (w.endLsn > from) this.issued = w.endLsn;
+    }
+    if (w.endLsn <= from) {
+      // applied before a restart of the source (its cursor is persisted lazily): nothing to send
+      this.ctx.counters().records_already_present += w.remaining.length;
+      this.delivered([], w);
+      w.remaining = [];
+      w.status = 'done';
+      return;
     }
     // Shipments reach the destination in launch order, whichever is read first.
     const previous = this.handedOver;
