@@ -39,6 +39,11 @@ export class Block {
   /** Writes in flight (a block is never evicted while it has some). */
   inflight = 0;
   /**
+   * Checkpoint writes of its descriptors under way: the block is clean in memory while its
+   * `.meta` on disk is still the old one, so it must stay loaded until the write is done.
+   */
+  persisting = 0;
+  /**
    * Bumped by every change of its records (insert, publish, removal, label update): cached range
    * digests of the block (range-digest.ts) are valid only for the version they were taken at.
    */

@@ -135,11 +135,15 @@ export class Checkpointer {
         writes.push(async () => {
           if (!block.dirty || !block.records || block.removed || entry.status === 'DELETING') return;
           block.dirty = false;
+          // clean now, but until the file is written a reload would read the older descriptors
+          block.persisting++;
           try {
             await write(entry.metaPath(block), encodeBlockMeta(block), true);
           } catch (e) {
             block.dirty = true;
             throw e;
+          } finally {
+            block.persisting--;
           }
         });
       }

@@ -1,6 +1,8 @@
 /**
  * The descriptor cache: which blocks have their record descriptors in memory, loading them on
  * demand from `<id>.meta` and unloading clean, idle ones beyond a budget (least recently used first).
+ * A block whose `.meta` a checkpoint is writing is not unloaded: it is clean, but the file on disk
+ * is still the older one, and a reload from it would lose the newer descriptors for good.
  */
 import { loadBlockMeta, type Block } from './block.js';
 import type { Entry } from './entry.js';
@@ -64,7 +66,9 @@ export class DescriptorCache {
     // after, and must find them there.
     const idleBefore = this.now() - UNLOAD_IDLE_MS;
     const candidates = [...this.loaded]
-      .filter((b) => !b.dirty && b.inflight === 0 && b.records && b.lastUse < idleBefore)
+      .filter(
+        (b) => !b.dirty && b.inflight === 0 && b.persisting === 0 && b.records && b.lastUse < idleBefore,
+      )
       .sort((a, b) => a.lastUse - b.lastUse);
     for (const b of candidates) {
       if (total <= this.budget / 2) break;

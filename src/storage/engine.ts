@@ -103,7 +103,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   }
   wal.keepTail(slots.size > 0);
   const files = new BlockFiles();
-  const cache = new DescriptorCache();
+  const cache = new DescriptorCache(opts.descriptorBudget);
   const commits = new GroupCommit(wal, files, sync, opts.faults);
   // Slots count a group's writes before the change log tells replication about them.
   commits.onDurable((group) => slots.onDurable(group));

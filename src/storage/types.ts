@@ -370,6 +370,8 @@ export interface StorageOptions {
   log?: (line: string) => void;
   /** Fault injection for tests: a hook that throws makes the operation fail as an I/O error would. */
   faults?: StorageFaults;
+  /** Record descriptors kept in memory before clean, idle blocks are unloaded (tests; default 50,000). */
+  descriptorBudget?: number;
 }
 
 /** Points where tests inject I/O failures into real storage (each hook may throw or reject). */
