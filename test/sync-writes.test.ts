@@ -8,23 +8,15 @@ import { test } from 'node:test';
 import { syncWrites } from '../src/http/sync-writes.js';
 import { SyncGates } from '../src/replication/sync-gates.js';
 import type { SyncGate } from '../src/replication/sync-gate.js';
-import type { ReplicationSettings } from '../src/protocol/replications.js';
 import type { Storage } from '../src/storage/types.js';
+import { taskSettings } from './helpers/engine-harness.js';
 import { withStorage } from './helpers/temp-storage.js';
 
-const settings = {
+const settings = taskSettings({
   src_bucket: 'b',
-  dst_bucket: 'b',
-  dst_host: 'http://127.0.0.1:1',
-  dst_token: null,
-  entries: [],
-  dst_prefix: '',
-  when: null,
-  mode: 'enabled',
-  compression: 'none',
   replication_type: 'sync',
   sync: { timeout_ms: 60_000, on_timeout: 'fail' },
-} as unknown as ReplicationSettings;
+});
 
 /** A gate whose deliveries the test makes (no engine behind it). */
 function gated(storage: Storage): { client: Storage; gate: SyncGate } {
