@@ -14,8 +14,9 @@
  * - initial copy of existing records (one-shot `since: 0`) next to PostgreSQL's `copy_data = true`
  *   table synchronisation, with RSS and events-subscriber figures (bench/lib/initial-copy-bench.ts).
  *
- * `BENCH_ONLY=drain,mib,live,ingest,pg,sync,copy,pgcopy` runs a subset (`sync`: the sync replication rows of
- * lib/sync-bench.ts); `BENCH_RECORDS=n` sets the drain size.
+ * `BENCH_ONLY=drain,mib,live,ingest,pg,sync,copy,pgcopy,group` runs a subset (`sync`: the sync replication rows of
+ * lib/sync-bench.ts; `group`: a consistency group vs three independent replications, lib/group-bench.ts);
+ * `BENCH_RECORDS=n` sets the drain size.
  * `BENCH_CLI=wrapper.mjs` starts the servers through a wrapper script (e.g. one that starts a CPU
  * profile on SIGUSR2, which is sent right before the measured phase of drain and ingest).
  * Besides rates, every row shows the CPU µs per record spent by each instance (/proc), which stays
@@ -39,6 +40,7 @@ import { printTable, type Column } from './lib/table.js';
 import { waitUntil } from './lib/wait.js';
 import { runSyncBench } from './lib/sync-bench.js';
 import { initialCopyBench } from './lib/initial-copy-bench.js';
+import { runGroupBench } from './lib/group-bench.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const ONLY = new Set(
@@ -444,3 +446,5 @@ async function main(): Promise<void> {
 await main();
 // sync replication rows (bench/lib/sync-bench.ts): with the default set, or BENCH_ONLY=sync
 if (process.env.BENCH_ONLY === undefined || ONLY.has('sync')) await runSyncBench(QUICK);
+// consistency-group rows (bench/lib/group-bench.ts): with the default set, or BENCH_ONLY=group
+if (process.env.BENCH_ONLY === undefined || ONLY.has('group')) await runGroupBench(QUICK);

@@ -146,6 +146,67 @@ forEachTarget('a permanent error on one member stops the whole group, naming the
   assert.deepEqual(await seqs(`${PREFIX}cam`), ['1', '3']);
 });
 
+forEachTarget(
+  'a member added to a replicated group gets its existing records copied first; the others keep their order',
+  async (env) => {
+    await setupGroup(env, ['cam', 'lidar']);
+    await env.manager.create('g', {
+      src_group: 'robot',
+      dst_prefix: PREFIX,
+      ...env.destination,
+      batch: { max_records: 4 },
+    });
+    const src = storageSide(() => env.storage);
+    const dst = storageSide(() => env.dst);
+    const random = seededRandom(`group-add-${env.kind}`);
+    const writer = new GroupWriter(src, random, ['cam', 'lidar']);
+    let members = ['cam', 'lidar'];
+    const reader = new PrefixReader(
+      dst,
+      (m) => PREFIX + m,
+      () => members,
+      writer.placeOf,
+      writer.batchOf,
+    );
+    // pose holds records before it joins (and gets more while the others are written)
+    const poseWriter = new GroupWriter(src, seededRandom(`group-add-pose-${env.kind}`), ['pose']);
+    poseWriter.seq = 1_000_000;
+    reader.start();
+    for (let i = 0; i < 60; i++) {
+      await writer.step();
+      if (i % 3 === 0) await poseWriter.step();
+    }
+    await env.groups.update('robot', { buckets: ['cam', 'lidar', 'pose'] });
+    for (let i = 0; i < 60; i++) {
+      await writer.step();
+      if (i % 3 === 0) await poseWriter.step();
+    }
+    await waitFor(() => statusOf(env.manager, 'g').state === 'idle', { timeoutMs: 30_000, message: 'idle' });
+    await drained(env, 'g');
+    await reader.stop();
+    assert.equal(reader.violation, null, `${reader.violation} (${REPLAY})`);
+    assert.deepEqual(
+      await dumpMembers(
+        dst,
+        ['cam', 'lidar', 'pose'].map((m) => PREFIX + m),
+      ),
+      await dumpMembers(src, ['cam', 'lidar', 'pose']),
+      REPLAY,
+    );
+    // once copied, the new member is in the order too
+    members = ['cam', 'lidar', 'pose'];
+    const st = env.manager.inspect('g').status as {
+      group: { copying?: string; members: Array<{ bucket: string }> };
+    };
+    assert.equal(st.group.copying, undefined);
+    assert.deepEqual(
+      st.group.members.map((m) => m.bucket),
+      ['cam', 'lidar', 'pose'],
+    );
+  },
+  { timeout: 120_000 },
+);
+
 forEachTarget('members removed from a group are not shipped any more; the others go on', async (env) => {
   await setupGroup(env);
   await env.manager.create('g', { src_group: 'robot', dst_prefix: PREFIX, ...env.destination });

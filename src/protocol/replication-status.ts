@@ -262,6 +262,8 @@ export interface GroupStatus {
   delivered_lsn: bigint;
   /** The shipment stream's key at the destination. */
   stream: string;
+  /** A member added while the group was replicated, being copied (the log waits for it). */
+  copying?: string;
   members: GroupMemberStatus[];
 }
 

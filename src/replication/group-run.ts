@@ -25,6 +25,19 @@ export interface GroupRunOptions {
   /** The stream's key at the destination. */
   key: string;
   dstPrefix: string;
+  /** A member added while the group was replicated, copied before the log goes on. */
+  copy?: GroupMemberCopy;
+  /** Called once the member copy is delivered (the manager goes on with the next one). */
+  onCopied?: (member: string) => void;
+}
+
+/**
+ * The copy of a member added to a replicated group: its records committed up to `lsn` (the
+ * replication's cursor when it was added; later ones come from the log, in order).
+ */
+export interface GroupMemberCopy {
+  member: string;
+  lsn: bigint;
 }
 
 /** The group side of one replication task. */
@@ -35,7 +48,11 @@ export class GroupRun {
   readonly destination: GroupDestination;
   private shipper: GroupShipper | null = null;
 
+  /** The member copy this run makes first, if any. */
+  readonly copy: GroupMemberCopy | undefined;
+
   constructor(private readonly o: GroupRunOptions) {
+    this.copy = o.copy;
     this.members = new Set(o.members);
     this.destination = o.destination(() => [...this.members]);
   }
@@ -56,6 +73,11 @@ export class GroupRun {
     return this.shipper;
   }
 
+  /** The task delivered the member copy. */
+  copied(): void {
+    if (this.copy) this.o.onCopied?.(this.copy.member);
+  }
+
   /** The group's part of the task's status; `cursor` is the task's committed position. */
   status(cursor: bigint): { group: GroupRunStatus } {
     const members = [...this.members].sort();
@@ -64,6 +86,7 @@ export class GroupRun {
         name: this.o.group,
         delivered_lsn: cursor,
         stream: this.o.key,
+        ...(this.copy ? { copying: this.copy.member } : {}),
         members: this.shipper?.figures(members) ?? [],
       },
     };

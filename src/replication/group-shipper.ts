@@ -13,7 +13,8 @@
  * status; the task's counters get the totals.
  */
 import type { GroupMemberStatus } from '../protocol/replication-status.js';
-import type { Storage } from '../storage/types.js';
+import { createHash } from 'node:crypto';
+import type { ShipmentOutcome, Storage } from '../storage/types.js';
 import type { Counters } from './checkpoint-store.js';
 import type { Diagnostics } from './diagnostics.js';
 import { groupDestinationBucket, type GroupDestination } from './group-destination.js';
@@ -60,6 +61,7 @@ export class GroupShipper {
 
   /** Delivers window `w` as one shipment; sets its status. */
   async ship(w: Window): Promise<void> {
+    if (w.copy) return this.shipCopy(w);
     // Assigned before the first await: windows are launched in commit order.
     let from = this.froms.get(w);
     if (from === undefined) {
@@ -100,25 +102,72 @@ export class GroupShipper {
         handOver();
         return applying;
       });
-      counters.records_read += items.length;
-      counters.bytes_read += bytes;
-      counters.records_written += outcome.written;
-      counters.bytes_written += outcome.written > 0 ? this.writtenBytes(items, outcome.present) : 0;
-      // changes the stream had applied already (a re-sent shipment) are present as well
-      counters.records_already_present += outcome.present + outcome.skipped;
-      counters.label_updates_written += outcome.updated;
-      this.ctx.diagnostics.addOk(items.length);
+      this.count(items, bytes, outcome);
       this.delivered(items, w);
       w.remaining = [];
       w.status = 'done';
     } catch (e) {
       handOver();
-      const err = TargetError.from(e);
-      this.ctx.diagnostics.addError(err.status, err.message, w.remaining.length);
-      const temporary = err.temporary || isGap(err);
-      w.status = temporary ? 'temp_failed' : 'perm_failed';
-      w.error = { ...err.toFailure(), message: this.describe(err, w) };
+      this.failed(e, w);
     }
+  }
+
+  /**
+   * A batch of a member copy (one entry, ascending timestamps): one shipment on a stream of its
+   * own per member entry, positioned by timestamp, so that a batch re-sent after a restart is
+   * skipped and copies of several entries may be in flight together.
+   */
+  private async shipCopy(w: Window): Promise<void> {
+    try {
+      const items: ShipmentItem[] = [];
+      let bytes = 0;
+      const naming = { dstPrefix: this.ctx.dstPrefix, sourceInstance: this.ctx.storage.instanceId };
+      const counters = this.ctx.counters();
+      for (const { change } of w.remaining) {
+        const item = await shipmentItemOf(this.ctx.storage, change, naming);
+        if (!item) {
+          counters.records_missing_at_source++;
+          continue;
+        }
+        item.lsn = change.ts + 1n;
+        items.push(item);
+        bytes += item.payload?.length ?? 0;
+      }
+      const last = items[items.length - 1];
+      if (last) {
+        const first = w.remaining[0]!.change;
+        const tag = createHash('sha256').update(first.entry).digest('hex').slice(0, 16);
+        const key = `${this.ctx.key}:copy:${first.bucket}:${tag}`;
+        const shipment = { key, from: 0n, position: last.lsn, items };
+        const outcome = await this.guard('Member copy', bytes, () => this.ctx.destination.apply(shipment));
+        this.count(items, bytes, outcome);
+      }
+      this.delivered(items, w);
+      w.remaining = [];
+      w.status = 'done';
+    } catch (e) {
+      this.failed(e, w);
+    }
+  }
+
+  private count(items: readonly ShipmentItem[], bytes: number, outcome: ShipmentOutcome): void {
+    const counters = this.ctx.counters();
+    counters.records_read += items.length;
+    counters.bytes_read += bytes;
+    counters.records_written += outcome.written;
+    counters.bytes_written += outcome.written > 0 ? this.writtenBytes(items, outcome.present) : 0;
+    // changes the stream had applied already (a re-sent shipment) are present as well
+    counters.records_already_present += outcome.present + outcome.skipped;
+    counters.label_updates_written += outcome.updated;
+    this.ctx.diagnostics.addOk(items.length);
+  }
+
+  private failed(e: unknown, w: Window): void {
+    const err = TargetError.from(e);
+    this.ctx.diagnostics.addError(err.status, err.message, w.remaining.length);
+    const temporary = err.temporary || isGap(err);
+    w.status = temporary ? 'temp_failed' : 'perm_failed';
+    w.error = { ...err.toFailure(), message: this.describe(err, w) };
   }
 
   /** Payload bytes written (all but the present ones, which the outcome does not name: estimated). */

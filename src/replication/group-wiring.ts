@@ -4,11 +4,15 @@
  * members; a remote destination can apply atomically), and the destination and group run its
  * task gets. Kept out of the manager so that the manager only asks "is it a group?".
  */
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Errors, isFerryError } from '../protocol/errors.js';
+import { parseJson, stringifyJson } from '../protocol/json.js';
+import { writeFileAtomic } from '../storage/atomic-file.js';
 import type { Storage } from '../storage/types.js';
 import type { GroupService } from './group-service.js';
 import { GroupDestination, groupDestinationBucket } from './group-destination.js';
-import { GroupRun } from './group-run.js';
+import { GroupRun, type GroupMemberCopy } from './group-run.js';
 import { checkAtomicDestination, LocalGroupTarget, RemoteGroupTarget } from './group-target.js';
 import type { ReplicationSettings } from './settings.js';
 import type { Target } from './target.js';
@@ -77,6 +81,7 @@ export class GroupWiring {
     s: ReplicationSettings & { src_group: string },
     remote: GroupRemote | null,
     bucketTarget: (bucket: string) => Target,
+    copy?: { copy: GroupMemberCopy; onCopied: (member: string) => void },
   ): GroupRun {
     const key = groupStreamKey(this.storage.instanceId, name);
     const common = { dstPrefix: s.dst_prefix, bucketTarget, key };
@@ -85,6 +90,7 @@ export class GroupWiring {
       members: this.members(s.src_group),
       key,
       dstPrefix: s.dst_prefix,
+      ...(copy ?? {}),
       destination: (members) =>
         remote === null
           ? new GroupDestination({ ...common, members, group: new LocalGroupTarget(this.storage) })
@@ -100,5 +106,48 @@ export class GroupWiring {
   /** Calls `fn` with a group's name whenever it was created, changed or removed. */
   subscribe(fn: (group: string) => void): () => void {
     return this.groups?.subscribe(fn) ?? (() => undefined);
+  }
+}
+
+/** A member copy waiting or running (persisted until it is delivered). */
+export interface PendingMemberCopy {
+  member: string;
+  lsn: bigint;
+  /** The task began it: a restart resumes it from the checkpoint instead of starting afresh. */
+  started: boolean;
+}
+
+/**
+ * Member copies of group replication `name`, in order (`<dir>/<name>.group-copies.json`): a member
+ * added to its group is copied before the log goes on, one member at a time.
+ */
+export class PendingCopies {
+  private readonly file: string;
+
+  constructor(
+    dir: string,
+    name: string,
+    private readonly sync: boolean,
+  ) {
+    this.file = join(dir, `${name}.group-copies.json`);
+  }
+
+  async load(): Promise<PendingMemberCopy[]> {
+    try {
+      const parsed = parseJson(await readFile(this.file, 'utf8')) as { copies?: PendingMemberCopy[] };
+      return (parsed.copies ?? []).map((c) => ({ member: c.member, lsn: BigInt(c.lsn), started: c.started }));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  }
+
+  save(copies: readonly PendingMemberCopy[]): Promise<void> {
+    if (copies.length === 0) return this.remove();
+    return writeFileAtomic(this.file, stringifyJson({ version: 1, copies }), { noSync: !this.sync });
+  }
+
+  remove(): Promise<void> {
+    return rm(this.file, { force: true });
   }
 }

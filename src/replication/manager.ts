@@ -48,7 +48,13 @@ import { VerifyService, type VerifySubject } from './verify-service.js';
 import { sameBase } from './base-settings.js';
 import { BaseSeeder } from './base-seed.js';
 import { BaseSeedStore } from './base-seed-store.js';
-import { GroupWiring, type GroupMembership, type GroupRemote } from './group-wiring.js';
+import {
+  GroupWiring,
+  PendingCopies,
+  type GroupMembership,
+  type GroupRemote,
+  type PendingMemberCopy,
+} from './group-wiring.js';
 import type { GroupRun } from './group-run.js';
 
 /** Options of `ReplicationManager.open`. */
@@ -313,21 +319,26 @@ export class ReplicationManager {
    * The group run of a group replication: its target is the run's destination (member buckets
    * are created through per-bucket targets of the same kind).
    */
-  private groupRun(name: string, s: GroupSettings): GroupRun {
-    const run = this.groupWiring.run(name, s, this.groupRemote(s), (bucket) =>
-      this.newTarget({
-        ...s,
-        src_group: undefined,
-        src_bucket: '',
-        dst_bucket: bucket,
-      } as ReplicationSettings),
+  private groupRun(name: string, s: GroupSettings, copy?: PendingMemberCopy): GroupRun {
+    const run = this.groupWiring.run(
+      name,
+      s,
+      this.groupRemote(s),
+      (bucket) =>
+        this.newTarget({
+          ...s,
+          src_group: undefined,
+          src_bucket: '',
+          dst_bucket: bucket,
+        } as ReplicationSettings),
+      copy && { copy, onCopied: (member) => void this.memberCopied(name, member) },
     );
     this.groupRuns.set(name, run);
     return run;
   }
 
-  private makeTarget(name: string, s: ReplicationSettings): Target {
-    if (isGroup(s)) return this.groupRun(name, s).destination;
+  private makeTarget(name: string, s: ReplicationSettings, copy?: PendingMemberCopy): Target {
+    if (isGroup(s)) return this.groupRun(name, s, copy).destination;
     const inner = this.newTarget(s);
     const target = this.wrapTarget ? this.wrapTarget(inner, name) : inner;
     this.limiters.delete(name);
@@ -393,7 +404,15 @@ export class ReplicationManager {
     restartCopy = false,
   ): Promise<ReplicationTask> {
     const settings = this.runSettings(def.settings);
-    const target = this.makeTarget(name, def.settings);
+    // a group replication copies members added to its group first, one at a time
+    const copies = isGroup(def.settings) ? await this.pendingCopies(name).load() : [];
+    const copy = copies[0];
+    if (copy && !copy.started) {
+      restartCopy = true;
+      copy.started = true;
+      await this.pendingCopies(name).save(copies);
+    }
+    const target = this.makeTarget(name, def.settings, copy);
     const group = isGroup(def.settings) ? this.groupRuns.get(name) : undefined;
     const task = new ReplicationTask({
       name,
@@ -652,6 +671,7 @@ export class ReplicationManager {
       this.lastUpdate.delete(name);
       this.limiters.delete(name);
       this.groupRuns.delete(name);
+      await this.pendingCopies(name).remove();
       await this.store.save(this.defs);
       await this.storage.changes.dropSlot(ReplicationTask.slotName(name));
       await this.checkpoints(name).remove();
@@ -756,9 +776,11 @@ export class ReplicationManager {
       for (const [name, def] of this.defs) {
         if (def.settings.src_group !== group) continue;
         const task = this.tasks.get(name);
+        const before = this.groupRuns.get(name)?.members;
         this.tasks.delete(name);
         await task?.close();
         this.groupRuns.delete(name);
+        await this.planMemberCopies(name, group, before);
         try {
           await this.startTask(name, def, false);
         } catch (e) {
@@ -766,6 +788,54 @@ export class ReplicationManager {
           process.emitWarning(`Replication '${name}': ${e.message}; task not started`);
         }
       }
+    });
+  }
+
+  private pendingCopies(name: string): PendingCopies {
+    return new PendingCopies(this.stateDir, name, this.sync);
+  }
+
+  /**
+   * After group `group` changed: members added since `before` are queued for a copy of the
+   * records they hold up to the replication's cursor (later ones come from the log); members no
+   * longer in the group leave the queue.
+   */
+  private async planMemberCopies(
+    name: string,
+    group: string,
+    before: ReadonlySet<string> | undefined,
+  ): Promise<void> {
+    let now: readonly string[];
+    try {
+      now = this.groupWiring.members(group);
+    } catch {
+      return; // the group is gone: its replication stops (startTask says why)
+    }
+    const store = this.pendingCopies(name);
+    const copies = (await store.load()).filter((c) => now.includes(c.member));
+    if (before) {
+      const lsn = (await this.checkpoints(name).load())?.lsn ?? this.storage.changes.lastLsn();
+      for (const m of now)
+        if (!before.has(m) && !copies.some((c) => c.member === m))
+          copies.push({ member: m, lsn, started: false });
+    }
+    await store.save(copies);
+  }
+
+  /** The member copy of group replication `name` was delivered: the next one, or the log. */
+  private memberCopied(name: string, member: string): Promise<void> {
+    return this.exclusive(async () => {
+      const def = this.defs.get(name);
+      if (this.closed || !def) return;
+      const store = this.pendingCopies(name);
+      const copies = await store.load();
+      if (copies[0]?.member !== member) return;
+      const task = this.tasks.get(name);
+      this.tasks.delete(name);
+      await task?.close();
+      this.groupRuns.delete(name);
+      await store.save(copies.slice(1));
+      await this.startTask(name, def, false);
     });
   }
 

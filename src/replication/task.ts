@@ -388,13 +388,16 @@ export class ReplicationTask {
    */
   private startCopy(saved: Checkpoint['copy'] | null, completed: boolean): void {
     const s = this.settings;
-    const wanted = s.since !== undefined || !this.continuous;
+    // a member added to a replicated group is copied first (group-run.ts)
+    const memberCopy = this.group?.copy;
+    const srcBucket = memberCopy?.member ?? s.src_bucket;
+    const wanted = s.since !== undefined || !this.continuous || memberCopy !== undefined;
     this.completed = wanted && !this.continuous && completed && !this.restartCopy;
     let state = wanted && !this.restartCopy ? (saved ?? null) : null;
     if (wanted && !state && !this.completed) {
       let bucket: Bucket | null = null;
       try {
-        bucket = this.storage.bucket(s.src_bucket);
+        bucket = this.storage.bucket(srcBucket);
       } catch {
         // source bucket gone: nothing to copy
       }
@@ -402,14 +405,14 @@ export class ReplicationTask {
       const until = s.until === undefined ? null : BigInt(s.until);
       // a one-shot copies what was committed before it started (§6.2); a continuous copy takes
       // later writes from the log, as it always did (also after a disabled spell)
-      const lsn = this.continuous ? undefined : this.storage.changes.lastLsn();
+      const lsn = memberCopy?.lsn ?? (this.continuous ? undefined : this.storage.changes.lastLsn());
       state = ScanSource.plan(bucket, compileEntryPatterns(s.entries), since, until, Date.now(), lsn);
       this.committer.markDirty('soon');
     }
     if (!state) return;
-    this.copy = new ScanSource(() => this.storage.bucket(s.src_bucket), state);
+    this.copy = new ScanSource(() => this.storage.bucket(srcBucket), state);
     this.copyFilter = new ScopeFilter(
-      s.src_bucket,
+      srcBucket,
       s.entries,
       s.when,
       this.resetFilter ? undefined : state.filter,
@@ -606,6 +609,8 @@ export class ReplicationTask {
 
   /** The log source's next window (none for a one-shot run, which ships only its copy). */
   private logWindow(): Promise<Window | 'wait' | 'prepare' | null> {
+    // a group's log waits for a new member's copy, so the copy lands at the log position it was planned at
+    if (this.group?.copy && this.copy?.state.completed_at === null) return Promise.resolve(null);
     return this.continuous ? this.nextWindow() : Promise.resolve(null);
   }
 
@@ -625,7 +630,7 @@ export class ReplicationTask {
     this.copyBusy.add(batch.entry);
     const w = this.newWindow();
     w.endLsn = 0n; // moves no log cursor
-    const bucket = this.settings.src_bucket;
+    const bucket = this.group?.copy?.member ?? this.settings.src_bucket;
     const at = Date.now();
     for (const m of batch.records) {
       const c: Change = {
@@ -910,6 +915,7 @@ export class ReplicationTask {
       scan.state.completed_at = new Date().toISOString();
       if (!this.continuous) this.completed = true;
       this.refreshState();
+      this.group?.copied();
     }
   }
 
