@@ -1015,7 +1015,11 @@ export class ReplicationTask {
   /** What a sync gate needs to know: delivering normally, or why not. */
   private syncHealth(): SyncHealth {
     const { state, reason } = stateOf(this.facts());
-    const ok = state === 'replicating' || state === 'idle' || (state === 'initializing' && this.started);
+    const ok =
+      state === 'replicating' ||
+      state === 'idle' ||
+      // a held task delivers nothing: its writers learn why (a `base` being checked)
+      (state === 'initializing' && this.started && this.held === null);
     return { ok, reason, disabled: this.mode === 'disabled' };
   }
 
