@@ -12,9 +12,11 @@
  *   goes; a run interrupted by SIGKILL is resumed from there. Removing a record twice is harmless
  *   (the 404 of an already removed record is ignored), so a lost progress update only means a few
  *   records are looked at again.
- * - Removals are batched: up to `batchSize` `removeRecord` calls are in flight together and share
- *   the engine's group commits; after each batch the job pauses as long as the batch took
- *   (`pace`), so that client requests keep most of the event loop and of the group commits.
+ * - Removals are bulk steps (`Bucket.removeRange`): sealed blocks whose records all go are dropped
+ *   whole (one block-removal op each, several per group commit), the boundary blocks lose their
+ *   doomed records in one commit per block; a step looks at about `batchSize` records (whole
+ *   blocks). After each step the job pauses `pace` times as long as the step took, so that client
+ *   requests keep most of the event loop, of the I/O threads and of the group commits.
  * - Records a replication still has to ship are kept (protection.ts, the FIFO rule); removals are
  *   never logged as changes for replication (the change log carries writes and label updates only),
  *   so retention stays local (replication.md §4).
@@ -28,16 +30,13 @@ import { closeWindow, openWindow, policyEntries, type JobRun } from './job-windo
 import { ReplicationProtection } from './protection.js';
 
 /**
- * Records removed per batch by default. Small batches keep the group commits a concurrent writer
- * shares with the job short (bench/lifecycle.ts, 100,000 records: writer p99 2.6× with batches of
- * 1000, 1.0–1.5× with 200).
+ * Records looked at per step by default (whole blocks: 16 of the default 1024 records). A step
+ * is one group-commit entry of block-removal ops and a few file deletions per block.
  */
-export const DEFAULT_BATCH_SIZE = 200;
+export const DEFAULT_BATCH_SIZE = 16_384;
 /**
- * After each batch the job pauses this many times as long as the batch took, so that it takes at
- * most 1 / (1 + PACE) of the event loop and of the group commits. Without pauses the writer of
- * bench/lifecycle.ts saw its p99 grow 3.3× over a job of 1,000,000 records; 0.5 keeps about two
- * thirds of the removal rate.
+ * After each step the job pauses this many times as long as the step took, so that it takes at
+ * most 1 / (1 + PACE) of the event loop, of the I/O threads and of the group commits.
  */
 export const DEFAULT_PACE = 0.5;
 /** Progress within a window is persisted at most this often (a lost update only costs a re-scan). */
@@ -46,14 +45,17 @@ export const PROGRESS_EVERY_MS = 250;
 /** Inputs of one run. */
 export interface DeleteJobOptions extends JobRun {
   storage: Storage;
+  /** Records looked at per step (whole blocks, at least one). */
   batchSize?: number;
-  /** Pause after each batch, as a multiple of the time the batch took (default DEFAULT_PACE). */
+  /** Pause after each step, as a multiple of the time the batch took (default DEFAULT_PACE). */
   pace?: number;
 }
 
 /** What one run did. */
 export interface DeleteJobResult {
   removed: number;
+  /** Payload + descriptor bytes removed (the bucket's size went down by as much). */
+  removedBytes: number;
   scanned: number;
   protected: number;
   window: { start: bigint; stop: bigint; cutoff: bigint } | null;
@@ -102,6 +104,7 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
   if (!opened) {
     return {
       removed: 0,
+      removedBytes: 0,
       scanned: 0,
       protected: 0,
       window: null,
@@ -114,67 +117,53 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
 
   const protection = await ReplicationProtection.open(storage.changes, b.name, w.start, w.stop);
   let savedAt = performance.now();
-  let batchStart = performance.now();
   const base = settings.when ? compileCondition(settings.when) : undefined;
   let interrupted = false;
 
   outer: for (const entry of entries) {
     if (w.entry !== null && entry < w.entry) continue;
-    const from = w.entry === entry ? w.ts : w.start;
+    let from = w.entry === entry ? w.ts : w.start;
     const cond = base?.clone();
-    let batch: bigint[] = [];
-    const flush = async (nextTs: bigint): Promise<void> => {
-      if (!dryRun && batch.length > 0) {
-        await protection.refresh();
-        const doomed = batch.filter((ts) => {
-          if (!protection.has(entry, ts)) return true;
-          w.protected++;
-          return false;
+    const guard = protection.guard(entry);
+    for (;;) {
+      const stepStart = performance.now();
+      if (!dryRun) await protection.refresh();
+      const step = await b
+        .removeRange(entry, from, w.stop, {
+          limit: batchSize,
+          dryRun,
+          ...(cond && { select: (m) => matches(cond, m.ts, m.labels) }),
+          ...(guard && { keep: guard }),
+        })
+        .catch(async (e: unknown) => {
+          if (!dryRun) await opts.saveState(false).catch(() => undefined);
+          throw e;
         });
-        const results = await Promise.allSettled(doomed.map((ts) => b.removeRecord(entry, ts)));
-        for (const r of results) {
-          if (r.status === 'fulfilled') w.removed++;
-          else if (!(isFerryError(r.reason) && r.reason.status === 404)) {
-            await opts.saveState(false).catch(() => undefined);
-            throw r.reason;
-          }
-        }
-      } else {
-        w.removed += batch.length;
-      }
-      batch = [];
+      w.removed += step.removed;
+      w.scanned += step.scanned;
+      w.protected += step.protected;
+      w.removed_bytes = (w.removed_bytes ?? 0) + step.removedBytes;
+      from = step.next;
       w.entry = entry;
-      w.ts = nextTs;
+      w.ts = step.done ? w.stop : step.next;
       if (!dryRun && performance.now() - savedAt >= PROGRESS_EVERY_MS) {
         await opts.saveState(false);
         savedAt = performance.now();
       }
       // at least one turn of the event loop, so that requests that arrived meanwhile are served
-      await sleep(Math.max(1, (performance.now() - batchStart) * pace));
-      batchStart = performance.now();
-    };
-    for await (const rec of b.scan(entry, from, w.stop)) {
-      const { ts, labels } = rec.meta;
-      w.scanned++;
-      if (matches(cond, ts, labels)) {
-        if (protection.has(entry, ts)) w.protected++;
-        else batch.push(ts);
-      }
-      // progress is saved per batch, and now and then while nothing matches
-      if (batch.length >= batchSize || w.scanned % (batchSize * 8) === 0) {
-        await flush(ts + 1n);
-        if (opts.aborted()) {
-          interrupted = true;
-          break outer;
-        }
+      await sleep(Math.max(1, (performance.now() - stepStart) * pace));
+      if (step.done) break;
+      if (opts.aborted()) {
+        interrupted = true;
+        break outer;
       }
     }
-    await flush(w.stop);
   }
 
   await closeWindow(opts, w, interrupted);
   return {
     removed: w.removed,
+    removedBytes: w.removed_bytes ?? 0,
     scanned: w.scanned,
     protected: w.protected,
     window: { start: w.start, stop: w.stop, cutoff: w.cutoff },

@@ -346,6 +346,7 @@ export class LifecycleManager {
         result.processed_records = d.removed;
         result.scanned_records = d.scanned;
         result.protected_records = d.protected;
+        result.removed_bytes = d.removedBytes;
         r = d;
       }
       result.window_start = r.window?.start ?? null;

@@ -9,13 +9,14 @@
  * can lag behind what was already delivered, so the set is a superset of what is truly pending;
  * records kept by mistake are removed by a later run.
  */
-import type { ChangeLog } from '../storage/types.js';
+import type { ChangeLog, RemovalGuard } from '../storage/types.js';
 
 const READ_PAGE = 10_000;
 
 /** The (entry, ts) pairs of one bucket that replication still has to ship, kept up to date. */
 export class ReplicationProtection {
-  private readonly keys = new Set<string>();
+  /** Per entry: timestamps of pending changes, and the same sorted (built when asked for). */
+  private readonly keys = new Map<string, { set: Set<bigint>; sorted: bigint[] | undefined }>();
   private readLsn = 0n;
   private active = false;
 
@@ -58,8 +59,14 @@ export class ReplicationProtection {
       const page = await this.changes.read(this.readLsn, READ_PAGE);
       if (page.length === 0) break;
       for (const c of page) {
-        if (c.bucket === this.bucket && c.ts >= this.from && c.ts < this.to)
-          this.keys.add(key(c.entry, c.ts));
+        if (c.bucket === this.bucket && c.ts >= this.from && c.ts < this.to) {
+          let k = this.keys.get(c.entry);
+          if (!k) this.keys.set(c.entry, (k = { set: new Set(), sorted: undefined }));
+          if (!k.set.has(c.ts)) {
+            k.set.add(c.ts);
+            k.sorted = undefined;
+          }
+        }
       }
       this.readLsn = page[page.length - 1]!.lsn;
     }
@@ -67,8 +74,27 @@ export class ReplicationProtection {
 
   /** True when the record must be kept. */
   has(entry: string, ts: bigint): boolean {
-    return this.active && this.keys.has(key(entry, ts));
+    return this.active && (this.keys.get(entry)?.set.has(ts) ?? false);
+  }
+
+  /** True when some record of `entry` with from <= ts <= to must be kept. */
+  anyIn(entry: string, from: bigint, to: bigint): boolean {
+    const k = this.active ? this.keys.get(entry) : undefined;
+    if (!k || k.set.size === 0) return false;
+    const sorted = (k.sorted ??= [...k.set].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (sorted[mid]! < from) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < sorted.length && sorted[lo]! <= to;
+  }
+
+  /** The guard of one entry, as `Bucket.removeRange` asks it. */
+  guard(entry: string): RemovalGuard | undefined {
+    if (!this.active) return undefined;
+    return { has: (ts) => this.has(entry, ts), anyIn: (from, to) => this.anyIn(entry, from, to) };
   }
 }
-
-const key = (entry: string, ts: bigint): string => `${entry}\u0000${ts}`;

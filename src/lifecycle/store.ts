@@ -27,6 +27,8 @@ export interface JobWindow {
   removed: number;
   scanned: number;
   protected: number;
+  /** delete: payload + descriptor bytes removed. */
+  removed_bytes?: number;
   /** compress: blocks compressed, their payload bytes and compressed bytes. */
   blocks?: number;
   raw_bytes?: number;
@@ -47,6 +49,8 @@ export interface RunResult {
   scanned_records: number;
   /** Matching records kept because a replication has not shipped them yet. */
   protected_records: number;
+  /** delete: payload + descriptor bytes removed (dry_run: that would be); the bucket shrank by as much. */
+  removed_bytes?: number;
   window_start: bigint | null;
   window_stop: bigint | null;
   cutoff: bigint | null;
@@ -136,6 +140,7 @@ export class LifecycleStore {
             removed: Number(w['removed'] ?? 0),
             scanned: Number(w['scanned'] ?? 0),
             protected: Number(w['protected'] ?? 0),
+            ...(w['removed_bytes'] !== undefined ? { removed_bytes: Number(w['removed_bytes']) } : {}),
             ...(w['blocks'] !== undefined
               ? {
                   blocks: Number(w['blocks']),

@@ -12,6 +12,7 @@ import { BucketData, checkEntryName } from './bucket-data.js';
 import type { BucketServices } from './bucket-services.js';
 import type { Entry } from './entry.js';
 import { Quota } from './quota.js';
+import { RangeRemover } from './range-removal.js';
 import { RecordWriter, type StagedBatch } from './record-writer.js';
 import { OpType, type RemoveRecordOp, type UpdateOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
@@ -31,6 +32,8 @@ import type {
   Labels,
   PayloadSource,
   RangeDigest,
+  RangeRemoval,
+  RangeRemovalOptions,
   RecordFilter,
   RecordSummary,
   Status,
@@ -43,6 +46,7 @@ export class BucketImpl implements Bucket {
   readonly data: BucketData;
   private readonly quota: Quota;
   private readonly writer: RecordWriter;
+  private readonly ranges: RangeRemover;
   private active = 0;
   /** Tail of the changes (label updates, removal) queued per record (`serialized`). */
   private recordChanges = new Map<string, Promise<void>>();
@@ -59,6 +63,7 @@ export class BucketImpl implements Bucket {
     this.data = new BucketData(name, dir, settings, provisioned);
     this.quota = new Quota(this.data, services);
     this.writer = new RecordWriter(this.data, services, this.quota);
+    this.ranges = new RangeRemover(this.data, services, this.quota);
   }
 
   get name(): string {
@@ -404,6 +409,15 @@ export class BucketImpl implements Bucket {
     return this.shared(() => this.removeRecordNow(entryName, ts));
   }
 
+  removeRange(
+    entryName: string,
+    start: bigint,
+    stop: bigint,
+    opts?: RangeRemovalOptions,
+  ): Promise<RangeRemoval> {
+    return this.shared(() => this.ranges.step(entryName, start, stop, opts));
+  }
+
   /** `removeRecord` within an operation that already runs as `shared`. */
   private removeRecordNow(entryName: string, ts: bigint): Promise<void> {
     return this.serialized(entryName, ts, async () => {
@@ -421,7 +435,8 @@ export class BucketImpl implements Bucket {
       };
       await this.whileHeld(block, () =>
         this.services.commits.commit(op, () => {
-          block.remove(ts);
+          // Gone meanwhile (a bulk removal, FIFO): it was counted out then, not again now.
+          if (block.removed || !block.records || block.remove(ts) === undefined) return;
           block.count--;
           block.slots--;
           block.accSize -= desc.size + desc.descSize;
@@ -440,7 +455,7 @@ export class BucketImpl implements Bucket {
         }),
       );
       // Concurrent removals of a block's last records all get here: only the first removes it.
-      if (block.records!.length === 0 && block.inflight === 0 && !block.removed)
+      if (block.records?.length === 0 && block.inflight === 0 && !block.removed)
         await this.quota.removeBlockDurably(entry, block);
     });
   }

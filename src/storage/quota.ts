@@ -11,7 +11,7 @@ import type { BucketServices } from './bucket-services.js';
 import { COMPRESSED_SUFFIX } from './compressed-block.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { Entry } from './entry.js';
-import { OpType } from './wal.js';
+import { OpType, type RemoveBlockOp } from './wal.js';
 import { Errors, replicationHoldsQuota } from '../protocol/errors.js';
 import { isMetaEntry } from '../protocol/names.js';
 
@@ -81,29 +81,60 @@ export class Quota {
   }
 
   /** Removes a whole block: logged durably first, files deleted afterwards. */
-  async removeBlockDurably(entry: Entry, block: Block): Promise<void> {
+  removeBlockDurably(entry: Entry, block: Block): Promise<void> {
+    return this.removeBlocksDurably(entry, [block]);
+  }
+
+  /**
+   * Removes whole blocks of one entry in one step: their removal ops share one group-commit entry
+   * (all durable or none), the size account drops at once, files are deleted afterwards (a crash
+   * in between: recovery replays the ops and deletes them).
+   */
+  removeBlocksDurably(entry: Entry, blocks: readonly Block[]): Promise<void> {
+    this.detachBlocks(entry, blocks);
+    return this.dropDetached(entry, blocks);
+  }
+
+  /**
+   * Takes blocks out of their entry and out of the size account at once, so that no writer
+   * chooses them any more; `dropDetached` makes that durable (or puts them back).
+   */
+  detachBlocks(entry: Entry, blocks: readonly Block[]): void {
+    for (const block of blocks) {
+      entry.removeBlock(block);
+      this.data.account.bytes -= block.accSize;
+    }
+  }
+
+  /** Logs the removal of detached blocks durably, then deletes their files; back on failure. */
+  async dropDetached(entry: Entry, blocks: readonly Block[]): Promise<void> {
+    if (blocks.length === 0) return;
     const { commits, slots, files, cache } = this.services;
-    // Out of the entry at once, so that no writer chooses it meanwhile; back if the op fails.
-    entry.removeBlock(block);
-    this.data.account.bytes -= block.accSize;
+    const name = this.data.name;
+    const time = Date.now();
+    const ops = blocks.map(
+      (block): RemoveBlockOp => ({
+        type: OpType.RemoveBlock,
+        lsn: 0n,
+        time,
+        bucket: name,
+        entry: entry.name,
+        blockId: block.id,
+      }),
+    );
     try {
-      await commits.commit(
-        {
-          type: OpType.RemoveBlock,
-          lsn: 0n,
-          time: Date.now(),
-          bucket: this.data.name,
-          entry: entry.name,
-          blockId: block.id,
-        },
-        () => slots.notifyEvicted(this.data.name, block),
-      );
+      await commits.commitAll(ops, [], [], () => {
+        for (const block of blocks) slots.notifyEvicted(name, block);
+      });
     } catch (e) {
-      block.removed = false;
-      entry.addBlock(block);
-      this.data.account.bytes += block.accSize;
+      for (const block of blocks) {
+        block.removed = false;
+        entry.addBlock(block);
+        this.data.account.bytes += block.accSize;
+      }
       throw e;
     }
-    await deleteBlockFiles(files, cache, entry, block);
+    // One after another: a step of many blocks must not fill the I/O threads that writers use.
+    for (const block of blocks) await deleteBlockFiles(files, cache, entry, block);
   }
 }

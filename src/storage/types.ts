@@ -161,6 +161,16 @@ export interface Bucket {
 
   /** Removes one record (404 if missing). */
   removeRecord(entry: string, ts: bigint): Promise<void>;
+  /**
+   * Bulk removal for retention (lifecycle `delete`, remove-by-query): the finished records of
+   * `entry` with start <= ts < stop that `select` accepts and `keep` does not protect, one step of
+   * at most about `opts.limit` records looked at (whole blocks; at least one). A sealed block whose
+   * records all go is dropped whole (one block-removal op, no per-record work, descriptors not even
+   * loaded when there is no `select`); the other blocks lose their records in one commit per
+   * block. Crash-safe: what the returned promise reports removed is durable. Call again from
+   * `next` until `done`. A missing entry has nothing to remove.
+   */
+  removeRange(entry: string, start: bigint, stop: bigint, opts?: RangeRemovalOptions): Promise<RangeRemoval>;
   /** Removes an entry and all its sub-entries (404 if missing). Asynchronous: DELETING first. */
   removeEntry(entry: string): Promise<void>;
   /** Renames an entry and its children (404 / 409 as api.md §8.5). */
@@ -174,6 +184,43 @@ export interface Bucket {
    * not eligible (the newest of its entry, newer records, compressed already, writes in flight).
    */
   compressBlock(entry: string, blockId: bigint, before: bigint): Promise<BlockCompressOutcome | undefined>;
+}
+
+/** Records that a bulk removal must keep (records a replication still has to ship). */
+export interface RemovalGuard {
+  /** True when some record of the entry with from <= ts <= to may have to be kept. */
+  anyIn(from: bigint, to: bigint): boolean;
+  /** True when the record at `ts` must be kept. */
+  has(ts: bigint): boolean;
+}
+
+/** Options of `Bucket.removeRange`. */
+export interface RangeRemovalOptions {
+  /** Chooses records (called once per finished record in the range, in timestamp order). */
+  select?: (meta: RecordMeta) => boolean;
+  keep?: RemovalGuard;
+  /** Records to look at in this step (whole blocks, at least one; default 16,384). */
+  limit?: number;
+  /** Count what would be removed, change nothing. */
+  dryRun?: boolean;
+}
+
+/** What one step of `Bucket.removeRange` did. */
+export interface RangeRemoval {
+  /** Records removed (dry run: that would be). */
+  removed: number;
+  /** Their payload + descriptor bytes (the bucket's size went down by exactly this much). */
+  removedBytes: number;
+  /** Finished records in the range looked at. */
+  scanned: number;
+  /** Selected records kept because `keep` protects them. */
+  protected: number;
+  /** Blocks dropped whole (dry run: that would be). */
+  wholeBlocks: number;
+  /** Every record before it (in the range) has been looked at: the next step starts here. */
+  next: bigint;
+  /** Nothing is left to look at before `stop`. */
+  done: boolean;
 }
 
 /** One block of an entry, as a lifecycle `compress` job sees it. */
