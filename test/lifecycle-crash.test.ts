@@ -5,7 +5,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import { api, call, createReplication, waitCaughtUp } from './helpers/ferry-api.js';
@@ -89,7 +89,8 @@ async function readState(node: FerryProcess, name: string): Promise<StateFile | 
 test('a delete run killed with SIGKILL resumes after the restart and leaves consistent data', async () => {
   const node = await spawnFerry({ env: { RS_SYSTEM_EVENTS_ENABLED: 'false' } });
   procs.push(node);
-  await api(node, 'POST', '/b/data', {});
+  // small blocks: the run drops many whole blocks in several steps, and is killed between them
+  await api(node, 'POST', '/b/data', { max_block_records: 16 });
   const OLD = 15_000;
   await writeRecords(node, 'data', 'cam-a', OLD, OLD_START, 10_000_000);
   await writeRecords(node, 'data', 'cam-b', OLD, OLD_START, 10_000_000);
@@ -135,7 +136,22 @@ test('a delete run killed with SIGKILL resumes after the restart and leaves cons
   await node.restart();
   assert.equal(await recordCount(node, 'data', 'cam-a'), 500);
   assert.equal(await scanCount(node, 'data', 'cam-b'), 0);
+  // no block file is left behind by the blocks dropped whole, none is missing
+  for (const [entry, blocks] of [
+    ['cam-a', await blockCount(node, 'data', 'cam-a')],
+    ['cam-b', 0],
+  ] as const) {
+    const files = await readdir(join(node.dataPath, 'buckets', 'data', entry));
+    assert.equal(files.filter((f) => f.endsWith('.blk')).length, blocks, `${entry}: ${files.join(' ')}`);
+  }
 });
+
+async function blockCount(node: FerryProcess, bucket: string, entry: string): Promise<number> {
+  const info = (await api(node, 'GET', `/b/${bucket}`)) as {
+    entries: Array<{ name: string; block_count: number }>;
+  };
+  return Number(info.entries.find((e) => e.name === entry)?.block_count ?? 0);
+}
 
 test('unshipped records are kept until the replication delivered them; removals are not replicated', async () => {
   const dstPort = await freePort();

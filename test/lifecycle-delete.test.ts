@@ -268,6 +268,28 @@ test('removing the last records of a block concurrently logs one block removal, 
   assert.equal(countRecords('blocks', 'e'), 1);
 });
 
+test('a run drops whole sealed blocks (one op per block), the boundary block record by record', async () => {
+  const b = await storage.createBucket('data', { max_block_records: 100n });
+  const old = NOW_US - 10n * 24n * HOUR_US;
+  // 2,000 old records (blocks of 100), the 20th block also holds 50 recent ones
+  await fill('data', ['cam-a'], 1950, old, 1_000_000n);
+  await fill('data', ['cam-a'], 50, NOW_US - HOUR_US, 1_000_000n);
+  const size = b.info().size;
+  const lsn = storage.changes.lastLsn();
+  const m = await open();
+  await m.create('p', policy());
+  const r = await m.runNow('p');
+  assert.equal(r.processed_records, 1950);
+  assert.equal(countRecords('data', 'cam-a'), 50);
+  // 19 block removals and 50 record removals (record by record it was 1,950 ops + 19)
+  assert.equal(storage.changes.lastLsn() - lsn, 19n + 50n);
+  assert.equal(size - b.info().size, BigInt(r.removed_bytes!));
+  assert.equal(
+    b.info().size,
+    b.entries().reduce((s, e) => s + e.size, 0n),
+  );
+});
+
 test('on a REPLICA no job runs: provisioned and stored policies stay idle and say why', async () => {
   await fill('data', ['cam-a'], 100, NOW_US - 48n * HOUR_US, 1_000_000n);
   // A policy stored while the instance was a standalone one, and a provisioned one.

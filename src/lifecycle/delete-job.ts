@@ -116,7 +116,7 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
   const { w, resumed } = opened;
 
   const protection = await ReplicationProtection.open(storage.changes, b.name, w.start, w.stop);
-  let savedAt = performance.now();
+  let savedAt = -Infinity; // the first step's progress is saved at once
   const base = settings.when ? compileCondition(settings.when) : undefined;
   let interrupted = false;
 

@@ -419,6 +419,7 @@ export class QueryManager {
     // attachments are removed by tombstones only (§14.1)
     entries = entries.filter((e) => !isMetaEntry(e));
     const stop = spec.stop ?? U64_MAX;
+    if (condition === undefined) return this.removeTimeRange(b, entries, spec.start ?? 0n, stop);
     const exec = new QueryExecutor({
       bucket: b,
       entries,
@@ -450,6 +451,20 @@ export class QueryManager {
     } finally {
       await Promise.allSettled(inflight);
       await exec.close();
+    }
+    return removed;
+  }
+
+  /** A remove query of a time range only: the bulk path (whole blocks dropped, `removeRange`). */
+  private async removeTimeRange(b: Bucket, entries: string[], start: bigint, stop: bigint): Promise<bigint> {
+    let removed = 0n;
+    for (const e of entries) {
+      for (let from = start; ; ) {
+        const step = await b.removeRange(e, from, stop);
+        removed += BigInt(step.removed);
+        if (step.done) break;
+        from = step.next;
+      }
     }
     return removed;
   }

@@ -61,7 +61,7 @@ export class RangeRemover {
     };
 
     let from = start;
-    for (;;) {
+    while (from < stop) {
       const block = entry.blocks[entry.firstBlockIndex(from)];
       if (!block || block.id >= stop || (block.maxTs < from && block === entry.blocks.at(-1))) break;
       if (block.maxTs < from) {
