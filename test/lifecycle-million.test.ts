@@ -72,125 +72,149 @@ function entryCounts(storage: Storage): number[] {
 
 const bucketSize = (storage: Storage): bigint => storage.bucket('data').info().size;
 
-test('a delete job over 1,000,000 records: processing_interval windows, dry_run exact, sizes add up', {
-  timeout: 300_000,
-}, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ferry-lc-million-'));
-  let storage = await openStorage({ dataPath: dir, durability: 'none' });
-  const events: RunResult[] = [];
-  let manager: LifecycleManager | undefined;
-  try {
-    const t0 = performance.now();
-    const written = await fill(storage);
-    const loadS = (performance.now() - t0) / 1000;
-    assert.deepEqual(entryCounts(storage), ENTRIES.map(() => PER_ENTRY + RECENT));
+test(
+  'a delete job over 1,000,000 records: processing_interval windows, dry_run exact, sizes add up',
+  {
+    timeout: 300_000,
+  },
+  async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'ferry-lc-million-'));
+    let storage = await openStorage({ dataPath: dir, durability: 'none' });
+    const events: RunResult[] = [];
+    let manager: LifecycleManager | undefined;
+    try {
+      const t0 = performance.now();
+      const written = await fill(storage);
+      const loadS = (performance.now() - t0) / 1000;
+      assert.deepEqual(
+        entryCounts(storage),
+        ENTRIES.map(() => PER_ENTRY + RECENT),
+      );
 
-    manager = await LifecycleManager.open({
-      storage,
-      config: ConfigFree(dir),
-      clock,
-      onRun: (_p, _l, r) => events.push(r),
-      warn: () => undefined,
-    });
-    await manager.create('p', {
-      type: 'delete',
-      bucket: 'data',
-      entries: ['cam-*'],
-      older_than: '1d',
-      interval: '24h',
-      processing_interval: '3d',
-      mode: 'dry_run',
-    });
+      manager = await LifecycleManager.open({
+        storage,
+        config: ConfigFree(dir),
+        clock,
+        onRun: (_p, _l, r) => events.push(r),
+        warn: () => undefined,
+      });
+      await manager.create('p', {
+        type: 'delete',
+        bucket: 'data',
+        entries: ['cam-*'],
+        older_than: '1d',
+        interval: '24h',
+        processing_interval: '3d',
+        mode: 'dry_run',
+      });
 
-    // The windows the runs must take: from the oldest record on, 3 days each, up to the cut-off.
-    const cutoff = NOW_US - DAY_US;
-    const all = written.ts.flat();
-    const windows: Array<{ start: number; stop: number; count: number }> = [];
-    for (let from = START_US; ; ) {
-      // the oldest record at or after the cursor, in any entry
-      const start = written.ts.reduce((m, list) => {
-        const t = list.find((x) => x >= from);
-        return t !== undefined && t < m ? t : m;
-      }, Infinity);
-      if (!Number.isFinite(start) || start >= cutoff) break;
-      const stop = Math.min(start + WINDOW_US, cutoff);
-      windows.push({ start, stop, count: all.filter((t) => t >= start && t < stop).length });
-      if (stop >= cutoff) break;
-      from = stop;
-    }
-    assert.ok(windows.length >= 3, 'several runs are needed');
-    assert.equal(
-      windows.reduce((s, w) => s + w.count, 0),
-      ENTRIES.length * PER_ENTRY,
-    );
-
-    // dry_run: the exact count of the first window, nothing removed, the cursor stays
-    const sizeBefore = bucketSize(storage);
-    const dry = await manager.runNow('p');
-    assert.equal(dry.status, 'ok', dry.error_message);
-    assert.equal(dry.processed_records, windows[0]!.count);
-    assert.equal(dry.window_start, BigInt(windows[0]!.start));
-    assert.equal(dry.window_stop, BigInt(windows[0]!.stop));
-    assert.deepEqual(entryCounts(storage), ENTRIES.map(() => PER_ENTRY + RECENT));
-    assert.equal(bucketSize(storage), sizeBefore);
-    const dryAgain = await manager.runNow('p');
-    assert.equal(dryAgain.window_start, dry.window_start, 'a dry run does not move the cursor');
-
-    await manager.setMode('p', { mode: 'enabled' });
-    const runs: RunResult[] = [];
-    const timings: string[] = [];
-    for (const [i, w] of windows.entries()) {
-      const size = bucketSize(storage);
-      const t = performance.now();
-      const r = await manager.runNow('p');
-      const s = (performance.now() - t) / 1000;
-      timings.push(`${r.processed_records} in ${s.toFixed(2)} s`);
-      runs.push(r);
-      assert.equal(r.status, 'ok', r.error_message);
-      assert.equal(r.window_start, BigInt(w.start), `run ${i}`);
-      assert.equal(r.window_stop, BigInt(w.stop), `run ${i}`);
-      assert.equal(r.processed_records, w.count, `run ${i}`);
-      assert.equal(r.scanned_records, w.count, `run ${i}`);
-      assert.equal(r.caught_up, i === windows.length - 1, `run ${i}`);
-      assert.equal(size - bucketSize(storage), BigInt(r.removed_bytes!), `run ${i}: size down by what it reports`);
-      if (i === 0) {
-        assert.equal(r.processed_records, dry.processed_records, 'dry_run counted what the run removed');
-        assert.equal(r.removed_bytes, dry.removed_bytes, 'and its bytes');
+      // The windows the runs must take: from the oldest record on, 3 days each, up to the cut-off.
+      const cutoff = NOW_US - DAY_US;
+      const all = written.ts.flat();
+      const windows: Array<{ start: number; stop: number; count: number }> = [];
+      for (let from = START_US; ;) {
+        // the oldest record at or after the cursor, in any entry
+        const start = written.ts.reduce((m, list) => {
+          const t = list.find((x) => x >= from);
+          return t !== undefined && t < m ? t : m;
+        }, Infinity);
+        if (!Number.isFinite(start) || start >= cutoff) break;
+        const stop = Math.min(start + WINDOW_US, cutoff);
+        windows.push({ start, stop, count: all.filter((t) => t >= start && t < stop).length });
+        if (stop >= cutoff) break;
+        from = stop;
       }
-    }
-    console.log(
-      `1,000,000 records loaded in ${loadS.toFixed(1)} s; runs: ${timings.join(', ')} (${REPLAY})`,
-    );
-    assert.deepEqual(entryCounts(storage), ENTRIES.map(() => RECENT));
-    assert.equal(events.filter((e) => e.mode === 'enabled').length, windows.length, 'one $system event per run');
+      assert.ok(windows.length >= 3, 'several runs are needed');
+      assert.equal(
+        windows.reduce((s, w) => s + w.count, 0),
+        ENTRIES.length * PER_ENTRY,
+      );
 
-    // caught up: the next pass finds nothing
-    const again = await manager.runNow('p');
-    assert.equal(again.processed_records, 0);
+      // dry_run: the exact count of the first window, nothing removed, the cursor stays
+      const sizeBefore = bucketSize(storage);
+      const dry = await manager.runNow('p');
+      assert.equal(dry.status, 'ok', dry.error_message);
+      assert.equal(dry.processed_records, windows[0]!.count);
+      assert.equal(dry.window_start, BigInt(windows[0]!.start));
+      assert.equal(dry.window_stop, BigInt(windows[0]!.stop));
+      assert.deepEqual(
+        entryCounts(storage),
+        ENTRIES.map(() => PER_ENTRY + RECENT),
+      );
+      assert.equal(bucketSize(storage), sizeBefore);
+      const dryAgain = await manager.runNow('p');
+      assert.equal(dryAgain.window_start, dry.window_start, 'a dry run does not move the cursor');
 
-    // what is left is exactly the recent records, and it reads back the same after a restart
-    const b = storage.bucket('data');
-    const sizeAfter = bucketSize(storage);
-    let left = 0;
-    let leftBytes = 0;
-    for (const entry of ENTRIES) {
-      for await (const rec of b.scan(entry, 0n, BigInt(NOW_US))) {
-        assert.ok(rec.meta.ts >= BigInt(cutoff), `${entry}: ${rec.meta.ts} is older than the cut-off`);
-        left++;
-        leftBytes += rec.meta.size;
+      await manager.setMode('p', { mode: 'enabled' });
+      const runs: RunResult[] = [];
+      const timings: string[] = [];
+      for (const [i, w] of windows.entries()) {
+        const size = bucketSize(storage);
+        const t = performance.now();
+        const r = await manager.runNow('p');
+        const s = (performance.now() - t) / 1000;
+        timings.push(`${r.processed_records} in ${s.toFixed(2)} s`);
+        runs.push(r);
+        assert.equal(r.status, 'ok', r.error_message);
+        assert.equal(r.window_start, BigInt(w.start), `run ${i}`);
+        assert.equal(r.window_stop, BigInt(w.stop), `run ${i}`);
+        assert.equal(r.processed_records, w.count, `run ${i}`);
+        assert.equal(r.scanned_records, w.count, `run ${i}`);
+        assert.equal(r.caught_up, i === windows.length - 1, `run ${i}`);
+        assert.equal(
+          size - bucketSize(storage),
+          BigInt(r.removed_bytes!),
+          `run ${i}: size down by what it reports`,
+        );
+        if (i === 0) {
+          assert.equal(r.processed_records, dry.processed_records, 'dry_run counted what the run removed');
+          assert.equal(r.removed_bytes, dry.removed_bytes, 'and its bytes');
+        }
       }
+      console.log(
+        `1,000,000 records loaded in ${loadS.toFixed(1)} s; runs: ${timings.join(', ')} (${REPLAY})`,
+      );
+      assert.deepEqual(
+        entryCounts(storage),
+        ENTRIES.map(() => RECENT),
+      );
+      assert.equal(
+        events.filter((e) => e.mode === 'enabled').length,
+        windows.length,
+        'one $system event per run',
+      );
+
+      // caught up: the next pass finds nothing
+      const again = await manager.runNow('p');
+      assert.equal(again.processed_records, 0);
+
+      // what is left is exactly the recent records, and it reads back the same after a restart
+      const b = storage.bucket('data');
+      const sizeAfter = bucketSize(storage);
+      let left = 0;
+      let leftBytes = 0;
+      for (const entry of ENTRIES) {
+        for await (const rec of b.scan(entry, 0n, BigInt(NOW_US))) {
+          assert.ok(rec.meta.ts >= BigInt(cutoff), `${entry}: ${rec.meta.ts} is older than the cut-off`);
+          left++;
+          leftBytes += rec.meta.size;
+        }
+      }
+      assert.equal(left, ENTRIES.length * RECENT);
+      assert.ok(Number(sizeAfter) > leftBytes, 'the size counts payloads and descriptors');
+      await manager.close();
+      manager = undefined;
+      await storage.close();
+      storage = await openStorage({ dataPath: dir, durability: 'none' });
+      assert.equal(bucketSize(storage), sizeAfter);
+      assert.deepEqual(
+        entryCounts(storage),
+        ENTRIES.map(() => RECENT),
+      );
+    } finally {
+      await manager?.close();
+      await storage.close();
+      await rm(dir, { recursive: true, force: true });
     }
-    assert.equal(left, ENTRIES.length * RECENT);
-    assert.ok(Number(sizeAfter) > leftBytes, 'the size counts payloads and descriptors');
-    await manager.close();
-    manager = undefined;
-    await storage.close();
-    storage = await openStorage({ dataPath: dir, durability: 'none' });
-    assert.equal(bucketSize(storage), sizeAfter);
-    assert.deepEqual(entryCounts(storage), ENTRIES.map(() => RECENT));
-  } finally {
-    await manager?.close();
-    await storage.close();
-    await rm(dir, { recursive: true, force: true });
-  }
-});
+  },
+);

@@ -459,7 +459,7 @@ export class QueryManager {
   private async removeTimeRange(b: Bucket, entries: string[], start: bigint, stop: bigint): Promise<bigint> {
     let removed = 0n;
     for (const e of entries) {
-      for (let from = start; ; ) {
+      for (let from = start; ;) {
         const step = await b.removeRange(e, from, stop);
         removed += BigInt(step.removed);
         if (step.done) break;

@@ -112,16 +112,14 @@ export class Quota {
     const { commits, slots, files, cache } = this.services;
     const name = this.data.name;
     const time = Date.now();
-    const ops = blocks.map(
-      (block): RemoveBlockOp => ({
-        type: OpType.RemoveBlock,
-        lsn: 0n,
-        time,
-        bucket: name,
-        entry: entry.name,
-        blockId: block.id,
-      }),
-    );
+    const ops = blocks.map((block): RemoveBlockOp => ({
+      type: OpType.RemoveBlock,
+      lsn: 0n,
+      time,
+      bucket: name,
+      entry: entry.name,
+      blockId: block.id,
+    }));
     try {
       await commits.commitAll(ops, [], [], () => {
         for (const block of blocks) slots.notifyEvicted(name, block);

@@ -98,12 +98,7 @@ export class RangeRemover {
       if (picked === undefined) continue; // the block left its entry meanwhile: look again
       const { doomed, finished } = picked;
       from = picked.next;
-      if (
-        wholeCandidate &&
-        finished === block.count &&
-        doomed.length === finished &&
-        this.droppable(block)
-      ) {
+      if (wholeCandidate && finished === block.count && doomed.length === finished && this.droppable(block)) {
         this.takeWhole(entry, block, whole, out, opts.dryRun === true, true);
         continue;
       }
@@ -188,16 +183,14 @@ export class RangeRemover {
       return;
     }
     const time = Date.now();
-    const ops = doomed.map(
-      (d): RemoveRecordOp => ({
-        type: OpType.RemoveRecord,
-        lsn: 0n,
-        time,
-        bucket: this.data.name,
-        entry: entry.name,
-        ts: d.ts,
-      }),
-    );
+    const ops = doomed.map((d): RemoveRecordOp => ({
+      type: OpType.RemoveRecord,
+      lsn: 0n,
+      time,
+      bucket: this.data.name,
+      entry: entry.name,
+      ts: d.ts,
+    }));
     block.inflight++; // descriptors stay loaded, the block stays in place
     try {
       await this.services.commits.commitAll(ops, [], [], () => {
