@@ -11,7 +11,13 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { forEachTarget, statusOf, type ReplEnv } from './helpers/replication-env.js';
-import { dumpMembers, GroupWriter, PrefixReader, storageSide } from './helpers/group-workload.js';
+import {
+  dumpMembers,
+  GroupWriter,
+  PrefixReader,
+  storageSide,
+  type GroupSide,
+} from './helpers/group-workload.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 import { waitFor } from './helpers/wait.js';
 import { stringifyJson } from '../src/protocol/json.js';
@@ -24,6 +30,16 @@ async function setupGroup(env: ReplEnv, members = MEMBERS): Promise<void> {
   for (const b of [...MEMBERS, 'other']) if (!env.storage.hasBucket(b)) await env.storage.createBucket(b);
   await env.groups.create('robot', { buckets: members });
 }
+
+/** Creates group replication 'g' of group 'robot' to the destination, buckets prefixed. */
+const replicateGroup = (env: ReplEnv, extra: Record<string, unknown> = {}): Promise<void> =>
+  env.manager.create('g', { src_group: 'robot', dst_prefix: PREFIX, ...env.destination, ...extra });
+
+/** The source and the destination as workload sides. */
+const sides = (env: ReplEnv): [GroupSide, GroupSide] => [
+  storageSide(() => env.storage),
+  storageSide(() => env.dst),
+];
 
 async function drained(env: ReplEnv, name: string, timeoutMs = 30_000): Promise<void> {
   const done = (): boolean => {
@@ -40,14 +56,8 @@ forEachTarget(
   'a group replication keeps the destination a prefix of the source on every poll; both sides end equal',
   async (env) => {
     await setupGroup(env);
-    await env.manager.create('g', {
-      src_group: 'robot',
-      dst_prefix: PREFIX,
-      ...env.destination,
-      batch: { max_records: 4 },
-    });
-    const src = storageSide(() => env.storage);
-    const dst = storageSide(() => env.dst);
+    await replicateGroup(env, { batch: { max_records: 4 } });
+    const [src, dst] = sides(env);
     const random = seededRandom(`group-prefix-${env.kind}`);
     const writer = new GroupWriter(src, random, MEMBERS);
     const reader = new PrefixReader(
@@ -113,7 +123,7 @@ forEachTarget('a permanent error on one member stops the whole group, naming the
   // the destination holds another record where 'pose' will write: a conflict no retry changes
   await env.dst.createBucket(`${PREFIX}pose`);
   await env.dst.bucket(`${PREFIX}pose`).write('e', 5n, { size: 5 }, Buffer.from('other'));
-  await env.manager.create('g', { src_group: 'robot', dst_prefix: PREFIX, ...env.destination });
+  await replicateGroup(env);
   const w = (b: string, ts: bigint): Promise<unknown> =>
     env.storage.bucket(b).write('e', ts, { size: 4, labels: { seq: String(ts) } }, Buffer.from('mine'));
   for (const [b, ts] of [
@@ -150,14 +160,8 @@ forEachTarget(
   'a member added to a replicated group gets its existing records copied first; the others keep their order',
   async (env) => {
     await setupGroup(env, ['cam', 'lidar']);
-    await env.manager.create('g', {
-      src_group: 'robot',
-      dst_prefix: PREFIX,
-      ...env.destination,
-      batch: { max_records: 4 },
-    });
-    const src = storageSide(() => env.storage);
-    const dst = storageSide(() => env.dst);
+    await replicateGroup(env, { batch: { max_records: 4 } });
+    const [src, dst] = sides(env);
     const random = seededRandom(`group-add-${env.kind}`);
     const writer = new GroupWriter(src, random, ['cam', 'lidar']);
     let members = ['cam', 'lidar'];
@@ -209,7 +213,7 @@ forEachTarget(
 
 forEachTarget('members removed from a group are not shipped any more; the others go on', async (env) => {
   await setupGroup(env);
-  await env.manager.create('g', { src_group: 'robot', dst_prefix: PREFIX, ...env.destination });
+  await replicateGroup(env);
   const w = (b: string, ts: bigint): Promise<unknown> =>
     env.storage.bucket(b).write('e', ts, { size: 1, labels: { seq: String(ts) } }, Buffer.from('x'));
   await w('cam', 1n);
@@ -285,7 +289,7 @@ test('group replications survive a restart of the source: the cursor and the str
   const { withReplEnv } = await import('./helpers/replication-env.js');
   await withReplEnv('remote', async (env) => {
     await setupGroup(env);
-    await env.manager.create('g', { src_group: 'robot', dst_prefix: PREFIX, ...env.destination });
+    await replicateGroup(env);
     const src = storageSide(() => env.storage);
     const writer = new GroupWriter(src, seededRandom('group-restart'), MEMBERS);
     for (let i = 0; i < 50; i++) await writer.step();

@@ -21,6 +21,7 @@ import { groupDestinationBucket, type GroupDestination } from './group-destinati
 import { shipmentItemOf } from './group-shipments.js';
 import type { Shipper } from './shipper.js';
 import { TargetError } from './target.js';
+import { mapLimit } from './map-limit.js';
 import type { Window } from './window.js';
 import type { ShipmentItem } from '../storage/types.js';
 
@@ -39,6 +40,9 @@ export interface GroupShipperContext {
   /** The engine's shipper: its watchdog runs every destination call. */
   watchdog: Pick<Shipper, 'guard'>;
 }
+
+/** Source records read at once while a shipment is put together. */
+const READ_CONCURRENCY = 32;
 
 /** Whether `e` is the destination's refusal of a shipment that starts after its position. */
 const isGap = (e: TargetError): boolean =>
@@ -82,19 +86,7 @@ export class GroupShipper {
     let handOver!: () => void;
     this.handedOver = new Promise((resolve) => (handOver = resolve));
     try {
-      const items: ShipmentItem[] = [];
-      let bytes = 0;
-      const naming = { dstPrefix: this.ctx.dstPrefix, sourceInstance: this.ctx.storage.instanceId };
-      const counters = this.ctx.counters();
-      for (const { change } of w.remaining) {
-        const item = await shipmentItemOf(this.ctx.storage, change, naming);
-        if (!item) {
-          counters.records_missing_at_source++;
-          continue;
-        }
-        items.push(item);
-        bytes += item.payload?.length ?? 0;
-      }
+      const { items, bytes } = await this.read(w);
       const shipment = { key: this.ctx.key, from, position: w.endLsn, items };
       await previous;
       const outcome = await this.guard('Shipment', bytes, () => {
@@ -119,20 +111,9 @@ export class GroupShipper {
    */
   private async shipCopy(w: Window): Promise<void> {
     try {
-      const items: ShipmentItem[] = [];
-      let bytes = 0;
-      const naming = { dstPrefix: this.ctx.dstPrefix, sourceInstance: this.ctx.storage.instanceId };
-      const counters = this.ctx.counters();
-      for (const { change } of w.remaining) {
-        const item = await shipmentItemOf(this.ctx.storage, change, naming);
-        if (!item) {
-          counters.records_missing_at_source++;
-          continue;
-        }
-        item.lsn = change.ts + 1n;
-        items.push(item);
-        bytes += item.payload?.length ?? 0;
-      }
+      const { items, bytes } = await this.read(w);
+      // positions of a copy stream are timestamps (+1: position 0 is "nothing applied")
+      for (const it of items) it.lsn = it.ts + 1n;
       const last = items[items.length - 1];
       if (last) {
         const first = w.remaining[0]!.change;
@@ -148,6 +129,25 @@ export class GroupShipper {
     } catch (e) {
       this.failed(e, w);
     }
+  }
+
+  /** The shipment items of a window's changes, records read concurrently (gone ones counted). */
+  private async read(w: Window): Promise<{ items: ShipmentItem[]; bytes: number }> {
+    const naming = { dstPrefix: this.ctx.dstPrefix, sourceInstance: this.ctx.storage.instanceId };
+    const read = await mapLimit(w.remaining, READ_CONCURRENCY, (i) =>
+      shipmentItemOf(this.ctx.storage, i.change, naming),
+    );
+    const items: ShipmentItem[] = [];
+    let bytes = 0;
+    for (const item of read) {
+      if (!item) {
+        this.ctx.counters().records_missing_at_source++;
+        continue;
+      }
+      items.push(item);
+      bytes += item.payload?.length ?? 0;
+    }
+    return { items, bytes };
   }
 
   private count(items: readonly ShipmentItem[], bytes: number, outcome: ShipmentOutcome): void {
