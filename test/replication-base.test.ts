@@ -15,7 +15,7 @@ import type { Storage } from '../src/storage/types.js';
 import { forEachTarget, statusOf, withReplEnv, type ReplEnv } from './helpers/replication-env.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 import { waitFor } from './helpers/wait.js';
-import { startFaultProxy } from './helpers/fault-proxy.js';
+import { startFaultProxy, type FaultProxy } from './helpers/fault-proxy.js';
 import { syncWrites } from '../src/http/sync-writes.js';
 
 const UP_TO = 10_000n;
@@ -337,38 +337,50 @@ forEachTarget(
   { timeout: 120_000 },
 );
 
+/**
+ * A remote destination behind a fault proxy that refuses every connection at first (the base check
+ * fails and is retried, the replication stays held); `fn` gets the proxy's URL.
+ */
+function withUnreachableDestination(
+  fn: (env: ReplEnv, proxy: FaultProxy, url: string) => Promise<void>,
+): Promise<void> {
+  return withReplEnv('remote', async (env) => {
+    await seedBoth(env);
+    const proxy = await startFaultProxy({
+      host: '127.0.0.1',
+      port: Number(new URL(env.destination.dst_host).port),
+    });
+    try {
+      proxy.setMode('reset');
+      await fn(env, proxy, `http://127.0.0.1:${proxy.port}`);
+    } finally {
+      await proxy.close();
+    }
+  });
+}
+
 test(
   'a base check that cannot reach the destination is retried, the replication held meanwhile',
   { timeout: 120_000 },
   () =>
-    withReplEnv('remote', async (env) => {
-      await seedBoth(env);
-      const proxy = await startFaultProxy({
-        host: '127.0.0.1',
-        port: Number(new URL(env.destination.dst_host).port),
+    withUnreachableDestination(async (env, proxy, url) => {
+      await env.replicate('r', { dst_host: url, base: { up_to: UP_TO } });
+      await waitFor(() => baseOf(env).last_error !== null && baseOf(env).state === 'pending', {
+        timeoutMs: 30_000,
+        message: `a failed attempt (${stringifyJson(baseOf(env))})`,
       });
-      try {
-        proxy.setMode('reset');
-        await env.replicate('r', { dst_host: `http://127.0.0.1:${proxy.port}`, base: { up_to: UP_TO } });
-        await waitFor(() => baseOf(env).last_error !== null && baseOf(env).state === 'pending', {
-          timeoutMs: 30_000,
-          message: `a failed attempt (${stringifyJson(baseOf(env))})`,
-        });
-        const st = statusOf(env.manager, 'r');
-        assert.equal(st.state, 'initializing');
-        assert.match(
-          String(st.state_reason),
-          /verifying the base up to 10000 \(attempt \d+ failed, retrying: /,
-        );
-        assert.equal(st.counters.records_written, 0);
-        proxy.setMode('pass');
-        const base = await settled(env, 'clean');
-        assert.ok(base.attempts >= 2, stringifyJson(base));
-        assert.equal(base.last_error, null);
-        await caughtUp(env, 2 * AFTER);
-      } finally {
-        await proxy.close();
-      }
+      const st = statusOf(env.manager, 'r');
+      assert.equal(st.state, 'initializing');
+      assert.match(
+        String(st.state_reason),
+        /verifying the base up to 10000 \(attempt \d+ failed, retrying: /,
+      );
+      assert.equal(st.counters.records_written, 0);
+      proxy.setMode('pass');
+      const base = await settled(env, 'clean');
+      assert.ok(base.attempts >= 2, stringifyJson(base));
+      assert.equal(base.last_error, null);
+      await caughtUp(env, 2 * AFTER);
     }),
 );
 
@@ -376,37 +388,27 @@ test(
   'a sync replication seeded from a base: writes during the check degrade with its reason, then sync again',
   { timeout: 120_000 },
   () =>
-    withReplEnv('remote', async (env) => {
-      await seedBoth(env);
-      const proxy = await startFaultProxy({
-        host: '127.0.0.1',
-        port: Number(new URL(env.destination.dst_host).port),
+    withUnreachableDestination(async (env, proxy, url) => {
+      await env.replicate('r', {
+        dst_host: url,
+        base: { up_to: UP_TO },
+        replication_type: 'sync',
+        sync: { timeout_ms: 300, on_timeout: 'degrade', recover_after_ms: 0 },
       });
-      try {
-        proxy.setMode('reset'); // the check fails and is retried: the task stays held
-        await env.replicate('r', {
-          dst_host: `http://127.0.0.1:${proxy.port}`,
-          base: { up_to: UP_TO },
-          replication_type: 'sync',
-          sync: { timeout_ms: 300, on_timeout: 'degrade', recover_after_ms: 0 },
-        });
-        const client = syncWrites(env.storage, env.manager.syncGates);
-        await client
-          .bucket('src')
-          .write('a', UP_TO + 5_000n, { size: 4, contentType: 'text/plain' }, Buffer.from('sync'));
-        const during = env.manager.inspect('r').status;
-        assert.equal(during.effective_type, 'async');
-        assert.match(String(during.effective_type_reason), /verifying the base up to 10000/);
-        proxy.setMode('pass');
-        await settled(env, 'clean');
-        await caughtUp(env, 2 * AFTER + 1);
-        await waitFor(() => env.manager.inspect('r').status.effective_type === 'sync', {
-          timeoutMs: 30_000,
-          message: `back to sync (${stringifyJson(env.manager.inspect('r').status.effective_type_reason)})`,
-        });
-        assert.equal((await env.dst.bucket('dst').read('a', UP_TO + 5_000n)).meta.size, 4);
-      } finally {
-        await proxy.close();
-      }
+      const client = syncWrites(env.storage, env.manager.syncGates);
+      await client
+        .bucket('src')
+        .write('a', UP_TO + 5_000n, { size: 4, contentType: 'text/plain' }, Buffer.from('sync'));
+      const during = env.manager.inspect('r').status;
+      assert.equal(during.effective_type, 'async');
+      assert.match(String(during.effective_type_reason), /verifying the base up to 10000/);
+      proxy.setMode('pass');
+      await settled(env, 'clean');
+      await caughtUp(env, 2 * AFTER + 1);
+      await waitFor(() => env.manager.inspect('r').status.effective_type === 'sync', {
+        timeoutMs: 30_000,
+        message: `back to sync (${stringifyJson(env.manager.inspect('r').status.effective_type_reason)})`,
+      });
+      assert.equal((await env.dst.bucket('dst').read('a', UP_TO + 5_000n)).meta.size, 4);
     }),
 );
