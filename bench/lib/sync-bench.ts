@@ -8,6 +8,7 @@
  * 50% of async, sync p99 at 8 writers ≤ 3 ms.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism, loadavg } from 'node:os';
 import { Pool } from 'undici';
 import type pg from 'pg';
 import { spawnFerry, type FerryProcess } from './ferry-process.js';
@@ -154,6 +155,8 @@ async function pgRows(seconds: number): Promise<SyncRow[] | string> {
 /** Runs every sync row and prints the table and the targets. */
 export async function runSyncBench(quick: boolean): Promise<void> {
   const seconds = quick ? 2 : 5;
+  // latency on a shared machine says little without the load it was measured under
+  const loadAtStart = loadavg();
   const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
   const dst = await spawnFerry({ env });
   const src = await spawnFerry({ env });
@@ -186,6 +189,10 @@ export async function runSyncBench(quick: boolean): Promise<void> {
     rows,
   );
   if (pgNote) console.log(`(${pgNote})`);
+  const load = (l: number[]): string => l.map((x) => x.toFixed(1)).join(' / ');
+  console.log(
+    `load average (1 / 5 / 15 min) at start ${load(loadAtStart)}, at end ${load(loadavg())}, on ${availableParallelism()} CPUs`,
+  );
 
   const find = (system: string, writers: number): SyncRow | undefined =>
     rows.find((r) => r.system.startsWith(system) && r.writers === writers);
