@@ -12,6 +12,7 @@ import { openStorage } from '../src/storage/engine.js';
 import type { BatchItem, Storage } from '../src/storage/types.js';
 import { LifecycleManager, type LifecycleClock } from '../src/lifecycle/manager.js';
 import type { RunResult } from '../src/lifecycle/store.js';
+import { ReplicationProtection } from '../src/lifecycle/protection.js';
 import { ConfigFree } from './helpers/lifecycle-config.js';
 
 const HOUR_US = 3_600_000_000n;
@@ -235,6 +236,27 @@ test('records a replication still has to ship are kept, exactly as from FIFO evi
   assert.equal(next.processed_records, 50);
   assert.equal(countRecords('data', 'cam-a'), 0);
   await storage.changes.dropSlot('repl:test');
+});
+
+test('a record written after the protection last read the log is kept (it may be one to ship)', async () => {
+  const old = NOW_US - 10n * 24n * HOUR_US;
+  await fill('data', ['cam-a'], 10, old, 1_000_000n);
+  await storage.changes.setSlot({
+    name: 'repl:g',
+    bucket: 'data',
+    lsn: storage.changes.lastLsn(),
+    maxBytes: 1 << 30,
+  });
+  const p = await ReplicationProtection.open(storage.changes, 'data', 0n, NOW_US);
+  const guard = p.guard('cam-a')!;
+  const readUpTo = storage.changes.lastLsn();
+  await fill('data', ['cam-b'], 1, old, 1n); // not read yet
+  const late = storage.changes.lastLsn();
+  assert.equal(guard.has(old, readUpTo), false);
+  assert.equal(guard.has(old, late), true);
+  assert.equal(guard.anyIn(old, old + 10_000_000n, readUpTo), false);
+  assert.equal(guard.anyIn(old, old + 10_000_000n, late), true);
+  await storage.changes.dropSlot('repl:g');
 });
 
 test('a slot past its bound with on_overflow evict protects nothing (as FIFO)', async () => {

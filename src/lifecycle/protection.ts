@@ -92,9 +92,15 @@ export class ReplicationProtection {
     return lo < sorted.length && sorted[lo]! <= to;
   }
 
-  /** The guard of one entry, as `Bucket.removeRange` asks it. */
+  /**
+   * The guard of one entry, as `Bucket.removeRange` asks it. A record written after the changes
+   * read so far (between a `refresh` and the removal) is kept too: it may be one to ship.
+   */
   guard(entry: string): RemovalGuard | undefined {
     if (!this.active) return undefined;
-    return { has: (ts) => this.has(entry, ts), anyIn: (from, to) => this.anyIn(entry, from, to) };
+    return {
+      has: (ts, lsn) => lsn > this.readLsn || this.has(entry, ts),
+      anyIn: (from, to, maxLsn) => maxLsn > this.readLsn || this.anyIn(entry, from, to),
+    };
   }
 }

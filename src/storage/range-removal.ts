@@ -87,7 +87,7 @@ export class RangeRemover {
         block.count > 0 &&
         block.minTs >= start &&
         block.maxTs < stop &&
-        !(opts.keep?.anyIn(block.minTs, block.maxTs) ?? false);
+        !(opts.keep?.anyIn(block.minTs, block.maxTs, block.maxLsn) ?? false);
       if (wholeCandidate && !opts.select && this.droppable(block)) {
         this.takeWhole(entry, block, whole, out, opts.dryRun === true);
         from = block.maxTs + 1n;
@@ -160,7 +160,7 @@ export class RangeRemover {
       if (r.state !== 'finished') continue;
       finished++;
       if (opts.select && !opts.select(r)) continue;
-      if (opts.keep?.has(r.ts)) out.protected++;
+      if (opts.keep?.has(r.ts, r.lsn)) out.protected++;
       else doomed.push(r);
     }
     out.scanned += finished;

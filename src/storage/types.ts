@@ -188,10 +188,13 @@ export interface Bucket {
 
 /** Records that a bulk removal must keep (records a replication still has to ship). */
 export interface RemovalGuard {
-  /** True when some record of the entry with from <= ts <= to may have to be kept. */
-  anyIn(from: bigint, to: bigint): boolean;
-  /** True when the record at `ts` must be kept. */
-  has(ts: bigint): boolean;
+  /**
+   * True when some record of the entry with from <= ts <= to may have to be kept; `maxLsn` is the
+   * highest write LSN among them (a guard keeps what was written after it last looked).
+   */
+  anyIn(from: bigint, to: bigint, maxLsn: bigint): boolean;
+  /** True when the record at `ts`, written at `lsn`, must be kept. */
+  has(ts: bigint, lsn: bigint): boolean;
 }
 
 /** Options of `Bucket.removeRange`. */
