@@ -53,7 +53,10 @@ test('a copy shows only durable progress: after a kill nothing shown goes back (
       for (const [i, before] of shown.entries()) {
         const b = before.progress!;
         const a = after.progress!;
-        assert.ok(a.records_done >= b.records_done, `records_done ${b.records_done} → ${a.records_done} (${i})`);
+        assert.ok(
+          a.records_done >= b.records_done,
+          `records_done ${b.records_done} → ${a.records_done} (${i})`,
+        );
         if (b.records_total !== null)
           assert.equal(a.records_total, b.records_total, `records_total shown before the kill (${i})`);
         if (b.percent !== null) assert.ok((a.percent ?? -1) >= b.percent, `percent (${i})`);

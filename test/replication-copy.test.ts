@@ -13,6 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import { api, createReplication } from './helpers/ferry-api.js';
+import { stringifyJson } from '../src/protocol/json.js';
 import { assertSameSnapshots, snapshotBucket, type BucketSnapshot } from './helpers/records.js';
 import { TARGET_KINDS } from './helpers/replication-env.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
@@ -219,6 +220,11 @@ for (const kind of TARGET_KINDS) {
         for (const [who, n] of Object.entries({ A, B, C }))
           if (who === 'A' || n !== A)
             console.log(`--- ${who} (last 4 KB of its output) ---\n${n.output().slice(-4096)}`);
+        // the engine's own account: counters, positions and cursors of both replications
+        for (const name of ['once', 'cont']) {
+          const s = await copyStatus(A, name).catch((e: Error) => e.message);
+          console.log(`--- status of ${name} ---\n${stringifyJson(s)}`);
+        }
         throw err;
       } finally {
         await writer.stop().catch(() => undefined);
