@@ -72,8 +72,18 @@ forEachTarget(
       await writer.step();
       if (i % 50 === 0)
         await env.storage.bucket('other').write('x', BigInt(i + 1), { size: 1 }, Buffer.from('o'));
+      // a record that came from the destination is never sent back (loop prevention)
+      if (i % 100 === 0)
+        await env.storage
+          .bucket('pose')
+          .write('echo', BigInt(i + 1), { size: 1, origin: env.dst.instanceId }, Buffer.from('d'));
     }
     await drained(env, 'g');
+    assert.equal(env.dst.bucket(`${PREFIX}pose`).hasEntry('echo'), false, 'an echo was sent back');
+    assert.ok(statusOf(env.manager, 'g').counters.records_loop_skipped >= 4);
+    // records of the source's clients arrive with the source as their origin
+    const camRecord = await env.dst.bucket(`${PREFIX}cam`).read('e');
+    assert.equal(camRecord.meta.origin, env.storage.instanceId);
     await reader.stop();
     assert.equal(reader.violation, null, `${reader.violation} (${REPLAY})`);
     assert.ok(reader.polls > 20, `the reader polled ${reader.polls} times`);
