@@ -63,6 +63,19 @@ export class Pipeline {
 
   constructor(private readonly ctx: PipelineContext) {}
 
+  /** Records and bytes in scope not yet delivered: unread in the log, in flight, left to copy. */
+  pending(): { records: number; bytes: number; oldest: number | null } {
+    let { records, bytes, oldest } = this.ctx.log.pending();
+    for (const w of this.inflight) {
+      records += w.scopeRecords;
+      bytes += w.scopeBytes;
+      const first = w.copy ? undefined : w.items[0]?.change.commitTime;
+      if (first !== undefined && (oldest === null || first < oldest)) oldest = first;
+    }
+    const copy = this.ctx.copy.unread(this.inflight);
+    return { records: records + copy.records, bytes: bytes + copy.bytes, oldest };
+  }
+
   /** The loop runs (started and not closing). */
   get running(): boolean {
     return !this.closing;

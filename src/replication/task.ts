@@ -481,16 +481,7 @@ export class ReplicationTask {
 
   /** Records and bytes in scope not yet delivered. */
   pending(): { records: number; bytes: number; oldest: number | null } {
-    const unread = this.log.pending();
-    let { records, bytes, oldest } = unread;
-    for (const w of this.pipeline.inflight) {
-      records += w.scopeRecords;
-      bytes += w.scopeBytes;
-      const first = w.copy ? undefined : w.items[0]?.change.commitTime;
-      if (first !== undefined && (oldest === null || first < oldest)) oldest = first;
-    }
-    const copy = this.copy.unread(this.pipeline.inflight);
-    return { records: records + copy.records, bytes: bytes + copy.bytes, oldest };
+    return this.pipeline.pending();
   }
 
   /** `is_active` of api.md §20.3: enabled or paused and the last contact succeeded. */
