@@ -13,7 +13,7 @@ import type { BatchItem, Storage } from '../src/storage/types.js';
 import { LifecycleManager, type LifecycleClock } from '../src/lifecycle/manager.js';
 import type { RunResult } from '../src/lifecycle/store.js';
 import { ReplicationProtection } from '../src/lifecycle/protection.js';
-import { ConfigFree } from './helpers/lifecycle-config.js';
+import { ConfigFree, openTestLifecycles } from './helpers/lifecycle-config.js';
 
 const HOUR_US = 3_600_000_000n;
 /** "Now" of the tests: 2026-01-01T00:00:00Z. */
@@ -72,14 +72,7 @@ afterEach(async () => {
 });
 
 async function open(): Promise<LifecycleManager> {
-  manager = await LifecycleManager.open({
-    storage,
-    config: ConfigFree(dir),
-    clock,
-    onRun: (_p, _l, r) => events.push(r),
-    warn: () => undefined,
-    batchSize: 100,
-  });
+  manager = await openTestLifecycles(storage, dir, clock, events, { batchSize: 100 });
   return manager;
 }
 

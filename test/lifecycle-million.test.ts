@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStorage } from '../src/storage/engine.js';
 import type { BatchItem, Storage } from '../src/storage/types.js';
-import { LifecycleManager, type LifecycleClock } from '../src/lifecycle/manager.js';
+import type { LifecycleClock, LifecycleManager } from '../src/lifecycle/manager.js';
 import type { RunResult } from '../src/lifecycle/store.js';
-import { ConfigFree } from './helpers/lifecycle-config.js';
+import { openTestLifecycles } from './helpers/lifecycle-config.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 
 const DAY_US = 86_400_000_000;
@@ -91,13 +91,7 @@ test(
         ENTRIES.map(() => PER_ENTRY + RECENT),
       );
 
-      manager = await LifecycleManager.open({
-        storage,
-        config: ConfigFree(dir),
-        clock,
-        onRun: (_p, _l, r) => events.push(r),
-        warn: () => undefined,
-      });
+      manager = await openTestLifecycles(storage, dir, clock, events);
       await manager.create('p', {
         type: 'delete',
         bucket: 'data',

@@ -6,6 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { openStorage } from '../src/storage/engine.js';
 import type { Bucket, Storage } from '../src/storage/types.js';
 import { tempDir, withStorage } from './helpers/temp-storage.js';
@@ -151,5 +153,45 @@ test('after a restart the removals read back the same', async () => {
     assertAccountExact(b);
   } finally {
     await s.close();
+  }
+});
+
+test('a checkpoint does not move the replay start past block removals whose files are still there', async () => {
+  const dir = tempDir();
+  let armed = false;
+  const early: string[] = [];
+  const blockFile = (i: number): string => join(dir, 'buckets', 'b', 'e', `${1000 + 10 * i}.blk`);
+  const s = await openStorage({
+    dataPath: dir,
+    checkpointIntervalMs: 3_600_000,
+    faults: {
+      checkpointWrite: (path) => {
+        // the replay start moves: every block whose removal it passes must be gone from disk
+        if (armed && path.endsWith(join('wal', 'checkpoint'))) {
+          for (let i = 0; i < 199; i++) if (existsSync(blockFile(i))) early.push(blockFile(i));
+        }
+      },
+    },
+  });
+  try {
+    const b = await fill(s, 2000);
+    await (s as unknown as { checkpoint(): Promise<void> }).checkpoint();
+    assert.ok(existsSync(blockFile(0)));
+    let checkpoint: Promise<void> | undefined;
+    // a checkpoint that starts the moment the removal ops are durable (its LSN includes them)
+    const off = s.changes.onCommit(() => {
+      if (armed && !checkpoint) checkpoint = (s as unknown as { checkpoint(): Promise<void> }).checkpoint();
+    });
+    armed = true;
+    const r = await b.removeRange('e', 0n, 3000n);
+    off();
+    await checkpoint;
+    assert.equal(r.wholeBlocks, 199);
+    assert.ok(checkpoint, 'a checkpoint ran');
+    assert.deepEqual(early, [], 'files of removed blocks left when the checkpoint moved past their removal');
+    for (let i = 0; i < 199; i++) assert.equal(existsSync(blockFile(i)), false);
+  } finally {
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -41,6 +41,8 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | undefined;
   private lastError: { message: string; at: number } | undefined;
   private unsyncedDirs = new Set<string>();
+  /** Block removals under way (op, then files): see `removing`. */
+  private removals = new Set<Promise<void>>();
 
   constructor(private readonly o: CheckpointerOptions) {
     o.commits.onDurable((ops) => {
@@ -65,6 +67,24 @@ export class Checkpointer {
       last_checkpoint_error: this.lastError?.message ?? null,
       last_checkpoint_error_at: this.lastError ? new Date(this.lastError.at).toISOString() : null,
     };
+  }
+
+  /**
+   * Runs a removal of whole blocks (`fn` logs their RemoveBlock ops, then deletes their files) so
+   * that no checkpoint moves the replay start past those ops before the files are gone: a crash in
+   * between replays the ops, which delete the files; without this the files could stay on disk
+   * for good, in no index. Registered before the ops are logged, so a checkpoint that does not
+   * wait for it started before they were (its replay start is before them).
+   */
+  async removing(fn: () => Promise<void>): Promise<void> {
+    const p = fn();
+    const held = p.catch(() => undefined);
+    this.removals.add(held);
+    try {
+      await p;
+    } finally {
+      this.removals.delete(held);
+    }
   }
 
   /** A checkpoint whose failure is already logged and reported by `health` (callers go on). */
@@ -186,6 +206,8 @@ export class Checkpointer {
       dirs.delete(d);
     }
     await this.o.persistAlso?.();
+    // Removals that started later log ops after cpLsn: only the ones under way now matter.
+    if (this.removals.size > 0) await Promise.all([...this.removals]);
     await write(join(this.o.root, 'wal', 'checkpoint'), cpLsn.toString(), false);
     await slots.persist();
     await wal.truncateUpTo(slots.retainFrom(cpLsn));

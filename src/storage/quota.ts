@@ -109,7 +109,7 @@ export class Quota {
   /** Logs the removal of detached blocks durably, then deletes their files; back on failure. */
   async dropDetached(entry: Entry, blocks: readonly Block[]): Promise<void> {
     if (blocks.length === 0) return;
-    const { commits, slots, files, cache } = this.services;
+    const { commits, slots, files, cache, checkpoints } = this.services;
     const name = this.data.name;
     const time = Date.now();
     const ops = blocks.map((block): RemoveBlockOp => ({
@@ -120,19 +120,21 @@ export class Quota {
       entry: entry.name,
       blockId: block.id,
     }));
-    try {
-      await commits.commitAll(ops, [], [], () => {
-        for (const block of blocks) slots.notifyEvicted(name, block);
-      });
-    } catch (e) {
-      for (const block of blocks) {
-        block.removed = false;
-        entry.addBlock(block);
-        this.data.account.bytes += block.accSize;
+    await checkpoints.removing(async () => {
+      try {
+        await commits.commitAll(ops, [], [], () => {
+          for (const block of blocks) slots.notifyEvicted(name, block);
+        });
+      } catch (e) {
+        for (const block of blocks) {
+          block.removed = false;
+          entry.addBlock(block);
+          this.data.account.bytes += block.accSize;
+        }
+        throw e;
       }
-      throw e;
-    }
-    // One after another: a step of many blocks must not fill the I/O threads that writers use.
-    for (const block of blocks) await deleteBlockFiles(files, cache, entry, block);
+      // One after another: a step of many blocks must not fill the I/O threads that writers use.
+      for (const block of blocks) await deleteBlockFiles(files, cache, entry, block);
+    });
   }
 }
