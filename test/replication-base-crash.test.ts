@@ -4,7 +4,9 @@
  * long enough to be interrupted). After the restart the base is checked again from the start and
  * repaired; the writes acknowledged while the check ran are delivered, nothing before `up_to` is
  * shipped by the replication, and both buckets end up equal. While the check runs, `active_tasks`
- * lists the verification (`purpose: "base"`) and the replication with its `base`.
+ * lists the verification (`purpose: "base"`) and the replication with its `base`. A local
+ * destination's check is too quick to be sure to hit: its source is killed at a seeded moment after
+ * the creation, and whatever it cut, the base settles and both buckets end up equal.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +24,7 @@ import { startFaultProxy } from './helpers/fault-proxy.js';
 import { spawnFerry } from './helpers/ferry-process.js';
 import { assertSameBuckets } from './helpers/records.js';
 import { waitFor } from './helpers/wait.js';
+import { REPLAY, seededRandom } from './helpers/seed.js';
 
 const UP_TO = 1_000_000n;
 const BEFORE = 400;
@@ -119,6 +122,56 @@ test(
     } finally {
       await proxy.close();
       await Promise.allSettled([A.destroy(), B.destroy()]);
+    }
+  },
+);
+
+test(
+  'SIGKILL of the source at a seeded moment of its base check to a local destination: settled safely after the restart',
+  { timeout: 180_000 },
+  async () => {
+    const A = await spawnFerry({ startTimeoutMs: 60_000 });
+    const delay = Math.floor(seededRandom('base crash local')() * 300);
+    try {
+      await api(A, 'POST', '/b/src', { max_block_records: 50 });
+      await api(A, 'POST', '/b/dst', { max_block_records: 50 });
+      const missing = 100n + 211n * 100n;
+      for (const e of ['a', 'b']) {
+        await writeBatch(A, 'src', e, 100n, BEFORE);
+        await writeBatch(A, 'dst', e, 100n, BEFORE, e === 'b' ? missing : undefined);
+        await writeBatch(A, 'src', e, UP_TO, AFTER);
+      }
+      await createReplication(A, A, {
+        createSrcBucket: false,
+        dstHost: '',
+        settings: { base: { up_to: UP_TO, verify: 'digest', on_mismatch: 'repair' } },
+      });
+      // its outcome is unknown to a writer the kill cuts off
+      const live = writeBatch(A, 'src', 'c', 2_000_000n, 5).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, delay));
+      await A.kill('SIGKILL');
+      await live;
+      await A.restart();
+      const base = await waitFor(
+        async () => {
+          const b = await baseOf(A);
+          return ['repaired', 'mismatch', 'clean'].includes(b.state) ? b : false;
+        },
+        { timeoutMs: 90_000, message: 'base settled after the restart' },
+      );
+      process.stdout.write(
+        `killed ${delay} ms after the creation; base after the restart: ${stringifyJson(base)} (${REPLAY})\n`,
+      );
+      assert.equal(base.state, 'repaired', `${stringifyJson(base)} (${REPLAY})`);
+      const st = await waitCaughtUp(A, 'r', 90_000);
+      await assertSameBuckets(A, 'src', A, 'dst');
+      // nothing of the base was shipped by the replication (the repair wrote the missing record)
+      assert.ok((st.counters.records_written ?? 0) <= 2 * AFTER + 5, stringifyJson(st.counters));
+    } catch (e) {
+      process.stderr.write(`output:\n${A.output().slice(-4000)}\n`);
+      throw e;
+    } finally {
+      await A.destroy();
     }
   },
 );
