@@ -104,9 +104,10 @@ test(
         },
         { timeoutMs: 90_000, message: 'base settled after the restart' },
       );
-      assert.equal(base.state, 'repaired', stringifyJson(base));
       assert.ok(base.attempts >= 2, `checked again after the restart: ${stringifyJson(base)}`);
-      assert.deepEqual(base.repair, { written: 1, relabelled: 0, failed: 0 });
+      // a kill after the repair wrote the record leaves a base the next check finds clean
+      assert.ok(['repaired', 'clean'].includes(base.state), stringifyJson(base));
+      if (base.state === 'repaired') assert.deepEqual(base.repair, { written: 1, relabelled: 0, failed: 0 });
       proxy.setLatency(0);
       const st = await waitCaughtUp(A, 'r', 90_000);
       // the replication shipped what is after up_to and the live writes, nothing of the base
@@ -162,7 +163,7 @@ test(
       process.stdout.write(
         `killed ${delay} ms after the creation; base after the restart: ${stringifyJson(base)} (${REPLAY})\n`,
       );
-      assert.equal(base.state, 'repaired', `${stringifyJson(base)} (${REPLAY})`);
+      assert.ok(['repaired', 'clean'].includes(base.state), `${stringifyJson(base)} (${REPLAY})`);
       const st = await waitCaughtUp(A, 'r', 90_000);
       await assertSameBuckets(A, 'src', A, 'dst');
       // nothing of the base was shipped by the replication (the repair wrote the missing record)

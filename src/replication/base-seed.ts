@@ -149,6 +149,9 @@ export class BaseSeeder {
       const upTo = st.up_to;
       st.state = 'verifying';
       st.attempts++;
+      // what an earlier attempt (cut off by a crash, or failed) found no longer describes this one
+      st.before_repair = null;
+      st.repair = null;
       await this.publish(name, st);
       let result = await this.verify(name, upTo, false);
       if (!live()) return;
