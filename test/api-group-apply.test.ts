@@ -319,3 +319,35 @@ test('a destination that cannot apply atomically is refused with a 422 that says
     (e: unknown) => e instanceof TargetError && e.temporary,
   );
 });
+
+test('timestamps and positions beyond 2^53 stay exact through the apply route', async () => {
+  const big = (1n << 60n) + 3n;
+  const payload = Buffer.from('far');
+  const t = new RemoteGroupTarget(remote());
+  try {
+    const outcome = await t.apply({
+      key: 'big:stream',
+      from: 0n,
+      position: big,
+      items: [
+        {
+          kind: 'write',
+          bucket: 'pose',
+          entry: 'far',
+          ts: big,
+          lsn: big,
+          labels: { seq: '12345678901234567890' },
+          contentType: 'text/plain',
+          payload,
+        },
+      ],
+    });
+    assert.equal(outcome.position, big);
+    assert.equal(await t.position('big:stream'), big);
+    const r = await server.ferry.storage.bucket('pose').read('far', big);
+    assert.equal(r.meta.ts, big);
+    assert.equal(r.meta.labels.seq, '12345678901234567890');
+  } finally {
+    await t.close();
+  }
+});

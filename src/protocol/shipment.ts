@@ -12,7 +12,7 @@
  */
 import { Errors, FerryError } from './errors.js';
 import { checkContentType, checkLabelSet, checkOrigin } from './field-bounds.js';
-import { describeJsonValue, toU64 } from './json.js';
+import { describeJsonValue, parseJson, toU64 } from './json.js';
 import { MAX_SHIPMENT_ITEMS } from './limits.js';
 import { isValidBucketName, isValidEntryName } from './names.js';
 
@@ -176,4 +176,24 @@ export function parseShipmentHeader(json: unknown): ShipmentWireHeader {
     return out;
   });
   return { key, from, position, items };
+}
+
+/** Digit runs that may stand for an integer beyond 2^53 - 1 (16 digits or more). */
+const LONG_DIGITS = /\d{16,}/g;
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * Parses a shipment header's JSON. A header of many items is most of an apply's CPU with the
+ * lossless parser, so the native one is used when no digit run could be an integer beyond 2^53 - 1
+ * (µs timestamps of today have 16 digits and are below it); otherwise `parseJson` keeps u64 exact.
+ */
+export function parseShipmentJson(text: string): unknown {
+  for (const m of text.matchAll(LONG_DIGITS)) {
+    if (m[0].length > 16 || BigInt(m[0]) > SAFE_MAX) return parseJson(text);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return parseJson(text); // its error message
+  }
 }

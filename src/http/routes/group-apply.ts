@@ -7,11 +7,11 @@
  * `GET ferry/groups/apply/{key}` answers the stream's applied position (any valid token).
  */
 import { Errors } from '../../protocol/errors.js';
-import { parseJson } from '../../protocol/json.js';
 import { MAX_SHIPMENT_BYTES, MAX_SHIPMENT_HEADER_BYTES } from '../../protocol/limits.js';
 import {
   isShipmentKey,
   parseShipmentHeader,
+  parseShipmentJson,
   SHIPMENT_PREFIX_BYTES,
   type ShipmentAnswer,
   type ShipmentPositionAnswer,
@@ -60,7 +60,7 @@ async function applyShipment(ctx: RequestContext): Promise<void> {
     throw Errors.unprocessable(
       `Invalid shipment: header of ${length} bytes (at most ${MAX_SHIPMENT_HEADER_BYTES})`,
     );
-  const header = parseShipmentHeader(parseJson((await take(length, 'its header')).toString('utf8')));
+  const header = parseShipmentHeader(parseShipmentJson((await take(length, 'its header')).toString('utf8')));
   // Before any payload is read: a token without the rights gets its answer at once.
   for (const b of new Set(header.items.map((it) => it.bucket))) writeAccess(ctx, b);
   if (!principal.fullAccess && header.items.some((it) => it.origin))
