@@ -84,9 +84,17 @@ test(
       // writes acknowledged while the base is checked
       await writeBatch(A, 'src', 'a', 50_000n, 5);
       await writeBatch(A, 'src', 'c', 2_000_000n, 5);
-      const tasks = (await api(A, 'GET', '/active_tasks')) as {
-        tasks: Array<{ type: string; name: string; purpose?: string; base?: BaseStatus }>;
-      };
+      type Tasks = { tasks: Array<{ type: string; name: string; purpose?: string; base?: BaseStatus }> };
+      // the base's state is saved (an fsync) before its check starts and is listed: under load that
+      // takes a moment, so the check is waited for, not expected in the first snapshot
+      let tasks: Tasks = { tasks: [] };
+      await waitFor(
+        async () => {
+          tasks = (await api(A, 'GET', '/active_tasks')) as Tasks;
+          return tasks.tasks.some((t) => t.type === 'verification');
+        },
+        { timeoutMs: 30_000, message: 'the base check listed in active_tasks' },
+      );
       const before = await baseOf(A);
       assert.ok(['pending', 'verifying', 'repairing'].includes(before.state), stringifyJson(before));
       const repl = tasks.tasks.find((t) => t.type === 'replication');
