@@ -451,6 +451,37 @@ test('REMOVE queries', async () => {
   assert.equal(b.entries().find((e) => e.name === 'a')!.record_count, 1n);
 });
 
+test('REMOVE queries of a time range (and a stateless when) take the bulk path: one op per sealed block', async () => {
+  const m = manager();
+  const b = await storage.createBucket(`qb${++bucketSeq}`, { max_block_records: 10n });
+  const items = Array.from({ length: 100 }, (_, i) => ({
+    entry: 'e',
+    ts: BigInt(i),
+    opts: { size: 1, labels: { k: i >= 50 && i < 70 ? '1' : String(i % 2) } },
+    payload: Buffer.from('x'),
+  }));
+  await b.writeMany(items);
+  let lsn = storage.changes.lastLsn();
+  // [0, 50): blocks 0–4 whole, 5 block removals (record by record it was 50 + 5 ops)
+  assert.equal(await m.remove(b.name, body('{"query_type":"REMOVE","stop":50}')), 50n);
+  assert.equal(storage.changes.lastLsn() - lsn, 5n);
+  lsn = storage.changes.lastLsn();
+  // a stateless when: blocks 5 and 6 match whole (2 block removals), then the odd records of the
+  // rest, one commit per block (record by record it was 35 + 2 ops)
+  assert.equal(await m.remove(b.name, body('{"query_type":"REMOVE","when":{"&k":{"$eq":1}}}')), 35n);
+  assert.equal(storage.changes.lastLsn() - lsn, 2n + 15n);
+  const left = await m.create(b.name, body('{"query_type":"QUERY"}'));
+  const rest = await drain(m, b.name, left);
+  assert.deepEqual(
+    rest,
+    Array.from({ length: 15 }, (_, i) => `e@${70 + 2 * i}`),
+  );
+  assert.equal(
+    b.info().size,
+    b.entries().reduce((s, e) => s + e.size, 0n),
+  );
+});
+
 test('concurrent reads of one query are serialised', async () => {
   const m = manager();
   const b = await freshBucket();

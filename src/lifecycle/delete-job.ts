@@ -23,8 +23,7 @@
  * - `dry_run` counts what the run would remove and changes nothing, cursor included.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isFerryError } from '../protocol/errors.js';
-import { compileCondition, type CompiledCondition } from '../query/condition/index.js';
+import { compileCondition, passesLenient } from '../query/condition/index.js';
 import type { Bucket, Storage } from '../storage/types.js';
 import { closeWindow, openWindow, policyEntries, type JobRun } from './job-window.js';
 import { ReplicationProtection } from './protection.js';
@@ -82,17 +81,6 @@ async function firstRecord(
   return first;
 }
 
-function matches(cond: CompiledCondition | undefined, ts: bigint, labels: Record<string, string>): boolean {
-  if (!cond) return true;
-  if (cond.done) return false;
-  try {
-    return cond.evaluate({ ts, labels });
-  } catch (e) {
-    if (isFerryError(e)) return false; // non-strict: a record the condition cannot judge is kept
-    throw e;
-  }
-}
-
 /** Runs the job once. Throws storage errors (the progress made so far is persisted first). */
 export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobResult> {
   const { storage, settings, dryRun } = opts;
@@ -132,7 +120,7 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
         .removeRange(entry, from, w.stop, {
           limit: batchSize,
           dryRun,
-          ...(cond && { select: (m) => matches(cond, m.ts, m.labels) }),
+          ...(cond && { select: (m) => passesLenient(cond, m) }),
           ...(guard && { keep: guard }),
         })
         .catch(async (e: unknown) => {

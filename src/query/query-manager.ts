@@ -6,8 +6,13 @@
 import { Errors, isFerryError } from '../protocol/errors.js';
 import { U64_MAX } from '../protocol/json.js';
 import { isMetaEntry } from '../protocol/names.js';
-import type { Bucket, Labels, Storage, StoredRecord } from '../storage/types.js';
-import { compileCondition, type Directives } from './condition/index.js';
+import type { Bucket, Labels, RecordMeta, Storage, StoredRecord } from '../storage/types.js';
+import {
+  compileCondition,
+  passesLenient,
+  type CompiledCondition,
+  type Directives,
+} from './condition/index.js';
 import { compileEntryPatterns } from './entry-pattern.js';
 import { QueryExecutor, type EmittedRecord, type ExecutorOptions } from './executor.js';
 import { checkTimeRange, parseQueryParams, parseQuerySpec, type QuerySpec } from './query-spec.js';
@@ -419,7 +424,11 @@ export class QueryManager {
     // attachments are removed by tombstones only (§14.1)
     entries = entries.filter((e) => !isMetaEntry(e));
     const stop = spec.stop ?? U64_MAX;
-    if (condition === undefined) return this.removeTimeRange(b, entries, spec.start ?? 0n, stop);
+    // Bulk when the order records are judged in does not matter: no condition, or a stateless one
+    // that skips what it cannot judge (strict mode fails at the first such record in time order).
+    if (condition === undefined || (!condition.stateful && !spec.strict)) {
+      return this.removeTimeRange(b, entries, spec.start ?? 0n, stop, condition);
+    }
     const exec = new QueryExecutor({
       bucket: b,
       entries,
@@ -455,12 +464,22 @@ export class QueryManager {
     return removed;
   }
 
-  /** A remove query of a time range only: the bulk path (whole blocks dropped, `removeRange`). */
-  private async removeTimeRange(b: Bucket, entries: string[], start: bigint, stop: bigint): Promise<bigint> {
+  /**
+   * A remove query over a time range whose records can be judged one by one in any order: the
+   * bulk path (`removeRange`: whole blocks dropped, the others one commit per block).
+   */
+  private async removeTimeRange(
+    b: Bucket,
+    entries: string[],
+    start: bigint,
+    stop: bigint,
+    condition: CompiledCondition | undefined,
+  ): Promise<bigint> {
+    const select = condition && ((m: RecordMeta): boolean => passesLenient(condition, m));
     let removed = 0n;
     for (const e of entries) {
       for (let from = start; ;) {
-        const step = await b.removeRange(e, from, stop);
+        const step = await b.removeRange(e, from, stop, select && { select });
         removed += BigInt(step.removed);
         if (step.done) break;
         from = step.next;

@@ -1,5 +1,5 @@
 /** The compiled `when` condition: evaluation entry point, `$limit` completion and operator state. */
-import { FerryError } from '../../protocol/errors.js';
+import { FerryError, isFerryError } from '../../protocol/errors.js';
 import { JsonFloat } from '../../protocol/json.js';
 import { applyDirective, type Directives } from './directives.js';
 import {
@@ -123,4 +123,17 @@ export function compileCondition(when: unknown): CompiledCondition {
     root = allOf(compileValue(when, scope).map(testOf));
   }
   return new Compiled(when, root, scope.slots, directives);
+}
+
+/**
+ * Non-strict evaluation: a record the condition cannot judge (an evaluation error such as a
+ * missing label) does not pass; other errors are thrown.
+ */
+export function passesLenient(cond: CompiledCondition, ctx: EvalContext): boolean {
+  try {
+    return cond.evaluate(ctx);
+  } catch (e) {
+    if (isFerryError(e)) return false;
+    throw e;
+  }
 }

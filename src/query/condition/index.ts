@@ -6,7 +6,7 @@
  * cond.evaluate({ ts: 1n, labels: { score: '0.9' } }); // true
  * ```
  */
-export { compileCondition, type CompiledCondition } from './compiled-condition.js';
+export { compileCondition, passesLenient, type CompiledCondition } from './compiled-condition.js';
 export type { Directives } from './directives.js';
 export type { EvalContext } from './expr.js';
 export { legacyToWhen } from './legacy.js';
