@@ -98,7 +98,7 @@ export function encodeShipment(s: Shipment): Buffer[] {
     items.push(w);
   }
   const header: ShipmentWireHeader = { key: s.key, from: s.from, position: s.position, items };
-  const json = Buffer.from(stringifyJson(header), 'utf8');
+  const json = Buffer.from(headerJson(header), 'utf8');
   const prefix = Buffer.alloc(SHIPMENT_PREFIX_BYTES);
   prefix.writeUInt32BE(json.length, 0);
   const parts = [prefix, json, ...payloads];
@@ -110,6 +110,25 @@ export function encodeShipment(s: Shipment): Buffer[] {
       false,
     );
   return parts;
+}
+
+const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * A header's JSON: with the native serialiser (the positions as plain numbers) when every u64 is
+ * below 2^53, which is most of a shipment's CPU at the source otherwise; `stringifyJson` keeps
+ * larger ones exact.
+ */
+function headerJson(h: ShipmentWireHeader): string {
+  const safe = (v: bigint): boolean => v <= SAFE_MAX;
+  if (!safe(h.from) || !safe(h.position) || h.items.some((it) => !safe(it.ts) || !safe(it.lsn)))
+    return stringifyJson(h);
+  return JSON.stringify({
+    ...h,
+    from: Number(h.from),
+    position: Number(h.position),
+    items: h.items.map((it) => ({ ...it, ts: Number(it.ts), lsn: Number(it.lsn) })),
+  });
 }
 
 /** Options of a RemoteGroupTarget. */
