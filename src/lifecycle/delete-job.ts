@@ -11,7 +11,9 @@
  * - Crash safety: the window and the progress in it (entry, timestamp) are persisted while the run
  *   goes; a run interrupted by SIGKILL is resumed from there. Removing a record twice is harmless
  *   (the 404 of an already removed record is ignored), so a lost progress update only means a few
- *   records are looked at again.
+ *   records are looked at again. The counts stay exact too: before a step removes anything, a dry
+ *   run of it is saved durably with its range; a resumed run subtracts what that range still holds
+ *   from what the dry run counted, and so counts the removals of the step the crash cut off.
  * - Removals are bulk steps (`Bucket.removeRange`): sealed blocks whose records all go are dropped
  *   whole (one block-removal op each, several per group commit), the boundary blocks lose their
  *   doomed records in one commit per block; a step looks at about `batchSize` records (whole
@@ -23,8 +25,8 @@
  * - `dry_run` counts what the run would remove and changes nothing, cursor included.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { compileCondition, passesLenient } from '../query/condition/index.js';
-import type { Bucket, Storage } from '../storage/types.js';
+import { compileCondition, passesLenient, type CompiledCondition } from '../query/condition/index.js';
+import type { Bucket, RangeRemovalOptions, Storage } from '../storage/types.js';
 import { closeWindow, openWindow, policyEntries, type JobRun } from './job-window.js';
 import { ReplicationProtection } from './protection.js';
 
@@ -102,11 +104,38 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
     };
   }
   const { w, resumed } = opened;
+  const options = (
+    cond: CompiledCondition | undefined,
+    guard: ReturnType<ReplicationProtection['guard']>,
+    dry: boolean,
+    limit?: number,
+  ): RangeRemovalOptions => ({
+    dryRun: dry,
+    ...(limit !== undefined && { limit }),
+    ...(cond && { select: (m) => passesLenient(cond, m) }),
+    ...(guard && { keep: guard }),
+  });
 
   const protection = await ReplicationProtection.open(storage.changes, b.name, w.start, w.stop);
   let savedAt = -Infinity; // the first step's progress is saved at once
   const base = settings.when ? compileCondition(settings.when) : undefined;
   let interrupted = false;
+  if (w.step) {
+    // a crash cut this step off: what it counted and is gone now is what it removed
+    const p = w.step;
+    if (!dryRun) await protection.refresh();
+    const left = await b.removeRange(
+      p.entry,
+      p.from,
+      p.next,
+      options(base?.clone(), protection.guard(p.entry), true),
+    );
+    w.removed += Math.max(0, p.removed - left.removed);
+    w.removed_bytes = (w.removed_bytes ?? 0) + Math.max(0, p.removed_bytes - left.removedBytes);
+    w.scanned += Math.max(0, p.scanned - left.scanned);
+    w.protected += Math.max(0, p.protected - left.protected);
+    delete w.step;
+  }
 
   outer: for (const entry of entries) {
     if (w.entry !== null && entry < w.entry) continue;
@@ -115,18 +144,34 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
     const guard = protection.guard(entry);
     for (;;) {
       const stepStart = performance.now();
-      if (!dryRun) await protection.refresh();
+      if (!dryRun) {
+        await protection.refresh();
+        const plan = await b.removeRange(
+          entry,
+          from,
+          w.stop,
+          options(cond && fork(cond), guard, true, batchSize),
+        );
+        if (plan.removed > 0) {
+          w.step = {
+            entry,
+            from,
+            next: plan.next,
+            removed: plan.removed,
+            removed_bytes: plan.removedBytes,
+            scanned: plan.scanned,
+            protected: plan.protected,
+          };
+          await opts.saveState(true);
+        }
+      }
       const step = await b
-        .removeRange(entry, from, w.stop, {
-          limit: batchSize,
-          dryRun,
-          ...(cond && { select: (m) => passesLenient(cond, m) }),
-          ...(guard && { keep: guard }),
-        })
+        .removeRange(entry, from, w.stop, options(cond, guard, dryRun, batchSize))
         .catch(async (e: unknown) => {
           if (!dryRun) await opts.saveState(false).catch(() => undefined);
           throw e;
         });
+      delete w.step;
       w.removed += step.removed;
       w.scanned += step.scanned;
       w.protected += step.protected;
@@ -159,4 +204,11 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
     resumed,
     interrupted,
   };
+}
+
+/** A copy of `cond` in the same state: a dry run of a step selects what the real step will. */
+function fork(cond: CompiledCondition): CompiledCondition {
+  const copy = cond.clone();
+  copy.restoreState(cond.saveState());
+  return copy;
 }

@@ -29,6 +29,11 @@ export interface JobWindow {
   protected: number;
   /** delete: payload + descriptor bytes removed. */
   removed_bytes?: number;
+  /**
+   * delete: the step about to be made, saved durably before its removals: after a crash, what
+   * it counted minus what is still there is what it removed (delete-job.ts).
+   */
+  step?: PlannedStep;
   /** compress: blocks compressed, their payload bytes and compressed bytes. */
   blocks?: number;
   raw_bytes?: number;
@@ -66,6 +71,17 @@ export interface RunResult {
   stored_bytes?: number;
 }
 
+/** A delete step's range [from, next) in `entry` and what a dry run of it counted. */
+export interface PlannedStep {
+  entry: string;
+  from: bigint;
+  next: bigint;
+  removed: number;
+  removed_bytes: number;
+  scanned: number;
+  protected: number;
+}
+
 /** Job state of one policy. */
 export interface PolicyState {
   last_run: string | null;
@@ -85,6 +101,16 @@ export const emptyState = (): PolicyState => ({
 
 const toBig = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number));
 const toBigOrNull = (v: unknown): bigint | null => (v === null || v === undefined ? null : toBig(v));
+
+const plannedStep = (v: Record<string, unknown>): PlannedStep => ({
+  entry: String(v['entry']),
+  from: toBig(v['from']),
+  next: toBig(v['next']),
+  removed: Number(v['removed'] ?? 0),
+  removed_bytes: Number(v['removed_bytes'] ?? 0),
+  scanned: Number(v['scanned'] ?? 0),
+  protected: Number(v['protected'] ?? 0),
+});
 
 async function readJson(path: string): Promise<unknown> {
   try {
@@ -141,6 +167,7 @@ export class LifecycleStore {
             scanned: Number(w['scanned'] ?? 0),
             protected: Number(w['protected'] ?? 0),
             ...(w['removed_bytes'] !== undefined ? { removed_bytes: Number(w['removed_bytes']) } : {}),
+            ...(w['step'] ? { step: plannedStep(w['step'] as Record<string, unknown>) } : {}),
             ...(w['blocks'] !== undefined
               ? {
                   blocks: Number(w['blocks']),
