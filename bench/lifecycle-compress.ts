@@ -20,10 +20,9 @@ import { apiCaller, printP99Verdict, singleWriter, type WriterResult } from './l
 import { mulberry32 } from './lib/prng.js';
 import { fmt, runConcurrent } from './lib/stats.js';
 import { printTable } from './lib/table.js';
+import { benchNumber } from './lib/env-size.js';
 
-const quick = process.env.BENCH_QUICK === '1';
-const num = (name: string, full: number, fast: number): number =>
-  Number(process.env[name] ?? (quick ? fast : full));
+const num = benchNumber;
 const cfg = {
   mb: num('BENCH_LCZ_MB', 1000, 128),
   writers: num('BENCH_LC_WRITERS', 2, 2),

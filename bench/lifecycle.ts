@@ -14,10 +14,9 @@ import { spawnFerry } from './lib/ferry-process.js';
 import { apiCaller, printP99Verdict, singleWriter, type WriterResult } from './lib/single-writer.js';
 import { fmt, runConcurrent } from './lib/stats.js';
 import { printTable } from './lib/table.js';
+import { benchNumber } from './lib/env-size.js';
 
-const quick = process.env.BENCH_QUICK === '1';
-const num = (name: string, full: number, fast: number): number =>
-  Number(process.env[name] ?? (quick ? fast : full));
+const num = benchNumber;
 const cfg = {
   records: num('BENCH_LC_N', 1_000_000, 100_000),
   size: num('BENCH_LC_SIZE', 128, 128),

@@ -36,7 +36,7 @@ import { measurePgReplication, startPgPair, findPostgresBin } from './lib/postgr
 import { measureRateLimit, type RateLimitMeasurement } from './replication-rate-limit.js';
 import { readRss, RssSampler } from './lib/rss.js';
 import { fmt, summarize, type LatencySummary } from './lib/stats.js';
-import { printTable, type Column } from './lib/table.js';
+import { printTable, printTargets, type Column } from './lib/table.js';
 import { waitUntil } from './lib/wait.js';
 import { runSyncBench } from './lib/sync-bench.js';
 import { initialCopyBench } from './lib/initial-copy-bench.js';
@@ -431,15 +431,7 @@ async function main(): Promise<void> {
       measured: `${mb(peak)} MiB`,
       ok: verdict(peak < 256 * MiB),
     });
-  console.log();
-  printTable(
-    [
-      { header: 'target', key: 'target', align: 'left' },
-      { header: 'measured', key: 'measured', align: 'left' },
-      { header: 'verdict', key: 'ok', align: 'left' },
-    ],
-    targets,
-  );
+  printTargets(targets);
   console.log(`\n(${fmt((performance.now() - t0) / 1000, 0)} s${QUICK ? ', BENCH_QUICK' : ''})`);
 }
 

@@ -18,10 +18,9 @@ import { readCpuSeconds } from './lib/proc-cpu.js';
 import { RssSampler } from './lib/rss.js';
 import { fmt, LatencyRecorder, runConcurrent, type LatencySummary } from './lib/stats.js';
 import { printTable } from './lib/table.js';
+import { benchNumber, QUICK } from './lib/env-size.js';
 
-const quick = process.env.BENCH_QUICK === '1';
-const num = (name: string, full: number, fast: number): number =>
-  Number(process.env[name] ?? (quick ? fast : full));
+const num = benchNumber;
 const cfg = {
   singleN: num('BENCH_SINGLE_N', 20_000, 2_000),
   batchN: num('BENCH_BATCH_N', 200_000, 20_000),
@@ -311,7 +310,7 @@ async function queryWithSdk(client: Client, entry: string, n: number, size: numb
 }
 
 async function main(): Promise<void> {
-  console.log(`Ferry storage benchmark${quick ? ' (quick)' : ''}: ${JSON.stringify(cfg)}`);
+  console.log(`Ferry storage benchmark${QUICK ? ' (quick)' : ''}: ${JSON.stringify(cfg)}`);
   const scratch = mkdtempSync(join(tmpdir(), 'ferry-bench-store-'));
   let disk: DiskBaseline | undefined;
   let pgInsert: PgInsertResult | undefined;

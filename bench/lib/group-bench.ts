@@ -14,7 +14,7 @@
 import { Pool } from 'undici';
 import { CpuMeter, startPair, writeRecords, type Node } from './ferry-bench-node.js';
 import { fmt, summarize, type LatencySummary } from './stats.js';
-import { printTable } from './table.js';
+import { printTable, printTargets } from './table.js';
 import { waitUntil } from './wait.js';
 
 const MEMBERS = ['cam', 'lidar', 'pose'];
@@ -204,20 +204,12 @@ export async function runGroupBench(quick: boolean): Promise<void> {
   const throughput = find('drain', 'group').recordsPerSec! / find('drain', 'independent').recordsPerSec!;
   const lag = find('live', 'group').lagP99! / find('live', 'independent').lagP99!;
   const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
-  console.log();
-  printTable(
-    [
-      { header: 'target', key: 'target', align: 'left' },
-      { header: 'measured', key: 'measured', align: 'left' },
-      { header: 'verdict', key: 'ok', align: 'left' },
-    ],
-    [
-      {
-        target: 'group drain throughput ≥ 0.8× independent',
-        measured: `${fmt(throughput, 2)}×`,
-        ok: verdict(throughput >= 0.8),
-      },
-      { target: 'group lag p99 ≤ 1.5× independent', measured: `${fmt(lag, 2)}×`, ok: verdict(lag <= 1.5) },
-    ],
-  );
+  printTargets([
+    {
+      target: 'group drain throughput ≥ 0.8× independent',
+      measured: `${fmt(throughput, 2)}×`,
+      ok: verdict(throughput >= 0.8),
+    },
+    { target: 'group lag p99 ≤ 1.5× independent', measured: `${fmt(lag, 2)}×`, ok: verdict(lag <= 1.5) },
+  ]);
 }

@@ -14,7 +14,7 @@ import type pg from 'pg';
 import { spawnFerry, type FerryProcess } from './ferry-process.js';
 import { startPgSyncPair } from './pg-sync-standby.js';
 import { fmt, summarize, type LatencySummary } from './stats.js';
-import { printTable } from './table.js';
+import { printTable, printTargets } from './table.js';
 
 const CONCURRENCY = [1, 8, 64] as const;
 /**
@@ -221,13 +221,5 @@ export async function runSyncBench(quick: boolean): Promise<void> {
     measured: `${fmt(s8?.lat.p99, 2)} ms`,
     ok: verdict(s8 ? s8.lat.p99 <= 3 : undefined),
   });
-  console.log();
-  printTable(
-    [
-      { header: 'target', key: 'target', align: 'left' },
-      { header: 'measured', key: 'measured', align: 'left' },
-      { header: 'verdict', key: 'ok', align: 'left' },
-    ],
-    targets,
-  );
+  printTargets(targets);
 }

@@ -48,3 +48,23 @@ export function formatTable<Row>(columns: ReadonlyArray<Column<Row>>, rows: read
 export function printTable<Row>(columns: ReadonlyArray<Column<Row>>, rows: readonly Row[]): void {
   console.log(formatTable(columns, rows));
 }
+
+/** One benchmark target: what it asks, what was measured, and `met` / `MISSED` / `n/a`. */
+export interface TargetRow {
+  target: string;
+  measured: string;
+  ok: string;
+}
+
+/** Prints the targets of a benchmark as a table under a blank line. */
+export function printTargets(targets: readonly TargetRow[]): void {
+  console.log();
+  printTable(
+    [
+      { header: 'target', key: 'target', align: 'left' },
+      { header: 'measured', key: 'measured', align: 'left' },
+      { header: 'verdict', key: 'ok', align: 'left' },
+    ],
+    targets,
+  );
+}
