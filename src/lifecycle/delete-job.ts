@@ -26,15 +26,17 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compileCondition, passesLenient, type CompiledCondition } from '../query/condition/index.js';
-import type { Bucket, RangeRemovalOptions, Storage } from '../storage/types.js';
+import type { Bucket, RangeRemoval, RangeRemovalOptions, RemovalGuard, Storage } from '../storage/types.js';
 import { closeWindow, openWindow, policyEntries, type JobRun } from './job-window.js';
 import { ReplicationProtection } from './protection.js';
+import type { JobWindow } from './store.js';
+import { DEFAULT_REMOVAL_STEP } from '../storage/range-removal.js';
 
 /**
  * Records looked at per step by default (whole blocks: 16 of the default 1024 records). A step
  * is one group-commit entry of block-removal ops and a few file deletions per block.
  */
-export const DEFAULT_BATCH_SIZE = 16_384;
+export const DEFAULT_BATCH_SIZE = DEFAULT_REMOVAL_STEP;
 /**
  * After each step the job pauses this many times as long as the step took, so that it takes at
  * most 1 / (1 + PACE) of the event loop, of the I/O threads and of the group commits.
@@ -104,9 +106,10 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
     };
   }
   const { w, resumed } = opened;
+  w.removed_bytes ??= 0;
   const options = (
     cond: CompiledCondition | undefined,
-    guard: ReturnType<ReplicationProtection['guard']>,
+    guard: RemovalGuard | undefined,
     dry: boolean,
     limit?: number,
   ): RangeRemovalOptions => ({
@@ -121,19 +124,22 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
   const base = settings.when ? compileCondition(settings.when) : undefined;
   let interrupted = false;
   if (w.step) {
-    // a crash cut this step off: what it counted and is gone now is what it removed
+    // a crash cut this step off (only real runs keep a window): what it counted and is gone now
+    // is what it removed
     const p = w.step;
-    if (!dryRun) await protection.refresh();
+    await protection.refresh();
     const left = await b.removeRange(
       p.entry,
       p.from,
       p.next,
       options(base?.clone(), protection.guard(p.entry), true),
     );
-    w.removed += Math.max(0, p.removed - left.removed);
-    w.removed_bytes = (w.removed_bytes ?? 0) + Math.max(0, p.removed_bytes - left.removedBytes);
-    w.scanned += Math.max(0, p.scanned - left.scanned);
-    w.protected += Math.max(0, p.protected - left.protected);
+    addCounts(w, {
+      removed: Math.max(0, p.removed - left.removed),
+      removedBytes: Math.max(0, p.removed_bytes - left.removedBytes),
+      scanned: Math.max(0, p.scanned - left.scanned),
+      protected: Math.max(0, p.protected - left.protected),
+    });
     delete w.step;
   }
 
@@ -146,12 +152,9 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
       const stepStart = performance.now();
       if (!dryRun) {
         await protection.refresh();
-        const plan = await b.removeRange(
-          entry,
-          from,
-          w.stop,
-          options(cond && fork(cond), guard, true, batchSize),
-        );
+        // a stateful condition's dry run must start from the state the real step starts from
+        const planCond = cond?.stateful ? fork(cond) : cond;
+        const plan = await b.removeRange(entry, from, w.stop, options(planCond, guard, true, batchSize));
         if (plan.removed > 0) {
           w.step = {
             entry,
@@ -172,10 +175,7 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
           throw e;
         });
       delete w.step;
-      w.removed += step.removed;
-      w.scanned += step.scanned;
-      w.protected += step.protected;
-      w.removed_bytes = (w.removed_bytes ?? 0) + step.removedBytes;
+      addCounts(w, step);
       from = step.next;
       w.entry = entry;
       w.ts = step.done ? w.stop : step.next;
@@ -196,7 +196,7 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
   await closeWindow(opts, w, interrupted);
   return {
     removed: w.removed,
-    removedBytes: w.removed_bytes ?? 0,
+    removedBytes: w.removed_bytes,
     scanned: w.scanned,
     protected: w.protected,
     window: { start: w.start, stop: w.stop, cutoff: w.cutoff },
@@ -204,6 +204,17 @@ export async function runDeleteJob(opts: DeleteJobOptions): Promise<DeleteJobRes
     resumed,
     interrupted,
   };
+}
+
+/** Adds what a step removed, looked at and kept to the window's counters. */
+function addCounts(
+  w: JobWindow,
+  c: Pick<RangeRemoval, 'removed' | 'removedBytes' | 'scanned' | 'protected'>,
+): void {
+  w.removed += c.removed;
+  w.removed_bytes = (w.removed_bytes ?? 0) + c.removedBytes;
+  w.scanned += c.scanned;
+  w.protected += c.protected;
 }
 
 /** A copy of `cond` in the same state: a dry run of a step selects what the real step will. */

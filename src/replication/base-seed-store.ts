@@ -3,7 +3,7 @@
  * `.ferry/verify/<name>.base.json` so that a restart knows whether the replication may ship: a
  * state that is not final (the process died while verifying) is checked again from the start.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import type { BaseStatus } from '../protocol/replication-status.js';
@@ -79,7 +79,7 @@ export class BaseSeedStore {
   }
 
   async save(name: string, status: BaseStatus): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    // writeFileAtomic creates the directory
     await writeFileAtomic(this.file(name), stringifyJson(status), { noSync: !this.sync });
   }
 

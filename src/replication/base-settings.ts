@@ -4,12 +4,10 @@
  * `up_to`, so the initial copy starts at `up_to` (everything older is the base) and the log ships
  * writes after creation as usual. With `verify: "digest"` the claim is checked first (base-seed.ts).
  */
-import { Errors, type FerryError } from '../protocol/errors.js';
-import { jsonNumber, U64_MAX } from '../protocol/json.js';
 import type { BaseOnMismatch, BaseSettings, ReplicationSettings } from '../protocol/replications.js';
+import { invalidSetting, timestampField } from './setting-fields.js';
 
-const invalid = (field: string, why: string): FerryError =>
-  Errors.unprocessable(`Invalid replication setting '${field}': ${why}`);
+const invalid = invalidSetting;
 
 const FIELDS = ['up_to', 'verify', 'on_mismatch'];
 
@@ -30,10 +28,8 @@ export function parseBaseField(
   if (typeof raw !== 'object' || Array.isArray(raw)) throw invalid('base', 'must be an object');
   const obj = raw as Record<string, unknown>;
   for (const k of Object.keys(obj)) if (!FIELDS.includes(k)) throw invalid(`base.${k}`, 'unknown field');
-  const n = obj.up_to === undefined || obj.up_to === null ? undefined : jsonNumber(obj.up_to);
-  const upTo =
-    typeof n === 'bigint' ? n : typeof n === 'number' && Number.isSafeInteger(n) ? BigInt(n) : undefined;
-  if (upTo === undefined || upTo < 0n || upTo > U64_MAX) {
+  const upTo = timestampField(obj, 'up_to', 'base.up_to');
+  if (upTo === undefined) {
     throw invalid('base.up_to', 'must be a timestamp in microseconds (an integer between 0 and 2^64-1)');
   }
   const verify = obj.verify ?? 'digest';

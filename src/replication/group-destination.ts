@@ -43,9 +43,11 @@ export class GroupDestination implements Target {
     this.description = o.group.description;
   }
 
+  /** The destination's instance id, as its bucket targets learnt it at the last `prepare`. */
+  private id = '';
+
   get instanceId(): string {
-    for (const t of this.buckets.values()) if (t.instanceId) return t.instanceId;
-    return '';
+    return this.id;
   }
 
   get available(): boolean {
@@ -81,6 +83,7 @@ export class GroupDestination implements Target {
       }
     }
     this.appliedAtPrepare = await this.o.group.position(this.o.key);
+    this.id = [...this.buckets.values()].find((t) => t.instanceId)?.instanceId ?? '';
     this.ok = true;
   }
 
@@ -92,11 +95,6 @@ export class GroupDestination implements Target {
       this.ok = false;
       throw e;
     }
-  }
-
-  /** The stream's applied position at the destination. */
-  position(key: string): Promise<bigint> {
-    return this.o.group.position(key);
   }
 
   write(): Promise<ItemOutcome[]> {

@@ -14,7 +14,7 @@
  */
 import type { GroupMemberStatus } from '../protocol/replication-status.js';
 import { createHash } from 'node:crypto';
-import type { ShipmentOutcome, Storage } from '../storage/types.js';
+import type { ShipmentItem, ShipmentOutcome, Storage } from '../storage/types.js';
 import type { Counters } from './checkpoint-store.js';
 import type { Diagnostics } from './diagnostics.js';
 import { groupDestinationBucket, type GroupDestination } from './group-destination.js';
@@ -23,7 +23,6 @@ import type { Shipper } from './shipper.js';
 import { TargetError } from './target.js';
 import { mapLimit } from './map-limit.js';
 import type { Window } from './window.js';
-import type { ShipmentItem } from '../storage/types.js';
 
 /** What a member shipped (status `group.members[]`). */
 export type GroupMemberFigures = GroupMemberStatus;

@@ -5,7 +5,7 @@
  */
 import { Errors, FerryError } from '../protocol/errors.js';
 import { MAX_DST_TOKEN_CHARS, MAX_RATE_LIMIT_BYTES_PER_SEC } from '../protocol/limits.js';
-import { jsonNumber, describeJsonValue, U64_MAX } from '../protocol/json.js';
+import { jsonNumber, describeJsonValue } from '../protocol/json.js';
 import { isValidBucketName } from '../protocol/names.js';
 import { BUCKET_SETTINGS_FIELDS, parseBucketSettings } from '../protocol/bucket-settings.js';
 import type { BucketSettingsPatch } from '../storage/types.js';
@@ -25,6 +25,7 @@ import type {
   TargetSettings,
 } from '../protocol/replications.js';
 import { COMPATIBLE_SETTINGS_KEYS, type CompatibleSettingsJson } from '../protocol/replications.js';
+import { invalidSetting, timestampField } from './setting-fields.js';
 
 // The wire types live in protocol/ (shared with the SDK and the CLI); re-exported for this layer.
 export type {
@@ -84,8 +85,7 @@ export interface LegacyFilter {
   each_s?: number;
 }
 
-const invalid = (field: string, why: string): FerryError =>
-  Errors.unprocessable(`Invalid replication setting '${field}': ${why}`);
+const invalid = invalidSetting;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -375,19 +375,6 @@ function checkGroupRun(s: ReplicationSettings): void {
       'dst_prefix',
       'with src_group it is prepended to bucket names: use letters, digits, - and _',
     );
-}
-
-/** A u64 µs timestamp field (number or bigint), or undefined when absent. */
-function timestampField(body: Record<string, unknown>, key: string): bigint | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  const n = jsonNumber(v);
-  const big =
-    typeof n === 'bigint' ? n : typeof n === 'number' && Number.isSafeInteger(n) ? BigInt(n) : undefined;
-  if (big === undefined || big < 0n || big > U64_MAX) {
-    throw invalid(key, 'must be a timestamp in microseconds (an integer between 0 and 2^64-1)');
-  }
-  return big;
 }
 
 /** `continuous`, `since`, `until` (replication.md §6). */

@@ -6,7 +6,7 @@
  *
  * Syncing both at once means that a crash can leave a group's frames durable while some of its
  * payload bytes are not. Runs are serial, so that can only be the log's last group: recovery checks
- * its payloads and cuts it when they are incomplete (`checkLastGroup`); none of its writers had been
+ * its payloads and cuts it when they are incomplete (`incompleteGroup` in last-group.ts, called at open); none of its writers had been
  * answered. A block file that cannot be synced while the frames were written has them cut at once.
  *
  * Each writer's ops are encoded on their own: an op that cannot be encoded fails its writer only
