@@ -6,27 +6,9 @@ import Table from 'cli-table3';
 import pc from 'picocolors';
 import { isFerryError } from '../protocol/errors.js';
 import { stringifyJson } from '../protocol/json.js';
+import { EXIT } from './exit-codes.js';
 
-/** Exit codes of `ferry`. */
-export const EXIT = {
-  ok: 0,
-  /** Any other failure (server error, invalid input refused by the server). */
-  error: 1,
-  /** Wrong command line (unknown option, missing argument). */
-  usage: 2,
-  /** The bucket, entry or replication does not exist (404). */
-  notFound: 3,
-  /** The token is missing, wrong or lacks permission (401, 403). */
-  auth: 4,
-  /** The server cannot be reached or did not answer in time. */
-  unreachable: 5,
-  /** It already exists or is in the way (409). */
-  conflict: 6,
-  /** `replication follow`: the replication was suspended. */
-  suspended: 7,
-  /** `replication verify`: the destination differs from the source (after the repair, if any). */
-  differences: 8,
-} as const;
+export { EXIT } from './exit-codes.js';
 
 /** A failure the CLI reports itself, with its exit code. */
 export class CliError extends Error {

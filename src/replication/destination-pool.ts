@@ -2,7 +2,8 @@
  * The undici pool to another instance that remote targets, group targets and verify peers open
  * when they are not given a remote's shared pool: one place for its timeouts and TLS settings.
  */
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { undici } from './undici.js';
 
 /** Settings of {@link destinationPool}. */
 export interface DestinationPoolOptions {
@@ -19,7 +20,7 @@ export interface DestinationPoolOptions {
 
 /** A keep-alive pool to `url`'s origin. */
 export function destinationPool(url: URL, o: DestinationPoolOptions): Pool {
-  return new Pool(url.origin, {
+  return new (undici().Pool)(url.origin, {
     ...o.extra,
     connections: o.connections,
     headersTimeout: o.timeoutMs,

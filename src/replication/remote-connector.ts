@@ -6,7 +6,8 @@
  * before a single record travels, whatever DNS or port change led there.
  */
 import { connect as netConnect, type Socket } from 'node:net';
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
+import { undici } from './undici.js';
 
 /** Error codes of connection failures of our own (mapped to client codes by the remote target). */
 export const IDENTITY_MISMATCH = 'FERRY_REMOTE_IDENTITY_MISMATCH';
@@ -151,7 +152,7 @@ async function checkIdentity(socket: Socket, opts: RemoteConnectorOptions): Prom
 
 /** The `connect` function of a remote's undici pool. */
 export function remoteConnector(opts: RemoteConnectorOptions): buildConnector.connector {
-  const direct = buildConnector({
+  const direct = undici().buildConnector({
     timeout: opts.connectTimeoutMs,
     rejectUnauthorized: opts.verifyTls,
     ...(opts.ca ? { ca: opts.ca } : {}),

@@ -8,7 +8,8 @@
  * except in the `Authorization` header of requests to the remote itself.
  */
 import { performance } from 'node:perf_hooks';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
+import { undici } from './undici.js';
 import { Errors } from '../protocol/errors.js';
 import { parseJson } from '../protocol/json.js';
 import { MAX_REMOTES } from '../protocol/limits.js';
@@ -96,7 +97,7 @@ class LiveRemote {
   private newPool(): Pool {
     const s = this.settings;
     const url = new URL(s.url);
-    return new Pool(url.origin, {
+    return new (undici().Pool)(url.origin, {
       connections: POOL_CONNECTIONS,
       pipelining: 1,
       keepAliveTimeout: 30_000,
