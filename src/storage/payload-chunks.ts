@@ -23,61 +23,83 @@ export interface ChunkOptions {
   chunkBytes: number;
 }
 
+/** Back-to-back payloads of one block file, read at once. */
+interface Run {
+  rec: BlockRecord;
+  start: number;
+  end: number;
+  bytes?: Buffer;
+}
+
+/** Where one small payload of a chunk comes from: a slice of a run, or a read of its own. */
+type Piece = { run: Run; at: number; size: number } | { own: { bytes?: Buffer } };
+
+/**
+ * Reads the small payloads of one chunk: payloads that lie back to back in a block file are read
+ * at once, whatever other entries' records lie between them in `items` (a query interleaves the
+ * entries it reads by time, and one read per record cost ~7 µs of the event loop each).
+ */
+async function readChunk<T>(items: readonly T[], access: PayloadAccess<T>): Promise<Buffer> {
+  const open = new Map<string, Run>();
+  const runs: Run[] = [];
+  const pieces: Piece[] = [];
+  const reads: Array<Promise<void>> = [];
+  let total = 0;
+  for (const item of items) {
+    const size = access.size(item);
+    total += size;
+    const rec = access.stored?.(item);
+    if (rec instanceof BlockRecord) {
+      let run = open.get(rec.path);
+      if (run === undefined || run.rec.files !== rec.files || run.end !== rec.meta.offset) {
+        run = { rec, start: rec.meta.offset, end: rec.meta.offset };
+        open.set(rec.path, run);
+        runs.push(run);
+      }
+      pieces.push({ run, at: run.end - run.start, size });
+      run.end += size;
+    } else {
+      const own: { bytes?: Buffer } = {};
+      pieces.push({ own });
+      reads.push(access.read(item).then((b) => void (own.bytes = b)));
+    }
+  }
+  for (const r of runs) reads.push(r.rec.range(r.start, r.end - r.start).then((b) => void (r.bytes = b)));
+  await Promise.all(reads);
+  const out = Buffer.allocUnsafe(total);
+  let pos = 0;
+  for (const p of pieces) {
+    const b = 'run' in p ? p.run.bytes!.subarray(p.at, p.at + p.size) : p.own.bytes!;
+    pos += b.copy(out, pos);
+  }
+  return pos === total ? out : out.subarray(0, pos);
+}
+
 export async function* payloadChunks<T>(
   items: readonly T[],
   access: PayloadAccess<T>,
   opts: ChunkOptions,
 ): AsyncGenerator<Buffer> {
-  let parts: Buffer[] = [];
+  let small: T[] = [];
   let gathered = 0;
-  const take = (): Buffer => {
-    const chunk = parts.length === 1 ? parts[0]! : Buffer.concat(parts, gathered);
-    parts = [];
-    gathered = 0;
-    return chunk;
-  };
-  // A run of small payloads that lie back to back in one block file: one read for all of them.
-  let run: BlockRecord | undefined;
-  let runStart = 0;
-  let runEnd = 0;
-  const readRun = async (): Promise<void> => {
-    if (!run) return;
-    const b = await run.range(runStart, runEnd - runStart);
-    run = undefined;
-    parts.push(b);
-    gathered += b.length;
-  };
   for (const item of items) {
     const size = access.size(item);
     if (size === 0) continue;
     if (size <= opts.smallBytes) {
-      const rec = access.stored?.(item);
-      if (rec instanceof BlockRecord) {
-        const offset = rec.meta.offset;
-        if (run && run.path === rec.path && run.files === rec.files && runEnd === offset) {
-          runEnd += size;
-        } else {
-          await readRun();
-          if (gathered >= opts.chunkBytes) yield take();
-          run = rec;
-          runStart = offset;
-          runEnd = offset + size;
-        }
-        if (gathered + runEnd - runStart >= opts.chunkBytes) {
-          await readRun();
-          yield take();
-        }
-        continue;
+      small.push(item);
+      gathered += size;
+      if (gathered >= opts.chunkBytes) {
+        yield await readChunk(small, access);
+        small = [];
+        gathered = 0;
       }
-      await readRun();
-      const b = await access.read(item);
-      parts.push(b);
-      gathered += b.length;
-      if (gathered >= opts.chunkBytes) yield take();
       continue;
     }
-    await readRun();
-    if (gathered > 0) yield take();
+    if (small.length > 0) {
+      yield await readChunk(small, access);
+      small = [];
+      gathered = 0;
+    }
     const stream = access.open(item);
     try {
       for await (const chunk of stream) yield chunk as Buffer;
@@ -85,6 +107,5 @@ export async function* payloadChunks<T>(
       stream.destroy();
     }
   }
-  await readRun();
-  if (gathered > 0) yield take();
+  if (small.length > 0) yield await readChunk(small, access);
 }
