@@ -1,7 +1,7 @@
 /**
- * Unit tests of the replication engine's parts (issue 9 item 1), each on its own: the state table,
- * the committer and the progress figures on a manual clock, the batching rules, the scan source
- * over real storage, and the shipper against a fake target.
+ * Unit tests of the replication engine's parts (issue 9 item 1), each on its own: the committer and
+ * the progress figures on a manual clock, the batching rules, the scan source over real storage,
+ * and the shipper against a fake target (the state machine: replication-state-machine.test.ts).
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
@@ -16,7 +16,6 @@ import { parseJson, stringifyJson } from '../src/protocol/json.js';
 import { ScanSource } from '../src/replication/scan-source.js';
 import { effectiveSettings } from '../src/replication/settings.js';
 import { Shipper } from '../src/replication/shipper.js';
-import { stateOf, StateTracker, type StateFacts, type Transition } from '../src/replication/state-machine.js';
 import type { ItemOutcome, ShipRecord, Target } from '../src/replication/target.js';
 import {
   addItem,
@@ -29,55 +28,6 @@ import {
 import type { Change, Storage } from '../src/storage/types.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { tempDir, withStorage } from './helpers/temp-storage.js';
-
-const facts = (f: Partial<StateFacts> = {}): StateFacts => ({
-  started: true,
-  mode: 'enabled',
-  suspended: null,
-  retrying: undefined,
-  copying: null,
-  busy: false,
-  completed: false,
-  ...f,
-});
-
-test('state table: precedence of completed, modes, suspension, retries, copy and work', () => {
-  assert.equal(stateOf(facts()).state, 'idle');
-  assert.equal(stateOf(facts({ busy: true })).state, 'replicating');
-  assert.deepEqual(stateOf(facts({ copying: 'copy', busy: true })), {
-    state: 'initializing',
-    reason: 'copy',
-  });
-  assert.deepEqual(stateOf(facts({ retrying: 'down', copying: 'copy' })), {
-    state: 'retrying',
-    reason: 'down',
-  });
-  assert.equal(stateOf(facts({ started: false })).state, 'initializing');
-  assert.deepEqual(stateOf(facts({ mode: 'paused' })), { state: 'paused', reason: 'mode is paused' });
-  assert.deepEqual(stateOf(facts({ mode: 'paused', suspended: '409' })), {
-    state: 'suspended',
-    reason: '409',
-  });
-  assert.equal(stateOf(facts({ mode: 'disabled', suspended: '409' })).state, 'paused');
-  assert.equal(stateOf(facts({ completed: true, mode: 'disabled', suspended: 'x' })).state, 'completed');
-});
-
-test('state tracker: one announcement per transition, since from the clock, reading changes nothing', () => {
-  const clock = new ManualClock(1000);
-  const seen: Transition[] = [];
-  const t = new StateTracker((x) => seen.push(x), clock);
-  t.update(facts());
-  clock.advance(50);
-  t.update(facts());
-  assert.equal(seen.length, 1);
-  assert.deepEqual([seen[0]!.from, seen[0]!.to, t.since], ['initializing', 'idle', 1000]);
-  clock.advance(100);
-  t.update(facts({ busy: true }));
-  assert.equal(t.since, 1150);
-  assert.equal(t.state, 'replicating');
-  assert.equal(t.state, 'replicating');
-  assert.equal(seen.length, 2);
-});
 
 const checkpoint = (lsn: bigint): Checkpoint => ({
   lsn,

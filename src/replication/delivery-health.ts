@@ -2,12 +2,14 @@
  * How a replication's deliveries are going (replication.md §3 `retry`, §9): the last error, the
  * scheduled retry with its backoff, the outage and its bound (`max_outage_ms`), a suspension
  * (permanent refusal; resumed only by the user) and whether the last contact worked
- * (`is_active`). Plain state and rules on an injected clock: the task reports outcomes, the state
- * table and the status read it.
+ * (`is_active`). Plain state and rules on an injected clock: the task and the pipeline report
+ * outcomes, the status reads it, and every change of a retry or suspension is reported to the
+ * state machine as its event (state-machine.ts).
  */
 import { backoffDelay } from './backoff.js';
 import type { Clock } from './clock.js';
 import type { RetrySettings } from './settings.js';
+import type { StateEvent } from './state-machine.js';
 import { boundMessage, type TargetFailure } from './target.js';
 
 /** The last error as status shows it. */
@@ -30,7 +32,11 @@ export class DeliveryHealth {
   contactOk = true;
   private outageStart: number | null = null;
 
-  constructor(private readonly clock: Clock) {}
+  constructor(
+    private readonly clock: Clock,
+    /** Receives the state events of each change, those of one change at once. */
+    private readonly report: (...events: StateEvent[]) => void = () => undefined,
+  ) {}
 
   /**
    * A temporary failure: schedules the retry with backoff. Returns the suspension reason when the
@@ -47,12 +53,15 @@ export class DeliveryHealth {
     if (maxOutage > 0 && now - this.outageStart >= maxOutage)
       return `Destination unavailable for more than ${maxOutage} ms: ${err.message}`;
     this.retryAt = now + backoffDelay(retry, this.consecutiveFailures, err.retryAfterMs);
+    this.report({ kind: 'retry_scheduled', error: this.lastError!.message });
     return null;
   }
 
   /** Records an error without scheduling anything (e.g. a checkpoint write failed). */
   note(status: number, message: string): void {
     this.lastError = { status, message: boundMessage(message), at: this.clock.now() };
+    // a scheduled retry shows the last error
+    if (this.retryAt !== null) this.report({ kind: 'retry_scheduled', error: this.lastError.message });
   }
 
   /** Suspends with `text` as the reason (bounded); returns the reason. */
@@ -61,7 +70,14 @@ export class DeliveryHealth {
     this.suspendedReason = reason;
     this.lastError = { status: this.lastError?.status ?? -1, message: reason, at: this.clock.now() };
     this.retryAt = null;
+    this.report({ kind: 'suspended', reason });
     return reason;
+  }
+
+  /** The scheduled retry is made: the destination answered, deliveries go on. */
+  retryMade(): void {
+    this.retryAt = null;
+    this.report({ kind: 'retry_made' });
   }
 
   /** Clears a suspension (PATCH mode / PUT) and makes a retry due at once. */
@@ -70,6 +86,7 @@ export class DeliveryHealth {
     this.retryAt = this.clock.now();
     this.outageStart = null;
     this.consecutiveFailures = 0;
+    this.report({ kind: 'resumed' }, { kind: 'retry_scheduled', error: this.lastError?.message ?? null });
   }
 
   /** Windows were delivered; `clean`: nothing else failed meanwhile (the outage is over). */

@@ -150,7 +150,7 @@ export class Pipeline {
         return;
       }
       if (!(await this.tryPrepare())) return;
-      health.retryAt = null;
+      health.retryMade();
       for (const w of this.inflight)
         if (w.status === 'temp_failed' || w.status === 'perm_failed') this.launch(w);
     }

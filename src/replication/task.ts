@@ -4,8 +4,9 @@
  * records that existed, for `since` and one-shots), the shipper delivers them through the `Target`
  * with up to `max_in_flight` windows in flight, and the committer persists the position over the
  * prefix of windows that were completely delivered and announces `delivered(position)`. Failures,
- * retries and suspension are kept by the delivery health; the state table turns all of it into
- * the visible state; `status()` is a pure read.
+ * retries and suspension are kept by the delivery health; the health and the task send what
+ * happens to the state machine as events (state-machine.ts), which holds the visible state;
+ * `status()` is a pure read.
  *
  * Durability: the checkpoint (position + `when` state + counters + copy) is written before the
  * storage slot is advanced, so a restart resumes from the checkpoint and re-ships at most what
@@ -30,7 +31,7 @@ import {
   type ReplicationSettings,
 } from './settings.js';
 import { Shipper } from './shipper.js';
-import { stateOf, StateTracker, type StateFacts } from './state-machine.js';
+import { StateMachine, type StateEvent } from './state-machine.js';
 import type { SyncGate, SyncHealth } from './sync-gate.js';
 import { boundMessage, type Target } from './target.js';
 import { taskStatus, Throughput } from './task-status.js';
@@ -67,6 +68,9 @@ export interface TaskOptions {
   group?: GroupRun;
 }
 
+/** The state event of a mode. */
+const modeEvent = (mode: ReplicationMode): StateEvent => ({ kind: `mode_${mode}` });
+
 /** One running replication. */
 export class ReplicationTask {
   readonly name: string;
@@ -91,14 +95,13 @@ export class ReplicationTask {
   private needsVerify = false;
   private needsVerifyReason: string | null = null;
   private overflowUpTo = 0n;
-  private started = false;
-  private readonly health = new DeliveryHealth(realClock);
+  private readonly health = new DeliveryHealth(realClock, (...e) => this.machine.send(...e));
   private readonly throughput = new Throughput();
   private readonly committer: Committer;
   private readonly log: LogSource;
   private readonly copy: CopyRun;
   private readonly pipeline: Pipeline;
-  private readonly states = new StateTracker(
+  private readonly machine = new StateMachine(
     (t) => {
       this.events.emit({ type: 'state', ...t });
       this.announce();
@@ -134,7 +137,7 @@ export class ReplicationTask {
         } catch {
           // slot dropped meanwhile (replication removed)
         }
-        this.refreshState();
+        this.observe();
         this.announce();
       },
       failed: (e) => this.health.note(-1, `Checkpoint write failed: ${(e as Error).message}`),
@@ -204,7 +207,7 @@ export class ReplicationTask {
       afterCommit: (clean) => this.afterCommit(clean),
       beforeTurn: () => this.beforeTurn(),
       suspend: (text) => this.suspend(text),
-      idle: () => this.refreshState(),
+      idle: () => this.observe(),
     });
   }
 
@@ -256,8 +259,15 @@ export class ReplicationTask {
     this.copy.start(cp?.copy ?? null, cp?.completed ?? false);
     await restoreSlot(log, this.name, this.settings, this.cursor);
     this.log.seek({ lsn: this.cursor });
-    this.started = true;
-    this.refreshState();
+    // what the checkpoint and the options say, then `started`: one transition at most
+    this.machine.atOnce(() => {
+      this.machine.send(modeEvent(this.mode));
+      if (this.held !== null) this.machine.send({ kind: 'held', reason: this.held });
+      const suspended = this.health.suspendedReason;
+      if (suspended !== null) this.machine.send({ kind: 'suspended', reason: suspended });
+      this.observe();
+      this.machine.send({ kind: 'started' });
+    });
     this.attachSync();
     this.unsubscribe.push(
       log.onCommit(() => {
@@ -302,15 +312,21 @@ export class ReplicationTask {
   /** Changes the mode; resuming (`enabled`) clears a suspension. */
   setMode(mode: ReplicationMode): void {
     this.mode = mode;
-    if (mode === 'enabled' && this.health.suspendedReason) this.resume();
-    this.refreshState();
+    this.machine.atOnce(() => {
+      this.machine.send(modeEvent(mode));
+      if (mode === 'enabled' && this.health.suspendedReason) this.resume();
+      this.observe();
+    });
     this.pipeline.wake();
   }
 
   /** Holds the task (nothing ships, nor is the destination contacted) with `reason`; null releases it. */
   hold(reason: string | null): void {
     this.held = reason;
-    this.refreshState();
+    this.machine.atOnce(() => {
+      this.machine.send(reason === null ? { kind: 'released' } : { kind: 'held', reason });
+      this.observe();
+    });
     this.pipeline.wake();
   }
 
@@ -323,9 +339,11 @@ export class ReplicationTask {
 
   /** Clears a suspension (PATCH mode / PUT) and retries at once. */
   resume(): void {
-    this.health.resume();
+    this.machine.atOnce(() => {
+      this.health.resume();
+      this.observe();
+    });
     this.committer.markDirty('soon');
-    this.refreshState();
     this.pipeline.wake();
   }
 
@@ -345,7 +363,7 @@ export class ReplicationTask {
       this.moveCursor(last);
     }
     this.committer.persist();
-    this.refreshState();
+    this.observe();
   }
 
   /** The position jumps over changes that are not shipped. */
@@ -361,7 +379,7 @@ export class ReplicationTask {
       const finished = this.copy.commit(w);
       this.committer.delivered({ source: 'copy', entry: batch.entry, next: batch.next, last: batch.last });
       if (finished) {
-        this.refreshState();
+        this.observe();
         this.group?.copied();
       }
       return;
@@ -381,9 +399,11 @@ export class ReplicationTask {
   }
 
   private suspend(text: string): void {
-    this.health.suspend(text);
+    this.machine.atOnce(() => {
+      this.health.suspend(text);
+      this.observe();
+    });
     this.committer.markDirty('soon');
-    this.refreshState();
     this.pipeline.wake();
   }
 
@@ -408,7 +428,7 @@ export class ReplicationTask {
 
   private scheduleCount(): void {
     this.log.scheduleCount(() => {
-      this.refreshState();
+      this.observe();
       this.announce();
     });
   }
@@ -449,33 +469,30 @@ export class ReplicationTask {
     );
   }
 
-  /** The facts the state table reads (replication.md §9). */
-  private facts(): StateFacts {
-    const h = this.health;
-    return {
-      started: this.started,
-      mode: this.mode,
-      suspended: h.suspendedReason,
-      retrying: h.retryAt === null ? undefined : (h.lastError?.message ?? null),
-      copying: this.held ?? this.copy.doing,
-      busy: this.pipeline.inflight.length > 0 || this.log.gathering || this.pending().records > 0,
-      completed: this.copy.completed,
-    };
-  }
-
-  /** Tells the state table the facts as they are now; a changed state is announced. */
-  private refreshState(): void {
-    this.states.update(this.facts());
+  /**
+   * Tells the state machine what the copy and the work are doing now (the machine ignores what it
+   * knows already): the durable copy, a one-shot's completion, and whether anything is pending.
+   */
+  private observe(): void {
+    const m = this.machine.memory;
+    const events: StateEvent[] = [];
+    const doing = this.copy.doing;
+    if (doing !== m.copy)
+      events.push(doing === null ? { kind: 'copy_finished' } : { kind: 'copy_running', doing });
+    if (this.copy.completed && !m.completed) events.push({ kind: 'completed' });
+    const busy = this.pipeline.inflight.length > 0 || this.log.gathering || this.pending().records > 0;
+    events.push(busy ? { kind: 'work_pending' } : { kind: 'all_delivered' });
+    this.machine.send(...events);
   }
 
   /** What a sync gate needs to know: delivering normally, or why not. */
   private syncHealth(): SyncHealth {
-    const { state, reason } = stateOf(this.facts());
+    const { state, reason, memory } = this.machine;
     const ok =
       state === 'replicating' ||
       state === 'idle' ||
       // a held task delivers nothing: its writers learn why (a `base` being checked)
-      (state === 'initializing' && this.started && this.held === null);
+      (state === 'initializing' && memory.started && memory.held === null);
     return { ok, reason, disabled: this.mode === 'disabled' };
   }
 
@@ -501,7 +518,7 @@ export class ReplicationTask {
     const h = this.health;
     return taskStatus({
       now,
-      state: { state: this.states.state, reason: this.states.reason, since: this.states.since },
+      state: { state: this.machine.state, reason: this.machine.reason, since: this.machine.since },
       target: this.target,
       settings: this.settings,
       cursorLsn: this.cursor,
