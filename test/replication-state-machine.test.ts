@@ -373,7 +373,11 @@ test('state machine: every state × every event leads where the rules say, ignor
 });
 
 test('state machine: reasons of each state', () => {
-  const m = new StateMachine(() => undefined, new ManualClock(0), (s) => s.slice(0, 20));
+  const m = new StateMachine(
+    () => undefined,
+    new ManualClock(0),
+    (s) => s.slice(0, 20),
+  );
   assert.equal(m.reason, null);
   m.send(...ev('copy_running', 'started'));
   assert.deepEqual([m.state, m.reason], ['initializing', 'initial copy: 0 of 2']);
@@ -503,7 +507,8 @@ test('state machine: reading changes nothing; since comes from the clock; a mome
   m.send(...ev('started'));
   assert.deepEqual([seen.length, m.state, m.since], [1, 'idle', 1050]);
   clock.advance(100);
-  for (let i = 0; i < 3; i++) assert.deepEqual([m.state, m.reason, m.since, seen.length], ['idle', null, 1050, 1]);
+  for (let i = 0; i < 3; i++)
+    assert.deepEqual([m.state, m.reason, m.since, seen.length], ['idle', null, 1050, 1]);
   // work that arrives and is delivered within one moment: no transition, since unchanged
   m.atOnce(() => {
     m.send(...ev('work_pending'));
@@ -511,16 +516,28 @@ test('state machine: reading changes nothing; since comes from the clock; a mome
     m.send(...ev('all_delivered'));
   });
   assert.deepEqual([seen.length, m.state, m.since], [1, 'idle', 1050]);
-  // a restart restoring a suspension and a copy, then started: one transition, not via replicating
-  const restart: Transition[] = [];
-  const again = new StateMachine((t) => restart.push(t), clock);
-  again.send(...ev('mode_enabled', 'suspended', 'copy_running', 'work_pending', 'started'));
-  assert.deepEqual(
-    restart.map((t) => [t.from, t.to, t.reason]),
-    [['initializing', 'suspended', 'HTTP 409']],
-  );
-  // a restarted one-shot that completed stays completed whatever follows
-  const done = new StateMachine(() => undefined, clock);
-  done.send(...ev('mode_enabled', 'completed', 'started', 'resumed', 'retry_scheduled', 'mode_paused'));
-  assert.equal(done.state, 'completed');
+  // restarts, with the events in the order the task sends them (mode, hold, suspension, copy,
+  // completion, work, started): one transition each, not via the states in between
+  const restarts: Array<[StateEvent[], Array<[ReplicationState, string | null]>]> = [
+    [ev('mode_paused', 'suspended', 'copy_running', 'work_pending', 'started'), [['suspended', 'HTTP 409']]],
+    [
+      ev('mode_paused', 'copy_running', 'completed', 'all_delivered', 'started'),
+      [['completed', 'one-shot run delivered everything it covers']],
+    ],
+    [ev('mode_enabled', 'copy_running', 'work_pending', 'started'), [['initializing', COPY]]],
+  ];
+  for (const [events, want] of restarts) {
+    const seenAgain: Transition[] = [];
+    const again = new StateMachine((t) => seenAgain.push(t), clock);
+    again.send(...events);
+    assert.deepEqual(
+      seenAgain.map((t) => [t.to, t.reason]),
+      want.filter(([to]) => to !== 'initializing'),
+      events.map((e) => e.kind).join(','),
+    );
+    assert.equal(again.state, want[0]![0]);
+    // a completed one-shot stays completed whatever follows
+    again.send(...ev('resumed', 'retry_scheduled', 'mode_enabled', 'work_pending'));
+    if (want[0]![0] === 'completed') assert.equal(again.state, 'completed');
+  }
 });

@@ -106,21 +106,27 @@ export const initialMemory = (): StateMemory => ({
   completed: false,
 });
 
-/** A choice of one of two states, read from the memory (after the event updated it). */
+/**
+ * A choice of one of two states, read from the memory (after the event updated it); `label`
+ * names it in the table of docs/architecture.md.
+ */
 export type Guard = ((m: StateMemory) => ReplicationState) & { readonly label: string };
 
 const guard = (label: string, choose: (m: StateMemory) => ReplicationState): Guard =>
   Object.assign(choose, { label });
 
-/** Delivering, once started: a retry, then a hold or copy, then work decide. */
-const run = guard('started ? (retry ? retrying : held or copy ? initializing : busy ? replicating : idle) : initializing', (m) => {
+/**
+ * Delivering, once started: `retrying` if a retry is scheduled, else `initializing` while held or
+ * copying, else `replicating` if work is pending, else `idle`. Before `started`: `initializing`.
+ */
+const run = guard('run', (m) => {
   if (!m.started) return 'initializing';
   if (m.retry !== undefined) return 'retrying';
   if (m.held !== null || m.copy !== null) return 'initializing';
   return m.busy ? 'replicating' : 'idle';
 });
 /** A retry shows once started; before, the task is still initializing. */
-const retry = guard('started ? retrying : initializing', (m) => (m.started ? 'retrying' : 'initializing'));
+const retry = guard('retry', (m) => (m.started ? 'retrying' : 'initializing'));
 /** Disabled ignores everything, a suspension too. */
 const suspendUnlessDisabled = guard('disabled ? paused : suspended', (m) =>
   m.mode === 'disabled' ? 'paused' : 'suspended',
@@ -132,7 +138,7 @@ const suspendedOrPaused = guard('suspended ? suspended : paused', (m) =>
 /** Enabled again: a suspension stays until resumed. */
 const unblocked = guard('suspended ? suspended : run', (m) => (m.suspended !== null ? 'suspended' : run(m)));
 /** Resumed: a paused mode still pauses. */
-const afterResume = guard('paused ? paused : run', (m) => (m.mode !== 'enabled' ? 'paused' : run(m)));
+const afterResume = guard('mode paused ? paused : run', (m) => (m.mode !== 'enabled' ? 'paused' : run(m)));
 
 /** What a cell holds: the next state, or a guarded choice. The same state = ignored. */
 export type Cell = ReplicationState | Guard;
@@ -384,7 +390,12 @@ export class StateMachine {
     } finally {
       if (--this.depth === 0 && this.current !== this.before) {
         this.began = this.clock.now();
-        const t = { from: this.before, to: this.current, reason: this.reason, at: new Date(this.began).toISOString() };
+        const t = {
+          from: this.before,
+          to: this.current,
+          reason: this.reason,
+          at: new Date(this.began).toISOString(),
+        };
         this.onTransition(t);
       }
     }
