@@ -3,7 +3,8 @@
  * every event of the table against an expectation list written here from the rules (not read
  * from the table), ignored pairs leave the state unchanged and announce nothing, a seeded random
  * walk agrees with the rules as a precedence of facts (the state function the machine replaced),
- * and transitions are announced once with `since` from a manual clock.
+ * transitions are announced once with `since` from a manual clock, the delivery health reports
+ * its changes as events, and a replication's PATCHes announce no state in between.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -17,8 +18,12 @@ import {
   type StateEvent,
   type Transition,
 } from '../src/replication/state-machine.js';
+import { DeliveryHealth } from '../src/replication/delivery-health.js';
+import type { TaskEvent } from '../src/replication/task-events.js';
 import { ManualClock } from './helpers/manual-clock.js';
+import { forEachTarget, statusOf, writeText } from './helpers/replication-env.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
+import { waitFor } from './helpers/wait.js';
 
 const COPY = 'initial copy: 0 of 2 entries done';
 
@@ -541,3 +546,50 @@ test('state machine: reading changes nothing; since comes from the clock; a mome
     if (want[0]![0] === 'completed') assert.equal(again.state, 'completed');
   }
 });
+
+test('delivery health reports each retry and suspension change as its events, those of one change at once', () => {
+  const clock = new ManualClock(0);
+  const reports: EventKind[][] = [];
+  const h = new DeliveryHealth(clock, (...e) => reports.push(e.map((x) => x.kind)));
+  const retry = { initial_ms: 100, max_ms: 1000, max_outage_ms: 1000 };
+  assert.equal(h.failed({ status: 503, message: 'down' }, retry), null);
+  h.note(-1, 'checkpoint write failed'); // the scheduled retry now shows this error
+  h.retryMade();
+  h.note(-1, 'no retry scheduled: nothing to report');
+  h.suspend('HTTP 409');
+  h.resume();
+  assert.equal(h.failed({ status: 503, message: 'down' }, retry), null);
+  clock.advance(2000);
+  // past max_outage_ms: no retry is scheduled, the caller suspends
+  assert.match(h.failed({ status: 503, message: 'down' }, retry) ?? '', /unavailable/);
+  assert.deepEqual(reports, [
+    ['retry_scheduled'],
+    ['retry_scheduled'],
+    ['retry_made'],
+    ['suspended'],
+    ['resumed', 'retry_scheduled'],
+    ['retry_scheduled'],
+  ]);
+});
+
+forEachTarget(
+  'a PATCH that enables a disabled, suspended replication goes from paused to retrying at once (no suspended in between)',
+  async (env) => {
+    await env.dst.createBucket('dst');
+    await writeText(env.dst, 'dst', 'e', 1n, 'different');
+    await env.replicate('r');
+    await writeText(env.storage, 'src', 'e', 1n, 'original');
+    await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
+    await env.manager.setMode('r', { mode: 'disabled' });
+    assert.equal(statusOf(env.manager, 'r').state, 'paused');
+    const seen: Array<[string, string]> = [];
+    const off = env.manager.subscribe('r', (e: TaskEvent) => e.type === 'state' && seen.push([e.from, e.to]));
+    await env.manager.setMode('r', { mode: 'enabled' });
+    // the conflict is still there: the retry refuses it again
+    await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended again' });
+    off();
+    assert.deepEqual(seen[0], ['paused', 'retrying']);
+    assert.equal(seen[seen.length - 1]![1], 'suspended');
+    assert.match(statusOf(env.manager, 'r').state_reason ?? '', /409/);
+  },
+);

@@ -48,7 +48,7 @@ export class DeliveryHealth {
     this.retries++;
     this.consecutiveFailures++;
     this.outageStart ??= now;
-    this.note(err.status, err.message);
+    this.lastError = { status: err.status, message: boundMessage(err.message), at: now };
     const maxOutage = retry.max_outage_ms;
     if (maxOutage > 0 && now - this.outageStart >= maxOutage)
       return `Destination unavailable for more than ${maxOutage} ms: ${err.message}`;
