@@ -69,17 +69,6 @@ export const EVENT_KINDS: readonly EventKind[] = [
   'completed',
 ];
 
-/** Every state, in the table's row order. */
-export const STATES: readonly ReplicationState[] = [
-  'initializing',
-  'replicating',
-  'idle',
-  'retrying',
-  'paused',
-  'suspended',
-  'completed',
-];
-
 /** What the events said so far (the machine's extended state). */
 export interface StateMemory {
   started: boolean;

@@ -3,11 +3,11 @@
  * transition, and `changed` whenever the figures a user sees differ from the last ones announced.
  * Listeners are called synchronously and must not block; one that throws is ignored.
  */
+import type { ReplicationState } from '../protocol/replication-status.js';
 import type { Transition } from './state-machine.js';
 
 /** Visible state of a replication (replication.md §9). */
-export type TaskState =
-  'initializing' | 'replicating' | 'idle' | 'retrying' | 'paused' | 'suspended' | 'completed';
+export type TaskState = ReplicationState;
 
 /** A state transition, or that the figures changed. */
 export type TaskEvent = ({ type: 'state' } & Transition) | { type: 'changed' };
