@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { compareSorted, type ApiRecord } from '../bench/lib/api-compare.js';
 import { measureDiskBandwidth } from '../bench/lib/disk-baseline.js';
 import { readCpuSeconds } from '../bench/lib/proc-cpu.js';
 import { readRss, RssSampler } from '../bench/lib/rss.js';
 import { fmt, percentile, runConcurrent, summarize } from '../bench/lib/stats.js';
 import { formatTable } from '../bench/lib/table.js';
+import { describeMatch, matchDifferences, type PlantedDifference } from '../bench/lib/verify-differences.js';
 import { waitFor } from './helpers/wait.js';
 
 test('percentiles use the nearest rank', () => {
@@ -101,4 +103,85 @@ test('disk baseline writes the requested amount and removes its scratch file', a
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+const rec = (entry: string, ts: number, over: Partial<ApiRecord> = {}): ApiRecord => ({
+  entry,
+  ts: BigInt(ts),
+  size: 4,
+  contentType: 'application/octet-stream',
+  labels: { n: String(ts % 3) },
+  digest: 'd',
+  ...over,
+});
+
+async function* batches(...list: ApiRecord[][]): AsyncGenerator<ApiRecord[]> {
+  for (const b of list) yield b;
+}
+
+test('compareSorted merges batches of both sides and names what differs', async () => {
+  // the two sides cut their batches at different places, one batch is empty
+  const src = batches(
+    [rec('a', 1), rec('b', 1), rec('a', 2)],
+    [],
+    [rec('a', 3), rec('a', 4), rec('a', 5), rec('a', 7)],
+  );
+  const dst = batches(
+    [rec('a', 1)],
+    [rec('b', 1, { labels: { n: 'x' } }), rec('a', 3, { digest: 'other' }), rec('a', 4, { size: 5 })],
+    [rec('a', 5, { contentType: 'text/plain', labels: {} }), rec('a', 6), rec('a', 7), rec('z', 9)],
+  );
+  const r = await compareSorted(src, dst);
+  assert.deepEqual(r.records, [7, 8]);
+  assert.deepEqual(r.differences, [
+    { entry: 'b', ts: 1, kind: 'different', parts: ['labels'] },
+    { entry: 'a', ts: 2, kind: 'missing' },
+    { entry: 'a', ts: 3, kind: 'different', parts: ['payload'] },
+    { entry: 'a', ts: 4, kind: 'different', parts: ['payload'] },
+    { entry: 'a', ts: 5, kind: 'different', parts: ['content_type', 'labels'] },
+    { entry: 'a', ts: 6, kind: 'extra' },
+    { entry: 'z', ts: 9, kind: 'extra' },
+  ]);
+  assert.deepEqual((await compareSorted(batches([rec('a', 1)]), batches([rec('a', 1)]))).differences, []);
+  await assert.rejects(
+    compareSorted(
+      batches([rec('a', 1)]),
+      (async function* () {
+        yield [rec('a', 1)];
+        throw new Error('read failed');
+      })(),
+    ),
+    /read failed/,
+  );
+});
+
+test('matchDifferences judges findings against planted differences exactly', () => {
+  const planted: PlantedDifference[] = [
+    { entry: 'e0', ts: 5, kind: 'remove' },
+    { entry: 'e1', ts: 7, kind: 'relabel' },
+    { entry: 'e2', ts: 9, kind: 'extra' },
+    { entry: 'e3', ts: 11, kind: 'payload' },
+  ];
+  const all = matchDifferences(
+    [
+      { entry: 'e0', ts: 5, kind: 'missing' },
+      { entry: 'e1', ts: 7, kind: 'different', parts: ['labels'] },
+      { entry: 'e2', ts: 9_000_000, kind: 'extra' },
+      { entry: 'e3', ts: 11, kind: 'different', parts: ['payload'] },
+    ],
+    planted,
+  );
+  assert.equal(describeMatch(all), '4/4');
+  // a metadata-only comparison misses the payload; the wrong part or record is spurious
+  const some = matchDifferences(
+    [
+      { entry: 'e0', ts: 5, kind: 'missing' },
+      { entry: 'e1', ts: 7, kind: 'different', parts: ['labels', 'payload'] },
+      { entry: 'e2', ts: 9_000_000, kind: 'extra' },
+      { entry: 'e2', ts: 10, kind: 'missing' },
+    ],
+    planted,
+  );
+  assert.deepEqual(some, { found: 2, planted: 4, spurious: 2, missedKinds: { relabel: 1, payload: 1 } });
+  assert.equal(describeMatch(some), '2/4 (missed 1 relabel, 1 payload) +2 spurious');
 });
