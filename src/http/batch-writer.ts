@@ -2,11 +2,15 @@
  * Writes the records of one batch request (v1 or v2) from one body stream.
  *
  * The body is sliced into per-record async iterables in body order. Each record's write starts as
- * soon as the previous record's bytes have been consumed — not when it is durable — so the whole
- * batch lands in one group commit. A record whose write fails before consuming its bytes (409,
- * quota, …) has them skipped and is reported per record; the request itself still succeeds.
+ * soon as the previous record's bytes have been consumed — not when it is durable. Payloads go to
+ * their block files as they arrive, but the records are committed together once the body is read
+ * (an `AtomicBatch`): one commit, all or nothing after a crash and at every destination, in parts
+ * of at most MAX_ATOMIC_BATCH_BYTES. A record whose write fails before consuming its bytes (409,
+ * quota, …) has them skipped, is reported per record and is not part of the commit; the request
+ * itself still succeeds.
  */
 import { Errors, isFerryError, type FerryError } from '../protocol/errors.js';
+import { AtomicBatch, type BatchTicket } from '../storage/atomic-batch.js';
 import type { BatchItem, Bucket, Labels, WriteOptions, WriteOutcome } from '../storage/types.js';
 import { isMetaEntry } from '../protocol/names.js';
 import { checkMetaWrite } from './attachments.js';
@@ -55,19 +59,23 @@ export async function writeBatch(
 ): Promise<BatchWriteResult[]> {
   if (isFerryError(bucket)) return rejectAll(bucket, items, reader);
   const pending: Array<Promise<BatchWriteResult> | BatchWriteResult> = [];
+  const batch = new AtomicBatch();
   /** Index of the first record whose bytes did not all arrive. */
   let truncatedAt = -1;
   // Records whose bytes are all in the chunk already received go to storage together, as one
   // `writeMany` (one pass, one group-commit entry); others stream one by one.
   let run: BatchItem[] = [];
   let runIndex: number[] = [];
+  let runTicket: BatchTicket | undefined;
   const runs: Promise<void>[] = [];
   const flushRun = (): void => {
     if (run.length === 0) return;
     const current = run;
     const indexes = runIndex;
+    const ticket = runTicket!;
     run = [];
     runIndex = [];
+    runTicket = undefined;
     // One promise per run; per-record results are filled in when it settles.
     runs.push(
       bucket.writeMany(current).then((results) => {
@@ -75,7 +83,7 @@ export async function writeBatch(
           const r = results[k]!;
           pending[indexes[k]!] = typeof r === 'string' ? OUTCOMES[r] : { error: r };
         }
-      }),
+      }).finally(() => ticket.leave()),
     );
   };
   const last = items.length - 1;
@@ -93,7 +101,9 @@ export async function writeBatch(
         if (!reader.takeBufferedPossible(size) && size <= JOIN_LIMIT) await reader.fill(size);
         const whole = reader.takeBuffered(size);
         if (whole) {
-          run.push({ entry: item.entry, ts: item.ts, opts: item.opts, payload: whole });
+          runTicket ??= batch.ticket();
+          const opts = { ...item.opts, batch: runTicket };
+          run.push({ entry: item.entry, ts: item.ts, opts, payload: whole });
           runIndex.push(pending.length);
           pending.push(PLACEHOLDER);
           continue;
@@ -105,7 +115,7 @@ export async function writeBatch(
         pending.push(Promise.resolve({ error: item.rejected }));
         await slice.skipRest();
       } else {
-        const write = writeOne(bucket, item, slice);
+        const write = writeOne(bucket, batch, item, slice);
         pending.push(write);
         // Next record as soon as this one's bytes are taken (or its write gave up early).
         await Promise.race([slice.done, write]);
@@ -118,6 +128,7 @@ export async function writeBatch(
     }
   } finally {
     flushRun();
+    batch.seal();
     // Never leave a write unobserved, whatever happened to the body.
     await Promise.all(runs);
     await Promise.all(pending);
@@ -165,6 +176,7 @@ async function rejectAll(
 
 function writeOne(
   bucket: Bucket,
+  batch: AtomicBatch,
   item: BatchWriteItem,
   payload: Buffer | AsyncIterable<Buffer>,
 ): Promise<BatchWriteResult> {
@@ -175,8 +187,12 @@ function writeOne(
     checked = toFerryError(e);
   }
   if (checked) return Promise.resolve({ error: checked });
-  return bucket.write(item.entry, item.ts, item.opts, payload).then(
-    (outcome): BatchWriteResult => ({ outcome }),
-    (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
-  );
+  const ticket = batch.ticket();
+  return bucket
+    .write(item.entry, item.ts, { ...item.opts, batch: ticket }, payload)
+    .then(
+      (outcome): BatchWriteResult => ({ outcome }),
+      (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),
+    )
+    .finally(() => ticket.leave());
 }

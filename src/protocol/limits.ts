@@ -86,3 +86,13 @@ export const MAX_REMOTES = 256;
 
 /** Upper bound of `rate_limit.bytes_per_sec` (1 TiB/s: no link is faster). */
 export const MAX_RATE_LIMIT_BYTES_PER_SEC = 2 ** 40;
+
+// ---- atomic batches (issue 12)
+
+/**
+ * Payload bytes of one atomic part of a client batch write: a batch up to this size is committed
+ * as one commit (all or nothing, at the source and at destinations); records past it form further
+ * parts of this size. Well below MAX_SHIPMENT_BYTES, so that a consistency group's shipment of one
+ * part with a window's worth of earlier commits (`batch.max_bytes`, 8 MiB by default) fits.
+ */
+export const MAX_ATOMIC_BATCH_BYTES = 16 * 1024 * 1024;

@@ -13,6 +13,7 @@ import type { BucketServices } from './bucket-services.js';
 import type { Entry } from './entry.js';
 import { Quota } from './quota.js';
 import { RangeRemover } from './range-removal.js';
+import type { BatchTicket } from './atomic-batch.js';
 import { RecordWriter, type StagedBatch } from './record-writer.js';
 import { OpType, type RemoveRecordOp, type UpdateOp } from './wal.js';
 import { Errors, FerryError, fromFsError } from '../protocol/errors.js';
@@ -81,7 +82,9 @@ export class BucketImpl implements Bucket {
   // ---------------------------------------------------------------- concurrency
 
   /** Runs an operation that may run alongside others (writes, updates, removals of records). */
-  async shared<T>(fn: () => Promise<T>): Promise<T> {
+  async shared<T>(fn: () => Promise<T>, batch?: BatchTicket): Promise<T> {
+    // the rename waits for the batch's staged writes, which wait for this one: commit them now
+    if (this.exclusive) batch?.cut();
     while (this.exclusive) await this.exclusive;
     this.checkReady();
     this.active++;
@@ -164,7 +167,7 @@ export class BucketImpl implements Bucket {
       const outcome = await this.writer.write(entryName, ts, opts, payload);
       if (isMetaEntry(entryName)) await this.replaceOlderAttachments(entryName, ts, opts.labels);
       return outcome;
-    });
+    }, opts.batch);
   }
 
   writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
@@ -177,7 +180,7 @@ export class BucketImpl implements Bucket {
         }
       }
       return results;
-    });
+    }, items[0]?.opts.batch);
   }
 
   /** Stages records for a commit across buckets (`Storage.applyShipment`); see RecordWriter.stage. */

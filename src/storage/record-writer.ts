@@ -10,6 +10,7 @@ import { checkEntryName, type BucketData } from './bucket-data.js';
 import type { BucketServices } from './bucket-services.js';
 import { descriptorSize } from './descriptor-size.js';
 import { Entry } from './entry.js';
+import type { BatchTicket } from './atomic-batch.js';
 import type { StagedWrite } from './group-commit.js';
 import type { Quota } from './quota.js';
 import { OpType, type WriteOp } from './wal.js';
@@ -38,7 +39,10 @@ export interface StagedBatch {
 
 /** A batch record written to its block file, waiting for its digest and commit. */
 interface Staged extends StagedWrite {
+  /** Index of the record among the items of the call (-1 for a single write). */
   i: number;
+  /** Its block file. */
+  path: string;
 }
 
 export class RecordWriter {
@@ -54,6 +58,144 @@ export class RecordWriter {
     opts: WriteOptions,
     payload: PayloadSource,
   ): Promise<WriteOutcome> {
+    const st = await this.stageOne(entryName, ts, opts, payload);
+    if (st === 'already_present') return st;
+    try {
+      await this.commitStaged(opts.batch, [st], [st.path]);
+      if (opts.commit) opts.commit.lsn = st.op.lsn; // given its LSN when it was framed
+      return 'written';
+    } catch (e) {
+      // A write that never became durable leaves nothing behind: its timestamp is free again.
+      this.release(st.entry, st.block, st.desc);
+      throw e instanceof FerryError ? e : fromFsError(e);
+    } finally {
+      this.unhold(st);
+    }
+  }
+
+  async writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
+    const { services, data } = this;
+    const results = new Array<WriteOutcome | FerryError>(items.length);
+    // Records staged here are digested below, all at once; those of the single-record path
+    // (quotas and unusual cases) come digested. All are committed together, in one commit.
+    const fast: Staged[] = [];
+    const staged: Staged[] = [];
+    const paths = new Set<string>();
+    const quota = data.settings.quota_type !== 'NONE';
+    const time = Date.now();
+    let lastName: string | undefined;
+    let entry: Entry | undefined;
+    try {
+      services.slots.checkWritable(data.name);
+    } catch (e) {
+      return results.fill(e as FerryError);
+    }
+    const single = async (i: number): Promise<void> => {
+      const it = items[i]!;
+      const st = await this.stageOne(it.entry, it.ts, it.opts, it.payload);
+      if (st === 'already_present') results[i] = st;
+      else {
+        st.i = i;
+        staged.push(st);
+        paths.add(st.path);
+      }
+    };
+    for (let i = 0; i < items.length; i++) {
+      const it = items[i]!;
+      try {
+        if (quota) {
+          await single(i);
+          continue;
+        }
+        if (it.entry !== lastName) {
+          checkEntryName(it.entry);
+          const got = data.ensureEntry(it.entry);
+          entry = got instanceof Entry ? got : await got;
+          lastName = it.entry;
+        }
+        const e = entry!;
+        checkRecordFields(it.opts);
+        const size = it.payload.length;
+        if (size !== it.opts.size)
+          throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
+        const block = this.chooseBlock(e, it.ts, size);
+        // Idempotent re-delivery, conflicts and blocks not in memory: the single-record rules.
+        if (!block.records || block.compressed || block.transition || block.find(it.ts)) {
+          await single(i);
+          continue;
+        }
+        const desc = this.reserve(it.entry, block, it.ts, size, it.opts);
+        block.inflight++;
+        data.account.reserved += size;
+        const path = e.dataPath(block);
+        const st: Staged = { entry: e, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i, path };
+        try {
+          const pending = services.files.writeAt(path, desc.offset, it.payload);
+          if (pending) await pending;
+        } catch (err) {
+          this.release(e, block, desc);
+          this.unhold(st);
+          throw err;
+        }
+        fast.push(st);
+        paths.add(path);
+      } catch (err) {
+        results[i] = err instanceof FerryError ? err : fromFsError(err);
+      }
+    }
+    if (fast.length > 0) {
+      const digests = await services.digests.digestMany(fast.map((st) => items[st.i]!.payload));
+      for (let k = 0; k < fast.length; k++) {
+        const st = fast[k]!;
+        const digest = digests[k]!;
+        try {
+          checkDigest(items[st.i]!.opts, digest, st.desc.ts);
+        } catch (err) {
+          this.release(st.entry, st.block, st.desc);
+          this.unhold(st);
+          results[st.i] = err as FerryError;
+          continue;
+        }
+        st.desc.digest = digest;
+        st.op.digest = digest;
+        staged.push(st);
+      }
+    }
+    const ticket = items[0]?.opts.batch;
+    if (staged.length === 0) {
+      ticket?.leave();
+      return results;
+    }
+    try {
+      await this.commitStaged(ticket, staged, [...paths]);
+      for (const st of staged) {
+        results[st.i] = 'written';
+        const commit = items[st.i]!.opts.commit;
+        if (commit) commit.lsn = st.op.lsn;
+      }
+    } catch (err) {
+      const fe = err instanceof FerryError ? err : fromFsError(err);
+      for (const st of staged) {
+        this.release(st.entry, st.block, st.desc);
+        results[st.i] = fe;
+      }
+    } finally {
+      for (const st of staged) this.unhold(st);
+    }
+    return results;
+  }
+
+  /**
+   * Everything of a single-record write but its commit: checks, quota, reservation, payload and
+   * digest. Throws (leaving nothing behind) when the record cannot be written; the caller
+   * commits the staged record, releases it if that fails, and `unhold`s it in any case.
+   */
+  private async stageOne(
+    entryName: string,
+    ts: bigint,
+    opts: WriteOptions,
+    payload: PayloadSource,
+  ): Promise<Staged | 'already_present'> {
     checkEntryName(entryName);
     checkRecordFields(opts);
     const { services, data } = this;
@@ -99,144 +241,36 @@ export class RecordWriter {
 
     data.account.reserved += size;
     const path = entry.dataPath(block);
+    const st: Staged = { entry, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST), i: -1, path };
     try {
       const digest = await this.writePayload(path, desc.offset, size, payload);
       checkDigest(opts, digest, ts);
       desc.digest = digest;
-      const op = this.writeOpFor(desc, block, digest);
-      await services.commits.commitWrites([{ entry, block, desc, op }], [path]);
-      if (opts.commit) opts.commit.lsn = op.lsn; // given its LSN when it was framed
-      return 'written';
+      st.op.digest = digest;
+      st.op.time = Date.now(); // its commit time: after a streamed payload arrived
+      return st;
     } catch (e) {
-      // A write that never became durable leaves nothing behind: its timestamp is free again.
       this.release(entry, block, desc);
+      this.unhold(st);
       throw e instanceof FerryError ? e : fromFsError(e);
-    } finally {
-      data.account.reserved -= size;
-      block.inflight--;
-      this.dropIfEmpty(entry, block);
     }
   }
 
-  async writeMany(items: readonly BatchItem[]): Promise<Array<WriteOutcome | FerryError>> {
-    const { services, data } = this;
-    const results = new Array<WriteOutcome | FerryError>(items.length);
-    // Quotas and unusual cases take the single-record path; the common case is done in one pass.
-    const slow: number[] = [];
-    const staged: Staged[] = [];
-    const paths = new Set<string>();
-    const quota = data.settings.quota_type !== 'NONE';
-    const time = Date.now();
-    let lastName: string | undefined;
-    let entry: Entry | undefined;
-    try {
-      services.slots.checkWritable(data.name);
-    } catch (e) {
-      return results.fill(e as FerryError);
-    }
-    for (let i = 0; i < items.length; i++) {
-      const it = items[i]!;
-      if (quota) {
-        slow.push(i);
-        continue;
-      }
-      try {
-        if (it.entry !== lastName) {
-          checkEntryName(it.entry);
-          const got = data.ensureEntry(it.entry);
-          entry = got instanceof Entry ? got : await got;
-          lastName = it.entry;
-        }
-        const e = entry!;
-        checkRecordFields(it.opts);
-        const size = it.payload.length;
-        if (size !== it.opts.size)
-          throw size < it.opts.size ? Errors.contentSmaller() : Errors.contentBigger();
-        const block = this.chooseBlock(e, it.ts, size);
-        if (!block.records || block.compressed || block.transition) {
-          slow.push(i);
-          continue;
-        }
-        const existing = block.find(it.ts);
-        if (existing) {
-          // Idempotent re-delivery and conflicts: the single-record rules.
-          slow.push(i);
-          continue;
-        }
-        const desc = this.reserve(it.entry, block, it.ts, size, it.opts);
-        block.inflight++;
-        data.account.reserved += size;
-        const path = e.dataPath(block);
-        try {
-          const pending = services.files.writeAt(path, desc.offset, it.payload);
-          if (pending) await pending;
-          // Staged only once its bytes are written; digested below, all at once.
-          staged.push({ entry: e, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i });
-          paths.add(path);
-        } catch (err) {
-          this.release(e, block, desc);
-          block.inflight--;
-          data.account.reserved -= size;
-          this.dropIfEmpty(e, block);
-          throw err;
-        }
-      } catch (err) {
-        results[i] = err instanceof FerryError ? err : fromFsError(err);
-      }
-    }
-    if (staged.length > 0) {
-      const digests = await services.digests.digestMany(staged.map((st) => items[st.i]!.payload));
-      let kept = 0;
-      for (let k = 0; k < staged.length; k++) {
-        const st = staged[k]!;
-        const digest = digests[k]!;
-        try {
-          checkDigest(items[st.i]!.opts, digest, st.desc.ts);
-        } catch (err) {
-          this.release(st.entry, st.block, st.desc);
-          st.block.inflight--;
-          data.account.reserved -= st.desc.size;
-          this.dropIfEmpty(st.entry, st.block);
-          results[st.i] = err as FerryError;
-          continue;
-        }
-        st.desc.digest = digest;
-        st.op.digest = digest;
-        staged[kept++] = st;
-      }
-      staged.length = kept;
-    }
-    if (staged.length > 0) {
-      try {
-        await services.commits.commitWrites(staged, [...paths]);
-        for (const st of staged) {
-          results[st.i] = 'written';
-          const commit = items[st.i]!.opts.commit;
-          if (commit) commit.lsn = st.op.lsn;
-        }
-      } catch (err) {
-        const fe = err instanceof FerryError ? err : fromFsError(err);
-        for (const st of staged) {
-          this.release(st.entry, st.block, st.desc);
-          results[st.i] = fe;
-        }
-      } finally {
-        for (const st of staged) {
-          st.block.inflight--;
-          data.account.reserved -= st.desc.size;
-          this.dropIfEmpty(st.entry, st.block);
-        }
-      }
-    }
-    for (const i of slow) {
-      const it = items[i]!;
-      try {
-        results[i] = await this.write(it.entry, it.ts, it.opts, it.payload);
-      } catch (err) {
-        results[i] = err instanceof FerryError ? err : fromFsError(err);
-      }
-    }
-    return results;
+  /** Commits staged records on their own, or with the rest of their atomic batch. */
+  private commitStaged(
+    ticket: BatchTicket | undefined,
+    writes: readonly StagedWrite[],
+    paths: readonly string[],
+  ): Promise<void> {
+    const commits = this.services.commits;
+    return ticket ? ticket.join(commits, writes, paths) : commits.commitWrites(writes, paths);
+  }
+
+  /** Ends a staged record's hold on its block and on the bucket's reserved bytes. */
+  private unhold(st: Staged): void {
+    this.data.account.reserved -= st.desc.size;
+    st.block.inflight--;
+    this.dropIfEmpty(st.entry, st.block);
   }
 
   /**
@@ -292,8 +326,8 @@ export class RecordWriter {
         const desc = this.reserve(it.entry, block, it.ts, it.opts.size, it.opts);
         block.inflight++;
         data.account.reserved += desc.size;
-        staged.push({ entry, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i });
         const path = entry.dataPath(block);
+        staged.push({ entry, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i, path });
         paths.add(path);
         const pending = services.files.writeAt(path, desc.offset, it.payload);
         if (pending) await pending;

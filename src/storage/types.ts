@@ -12,6 +12,7 @@ import type { ShipmentAnswer } from '../protocol/shipment.js';
 import type { Labels } from '../protocol/labels.js';
 import type { BucketInfo, BucketSettings, BucketSettingsPatch, EntryInfo } from '../protocol/buckets.js';
 import type { DigestQuery, RangeDigest, RecordFilter, RecordSummary } from './range-digest.js';
+import type { BatchTicket } from './atomic-batch.js';
 
 // The wire shapes live in protocol/ (shared with the SDK and the CLI); re-exported for this layer.
 export type { Labels } from '../protocol/labels.js';
@@ -72,6 +73,11 @@ export interface WriteOptions {
    * `already_present` write, which commits nothing.
    */
   commit?: { lsn: bigint };
+  /**
+   * The write's place in an atomic client batch: its records are committed with the batch's
+   * others instead of on their own (atomic-batch.ts). All items of one `writeMany` carry the same.
+   */
+  batch?: BatchTicket;
 }
 
 export type WriteOutcome = 'written' | 'already_present';
