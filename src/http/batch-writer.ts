@@ -78,12 +78,15 @@ export async function writeBatch(
     runTicket = undefined;
     // One promise per run; per-record results are filled in when it settles.
     runs.push(
-      bucket.writeMany(current).then((results) => {
-        for (let k = 0; k < current.length; k++) {
-          const r = results[k]!;
-          pending[indexes[k]!] = typeof r === 'string' ? OUTCOMES[r] : { error: r };
-        }
-      }).finally(() => ticket.leave()),
+      bucket
+        .writeMany(current)
+        .then((results) => {
+          for (let k = 0; k < current.length; k++) {
+            const r = results[k]!;
+            pending[indexes[k]!] = typeof r === 'string' ? OUTCOMES[r] : { error: r };
+          }
+        })
+        .finally(() => ticket.leave()),
     );
   };
   const last = items.length - 1;

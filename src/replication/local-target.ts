@@ -1,8 +1,10 @@
 /**
  * Destination bucket on this instance, no HTTP: small records go into the destination bucket in
- * one `writeMany` per request, large ones are streamed from the source block file.
+ * one `writeMany` per request, large ones are streamed from the source block file; all of one
+ * request are committed together (one commit, as a client batch).
  */
 import { isFerryError } from '../protocol/errors.js';
+import { AtomicBatch } from '../storage/atomic-batch.js';
 import type { Storage, WriteOptions, WriteOutcome } from '../storage/types.js';
 import {
   classifyStatus,
@@ -94,41 +96,59 @@ export class LocalTarget implements Target {
     records.forEach((r, i) => {
       if (r.size <= SMALL_PAYLOAD) small.push(i);
     });
-    // Small records in one batch write (one pass, one group-commit entry), as a client batch would.
+    // One commit for the whole request, as for a client batch (atomic-batch.ts): a reader of the
+    // destination sees all of it or none. Small records in one `writeMany`, large ones streamed
+    // from the source file, a few at a time (each holds the commit back only until it is staged).
+    const batch = new AtomicBatch();
+    const writes: Array<Promise<unknown>> = [];
     if (small.length > 0) {
       // one after another: the source storage's read-ahead then serves neighbours from one read
       const payloads: Buffer[] = [];
       for (const i of small) payloads.push(await records[i]!.record.buffer());
-      const results = await bucket.writeMany(
+      const ticket = batch.ticket();
+      const many = bucket.writeMany(
         small.map((i, k) => {
           const r = records[i]!;
-          return { entry, ts: r.ts, opts: optionsOf(r), payload: payloads[k]! };
+          return { entry, ts: r.ts, opts: { ...optionsOf(r), batch: ticket }, payload: payloads[k]! };
         }),
       );
-      results.forEach((res, k) => {
-        out[small[k]!] = typeof res === 'string' ? writeOutcome(res) : outcomeOf(res);
+      writes.push(
+        many
+          .then((results) =>
+            results.forEach((res, k) => {
+              out[small[k]!] = typeof res === 'string' ? writeOutcome(res) : outcomeOf(res);
+            }),
+          )
+          .finally(() => ticket.leave()),
+      );
+    }
+    const large = records.map((_, i) => i).filter((i) => records[i]!.size > SMALL_PAYLOAD);
+    try {
+      await mapLimit(large, LOCAL_CONCURRENCY, async (i) => {
+        const r = records[i]!;
+        const ticket = batch.ticket();
+        writes.push(
+          bucket
+            .write(entry, r.ts, { ...optionsOf(r), batch: ticket }, r.record.stream())
+            .then(
+              (res) => void (out[i] = writeOutcome(res)),
+              (e: unknown) => void (out[i] = outcomeOf(e)),
+            )
+            .finally(() => ticket.leave()),
+        );
+        await ticket.settled;
       });
+    } finally {
+      batch.seal();
+      await Promise.all(writes);
     }
     // the storage answers 409 for a record of the same timestamp it still writes (another delivery
     // of the same record, e.g. re-shipped after a restart) as for a real conflict: tell them apart
-    const conflicts = small.filter(
-      (i) => out[i]?.kind === 'permanent' && (out[i] as { status: number }).status === 409,
-    );
+    const conflicts = records
+      .map((_, i) => i)
+      .filter((i) => out[i]?.kind === 'permanent' && (out[i] as { status: number }).status === 409);
     await mapLimit(conflicts, LOCAL_CONCURRENCY, async (i) => {
       out[i] = await this.checkExisting(entry, records[i]!, out[i]!);
-    });
-    // Large ones streamed from the source file, a few at a time.
-    const large = records.map((_, i) => i).filter((i) => out[i] === undefined);
-    await mapLimit(large, LOCAL_CONCURRENCY, async (i) => {
-      const r = records[i]!;
-      try {
-        out[i] = writeOutcome(await bucket.write(entry, r.ts, optionsOf(r), r.record.stream()));
-      } catch (e) {
-        out[i] =
-          isFerryError(e) && e.status === 409
-            ? await this.checkExisting(entry, r, outcomeOf(e))
-            : outcomeOf(e);
-      }
     });
     return out;
   }

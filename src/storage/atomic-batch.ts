@@ -43,14 +43,18 @@ function newPart(): Part {
  * caller leaves it when the call settled without joining (nothing written, or an error).
  */
 export class BatchTicket {
-  private settled = false;
+  private done = false;
+  private markSettled!: () => void;
+  /** Resolves once the ticket joined or left: its write no longer holds the batch back. */
+  readonly settled = new Promise<void>((resolve) => (this.markSettled = resolve));
 
   constructor(private readonly batch: AtomicBatch) {}
 
   /** Called by the storage: commits `writes` with the batch; resolves once they are durable. */
   join(commits: GroupCommit, writes: readonly StagedWrite[], paths: readonly string[]): Promise<void> {
-    if (this.settled) return commits.commitWrites(writes, paths); // a second call: on its own
-    this.settled = true;
+    if (this.done) return commits.commitWrites(writes, paths); // a second call: on its own
+    this.done = true;
+    this.markSettled();
     return this.batch.add(commits, writes, paths);
   }
 
@@ -65,8 +69,9 @@ export class BatchTicket {
 
   /** The write call settled: if it never joined, the batch no longer waits for it. Idempotent. */
   leave(): void {
-    if (this.settled) return;
-    this.settled = true;
+    if (this.done) return;
+    this.done = true;
+    this.markSettled();
     this.batch.release();
   }
 }

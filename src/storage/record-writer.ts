@@ -128,7 +128,14 @@ export class RecordWriter {
         block.inflight++;
         data.account.reserved += size;
         const path = e.dataPath(block);
-        const st: Staged = { entry: e, block, desc, op: this.writeOpFor(desc, block, EMPTY_DIGEST, time), i, path };
+        const st: Staged = {
+          entry: e,
+          block,
+          desc,
+          op: this.writeOpFor(desc, block, EMPTY_DIGEST, time),
+          i,
+          path,
+        };
         try {
           const pending = services.files.writeAt(path, desc.offset, it.payload);
           if (pending) await pending;
