@@ -227,8 +227,8 @@ for (const kind of TARGET_KINDS) {
               await new Promise((r) => setTimeout(r, 300));
               await waitCaughtUp(node, 'g');
               await waitCaughtUp(node, 'p');
-              await invisible(b, src!.ferry.storage, b.bucket, 'source');
               await invisible(b, dstStorage, PREFIX + b.bucket, 'destination');
+              await invisible(b, src!.ferry.storage, b.bucket, 'source');
             },
           );
           assert.equal(status, 200, `batch ${b.id}`);
