@@ -10,7 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
+import { postInTwo, v2WriteHeaders, type UploadRecord } from './helpers/batch-upload.js';
 import { api, waitCaughtUp, type ApiNode } from './helpers/ferry-api.js';
 import { TARGET_KINDS } from './helpers/replication-env.js';
 import { REPLAY, seededBytes, seededRandom } from './helpers/seed.js';
@@ -24,16 +24,10 @@ const PREFIX = 'copy-';
 const ENTRIES = ['a', 'b', 'c'];
 const BATCHES = 10;
 
-interface PlannedRecord {
-  entry: string;
-  ts: bigint;
-  payload: Buffer;
-}
-
 interface PlannedBatch {
   id: number;
   bucket: string;
-  records: PlannedRecord[];
+  records: UploadRecord[];
   /** Pause half-way through the body and check that nothing of it is visible. */
   pause: boolean;
 }
@@ -45,7 +39,7 @@ function planBatches(random: () => number): PlannedBatch[] {
   for (let id = 1; id <= BATCHES; id++) {
     const bucket = [...MEMBERS, SOLO][Math.floor(random() * 3)]!;
     const n = 3 + Math.floor(random() * 6);
-    const records: PlannedRecord[] = [];
+    const records: UploadRecord[] = [];
     for (let k = 0; k < n; k++) {
       const large = random() < 0.4;
       const size = large ? 64 * 1024 + Math.floor(random() * 236 * 1024) : Math.floor(random() * 4096);
@@ -53,6 +47,7 @@ function planBatches(random: () => number): PlannedBatch[] {
         entry: ENTRIES[Math.floor(random() * ENTRIES.length)]!,
         ts: ts++,
         payload: seededBytes(random, size),
+        labels: { batch: String(id) },
       });
     }
     // v2 body order: entry index first, then time
@@ -60,48 +55,6 @@ function planBatches(random: () => number): PlannedBatch[] {
     out.push({ id, bucket, records, pause: id % 3 === 1 });
   }
   return out;
-}
-
-/** Headers of a v2 batch write (`POST /io/{bucket}/write`) of `b`. */
-function v2Headers(b: PlannedBatch): Record<string, string> {
-  const entries = [...new Set(b.records.map((r) => r.entry))];
-  const start = b.records.reduce((m, r) => (r.ts < m ? r.ts : m), b.records[0]!.ts);
-  const headers: Record<string, string> = {
-    authorization: `Bearer ${TOKEN}`,
-    'content-type': 'application/octet-stream',
-    'content-length': String(b.records.reduce((n, r) => n + r.payload.length, 0)),
-    'x-reduct-entries': entries.join(','),
-    'x-reduct-start-ts': String(start),
-  };
-  for (const r of b.records)
-    headers[`x-reduct-${entries.indexOf(r.entry)}-${r.ts - start}`] =
-      `${r.payload.length},application/octet-stream,batch=${b.id}`;
-  return headers;
-}
-
-/** Sends the body in two halves and runs `between` after the first one; resolves with the status. */
-function postInTwo(
-  url: string,
-  headers: Record<string, string>,
-  body: Buffer,
-  between: () => Promise<void>,
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    const half = Math.floor(body.length / 2);
-    req.write(body.subarray(0, half));
-    between().then(
-      () => req.end(body.subarray(half)),
-      (e: unknown) => {
-        req.destroy();
-        reject(e as Error);
-      },
-    );
-  });
 }
 
 /** Batch ids of every record of `bucket/entry` (none when either does not exist). */
@@ -219,8 +172,9 @@ for (const kind of TARGET_KINDS) {
           const body = Buffer.concat(b.records.map((r) => r.payload));
           const status = await postInTwo(
             `${src.ferry.url}/api/v1/io/${b.bucket}/write`,
-            v2Headers(b),
+            v2WriteHeaders(TOKEN, b.records),
             body,
+            Math.floor(body.length / 2),
             async () => {
               if (!b.pause) return;
               // what the server has of the first half is in by now; whatever it committed is shipped
