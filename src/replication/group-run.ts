@@ -60,7 +60,7 @@ export class GroupRun {
   /** The task's shipper: windows as shipments, through the engine's watchdog. */
   makeShipper(ctx: {
     storage: Storage;
-    watchdog: Pick<Shipper, 'guard'>;
+    watchdog: Pick<Shipper, 'guard' | 'overflowUpTo'>;
     diagnostics: Diagnostics;
     counters(): Counters;
   }): GroupShipper {

@@ -36,8 +36,11 @@ export interface GroupShipperContext {
   dstPrefix: string;
   diagnostics: Diagnostics;
   counters(): Counters;
-  /** The engine's shipper: its watchdog runs every destination call. */
-  watchdog: Pick<Shipper, 'guard'>;
+  /**
+   * The engine's shipper: its watchdog runs every destination call, and it knows up to where FIFO
+   * quotas may have evicted changes before they were shipped (`overflowUpTo`).
+   */
+  watchdog: Pick<Shipper, 'guard' | 'overflowUpTo'>;
 }
 
 /** Source records read at once while a shipment is put together. */
@@ -138,9 +141,15 @@ export class GroupShipper {
     );
     const items: ShipmentItem[] = [];
     let bytes = 0;
-    for (const item of read) {
+    const counters = this.ctx.counters();
+    const overflowUpTo = this.ctx.watchdog.overflowUpTo();
+    for (let k = 0; k < read.length; k++) {
+      const item = read[k];
       if (!item) {
-        this.ctx.counters().records_missing_at_source++;
+        // as the shipper counts them: evicted by a FIFO quota (copy changes have no LSN) or gone
+        const lsn = w.remaining[k]!.change.lsn;
+        if (lsn > 0n && lsn <= overflowUpTo) counters.records_dropped_overflow++;
+        else counters.records_missing_at_source++;
         continue;
       }
       items.push(item);

@@ -103,6 +103,11 @@ export class Shipper {
     }
   }
 
+  /** Changes up to this LSN may have been evicted by FIFO quotas before they were shipped. */
+  overflowUpTo(): bigint {
+    return this.ctx.overflowUpTo();
+  }
+
   /** Delivers the remaining items of a window; sets its status. */
   async ship(w: Window): Promise<void> {
     // Each delivery carries the source record as it is when the delivery starts, and requests in
@@ -216,7 +221,7 @@ export class Shipper {
       if ('missing' in r) {
         // (copy items have no LSN: a record gone before the copy reached it is simply missing)
         const lsn = r.item.change.lsn;
-        if (lsn > 0n && lsn <= this.ctx.overflowUpTo()) this.ctx.counters().records_dropped_overflow++;
+        if (lsn > 0n && lsn <= this.overflowUpTo()) this.ctx.counters().records_dropped_overflow++;
         else this.ctx.counters().records_missing_at_source++;
         continue;
       }

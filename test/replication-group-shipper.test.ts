@@ -1,0 +1,71 @@
+/**
+ * The consistency-group shipper's counters for records gone from the source before they were
+ * shipped (issue 12): a change up to the replication's FIFO overflow position (`overflowUpTo`,
+ * set when a FIFO quota evicted pending records) counts as `records_dropped_overflow`, as the
+ * plain shipper counts it; one gone otherwise (removed) as `records_missing_at_source`. Real
+ * storage and a real GroupShipper; the destination records the shipments it is handed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { zeroCounters } from '../src/replication/checkpoint-store.js';
+import { Diagnostics } from '../src/replication/diagnostics.js';
+import type { GroupDestination } from '../src/replication/group-destination.js';
+import { GroupShipper } from '../src/replication/group-shipper.js';
+import { addItem, groupKey, newWindow } from '../src/replication/window.js';
+import type { Shipment } from '../src/storage/types.js';
+import { withStorage } from './helpers/temp-storage.js';
+
+test('a group shipment counts records evicted by FIFO overflow as dropped, others gone as missing', async () => {
+  await withStorage(async (storage) => {
+    await storage.createBucket('cam');
+    const cam = storage.bucket('cam');
+    for (let ts = 1n; ts <= 4n; ts++) await cam.write('e', ts, { size: 1 }, Buffer.from('x'));
+    const writes = (await storage.changes.read(0n, 100)).filter((c) => c.kind === 'write');
+    assert.equal(writes.length, 4);
+    // 1 and 3 go before they are shipped; the overflow position covers 1 and 2 only
+    await cam.removeRecord('e', 1n);
+    await cam.removeRecord('e', 3n);
+    const overflowUpTo = writes[1]!.lsn;
+
+    const shipped: Shipment[] = [];
+    const destination = {
+      appliedAtPrepare: 0n,
+      apply: async (s: Shipment) => {
+        shipped.push(s);
+        return {
+          applied: true,
+          position: s.position,
+          written: s.items.length,
+          present: 0,
+          updated: 0,
+          missing: 0,
+          skipped: 0,
+        };
+      },
+    } as unknown as GroupDestination;
+    const counters = zeroCounters();
+    const shipper = new GroupShipper({
+      storage,
+      destination,
+      key: 'src:g',
+      dstPrefix: 'copy-',
+      diagnostics: new Diagnostics(),
+      counters: () => counters,
+      watchdog: { guard: (_what, _bytes, call) => call(), overflowUpTo: () => overflowUpTo },
+    });
+    const w = newWindow(0n, 0);
+    for (const c of writes) addItem(w, c, groupKey(c));
+    w.endLsn = writes[3]!.lsn;
+    w.remaining = w.items;
+    await shipper.ship(w);
+
+    assert.equal(w.status, 'done');
+    assert.deepEqual(
+      shipped[0]!.items.map((it) => it.ts),
+      [2n, 4n],
+    );
+    assert.equal(counters.records_dropped_overflow, 1, 'ts 1: evicted within the overflow position');
+    assert.equal(counters.records_missing_at_source, 1, 'ts 3: gone after the overflow position');
+    assert.equal(counters.records_written, 2);
+  });
+});
