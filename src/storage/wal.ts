@@ -357,9 +357,11 @@ export class Wal {
       const next = wal.segments[i + 1];
       // `next` exists exactly when this is not the last segment.
       if (next && next.startLsn - 1n <= replayFrom) continue;
-      // A shipment's frames are held back until its last one is read (one flush writes them all,
-      // so only a torn tail can end within one).
+      // A shipment's frames are held back until its last one is read, and so are those of any
+      // commit (`more` on all of its frames but the last: one client batch, issue 12). One flush
+      // writes them all, so only a torn tail can end within one.
       let open: { offset: number; left: number; ops: WalOp[] } | undefined;
+      let commit: { offset: number; ops: WalOp[] } | undefined;
       let groupHere: GroupStart | undefined;
       let validEnd = await wal.scanSegment(seg, (op, offset, first) => {
         if (first) groupHere = { lsn: op.lsn, segment: seg, offset };
@@ -371,13 +373,20 @@ export class Wal {
           }
         } else if (op.type === OpType.Shipment && op.count > 0) {
           open = { offset, left: op.count, ops: [op] };
+        } else if (op.more || commit) {
+          (commit ??= { offset, ops: [] }).ops.push(op);
+          if (!op.more) {
+            for (const o of commit.ops) take(o);
+            commit = undefined;
+          }
         } else {
           take(op);
         }
       });
-      if (open) {
-        // A shipment torn off: none of it was acknowledged, none of it may be replayed.
-        validEnd = open.offset;
+      const torn = open ?? commit;
+      if (torn) {
+        // A shipment or commit torn off: none of it was acknowledged, none of it may be replayed.
+        validEnd = torn.offset;
         seg.sparse = seg.sparse!.filter((p) => p.offset < validEnd);
       }
       // A group cut off with the shipment is gone: the one before it is in the same flush or
