@@ -195,3 +195,46 @@ test('a checkpoint does not move the replay start past block removals whose file
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a block removed whole while a checkpoint writes its descriptors leaves no descriptor file behind', async () => {
+  const dir = tempDir();
+  const meta = join(dir, 'buckets', 'b', 'e', '1000.meta');
+  let hold: Promise<void> | undefined;
+  let release = (): void => {};
+  let held = false;
+  const s = await openStorage({
+    dataPath: dir,
+    checkpointIntervalMs: 3_600_000,
+    faults: {
+      checkpointWrite: async (path) => {
+        if (hold && path === meta) {
+          held = true;
+          await hold;
+        }
+      },
+    },
+  });
+  const checkpoint = (): Promise<void> => (s as unknown as { checkpoint(): Promise<void> }).checkpoint();
+  try {
+    const b = await fill(s, 100);
+    await checkpoint();
+    assert.ok(existsSync(meta));
+    // block 1000 dirty again; its descriptors are being written when the removal drops it
+    await b.updateLabels('e', 1000n, { even: 'changed' });
+    hold = new Promise<void>((r) => (release = r));
+    const running = checkpoint();
+    while (!held) await new Promise((r) => setImmediate(r));
+    // the descriptor write goes on once the removal is durable (its files may be deleted then)
+    const off = s.changes.onCommit(() => setTimeout(release, 20));
+    const r = await b.removeRange('e', 0n, 1010n);
+    off();
+    assert.equal(r.wholeBlocks, 1);
+    await running;
+    assert.equal(existsSync(meta), false, 'the descriptor file of the removed block is still on disk');
+    assert.equal(existsSync(join(dir, 'buckets', 'b', 'e', '1000.blk')), false);
+  } finally {
+    release();
+    await s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

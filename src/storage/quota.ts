@@ -134,7 +134,12 @@ export class Quota {
         throw e;
       }
       // One after another: a step of many blocks must not fill the I/O threads that writers use.
-      for (const block of blocks) await deleteBlockFiles(files, cache, entry, block);
+      for (const block of blocks) {
+        // A checkpoint that began writing the descriptors before the block was detached would
+        // otherwise put its file back after the deletion, in no index (new writes do not start).
+        while (block.persisting > 0) await new Promise((r) => setTimeout(r, 1));
+        await deleteBlockFiles(files, cache, entry, block);
+      }
     });
   }
 }
