@@ -31,7 +31,10 @@ const OUTCOMES: Record<WriteOutcome, BatchWriteResult> = {
  */
 const JOIN_LIMIT = 16 * 1024;
 
-/** One record to write (storage's batch item without its payload, which the body delivers). */
+/**
+ * One record to write (storage's batch item without its payload, which the body delivers). The
+ * writer sets `opts.batch` (the record's place in the request's atomic batch).
+ */
 export interface BatchWriteItem {
   entry: string;
   ts: bigint;
@@ -104,9 +107,9 @@ export async function writeBatch(
         if (!reader.takeBufferedPossible(size) && size <= JOIN_LIMIT) await reader.fill(size);
         const whole = reader.takeBuffered(size);
         if (whole) {
-          runTicket ??= batch.ticket();
-          const opts = { ...item.opts, batch: runTicket };
-          run.push({ entry: item.entry, ts: item.ts, opts, payload: whole });
+          // set in place, not spread into a copy: a copy per record cost ~10% of the batch path
+          item.opts.batch = runTicket ??= batch.ticket();
+          run.push({ entry: item.entry, ts: item.ts, opts: item.opts, payload: whole });
           runIndex.push(pending.length);
           pending.push(PLACEHOLDER);
           continue;
@@ -192,7 +195,7 @@ function writeOne(
   if (checked) return Promise.resolve({ error: checked });
   const ticket = batch.ticket();
   return bucket
-    .write(item.entry, item.ts, { ...item.opts, batch: ticket }, payload)
+    .write(item.entry, item.ts, Object.assign(item.opts, { batch: ticket }), payload)
     .then(
       (outcome): BatchWriteResult => ({ outcome }),
       (e: unknown): BatchWriteResult => ({ error: toFerryError(e) }),

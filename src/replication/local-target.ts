@@ -4,7 +4,7 @@
  * request are committed together (one commit, as a client batch).
  */
 import { isFerryError } from '../protocol/errors.js';
-import { AtomicBatch } from '../storage/atomic-batch.js';
+import { AtomicBatch, type BatchTicket } from '../storage/atomic-batch.js';
 import type { Storage, WriteOptions, WriteOutcome } from '../storage/types.js';
 import {
   classifyStatus,
@@ -32,8 +32,15 @@ const LOCAL_CONCURRENCY = 4;
 /** Label updates applied concurrently per request (they share group commits). */
 const UPDATE_CONCURRENCY = 64;
 
-function optionsOf(r: ShipRecord): WriteOptions {
-  return { size: r.size, contentType: r.contentType, labels: r.labels, origin: r.origin, digest: r.digest };
+function optionsOf(r: ShipRecord, batch: BatchTicket): WriteOptions {
+  return {
+    size: r.size,
+    contentType: r.contentType,
+    labels: r.labels,
+    origin: r.origin,
+    digest: r.digest,
+    batch,
+  };
 }
 
 function writeOutcome(res: WriteOutcome): ItemOutcome {
@@ -109,7 +116,7 @@ export class LocalTarget implements Target {
       const many = bucket.writeMany(
         small.map((i, k) => {
           const r = records[i]!;
-          return { entry, ts: r.ts, opts: { ...optionsOf(r), batch: ticket }, payload: payloads[k]! };
+          return { entry, ts: r.ts, opts: optionsOf(r, ticket), payload: payloads[k]! };
         }),
       );
       writes.push(
@@ -129,7 +136,7 @@ export class LocalTarget implements Target {
         const ticket = batch.ticket();
         writes.push(
           bucket
-            .write(entry, r.ts, { ...optionsOf(r), batch: ticket }, r.record.stream())
+            .write(entry, r.ts, optionsOf(r, ticket), r.record.stream())
             .then(
               (res) => void (out[i] = writeOutcome(res)),
               (e: unknown) => void (out[i] = outcomeOf(e)),
