@@ -188,13 +188,19 @@ for (const kind of TARGET_KINDS) {
           `since copy of lidar (${REPLAY})`,
         );
 
-        for (const w of watches) {
+        const names = [...ONE_SHOTS.map((o) => o.name), 'live'];
+        watches.forEach((w, i) => {
           assert.deepEqual(w.regressions().slice(0, 5), [], `progress went down (${REPLAY})`);
           const last = w.last();
-          assert.ok(last, `progress of ${w.samples.length} samples`);
-          assert.equal(last.progress.percent, 100);
-          assert.equal(last.progress.records_done, last.progress.records_total);
-        }
+          const tail = `'${names[i]}', last samples ${JSON.stringify(w.samples.slice(-3))} (${REPLAY})`;
+          assert.ok(last, `progress of ${w.samples.length} samples: ${tail}`);
+          assert.equal(last.progress.percent, 100, `percent at the end: ${tail}`);
+          assert.equal(
+            last.progress.records_done,
+            last.progress.records_total,
+            `records at the end: ${tail}`,
+          );
+        });
 
         // events: the stream of a one-shot ends after `completed`; its state events end there too
         for (const s of [sub, filterSub]) {
