@@ -97,9 +97,24 @@ export class ProgressWatch {
     return this.samples.at(-1);
   }
 
+  /**
+   * Stops polling, then takes one more sample (retried while the server is briefly unreachable), so
+   * that the last sample is the state at the end: a poll that failed just before the stop (a
+   * keep-alive socket closed under load) would otherwise leave an older sample last.
+   */
   async stop(): Promise<void> {
+    if (this.stopped) return this.loop;
     this.stopped = true;
     await this.loop;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        const s = await copyStatus(this.node(), this.name);
+        if (s.progress) this.samples.push({ at: Date.now(), state: s.state, progress: s.progress });
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 
   /** Descriptions of every figure that went down from one sample to the next. */
