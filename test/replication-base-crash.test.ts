@@ -54,6 +54,20 @@ async function writeBatch(
   }
 }
 
+/**
+ * The base in `src` and `dst` (50-record blocks, entries `a` and `b`), one record of it missing
+ * from `dst`'s entry `missingIn`, then records after `up_to` in `src`.
+ */
+async function seedBase(src: ApiNode, dst: ApiNode, missingIn: string, missing: bigint): Promise<void> {
+  await api(src, 'POST', '/b/src', { max_block_records: 50 });
+  await api(dst, 'POST', '/b/dst', { max_block_records: 50 });
+  for (const e of ['a', 'b']) {
+    await writeBatch(src, 'src', e, 100n, BEFORE);
+    await writeBatch(dst, 'dst', e, 100n, BEFORE, e === missingIn ? missing : undefined);
+    await writeBatch(src, 'src', e, UP_TO, AFTER);
+  }
+}
+
 const baseOf = async (node: ApiNode): Promise<BaseStatus> =>
   ((await replicationStatus(node, 'r')) as unknown as { base: BaseStatus }).base;
 
@@ -65,15 +79,8 @@ test(
     const B = await spawnFerry({ startTimeoutMs: 60_000 });
     const proxy = await startFaultProxy({ host: '127.0.0.1', port: B.port });
     try {
-      await api(A, 'POST', '/b/src', { max_block_records: 50 });
-      await api(B, 'POST', '/b/dst', { max_block_records: 50 });
-      // the base on both sides, but one record of it missing at the destination; then records after up_to
       const missing = 100n + 137n * 100n;
-      for (const e of ['a', 'b']) {
-        await writeBatch(A, 'src', e, 100n, BEFORE);
-        await writeBatch(B, 'dst', e, 100n, BEFORE, e === 'a' ? missing : undefined);
-        await writeBatch(A, 'src', e, UP_TO, AFTER);
-      }
+      await seedBase(A, B, 'a', missing);
       // every round trip of the check takes at least 2 × 150 ms
       proxy.setLatency(150);
       await createReplication(A, B, {
@@ -142,14 +149,8 @@ test(
     const A = await spawnFerry({ startTimeoutMs: 60_000 });
     const delay = Math.floor(seededRandom('base crash local')() * 300);
     try {
-      await api(A, 'POST', '/b/src', { max_block_records: 50 });
-      await api(A, 'POST', '/b/dst', { max_block_records: 50 });
       const missing = 100n + 211n * 100n;
-      for (const e of ['a', 'b']) {
-        await writeBatch(A, 'src', e, 100n, BEFORE);
-        await writeBatch(A, 'dst', e, 100n, BEFORE, e === 'b' ? missing : undefined);
-        await writeBatch(A, 'src', e, UP_TO, AFTER);
-      }
+      await seedBase(A, A, 'b', missing);
       await createReplication(A, A, {
         createSrcBucket: false,
         dstHost: '',
