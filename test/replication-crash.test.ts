@@ -12,7 +12,6 @@ import { Pool } from 'undici';
 import { spawnFerry, type FerryProcess } from './helpers/ferry-process.js';
 import { createReplication, waitCaughtUp } from './helpers/ferry-api.js';
 import { assertSameSnapshots, snapshotBucket, type RecordDigest } from './helpers/records.js';
-import { TARGET_KINDS } from './helpers/replication-env.js';
 import { REPLAY, seededRandom } from './helpers/seed.js';
 
 interface Acked extends RecordDigest {
@@ -131,75 +130,83 @@ class Writer {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-// remote: A→B, SIGKILLs of A and B in turn; local: src→dst inside A, SIGKILLs of A
-for (const kind of TARGET_KINDS) {
-  test(
-    `SIGKILL of source or destination during continuous writes loses, duplicates and alters nothing [${kind}]`,
-    {
-      timeout: 170_000,
-    },
-    async () => {
-      const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
-      const A = await spawnFerry({ env });
-      const B = kind === 'remote' ? await spawnFerry({ env }) : A;
-      const writer = new Writer(A, seededRandom(`replication-crash/${kind}/writer`));
-      const schedule = seededRandom(`replication-crash/${kind}/kills`);
-      try {
-        await createReplication(A, B, {
-          ...(kind === 'local' ? { dstHost: '' } : {}),
-          settings: { batch: { max_records: 200, max_delay_ms: 5 }, retry: { initial_ms: 50, max_ms: 500 } },
-        });
-        writer.start();
-        const rounds = 10;
-        for (let round = 0; round < rounds; round++) {
-          await sleep(150 + schedule() * 500);
-          const victim = round % 2 === 0 ? A : B;
-          await victim.kill('SIGKILL');
-          await sleep(schedule() * 300);
-          await victim.restart();
-        }
-        await sleep(300);
-        await writer.stop();
-        assert.ok(writer.acked.size > 200, `only ${writer.acked.size} writes were acknowledged (${REPLAY})`);
+// One source A replicates to a local destination (inside A) and to a remote one (B) at once; the
+// rounds SIGKILL A and B in turn, so that both kinds see crashes of the source and the remote one of
+// its destination, at the cost of one writer and one source.
+test(
+  'SIGKILL of source or destination during continuous writes loses, duplicates and alters nothing [local, remote]',
+  {
+    timeout: 170_000,
+  },
+  async () => {
+    const env = { RS_SYSTEM_EVENTS_ENABLED: 'false' };
+    const [A, B] = await Promise.all([spawnFerry({ env }), spawnFerry({ env })]);
+    const writer = new Writer(A, seededRandom('replication-crash/writer'));
+    const schedule = seededRandom('replication-crash/kills');
+    const settings = { batch: { max_records: 200, max_delay_ms: 5 }, retry: { initial_ms: 50, max_ms: 500 } };
+    try {
+      await createReplication(A, A, { name: 'local', dstBucket: 'dst-local', dstHost: '', settings });
+      await createReplication(A, B, { name: 'remote', dstBucket: 'dst', createSrcBucket: false, settings });
+      writer.start();
+      const rounds = 12;
+      for (let round = 0; round < rounds; round++) {
+        await sleep(150 + schedule() * 500);
+        const victim = round % 2 === 0 ? A : B;
+        await victim.kill('SIGKILL');
+        await sleep(schedule() * 300);
+        await victim.restart();
+      }
+      await sleep(300);
+      await writer.stop();
+      assert.ok(writer.acked.size > 200, `only ${writer.acked.size} writes were acknowledged (${REPLAY})`);
 
-        const final = await waitCaughtUp(A, 'r', 90_000);
+      const finals = {
+        local: await waitCaughtUp(A, 'local', 90_000),
+        remote: await waitCaughtUp(A, 'remote', 90_000),
+      };
 
-        const [src, dst] = await Promise.all([
-          snapshotBucket(A.url, A.token, 'src'),
-          snapshotBucket(B.url, B.token, 'dst'),
-        ]);
-        // every acknowledged write survived the source crashes, unchanged
-        const lostAtSource: string[] = [];
-        for (const [key, want] of writer.acked) {
-          const got = src.get(key);
-          if (
-            !got ||
-            got.sha256 !== want.sha256 ||
-            got.size !== want.size ||
-            got.contentType !== want.contentType
-          ) {
-            lostAtSource.push(key);
-            continue;
-          }
-          assert.deepEqual(got.labels, want.labels, `labels of ${key}`);
+      const [src, dstLocal, dstRemote] = await Promise.all([
+        snapshotBucket(A.url, A.token, 'src'),
+        snapshotBucket(A.url, A.token, 'dst-local'),
+        snapshotBucket(B.url, B.token, 'dst'),
+      ]);
+      // every acknowledged write survived the source crashes, unchanged
+      const lostAtSource: string[] = [];
+      for (const [key, want] of writer.acked) {
+        const got = src.get(key);
+        if (
+          !got ||
+          got.sha256 !== want.sha256 ||
+          got.size !== want.size ||
+          got.contentType !== want.contentType
+        ) {
+          lostAtSource.push(key);
+          continue;
         }
-        assert.deepEqual(
-          lostAtSource.slice(0, 5),
-          [],
-          `${lostAtSource.length} acknowledged records missing or altered at the source (${REPLAY})`,
-        );
-        // the destination holds exactly what the source holds
-        assertSameSnapshots(src, dst, `destination vs source (${REPLAY})`);
-        assert.equal(dst.size, src.size);
+        assert.deepEqual(got.labels, want.labels, `labels of ${key}`);
+      }
+      assert.deepEqual(
+        lostAtSource.slice(0, 5),
+        [],
+        `${lostAtSource.length} acknowledged records missing or altered at the source (${REPLAY})`,
+      );
+      // each destination holds exactly what the source holds
+      for (const [kind, dst] of [
+        ['local', dstLocal],
+        ['remote', dstRemote],
+      ] as const) {
+        assertSameSnapshots(src, dst, `${kind} destination vs source (${REPLAY})`);
+        assert.equal(dst.size, src.size, `${kind} destination size`);
+        const final = finals[kind];
         console.log(
           `[${kind}] crash rounds: ${rounds}, attempted ${writer.attempted}, acknowledged ${writer.acked.size}, at source ${src.size}, ` +
             `failed requests ${writer.failures}, retries ${final.retries}, written ${final.counters.records_written}, ` +
             `already present ${final.counters.records_already_present}`,
         );
-      } finally {
-        await writer.stop().catch(() => undefined);
-        await Promise.all([A.destroy(), ...(B !== A ? [B.destroy()] : [])]);
       }
-    },
-  );
-}
+    } finally {
+      await writer.stop().catch(() => undefined);
+      await Promise.all([A.destroy(), B.destroy()]);
+    }
+  },
+);
