@@ -132,6 +132,14 @@ function installExitHook(): void {
   }
 }
 
+/**
+ * Extra node flags for every server started from the compiled CLI, from `FERRY_NODE_FLAGS`
+ * (whitespace-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile a bench's servers.
+ */
+function nodeFlags(): string[] {
+  return (process.env.FERRY_NODE_FLAGS ?? '').split(/\s+/).filter((f) => f !== '');
+}
+
 function inheritedEnv(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
@@ -203,7 +211,7 @@ class FerryChild implements FerryProcess {
     const command = this.opts.command;
     const child =
       command === undefined
-        ? spawn(process.execPath, [this.opts.cliPath ?? DEFAULT_CLI, 'serve'], { env, stdio })
+        ? spawn(process.execPath, [...nodeFlags(), this.opts.cliPath ?? DEFAULT_CLI, 'serve'], { env, stdio })
         : spawn('/bin/sh', ['-c', command], { env, stdio, cwd: this.opts.cwd, detached: true });
     if (command !== undefined) groups.add(child);
     this.child = child;

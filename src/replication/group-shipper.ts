@@ -18,10 +18,9 @@ import type { ShipmentItem, ShipmentOutcome, Storage } from '../storage/types.js
 import type { Counters } from './checkpoint-store.js';
 import type { Diagnostics } from './diagnostics.js';
 import { groupDestinationBucket, type GroupDestination } from './group-destination.js';
-import { shipmentItemOf } from './group-shipments.js';
+import { shipmentItemsOf } from './group-shipments.js';
 import type { Shipper } from './shipper.js';
 import { TargetError } from './target.js';
-import { mapLimit } from './map-limit.js';
 import type { Window } from './window.js';
 
 /** What a member shipped (status `group.members[]`). */
@@ -42,9 +41,6 @@ export interface GroupShipperContext {
    */
   watchdog: Pick<Shipper, 'guard' | 'overflowUpTo'>;
 }
-
-/** Source records read at once while a shipment is put together. */
-const READ_CONCURRENCY = 32;
 
 /** Whether `e` is the destination's refusal of a shipment that starts after its position. */
 const isGap = (e: TargetError): boolean =>
@@ -136,8 +132,10 @@ export class GroupShipper {
   /** The shipment items of a window's changes, records read concurrently (gone ones counted). */
   private async read(w: Window): Promise<{ items: ShipmentItem[]; bytes: number }> {
     const naming = { dstPrefix: this.ctx.dstPrefix, sourceInstance: this.ctx.storage.instanceId };
-    const read = await mapLimit(w.remaining, READ_CONCURRENCY, (i) =>
-      shipmentItemOf(this.ctx.storage, i.change, naming),
+    const read = await shipmentItemsOf(
+      this.ctx.storage,
+      w.remaining.map((i) => i.change),
+      naming,
     );
     const items: ShipmentItem[] = [];
     let bytes = 0;

@@ -35,19 +35,18 @@ interface Run {
 type Piece = { run: Run; at: number; size: number } | { own: { bytes?: Buffer } };
 
 /**
- * Reads the small payloads of one chunk: payloads that lie back to back in a block file are read
- * at once, whatever other entries' records lie between them in `items` (a query interleaves the
- * entries it reads by time, and one read per record cost ~7 µs of the event loop each).
+ * The payloads of `items`, in order: payloads that lie back to back in a block file are read at
+ * once, whatever other entries' records lie between them in `items` (a query interleaves the
+ * entries it reads by time, and one read per record cost ~7 µs of the event loop each). The
+ * buffers of one run are slices of one read. For small payloads: each is held in memory whole.
  */
-async function readChunk<T>(items: readonly T[], access: PayloadAccess<T>): Promise<Buffer> {
+export async function readPayloads<T>(items: readonly T[], access: PayloadAccess<T>): Promise<Buffer[]> {
   const open = new Map<string, Run>();
   const runs: Run[] = [];
   const pieces: Piece[] = [];
   const reads: Array<Promise<void>> = [];
-  let total = 0;
   for (const item of items) {
     const size = access.size(item);
-    total += size;
     const rec = access.stored?.(item);
     if (rec instanceof BlockRecord) {
       let run = open.get(rec.path);
@@ -64,15 +63,22 @@ async function readChunk<T>(items: readonly T[], access: PayloadAccess<T>): Prom
       reads.push(access.read(item).then((b) => void (own.bytes = b)));
     }
   }
-  for (const r of runs) reads.push(r.rec.range(r.start, r.end - r.start).then((b) => void (r.bytes = b)));
+  for (const r of runs)
+    if (r.end > r.start) reads.push(r.rec.range(r.start, r.end - r.start).then((b) => void (r.bytes = b)));
   await Promise.all(reads);
-  const out = Buffer.allocUnsafe(total);
-  let pos = 0;
-  for (const p of pieces) {
-    const b = 'run' in p ? p.run.bytes!.subarray(p.at, p.at + p.size) : p.own.bytes!;
-    pos += b.copy(out, pos);
-  }
-  return pos === total ? out : out.subarray(0, pos);
+  return pieces.map((p) =>
+    'run' in p ? (p.size === 0 ? EMPTY : p.run.bytes!.subarray(p.at, p.at + p.size)) : p.own.bytes!,
+  );
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The small payloads of one chunk, read as {@link readPayloads} does, in one buffer. */
+async function readChunk<T>(items: readonly T[], access: PayloadAccess<T>): Promise<Buffer> {
+  const parts = await readPayloads(items, access);
+  let total = 0;
+  for (const b of parts) total += b.length;
+  return Buffer.concat(parts, total);
 }
 
 export async function* payloadChunks<T>(
