@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Command } from 'commander';
 import { FerryClient } from 'ferry/client';
+import { buildProgram } from '../src/cli/program.js';
 import { runCli, type CliResult } from './helpers/cli-run.js';
 import { spawnFerry, freePort, type FerryProcess } from './helpers/ferry-process.js';
 import { waitFor } from './helpers/wait.js';
@@ -46,34 +48,43 @@ describe('ferry: help, version, usage', () => {
     const v = await ferry(['--version']);
     assert.equal(v.code, 0);
     assert.equal(v.stdout.trim(), pkg.version);
-    const commands = [
-      [],
-      ['serve'],
-      ['bucket'],
-      ['bucket', 'ls'],
-      ['bucket', 'create'],
-      ['bucket', 'info'],
-      ['bucket', 'rm'],
-      ['entry'],
-      ['entry', 'ls'],
-      ['replication'],
-      ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow', 'verify'].map((c) => ['replication', c]),
-      ['filter'],
-      ...['ls', 'show', 'create', 'rm'].map((c) => ['filter', c]),
-      ['remote'],
-      ...['ls', 'show', 'create', 'pin', 'rm'].map((c) => ['remote', c]),
-      ['group'],
-      ...['ls', 'show', 'create', 'rm'].map((c) => ['group', c]),
-      ['tasks'],
-      ['cp'],
-      ['context'],
-      ...['ls', 'add', 'use', 'rm'].map((c) => ['context', c]),
-    ];
-    for (const c of commands) {
+    // the real binary: help of the program, of a group and of a leaf command
+    for (const c of [[], ['bucket'], ['replication', 'verify']]) {
       const r = await ferry([...c, '--help']);
       assert.equal(r.code, 0, c.join(' '));
       assert.match(r.stdout, new RegExp(`^Usage: ferry${c.length ? ' ' + c.join(' ') : ''}`), c.join(' '));
     }
+    // every other command of the same tree, without a process each
+    const program = await buildProgram(false);
+    const seen: string[] = [];
+    const walk = (cmd: Command, path: string[]): void => {
+      seen.push(path.join(' '));
+      const help = cmd.helpInformation();
+      assert.match(
+        help,
+        new RegExp(`^Usage: ferry${path.length ? ' ' + path.join(' ') : ''}`),
+        path.join(' '),
+      );
+      assert.ok(cmd.description() !== '', `'ferry ${path.join(' ')}' has a description`);
+      for (const sub of cmd.commands) walk(sub, [...path, sub.name()]);
+    };
+    walk(program, []);
+    for (const c of [
+      'serve',
+      'bucket ls',
+      'bucket create',
+      'bucket info',
+      'bucket rm',
+      'entry ls',
+      ...['ls', 'create', 'show', 'pause', 'resume', 'rm', 'follow', 'verify'].map((c) => `replication ${c}`),
+      ...['ls', 'show', 'create', 'rm'].map((c) => `filter ${c}`),
+      ...['ls', 'show', 'create', 'pin', 'rm'].map((c) => `remote ${c}`),
+      ...['ls', 'show', 'create', 'rm'].map((c) => `group ${c}`),
+      'tasks',
+      'cp',
+      ...['ls', 'add', 'use', 'rm'].map((c) => `context ${c}`),
+    ])
+      assert.ok(seen.includes(c), `'ferry ${c}' exists (commands: ${seen.join(', ')})`);
   });
 
   test('a wrong command line exits 2', async () => {
