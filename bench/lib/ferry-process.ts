@@ -85,13 +85,6 @@ function signalChild(child: ChildProcess, signal: NodeJS.Signals): void {
     // the group is gone already
   }
 }
-/**
- * Extra node flags for every spawned server, from `FERRY_NODE_FLAGS` (space-separated), e.g.
- * `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile the servers of a benchmark.
- */
-function nodeFlags(): string[] {
-  return (process.env.FERRY_NODE_FLAGS ?? '').split(' ').filter((f) => f !== '');
-}
 
 /** Data directories created by spawnFerry that have not been destroyed yet. */
 const ownedDirs = new Set<string>();
