@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { ReplicationStatus } from '../src/protocol/replication-status.js';
 import {
   PollingEvents,
+  SharedSnapshots,
   StatusFeed,
   type FeedSink,
   type FeedTimers,
@@ -365,4 +366,65 @@ test('through a real HTTP response: a client that stops reading is dropped, the 
     socket.destroy();
     await new Promise((r) => server.close(r));
   }
+});
+
+test('feeds of one replication share one snapshot per event, never one older than the event', () => {
+  const timers = new FakeTimers();
+  const events = new ManualEvents();
+  let computed = 0;
+  let written = 0;
+  let state = 'replicating';
+  const shared = new SharedSnapshots(events, () => {
+    computed++;
+    return fakeStatus(state, written);
+  });
+  const sinks = Array.from({ length: 3 }, () => new BufferSink());
+  const feeds = sinks.map((sink) => {
+    const release = shared.acquire('r');
+    const feed = new StatusFeed({
+      name: 'r',
+      events,
+      snapshot: () => fakeStatus(state, written),
+      snapshotText: () => shared.get('r'),
+      sink,
+      intervalMs: 1000,
+      timers,
+      onEnd: release,
+    });
+    feed.start();
+    return feed;
+  });
+  // the three first snapshots (one turn of the event loop): one status computed
+  assert.equal(computed, 1);
+  timers.advance(1000);
+  written = 5;
+  events.emit({ type: 'changed' });
+  assert.equal(computed, 2, 'one status for the three feeds after a change');
+  // a transition in the same turn: the cached snapshot is dropped, the state event's one is fresh
+  state = 'completed';
+  events.emit({
+    type: 'state',
+    from: 'replicating',
+    to: 'completed',
+    reason: null,
+    at: 'x',
+  } as ReplicationEvent);
+  assert.equal(computed, 3);
+  for (const sink of sinks) {
+    const statuses = sink.events().filter((e) => e.event === 'status');
+    assert.deepEqual(
+      statuses.map((e) => [
+        (e.data as { state: string }).state,
+        (e.data as { counters: { records_written: number } }).counters.records_written,
+      ]),
+      [
+        ['replicating', 0],
+        ['replicating', 5],
+        ['completed', 5],
+      ],
+    );
+    assert.equal(sink.closed, false, 'ended cleanly on the final state');
+  }
+  for (const f of feeds) f.close();
+  assert.equal(events.listeners.size, 0, 'the cache unsubscribes with its last feed');
 });

@@ -23,7 +23,10 @@ test('strings and labels round-trip through the writer and reader, UTF-8 exactly
   const cases = ['', 'a', 'x'.repeat(12), 'y'.repeat(13), 'z'.repeat(64), 'w'.repeat(65), 'é', 'aé', '😀'];
   for (let i = 0; i < 500; i++) cases.push(randomString(rnd));
   const w = new BinaryWriter(16); // small: the fast paths must grow the buffer too
-  for (const s of cases) w.str16(s).str32(s).labels({ [s || 'k']: s, n: String(s.length) });
+  for (const s of cases)
+    w.str16(s)
+      .str32(s)
+      .labels({ [s || 'k']: s, n: String(s.length) });
   const bytes = Buffer.from(w.view());
   // the reference encoding: length prefix, then Buffer's UTF-8
   const prefixed = (s: string, width: 2 | 4): Buffer => {

@@ -66,6 +66,11 @@ export interface StatusFeedOptions {
   events: ReplicationEvents;
   /** The current full status (throws when the replication no longer exists). */
   snapshot(): ReplicationStatus;
+  /**
+   * The status and its JSON text together, when several feeds share them ({@link SharedSnapshots});
+   * used instead of `snapshot` when given.
+   */
+  snapshotText?(): SnapshotText;
   sink: FeedSink;
   /** Minimum spacing of `status` snapshots after the first one. */
   intervalMs: number;
@@ -149,16 +154,16 @@ export class StatusFeed {
 
   private sendStatus(): ReplicationStatus | undefined {
     if (this.ended) return undefined;
-    let st: ReplicationStatus;
+    let snap: SnapshotText;
     try {
-      st = this.opts.snapshot();
+      snap = this.opts.snapshotText ? this.opts.snapshotText() : textOf(this.opts.snapshot());
     } catch {
       this.end('gone'); // the replication was removed
       return undefined;
     }
     this.lastSentAt = this.timers.now();
-    this.sendEvent('status', stringifyJson(st));
-    return st;
+    this.sendEvent('status', snap.json);
+    return snap.status;
   }
 
   private sendEvent(event: string, data: string): void {
@@ -182,6 +187,75 @@ export class StatusFeed {
     if (this.pending !== undefined) this.timers.clearTimeout(this.pending);
     this.opts.sink.close(reason === 'dropped');
     this.opts.onEnd?.(reason);
+  }
+}
+
+/** A status snapshot and its JSON text. */
+export interface SnapshotText {
+  status: ReplicationStatus;
+  json: string;
+}
+
+const textOf = (status: ReplicationStatus): SnapshotText => ({ status, json: stringifyJson(status) });
+
+/**
+ * One status snapshot (and its JSON) per replication for all of its feeds: ten subscribers cost
+ * one status and one serialisation per interval instead of ten. A snapshot is reused only until
+ * the replication's next event (a transition or a change: the cache's own listener, subscribed
+ * before any feed of the replication, drops it first) and at most until the end of the current
+ * turn of the event loop, so a feed never sends a snapshot older than the event it answers.
+ */
+export class SharedSnapshots {
+  private readonly entries = new Map<
+    string,
+    { users: number; off: () => void; snap: SnapshotText | undefined }
+  >();
+  private clearing = false;
+
+  constructor(
+    private readonly events: ReplicationEvents,
+    private readonly statusOf: (name: string) => ReplicationStatus,
+  ) {}
+
+  /** Registers a feed of `name` (before the feed subscribes); returns its release function. */
+  acquire(name: string): () => void {
+    let e = this.entries.get(name);
+    if (!e) {
+      const created: { users: number; off: () => void; snap: SnapshotText | undefined } = {
+        users: 0,
+        off: () => undefined,
+        snap: undefined,
+      };
+      created.off = this.events.subscribe(name, () => void (created.snap = undefined));
+      this.entries.set(name, created);
+      e = created;
+    }
+    e.users++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const cur = this.entries.get(name);
+      if (!cur || --cur.users > 0) return;
+      cur.off();
+      this.entries.delete(name);
+    };
+  }
+
+  /** The snapshot of `name` (throws as `statusOf` does; a failure is not kept). */
+  get(name: string): SnapshotText {
+    const e = this.entries.get(name);
+    if (!e) return textOf(this.statusOf(name));
+    if (e.snap) return e.snap;
+    e.snap = textOf(this.statusOf(name));
+    if (!this.clearing) {
+      this.clearing = true;
+      setImmediate(() => {
+        this.clearing = false;
+        for (const x of this.entries.values()) x.snap = undefined;
+      });
+    }
+    return e.snap;
   }
 }
 

@@ -6,7 +6,12 @@
 import type { ServerResponse } from 'node:http';
 import { Errors } from '../../protocol/errors.js';
 import { FINAL_STATES } from '../../protocol/replication-status.js';
-import { StatusFeed, type FeedSink } from '../../replication/status-feed.js';
+import {
+  SharedSnapshots,
+  StatusFeed,
+  type FeedSink,
+  type ReplicationEvents,
+} from '../../replication/status-feed.js';
 import { fullAccess } from '../auth-hook.js';
 import type { RequestContext } from '../context.js';
 import type { Route } from '../router.js';
@@ -36,6 +41,15 @@ function responseSink(res: ServerResponse): FeedSink {
   };
 }
 
+/** One snapshot cache per events source (= per server), made on first use. */
+const caches = new WeakMap<object, SharedSnapshots>();
+
+function sharedSnapshots(events: ReplicationEvents, monitor: ReturnType<typeof monitorOf>): SharedSnapshots {
+  let c = caches.get(events);
+  if (!c) caches.set(events, (c = new SharedSnapshots(events, (name) => monitor.status(name))));
+  return c;
+}
+
 /** The events route. */
 export function eventsRoute(): Route {
   return {
@@ -63,14 +77,20 @@ export function eventsRoute(): Route {
       });
       res.socket?.setNoDelay(true);
       res.write(`retry: ${RETRY_MS}\n\n`);
+      const shared = sharedSnapshots(events, monitor);
+      const release = shared.acquire(name);
       await new Promise<void>((resolve) => {
         const feed = new StatusFeed({
           name,
           events,
           snapshot: () => monitor.status(name),
+          snapshotText: () => shared.get(name),
           sink: responseSink(res),
           intervalMs,
-          onEnd: () => resolve(),
+          onEnd: () => {
+            release();
+            resolve();
+          },
         });
         res.on('close', () => feed.close());
         feed.start();
