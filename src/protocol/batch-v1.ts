@@ -137,7 +137,7 @@ export function formatLabelValue(value: string): string {
  */
 function parseRecordValue(
   value: string,
-  where: string,
+  ts: bigint,
 ): {
   size: number;
   contentType: string;
@@ -152,7 +152,11 @@ function parseRecordValue(
   const rest = value.slice(comma + 1);
   const comma2 = rest.indexOf(',');
   const ct = (comma2 < 0 ? rest : rest.slice(0, comma2)).trim();
-  checkContentType(ct, where);
+  try {
+    checkContentType(ct);
+  } catch {
+    checkContentType(ct, headerWhere(ts)); // the same refusal, naming the header
+  }
   const pairs = comma2 < 0 ? [] : splitLabelList(rest.slice(comma2 + 1));
   return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : internContentType(ct), pairs };
 }
@@ -174,6 +178,18 @@ function internContentType(ct: string): string {
 
 /** ` in header 'x-reduct-time-<ts>'`: where a bound error was found. */
 const headerWhere = (ts: bigint): string => ` in header '${TIME_PREFIX}${ts}'`;
+
+/**
+ * `checkLabelSet` naming the record's header in its refusal; the name is built only then (once
+ * per record it cost a bigint formatting and a string).
+ */
+function checkLabels(labels: Readonly<Record<string, string | null>>, ts: bigint): void {
+  try {
+    checkLabelSet(labels);
+  } catch {
+    checkLabelSet(labels, headerWhere(ts));
+  }
+}
 
 /** Collects `x-reduct-time-<ts>` headers from Node's `rawHeaders` (name/value pairs), sorted by ts. */
 function collectTimeHeaders(headers: HeaderSource): Array<[bigint, string]> {
@@ -203,14 +219,13 @@ export function parseV1Batch(headers: HeaderSource): V1Batch {
   const records: V1Record[] = [];
   let totalSize = 0;
   for (const [ts, value] of collectTimeHeaders(headers)) {
-    const where = headerWhere(ts);
-    const { size, contentType, pairs } = parseRecordValue(value, where);
+    const { size, contentType, pairs } = parseRecordValue(value, ts);
     const labels: Labels = {};
     for (const [k, v] of pairs) {
       if (k.startsWith('@')) throw Errors.batchComputedLabelName();
       labels[k] = v;
     }
-    checkLabelSet(labels, where);
+    checkLabels(labels, ts);
     records.push({ ts, size, contentType, labels });
     totalSize += size;
   }
@@ -223,11 +238,10 @@ export function parseV1Batch(headers: HeaderSource): V1Batch {
  */
 export function parseV1UpdateBatch(headers: HeaderSource): V1LabelUpdate[] {
   return collectTimeHeaders(headers).map(([ts, value]) => {
-    const where = headerWhere(ts);
-    const { pairs } = parseRecordValue(value, where);
+    const { pairs } = parseRecordValue(value, ts);
     const changes: Record<string, string | null> = {};
     for (const [k, v] of pairs) changes[k] = v === '' ? null : v;
-    checkLabelSet(changes, where);
+    checkLabels(changes, ts);
     return { ts, changes };
   });
 }

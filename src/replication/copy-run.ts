@@ -130,6 +130,9 @@ export class CopyRun {
     const at = this.ctx.now();
     const w = newWindow(0n, at);
     const bucket = this.bucketName;
+    // one request group per origin: its key is made once per run of records of one origin
+    let keyOrigin: string | undefined;
+    let key = '';
     for (const m of batch.records) {
       const c: Change = {
         lsn: 0n,
@@ -146,7 +149,11 @@ export class CopyRun {
       };
       w.scopeRecords++;
       w.scopeBytes += c.size;
-      this.ctx.admit(c, w, groupKey(c), this.filter!);
+      if (c.origin !== keyOrigin) {
+        keyOrigin = c.origin;
+        key = groupKey(c);
+      }
+      this.ctx.admit(c, w, key, this.filter!);
     }
     w.copy = { batch, filter: this.filter!.takeSnapshot() };
     w.remaining = w.items;

@@ -75,6 +75,32 @@ function validOutcome(o: unknown): ItemOutcome {
   };
 }
 
+/** The items' timestamps strictly ascend (a copy window's always do): nothing to merge or sort. */
+function ascending(group: readonly Item[]): boolean {
+  for (let i = 1; i < group.length; i++) if (group[i - 1]!.change.ts >= group[i]!.change.ts) return false;
+  return true;
+}
+
+/**
+ * Newest change per timestamp, in timestamp order: the record is read in its current state anyway.
+ * Labels removed by a dropped earlier update are removed by the kept one too (the targets skip
+ * those set again); kept on the item, so that a retry still removes them.
+ */
+function newestPerTs(group: readonly Item[]): Item[] {
+  const byTs = new Map<bigint, Item>();
+  for (const item of group) {
+    const dropped = byTs.get(item.change.ts)?.change.removedLabels;
+    if (dropped && dropped.length > 0) {
+      const removed = new Set([...dropped, ...(item.change.removedLabels ?? [])]);
+      item.change = { ...item.change, removedLabels: [...removed] };
+    }
+    byTs.set(item.change.ts, item);
+  }
+  return [...byTs.values()].sort((a, b) =>
+    a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0,
+  );
+}
+
 /** Delivers windows through a target. */
 export class Shipper {
   constructor(private readonly ctx: ShipperContext) {}
@@ -168,6 +194,8 @@ export class Shipper {
   }
 
   private overlap(a: Window, b: Window): boolean {
+    // copy windows hold one entry each: two of different entries share no record
+    if (a.copy && b.copy && a.copy.batch.entry !== b.copy.batch.entry) return false;
     const ra = (a.records ??= new Set(a.items.map((i) => recordKey(i.change))));
     const rb = (b.records ??= new Set(b.items.map((i) => recordKey(i.change))));
     const [small, large] = ra.size < rb.size ? [ra, rb] : [rb, ra];
@@ -183,21 +211,8 @@ export class Shipper {
     const first = group[0]!.change;
     const destEntry = destinationEntry(this.ctx.settings().dst_prefix, first.entry);
     const bucketName = this.ctx.settings().src_bucket;
-    // Newest change per timestamp wins: the record is read in its current state anyway. Labels
-    // removed by a dropped earlier update are removed by the kept one too (the targets skip those
-    // set again); kept on the item, so that a retry still removes them.
-    const byTs = new Map<bigint, Item>();
-    for (const item of group) {
-      const dropped = byTs.get(item.change.ts)?.change.removedLabels;
-      if (dropped && dropped.length > 0) {
-        const removed = new Set([...dropped, ...(item.change.removedLabels ?? [])]);
-        item.change = { ...item.change, removedLabels: [...removed] };
-      }
-      byTs.set(item.change.ts, item);
-    }
-    const unique = [...byTs.values()].sort((a, b) =>
-      a.change.ts < b.change.ts ? -1 : a.change.ts > b.change.ts ? 1 : 0,
-    );
+    // newest change per timestamp wins (a copy window's group has one per timestamp already)
+    const unique = ascending(group) ? group : newestPerTs(group);
 
     // metadata only: payloads are read by the target, in timestamp order
     let bucket: Bucket | null = null;

@@ -77,7 +77,16 @@ const EMPTY = Buffer.alloc(0);
 async function readChunk<T>(items: readonly T[], access: PayloadAccess<T>): Promise<Buffer> {
   const parts = await readPayloads(items, access);
   let total = 0;
-  for (const b of parts) total += b.length;
+  let adjacent = true;
+  for (let i = 0; i < parts.length; i++) {
+    const b = parts[i]!;
+    total += b.length;
+    const prev = parts[i - 1];
+    if (prev && (b.buffer !== prev.buffer || b.byteOffset !== prev.byteOffset + prev.length))
+      adjacent = false;
+  }
+  // one run of back-to-back payloads (a copy's batch): its read is the chunk, no copy of it
+  if (adjacent && parts.length > 0) return Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, total);
   return Buffer.concat(parts, total);
 }
 
