@@ -578,3 +578,41 @@ test('a re-delivery whose body fails while it is skipped releases its block exac
     );
   });
 });
+
+test('scanMeta: the records scan yields, in batches bounded by count and bytes, across blocks', () =>
+  withStorage(async (s) => {
+    const b = await s.createBucket('b', { max_block_records: 4n });
+    // 14 records over four blocks, sizes 1..14; one removed, so a block has a hole
+    for (let i = 1; i <= 14; i++) await b.write('e', BigInt(i * 10), { size: i }, Buffer.alloc(i, i));
+    await b.removeRecord('e', 60n);
+    const all = (await collect(b, 'e', 25n, 135n)).map((r) => r.meta.ts);
+    const got: bigint[] = [];
+    const batches: Array<[number, number]> = [];
+    let from = 25n;
+    for (;;) {
+      const { records, done } = await b.scanMeta('e', from, 135n, 3, 20);
+      got.push(...records.map((r) => r.ts));
+      batches.push([records.length, records.reduce((n, r) => n + r.size, 0)]);
+      if (done) break;
+      from = records[records.length - 1]!.ts + 1n;
+    }
+    assert.deepEqual(got, all, 'the same records as scan, in order');
+    for (const [n, bytes] of batches) assert.ok(n <= 3 && (bytes <= 20 || n === 1), `batch ${n}/${bytes}`);
+    assert.deepEqual(batches.slice(0, 3), [
+      [3, 3 + 4 + 5],
+      [2, 7 + 8],
+      [2, 9 + 10],
+    ]);
+    // a first record larger than maxBytes comes alone; accept filters; a missing entry is done
+    assert.deepEqual(
+      (await b.scanMeta('e', 130n, 200n, 10, 1)).records.map((r) => r.ts),
+      [130n],
+    );
+    const odd = await b.scanMeta('e', 0n, 1000n, 100, Infinity, (m) => m.size % 2 === 1);
+    assert.deepEqual(
+      odd.records.map((r) => r.size),
+      [1, 3, 5, 7, 9, 11, 13],
+    );
+    assert.equal(odd.done, true);
+    assert.deepEqual(await b.scanMeta('none', 0n, 10n, 5, 5), { records: [], done: true });
+  }));

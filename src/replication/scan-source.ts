@@ -14,7 +14,7 @@
  */
 import { U64_MAX } from '../protocol/json.js';
 import { isMetaEntry, matchesWithMeta } from '../query/entry-pattern.js';
-import type { Bucket, RecordMeta, StoredRecord } from '../storage/types.js';
+import type { Bucket, RecordMeta } from '../storage/types.js';
 
 /** Plan and position of one entry of a copy. */
 export interface CopyEntryState {
@@ -63,17 +63,13 @@ export interface ScanBatch {
   last: boolean;
 }
 
-interface Cursor {
-  it: AsyncIterator<StoredRecord>;
-  peeked: StoredRecord | null;
-}
+/** Records per storage call while counting (metadata only). */
+const COUNT_BATCH = 4096;
 
 const big = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number | string));
 
 /** Reads the records a copy still has to ship. */
 export class ScanSource {
-  private readonly cursors = new Map<string, Cursor>();
-
   constructor(
     private readonly bucket: () => Bucket,
     readonly state: CopyState,
@@ -148,25 +144,20 @@ export class ScanSource {
   async next(maxRecords: number, maxBytes: number, busy: ReadonlySet<string>): Promise<ScanBatch | null> {
     for (const e of this.state.entries) {
       if (e.done || busy.has(e.name)) continue;
-      const cur = this.cursor(e);
-      const records: RecordMeta[] = [];
-      let bytes = 0;
-      let last = false;
-      while (records.length < maxRecords) {
-        const r = cur.peeked ?? (await this.pull(e, cur));
-        cur.peeked = null;
-        if (!r) {
-          last = true;
-          break;
-        }
-        if (records.length > 0 && bytes + r.meta.size > maxBytes) {
-          cur.peeked = r;
-          break;
-        }
-        records.push(r.meta);
-        bytes += r.meta.size;
+      // read from the entry's position: its earlier batch was delivered (else it would be busy)
+      let bucket: Bucket | null = null;
+      try {
+        bucket = this.bucket();
+      } catch {
+        // source bucket gone: nothing more to read
       }
-      if (last) this.closeCursor(e.name);
+      const found = bucket
+        ? await bucket.scanMeta(e.name, e.next, e.stop, maxRecords, maxBytes, this.accept)
+        : { records: [], done: true };
+      const records: RecordMeta[] = found.records;
+      let bytes = 0;
+      for (const m of records) bytes += m.size;
+      const last = found.done;
       const tail = records[records.length - 1];
       const next = last ? e.stop : tail ? tail.ts + 1n : e.next;
       return { entry: e.name, records, bytes, next, last };
@@ -197,62 +188,33 @@ export class ScanSource {
       return total;
     }
     for (const e of this.state.entries) {
-      for await (const r of bucket.scan(e.name, this.state.since, e.stop)) {
-        if (this.committedLater(r)) continue;
-        total.records++;
-        total.bytes += r.meta.size;
+      for (let from = this.state.since; ;) {
+        const { records, done } = await bucket.scanMeta(
+          e.name,
+          from,
+          e.stop,
+          COUNT_BATCH,
+          Infinity,
+          this.accept,
+        );
+        for (const r of records) total.bytes += r.size;
+        total.records += records.length;
+        if (done || records.length === 0) break;
+        from = records[records.length - 1]!.ts + 1n;
       }
     }
     return total;
   }
 
-  /** Releases the open scans. */
-  close(): void {
-    for (const name of [...this.cursors.keys()]) this.closeCursor(name);
-  }
+  /** Nothing to release: every batch is read from its entry's position (kept for callers). */
+  close(): void {}
 
-  private cursor(e: CopyEntryState): Cursor {
-    let cur = this.cursors.get(e.name);
-    if (!cur) {
-      let it: AsyncIterator<StoredRecord>;
-      try {
-        it = this.bucket().scan(e.name, e.next, e.stop)[Symbol.asyncIterator]();
-      } catch {
-        it = (async function* () {})();
-      }
-      cur = { it, peeked: null };
-      this.cursors.set(e.name, cur);
-    }
-    return cur;
-  }
-
-  private async pull(e: CopyEntryState, cur: Cursor): Promise<StoredRecord | null> {
-    for (;;) {
-      let r: IteratorResult<StoredRecord>;
-      try {
-        r = await cur.it.next();
-      } catch (err) {
-        // a failed scan is finished: the next attempt starts a fresh one at the entry's position
-        this.closeCursor(e.name);
-        throw err;
-      }
-      if (r.done) return null;
-      if (r.value.meta.ts >= e.stop) return null;
-      if (!this.committedLater(r.value)) return r.value;
-    }
-  }
-
-  /** The record's write was committed after the copy was planned (not part of it). */
-  private committedLater(r: StoredRecord): boolean {
+  /**
+   * Records that are part of the copy: not those whose write was committed after the copy was
+   * planned (storage descriptors carry the LSN of their write).
+   */
+  private readonly accept = (meta: RecordMeta & { lsn: bigint }): boolean => {
     const bound = this.state.lsn;
-    // storage descriptors carry the LSN of their write (RecordMeta does not promise it)
-    const lsn = (r.meta as RecordMeta & { lsn?: bigint }).lsn;
-    return bound !== undefined && typeof lsn === 'bigint' && lsn > bound;
-  }
-
-  private closeCursor(name: string): void {
-    const cur = this.cursors.get(name);
-    this.cursors.delete(name);
-    void cur?.it.return?.().catch(() => undefined);
-  }
+    return bound === undefined || meta.lsn <= bound;
+  };
 }

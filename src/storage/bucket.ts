@@ -284,6 +284,44 @@ export class BucketImpl implements Bucket {
     }
   }
 
+  async scanMeta(
+    entryName: string,
+    start: bigint,
+    stop: bigint,
+    maxRecords: number,
+    maxBytes: number,
+    accept?: (meta: RecordDesc) => boolean,
+  ): Promise<{ records: RecordDesc[]; done: boolean }> {
+    const records: RecordDesc[] = [];
+    const entry = this.data.entries.get(entryName);
+    if (!entry || start >= stop) return { records, done: true };
+    const cache = this.services.cache;
+    let bytes = 0;
+    let from = start;
+    let bi = entry.firstBlockIndex(start);
+    for (;;) {
+      const block = entry.blocks[bi];
+      if (!block || block.id >= stop) return { records, done: true };
+      await cache.load(entry, block);
+      // no await from here to the end of the block: its descriptors stay as they are
+      block.lastUse = Date.now();
+      const recs = block.records!;
+      for (let i = block.lowerBound(from); i < recs.length; i++) {
+        const r = recs[i]!;
+        if (r.ts >= stop) return { records, done: true };
+        if (r.state !== 'finished' || (accept && !accept(r))) continue;
+        if (records.length >= maxRecords || (records.length > 0 && bytes + r.size > maxBytes))
+          return { records, done: false };
+        records.push(r);
+        bytes += r.size;
+        from = r.ts + 1n;
+      }
+      // a block that left the entry while it was loaded: go on from the block that holds `from` now
+      const idx = entry.blocks.indexOf(block);
+      bi = idx >= 0 ? idx + 1 : entry.firstBlockIndex(from);
+    }
+  }
+
   rangeDigests(
     entry: string,
     queries: readonly DigestQuery[],

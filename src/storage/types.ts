@@ -139,6 +139,22 @@ export interface Bucket {
   scan(entry: string, start: bigint, stop: bigint): AsyncIterable<StoredRecord>;
 
   /**
+   * The metadata of one batch of what `scan` yields: the finished records of `entry` with
+   * start <= ts < stop that `accept` takes (all without it), ascending, at most `maxRecords` and
+   * `maxBytes` of payload (a first record larger than that comes alone). `done`: none is left
+   * below `stop` after them. One await per block instead of one per record, and no readable
+   * record made per record (the initial copy plans and counts this way).
+   */
+  scanMeta(
+    entry: string,
+    start: bigint,
+    stop: bigint,
+    maxRecords: number,
+    maxBytes: number,
+    accept?: (meta: RecordMeta & { lsn: bigint }) => boolean,
+  ): Promise<{ records: Array<RecordMeta & { lsn: bigint }>; done: boolean }>;
+
+  /**
    * Changes labels: a value of '' or null deletes the label. Durable on resolve.
    * Returns the complete new label set. 404 if the record does not exist.
    */
