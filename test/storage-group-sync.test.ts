@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { openStorage } from '../src/storage/engine.js';
 import type { Storage, StorageFaults } from '../src/storage/types.js';
 import { tempDir, withStorage } from './helpers/temp-storage.js';
+import { waitFor } from './helpers/wait.js';
 
 const put = (s: Storage, entry: string, ts: bigint, body: string): Promise<unknown> =>
   s.bucket('b').write(entry, ts, { size: body.length }, Buffer.from(body));
@@ -142,6 +143,140 @@ test('recovery drops a last group whose payload is not on disk, keeps a complete
       t = await openStorage({ dataPath: again });
       assert.deepEqual(await logged(t), ['1:a@1', '2:z@1']);
       assert.equal(await has(t, 'z', 1n), 'written again');
+    } finally {
+      await t.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    for (const i of images) rmSync(i, { recursive: true, force: true });
+  }
+});
+
+/** 'pending' until settled, then 'ok' or the error message. */
+function track(p: Promise<unknown>): { get: () => string; done: Promise<unknown> } {
+  let state = 'pending';
+  const done = p.then(
+    () => (state = 'ok'),
+    (e: Error) => (state = `failed: ${e.message}`),
+  );
+  return { get: () => state, done };
+}
+
+/** Faults that hold the next group's block sync (`hold`) and count the WAL writes. */
+function holdingFaults(): {
+  faults: StorageFaults;
+  walWrites: () => number;
+  hold: () => { release: () => void; fail: () => void };
+} {
+  let writes = 0;
+  let held: Promise<void> | undefined;
+  return {
+    walWrites: () => writes,
+    hold: () => {
+      let release!: () => void;
+      let fail!: () => void;
+      held = new Promise<void>((resolve, reject) => {
+        release = resolve;
+        fail = () => reject(Object.assign(new Error('EIO: i/o error, fdatasync (test)'), { code: 'EIO' }));
+      });
+      return { release, fail };
+    },
+    faults: {
+      walAppend: () => void writes++,
+      blockSync: () => {
+        const h = held;
+        held = undefined;
+        return h;
+      },
+    },
+  };
+}
+
+test('group commits are pipelined: the next group is written while the one before it syncs, and they are answered in log order', async () => {
+  const { faults, walWrites, hold } = holdingFaults();
+  await withStorage(
+    async (s) => {
+      await s.createBucket('b');
+      await put(s, 'e', 1n, 'warm');
+      const commits: bigint[] = [];
+      s.changes.onCommit((lsn) => commits.push(lsn));
+      const first = hold();
+      const before = walWrites();
+      const a = track(put(s, 'a', 1n, 'first'));
+      await waitFor(() => walWrites() === before + 1, { message: "the first group's frames" });
+      // the first group's block file sync is held: the second group goes ahead and writes its frames
+      const b = track(put(s, 'z', 1n, 'second'));
+      await waitFor(() => walWrites() === before + 2, {
+        message: 'the second group was not written while the first one synced',
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual([a.get(), b.get()], ['pending', 'pending'], 'answered before the group before it');
+      first.release();
+      await Promise.all([a.done, b.done]);
+      assert.deepEqual([a.get(), b.get()], ['ok', 'ok']);
+      assert.deepEqual(commits, [2n, 3n], 'two groups, published in log order');
+      assert.deepEqual(await logged(s), ['1:e@1', '2:a@1', '3:z@1']);
+    },
+    undefined,
+    { faults },
+  );
+});
+
+test('a failed group takes the group written after it out of the log too: neither write is answered, nothing of them comes back', async () => {
+  const dir = tempDir();
+  const { faults, walWrites, hold } = holdingFaults();
+  try {
+    const s = await openStorage({ dataPath: dir, faults });
+    await s.createBucket('b');
+    await put(s, 'e', 1n, 'kept');
+    const first = hold();
+    const before = walWrites();
+    const a = track(put(s, 'a', 1n, 'lost'));
+    await waitFor(() => walWrites() === before + 1, { message: "the first group's frames" });
+    const b = track(put(s, 'z', 1n, 'lost too'));
+    await waitFor(() => walWrites() === before + 2, { message: "the second group's frames" });
+    first.fail();
+    await Promise.all([a.done, b.done]);
+    assert.match(a.get(), /^failed: .*EIO/);
+    assert.match(b.get(), /^failed: .*EIO/);
+    await put(s, 'e', 3n, 'after');
+    assert.deepEqual([await has(s, 'a', 1n), await has(s, 'z', 1n)], [null, null]);
+    // both groups' LSNs are given out again: the log has no gap
+    assert.deepEqual(await logged(s), ['1:e@1', '2:e@3']);
+    const image = crashImage(dir);
+    await s.close();
+    const again = await openStorage({ dataPath: image });
+    try {
+      assert.deepEqual(await logged(again), ['1:e@1', '2:e@3'], 'the change log replayed after a crash');
+    } finally {
+      await again.close();
+      rmSync(image, { recursive: true, force: true });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('recovery checks the last two groups: an incomplete one before the last is dropped with the last, the group before them is kept', async () => {
+  const dir = tempDir();
+  const images: string[] = [];
+  try {
+    const s = await openStorage({ dataPath: dir });
+    await s.createBucket('b');
+    for (const entry of ['a', 'm', 'z']) await put(s, entry, 1n, `group ${entry}`);
+    const torn = crashImage(dir);
+    images.push(torn);
+    await s.close();
+    // two groups can be in flight: the crash came while 'm' synced its block file and 'z' was written
+    const blocks = join(torn, 'buckets', 'b', 'm');
+    for (const f of readdirSync(blocks).filter((n) => n.endsWith('.blk'))) truncateSync(join(blocks, f), 0);
+    const lines: string[] = [];
+    const t = await openStorage({ dataPath: torn, log: (l) => lines.push(l) });
+    try {
+      assert.equal(await has(t, 'a', 1n), 'group a');
+      assert.deepEqual([await has(t, 'm', 1n), await has(t, 'z', 1n)], [null, null]);
+      assert.deepEqual(await logged(t), ['1:a@1']);
+      assert.match(lines.join('\n'), /last WAL group \(LSN 2 on\).*record 1 of 'b\/m'/);
     } finally {
       await t.close();
     }

@@ -31,6 +31,12 @@ interface OpenFile {
   error: unknown;
   /** Written since the last sync. */
   dirty: boolean;
+  /** Counts writes handed to the kernel (finished), so that a sync knows which ones it covers. */
+  writes: number;
+  /** Writes covered by a finished fdatasync. */
+  synced: number;
+  /** The latest fdatasync started and the writes it covers (group commits overlap: issue 10). */
+  syncing: { writes: number; done: Promise<void> } | undefined;
   lastUse: number;
   /**
    * Counts writes issued (and direct writes finished) and forgets: a read-ahead window is kept only
@@ -70,6 +76,9 @@ export class BlockFiles {
             backgroundFlush: false,
             error: undefined,
             dirty: false,
+            writes: 0,
+            synced: 0,
+            syncing: undefined,
             lastUse: 0,
             changes: 0,
           };
@@ -161,6 +170,7 @@ export class BlockFiles {
         try {
           await this.flushFile(f);
           await writeFully(f.fh, [buf], pos);
+          f.writes++;
         } finally {
           // Also once done: a window read while it was under way may hold part of it.
           f.changes++;
@@ -210,10 +220,15 @@ export class BlockFiles {
         i++;
       }
       await writeFully(f.fh, run, start);
+      f.writes++;
     }
   }
 
-  /** Flushes queued writes of the given files and fdatasyncs them (in parallel). */
+  /**
+   * Flushes queued writes of the given files and fdatasyncs them (in parallel). A file whose
+   * writes are all covered by an fdatasync under way (another group commit's) waits for that one
+   * instead of starting its own; bytes written after that one started get a sync of their own.
+   */
   async syncFiles(paths: Iterable<string>, sync: boolean): Promise<void> {
     const tasks: Promise<void>[] = [];
     for (const path of paths) {
@@ -229,10 +244,27 @@ export class BlockFiles {
               f.error = undefined;
               throw e;
             }
-            if (sync && f.dirty) {
-              f.dirty = false;
-              await f.fh.datasync();
+            // every write of the caller's records is finished now (the flush chain)
+            const target = f.writes;
+            if (!sync) f.synced = target;
+            while (f.synced < target) {
+              const under = f.syncing;
+              if (under && under.writes >= target) {
+                await under.done;
+                continue;
+              }
+              const covers = f.writes;
+              const done = f.fh.datasync().then(() => {
+                if (covers > f.synced) f.synced = covers;
+              });
+              f.syncing = { writes: covers, done };
+              try {
+                await done;
+              } finally {
+                if (f.syncing?.done === done) f.syncing = undefined;
+              }
             }
+            if (f.synced >= f.writes && f.pending.length === 0 && f.flushingBytes === 0) f.dirty = false;
           } finally {
             f.refs--;
           }

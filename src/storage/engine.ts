@@ -89,16 +89,23 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     opts.faults,
   );
   const log = opts.log ?? ((line: string): void => console.error(line));
-  const last = wal.lastGroup();
-  if (last) {
+  // the last groups in log order: the first incomplete one is cut with everything after it
+  const groups = wal.lastGroups();
+  for (let g = 0; g < groups.length; g++) {
+    const last = groups[g]!;
     const from = ops.findIndex((op) => op.lsn >= last.lsn);
-    const problem = from < 0 ? null : await incompleteGroup(ops.slice(from), bucketsDir);
+    if (from < 0) break;
+    const next = groups[g + 1];
+    const to = next ? ops.findIndex((op) => op.lsn >= next.lsn) : -1;
+    // its own writes are checked; what follows it may remove some of them
+    const problem = await incompleteGroup(ops.slice(from), bucketsDir, (to < 0 ? ops.length : to) - from);
     if (problem) {
       await wal.cut(last);
       ops.length = from;
       log(
         `storage: the last WAL group (LSN ${last.lsn} on) was cut short by a crash, none of it had been acknowledged; dropped (${problem})`,
       );
+      break;
     }
   }
   wal.keepTail(slots.size > 0);

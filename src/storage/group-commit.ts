@@ -1,13 +1,20 @@
 /**
- * Group commit: writers queue their WAL ops; one run at a time fdatasyncs every block file the group
- * touched and, at the same time, writes the group's frames and fdatasyncs the WAL once; only when
- * both are durable are the records published and the writers answered. Many concurrent writes
- * therefore share one WAL fsync, and a write waits for one round of syncs, not two in a row.
+ * Group commit: writers queue their WAL ops; a group fdatasyncs every block file it touched and, at
+ * the same time, writes its frames and fdatasyncs the WAL once; only when both are durable are the
+ * records published and the writers answered. Many concurrent writes therefore share one WAL fsync,
+ * and a write waits for one round of syncs, not two in a row.
+ *
+ * Groups are pipelined: once a group's frames are written (while it still syncs), the next group
+ * gathers what queued meanwhile and starts its own round, so a writer that arrives during a sync
+ * does not wait for it to end first. At most `GROUPS_IN_FLIGHT` (2) are in flight; they are
+ * published and answered in log order.
  *
  * Syncing both at once means that a crash can leave a group's frames durable while some of its
- * payload bytes are not. Runs are serial, so that can only be the log's last group: recovery checks
- * its payloads and cuts it when they are incomplete (`incompleteGroup` in last-group.ts, called at open); none of its writers had been
- * answered. A block file that cannot be synced while the frames were written has them cut at once.
+ * payload bytes are not. That can only be one of the log's last two groups: recovery checks their
+ * payloads and cuts the first incomplete one with everything after it (`incompleteGroup` in
+ * last-group.ts, called at open); none of their writers had been answered. A group whose block
+ * files or WAL cannot be synced has its frames cut at once, with those of the group after it
+ * (written after them; failed too, never answered).
  *
  * Each writer's ops are encoded on their own: an op that cannot be encoded fails its writer only
  * (and leaves no LSN gap); an I/O failure of the group's write fails the group.
@@ -15,7 +22,14 @@
 import type { BlockFiles } from './block-files.js';
 import type { Block, RecordDesc } from './block.js';
 import type { Entry } from './entry.js';
-import type { GroupStart, Wal, WalOp, WriteOp } from './wal.js';
+import {
+  GROUPS_IN_FLIGHT,
+  type GroupStart,
+  type Wal,
+  type WalOp,
+  type WriteOp,
+  type WrittenGroup,
+} from './wal.js';
 import { Errors, fromFsError } from '../protocol/errors.js';
 import type { StorageFaults } from './types.js';
 
@@ -42,10 +56,28 @@ interface Pending {
 
 const NONE: readonly never[] = [];
 
+/** One group commit in flight. */
+interface Group {
+  members: Pending[];
+  /** Set once its frames are written (undefined: none were, nothing of it is in the log). */
+  written?: WrittenGroup;
+  /** Its I/O is over: `error` says whether it failed. */
+  settled: boolean;
+  error?: unknown;
+}
+
 export class GroupCommit {
   private queue: Pending[] = [];
-  private committing = false;
+  /** Groups in flight, in log order (published and answered in this order). */
+  private inflight: Group[] = [];
+  /** A group is being gathered, or its frames written: the next one waits for that. */
+  private starting = false;
+  /** A failed group's frames are being cut out of the log: nothing starts meanwhile. */
+  private cutting = false;
   private closed = false;
+  /** Groups committed, and writers answered in them (`stats`). */
+  private groupCount = 0;
+  private memberCount = 0;
   private appliedLsn: bigint;
   private listeners: DurableListener[] = [];
   private idleWaiters: Array<() => void> = [];
@@ -64,6 +96,11 @@ export class GroupCommit {
   /** LSN of the latest durable (and published) op. */
   lastLsn(): bigint {
     return this.appliedLsn;
+  }
+
+  /** Groups committed so far and the commits (writers) they held, for tests and metrics. */
+  stats(): { groups: number; commits: number } {
+    return { groups: this.groupCount, commits: this.memberCount };
   }
 
   /** Subscribes to durable groups (slots, change log, checkpoints). */
@@ -119,51 +156,107 @@ export class GroupCommit {
 
   /** Refuses new commits and resolves once the queue is empty. */
   async close(): Promise<void> {
-    while (this.committing || this.queue.length > 0) {
+    while (this.busy() || this.queue.length > 0) {
       await new Promise<void>((r) => this.idleWaiters.push(r));
     }
     this.closed = true;
   }
 
-  private kick(): void {
-    if (this.committing) return;
-    if (this.queue.length === 0) {
-      for (const w of this.idleWaiters.splice(0)) w();
-      return;
-    }
-    this.committing = true;
-    setImmediate(() => void this.run());
+  private busy(): boolean {
+    return this.starting || this.cutting || this.inflight.length > 0;
   }
 
-  private async run(): Promise<void> {
+  /** Starts the next group when one may start: nothing being gathered or written, room in flight. */
+  private kick(): void {
+    if (this.starting || this.cutting) return;
+    if (this.queue.length === 0) {
+      if (!this.busy()) for (const w of this.idleWaiters.splice(0)) w();
+      return;
+    }
+    if (this.inflight.length >= GROUPS_IN_FLIGHT) return;
+    // frames written after a failed group's would only be cut with them
+    if (this.inflight.some((g) => g.written && g.error !== undefined)) return;
+    // a full segment rotates between groups only
+    if (this.inflight.length > 0 && !this.wal.canOverlap()) return;
+    this.starting = true;
+    setImmediate(() => void this.start());
+  }
+
+  /** Gathers the queue into a group, writes its frames while its block files sync, then syncs. */
+  private async start(): Promise<void> {
     const queued = this.queue;
     this.queue = [];
-    const group: Pending[] = [];
+    const members: Pending[] = [];
     const paths = new Set<string>();
     for (const g of queued) {
       if (this.encode(g)) {
-        group.push(g);
+        members.push(g);
         for (const p of g.paths) paths.add(p);
       }
     }
+    if (members.length === 0) {
+      this.starting = false;
+      await this.settle();
+      return;
+    }
+    const group: Group = { members, settled: false };
+    this.inflight.push(group);
+    const files = this.syncFiles(paths).then(
+      () => undefined,
+      (e: unknown) => ({ e }),
+    );
+    let failure: { e: unknown } | undefined;
     try {
-      if (group.length > 0) {
-        const [files, wal] = await Promise.allSettled([this.syncFiles(paths), this.wal.flush()]);
-        if (files.status === 'rejected') {
-          // the frames must not outlive the answer: a restart would replay records never stored
-          if (wal.status === 'fulfilled' && wal.value) await this.takeBack(wal.value);
-          throw files.reason;
-        }
-        if (wal.status === 'rejected') throw wal.reason;
-        this.publish(group);
-      }
+      group.written = await this.wal.write();
     } catch (e) {
-      const err = fromFsError(e);
-      for (const g of group) g.reject(err);
+      failure = { e }; // nothing of it in the log (the write took itself back)
     } finally {
-      this.committing = false;
+      this.starting = false;
+      // the next group may gather and write while this one syncs
       this.kick();
     }
+    if (!failure && group.written)
+      failure = await this.wal.syncWritten().then(
+        () => undefined,
+        (e: unknown) => ({ e }),
+      );
+    failure = (await files) ?? failure;
+    group.settled = true;
+    if (failure) group.error = failure.e;
+    await this.settle();
+  }
+
+  /** Publishes settled groups in log order; a failed one takes its frames, and later ones, back. */
+  private async settle(): Promise<void> {
+    while (!this.cutting && this.inflight.length > 0 && this.inflight[0]!.settled) {
+      const group = this.inflight[0]!;
+      if (group.error === undefined) {
+        this.inflight.shift();
+        if (group.written) this.wal.durable(group.written);
+        this.publish(group.members);
+        continue;
+      }
+      if (!group.written) {
+        this.inflight.shift();
+        const err = fromFsError(group.error);
+        for (const g of group.members) g.reject(err);
+        continue;
+      }
+      // Its frames are in the log, and a later group's may be after them: once every group in
+      // flight settled, all of them come out (none was answered), so a restart replays none of it.
+      if (this.inflight.some((g) => !g.settled) || this.starting) return;
+      this.cutting = true;
+      const failed = this.inflight.splice(0);
+      try {
+        await this.takeBack(group.written.start);
+      } finally {
+        this.cutting = false;
+      }
+      const err = fromFsError(group.error);
+      for (const f of failed)
+        for (const g of f.members) g.reject(f.error === undefined ? err : fromFsError(f.error));
+    }
+    this.kick();
   }
 
   private async syncFiles(paths: ReadonlySet<string>): Promise<void> {
@@ -199,6 +292,8 @@ export class GroupCommit {
   }
 
   private publish(group: Pending[]): void {
+    this.groupCount++;
+    this.memberCount += group.length;
     const durable: WalOp[] = [];
     for (const g of group) {
       for (const op of g.ops) durable.push(op);

@@ -127,11 +127,17 @@ export type WalOp = (
 /** High bit of a frame's type byte: `WalOp.more`. */
 const MORE = 0x80;
 /**
- * Set on the first frame of each flush (one group commit). Block files and the WAL are synced in
- * parallel, so only the last group of a log can have durable frames whose payloads are not:
- * recovery checks that group's payloads (see `lastGroup`). Frames of earlier versions never have it.
+ * Set on the first frame of each write (one group commit). Block files and the WAL are synced in
+ * parallel, and two groups may be in flight, so only the last two groups of a log can have durable
+ * frames whose payloads are not: recovery checks their payloads (see `lastGroups`). Frames of earlier versions never have it.
  */
 const GROUP = 0x40;
+
+/**
+ * Group commits in flight at once (group-commit.ts): one may be written while the one before it is
+ * synced, so a crash can leave this many last groups with durable frames over incomplete payloads.
+ */
+export const GROUPS_IN_FLIGHT = 2;
 
 const HEADER = 8;
 /** Default size after which a new segment is started. */
@@ -278,13 +284,21 @@ export interface Segment {
   sparse: Array<{ lsn: bigint; offset: number }> | undefined;
 }
 
-/** Where a flushed group starts in the log (`Wal.flush`, `Wal.lastGroup`), for `Wal.cut`. */
+/** Where a written group starts in the log (`Wal.write`, `Wal.lastGroups`), for `Wal.cut`. */
 export interface GroupStart {
   /** LSN of the group's first frame. */
   lsn: bigint;
   segment: Segment;
   /** Offset of its first frame in `segment`. */
   offset: number;
+}
+
+/** Frames written to the log by `Wal.write`, not yet known durable (`Wal.syncWritten`, `Wal.durable`). */
+export interface WrittenGroup {
+  start: GroupStart;
+  ops: WalOp[];
+  /** Offset where the group's frames end in `start.segment`. */
+  end: number;
 }
 
 /** A position in the frames of the next flush (`Wal.mark`). */
@@ -312,7 +326,7 @@ export class Wal {
   private group: WalOp[] = [];
   private groupSparse: Array<{ lsn: bigint; offset: number }> = [];
   /** The log's last group when it is after the replay start (found by `open`). */
-  private lastGroupStart: GroupStart | undefined;
+  private lastGroupStarts: GroupStart[] = [];
 
   private constructor(
     readonly dir: string,
@@ -346,7 +360,8 @@ export class Wal {
       });
     }
     let last = replayFrom;
-    let lastGroup: GroupStart | undefined;
+    /** The last groups found so far (at most `GROUPS_IN_FLIGHT`, in log order). */
+    const lastGroups: GroupStart[] = [];
     const take = (op: WalOp): void => {
       if (op.lsn > last) last = op.lsn;
       if (op.lsn > replayFrom) apply(op);
@@ -362,9 +377,12 @@ export class Wal {
       // writes them all, so only a torn tail can end within one.
       let open: { offset: number; left: number; ops: WalOp[] } | undefined;
       let commit: { offset: number; ops: WalOp[] } | undefined;
-      let groupHere: GroupStart | undefined;
+      const groupsHere: GroupStart[] = [];
       let validEnd = await wal.scanSegment(seg, (op, offset, first) => {
-        if (first) groupHere = { lsn: op.lsn, segment: seg, offset };
+        if (first) {
+          groupsHere.push({ lsn: op.lsn, segment: seg, offset });
+          if (groupsHere.length > GROUPS_IN_FLIGHT) groupsHere.shift();
+        }
         if (open) {
           open.ops.push(op);
           if (--open.left === 0) {
@@ -389,9 +407,13 @@ export class Wal {
         validEnd = torn.offset;
         seg.sparse = seg.sparse!.filter((p) => p.offset < validEnd);
       }
-      // A group cut off with the shipment is gone: the one before it is in the same flush or
-      // checked already (one flush writes a whole group, and a torn flush is the last one).
-      if (groupHere && groupHere.offset < validEnd) lastGroup = groupHere;
+      // A group cut off with the shipment is gone: the ones before it are checked (one write
+      // holds a whole group, and a torn write is the last one).
+      for (const g of groupsHere) {
+        if (g.offset >= validEnd) continue;
+        lastGroups.push(g);
+        if (lastGroups.length > GROUPS_IN_FLIGHT) lastGroups.shift();
+      }
       if (validEnd < seg.size) {
         // Torn or corrupt tail: keep everything before it, drop the rest of the log after it.
         await truncate(seg.path, validEnd);
@@ -402,7 +424,7 @@ export class Wal {
     }
     wal.nextLsn = last + 1n;
     wal.durableLsn = last;
-    if (lastGroup && lastGroup.lsn > replayFrom) wal.lastGroupStart = lastGroup;
+    wal.lastGroupStarts = lastGroups.filter((g) => g.lsn > replayFrom);
     await wal.openCurrent();
     return wal;
   }
@@ -531,16 +553,44 @@ export class Wal {
    * where they start (undefined when there were none), so that `cut` can take them back.
    */
   async flush(): Promise<GroupStart | undefined> {
+    const written = await this.write();
+    if (!written) return undefined;
+    try {
+      await this.syncWritten();
+    } catch (e) {
+      await this.cut(written.start).catch(() => {});
+      throw e;
+    }
+    this.durable(written);
+    return written.start;
+  }
+
+  /**
+   * Writes the frames encoded since the last write (one write, no sync): the group commit syncs
+   * them with `syncWritten` while the next group is encoded and written after them (pipelining).
+   * A failed write leaves nothing behind (no frame, no LSN). Undefined when there were none.
+   */
+  async write(): Promise<WrittenGroup | undefined> {
     const ops = this.group;
     if (ops.length === 0) return undefined;
-    const seg = this.segments[this.segments.length - 1]!;
+    let seg = this.segments[this.segments.length - 1]!;
+    if (seg.size >= this.segmentBytes) {
+      // only between groups (`canOverlap`): the segment's last group is durable already; a failed
+      // rotation (disk full) is retried at the next write
+      if (
+        await this.rotate(ops[0]!.lsn).then(
+          () => true,
+          () => false,
+        )
+      )
+        seg = this.segments[this.segments.length - 1]!;
+    }
     const start: GroupStart = { lsn: ops[0]!.lsn, segment: seg, offset: seg.size };
-    // No copy: commits are serialised, so the writer's buffer is not reused before this write ends.
+    // No copy: the next group is encoded only once this write is over.
     const data = this.writer.view();
     try {
       await this.faults?.walAppend?.();
       await writeFully(this.fh!, [data], null);
-      if (this.sync) await this.fh!.datasync();
     } catch (e) {
       // Never leave a partial frame behind: later frames would be unreachable after a restart.
       await this.fh!.truncate(seg.size).catch(() => {});
@@ -549,6 +599,28 @@ export class Wal {
     }
     for (const p of this.groupSparse) seg.sparse!.push({ lsn: p.lsn, offset: seg.size + p.offset });
     seg.size += data.length;
+    // the group's ops are handed over (the next group fills a new array)
+    this.group = [];
+    this.rewind(this.emptyMark(this.nextLsn));
+    return { start, ops, end: seg.size };
+  }
+
+  /** Makes every frame written so far durable (one fdatasync; a later write's covers earlier ones). */
+  async syncWritten(): Promise<void> {
+    if (this.sync) await this.fh!.datasync();
+  }
+
+  /**
+   * Whether the next group may be written before the last one is durable: not when a segment is
+   * full (its rotation waits until no group is in flight, so that a group never spans segments).
+   */
+  canOverlap(): boolean {
+    return this.segments[this.segments.length - 1]!.size < this.segmentBytes;
+  }
+
+  /** Marks a written group durable (in log order): readers of the change log see it from now on. */
+  durable(w: WrittenGroup): void {
+    const ops = w.ops;
     this.durableLsn = ops[ops.length - 1]!.lsn;
     if (this.tailKept) {
       for (const op of ops) {
@@ -558,19 +630,16 @@ export class Wal {
       if (this.tail.length > TAIL_CAPACITY * 1.5)
         this.tail = this.tail.slice(this.tail.length - TAIL_CAPACITY);
     }
-    this.rewind(this.emptyMark(this.nextLsn));
-    // The group is durable already: a failed rotation (disk full) is retried on the next append.
-    if (seg.size >= this.segmentBytes) await this.rotate().catch(() => undefined);
-    return start;
   }
 
   /**
-   * The log's last group, when it is after the replay start: its frames may be durable while the
-   * block file bytes of its records are not (a crash during its commit), which recovery checks.
-   * Every earlier group's commit had finished before the next one was written.
+   * The log's last groups (at most `GROUPS_IN_FLIGHT`, in log order) that are after the replay
+   * start: their frames may be durable while the block file bytes of their records are not (a
+   * crash during their commits), which recovery checks. Every earlier group's commit had finished
+   * before the later ones were written.
    */
-  lastGroup(): GroupStart | undefined {
-    return this.lastGroupStart;
+  lastGroups(): readonly GroupStart[] {
+    return this.lastGroupStarts;
   }
 
   /**
@@ -597,7 +666,7 @@ export class Wal {
     this.nextLsn = at.lsn;
     this.durableLsn = at.lsn - 1n;
     this.tail = this.tail.filter((c) => c.lsn < at.lsn);
-    if (this.lastGroupStart && this.lastGroupStart.lsn >= at.lsn) this.lastGroupStart = undefined;
+    this.lastGroupStarts = this.lastGroupStarts.filter((g) => g.lsn < at.lsn);
     this.rewind(this.emptyMark(at.lsn));
     this.framesSinceSparse = SPARSE_EVERY;
   }
@@ -621,10 +690,10 @@ export class Wal {
     if (seg && seg.size > 0) await this.rotate();
   }
 
-  private async rotate(): Promise<void> {
+  private async rotate(startLsn = this.nextLsn): Promise<void> {
     const seg: Segment = {
-      startLsn: this.nextLsn,
-      path: join(this.dir, segName(this.nextLsn)),
+      startLsn,
+      path: join(this.dir, segName(startLsn)),
       size: 0,
       sparse: [],
     };
