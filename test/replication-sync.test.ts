@@ -18,6 +18,8 @@ import { waitFor } from './helpers/wait.js';
 class SwitchTarget extends ForwardingTarget {
   holding = false;
   down = false;
+  /** Write requests made (each a shipment of one entry's records). */
+  writes = 0;
   private opened: Promise<void> = Promise.resolve();
   private release: () => void = () => undefined;
 
@@ -33,6 +35,7 @@ class SwitchTarget extends ForwardingTarget {
 
   override async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     if (this.down) throw new TargetError(-3, 'Connection error: connect ECONNREFUSED (test)', true);
+    this.writes++;
     if (this.holding) await this.opened;
     return super.write(entry, records);
   }
@@ -142,6 +145,44 @@ forEachTarget(
     assert.equal(upd.get(), 'ok');
     const labels = (await readText(env.dst, 'dst', 's1')).find((r) => r.ts === 2n)?.labels;
     assert.deepEqual(labels, { k: 'v' });
+  },
+  { wrapTarget },
+);
+
+forEachTarget(
+  'concurrent sync writers share one shipment and one group commit at the destination',
+  async (env) => {
+    // one window in flight: writers that come while it is held gather into the next one
+    await env.replicate('r', { replication_type: 'sync', batch: { max_in_flight: 1 }, ...FAST_RETRY });
+    const client = syncWrites(env.storage, env.manager.syncGates);
+    await put(client, 'src', 's', 1n, 'warm');
+    current!.hold();
+    const first = track(put(client, 'src', 's', 2n, 'held'));
+    await waitFor(() => current!.writes === 2, { message: 'the first write shipped' });
+    const lsn = env.storage.changes.lastLsn();
+    const writers = Array.from({ length: 8 }, (_, i) =>
+      track(put(client, 'src', 's', 10n + BigInt(i), `w${i}`)),
+    );
+    await waitFor(() => env.storage.changes.lastLsn() >= lsn + 8n, { message: 'the 8 writes committed' });
+    const dstCommits: bigint[] = [];
+    const stop = env.dst.changes.onCommit((l) => dstCommits.push(l));
+    try {
+      assert.deepEqual(
+        writers.map((w) => w.get()),
+        Array(8).fill('pending'),
+      );
+      current!.open();
+      await Promise.all([first.done, ...writers.map((w) => w.done)]);
+      assert.deepEqual(
+        writers.map((w) => w.get()),
+        Array(8).fill('ok'),
+      );
+      assert.equal(current!.writes, 3, 'the 8 writers were shipped in one request');
+      assert.equal(dstCommits.length, 2, 'the held write, then the 8 writers in one group commit');
+    } finally {
+      stop();
+    }
+    for (let i = 0; i < 8; i++) assert.equal(await has(env, 's', 10n + BigInt(i)), `w${i}`);
   },
   { wrapTarget },
 );
