@@ -4,12 +4,16 @@
  * set when a FIFO quota evicted pending records) counts as `records_dropped_overflow`, as the
  * plain shipper counts it; one gone otherwise (removed) as `records_missing_at_source`. Real
  * storage and a real GroupShipper; the destination records the shipments it is handed.
+ * And a destination whose stream went back (restored, wiped) is refused for good at `prepare`.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { zeroCounters } from '../src/replication/checkpoint-store.js';
 import { Diagnostics } from '../src/replication/diagnostics.js';
-import type { GroupDestination } from '../src/replication/group-destination.js';
+import { GroupDestination } from '../src/replication/group-destination.js';
+import { LocalGroupTarget } from '../src/replication/group-target.js';
+import { TargetError } from '../src/replication/target.js';
+import { digestOf } from '../src/storage/digest.js';
 import { GroupShipper } from '../src/replication/group-shipper.js';
 import { addItem, groupKey, newWindow } from '../src/replication/window.js';
 import type { Shipment } from '../src/storage/types.js';
@@ -67,5 +71,41 @@ test('a group shipment counts records evicted by FIFO overflow as dropped, other
     assert.equal(counters.records_dropped_overflow, 1, 'ts 1: evicted within the overflow position');
     assert.equal(counters.records_missing_at_source, 1, 'ts 3: gone after the overflow position');
     assert.equal(counters.records_written, 2);
+  });
+});
+
+test('a destination stream found behind the position it confirmed is a permanent refusal; a later one is not', async () => {
+  await withStorage(async (before) => {
+    await withStorage(async (wiped) => {
+      const destination = (storage: typeof before): GroupDestination =>
+        new GroupDestination({
+          members: () => [],
+          dstPrefix: '',
+          bucketTarget: () => {
+            throw new Error('no members');
+          },
+          group: new LocalGroupTarget(storage),
+          key: 'src:g',
+        });
+      await before.createBucket('cam');
+      const d = destination(before);
+      await d.prepare();
+      const payload = Buffer.from('x');
+      const item = { kind: 'write' as const, bucket: 'cam', entry: 'e', ts: 1n, lsn: 7n, labels: {} };
+      await d.apply({ key: 'src:g', from: 0n, position: 7n, items: [{ ...item, payload, digest: digestOf(payload) }] });
+      assert.equal(d.confirmed, 7n);
+      await d.prepare(); // the same destination: fine
+      // a restart of the source (confirmed from its checkpoint) facing a destination without the stream
+      const other = destination(wiped);
+      other.confirmed = d.confirmed;
+      const err = await other.prepare().then(
+        () => assert.fail('prepare passed'),
+        (e: unknown) => e,
+      );
+      assert.ok(err instanceof TargetError);
+      assert.equal(err.temporary, false);
+      assert.match(err.message, /stream 'src:g' is at position 0, behind position 7 .*lost applied shipments/);
+      assert.equal(other.available, false);
+    });
   });
 });

@@ -22,6 +22,7 @@ import { REPLAY, seededRandom } from './helpers/seed.js';
 import { waitFor } from './helpers/wait.js';
 import { stringifyJson } from '../src/protocol/json.js';
 import { ReplicationMonitor } from '../src/replication/monitor.js';
+import type { GroupMemberStatus, GroupStatus } from '../src/protocol/replication-status.js';
 
 const MEMBERS = ['cam', 'lidar', 'pose'];
 const PREFIX = 'copy-';
@@ -166,6 +167,28 @@ forEachTarget('a permanent error on one member stops the whole group, naming the
   assert.deepEqual(await seqs(`${PREFIX}cam`), ['1', '3']);
 });
 
+test("a commit larger than a destination member's FIFO quota suspends the group, naming the member", async () => {
+  // applied whole, a shipment cannot make room within itself: no retry changes that (README)
+  await withReplEnv('local', async (env) => {
+    await setupGroup(env);
+    await env.dst.createBucket(`${PREFIX}cam`, { quota_type: 'FIFO', quota_size: 2048n });
+    await replicateGroup(env);
+    const src = storageSide(() => env.storage);
+    const rec = (ts: bigint) => ({ ts, body: Buffer.alloc(1024, 1), labels: {}, contentType: 'x' });
+    await src.write('lidar', 'e', [rec(1n)]);
+    await src.write('cam', 'e', [rec(2n), rec(3n), rec(4n)]); // one commit of 3 KiB
+    const st = await waitFor(
+      () => {
+        const s = statusOf(env.manager, 'g');
+        return s.state === 'suspended' ? s : null;
+      },
+      { timeoutMs: 20_000, message: 'suspended' },
+    );
+    assert.match(st.state_reason ?? '', /member 'cam'.*3072 bytes .*FIFO quota of 2048/, String(st.state_reason));
+    assert.equal((await storageSide(() => env.dst).read(`${PREFIX}cam`, 'e')).length, 0);
+  });
+});
+
 forEachTarget(
   'a member added to a replicated group gets its existing records copied first; the others keep their order',
   async (env) => {
@@ -293,7 +316,7 @@ forEachTarget('group replications refuse what cannot work, with the field or the
   assert.deepEqual(env.manager.list().replications, []);
 });
 
-test('group replications survive a restart of the source: the cursor and the stream go on', async () => {
+test('group replications survive a restart of the source: the cursor, the stream and the per-member figures go on', async () => {
   // covered with SIGKILLs of both sides in replication-group-crash.test.ts; this is the clean path
   await withReplEnv('remote', async (env) => {
     await setupGroup(env);
@@ -301,9 +324,25 @@ test('group replications survive a restart of the source: the cursor and the str
     const src = storageSide(() => env.storage);
     const writer = new GroupWriter(src, seededRandom('group-restart'), MEMBERS);
     for (let i = 0; i < 50; i++) await writer.step();
+    await drained(env, 'g');
+    const members = (): GroupMemberStatus[] =>
+      (statusOf(env.manager, 'g') as unknown as { group: GroupStatus }).group.members;
+    const before = members();
+    assert.ok(before.every((m) => m.records_shipped > 0 && m.delivered_lsn > 0n), stringifyJson(before));
     await env.reopen();
+    // (the task loads its checkpoint as it starts: the counters come back then, and so do these)
+    await waitFor(() => statusOf(env.manager, 'g').counters.records_read > 0, { timeoutMs: 5_000 });
+    assert.deepEqual(members(), before, 'figures as before the restart');
     for (let i = 0; i < 50; i++) await writer.step();
     await drained(env, 'g');
+    const after = members();
+    const records = await dumpMembers(src, MEMBERS);
+    for (const m of after) {
+      const i = MEMBERS.indexOf(m.bucket);
+      let stored = 0;
+      for (const [k, list] of records) if (k.startsWith(`${i}/`)) stored += list.length;
+      assert.equal(m.records_shipped, stored, `${m.bucket}: every record shipped once, counted once`);
+    }
     assert.deepEqual(
       await dumpMembers(
         storageSide(() => env.dst),

@@ -295,6 +295,16 @@ export const Errors = {
       409,
       `Shipment of stream '${key}' starts after position ${from}, but this destination has applied up to ${applied}: resend from ${applied}`,
     ),
+  shipmentOverFifoQuota: (bucket: string, bytes: number, quota: bigint) =>
+    new FerryError(
+      422,
+      `Shipment writes ${bytes} bytes to '${bucket}', more than its FIFO quota of ${quota}: a shipment is applied whole, so the quota cannot make room for it within itself; raise the quota`,
+    ),
+  groupDestinationWentBack: (key: string, position: bigint, confirmed: bigint) =>
+    new FerryError(
+      409,
+      `Destination stream '${key}' is at position ${position}, behind position ${confirmed} it confirmed applying: the destination lost applied shipments (restored from an older copy, or its data removed), and shipping on would leave its members without records that came before; make the destination members whole (verify and repair), then remove the replication and create it again`,
+    ),
 
   // storage
   /** A second server on a data directory whose lock another live server holds. */

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../storage/atomic-file.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import type { ReplicationCounters } from '../protocol/replication-status.js';
+import type { GroupCheckpoint } from './group-run.js';
 import { ScanSource, type CopyState } from './scan-source.js';
 
 /** Counters of a replication (records and bytes); the wire type of the status routes. */
@@ -45,6 +46,8 @@ export interface Checkpoint {
   copy?: CopyState | null;
   /** A one-shot run delivered everything (stays until the replication is removed or replaced). */
   completed?: boolean;
+  /** A consistency group's figures and confirmed stream position (absent = not a group). */
+  group?: GroupCheckpoint;
 }
 
 /** Checkpoint file of one replication. */

@@ -7,7 +7,7 @@
  * a `GroupTarget`. Record-by-record writes are never used for a group: they would let readers see
  * a later record without an earlier one.
  */
-import { isFerryError } from '../protocol/errors.js';
+import { Errors, isFerryError } from '../protocol/errors.js';
 import type { Shipment, ShipmentOutcome } from '../storage/types.js';
 import type { GroupTarget } from './group-target.js';
 import { TargetError, type ItemOutcome, type Target } from './target.js';
@@ -38,6 +38,12 @@ export class GroupDestination implements Target {
   private ok = false;
   /** The stream's applied position at the destination when `prepare` last succeeded. */
   appliedAtPrepare = 0n;
+  /**
+   * The highest position of the stream the destination confirmed (at `prepare` or applying a
+   * shipment), persisted in the checkpoint: a destination position found below it later means the
+   * destination lost applied shipments.
+   */
+  confirmed = 0n;
 
   constructor(private readonly o: GroupDestinationOptions) {
     this.description = o.group.description;
@@ -82,7 +88,16 @@ export class GroupDestination implements Target {
         );
       }
     }
-    this.appliedAtPrepare = await this.o.group.position(this.o.key);
+    // taken before asking: an apply confirmed meanwhile is not one the answer must reflect
+    const confirmed = this.confirmed;
+    const position = await this.o.group.position(this.o.key);
+    if (position < confirmed) {
+      // shipping on from `confirmed` would leave a hole; from `position`, the log no longer has it all
+      const e = Errors.groupDestinationWentBack(this.o.key, position, confirmed);
+      throw new TargetError(e.status, e.message, false);
+    }
+    this.appliedAtPrepare = position;
+    if (position > this.confirmed) this.confirmed = position;
     this.id = [...this.buckets.values()].find((t) => t.instanceId)?.instanceId ?? '';
     this.ok = true;
   }
@@ -90,7 +105,9 @@ export class GroupDestination implements Target {
   /** Applies one shipment atomically (see `GroupTarget.apply`). Throws TargetError. */
   async apply(shipment: Shipment): Promise<ShipmentOutcome> {
     try {
-      return await this.o.group.apply(shipment);
+      const outcome = await this.o.group.apply(shipment);
+      if (shipment.key === this.o.key && outcome.position > this.confirmed) this.confirmed = outcome.position;
+      return outcome;
     } catch (e) {
       this.ok = false;
       throw e;

@@ -40,6 +40,16 @@ export interface GroupMemberCopy {
   lsn: bigint;
 }
 
+/** A group replication's part of its checkpoint (survives restarts with the cursor). */
+export interface GroupCheckpoint {
+  /** Per-member figures as status shows them. */
+  members: GroupRunStatus['members'];
+  /** The destination `confirmed` belongs to (`local` or its URL): another one starts afresh. */
+  destination: string;
+  /** The stream position the destination confirmed last (see `GroupDestination.confirmed`). */
+  confirmed: bigint;
+}
+
 /** The group side of one replication task. */
 export class GroupRun {
   /** Members in scope (a live set: the task's scope filter reads it). */
@@ -71,6 +81,21 @@ export class GroupRun {
       dstPrefix: this.o.dstPrefix,
     });
     return this.shipper;
+  }
+
+  /** What the checkpoint keeps of the group. */
+  checkpoint(): GroupCheckpoint {
+    return {
+      members: this.shipper?.figures([...this.members].sort()) ?? [],
+      destination: this.destination.description,
+      confirmed: this.destination.confirmed,
+    };
+  }
+
+  /** Takes back what a checkpoint kept (after `makeShipper`, before anything ships). */
+  restore(cp: GroupCheckpoint): void {
+    if (cp.destination === this.destination.description) this.destination.confirmed = BigInt(cp.confirmed);
+    this.shipper?.restore(cp.members ?? []);
   }
 
   /** The task delivered the member copy. */

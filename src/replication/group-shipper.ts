@@ -10,7 +10,7 @@
  * a refusal for a gap is therefore temporary (the earlier window is re-sent first).
  *
  * Per-member figures (what each member shipped, and the last LSN of it delivered) are kept for
- * status; the task's counters get the totals.
+ * status and in the checkpoint (as the counters are); the task's counters get the totals.
  */
 import type { GroupMemberStatus } from '../protocol/replication-status.js';
 import { createHash } from 'node:crypto';
@@ -227,6 +227,17 @@ export class GroupShipper {
         return `Group member '${member}' (destination bucket '${dst}'): ${err.message}`;
     }
     return err.message;
+  }
+
+  /** Takes back figures a checkpoint kept (u64 fields may come back as JSON numbers). */
+  restore(figures: readonly GroupMemberFigures[]): void {
+    for (const f of figures) {
+      const m = this.member(f.bucket);
+      m.records_shipped = f.records_shipped;
+      m.bytes_shipped = f.bytes_shipped;
+      m.label_updates_shipped = f.label_updates_shipped;
+      m.delivered_lsn = BigInt(f.delivered_lsn);
+    }
   }
 
   /** Figures of `members` (in that order), for status. */

@@ -243,6 +243,7 @@ export class ReplicationTask {
       this.needsVerify = cp.needs_verify;
       this.needsVerifyReason = cp.needs_verify_reason;
       this.health.suspendedReason = cp.suspended_reason;
+      if (cp.group) this.group?.restore(cp.group);
     }
     const at = resumePosition(log, this.name, cp?.lsn);
     this.cursor = at.lsn;
@@ -445,6 +446,7 @@ export class ReplicationTask {
       destination_instance: this.target.instanceId,
       copy,
       completed,
+      ...(this.group ? { group: this.group.checkpoint() } : {}),
     };
   }
 

@@ -147,6 +147,7 @@ export class ShipmentApplier {
           const list = byBucket.get(bucket.name)!;
           const writes: BatchItem[] = [];
           for (const it of list) if (it.kind === 'write') writes.push(writeItem(it));
+          checkFifoRoom(bucket, writes);
           const batch = await bucket.stage(writes);
           batches.push(batch);
           outcome.written += batch.writes.length;
@@ -221,6 +222,19 @@ export class ShipmentApplier {
     const desc = block.find(it.ts);
     return desc && { block, desc };
   }
+}
+
+/**
+ * A FIFO quota evicts whole blocks of committed records, never the shipment's own staged ones:
+ * writes beyond the quota could never be applied, and are refused at once (permanent: the
+ * group suspends naming the member) instead of failing as a full quota, which is retried.
+ */
+function checkFifoRoom(bucket: BucketImpl, writes: readonly BatchItem[]): void {
+  const s = bucket.data.settings;
+  if (s.quota_type !== 'FIFO') return;
+  let bytes = 0;
+  for (const w of writes) bytes += w.payload.length;
+  if (BigInt(bytes) > s.quota_size) throw Errors.shipmentOverFifoQuota(bucket.name, bytes, s.quota_size);
 }
 
 /** A refusal of bucket `name`'s part of a shipment, saying which bucket it was. */
