@@ -10,7 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { stringifyJson } from '../src/protocol/json.js';
 import { MAX_SHIPMENT_BYTES } from '../src/protocol/limits.js';
-import { SHIPMENT_CONTENT_TYPE } from '../src/protocol/shipment.js';
+import { parseShipmentJson, SHIPMENT_CONTENT_TYPE } from '../src/protocol/shipment.js';
 import {
   checkAtomicDestination,
   encodeShipment,
@@ -349,5 +349,22 @@ test('timestamps and positions beyond 2^53 stay exact through the apply route', 
     assert.equal(r.meta.labels.seq, '12345678901234567890');
   } finally {
     await t.close();
+  }
+});
+
+test('a shipment header keeps each u64 field exact from 2^53 on, whichever field it is', () => {
+  const base = { key: 'k', from: 1, position: 1, items: [{ kind: 'write', bucket: 'b', entry: 'e', ts: 1, lsn: 1, size: 1 }] };
+  const safe = Number.MAX_SAFE_INTEGER; // 2^53 - 1: exact as a JSON number
+  for (const field of ['from', 'position', 'ts', 'lsn', 'size']) {
+    for (const [digits, exact] of [
+      [String(safe), BigInt(safe)],
+      ['9007199254740993', (1n << 53n) + 1n], // 2^53 + 1: a double would round it to 2^53
+    ] as const) {
+      const text = JSON.stringify(base).replace(new RegExp(`"${field}":1\\b`), `"${field}":${digits}`);
+      assert.ok(text.includes(digits), field);
+      const json = parseShipmentJson(text) as { items: Array<Record<string, unknown>> } & Record<string, unknown>;
+      const got = field === 'from' || field === 'position' ? json[field] : json.items[0]![field];
+      assert.equal(BigInt(got as number | bigint), exact, `${field} = ${digits}`);
+    }
   }
 });

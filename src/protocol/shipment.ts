@@ -130,6 +130,9 @@ export function parseShipmentHeader(json: unknown): ShipmentWireHeader {
   if (!Array.isArray(raw)) throw bad("'items' must be an array");
   if (raw.length > MAX_SHIPMENT_ITEMS)
     throw bad(`at most ${MAX_SHIPMENT_ITEMS} items per shipment (got ${raw.length})`);
+  // a header names few buckets and entries, each many times: each is checked once
+  const buckets = new Set<string>();
+  const entries = new Set<string>();
   const items = raw.map((it: unknown, i): ShipmentWireItem => {
     const f = `items[${i}]`;
     if (!isObject(it)) throw bad(`'${f}' must be an object`);
@@ -138,9 +141,15 @@ export function parseShipmentHeader(json: unknown): ShipmentWireHeader {
     const kind = it['kind'];
     if (kind !== 'write' && kind !== 'update') throw bad(`'${f}.kind' must be 'write' or 'update'`);
     const bucket = str(it['bucket'], `${f}.bucket`);
-    if (!isValidBucketName(bucket)) throw bad(`'${f}.bucket' is not a bucket name`);
+    if (!buckets.has(bucket)) {
+      if (!isValidBucketName(bucket)) throw bad(`'${f}.bucket' is not a bucket name`);
+      buckets.add(bucket);
+    }
     const entry = str(it['entry'], `${f}.entry`);
-    if (!isValidEntryName(entry, { allowMeta: true })) throw bad(`'${f}.entry' is not an entry name`);
+    if (!entries.has(entry)) {
+      if (!isValidEntryName(entry, { allowMeta: true })) throw bad(`'${f}.entry' is not an entry name`);
+      entries.add(entry);
+    }
     const out: ShipmentWireItem = {
       kind,
       bucket,
@@ -178,22 +187,31 @@ export function parseShipmentHeader(json: unknown): ShipmentWireHeader {
   return { key, from, position, items };
 }
 
-/** Digit runs that may stand for an integer beyond 2^53 - 1 (16 digits or more). */
-const LONG_DIGITS = /\d{16,}/g;
-const SAFE_MAX = BigInt(Number.MAX_SAFE_INTEGER);
+/** Whether a parsed JSON value is not a number that JSON.parse may have rounded (beyond 2^53 - 1). */
+const exact = (v: unknown): boolean => typeof v !== 'number' || Number.isSafeInteger(v);
+
+/** Whether the u64 fields of a natively parsed header hold the exact values of the text. */
+function exactU64s(json: unknown): boolean {
+  if (!isObject(json)) return true;
+  if (!exact(json['from']) || !exact(json['position'])) return false;
+  const items = json['items'];
+  if (!Array.isArray(items)) return true;
+  for (const it of items) if (isObject(it) && (!exact(it['ts']) || !exact(it['lsn']) || !exact(it['size']))) return false;
+  return true;
+}
 
 /**
  * Parses a shipment header's JSON. A header of many items is most of an apply's CPU with the
- * lossless parser, so the native one is used when no digit run could be an integer beyond 2^53 - 1
- * (µs timestamps of today have 16 digits and are below it); otherwise `parseJson` keeps u64 exact.
+ * lossless parser, so the native one is used, and its result kept when no u64 field is beyond
+ * 2^53 - 1 (an integer up to there parses exactly, one beyond it comes back as a number that is
+ * not a safe integer); otherwise `parseJson` keeps u64 exact.
  */
 export function parseShipmentJson(text: string): unknown {
-  for (const m of text.matchAll(LONG_DIGITS)) {
-    if (m[0].length > 16 || BigInt(m[0]) > SAFE_MAX) return parseJson(text);
-  }
+  let json: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    json = JSON.parse(text) as unknown;
   } catch {
     return parseJson(text); // its error message
   }
+  return exactU64s(json) ? json : parseJson(text);
 }

@@ -5,7 +5,6 @@
  * (readers could see a later record without an earlier one), so `checkAtomicDestination` tells a
  * group replication to refuse it with a 422 that says why.
  */
-import { Readable } from 'node:stream';
 import type { Pool } from 'undici';
 import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
@@ -147,9 +146,16 @@ const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
 };
 
 /**
+ * Shipments sent on the connection before the first is answered: the destination reads the next
+ * while it commits one (each waits for the one before it there, so the order holds).
+ */
+const PIPELINED_SHIPMENTS = 4;
+
+/**
  * A Ferry destination reached over HTTP. One connection: shipments of a stream must arrive in the
  * order they were sent (each starts at the previous one's position), and one keep-alive socket
- * answers requests in order.
+ * answers requests in order (pipelined: a refused one makes those after it refused for a gap,
+ * which are re-sent after it).
  */
 export class RemoteGroupTarget implements GroupTarget {
   readonly description: string;
@@ -163,7 +169,11 @@ export class RemoteGroupTarget implements GroupTarget {
   }
 
   private newPool(): Pool {
-    return destinationPool(this.opts.url, { connections: 1, ...this.opts });
+    return destinationPool(this.opts.url, {
+      connections: 1,
+      ...this.opts,
+      extra: { pipelining: PIPELINED_SHIPMENTS },
+    });
   }
 
   private async call(
@@ -182,7 +192,9 @@ export class RemoteGroupTarget implements GroupTarget {
         method,
         path: `${this.base}/api/v1/${path}`,
         headers,
-        body: body ? Readable.from(body) : null,
+        // one buffer, and idempotent (a re-sent shipment changes nothing): undici pipelines only such
+        body: body ? (body.length === 1 ? body[0]! : Buffer.concat(body)) : null,
+        idempotent: true,
       });
       return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
     } catch (e) {
