@@ -616,3 +616,43 @@ test('scanMeta: the records scan yields, in batches bounded by count and bytes, 
     assert.equal(odd.done, true);
     assert.deepEqual(await b.scanMeta('none', 0n, 10n, 5, 5), { records: [], done: true });
   }));
+
+test('countRange: the same records and bytes from .meta files (after a restart) as from loaded descriptors', async () => {
+  const dir = tempDir();
+  try {
+    let s = await openStorage({ dataPath: dir });
+    const b0 = await s.createBucket('b', { max_block_records: 4n });
+    for (let i = 1; i <= 14; i++) await b0.write('e', BigInt(i * 10), { size: i }, Buffer.alloc(i, i));
+    await b0.removeRecord('e', 60n);
+    const lastLsn = s.changes.lastLsn();
+    await s.close();
+    s = await openStorage({ dataPath: dir });
+    try {
+      const b = s.bucket('b');
+      const expect = async (start: bigint, stop: bigint, maxLsn?: bigint) => {
+        let records = 0;
+        let bytes = 0;
+        for await (const r of b.scan('e', start, stop)) {
+          if (maxLsn !== undefined && (r.meta as { lsn?: bigint }).lsn! > maxLsn) continue;
+          records++;
+          bytes += r.meta.size;
+        }
+        return { records, bytes };
+      };
+      // cold: every block's descriptors are on disk only
+      const cold = await b.countRange('e', 25n, 135n);
+      const cold2 = await b.countRange('e', 0n, 1000n, lastLsn - 10n);
+      const warm = await expect(25n, 135n); // scan loads the descriptors
+      assert.deepEqual(cold, warm);
+      assert.deepEqual(cold, { records: 10, bytes: 3 + 4 + 5 + 7 + 8 + 9 + 10 + 11 + 12 + 13 });
+      assert.deepEqual(cold2, await expect(0n, 1000n, lastLsn - 10n));
+      assert.ok(cold2.records < 13, 'the LSN bound leaves later writes out');
+      assert.deepEqual(await b.countRange('e', 25n, 135n), warm, 'loaded: the same');
+      assert.deepEqual(await b.countRange('none', 0n, 10n), { records: 0, bytes: 0 });
+    } finally {
+      await s.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -63,9 +63,6 @@ export interface ScanBatch {
   last: boolean;
 }
 
-/** Records per storage call while counting (metadata only). */
-const COUNT_BATCH = 4096;
-
 const big = (v: unknown): bigint => (typeof v === 'bigint' ? v : BigInt(v as number | string));
 
 /** Reads the records a copy still has to ship. */
@@ -176,8 +173,9 @@ export class ScanSource {
   }
 
   /**
-   * Counts what the plan covers (the progress total): metadata only, no payload is read. Entries
-   * whose whole range is still ahead are counted as they are now.
+   * Counts what the plan covers (the progress total): metadata only, no payload is read, and no
+   * descriptor loaded that is not in memory already. Entries whose whole range is still ahead are
+   * counted as they are now.
    */
   async count(): Promise<CopyAmount> {
     const total: CopyAmount = { records: 0, bytes: 0 };
@@ -188,20 +186,9 @@ export class ScanSource {
       return total;
     }
     for (const e of this.state.entries) {
-      for (let from = this.state.since; ;) {
-        const { records, done } = await bucket.scanMeta(
-          e.name,
-          from,
-          e.stop,
-          COUNT_BATCH,
-          Infinity,
-          this.accept,
-        );
-        for (const r of records) total.bytes += r.size;
-        total.records += records.length;
-        if (done || records.length === 0) break;
-        from = records[records.length - 1]!.ts + 1n;
-      }
+      const n = await bucket.countRange(e.name, this.state.since, e.stop, this.state.lsn);
+      total.records += n.records;
+      total.bytes += n.bytes;
     }
     return total;
   }

@@ -5,7 +5,7 @@
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { Block, RecordDesc } from './block.js';
+import { scanBlockMeta, type Block, type RecordDesc } from './block.js';
 import { DATA_DIR_MODE } from './atomic-file.js';
 import { BlockRecord } from './block-record.js';
 import { BucketData, checkEntryName } from './bucket-data.js';
@@ -282,6 +282,54 @@ export class BucketImpl implements Bucket {
         while (entry.blocks[bi] && entry.blocks[bi]!.id <= lastTs && bi < entry.blocks.length - 1) bi++;
       }
     }
+  }
+
+  async countRange(
+    entryName: string,
+    start: bigint,
+    stop: bigint,
+    maxLsn?: bigint,
+  ): Promise<{ records: number; bytes: number }> {
+    const total = { records: 0, bytes: 0 };
+    const entry = this.data.entries.get(entryName);
+    if (!entry || start >= stop) return total;
+    const bound = maxLsn ?? U64_MAX;
+    const lsnBound = Number(bound); // exact: LSNs stay far below 2^53
+    const blocks = entry.blocks.slice(entry.firstBlockIndex(start));
+    for (const block of blocks) {
+      if (block.id >= stop) break;
+      if (block.count === 0 || block.removed) continue;
+      // descriptors not in memory: the block is clean, its `.meta` file is current; counting from
+      // it builds no descriptor (a copy's count would otherwise load every block once more)
+      if (!block.records && !block.dirty) {
+        const version = block.version;
+        const inside = block.minTs >= start && block.maxTs < stop;
+        let records = 0;
+        let bytes = 0;
+        const ok = await scanBlockMeta(entry.metaPath(block), (row) => {
+          if (row.lsn > lsnBound) return;
+          if (!inside) {
+            const ts = row.buf.readBigUInt64LE(row.tsAt);
+            if (ts < start || ts >= stop) return;
+          }
+          records++;
+          bytes += row.size;
+        });
+        if (ok && block.version === version) {
+          total.records += records;
+          total.bytes += bytes;
+          continue;
+        }
+        // missing file, or the block changed while it was read: from its descriptors
+      }
+      await this.services.cache.load(entry, block);
+      for (const r of block.records ?? []) {
+        if (r.state !== 'finished' || r.ts < start || r.ts >= stop || r.lsn > bound) continue;
+        total.records++;
+        total.bytes += r.size;
+      }
+    }
+    return total;
   }
 
   async scanMeta(

@@ -145,6 +145,19 @@ export interface Bucket {
    * below `stop` after them. One await per block instead of one per record, and no readable
    * record made per record (the initial copy plans and counts this way).
    */
+  /**
+   * Records and payload bytes of the finished records of `entry` with start <= ts < stop (and a
+   * write LSN <= `maxLsn` when given), without loading descriptors that are not in memory: the
+   * `.meta` files of clean blocks are read and dropped. For progress totals: blocks that change
+   * meanwhile are counted as they are when reached.
+   */
+  countRange(
+    entry: string,
+    start: bigint,
+    stop: bigint,
+    maxLsn?: bigint,
+  ): Promise<{ records: number; bytes: number }>;
+
   scanMeta(
     entry: string,
     start: bigint,
