@@ -15,6 +15,7 @@ import {
   SHIPMENT_PREFIX_BYTES,
   type ShipmentAnswer,
   type ShipmentPositionAnswer,
+  type ShipmentWireItem,
 } from '../../protocol/shipment.js';
 import type { ShipmentItem } from '../../storage/types.js';
 import { authenticated, writeAccess } from '../auth-hook.js';
@@ -37,6 +38,46 @@ async function readExactly(reader: ByteReader, n: number): Promise<Buffer | unde
     got += c.length;
   }
   return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+}
+
+/**
+ * The payloads of a shipment's writes (by item index; `total` bytes in all), cut from the body's
+ * chunks as they come: one await per chunk, not per record, and a copy only of a payload that
+ * lies across two chunks.
+ */
+async function readPayloads(
+  reader: ByteReader,
+  items: readonly ShipmentWireItem[],
+  total: number,
+): Promise<Array<Buffer | undefined>> {
+  const out = new Array<Buffer | undefined>(items.length);
+  let chunk: Buffer = Buffer.alloc(0);
+  let at = 0;
+  let left = total;
+  for (const [i, it] of items.entries()) {
+    if (it.kind !== 'write') continue;
+    const size = it.size!;
+    if (chunk.length - at >= size) {
+      out[i] = chunk.subarray(at, at + size);
+      at += size;
+      left -= size;
+      continue;
+    }
+    // across chunks: what is left of this one, then more
+    let got = chunk.length - at;
+    const parts: Buffer[] = got > 0 ? [chunk.subarray(at)] : [];
+    while (got < size) {
+      const next = await reader.read(left - got);
+      if (!next) throw Errors.badRequest(`Shipment body ends within the payload of items[${i}]`);
+      chunk = next;
+      at = Math.min(size - got, next.length);
+      parts.push(next.subarray(0, at));
+      got += at;
+    }
+    out[i] = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+    left -= size;
+  }
+  return out;
 }
 
 async function applyShipment(ctx: RequestContext): Promise<void> {
@@ -65,6 +106,11 @@ async function applyShipment(ctx: RequestContext): Promise<void> {
   for (const b of new Set(header.items.map((it) => it.bucket))) writeAccess(ctx, b);
   if (!principal.fullAccess && header.items.some((it) => it.origin))
     throw Errors.originForbidden(principal.name);
+  let total = 0;
+  for (const it of header.items) if (it.kind === 'write') total += it.size!;
+  if (taken + total > MAX_SHIPMENT_BYTES) throw tooLarge();
+  const payloads = await readPayloads(reader, header.items, total);
+  taken += total;
   const items: ShipmentItem[] = [];
   for (const [i, it] of header.items.entries()) {
     const item: ShipmentItem = {
@@ -77,7 +123,7 @@ async function applyShipment(ctx: RequestContext): Promise<void> {
     };
     if (it.origin !== undefined) item.origin = it.origin;
     if (it.kind === 'write') {
-      item.payload = await take(it.size!, `the payload of items[${i}]`);
+      item.payload = payloads[i]!;
       if (it.content_type !== undefined) item.contentType = it.content_type;
       if (it.digest !== undefined) item.digest = Buffer.from(it.digest, 'hex');
     } else {
