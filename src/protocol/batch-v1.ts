@@ -253,10 +253,19 @@ export function parseV1RemoveBatch(headers: HeaderSource): bigint[] {
 
 /** Formats labels sorted by name as `k=v,…` (values with commas quoted). */
 function formatLabels(labels: Record<string, string | null>): string {
-  return Object.keys(labels)
-    .sort()
-    .map((k) => `${k}=${formatLabelValue(labels[k] ?? '')}`)
-    .join(',');
+  const keys = Object.keys(labels);
+  for (let i = 1; i < keys.length; i++)
+    if (keys[i - 1]! > keys[i]!) {
+      keys.sort();
+      break;
+    }
+  // one string built in place (per record on the replication path: no mapped array and join)
+  let out = '';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    out += `${i === 0 ? '' : ','}${k}=${formatLabelValue(labels[k] ?? '')}`;
+  }
+  return out;
 }
 
 /** Header value `<len>,<ct>[,<labels sorted by name>]`; the content type is always written. */

@@ -75,19 +75,31 @@ const EMPTY = Buffer.alloc(0);
 
 /** The small payloads of one chunk, read as {@link readPayloads} does, in one buffer. */
 async function readChunk<T>(items: readonly T[], access: PayloadAccess<T>): Promise<Buffer> {
+  const run = oneRun(items, access);
+  if (run) return run.rec.range(run.start, run.end - run.start);
   const parts = await readPayloads(items, access);
   let total = 0;
-  let adjacent = true;
-  for (let i = 0; i < parts.length; i++) {
-    const b = parts[i]!;
-    total += b.length;
-    const prev = parts[i - 1];
-    if (prev && (b.buffer !== prev.buffer || b.byteOffset !== prev.byteOffset + prev.length))
-      adjacent = false;
-  }
-  // one run of back-to-back payloads (a copy's batch): its read is the chunk, no copy of it
-  if (adjacent && parts.length > 0) return Buffer.from(parts[0]!.buffer, parts[0]!.byteOffset, total);
+  for (const b of parts) total += b.length;
   return Buffer.concat(parts, total);
+}
+
+/**
+ * The run that `items` form when all their payloads lie back to back in one block file (a copy's
+ * batch of one entry): read as one range, with no piece or view per record and no copy. Undefined
+ * otherwise.
+ */
+function oneRun<T>(items: readonly T[], access: PayloadAccess<T>): Run | undefined {
+  const first = items.length > 0 ? access.stored?.(items[0]!) : undefined;
+  if (!(first instanceof BlockRecord)) return undefined;
+  const run: Run = { rec: first, start: first.meta.offset, end: first.meta.offset };
+  for (const item of items) {
+    const rec = access.stored!(item);
+    if (!(rec instanceof BlockRecord) || rec.path !== first.path || rec.files !== first.files)
+      return undefined;
+    if (rec.meta.offset !== run.end) return undefined;
+    run.end += access.size(item);
+  }
+  return run.end > run.start ? run : undefined;
 }
 
 export async function* payloadChunks<T>(
