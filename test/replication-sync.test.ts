@@ -20,6 +20,8 @@ class SwitchTarget extends ForwardingTarget {
   down = false;
   /** Write requests made (each a shipment of one entry's records). */
   writes = 0;
+  /** Only this entry's deliveries are held (while `holding`); undefined: all. */
+  holdEntry: string | undefined;
   private opened: Promise<void> = Promise.resolve();
   private release: () => void = () => undefined;
 
@@ -36,7 +38,7 @@ class SwitchTarget extends ForwardingTarget {
   override async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     if (this.down) throw new TargetError(-3, 'Connection error: connect ECONNREFUSED (test)', true);
     this.writes++;
-    if (this.holding) await this.opened;
+    if (this.holding && (this.holdEntry === undefined || entry === this.holdEntry)) await this.opened;
     return super.write(entry, records);
   }
 
@@ -183,6 +185,29 @@ forEachTarget(
       stop();
     }
     for (let i = 0; i < 8; i++) assert.equal(await has(env, 's', 10n + BigInt(i)), `w${i}`);
+  },
+  { wrapTarget },
+);
+
+forEachTarget(
+  'a sync write is answered once its own record is at the destination, while an earlier write of another entry is still held',
+  async (env) => {
+    await env.replicate('r', { replication_type: 'sync', ...FAST_RETRY });
+    const client = syncWrites(env.storage, env.manager.syncGates);
+    await put(client, 'src', 'a', 1n, 'warm');
+    current!.holdEntry = 'a';
+    current!.hold();
+    const held = track(put(client, 'src', 'a', 2n, 'held'));
+    await waitFor(() => current!.writes === 2, { message: "entry a's write shipped" });
+    // shipped after it (in its window or a later one): its own request is answered, a's is not
+    await put(client, 'src', 'b', 2n, 'passes');
+    assert.equal(await has(env, 'b', 2n), 'passes');
+    assert.equal(held.get(), 'pending');
+    assert.equal(await has(env, 'a', 2n), undefined);
+    current!.open();
+    await held.done;
+    assert.equal(held.get(), 'ok');
+    assert.equal(await has(env, 'a', 2n), 'held');
   },
   { wrapTarget },
 );

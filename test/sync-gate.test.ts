@@ -78,6 +78,23 @@ test('each writer waits for its own position only, and a waiting writer wakes th
   assert.equal(gate.type, 'sync');
 });
 
+test("a single-record write is answered by its own record's delivery; a batch or an update waits for the position", async () => {
+  const { gate } = setup();
+  const early = track(gate.wait(7n, true));
+  const batch = track(gate.wait(6n)); // its other records may be in a request not answered yet
+  const before = track(gate.wait(5n, true));
+  gate.recordsDelivered([7n, 6n]);
+  await flush();
+  assert.deepEqual([early.get(), batch.get(), before.get()], ['ok', 'pending', 'pending']);
+  assert.equal(gate.status().sync.waiting_writes, 2);
+  gate.recordsDelivered([9n]);
+  await flush();
+  assert.deepEqual([batch.get(), before.get()], ['pending', 'pending'], 'another record answers nobody');
+  gate.delivered(6n);
+  await flush();
+  assert.deepEqual([batch.get(), before.get()], ['ok', 'ok']);
+});
+
 test('fail: the write that times out gets 503 outcome unknown, later ones are refused at once until caught up', async () => {
   const { gate, clock, engine } = setup({ on_timeout: 'fail' });
   engine.last = 10n;

@@ -32,11 +32,15 @@ export function syncWrites(storage: Storage, gates: SyncGates): Storage {
 }
 
 function syncBucket(bucket: Bucket, gates: SyncGates, lastLsn: () => bigint): Bucket {
-  /** `position` gives the LSN to wait for once `write` resolved (undefined: the log's last). */
+  /**
+   * `position` gives the LSN to wait for once `write` resolved (undefined: the log's last);
+   * `single`: that LSN is the write's one record, whose own delivery answers it.
+   */
   const run = async <T>(
     scopeOf: () => readonly SyncGate[],
     write: (inScope: boolean) => Promise<T>,
     position: (result: T) => bigint | undefined = () => undefined,
+    single = false,
   ): Promise<T> => {
     const startup = gates.startup();
     if (startup) await startup;
@@ -48,10 +52,11 @@ function syncBucket(bucket: Bucket, gates: SyncGates, lastLsn: () => bigint): Bu
       result = await write(true);
     } catch (e) {
       // a retry of a write stored already: its 409 then also says it is at the destination
-      if (isFerryError(e) && e.status === 409) await waitAll(scope, lastLsn());
+      if (isFerryError(e) && e.status === 409) await waitAll(scope, lastLsn(), false);
       throw e;
     }
-    await waitAll(scope, position(result) ?? lastLsn());
+    const own = position(result);
+    await waitAll(scope, own ?? lastLsn(), single && own !== undefined);
     return result;
   };
   return forward(bucket, {
@@ -62,6 +67,7 @@ function syncBucket(bucket: Bucket, gates: SyncGates, lastLsn: () => bigint): Bu
         () => gates.matching(bucket.name, entry, opts.labels ?? {}, ts, opts.origin),
         (inScope) => bucket.write(entry, ts, inScope && commit ? { ...opts, commit } : opts, payload),
         (outcome) => (outcome === 'written' && commit && commit.lsn > 0n ? commit.lsn : undefined),
+        true,
       );
     },
     writeMany: (items) => {
@@ -104,6 +110,8 @@ function syncBucket(bucket: Bucket, gates: SyncGates, lastLsn: () => bigint): Bu
   });
 }
 
-function waitAll(scope: readonly SyncGate[], lsn: bigint): Promise<unknown> {
-  return scope.length === 1 ? scope[0]!.wait(lsn) : Promise.all(scope.map((g) => g.wait(lsn)));
+function waitAll(scope: readonly SyncGate[], lsn: bigint, single: boolean): Promise<unknown> {
+  return scope.length === 1
+    ? scope[0]!.wait(lsn, single)
+    : Promise.all(scope.map((g) => g.wait(lsn, single)));
 }

@@ -40,6 +40,11 @@ export interface ShipperContext {
   inflight(): readonly Window[];
   /** Changes up to this LSN may have been evicted by FIFO quotas before they were shipped. */
   overflowUpTo(): bigint;
+  /**
+   * Writes the destination answered as durably written (their LSNs), reported as each request is
+   * answered, before the window is complete (sync replication answers their writers).
+   */
+  recordsDelivered?(lsns: bigint[]): void;
 }
 
 /** Result of one attempt to deliver a group of items. */
@@ -326,6 +331,15 @@ export class Shipper {
       }
     });
     this.ctx.diagnostics.addOk(ok);
+    if (this.ctx.recordsDelivered && first.kind === 'write' && ok > 0) {
+      const lsns: bigint[] = [];
+      toSend.forEach((t, i) => {
+        // (a record found present may still get its labels in a follow-up: not reported)
+        const kind = (outcomes[i] as { kind?: unknown } | undefined)?.kind;
+        if (kind === 'written' && t.item.change.lsn > 0n) lsns.push(t.item.change.lsn);
+      });
+      this.ctx.recordsDelivered(lsns);
+    }
     if (failed.length > 0) {
       try {
         await this.ctx.failureLog.append(failed);

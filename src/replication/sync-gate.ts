@@ -59,6 +59,8 @@ export interface SyncGateHooks {
 
 interface Waiter {
   lsn: bigint;
+  /** Its commit is the one record at `lsn`: answered once that record is delivered (see `recordsDelivered`). */
+  single: boolean;
   deadline: number;
   resolve: () => void;
   reject: (e: FerryError) => void;
@@ -141,8 +143,10 @@ export class SyncGate {
   /**
    * Resolves once everything up to `lsn` (a committed position of the write) is delivered, or at
    * once when the gate is not `sync`. Rejects with 503 when the write timed out under `fail`.
+   * `single`: the write's commit is the one record at `lsn`, so that record's own delivery answers
+   * it, even before earlier changes of the log are delivered.
    */
-  wait(lsn: bigint): Promise<void> {
+  wait(lsn: bigint, single = false): Promise<void> {
     if (this.closed || lsn <= this.deliveredLsn) return Promise.resolve();
     if (this.hooks?.health().disabled) return Promise.resolve();
     if (this.effective === 'async') return Promise.resolve();
@@ -151,7 +155,13 @@ export class SyncGate {
       return Promise.reject(Errors.syncOutcomeUnknown(this.name, this.settings.timeout_ms));
     }
     return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ lsn, deadline: this.clock.now() + this.settings.timeout_ms, resolve, reject });
+      this.waiters.push({
+        lsn,
+        single,
+        deadline: this.clock.now() + this.settings.timeout_ms,
+        resolve,
+        reject,
+      });
       if (this.waiters.length === 1) this.armTimer();
       this.hooks?.wake();
     });
@@ -172,6 +182,26 @@ export class SyncGate {
       if (firstChanged) this.armTimer();
     }
     if (this.effective !== 'sync') this.evaluate();
+  }
+
+  /**
+   * The destination holds these records durably (LSNs of writes it answered as written), out of
+   * log order: one request of a window answered before the rest of it. Writers
+   * whose commit is one of these records alone are answered now; every other waiter (a batch, a
+   * label update) waits for `delivered`, which covers all of its changes.
+   */
+  recordsDelivered(lsns: readonly bigint[]): void {
+    if (this.waiters.length === 0 || lsns.length === 0) return;
+    const done = lsns.length === 1 ? null : new Set(lsns);
+    const keep: Waiter[] = [];
+    for (const w of this.waiters) {
+      if (w.single && (done ? done.has(w.lsn) : w.lsn === lsns[0])) w.resolve();
+      else keep.push(w);
+    }
+    if (keep.length === this.waiters.length) return;
+    const firstChanged = keep[0] !== this.waiters[0];
+    this.waiters = keep;
+    if (firstChanged) this.armTimer();
   }
 
   /** Fields of the status, the events stream and `active_tasks`. */

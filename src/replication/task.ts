@@ -153,6 +153,9 @@ export class ReplicationTask {
       counters: () => this.counters,
       inflight: () => this.pipeline.inflight,
       overflowUpTo: () => this.overflowUpTo,
+      ...(this.syncGate
+        ? { recordsDelivered: (lsns: bigint[]) => this.syncGate?.recordsDelivered(lsns) }
+        : {}),
     });
     const groupShipper = opts.group?.makeShipper({
       storage: opts.storage,
