@@ -353,7 +353,12 @@ test('timestamps and positions beyond 2^53 stay exact through the apply route', 
 });
 
 test('a shipment header keeps each u64 field exact from 2^53 on, whichever field it is', () => {
-  const base = { key: 'k', from: 1, position: 1, items: [{ kind: 'write', bucket: 'b', entry: 'e', ts: 1, lsn: 1, size: 1 }] };
+  const base = {
+    key: 'k',
+    from: 1,
+    position: 1,
+    items: [{ kind: 'write', bucket: 'b', entry: 'e', ts: 1, lsn: 1, size: 1 }],
+  };
   const safe = Number.MAX_SAFE_INTEGER; // 2^53 - 1: exact as a JSON number
   for (const field of ['from', 'position', 'ts', 'lsn', 'size']) {
     for (const [digits, exact] of [
@@ -362,7 +367,10 @@ test('a shipment header keeps each u64 field exact from 2^53 on, whichever field
     ] as const) {
       const text = JSON.stringify(base).replace(new RegExp(`"${field}":1\\b`), `"${field}":${digits}`);
       assert.ok(text.includes(digits), field);
-      const json = parseShipmentJson(text) as { items: Array<Record<string, unknown>> } & Record<string, unknown>;
+      const json = parseShipmentJson(text) as { items: Array<Record<string, unknown>> } & Record<
+        string,
+        unknown
+      >;
       const got = field === 'from' || field === 'position' ? json[field] : json.items[0]![field];
       assert.equal(BigInt(got as number | bigint), exact, `${field} = ${digits}`);
     }

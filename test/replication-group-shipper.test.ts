@@ -92,7 +92,12 @@ test('a destination stream found behind the position it confirmed is a permanent
       await d.prepare();
       const payload = Buffer.from('x');
       const item = { kind: 'write' as const, bucket: 'cam', entry: 'e', ts: 1n, lsn: 7n, labels: {} };
-      await d.apply({ key: 'src:g', from: 0n, position: 7n, items: [{ ...item, payload, digest: digestOf(payload) }] });
+      await d.apply({
+        key: 'src:g',
+        from: 0n,
+        position: 7n,
+        items: [{ ...item, payload, digest: digestOf(payload) }],
+      });
       assert.equal(d.confirmed, 7n);
       await d.prepare(); // the same destination: fine
       // a restart of the source (confirmed from its checkpoint) facing a destination without the stream
@@ -104,8 +109,66 @@ test('a destination stream found behind the position it confirmed is a permanent
       );
       assert.ok(err instanceof TargetError);
       assert.equal(err.temporary, false);
-      assert.match(err.message, /stream 'src:g' is at position 0, behind position 7 .*lost applied shipments/);
+      assert.match(
+        err.message,
+        /stream 'src:g' is at position 0, behind position 7 .*lost applied shipments/,
+      );
       assert.equal(other.available, false);
     });
+  });
+});
+
+test("a member copy's batches of one entry reach the destination in launch order, each starting where the one before ends", async () => {
+  await withStorage(async (storage) => {
+    await storage.createBucket('pose');
+    const pose = storage.bucket('pose');
+    for (let ts = 1n; ts <= 201n; ts++) await pose.write('e', ts, { size: 1 }, Buffer.from('x'));
+    const writes = (await storage.changes.read(0n, 1000)).filter((c) => c.kind === 'write');
+    const shipped: Shipment[] = [];
+    const destination = {
+      appliedAtPrepare: 0n,
+      apply: async (s: Shipment) => {
+        shipped.push(s);
+        return {
+          applied: true,
+          position: s.position,
+          written: s.items.length,
+          present: 0,
+          updated: 0,
+          missing: 0,
+          skipped: 0,
+        };
+      },
+    } as unknown as GroupDestination;
+    const counters = zeroCounters();
+    const shipper = new GroupShipper({
+      storage,
+      destination,
+      key: 'src:g',
+      dstPrefix: 'copy-',
+      diagnostics: new Diagnostics(),
+      counters: () => counters,
+      watchdog: { guard: (_what, _bytes, call) => call(), overflowUpTo: () => 0n },
+    });
+    const copyWindow = (changes: typeof writes) => {
+      const w = newWindow(0n, 0);
+      for (const c of changes) addItem(w, c, groupKey(c));
+      w.remaining = w.items;
+      w.copy = { batch: { entry: 'e', records: [], bytes: 0, next: 0n, last: false }, filter: null };
+      return w;
+    };
+    // the first batch takes longer to read than the second: it must still arrive first
+    const big = copyWindow(writes.slice(0, 200));
+    const small = copyWindow(writes.slice(200));
+    await Promise.all([shipper.ship(big), shipper.ship(small)]);
+    assert.equal(big.status, 'done');
+    assert.equal(small.status, 'done');
+    assert.deepEqual(
+      shipped.map((s) => [s.key === shipped[0]!.key, s.from, s.position, s.items.length]),
+      [
+        [true, 0n, 201n, 200],
+        [true, 201n, 202n, 1],
+      ],
+    );
   });
 });

@@ -184,7 +184,11 @@ test("a commit larger than a destination member's FIFO quota suspends the group,
       },
       { timeoutMs: 20_000, message: 'suspended' },
     );
-    assert.match(st.state_reason ?? '', /member 'cam'.*3072 bytes .*FIFO quota of 2048/, String(st.state_reason));
+    assert.match(
+      st.state_reason ?? '',
+      /member 'cam'.*3072 bytes .*FIFO quota of 2048/,
+      String(st.state_reason),
+    );
     assert.equal((await storageSide(() => env.dst).read(`${PREFIX}cam`, 'e')).length, 0);
   });
 });
@@ -328,7 +332,10 @@ test('group replications survive a restart of the source: the cursor, the stream
     const members = (): GroupMemberStatus[] =>
       (statusOf(env.manager, 'g') as unknown as { group: GroupStatus }).group.members;
     const before = members();
-    assert.ok(before.every((m) => m.records_shipped > 0 && m.delivered_lsn > 0n), stringifyJson(before));
+    assert.ok(
+      before.every((m) => m.records_shipped > 0 && m.delivered_lsn > 0n),
+      stringifyJson(before),
+    );
     await env.reopen();
     // (the task loads its checkpoint as it starts: the counters come back then, and so do these)
     await waitFor(() => statusOf(env.manager, 'g').counters.records_read > 0, { timeoutMs: 5_000 });

@@ -196,7 +196,8 @@ function exactU64s(json: unknown): boolean {
   if (!exact(json['from']) || !exact(json['position'])) return false;
   const items = json['items'];
   if (!Array.isArray(items)) return true;
-  for (const it of items) if (isObject(it) && (!exact(it['ts']) || !exact(it['lsn']) || !exact(it['size']))) return false;
+  for (const it of items)
+    if (isObject(it) && (!exact(it['ts']) || !exact(it['lsn']) || !exact(it['size']))) return false;
   return true;
 }
 

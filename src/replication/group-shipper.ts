@@ -53,6 +53,9 @@ export class GroupShipper {
   private readonly members = new Map<string, GroupMemberFigures>();
   /** Settles once the shipment launched last has been handed to the destination. */
   private handedOver: Promise<void> = Promise.resolve();
+  /** Per member-copy stream: the batch launched last (handed over) and the position planned for it. */
+  private readonly copyChains = new Map<string, { handedOver: Promise<void>; position: bigint }>();
+  private readonly copyPlans = new WeakMap<Window, { key: string; from: bigint; position: bigint }>();
 
   constructor(private readonly ctx: GroupShipperContext) {}
 
@@ -105,28 +108,55 @@ export class GroupShipper {
   /**
    * A batch of a member copy (one entry, ascending timestamps): one shipment on a stream of its
    * own per member entry, positioned by timestamp, so that a batch re-sent after a restart is
-   * skipped and copies of several entries may be in flight together.
+   * skipped and copies of several entries may be in flight together. The batches of one entry
+   * chain as the log's shipments do (each starts at the position planned for the one launched
+   * before it, and reaches the destination after it): a later batch applied first would make the
+   * destination skip an earlier one as applied already.
    */
   private async shipCopy(w: Window): Promise<void> {
+    const plan = this.copyPlan(w);
+    const chain = this.copyChains.get(plan.key)!;
+    const previous = chain.handedOver;
+    let handOver!: () => void;
+    const mine = new Promise<void>((resolve) => (handOver = resolve));
+    chain.handedOver = mine;
     try {
       const { items, bytes } = await this.read(w);
       // positions of a copy stream are timestamps (+1: position 0 is "nothing applied")
       for (const it of items) it.lsn = it.ts + 1n;
-      const last = items[items.length - 1];
-      if (last) {
-        const first = w.remaining[0]!.change;
-        const tag = createHash('sha256').update(first.entry).digest('hex').slice(0, 16);
-        const key = `${this.ctx.key}:copy:${first.bucket}:${tag}`;
-        const shipment = { key, from: 0n, position: last.lsn, items };
-        const outcome = await this.guard('Member copy', bytes, () => this.ctx.destination.apply(shipment));
-        this.count(items, bytes, outcome);
-      }
+      // sent even when every record is gone: the next batch starts at its position
+      const shipment = { key: plan.key, from: plan.from, position: plan.position, items };
+      await previous;
+      const outcome = await this.guard('Member copy', bytes, () => {
+        const applying = this.ctx.destination.apply(shipment);
+        handOver();
+        return applying;
+      });
+      this.count(items, bytes, outcome);
       this.delivered(items, w);
       w.remaining = [];
       w.status = 'done';
     } catch (e) {
+      handOver();
       this.failed(e, w);
     }
+  }
+
+  /** Key, start and position of a copy batch, fixed when it is first launched (in launch order). */
+  private copyPlan(w: Window): { key: string; from: bigint; position: bigint } {
+    let plan = this.copyPlans.get(w);
+    if (plan) return plan;
+    const first = w.remaining[0]!.change;
+    const tag = createHash('sha256').update(first.entry).digest('hex').slice(0, 16);
+    const key = `${this.ctx.key}:copy:${first.bucket}:${tag}`;
+    let last = first.ts;
+    for (const i of w.remaining) if (i.change.ts > last) last = i.change.ts;
+    let chain = this.copyChains.get(key);
+    if (!chain) this.copyChains.set(key, (chain = { handedOver: Promise.resolve(), position: 0n }));
+    plan = { key, from: chain.position, position: last + 1n };
+    if (plan.position > chain.position) chain.position = plan.position;
+    this.copyPlans.set(w, plan);
+    return plan;
   }
 
   /** The shipment items of a window's changes, records read concurrently (gone ones counted). */
