@@ -122,7 +122,14 @@ test("a member copy's batches of one entry reach the destination in launch order
   await withStorage(async (storage) => {
     await storage.createBucket('pose');
     const pose = storage.bucket('pose');
-    for (let ts = 1n; ts <= 201n; ts++) await pose.write('e', ts, { size: 1 }, Buffer.from('x'));
+    const payload = Buffer.from('x');
+    const records = Array.from({ length: 201 }, (_, i) => ({
+      entry: 'e',
+      ts: BigInt(i + 1),
+      opts: { size: 1 },
+      payload,
+    }));
+    for (const r of await pose.writeMany(records)) assert.ok(!(r instanceof Error), String(r));
     const writes = (await storage.changes.read(0n, 1000)).filter((c) => c.kind === 'write');
     const shipped: Shipment[] = [];
     const destination = {
