@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { cpSync, readdirSync, rmSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { AtomicBatch } from '../src/storage/atomic-batch.js';
 import { openStorage } from '../src/storage/engine.js';
 import type { Storage, StorageFaults } from '../src/storage/types.js';
 import { tempDir, withStorage } from './helpers/temp-storage.js';
@@ -282,6 +283,71 @@ test('recovery checks the last two groups: an incomplete one before the last is 
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    for (const i of images) rmSync(i, { recursive: true, force: true });
+  }
+});
+
+test("recovery checks a group's payloads against the removals that it keeps: a removal in a dropped later group does not excuse them", async () => {
+  const dir = tempDir();
+  const saved = tempDir('ferry-saved-bucket-');
+  const images: string[] = [];
+  // no checkpoint may move the replay start past the two groups below
+  const faults: StorageFaults = {
+    checkpointWrite: () => {
+      throw new Error('no checkpoint in this test');
+    },
+  };
+  try {
+    const s = await openStorage({ dataPath: dir, faults, log: () => undefined });
+    await s.createBucket('b');
+    await s.createBucket('c');
+    // group 1: a record of bucket 'b'
+    await put(s, 'e', 1n, 'in bucket b');
+    cpSync(join(dir, 'buckets', 'b'), saved, { recursive: true });
+    // group 2: the removal of bucket 'b' and a record of bucket 'c', one group (both queued in one turn)
+    const batch = new AtomicBatch();
+    const ticket = batch.ticket();
+    const write = s.bucket('c').write('e', 1n, { size: 11, batch: ticket }, Buffer.from('in bucket c'));
+    await ticket.settled;
+    const before = s.changes.lastLsn();
+    batch.seal();
+    await Promise.all([write, s.removeBucket('b')]);
+    assert.equal(s.changes.lastLsn(), before + 2n);
+    const torn = crashImage(dir);
+    images.push(torn);
+    await s.close();
+    // The crash came while both groups were in flight, after the second one's WAL sync (which
+    // covers the first one's frames) and before any of their block files were synced: 'b' is
+    // still there (it is removed only once its removal is durable), neither payload is on disk.
+    rmSync(join(torn, 'buckets', 'b'), { recursive: true, force: true });
+    for (const d of readdirSync(join(torn, 'buckets')))
+      if (d.startsWith('.trash')) rmSync(join(torn, 'buckets', d), { recursive: true, force: true });
+    cpSync(saved, join(torn, 'buckets', 'b'), { recursive: true });
+    for (const bucket of ['b', 'c']) {
+      const blocks = join(torn, 'buckets', bucket, 'e');
+      for (const f of readdirSync(blocks).filter((n) => n.endsWith('.blk'))) truncateSync(join(blocks, f), 0);
+    }
+    const lines: string[] = [];
+    const t = await openStorage({ dataPath: torn, log: (l) => lines.push(l) });
+    try {
+      assert.equal(await has(t, 'e', 1n), null, 'a record whose payload is not on disk is never served');
+      assert.equal(
+        await t
+          .bucket('c')
+          .read('e', 1n)
+          .then(
+            () => 'served',
+            (e: { status?: number }) => e.status,
+          ),
+        404,
+      );
+      assert.match(lines.join('\n'), /last WAL group .*record 1 of 'b\/e'/);
+    } finally {
+      await t.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(saved, { recursive: true, force: true });
     for (const i of images) rmSync(i, { recursive: true, force: true });
   }
 });

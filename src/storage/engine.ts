@@ -29,7 +29,7 @@ import { Recovery } from './recovery.js';
 import { ReplicationSlots } from './replication-slots.js';
 import { ShipmentApplier, ShipmentPositions } from './shipment-apply.js';
 import { Wal, type WalOp } from './wal.js';
-import { incompleteGroup } from './last-group.js';
+import { groupToCut } from './last-group.js';
 import type { Entry } from './entry.js';
 import type {
   Bucket,
@@ -91,22 +91,20 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   const log = opts.log ?? ((line: string): void => console.error(line));
   // the last groups in log order: the first incomplete one is cut with everything after it
   const groups = wal.lastGroups();
-  for (let g = 0; g < groups.length; g++) {
-    const last = groups[g]!;
-    const from = ops.findIndex((op) => op.lsn >= last.lsn);
+  const starts: number[] = [];
+  for (const g of groups) {
+    const from = ops.findIndex((op) => op.lsn >= g.lsn);
     if (from < 0) break;
-    const next = groups[g + 1];
-    const to = next ? ops.findIndex((op) => op.lsn >= next.lsn) : -1;
-    // its own writes are checked; what follows it may remove some of them
-    const problem = await incompleteGroup(ops.slice(from), bucketsDir, (to < 0 ? ops.length : to) - from);
-    if (problem) {
-      await wal.cut(last);
-      ops.length = from;
-      log(
-        `storage: the last WAL group (LSN ${last.lsn} on) was cut short by a crash, none of it had been acknowledged; dropped (${problem})`,
-      );
-      break;
-    }
+    starts.push(from);
+  }
+  const cut = await groupToCut(ops, starts, bucketsDir);
+  if (cut) {
+    const last = groups[cut.group]!;
+    await wal.cut(last);
+    ops.length = starts[cut.group]!;
+    log(
+      `storage: the last WAL group (LSN ${last.lsn} on) was cut short by a crash, none of it had been acknowledged; dropped (${cut.problem})`,
+    );
   }
   wal.keepTail(slots.size > 0);
   const files = new BlockFiles();

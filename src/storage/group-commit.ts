@@ -11,7 +11,7 @@
  *
  * Syncing both at once means that a crash can leave a group's frames durable while some of its
  * payload bytes are not. That can only be one of the log's last two groups: recovery checks their
- * payloads and cuts the first incomplete one with everything after it (`incompleteGroup` in
+ * payloads and cuts the first incomplete one with everything after it (`groupToCut` in
  * last-group.ts, called at open); none of their writers had been answered. A group whose block
  * files or WAL cannot be synced has its frames cut at once, with those of the group after it
  * (written after them; failed too, never answered).

@@ -14,6 +14,34 @@ import { OpType, type WalOp, type WriteOp } from './wal.js';
 const CHUNK = 1 << 20;
 
 /**
+ * Which of the log's last groups recovery cuts, with everything after it: `starts` holds where each
+ * begins in `ops` (in log order). A group is checked against the removals that stay in the log
+ * only: a removal in a group that is cut excuses nothing before it (a bucket removed in the second
+ * of two groups in flight, that one cut, leaves the first one's records in place). The index in
+ * `starts` of the first group to cut and why, or null when every one is complete.
+ */
+export async function groupToCut(
+  ops: readonly WalOp[],
+  starts: readonly number[],
+  bucketsDir: string,
+): Promise<{ group: number; problem: string } | null> {
+  let cut: { group: number; problem: string } | null = null;
+  let kept = starts.length;
+  for (let g = 0; g < kept; g++) {
+    const end = kept < starts.length ? starts[kept]! : ops.length;
+    const from = starts[g]!;
+    const to = g + 1 < starts.length ? starts[g + 1]! : ops.length;
+    const problem = await incompleteGroup(ops.slice(from, end), bucketsDir, to - from);
+    if (problem) {
+      cut = { group: g, problem };
+      kept = g;
+      g = -1; // the groups before it once more, without its removals
+    }
+  }
+  return cut;
+}
+
+/**
  * Why the group of `ops` (one of the log's last groups and whatever follows it, in LSN order) is
  * incomplete, or null when every record it writes has its payload on disk. Only the writes among
  * the first `count` ops are checked (the group itself); records that a later op removes are not
