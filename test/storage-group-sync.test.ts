@@ -351,3 +351,39 @@ test("recovery checks a group's payloads against the removals that it keeps: a r
     for (const i of images) rmSync(i, { recursive: true, force: true });
   }
 });
+
+test('a failed group that cannot be cut out of the log stops the engine: a write queued behind it is refused, not written after it', async () => {
+  const { faults, walWrites, hold } = holdingFaults();
+  let cutFails = false;
+  faults.walCut = () => {
+    if (cutFails) throw Object.assign(new Error('EIO: i/o error, ftruncate (test)'), { code: 'EIO' });
+  };
+  await withStorage(
+    async (s) => {
+      await s.createBucket('b');
+      await put(s, 'e', 1n, 'kept');
+      const first = hold();
+      const before = walWrites();
+      const a = track(put(s, 'a', 1n, 'failed'));
+      await waitFor(() => walWrites() === before + 1, { message: "the first group's frames" });
+      const b = track(put(s, 'm', 1n, 'failed with it'));
+      await waitFor(() => walWrites() === before + 2, { message: "the second group's frames" });
+      // a third writer queues behind the two groups in flight (its commit queued when the batch is sealed)
+      const batch = new AtomicBatch();
+      const ticket = batch.ticket();
+      const c = track(s.bucket('b').write('z', 1n, { size: 6, batch: ticket }, Buffer.from('queued')));
+      await ticket.settled;
+      batch.seal();
+      cutFails = true;
+      first.fail();
+      await Promise.all([a.done, b.done, c.done]);
+      assert.match(a.get(), /^failed: .*EIO/);
+      assert.match(b.get(), /^failed: .*EIO/);
+      assert.match(c.get(), /^failed: The storage engine failed: .*ftruncate/);
+      assert.equal(walWrites(), before + 2, 'nothing was written after the frames left in the log');
+      await assert.rejects(put(s, 'e', 2n, 'later'), /The storage engine failed/);
+    },
+    undefined,
+    { faults },
+  );
+});

@@ -146,8 +146,7 @@ export class GroupCommit {
     apply: (() => void) | undefined,
   ): Promise<void> {
     if (this.closed) return Promise.reject(Errors.unavailable('The storage engine is closed'));
-    if (this.broken)
-      return Promise.reject(Errors.unavailable(`The storage engine failed: ${this.broken.message}`));
+    if (this.broken) return Promise.reject(this.brokenError(this.broken));
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ ops, apply, writes, paths, resolve, reject });
       this.kick();
@@ -169,6 +168,12 @@ export class GroupCommit {
   /** Starts the next group when one may start: nothing being gathered or written, room in flight. */
   private kick(): void {
     if (this.starting || this.cutting) return;
+    if (this.broken) {
+      // queued before the failure: written after frames that stayed in the log, they would be
+      // answered while a restart replays what was refused (and checks only the last two groups)
+      const err = this.brokenError(this.broken);
+      for (const g of this.queue.splice(0)) g.reject(err);
+    }
     if (this.queue.length === 0) {
       if (!this.busy()) for (const w of this.idleWaiters.splice(0)) w();
       return;
@@ -257,6 +262,10 @@ export class GroupCommit {
         for (const g of f.members) g.reject(f.error === undefined ? err : fromFsError(f.error));
     }
     this.kick();
+  }
+
+  private brokenError(e: Error): Error {
+    return Errors.unavailable(`The storage engine failed: ${e.message}`);
   }
 
   private async syncFiles(paths: ReadonlySet<string>): Promise<void> {

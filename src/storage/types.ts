@@ -463,6 +463,8 @@ export interface StorageOptions {
 export interface StorageFaults {
   /** Before a WAL group is written. */
   walAppend?: () => void | Promise<void>;
+  /** Before a failed group's WAL frames are cut out of the log. */
+  walCut?: () => void | Promise<void>;
   /** Before the block files of a group commit are synced (while its WAL frames are written). */
   blockSync?: () => void | Promise<void>;
   /** Before a checkpoint writes one descriptor, index or checkpoint file. */

@@ -648,6 +648,7 @@ export class Wal {
    * again. Nothing may be encoded and not yet flushed.
    */
   async cut(at: GroupStart): Promise<void> {
+    await this.faults?.walCut?.();
     const k = this.segments.indexOf(at.segment);
     if (k < 0) throw new Error(`WAL segment of LSN ${at.lsn} is gone`);
     if (k < this.segments.length - 1) {
