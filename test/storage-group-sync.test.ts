@@ -387,3 +387,36 @@ test('a failed group that cannot be cut out of the log stops the engine: a write
     { faults },
   );
 });
+
+test('a failed block file write fails no record it held unwritten: one committed in a later group has its bytes written first', async () => {
+  let failWrite = false;
+  const faults: StorageFaults = {
+    blockWrite: () => {
+      if (!failWrite) return;
+      failWrite = false;
+      throw Object.assign(new Error('ENOSPC: no space left on device, write (test)'), { code: 'ENOSPC' });
+    },
+  };
+  await withStorage(
+    async (s) => {
+      await s.createBucket('b');
+      await put(s, 'e', 1n, 'warm');
+      // a batch's record: its payload is queued in the block file, its commit waits for the batch
+      const batch = new AtomicBatch();
+      const ticket = batch.ticket();
+      const staged = track(s.bucket('b').write('e', 2n, { size: 7, batch: ticket }, Buffer.from('batched')));
+      await ticket.settled;
+      // the next group's flush writes both payloads, and fails
+      failWrite = true;
+      const alone = track(put(s, 'e', 3n, 'alone'));
+      await alone.done;
+      assert.match(alone.get(), /^failed: /);
+      batch.seal();
+      await staged.done;
+      assert.equal(staged.get(), 'ok');
+      assert.equal(await has(s, 'e', 2n), 'batched', 'an answered record has its bytes on disk');
+    },
+    undefined,
+    { faults },
+  );
+});

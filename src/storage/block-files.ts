@@ -9,6 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { DATA_FILE_MODE } from './atomic-file.js';
 import { CompressedBlocks } from './compressed-block.js';
+import type { StorageFaults } from './types.js';
 
 const DIRECT_WRITE_BYTES = 64 * 1024;
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024;
@@ -57,6 +58,8 @@ export class BlockFiles {
   private evicting = false;
   /** Read-ahead windows by path (insertion order = LRU order). */
   private windows = new Map<string, { start: number; buf: Buffer }>();
+
+  constructor(private readonly faults?: StorageFaults) {}
 
   private async acquire(path: string): Promise<OpenFile> {
     let f = this.files.get(path);
@@ -198,14 +201,28 @@ export class BlockFiles {
     f.pending = [];
     f.pendingBytes = 0;
     f.flushingBytes += bytes;
+    const progress = { written: 0 };
     try {
-      await this.writeRuns(f, pending);
+      await this.faults?.blockWrite?.(f.path);
+      await this.writeRuns(f, pending, progress);
+    } catch (e) {
+      // Not written: queued again, before what was queued meanwhile (issue order), so that no
+      // sync covers them unwritten. Their records may be in a later group than the one whose
+      // flush failed (a batch staged earlier): that group's flush writes them, or fails too.
+      const rest = pending.slice(progress.written);
+      f.pending = rest.concat(f.pending);
+      for (const p of rest) f.pendingBytes += p.buf.length;
+      throw e;
     } finally {
       f.flushingBytes -= bytes;
     }
   }
 
-  private async writeRuns(f: OpenFile, pending: Array<{ pos: number; buf: Buffer }>): Promise<void> {
+  private async writeRuns(
+    f: OpenFile,
+    pending: Array<{ pos: number; buf: Buffer }>,
+    progress: { written: number },
+  ): Promise<void> {
     // Issue order, not position order: a later write to the same bytes (an errored record being
     // rewritten) must win. Sequential appends are contiguous in issue order, so runs stay long.
     let i = 0;
@@ -221,6 +238,7 @@ export class BlockFiles {
       }
       await writeFully(f.fh, run, start);
       f.writes++;
+      progress.written = i;
     }
   }
 
@@ -288,7 +306,7 @@ export class BlockFiles {
       // Before the flush: what is queued now is on disk once it is done, later writes are not.
       const changes = f.changes;
       // Queued or still being written by a background flush: on disk first.
-      if (f.pending.length || f.flushingBytes) await this.flushFile(f);
+      if (f.pending.length || f.flushingBytes) await this.flushForRead(f, pos, len);
       if (len < READ_WINDOW_BYTES / 4) {
         const win = Buffer.allocUnsafe(READ_WINDOW_BYTES);
         const { bytesRead } = await f.fh.read(win, 0, win.length, pos);
@@ -316,10 +334,22 @@ export class BlockFiles {
     const f = await this.acquire(path);
     try {
       // Queued or still being written by a background flush: on disk first.
-      if (f.pending.length || f.flushingBytes) await this.flushFile(f);
+      if (f.pending.length || f.flushingBytes) await this.flushForRead(f, pos, len);
       return await readExactly(f, pos, len);
     } finally {
       this.release(f);
+    }
+  }
+
+  /**
+   * Flushes before a read. Bytes that cannot be written now (a full disk) stay queued for the next
+   * flush: a read of other bytes (records answered long ago) still goes on.
+   */
+  private async flushForRead(f: OpenFile, pos: number, len: number): Promise<void> {
+    try {
+      await this.flushFile(f);
+    } catch (e) {
+      if (f.pending.some((p) => p.pos < pos + len && p.pos + p.buf.length > pos)) throw e;
     }
   }
 
@@ -345,7 +375,9 @@ export class BlockFiles {
   }
 
   async closeAll(sync: boolean): Promise<void> {
-    await this.syncFiles([...this.files.keys()], sync);
+    // Each file on its own: bytes a full disk keeps queued are of records never answered (an
+    // answered record's bytes were synced by its group), and keep no other file from its sync.
+    await Promise.allSettled([...this.files.keys()].map((p) => this.syncFiles([p], sync)));
     for (const f of this.files.values()) await f.fh.close().catch(() => {});
     this.files.clear();
     await this.compressed.closeAll();

@@ -107,7 +107,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     );
   }
   wal.keepTail(slots.size > 0);
-  const files = new BlockFiles();
+  const files = new BlockFiles(opts.faults);
   const cache = new DescriptorCache(opts.descriptorBudget);
   const commits = new GroupCommit(wal, files, sync, opts.faults);
   // Slots count a group's writes before the change log tells replication about them.

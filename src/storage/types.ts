@@ -465,6 +465,8 @@ export interface StorageFaults {
   walAppend?: () => void | Promise<void>;
   /** Before a failed group's WAL frames are cut out of the log. */
   walCut?: () => void | Promise<void>;
+  /** Before queued payload bytes are written to the block file `path` (once per flush). */
+  blockWrite?: (path: string) => void | Promise<void>;
   /** Before the block files of a group commit are synced (while its WAL frames are written). */
   blockSync?: () => void | Promise<void>;
   /** Before a checkpoint writes one descriptor, index or checkpoint file. */
