@@ -174,6 +174,9 @@ export class BlockFiles {
           await this.flushFile(f);
           await writeFully(f.fh, [buf], pos);
           f.writes++;
+          // again: a sync that ended while this write was under way marked the file clean, and a
+          // clean idle file may be closed (evicted) before the group of this write syncs it
+          f.dirty = true;
         } finally {
           // Also once done: a window read while it was under way may hold part of it.
           f.changes++;
