@@ -38,6 +38,11 @@ export interface GroupRunOptions {
 export interface GroupMemberCopy {
   member: string;
   lsn: bigint;
+  /**
+   * Tells this copy's shipment streams from those of an earlier copy of the same member (one
+   * removed from the group and added again): an old stream's position would skip its batches.
+   */
+  stream?: string;
 }
 
 /** A group replication's part of its checkpoint (survives restarts with the cursor). */
@@ -79,6 +84,7 @@ export class GroupRun {
       destination: this.destination,
       key: this.o.key,
       dstPrefix: this.o.dstPrefix,
+      ...(this.o.copy?.stream === undefined ? {} : { copyStream: this.o.copy.stream }),
     });
     return this.shipper;
   }

@@ -33,6 +33,8 @@ export interface GroupShipperContext {
   /** The stream's key at the destination (`<source instance>:<replication>`). */
   key: string;
   dstPrefix: string;
+  /** The member copy's own stream name (`GroupMemberCopy.stream`), when it has one. */
+  copyStream?: string;
   diagnostics: Diagnostics;
   counters(): Counters;
   /**
@@ -107,8 +109,10 @@ export class GroupShipper {
 
   /**
    * A batch of a member copy (one entry, ascending timestamps): one shipment on a stream of its
-   * own per member entry, positioned by timestamp, so that a batch re-sent after a restart is
-   * skipped and copies of several entries may be in flight together. The batches of one entry
+   * own per member entry and copy, positioned by timestamp, so that a batch re-sent after a
+   * restart is skipped and copies of several entries may be in flight together. A later copy of
+   * the same member (removed and added again) has streams of its own: at the old ones' positions,
+   * records written meanwhile with older timestamps would be skipped as applied. The batches of one entry
    * chain as the log's shipments do (each starts at the position planned for the one launched
    * before it, and reaches the destination after it): a later batch applied first would make the
    * destination skip an earlier one as applied already.
@@ -147,7 +151,9 @@ export class GroupShipper {
     let plan = this.copyPlans.get(w);
     if (plan) return plan;
     const first = w.remaining[0]!.change;
-    const tag = createHash('sha256').update(first.entry).digest('hex').slice(0, 16);
+    const hash = createHash('sha256');
+    if (this.ctx.copyStream !== undefined) hash.update(`${this.ctx.copyStream}\n`);
+    const tag = hash.update(first.entry).digest('hex').slice(0, 16);
     const key = `${this.ctx.key}:copy:${first.bucket}:${tag}`;
     let last = first.ts;
     for (const i of w.remaining) if (i.change.ts > last) last = i.change.ts;

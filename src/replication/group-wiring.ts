@@ -4,6 +4,7 @@
  * members; a remote destination can apply atomically), and the destination and group run its
  * task gets. Kept out of the manager so that the manager only asks "is it a group?".
  */
+import { randomBytes } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Errors, isFerryError } from '../protocol/errors.js';
@@ -115,7 +116,17 @@ export interface PendingMemberCopy {
   lsn: bigint;
   /** The task began it: a restart resumes it from the checkpoint instead of starting afresh. */
   started: boolean;
+  /** Names this copy's shipment streams (see `GroupMemberCopy.stream`); absent in older files. */
+  stream?: string;
 }
+
+/** A new member copy of `member`, up to `lsn`, with streams of its own at the destination. */
+export const newMemberCopy = (member: string, lsn: bigint): PendingMemberCopy => ({
+  member,
+  lsn,
+  started: false,
+  stream: randomBytes(8).toString('hex'),
+});
 
 /**
  * Member copies of group replication `name`, in order (`<dir>/<name>.group-copies.json`): a member
@@ -135,7 +146,12 @@ export class PendingCopies {
   async load(): Promise<PendingMemberCopy[]> {
     try {
       const parsed = parseJson(await readFile(this.file, 'utf8')) as { copies?: PendingMemberCopy[] };
-      return (parsed.copies ?? []).map((c) => ({ member: c.member, lsn: BigInt(c.lsn), started: c.started }));
+      return (parsed.copies ?? []).map((c) => ({
+        member: c.member,
+        lsn: BigInt(c.lsn),
+        started: c.started,
+        ...(typeof c.stream === 'string' ? { stream: c.stream } : {}),
+      }));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw e;

@@ -50,6 +50,7 @@ import { BaseSeeder } from './base-seed.js';
 import { BaseSeedStore } from './base-seed-store.js';
 import {
   GroupWiring,
+  newMemberCopy,
   PendingCopies,
   type GroupMembership,
   type GroupRemote,
@@ -816,8 +817,7 @@ export class ReplicationManager {
     if (before) {
       const lsn = (await this.checkpoints(name).load())?.lsn ?? this.storage.changes.lastLsn();
       for (const m of now)
-        if (!before.has(m) && !copies.some((c) => c.member === m))
-          copies.push({ member: m, lsn, started: false });
+        if (!before.has(m) && !copies.some((c) => c.member === m)) copies.push(newMemberCopy(m, lsn));
     }
     await store.save(copies);
   }
