@@ -192,6 +192,45 @@ test('label updates: on stored records, folded into a write of the same shipment
   });
 });
 
+test("a write of a record stored already with its payload keeps it, with the write's labels (also after a restart)", async () => {
+  // e.g. a member copied again after its labels changed while it was out of its group
+  const dir = tempDir();
+  try {
+    let s = await openStorage({ dataPath: dir });
+    await setup(s);
+    await s.applyShipment({
+      key: 'k',
+      from: 0n,
+      position: 2n,
+      items: [
+        { ...write('cam', 1), labels: { seq: '1', a: 'x', gone: 'y' } },
+        { ...write('cam', 2), labels: { seq: '2' } },
+      ],
+    });
+    const out = await s.applyShipment({
+      key: 'k2',
+      from: 0n,
+      position: 9n,
+      items: [
+        { ...write('cam', 1, 1), labels: { seq: '1', a: 'new' } },
+        write('cam', 2, 2),
+        // an update after the write builds on the write's labels
+        { kind: 'update', bucket: 'cam', entry: 'e', ts: 1n, lsn: 3n, labels: { b: 'z' }, removedLabels: [] },
+      ],
+    });
+    assert.deepEqual([out.written, out.present, out.updated], [0, 2, 2]);
+    const labels = async (ts: bigint) => (await s.bucket('cam').read('e', ts)).meta.labels;
+    assert.deepEqual(await labels(1n), { seq: '1', a: 'new', b: 'z' });
+    assert.deepEqual(await labels(2n), { seq: '2' });
+    await s.close();
+    s = await openStorage({ dataPath: dir });
+    assert.deepEqual(await labels(1n), { seq: '1', a: 'new', b: 'z' });
+    await s.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('positions and records survive a restart and a checkpoint that truncates the WAL', async () => {
   const dir = tempDir();
   try {

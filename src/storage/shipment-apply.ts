@@ -153,6 +153,25 @@ export class ShipmentApplier {
           outcome.written += batch.writes.length;
           outcome.present += batch.present;
           const mine = new Set<RecordDesc>(batch.writes.map((w) => w.desc));
+          /** Labels this shipment gives records it did not write (a later update builds on them). */
+          const relabelled = new Map<RecordDesc, Labels>();
+          const relabel = (block: Block, desc: RecordDesc, labels: Labels, it: ShipmentItem): void => {
+            block.inflight++;
+            held.push(block);
+            updates.push({ block, desc, labels });
+            ops.push(updateOp(bucket.name, it, desc, labels));
+            relabelled.set(desc, labels);
+            outcome.updated++;
+          };
+          for (const it of batch.present > 0 ? list : []) {
+            if (it.kind !== 'write') continue;
+            // Kept as stored (same size and digest), but with the write's labels: the record as
+            // the stream has it now (e.g. a member copy after labels changed while it was out).
+            const found = await this.locate(bucket, it);
+            if (!found || mine.has(found.desc) || sameLabels(found.desc.labels, it.labels)) continue;
+            const removedLabels = Object.keys(found.desc.labels).filter((k) => !Object.hasOwn(it.labels, k));
+            relabel(found.block, found.desc, { ...it.labels }, { ...it, removedLabels });
+          }
           for (const it of list) {
             if (it.kind !== 'update') continue;
             checkLabelSet(it.labels);
@@ -163,7 +182,7 @@ export class ShipmentApplier {
               continue;
             }
             const { block, desc } = found;
-            const labels = updatedLabels(desc.labels, it);
+            const labels = updatedLabels(relabelled.get(desc) ?? desc.labels, it);
             if (mine.has(desc)) {
               // Written by this shipment: its frame carries the final labels (no update frame
               // before its write frame).
@@ -173,11 +192,7 @@ export class ShipmentApplier {
               continue;
             }
             if (desc.state !== 'finished') throw Errors.recordStillWritten(it.ts);
-            block.inflight++;
-            held.push(block);
-            updates.push({ block, desc, labels });
-            ops.push(updateOp(bucket.name, it, desc, labels));
-            outcome.updated++;
+            relabel(block, desc, labels, it);
           }
         } catch (e) {
           // the source names the member whose destination refused (a group stops on it)
@@ -263,6 +278,13 @@ function writeItem(it: ShipmentItem): BatchItem {
       digest: it.digest,
     },
   };
+}
+
+function sameLabels(a: Labels, b: Labels): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const k of keys) if (b[k] !== a[k]) return false;
+  return true;
 }
 
 /** The labels of a record after a shipped update: its own, minus the removed, plus the update's. */
