@@ -279,6 +279,66 @@ forEachTarget('members removed from a group are not shipped any more; the others
   );
 });
 
+forEachTarget(
+  'members removed and added back end equal at the destination: what they got while out, labels included',
+  async (env) => {
+    // lidar is a member from the start; pose joins by a member copy (its copy streams exist then)
+    const out = ['lidar', 'pose'];
+    const how: Record<string, string> = { lidar: 'a member from the start', pose: 'joined by a member copy' };
+    await setupGroup(env, ['cam', 'lidar']);
+    await replicateGroup(env);
+    const [src, dst] = sides(env);
+    const rec = (ts: bigint, tag: string) => ({
+      ts,
+      labels: { seq: String(ts), tag },
+      contentType: 'text/plain',
+      body: Buffer.from(`${tag}-${ts}`),
+    });
+    const shown = (want: string[]) => () => {
+      const st = env.manager.inspect('g').status as {
+        group?: { copying?: string; members: Array<{ bucket: string }> };
+      };
+      const group = st.group;
+      return group?.copying === undefined && group?.members.map((m) => m.bucket).join() === want.join();
+    };
+    for (const m of out) {
+      await src.write(m, 'e', [rec(10n, 'in'), rec(20n, 'in'), rec(30n, 'in')]);
+      await src.write(m, 'f/g', [rec(15n, 'in'), rec(25n, 'in')]);
+    }
+    await src.write('cam', 'e', [rec(11n, 'in'), rec(21n, 'in')]);
+    await drained(env, 'g');
+    await env.groups.update('robot', { buckets: ['cam', 'lidar', 'pose'] });
+    await waitFor(shown(['cam', 'lidar', 'pose']), { timeoutMs: 10_000, message: 'pose copied' });
+    await drained(env, 'g');
+    for (const m of out) assert.equal((await dst.read(PREFIX + m, 'e')).length, 3, m);
+
+    await env.groups.update('robot', { buckets: ['cam'] });
+    await waitFor(shown(['cam']), { timeoutMs: 10_000, message: 'lidar and pose left the group' });
+    // while out: newer records, older ones between (and before) the shipped ones, a label update
+    for (const m of out) {
+      await src.write(m, 'e', [rec(40n, 'out'), rec(50n, 'out')]);
+      await src.write(m, 'e', [rec(15n, 'out')]);
+      await src.write(m, 'e', [rec(25n, 'out'), rec(5n, 'out')]);
+      await src.write(m, 'f/g', [rec(20n, 'out'), rec(35n, 'out')]);
+      await src.updateLabels(m, 'e', 20n, { tag: 'relabelled' });
+    }
+    await src.write('cam', 'e', [rec(31n, 'out'), rec(12n, 'out')]);
+    await drained(env, 'g');
+    for (const m of out) assert.equal((await dst.read(PREFIX + m, 'e')).length, 3, `${m} shipped while out`);
+
+    await env.groups.update('robot', { buckets: ['cam', 'lidar', 'pose'] });
+    for (const m of out) await src.write(m, 'e', [rec(60n, 'back'), rec(26n, 'back')]);
+    await src.write('cam', 'e', [rec(61n, 'back')]);
+    await waitFor(shown(['cam', 'lidar', 'pose']), {
+      timeoutMs: 10_000,
+      message: 'lidar and pose copied again',
+    });
+    await drained(env, 'g');
+    for (const m of ['cam', ...out])
+      assert.deepEqual(await dumpMembers(dst, [PREFIX + m]), await dumpMembers(src, [m]), how[m] ?? m);
+  },
+);
+
 /** A server that answers like a plain ReductStore: no x-ferry-instance header. */
 async function plainReductStore(): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
