@@ -16,8 +16,39 @@ import { TargetError } from '../src/replication/target.js';
 import { digestOf } from '../src/storage/digest.js';
 import { GroupShipper } from '../src/replication/group-shipper.js';
 import { addItem, groupKey, newWindow } from '../src/replication/window.js';
-import type { Shipment } from '../src/storage/types.js';
+import type { Shipment, Storage } from '../src/storage/types.js';
 import { withStorage } from './helpers/temp-storage.js';
+
+/** A real GroupShipper over `storage` whose destination only records the shipments it is handed. */
+function recordingShipper(storage: Storage, overflowUpTo: bigint) {
+  const shipped: Shipment[] = [];
+  const destination = {
+    appliedAtPrepare: 0n,
+    apply: async (s: Shipment) => {
+      shipped.push(s);
+      return {
+        applied: true,
+        position: s.position,
+        written: s.items.length,
+        present: 0,
+        updated: 0,
+        missing: 0,
+        skipped: 0,
+      };
+    },
+  } as unknown as GroupDestination;
+  const counters = zeroCounters();
+  const shipper = new GroupShipper({
+    storage,
+    destination,
+    key: 'src:g',
+    dstPrefix: 'copy-',
+    diagnostics: new Diagnostics(),
+    counters: () => counters,
+    watchdog: { guard: (_what, _bytes, call) => call(), overflowUpTo: () => overflowUpTo },
+  });
+  return { shipped, counters, shipper };
+}
 
 test('a group shipment counts records evicted by FIFO overflow as dropped, others gone as missing', async () => {
   await withStorage(async (storage) => {
@@ -31,32 +62,7 @@ test('a group shipment counts records evicted by FIFO overflow as dropped, other
     await cam.removeRecord('e', 3n);
     const overflowUpTo = writes[1]!.lsn;
 
-    const shipped: Shipment[] = [];
-    const destination = {
-      appliedAtPrepare: 0n,
-      apply: async (s: Shipment) => {
-        shipped.push(s);
-        return {
-          applied: true,
-          position: s.position,
-          written: s.items.length,
-          present: 0,
-          updated: 0,
-          missing: 0,
-          skipped: 0,
-        };
-      },
-    } as unknown as GroupDestination;
-    const counters = zeroCounters();
-    const shipper = new GroupShipper({
-      storage,
-      destination,
-      key: 'src:g',
-      dstPrefix: 'copy-',
-      diagnostics: new Diagnostics(),
-      counters: () => counters,
-      watchdog: { guard: (_what, _bytes, call) => call(), overflowUpTo: () => overflowUpTo },
-    });
+    const { shipped, counters, shipper } = recordingShipper(storage, overflowUpTo);
     const w = newWindow(0n, 0);
     for (const c of writes) addItem(w, c, groupKey(c));
     w.endLsn = writes[3]!.lsn;
@@ -131,32 +137,7 @@ test("a member copy's batches of one entry reach the destination in launch order
     }));
     for (const r of await pose.writeMany(records)) assert.ok(!(r instanceof Error), String(r));
     const writes = (await storage.changes.read(0n, 1000)).filter((c) => c.kind === 'write');
-    const shipped: Shipment[] = [];
-    const destination = {
-      appliedAtPrepare: 0n,
-      apply: async (s: Shipment) => {
-        shipped.push(s);
-        return {
-          applied: true,
-          position: s.position,
-          written: s.items.length,
-          present: 0,
-          updated: 0,
-          missing: 0,
-          skipped: 0,
-        };
-      },
-    } as unknown as GroupDestination;
-    const counters = zeroCounters();
-    const shipper = new GroupShipper({
-      storage,
-      destination,
-      key: 'src:g',
-      dstPrefix: 'copy-',
-      diagnostics: new Diagnostics(),
-      counters: () => counters,
-      watchdog: { guard: (_what, _bytes, call) => call(), overflowUpTo: () => 0n },
-    });
+    const { shipped, shipper } = recordingShipper(storage, 0n);
     const copyWindow = (changes: typeof writes) => {
       const w = newWindow(0n, 0);
       for (const c of changes) addItem(w, c, groupKey(c));

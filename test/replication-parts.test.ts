@@ -187,14 +187,12 @@ test('scan source: plans each entry to its latest record, one batch per entry at
     src.commit(b1, { records: 4, bytes: 40 });
     busy.delete('a');
     // a restart: a new source from the persisted state resumes at 6
-    src.close();
     const again = new ScanSource(() => s.bucket('src'), ScanSource.restore(structuredClone(plan)));
     const b3 = (await again.next(10, 1000, new Set(['b'])))!;
     assert.deepEqual([b3.records.map((r) => r.ts), b3.next, b3.last], [[6n, 7n], 8n, true]);
     again.commit(b3, { records: 2, bytes: 20 });
     assert.ok(again.state.entries[0]!.done);
     assert.ok(!again.finished);
-    again.close();
   }));
 
 /** Answers each record with the next outcome of a script (then `written`). */

@@ -18,7 +18,7 @@ import {
   type HeaderSource,
 } from './batch-v1.js';
 import { checkContentType, checkLabelSet } from './field-bounds.js';
-import type { Labels } from './labels.js';
+import { sameLabels, type Labels } from './labels.js';
 
 export const ENTRIES_HEADER = 'x-reduct-entries';
 export const START_TS_HEADER = 'x-reduct-start-ts';
@@ -267,15 +267,6 @@ export function parseV2Batch(headers: HeaderSource, opts: V2ParseOptions = {}): 
     totalSize += size;
   }
   return { entries, startTs, labelNames, records, totalSize };
-}
-
-/** True when two label sets are equal (the common case between neighbouring records). */
-function sameLabels(a: Labels, b: Labels): boolean {
-  if (a === b) return true;
-  const keys = Object.keys(b);
-  if (keys.length !== Object.keys(a).length) return false;
-  for (const k of keys) if (a[k] !== b[k]) return false;
-  return true;
 }
 
 /** Metadata of a record to emit in a v2 batch. */

@@ -237,8 +237,4 @@ export class CopyRun {
       copy: { since: st.since, until: st.until, started_at: st.started_at, completed_at: st.completed_at },
     };
   }
-
-  close(): void {
-    this.scan?.close();
-  }
 }

@@ -6,7 +6,7 @@
  * as their origin (loop prevention at the destination).
  */
 import { FerryError } from '../protocol/errors.js';
-import { readPayloads, type PayloadAccess } from '../storage/payload-chunks.js';
+import { readPayloads, STORED_PAYLOAD } from '../storage/payload-chunks.js';
 import type { Change, ShipmentItem, Storage, StoredRecord } from '../storage/types.js';
 import { mapLimit } from './map-limit.js';
 
@@ -20,14 +20,6 @@ export interface ShipmentItemNaming {
 
 /** Source records looked up at once while a shipment is put together. */
 const LOOKUP_CONCURRENCY = 32;
-
-/** A write's stored record as its payload is read. */
-const STORED: PayloadAccess<StoredRecord> = {
-  size: (r) => r.meta.size,
-  read: (r) => r.buffer(),
-  open: (r) => r.stream(),
-  stored: (r) => r,
-};
 
 /**
  * The shipment items of a member's changes (in order), with the records' payloads for writes;
@@ -45,7 +37,7 @@ export async function shipmentItemsOf(
   for (const r of records) if (r) found.push(r);
   let payloads: Buffer[] | undefined;
   try {
-    payloads = await readPayloads(found, STORED);
+    payloads = await readPayloads(found, STORED_PAYLOAD);
   } catch {
     // one record removed meanwhile fails its run: read them one by one, the gone ones left out
   }

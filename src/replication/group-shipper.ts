@@ -14,7 +14,7 @@
  */
 import type { GroupMemberStatus } from '../protocol/replication-status.js';
 import { createHash } from 'node:crypto';
-import type { ShipmentItem, ShipmentOutcome, Storage } from '../storage/types.js';
+import type { Shipment, ShipmentItem, ShipmentOutcome, Storage } from '../storage/types.js';
 import type { Counters } from './checkpoint-store.js';
 import type { Diagnostics } from './diagnostics.js';
 import { groupDestinationBucket, type GroupDestination } from './group-destination.js';
@@ -54,7 +54,7 @@ export class GroupShipper {
   private readonly froms = new WeakMap<Window, bigint>();
   private readonly members = new Map<string, GroupMemberFigures>();
   /** Settles once the shipment launched last has been handed to the destination. */
-  private handedOver: Promise<void> = Promise.resolve();
+  private readonly logChain: { handedOver: Promise<void> } = { handedOver: Promise.resolve() };
   /** Per member-copy stream: the batch launched last (handed over) and the position planned for it. */
   private readonly copyChains = new Map<string, { handedOver: Promise<void>; position: bigint }>();
   private readonly copyPlans = new WeakMap<Window, { key: string; from: bigint; position: bigint }>();
@@ -85,26 +85,12 @@ export class GroupShipper {
       return;
     }
     // Shipments reach the destination in launch order, whichever is read first.
-    const previous = this.handedOver;
-    let handOver!: () => void;
-    this.handedOver = new Promise((resolve) => (handOver = resolve));
-    try {
-      const { items, bytes } = await this.read(w);
-      const shipment = { key: this.ctx.key, from, position: w.endLsn, items };
-      await previous;
-      const outcome = await this.guard('Shipment', bytes, () => {
-        const applying = this.ctx.destination.apply(shipment);
-        handOver();
-        return applying;
-      });
-      this.count(items, bytes, outcome);
-      this.delivered(items, w);
-      w.remaining = [];
-      w.status = 'done';
-    } catch (e) {
-      handOver();
-      this.failed(e, w);
-    }
+    await this.shipInOrder(w, this.logChain, 'Shipment', (items) => ({
+      key: this.ctx.key,
+      from,
+      position: w.endLsn,
+      items,
+    }));
   }
 
   /**
@@ -119,19 +105,32 @@ export class GroupShipper {
    */
   private async shipCopy(w: Window): Promise<void> {
     const plan = this.copyPlan(w);
-    const chain = this.copyChains.get(plan.key)!;
-    const previous = chain.handedOver;
-    let handOver!: () => void;
-    const mine = new Promise<void>((resolve) => (handOver = resolve));
-    chain.handedOver = mine;
-    try {
-      const { items, bytes } = await this.read(w);
+    await this.shipInOrder(w, this.copyChains.get(plan.key)!, 'Member copy', (items) => {
       // positions of a copy stream are timestamps (+1: position 0 is "nothing applied")
       for (const it of items) it.lsn = it.ts + 1n;
       // sent even when every record is gone: the next batch starts at its position
-      const shipment = { key: plan.key, from: plan.from, position: plan.position, items };
+      return { key: plan.key, from: plan.from, position: plan.position, items };
+    });
+  }
+
+  /**
+   * Reads `w` and applies it as the shipment `shipmentOf` makes, handed to the destination after
+   * the one launched before it on `chain` (reads may finish in any order); sets `w`'s status.
+   */
+  private async shipInOrder(
+    w: Window,
+    chain: { handedOver: Promise<void> },
+    what: string,
+    shipmentOf: (items: ShipmentItem[]) => Shipment,
+  ): Promise<void> {
+    const previous = chain.handedOver;
+    let handOver!: () => void;
+    chain.handedOver = new Promise((resolve) => (handOver = resolve));
+    try {
+      const { items, bytes } = await this.read(w);
+      const shipment = shipmentOf(items);
       await previous;
-      const outcome = await this.guard('Member copy', bytes, () => {
+      const outcome = await this.guard(what, bytes, () => {
         const applying = this.ctx.destination.apply(shipment);
         handOver();
         return applying;

@@ -193,9 +193,6 @@ export class ScanSource {
     return total;
   }
 
-  /** Nothing to release: every batch is read from its entry's position (kept for callers). */
-  close(): void {}
-
   /**
    * Records that are part of the copy: not those whose write was committed after the copy was
    * planned (storage descriptors carry the LSN of their write).

@@ -308,7 +308,6 @@ export class ReplicationTask {
     this.log.close();
     for (const u of this.unsubscribe.splice(0)) u();
     await this.pipeline.close();
-    this.copy.close();
     await this.checkpoints.save(this.checkpoint()).catch(() => undefined);
     await this.checkpoints.flush();
   }

@@ -14,6 +14,7 @@
  */
 import type { Bucket, RangeDigest, RecordFilter, RecordSummary } from '../storage/types.js';
 import type { DifferentPart } from '../protocol/verify.js';
+import { sameLabels } from '../protocol/labels.js';
 import type { PeerQuery, VerifyPeer } from './verify-peer.js';
 
 /** Parts a range is cut into when it differs. */
@@ -67,12 +68,6 @@ interface Open {
   /** Ask the destination for its boundaries (it holds many more records than the source). */
   dstBounds: boolean;
 }
-
-const sameLabels = (a: Record<string, string>, b: Record<string, string>): boolean => {
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  return ka.every((k) => b[k] === a[k]);
-};
 
 /** Compares every scope; resolves with one diff per scope, in order. */
 export async function compareScopes(

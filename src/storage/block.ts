@@ -285,6 +285,22 @@ export interface MetaRow {
 }
 
 /**
+ * Visits the rows of a block whose descriptors are not in memory straight from its `.meta` file
+ * (a clean block's file is current), building no descriptor. False, with the visits to be
+ * discarded, when the block has descriptors in memory or unsaved changes, when the file is missing,
+ * or when the block changed while it was read: the caller then uses the descriptors.
+ */
+export async function scanCleanBlockMeta(
+  block: Block,
+  path: string,
+  visit: (row: MetaRow) => void,
+): Promise<boolean> {
+  if (block.records || block.dirty) return false;
+  const version = block.version;
+  return (await scanBlockMeta(path, visit)) && block.version === version;
+}
+
+/**
  * Visits the finished records of `<id>.meta` in order without building descriptors (a verifier
  * reads every block once: objects per record would cost more than the reading). Returns false when
  * the file is missing or corrupt. `row` is reused between calls.

@@ -5,7 +5,7 @@
  */
 import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { scanBlockMeta, type Block, type RecordDesc } from './block.js';
+import { scanCleanBlockMeta, type Block, type RecordDesc } from './block.js';
 import { DATA_DIR_MODE } from './atomic-file.js';
 import { BlockRecord } from './block-record.js';
 import { BucketData, checkEntryName } from './bucket-data.js';
@@ -299,28 +299,24 @@ export class BucketImpl implements Bucket {
     for (const block of blocks) {
       if (block.id >= stop) break;
       if (block.count === 0 || block.removed) continue;
-      // descriptors not in memory: the block is clean, its `.meta` file is current; counting from
-      // it builds no descriptor (a copy's count would otherwise load every block once more)
-      if (!block.records && !block.dirty) {
-        const version = block.version;
-        const inside = block.minTs >= start && block.maxTs < stop;
-        let records = 0;
-        let bytes = 0;
-        const ok = await scanBlockMeta(entry.metaPath(block), (row) => {
-          if (row.lsn > lsnBound) return;
-          if (!inside) {
-            const ts = row.buf.readBigUInt64LE(row.tsAt);
-            if (ts < start || ts >= stop) return;
-          }
-          records++;
-          bytes += row.size;
-        });
-        if (ok && block.version === version) {
-          total.records += records;
-          total.bytes += bytes;
-          continue;
+      // from the `.meta` file when it is current: a copy's count would otherwise load every block
+      // once more
+      const inside = block.minTs >= start && block.maxTs < stop;
+      let records = 0;
+      let bytes = 0;
+      const fromFile = await scanCleanBlockMeta(block, entry.metaPath(block), (row) => {
+        if (row.lsn > lsnBound) return;
+        if (!inside) {
+          const ts = row.buf.readBigUInt64LE(row.tsAt);
+          if (ts < start || ts >= stop) return;
         }
-        // missing file, or the block changed while it was read: from its descriptors
+        records++;
+        bytes += row.size;
+      });
+      if (fromFile) {
+        total.records += records;
+        total.bytes += bytes;
+        continue;
       }
       await this.services.cache.load(entry, block);
       for (const r of block.records ?? []) {

@@ -16,6 +16,14 @@ export interface PayloadAccess<T> {
   stored?(item: T): StoredRecord | undefined;
 }
 
+/** The payload of a stored record itself. */
+export const STORED_PAYLOAD: PayloadAccess<StoredRecord> = {
+  size: (r) => r.meta.size,
+  read: (r) => r.buffer(),
+  open: (r) => r.stream(),
+  stored: (r) => r,
+};
+
 export interface ChunkOptions {
   /** Payloads up to this size are read whole. */
   smallBytes: number;

@@ -12,7 +12,7 @@
  * at: removals, label updates and late (out-of-order) writes bump the version (block.ts).
  */
 import { createHash, hash as hashOnce } from 'node:crypto';
-import { decodeMetaRegion, scanBlockMeta, type Block, type RecordDesc } from './block.js';
+import { decodeMetaRegion, scanCleanBlockMeta, type Block, type RecordDesc } from './block.js';
 import type { DescriptorCache } from './descriptor-cache.js';
 import type { Entry } from './entry.js';
 import type { Labels } from './types.js';
@@ -233,15 +233,11 @@ export class RangeDigester {
         return cached;
       }
       if (cached) this.drop(block, cached);
-      // descriptors not in memory: the block is clean, its `.meta` file is current
-      if (!block.records && !block.dirty) {
-        const version = block.version;
-        const slab = await this.buildFromFile(entry, block, version);
-        if (slab && block.version === version) {
-          if (!block.removed) this.keep(block, slab);
-          return slab;
-        }
-        // missing file, or the block changed while it was read: from its descriptors
+      // from the `.meta` file when it is current, else from the descriptors
+      const fromFile = await this.buildFromFile(entry, block);
+      if (fromFile) {
+        if (!block.removed) this.keep(block, fromFile);
+        return fromFile;
       }
       await this.cache.load(entry, block);
       if (!block.records) continue; // unloaded again meanwhile
@@ -251,12 +247,13 @@ export class RangeDigester {
     }
   }
 
-  /** The rows of a block read straight from its `.meta` file (no descriptor objects). */
-  private async buildFromFile(entry: Entry, block: Block, version: number): Promise<Slab | undefined> {
+  /** The rows of a clean block read straight from its `.meta` file (no descriptor objects), if current. */
+  private async buildFromFile(entry: Entry, block: Block): Promise<Slab | undefined> {
+    const version = block.version;
     let rows = Buffer.allocUnsafeSlow(Math.max(1, block.count) * DIGEST_ROW_BYTES);
     let n = 0;
     let minLsn = Infinity;
-    const ok = await scanBlockMeta(entry.metaPath(block), (r) => {
+    const ok = await scanCleanBlockMeta(block, entry.metaPath(block), (r) => {
       if ((n + 1) * DIGEST_ROW_BYTES > rows.length) {
         const bigger = Buffer.allocUnsafeSlow(rows.length * 2);
         rows.copy(bigger);

@@ -31,8 +31,8 @@ export interface StagedBatch {
   readonly writes: readonly StagedWrite[];
   /** Block files the staged payloads were written to (to be synced by the commit). */
   readonly paths: readonly string[];
-  /** Records that were stored already with the same size and digest (left out). */
-  readonly present: number;
+  /** Indices (in the staged items) of records stored already with the same size and digest (left out). */
+  readonly presentAt: readonly number[];
   /** Ends the staging once the commit settled: a commit that failed gives every reservation back. */
   settle(committed: boolean): void;
 }
@@ -284,7 +284,7 @@ export class RecordWriter {
    * Stages records for a commit that the caller makes together with other buckets' records
    * (`Storage.applyShipment`): reserves them, writes their payloads and digests, and commits
    * nothing. All or nothing: a record that cannot be staged releases every other one and throws.
-   * A record already stored with the same size and digest is left out (counted as `present`).
+   * A record already stored with the same size and digest is left out (listed in `presentAt`).
    */
   async stage(items: readonly BatchItem[]): Promise<StagedBatch> {
     const { services, data } = this;
@@ -300,7 +300,7 @@ export class RecordWriter {
     await this.quota.makeRoom(total, items.length > 0 && items.every((it) => isMetaEntry(it.entry)));
     const staged: Staged[] = [];
     const paths = new Set<string>();
-    let present = 0;
+    const presentAt: number[] = [];
     const settle = (committed: boolean): void => {
       for (const st of staged) {
         if (!committed) this.release(st.entry, st.block, st.desc);
@@ -325,7 +325,7 @@ export class RecordWriter {
           const digest = it.opts.digest?.subarray(0, 16);
           const same = existing.state === 'finished' && existing.size === it.opts.size;
           if (same && digest && existing.digest.equals(digest)) {
-            present++;
+            presentAt.push(i);
             continue;
           }
           throw Errors.recordExists(it.ts);
@@ -350,7 +350,7 @@ export class RecordWriter {
       settle(false);
       throw e instanceof FerryError ? e : fromFsError(e);
     }
-    return { writes: staged, paths: [...paths], present, settle };
+    return { writes: staged, paths: [...paths], presentAt, settle };
   }
 
   /** Reserves the next offset of `block` for a new record (no await may precede it). */

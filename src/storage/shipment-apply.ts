@@ -22,6 +22,7 @@ import { Errors, FerryError, isFerryError } from '../protocol/errors.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import { checkLabelSet, checkOrigin } from '../protocol/field-bounds.js';
 import { isShipmentKey } from '../protocol/shipment.js';
+import { sameLabels } from '../protocol/labels.js';
 import type { BatchItem, Labels, Shipment, ShipmentItem, ShipmentOutcome } from './types.js';
 
 /** Applied positions of shipment streams, persisted by checkpoints. */
@@ -145,13 +146,13 @@ export class ShipmentApplier {
       for (const bucket of buckets) {
         try {
           const list = byBucket.get(bucket.name)!;
-          const writes: BatchItem[] = [];
-          for (const it of list) if (it.kind === 'write') writes.push(writeItem(it));
+          const written = list.filter((it) => it.kind === 'write');
+          const writes = written.map(writeItem);
           checkFifoRoom(bucket, writes);
           const batch = await bucket.stage(writes);
           batches.push(batch);
           outcome.written += batch.writes.length;
-          outcome.present += batch.present;
+          outcome.present += batch.presentAt.length;
           const mine = new Set<RecordDesc>(batch.writes.map((w) => w.desc));
           /** Labels this shipment gives records it did not write (a later update builds on them). */
           const relabelled = new Map<RecordDesc, Labels>();
@@ -163,12 +164,12 @@ export class ShipmentApplier {
             relabelled.set(desc, labels);
             outcome.updated++;
           };
-          for (const it of batch.present > 0 ? list : []) {
-            if (it.kind !== 'write') continue;
+          for (const at of batch.presentAt) {
+            const it = written[at]!;
             // Kept as stored (same size and digest), but with the write's labels: the record as
             // the stream has it now (e.g. a member copy after labels changed while it was out).
             const found = await this.locate(bucket, it);
-            if (!found || mine.has(found.desc) || sameLabels(found.desc.labels, it.labels)) continue;
+            if (!found || sameLabels(found.desc.labels, it.labels)) continue;
             const removedLabels = Object.keys(found.desc.labels).filter((k) => !Object.hasOwn(it.labels, k));
             relabel(found.block, found.desc, { ...it.labels }, { ...it, removedLabels });
           }
@@ -278,13 +279,6 @@ function writeItem(it: ShipmentItem): BatchItem {
       digest: it.digest,
     },
   };
-}
-
-function sameLabels(a: Labels, b: Labels): boolean {
-  const keys = Object.keys(a);
-  if (keys.length !== Object.keys(b).length) return false;
-  for (const k of keys) if (b[k] !== a[k]) return false;
-  return true;
 }
 
 /** The labels of a record after a shipped update: its own, minus the removed, plus the update's. */

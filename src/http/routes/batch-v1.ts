@@ -17,7 +17,7 @@ import {
 } from '../../protocol/batch-v1.js';
 import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
 import type { Bucket, StoredRecord } from '../../storage/types.js';
-import { payloadChunks, type PayloadAccess } from '../../storage/payload-chunks.js';
+import { payloadChunks, STORED_PAYLOAD } from '../../storage/payload-chunks.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { RequestContext } from '../context.js';
@@ -165,12 +165,6 @@ export async function sendBatch(
 
 /** Payloads up to 256 KiB are read whole and sent in ~1 MiB writes (one syscall for many records). */
 const CHUNKS = { smallBytes: 256 * 1024, chunkBytes: 1024 * 1024 };
-const STORED: PayloadAccess<StoredRecord> = {
-  size: (r) => r.meta.size,
-  read: (r) => r.buffer(),
-  open: (r) => r.stream(),
-  stored: (r) => r,
-};
 
 /**
  * Resolves at the next 'drain' or 'close' of `res` and removes both listeners: a long response
@@ -190,7 +184,7 @@ export function drainOrClose(res: ServerResponse): Promise<void> {
 
 /** Writes the payloads of `records` into `res` one after the other (with back-pressure), then ends it. */
 export async function streamRecords(res: ServerResponse, records: readonly StoredRecord[]): Promise<void> {
-  for await (const chunk of payloadChunks(records, STORED, CHUNKS)) {
+  for await (const chunk of payloadChunks(records, STORED_PAYLOAD, CHUNKS)) {
     if (!res.write(chunk)) {
       await drainOrClose(res);
       if (res.destroyed) throw new FerryError(500, 'Client closed the connection');
