@@ -223,3 +223,49 @@ test(
     assert.equal(st.needs_verify, true);
   },
 );
+
+test(
+  'a consistency group: its slot protects every member, and block refuses writes to each with 429',
+  { timeout: 60_000 },
+  async () => {
+    const [A, B] = await Promise.all([spawnFerry({ env }), spawnFerry({ env })]);
+    procs.push(A, B);
+    const members = ['m1', 'm2'];
+    for (const m of members)
+      await api(A, 'POST', `/b/${m}`, { quota_type: 'FIFO', quota_size: QUOTA, max_block_size: 40_000 });
+    await api(A, 'POST', '/groups/g', { buckets: members });
+    await api(A, 'POST', '/replications/rg', {
+      src_group: 'g',
+      dst_prefix: 'copy-',
+      dst_host: B.url,
+      dst_token: B.token,
+      log: { max_bytes: BIG_LOG, on_overflow: 'block' },
+      retry: { initial_ms: 50, max_ms: 200 },
+    });
+    await B.kill('SIGKILL');
+    const refused: Record<string, Array<{ status: number; error: string }>> = { m1: [], m2: [] };
+    for (let i = 0; i < 80; i++) {
+      const m = members[i % 2]!;
+      const r = await write(A, m, 1 + i);
+      if (r.status !== 200) refused[m]!.push(r);
+    }
+    for (const m of members) {
+      assert.ok(refused[m]!.length > 0, `writes to member ${m} were refused once its quota was full`);
+      for (const r of refused[m]!) {
+        assert.equal(r.status, 429, r.error);
+        assert.match(r.error, /replication 'rg' has not shipped yet/);
+      }
+      const accepted = 40 - refused[m]!.length;
+      assert.equal(await recordCount(A, m), accepted, `no pending record of ${m} was evicted`);
+    }
+    await B.restart();
+    await waitCaughtUp(A, 'rg', 30_000);
+    for (const m of members) {
+      const diff = diffSnapshots(
+        await snapshotBucket(A.url, A.token, m),
+        await snapshotBucket(B.url, B.token, `copy-${m}`),
+      );
+      assert.equal(diff.missing.length + diff.different.length + diff.extra.length, 0, formatDiff(diff));
+    }
+  },
+);

@@ -37,25 +37,44 @@ export function resumePosition(
   };
 }
 
-/** Makes the slot match the settings and `lsn` (created, replaced, or advanced). */
+/**
+ * Makes the slot match the settings and `lsn` (created, replaced, or advanced). A group's
+ * replication gives its `members`: the slot protects every one of them (a member added later
+ * restarts the task, which comes here again).
+ */
 export async function restoreSlot(
   log: ChangeLog,
   name: string,
   s: EffectiveSettings,
   lsn: bigint,
+  members?: readonly string[],
 ): Promise<void> {
   const slot = log.getSlot(slotName(name));
   const maxBytes = slotMaxBytes(s);
   const onOverflow = slotOverflow(s);
+  const buckets = members === undefined ? undefined : [...members].sort();
   if (
     !slot ||
     slot.bucket !== s.src_bucket ||
+    !sameBuckets(slot.buckets, buckets) ||
     slot.maxBytes !== maxBytes ||
     (slot.onOverflow ?? 'evict') !== onOverflow ||
     slot.lsn > lsn
   ) {
-    await log.setSlot({ name: slotName(name), bucket: s.src_bucket, lsn, maxBytes, onOverflow });
+    await log.setSlot({
+      name: slotName(name),
+      bucket: s.src_bucket,
+      ...(buckets !== undefined ? { buckets } : {}),
+      lsn,
+      maxBytes,
+      onOverflow,
+    });
   } else if (slot.lsn < lsn) {
     log.advanceSlot(slotName(name), lsn);
   }
+}
+
+function sameBuckets(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

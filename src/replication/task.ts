@@ -261,7 +261,7 @@ export class ReplicationTask {
     this.filter = new ScopeFilter(scope, s.entries, s.when, this.committedFilter ?? undefined);
     this.settings = effectiveSettings(s, this.filter.directives);
     this.copy.start(cp?.copy ?? null, cp?.completed ?? false);
-    await restoreSlot(log, this.name, this.settings, this.cursor);
+    await restoreSlot(log, this.name, this.settings, this.cursor, this.group && [...this.group.members]);
     this.log.seek({ lsn: this.cursor });
     // what the checkpoint and the options say, then `started`: one transition at most
     this.machine.atOnce(() => {

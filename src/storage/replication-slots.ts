@@ -1,6 +1,6 @@
 /**
  * Replication slots: each pins the WAL after its LSN (log retention) and protects the unshipped
- * records of its bucket from FIFO eviction, within its byte bound. Positions are persisted in
+ * records of its bucket (a group's: of its members) from FIFO eviction, within its byte bound. Positions are persisted in
  * `.ferry/slots.json`, at most every 100 ms.
  */
 import { readFile } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import type { Block } from './block.js';
 import { PendingBytes } from './pending-bytes.js';
 import { OpType, type Wal, type WalOp } from './wal.js';
 import { replicationLogFull } from '../protocol/errors.js';
-import type { SlotState } from './types.js';
+import { slotCovers, type SlotState } from './types.js';
 
 /** What buckets ask the slots before writing and evicting. */
 export interface SlotGuard {
@@ -69,7 +69,7 @@ export class ReplicationSlots implements SlotGuard {
       const pending = this.pending.get(slot.name);
       if (!pending) continue;
       for (const op of ops) {
-        if (op.type === OpType.Write && op.bucket === slot.bucket) pending.push(op.lsn, op.size);
+        if (op.type === OpType.Write && slotCovers(slot, op.bucket)) pending.push(op.lsn, op.size);
       }
     }
     if (this.dirty) this.schedulePersist();
@@ -84,7 +84,7 @@ export class ReplicationSlots implements SlotGuard {
     for (;;) {
       const batch = await wal.read(after, 10_000);
       if (batch.length === 0) break;
-      for (const c of batch) if (c.kind === 'write' && c.bucket === slot.bucket) pending.push(c.lsn, c.size);
+      for (const c of batch) if (c.kind === 'write' && slotCovers(slot, c.bucket)) pending.push(c.lsn, c.size);
       after = batch[batch.length - 1]!.lsn;
     }
     this.pending.set(name, pending);
@@ -151,7 +151,7 @@ export class ReplicationSlots implements SlotGuard {
 
   isProtected(bucket: string, block: Block): boolean {
     for (const slot of this.slots.values()) {
-      if (slot.bucket !== bucket || block.maxLsn <= this.protectedFrom(slot)) continue;
+      if (!slotCovers(slot, bucket) || block.maxLsn <= this.protectedFrom(slot)) continue;
       if (this.pendingBytes(slot.name) <= slot.maxBytes || slot.onOverflow === 'block') return true;
     }
     return false;
@@ -159,7 +159,7 @@ export class ReplicationSlots implements SlotGuard {
 
   blockingSlot(bucket: string, block: Block): string | undefined {
     for (const slot of this.slots.values()) {
-      if (slot.bucket === bucket && slot.onOverflow === 'block' && block.maxLsn > this.protectedFrom(slot))
+      if (slotCovers(slot, bucket) && slot.onOverflow === 'block' && block.maxLsn > this.protectedFrom(slot))
         return slot.name;
     }
     return undefined;
@@ -168,7 +168,7 @@ export class ReplicationSlots implements SlotGuard {
   checkWritable(bucket: string): void {
     for (const slot of this.slots.values()) {
       if (
-        slot.bucket === bucket &&
+        slotCovers(slot, bucket) &&
         slot.onOverflow === 'block' &&
         this.pendingBytes(slot.name) > slot.maxBytes
       ) {
@@ -179,7 +179,7 @@ export class ReplicationSlots implements SlotGuard {
 
   notifyEvicted(bucket: string, block: Block): void {
     for (const slot of this.slots.values()) {
-      if (slot.bucket === bucket && block.maxLsn > this.protectedFrom(slot)) {
+      if (slotCovers(slot, bucket) && block.maxLsn > this.protectedFrom(slot)) {
         for (const l of this.overflowListeners) l(slot.name, block.maxLsn);
       }
     }

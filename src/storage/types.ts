@@ -321,6 +321,11 @@ export interface SlotState {
   name: string;
   /** Bucket whose records the slot protects from FIFO eviction. */
   bucket: string;
+  /**
+   * A consistency group's replication: every member bucket it ships (then `bucket` is not
+   * used). Their writes count against `maxBytes` together.
+   */
+  buckets?: readonly string[];
   /** Every change with lsn <= this has been shipped (or filtered). */
   lsn: bigint;
   /**
@@ -333,6 +338,11 @@ export interface SlotState {
    * `onSlotOverflow`; `block` refuses new writes to the bucket with 503 until the slot catches up.
    */
   onOverflow?: 'evict' | 'block';
+}
+
+/** True when `slot` protects (and counts) the records of `bucket`. */
+export function slotCovers(slot: SlotState, bucket: string): boolean {
+  return slot.buckets !== undefined ? slot.buckets.includes(bucket) : slot.bucket === bucket;
 }
 
 /** The durable, ordered change log (the storage WAL), read by replication. */
