@@ -19,10 +19,10 @@ const TABLES = (() => {
   return t;
 })();
 
-/** CRC-32 of `buf[start, end)`. */
-export function crc32(buf: Uint8Array, start = 0, end = buf.length): number {
+/** CRC-32 of `buf[start, end)`; `seed`: the CRC of the bytes before them (a CRC over pieces). */
+export function crc32(buf: Uint8Array, start = 0, end = buf.length, seed = 0): number {
   const t = TABLES;
-  let c = -1;
+  let c = seed ^ -1;
   let i = start;
   for (; i + 8 <= end; i += 8) {
     const a = c ^ (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24));

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { crc32 } from './crc32.js';
 import { BinaryReader, BinaryWriter } from './binary-codec.js';
 import { DATA_DIR_MODE, DATA_FILE_MODE, fsyncDir } from './atomic-file.js';
-import { writeFully } from './block-files.js';
+import { writeFully, writeFullySync } from './block-files.js';
 import type { Change, Labels, StorageFaults } from './types.js';
 
 export const enum OpType {
@@ -145,6 +145,8 @@ export const SEGMENT_BYTES = 64 * 1024 * 1024;
 /** No frame is ever larger than this (a corrupt length beyond it ends the valid log). */
 const MAX_FRAME_BYTES = 128 * 1024 * 1024;
 const SPARSE_EVERY = 512;
+/** Groups of frames smaller than this are written with a synchronous syscall (page cache only). */
+const SYNC_WRITE_BYTES = 256 * 1024;
 const TAIL_CAPACITY = 20_000;
 
 /** Serialises one op into a frame appended to `w`. */
@@ -590,7 +592,9 @@ export class Wal {
     const data = this.writer.view();
     try {
       await this.faults?.walAppend?.();
-      await writeFully(this.fh!, [data], null);
+      // a group's frames are small (metadata only): one syscall, no threadpool round trip
+      if (data.length < SYNC_WRITE_BYTES) writeFullySync(this.fh!.fd, [data], null);
+      else await writeFully(this.fh!, [data], null);
     } catch (e) {
       // Never leave a partial frame behind: later frames would be unreachable after a restart.
       await this.fh!.truncate(seg.size).catch(() => {});
