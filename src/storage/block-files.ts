@@ -4,11 +4,17 @@
  * Small payload chunks are queued per file and written with one `writev` per contiguous run when
  * the group commit flushes (or when too much is queued), so a batch of 1 KiB records costs a few
  * syscalls instead of one per record. Large chunks are written directly.
+ *
+ * With a payload journal (fsync durability), queued runs are journaled too, and a group's sync of
+ * them is the journal's: block files are synced lazily by `flushJournal` (payload-journal.ts).
+ * Only files with direct writes are fdatasynced by a group.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants, writeSync, writevSync } from 'node:fs';
 import { DATA_FILE_MODE } from './atomic-file.js';
 import { CompressedBlocks } from './compressed-block.js';
+import type { PayloadJournal } from './payload-journal.js';
+import { SyncPoint } from './sync-point.js';
 import type { StorageFaults } from './types.js';
 
 const DIRECT_WRITE_BYTES = 64 * 1024;
@@ -32,12 +38,12 @@ interface OpenFile {
   error: unknown;
   /** Written since the last sync. */
   dirty: boolean;
-  /** Counts writes handed to the kernel (finished), so that a sync knows which ones it covers. */
-  writes: number;
-  /** Writes covered by a finished fdatasync. */
-  synced: number;
-  /** The latest fdatasync started and the writes it covers (group commits overlap: issue 10). */
-  syncing: { writes: number; done: Promise<void> } | undefined;
+  /** Its fdatasyncs (one at a time) and the writes handed to the kernel that they cover. */
+  sync: SyncPoint;
+  /** The latest write that a group must sync itself (not journaled): its number in `sync`. */
+  ownWrite: number;
+  /** Journal generation of its latest journaled write since it was last synced (0: none). */
+  journalGen: number;
   lastUse: number;
   /**
    * Counts writes issued (and direct writes finished) and forgets: a read-ahead window is kept only
@@ -59,7 +65,15 @@ export class BlockFiles {
   /** Read-ahead windows by path (insertion order = LRU order). */
   private windows = new Map<string, { start: number; buf: Buffer }>();
 
-  constructor(private readonly faults?: StorageFaults) {}
+  /** A block file or the journal could not be synced: nothing may be called durable any more. */
+  private fatal: unknown;
+  /** The journal flush under way. */
+  private journalFlush: Promise<void> | undefined;
+
+  constructor(
+    private readonly faults?: StorageFaults,
+    private readonly journal?: PayloadJournal,
+  ) {}
 
   private async acquire(path: string): Promise<OpenFile> {
     let f = this.files.get(path);
@@ -79,9 +93,9 @@ export class BlockFiles {
             backgroundFlush: false,
             error: undefined,
             dirty: false,
-            writes: 0,
-            synced: 0,
-            syncing: undefined,
+            sync: new SyncPoint(() => fh.datasync()),
+            ownWrite: 0,
+            journalGen: 0,
             lastUse: 0,
             changes: 0,
           };
@@ -101,7 +115,10 @@ export class BlockFiles {
 
   private release(f: OpenFile): void {
     f.refs--;
-    if (this.files.size > MAX_OPEN) void this.evictIdle();
+    if (this.files.size <= MAX_OPEN) return;
+    // journaled files stay open until synced: a flush makes them idle (and evicts)
+    if (this.journal && !this.journalFlush) void this.flushJournal().catch(() => {});
+    else void this.evictIdle();
   }
 
   private async evictIdle(): Promise<void> {
@@ -173,7 +190,7 @@ export class BlockFiles {
         try {
           await this.flushFile(f);
           await writeFully(f.fh, [buf], pos);
-          f.writes++;
+          f.ownWrite = f.sync.wrote();
           // again: a sync that ended while this write was under way marked the file clean, and a
           // clean idle file may be closed (evicted) before the group of this write syncs it
           f.dirty = true;
@@ -241,61 +258,107 @@ export class BlockFiles {
       }
       // Small runs into the page cache: one syscall on this thread costs less than a threadpool
       // round trip (issue 10: ~50 µs of main-thread CPU per async fs op on this VM).
+      // journal first: a run that cannot be journaled is written nowhere (queued again)
+      if (this.journal) {
+        this.journal.append(f.path, start, run);
+        f.journalGen = this.journal.generation();
+      }
       if (end - start < DIRECT_WRITE_BYTES) writeFullySync(f.fh.fd, run, start);
       else await writeFully(f.fh, run, start);
-      f.writes++;
+      const n = f.sync.wrote();
+      if (!this.journal) f.ownWrite = n;
       progress.written = i;
     }
+    if (this.journal && this.journal.size() >= JOURNAL_FLUSH_BYTES) void this.flushJournal().catch(() => {});
   }
 
   /**
-   * Flushes queued writes of the given files and fdatasyncs them (in parallel). A file whose
-   * writes are all covered by an fdatasync under way (another group commit's) waits for that one
-   * instead of starting its own; bytes written after that one started get a sync of their own.
+   * Flushes queued writes of the given files and makes them durable: the journal's fdatasync for
+   * journaled writes, the file's own for the others (in parallel). A file's syncs run one at a
+   * time, and one under way that covers a caller's writes is shared (group commits overlap).
    */
   async syncFiles(paths: Iterable<string>, sync: boolean): Promise<void> {
-    const tasks: Promise<void>[] = [];
+    if (this.fatal !== undefined) throw this.fatal;
+    const files: OpenFile[] = [];
     for (const path of paths) {
       const f = this.files.get(path);
       if (!f) continue;
-      tasks.push(
-        (async () => {
+      f.refs++;
+      files.push(f);
+    }
+    try {
+      const flushed = await Promise.allSettled(files.map((f) => this.flushFile(f)));
+      for (const r of flushed) if (r.status === 'rejected') throw r.reason;
+      for (const f of files) {
+        if (f.error !== undefined) {
+          const e = f.error;
+          f.error = undefined;
+          throw e;
+        }
+      }
+      if (sync) {
+        // every write of the caller's records is handed to the kernel now (the flush chain)
+        const mark = this.journal?.mark();
+        const syncs = files.map((f) => f.sync.syncTo(f.ownWrite));
+        if (mark) syncs.push(this.journal!.syncTo(mark));
+        for (const r of await Promise.allSettled(syncs)) {
+          // a real fdatasync failure: the bytes it covered may be lost whatever a retry says
+          if (r.status === 'rejected') throw (this.fatal ??= r.reason);
+        }
+      }
+      for (const f of files) this.markClean(f, sync);
+    } finally {
+      for (const f of files) f.refs--;
+    }
+  }
+
+  private markClean(f: OpenFile, sync = true): void {
+    if (f.pending.length > 0 || f.flushingBytes > 0) return;
+    if (!sync || (f.journalGen === 0 && f.sync.clean())) f.dirty = false;
+  }
+
+  /**
+   * Syncs every block file written since the last flush and drops the journal generations that
+   * covered them (see payload-journal.ts). Waits for a flush under way; `needed` tells whether
+   * another is needed after it (default: whenever anything was journaled since).
+   */
+  async flushJournal(needed?: (f: OpenFile) => boolean): Promise<void> {
+    const journal = this.journal;
+    if (!journal) return;
+    while (this.journalFlush) await this.journalFlush.catch(() => {});
+    if (this.fatal !== undefined) throw this.fatal;
+    const written = [...this.files.values()].filter((f) => f.journalGen !== 0);
+    if (needed ? !written.some(needed) : journal.empty() && written.length === 0) return;
+    const run = (async () => {
+      const old = await journal.rotate();
+      // after the rotation: a run journaled during it went to the old generation
+      const files = [...this.files.values()].filter((f) => f.journalGen !== 0);
+      await Promise.all(
+        files.map(async (f) => {
           f.refs++;
           try {
-            await this.flushFile(f);
-            if (f.error !== undefined) {
-              const e = f.error;
-              f.error = undefined;
-              throw e;
-            }
-            // every write of the caller's records is finished now (the flush chain)
-            const target = f.writes;
-            if (!sync) f.synced = target;
-            while (f.synced < target) {
-              const under = f.syncing;
-              if (under && under.writes >= target) {
-                await under.done;
-                continue;
-              }
-              const covers = f.writes;
-              const done = f.fh.datasync().then(() => {
-                if (covers > f.synced) f.synced = covers;
-              });
-              f.syncing = { writes: covers, done };
-              try {
-                await done;
-              } finally {
-                if (f.syncing?.done === done) f.syncing = undefined;
-              }
-            }
-            if (f.synced >= f.writes && f.pending.length === 0 && f.flushingBytes === 0) f.dirty = false;
+            // a run journaled before the rotation may still be being written (a large one)
+            await f.chain;
+            await f.sync.syncTo();
+            if (f.journalGen <= old.gen) f.journalGen = 0;
+            this.markClean(f);
           } finally {
             f.refs--;
           }
-        })(),
+        }),
       );
+      await journal.drop(old);
+    })();
+    this.journalFlush = run;
+    try {
+      await run;
+    } catch (e) {
+      // the journal is kept (replayed at the next start); nothing is called durable any more
+      throw (this.fatal ??= e);
+    } finally {
+      this.journalFlush = undefined;
     }
-    await Promise.all(tasks);
+    if (this.files.size > MAX_OPEN) void this.evictIdle();
   }
 
   /**
@@ -366,6 +429,10 @@ export class BlockFiles {
   async forget(pathPrefix: string, compressedToo = true): Promise<void> {
     const dirPrefix = pathPrefix.endsWith('/') ? pathPrefix : pathPrefix + '/';
     const under = (p: string): boolean => p === pathPrefix || p.startsWith(dirPrefix);
+    // A journal record must never outlive its file: replayed after a delete, rename or
+    // replacement, it would write stale bytes. Queued bytes are journaled first.
+    for (const f of this.files.values()) if (under(f.path)) await this.flushFile(f).catch(() => {});
+    await this.flushJournal((f) => under(f.path));
     for (const p of [...this.windows.keys()]) if (under(p)) this.windows.delete(p);
     const compressed = compressedToo ? this.compressed.forget(pathPrefix) : undefined;
     // All before the first await: a read still under way on any of them must not keep its window.
@@ -384,13 +451,19 @@ export class BlockFiles {
     // Each file on its own: bytes a full disk keeps queued are of records never answered (an
     // answered record's bytes were synced by its group), and keep no other file from its sync.
     await Promise.allSettled([...this.files.keys()].map((p) => this.syncFiles([p], sync)));
+    await this.flushJournal().catch(() => {});
     for (const f of this.files.values()) await f.fh.close().catch(() => {});
     this.files.clear();
+    this.journal?.close();
     await this.compressed.closeAll();
   }
 }
 
-const isIdle = (f: OpenFile): boolean => f.refs === 0 && f.pending.length === 0 && !f.dirty;
+const isIdle = (f: OpenFile): boolean =>
+  f.refs === 0 && f.pending.length === 0 && !f.dirty && f.journalGen === 0;
+
+/** Journal bytes after which block files are synced and the journal dropped. */
+const JOURNAL_FLUSH_BYTES = 32 * 1024 * 1024;
 
 /** Reads exactly `len` bytes at `pos` (a short read means the file is shorter than its index says). */
 async function readExactly(f: OpenFile, pos: number, len: number): Promise<Buffer> {
@@ -409,7 +482,7 @@ async function readExactly(f: OpenFile, pos: number, len: number): Promise<Buffe
  * synchronous syscalls: for small writes into the page cache, which never wait for the disk.
  * Short writes are carried on as in `writeFully`.
  */
-export function writeFullySync(fd: number, buffers: Buffer[], pos: number | null): void {
+export function writeFullySync(fd: number, buffers: readonly Buffer[], pos: number | null): void {
   let rest = buffers;
   let at = pos;
   for (;;) {
@@ -427,7 +500,7 @@ export function writeFullySync(fd: number, buffers: Buffer[], pos: number | null
 }
 
 /** The buffers of `buffers` after their first `n` bytes. */
-function skipBytes(buffers: Buffer[], n: number): Buffer[] {
+function skipBytes(buffers: readonly Buffer[], n: number): Buffer[] {
   let skip = n;
   const next: Buffer[] = [];
   for (const b of buffers) {

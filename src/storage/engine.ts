@@ -15,6 +15,7 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DATA_DIR_MODE, writeFileAtomic } from './atomic-file.js';
 import { BlockCompression } from './block-compression.js';
+import { PayloadJournal } from './payload-journal.js';
 import { BlockFiles } from './block-files.js';
 import { BucketCatalogue } from './bucket-catalogue.js';
 import type { BucketServices } from './bucket-services.js';
@@ -79,6 +80,8 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   const instanceId = await loadInstanceId(metaDir, sync);
   const slots = new ReplicationSlots(metaDir, sync);
   await slots.load();
+  // before the WAL's last groups are checked: their payloads may be in the journal only
+  const journal = sync ? await PayloadJournal.open(join(root, 'journal'), root) : undefined;
   const ops: WalOp[] = [];
   const wal = await Wal.open(
     join(root, 'wal'),
@@ -107,7 +110,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
     );
   }
   wal.keepTail(slots.size > 0);
-  const files = new BlockFiles(opts.faults);
+  const files = new BlockFiles(opts.faults, journal);
   const cache = new DescriptorCache(opts.descriptorBudget);
   const commits = new GroupCommit(wal, files, sync, opts.faults);
   // Slots count a group's writes before the change log tells replication about them.

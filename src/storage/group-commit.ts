@@ -1,7 +1,8 @@
 /**
- * Group commit: writers queue their WAL ops; a group fdatasyncs every block file it touched and, at
- * the same time, writes its frames and fdatasyncs the WAL once; only when both are durable are the
- * records published and the writers answered. Many concurrent writes therefore share one WAL fsync,
+ * Group commit: writers queue their WAL ops; a group makes the payloads it touched durable (the
+ * payload journal's fdatasync for small ones, see payload-journal.ts; the block file's own for
+ * large direct writes) and, at the same time, writes its frames and fdatasyncs the WAL once; only
+ * when both are durable are the records published and the writers answered. Many concurrent writes therefore share one WAL fsync,
  * and a write waits for one round of syncs, not two in a row.
  *
  * Groups are pipelined: once a group's frames are written (while it still syncs), the next group

@@ -13,6 +13,7 @@ import { crc32 } from './crc32.js';
 import { BinaryReader, BinaryWriter } from './binary-codec.js';
 import { DATA_DIR_MODE, DATA_FILE_MODE, fsyncDir } from './atomic-file.js';
 import { writeFully, writeFullySync } from './block-files.js';
+import { SyncPoint } from './sync-point.js';
 import type { Change, Labels, StorageFaults } from './types.js';
 
 export const enum OpType {
@@ -327,6 +328,8 @@ export class Wal {
   /** Ops encoded for the next flush, and their sparse points (offsets within the group's bytes). */
   private group: WalOp[] = [];
   private groupSparse: Array<{ lsn: bigint; offset: number }> = [];
+  /** fdatasyncs of the current segment, one at a time (pipelined groups share one under way). */
+  private readonly syncs = new SyncPoint(() => this.fh!.datasync());
   /** The log's last group when it is after the replay start (found by `open`). */
   private lastGroupStarts: GroupStart[] = [];
 
@@ -603,6 +606,7 @@ export class Wal {
     }
     for (const p of this.groupSparse) seg.sparse!.push({ lsn: p.lsn, offset: seg.size + p.offset });
     seg.size += data.length;
+    this.syncs.wrote();
     // the group's ops are handed over (the next group fills a new array)
     this.group = [];
     this.rewind(this.emptyMark(this.nextLsn));
@@ -611,7 +615,7 @@ export class Wal {
 
   /** Makes every frame written so far durable (one fdatasync; a later write's covers earlier ones). */
   async syncWritten(): Promise<void> {
-    if (this.sync) await this.fh!.datasync();
+    if (this.sync) await this.syncs.syncTo();
   }
 
   /**
