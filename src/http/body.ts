@@ -74,6 +74,32 @@ export class RequestBody {
     return this.iterator;
   }
 
+  /**
+   * The whole body when it is `size` bytes, identity-encoded and already received completely (a
+   * small record usually arrives with its headers): taken at once, without the chunk iterator, its
+   * idle timer and a hash object per chunk (issue 10: ~5 % of the CPU of a 1 KiB write). Undefined
+   * otherwise, with nothing consumed.
+   */
+  async takeComplete(size: number): Promise<Buffer | undefined> {
+    const req = this.req;
+    if (this.iterator || this.encoding !== 'identity' || size === 0) return undefined;
+    if (this.opts.expectContinue && !this.continueSent) return undefined;
+    // Content-Length bounds what the parser hands out: with `size` bytes of it buffered, the
+    // body is complete (whether or not the end of the message was seen yet).
+    if (req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length']) !== size)
+      return undefined;
+    // The request is handled as soon as its headers are parsed; the rest of the packet (the body)
+    // is parsed right after, before the next microtask.
+    if (req.readableLength < size) await undefined;
+    if (this.iterator || req.readableLength !== size || req.readableFlowing) return undefined;
+    const buf = req.read(size) as Buffer | null;
+    if (buf === null) return undefined;
+    this.finished = true;
+    // nothing is left to read: flowing, the stream ends as soon as the end of the message is parsed
+    req.resume();
+    return buf;
+  }
+
   /** A reader that slices the decoded body into records. */
   reader(): ByteReader {
     return new ByteReader(this.chunks());

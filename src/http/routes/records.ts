@@ -48,6 +48,9 @@ export function originHeader(ctx: RequestContext): string | undefined {
   return v;
 }
 
+/** Bodies up to this size that arrived whole are handed to storage as one buffer. */
+const SMALL_BODY_BYTES = 64 * 1024;
+
 /** POST /b/{bucket}/{entry}?ts= */
 export async function writeRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   writeAccess(ctx, bucketName);
@@ -60,8 +63,10 @@ export async function writeRecord(ctx: RequestContext, bucketName: string, entry
   if (contentType !== undefined) checkContentType(contentType);
   const origin = originHeader(ctx);
   const bucket = ctx.services.storage.bucket(bucketName);
-  const slice = ctx.body.reader().slice(size, true);
-  await bucket.write(entry, ts, { size, contentType, labels, origin }, slice);
+  const payload =
+    (size <= SMALL_BODY_BYTES ? await ctx.body.takeComplete(size) : undefined) ??
+    ctx.body.reader().slice(size, true);
+  await bucket.write(entry, ts, { size, contentType, labels, origin }, payload);
   ctx.body.markFinished();
   sendEmpty(ctx.res);
 }
