@@ -1,12 +1,13 @@
 /**
  * Per-replication checkpoint (replication.md §11): the cursor LSN together with the `when` filter
  * state that belongs to exactly that cursor, the counters and visible flags. Written atomically
- * before the storage slot is advanced, so the slot never gets ahead of a checkpoint we can resume
- * from. Writes are coalesced: while one write runs, later checkpoints replace each other.
+ * (two alternating copies in place, storage/alternating-file.ts) before the storage slot is
+ * advanced, so the slot never gets ahead of a checkpoint we can resume from. Writes are coalesced:
+ * while one write runs, later checkpoints replace each other.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../storage/atomic-file.js';
+import { AlternatingFile } from '../storage/alternating-file.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import type { ReplicationCounters } from '../protocol/replication-status.js';
 import type { GroupCheckpoint } from './group-run.js';
@@ -52,7 +53,10 @@ export interface Checkpoint {
 
 /** Checkpoint file of one replication. */
 export class CheckpointStore {
-  private readonly path: string;
+  private readonly file: AlternatingFile;
+  /** Where earlier versions wrote the checkpoint (one JSON file): read when there is no other. */
+  private readonly legacyPath: string;
+  private legacyGone = false;
   private running: Promise<void> | null = null;
   private queued: Checkpoint | null = null;
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -60,15 +64,17 @@ export class CheckpointStore {
   constructor(
     dir: string,
     name: string,
-    private readonly sync: boolean,
+    sync: boolean,
   ) {
-    this.path = join(dir, `${name}.state.json`);
+    this.file = new AlternatingFile(join(dir, `${name}.checkpoint`), sync);
+    this.legacyPath = join(dir, `${name}.state.json`);
   }
 
   /** Reads the checkpoint, or undefined for a replication that never checkpointed. */
   async load(): Promise<Checkpoint | undefined> {
     try {
-      const parsed = parseJson(await readFile(this.path, 'utf8')) as Checkpoint & { lsn: bigint | number };
+      const text = (await this.file.read())?.toString('utf8') ?? (await readFile(this.legacyPath, 'utf8'));
+      const parsed = parseJson(text) as Checkpoint & { lsn: bigint | number };
       return {
         ...parsed,
         lsn: BigInt(parsed.lsn),
@@ -99,7 +105,11 @@ export class CheckpointStore {
       this.queued = null;
       this.waiters = [];
       try {
-        await writeFileAtomic(this.path, stringifyJson(cp), { noSync: !this.sync });
+        await this.file.write(Buffer.from(stringifyJson(cp), 'utf8'));
+        if (!this.legacyGone) {
+          await rm(this.legacyPath, { force: true });
+          this.legacyGone = true;
+        }
         for (const w of waiters) w.resolve();
       } catch (e) {
         for (const w of waiters) w.reject(e);
@@ -116,6 +126,7 @@ export class CheckpointStore {
   /** Deletes the checkpoint (replication removed). */
   async remove(): Promise<void> {
     await this.flush();
-    await rm(this.path, { force: true });
+    await this.file.remove();
+    await rm(this.legacyPath, { force: true });
   }
 }
