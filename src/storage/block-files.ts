@@ -44,6 +44,8 @@ interface OpenFile {
   ownWrite: number;
   /** Journal generation of its latest journaled write since it was last synced (0: none). */
   journalGen: number;
+  /** Where its journaled runs since it was last synced end (0: none), see `writeAtSlow`. */
+  journaledEnd: number;
   lastUse: number;
   /**
    * Counts writes issued (and direct writes finished) and forgets: a read-ahead window is kept only
@@ -96,6 +98,7 @@ export class BlockFiles {
             sync: new SyncPoint(() => fh.datasync()),
             ownWrite: 0,
             journalGen: 0,
+            journaledEnd: 0,
             lastUse: 0,
             changes: 0,
           };
@@ -189,6 +192,11 @@ export class BlockFiles {
         f.changes++;
         try {
           await this.flushFile(f);
+          // Not journaled: a journal record of these bytes (a failed write whose space was given
+          // back, `Block.unreserve`) would be replayed over them after a crash, so such records
+          // are synced into their files and dropped first. Appends past every journaled byte cost
+          // nothing.
+          if (f.journalGen !== 0 && pos < f.journaledEnd) await this.flushJournal((x) => x === f);
           await writeFully(f.fh, [buf], pos);
           f.ownWrite = f.sync.wrote();
           // again: a sync that ended while this write was under way marked the file clean, and a
@@ -262,6 +270,7 @@ export class BlockFiles {
       if (this.journal) {
         this.journal.append(f.path, start, run);
         f.journalGen = this.journal.generation();
+        if (end > f.journaledEnd) f.journaledEnd = end;
       }
       if (end - start < DIRECT_WRITE_BYTES) writeFullySync(f.fh.fd, run, start);
       else await writeFully(f.fh, run, start);
@@ -340,7 +349,10 @@ export class BlockFiles {
             // a run journaled before the rotation may still be being written (a large one)
             await f.chain;
             await f.sync.syncTo();
-            if (f.journalGen <= old.gen) f.journalGen = 0;
+            if (f.journalGen <= old.gen) {
+              f.journalGen = 0;
+              f.journaledEnd = 0;
+            }
             this.markClean(f);
           } finally {
             f.refs--;

@@ -48,8 +48,8 @@ export function originHeader(ctx: RequestContext): string | undefined {
   return v;
 }
 
-/** Bodies up to this size that arrived whole are handed to storage as one buffer. */
-const SMALL_BODY_BYTES = 64 * 1024;
+/** Bodies below this size that arrived whole are handed to storage as one buffer (queued writes). */
+const SMALL_BODY_BYTES = 64 * 1024 - 1;
 
 /** POST /b/{bucket}/{entry}?ts= */
 export async function writeRecord(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
