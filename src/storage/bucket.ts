@@ -597,14 +597,18 @@ export class BucketImpl implements Bucket {
       void (async () => {
         try {
           await this.services.files.forget(root.dir);
+          await rm(root.dir, { recursive: true, force: true });
+        } finally {
+          // Writable again only once a checkpoint is past the removal: a crash before it replays
+          // the removal, which would delete the files of records written to the entry anew. The
+          // checkpoint writes nothing of the doomed entries (it would make their directory again).
           for (const e of doomed) {
             for (const b of e.blocks) this.data.account.bytes -= b.accSize;
             e.blocks = [];
+            e.indexDirty = false;
           }
-          await rm(root.dir, { recursive: true, force: true });
-        } finally {
-          for (const e of doomed) this.data.entries.delete(e.name);
           await this.services.checkpoints.request();
+          for (const e of doomed) this.data.entries.delete(e.name);
         }
       })();
     });
