@@ -40,6 +40,7 @@ import {
 } from './settings.js';
 import type { Target } from './target.js';
 import { SyncGates } from './sync-gates.js';
+import { SYNC_CONNECTIONS } from './sync-settings.js';
 import { ReplicationTask, type TaskEvent } from './task.js';
 import { LocalPeer, type VerifyPeer } from './verify-peer.js';
 import { RemotePeer } from './verify-remote.js';
@@ -382,7 +383,11 @@ export class ReplicationManager {
       token: s.dst_token,
       compression: s.compression,
       sourceInstanceId: this.storage.instanceId,
-      connections: eff.batch.max_in_flight,
+      // a sync replication ships the entries of its waiting writers at once (task.ts)
+      connections:
+        s.replication_type === 'sync'
+          ? Math.max(eff.batch.max_in_flight, SYNC_CONNECTIONS)
+          : eff.batch.max_in_flight,
       verifyTls: this.config.replication.verifySsl,
       timeoutMs: this.config.replication.timeoutMs,
       ...(this.ca ? { ca: this.ca } : {}),

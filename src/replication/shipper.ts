@@ -45,6 +45,12 @@ export interface ShipperContext {
    * answered, before the window is complete (sync replication answers their writers).
    */
   recordsDelivered?(lsns: bigint[]): void;
+  /**
+   * Groups (entries) of one window delivered at once; `batch.max_in_flight` when absent. A sync
+   * replication ships every entry with waiting writers in one round instead of `max_in_flight`
+   * entries per round trip.
+   */
+  groupConcurrency?(): number;
 }
 
 /** Result of one attempt to deliver a group of items. */
@@ -162,7 +168,7 @@ export class Shipper {
     const later: Item[][] = [];
     const now: Item[][] = [...writes.values()];
     for (const g of updates.values()) (g.some((i) => written.has(recordKey(i.change))) ? later : now).push(g);
-    const limit = this.ctx.settings().batch.max_in_flight;
+    const limit = this.ctx.groupConcurrency?.() ?? this.ctx.settings().batch.max_in_flight;
     const attempts = await mapLimit(now, limit, (g) => this.deliver(g));
     if (later.length > 0) attempts.push(...(await mapLimit(later, limit, (g) => this.deliver(g))));
     const remaining: Item[] = [];

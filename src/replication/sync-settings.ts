@@ -10,6 +10,13 @@ import type { ReplicationSettings, SyncSettings } from '../protocol/replications
 /** Defaults: 2 s before a write gives up on its destination; 5 s of health before returning to sync. */
 export const SYNC_DEFAULTS: SyncSettings = { timeout_ms: 2000, on_timeout: 'fail', recover_after_ms: 5000 };
 
+/**
+ * Connections to the destination of a sync replication, and entries of one window delivered at
+ * once (at least `batch.max_in_flight`): writers spread over many entries wait for one round trip,
+ * not one per `max_in_flight` entries.
+ */
+export const SYNC_CONNECTIONS = 16;
+
 const invalid = (field: string, why: string): FerryError =>
   Errors.unprocessable(`Invalid replication setting '${field}': ${why}`);
 

@@ -33,6 +33,7 @@ import {
 import { Shipper } from './shipper.js';
 import { StateMachine, type StateEvent } from './state-machine.js';
 import type { SyncGate, SyncHealth } from './sync-gate.js';
+import { SYNC_CONNECTIONS } from './sync-settings.js';
 import { boundMessage, type Target } from './target.js';
 import { taskStatus, Throughput } from './task-status.js';
 import { TaskEvents, type TaskEvent } from './task-events.js';
@@ -154,7 +155,10 @@ export class ReplicationTask {
       inflight: () => this.pipeline.inflight,
       overflowUpTo: () => this.overflowUpTo,
       ...(this.syncGate
-        ? { recordsDelivered: (lsns: bigint[]) => this.syncGate?.recordsDelivered(lsns) }
+        ? {
+            recordsDelivered: (lsns: bigint[]) => this.syncGate?.recordsDelivered(lsns),
+            groupConcurrency: () => Math.max(this.settings.batch.max_in_flight, SYNC_CONNECTIONS),
+          }
         : {}),
     });
     const groupShipper = opts.group?.makeShipper({
