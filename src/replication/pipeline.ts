@@ -199,8 +199,8 @@ export class Pipeline {
     const { copy } = this.ctx;
     if (!copy.active || this.closing || this.ctx.mode() !== 'enabled') return null;
     if (!this.prepared) return 'prepare';
-    const limits = this.ctx.settings().batch;
-    return copy.next(limits.max_records, limits.max_bytes);
+    const s = this.ctx.settings();
+    return copy.next(s.copy_max_records, s.batch.max_bytes);
   }
 
   private async tryPrepare(): Promise<boolean> {

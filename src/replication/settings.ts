@@ -44,10 +44,23 @@ export type {
 export interface EffectiveSettings extends ReplicationSettings {
   create_target: boolean;
   batch: BatchSettings;
+  /**
+   * Records per batch of an initial copy: `batch.max_records` when it was given, else
+   * {@link COPY_BATCH_RECORDS} (`batch.max_bytes` bounds it all the same).
+   */
+  copy_max_records: number;
   retry: RetrySettings;
   on_write_failure: OnWriteFailure;
   log: LogSettings;
 }
+
+/**
+ * Default records per copy batch. A copy's entry ships its next batch only once the previous one is
+ * in a durable checkpoint (one batch per entry is re-shipped at most after a crash), so each batch
+ * pays a round trip, an apply and a checkpoint write before the next: larger batches amortise them
+ * (issue 9: 1 KiB records copied at ~24k rec/s with 1000, ~31k with 4000).
+ */
+export const COPY_BATCH_RECORDS = 4000;
 
 /**
  * Defaults. Batches: 1000 records / 8 MiB amortise per-request overhead (ReductStore's 85 records
@@ -460,11 +473,13 @@ export function effectiveSettings(
   if (s.rate_limit)
     batch.max_bytes = Math.min(batch.max_bytes, rateLimitedBatchBytes(s.rate_limit.bytes_per_sec));
   const since = copySince(s);
+  const explicitRecords = s.batch?.max_records !== undefined || (directives.batchRecords ?? 0) > 0;
   return {
     ...s,
     ...(since !== undefined ? { since } : {}),
     create_target: s.create_target ?? DEFAULTS.create_target,
     batch,
+    copy_max_records: explicitRecords ? batch.max_records : COPY_BATCH_RECORDS,
     retry: { ...DEFAULTS.retry, ...s.retry },
     on_write_failure: s.on_write_failure ?? DEFAULTS.on_write_failure,
     log: { ...DEFAULTS.log, ...s.log },
