@@ -15,6 +15,7 @@ import { LINK_KEY_FILE } from '../src/http/links/link-keys.js';
 import { call } from './helpers/ferry-api.js';
 import { rawHttp } from './helpers/raw-http.js';
 import { startFerryIn } from './helpers/test-server.js';
+import { waitFor } from './helpers/wait.js';
 
 const TOKEN = 'api-links-test-token';
 let dir: string;
@@ -221,6 +222,10 @@ test('a link dies when its token is removed or rotated; permissions are re-check
   ).createQueryLink('e', undefined, undefined, undefined, { entry: 'e', timestamp: 5n });
   assert.equal((await fetchLink(tlink)).status, 200);
   await tb.remove();
+  // removal is asynchronous (409 "being deleted" until it is gone): poll the list, as clients do
+  await waitFor(async () => !(await client.getBucketList()).some((b) => b.name === 'temp'), {
+    message: "bucket 'temp' to be gone",
+  });
   await client.createBucket('temp');
   const denied = await fetchLink(tlink);
   assert.equal(denied.status, 403);

@@ -87,8 +87,9 @@ export class BucketCatalogue {
   }
 
   /** Every entry of every bucket (checkpoints). */
+  /** Entries of the buckets that are not being deleted (a checkpoint writes nothing of those). */
   *entries(): Iterable<Entry> {
-    for (const b of this.buckets.values()) yield* b.data.entries.values();
+    for (const b of this.buckets.values()) if (b.data.status !== 'DELETING') yield* b.data.entries.values();
   }
 
   list(): BucketInfo[] {
@@ -159,12 +160,14 @@ export class BucketCatalogue {
         await this.services.files.forget(b.data.dir);
         const trash = join(this.bucketsDir, `.trash-${name}-${Date.now()}`);
         await rename(b.data.dir, trash);
-        this.buckets.delete(name);
         await rm(trash, { recursive: true, force: true });
       } catch {
-        this.buckets.delete(name);
+        // what is left is removed again when the removal is replayed or the trash swept
       }
-      await this.services.checkpoints.request();
+      // The name is free again only once a checkpoint is past the removal: a crash before it
+      // replays the removal, which would delete the files of a bucket made anew under the name.
+      await this.services.checkpoints.request().catch(() => {});
+      this.buckets.delete(name);
     })();
   }
 
