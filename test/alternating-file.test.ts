@@ -10,7 +10,7 @@ import { mkdtemp, readFile, writeFile, stat, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AlternatingFile } from '../src/storage/alternating-file.js';
-import { CheckpointStore, zeroCounters, type Checkpoint } from '../src/replication/checkpoint-store.js';
+import { CheckpointStore, initialCheckpoint } from '../src/replication/checkpoint-store.js';
 
 async function dir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'ferry-alt-'));
@@ -68,16 +68,7 @@ test('a checkpoint of the earlier single-file format is loaded, then replaced by
   const cp = await store.load();
   assert.equal(cp?.lsn, 42n);
   assert.equal(cp?.counters.records_written, 7);
-  const next: Checkpoint = {
-    lsn: 43n,
-    filter: {},
-    counters: zeroCounters(),
-    needs_verify: false,
-    needs_verify_reason: null,
-    suspended_reason: null,
-    destination_instance: '',
-  };
-  await store.save(next);
+  await store.save(initialCheckpoint(43n));
   await assert.rejects(stat(legacy), /ENOENT/, 'the old file is gone once the new one is durable');
   assert.equal((await new CheckpointStore(d, 'r', true).load())?.lsn, 43n);
   await store.remove();

@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import { after, test } from 'node:test';
 import { Committer, type Position } from '../src/replication/committer.js';
-import type { Checkpoint } from '../src/replication/checkpoint-store.js';
-import { zeroCounters } from '../src/replication/checkpoint-store.js';
+import { initialCheckpoint, zeroCounters } from '../src/replication/checkpoint-store.js';
 import { copyProgress } from '../src/replication/copy-progress.js';
 import { Diagnostics } from '../src/replication/diagnostics.js';
 import { FailureLog } from '../src/replication/failure-log.js';
@@ -29,15 +28,7 @@ import type { Change, Storage } from '../src/storage/types.js';
 import { ManualClock } from './helpers/manual-clock.js';
 import { tempDir, withStorage } from './helpers/temp-storage.js';
 
-const checkpoint = (lsn: bigint): Checkpoint => ({
-  lsn,
-  filter: {},
-  counters: zeroCounters(),
-  needs_verify: false,
-  needs_verify_reason: null,
-  suspended_reason: null,
-  destination_instance: '',
-});
+const checkpoint = initialCheckpoint;
 
 test('committer: writes at the spacing of its urgency, releases tags once durable, retries a failed write', async () => {
   const clock = new ManualClock(0);

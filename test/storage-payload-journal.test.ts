@@ -83,81 +83,70 @@ test('a crash after the groups synced and before their block files did: recovery
   }
 });
 
+/** Retries `op` while it answers 409 (a removal finishing in the background). */
+async function whileDeleting(op: () => Promise<unknown>): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await op();
+      return;
+    } catch (e) {
+      if ((e as { status?: number }).status !== 409 || i > 200) throw e;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+}
+
+/** Copies `dir` as a crash would leave it now, closes `s`, and checks `x@1` of the copy. */
+async function assertCrashImageKeeps(s: Storage, dir: string, want: string): Promise<void> {
+  const image = tempDir('ferry-journal-image-');
+  try {
+    cpSync(dir, image, { recursive: true });
+    rmSync(join(image, '.ferry', 'lock'), { force: true });
+    await s.close();
+    const t = await openStorage({ dataPath: image, log: () => undefined });
+    try {
+      assert.deepEqual(await read(t, 'x', 1n), Buffer.from(want));
+    } finally {
+      await t.close();
+    }
+  } finally {
+    rmSync(image, { recursive: true, force: true });
+  }
+}
+
 test('an entry removed and written again gets no stale bytes from the journal after a crash', async () => {
   const dir = tempDir();
-  const images: string[] = [];
   try {
     const s = await openStorage({ dataPath: dir });
     await s.createBucket('b');
     await s.bucket('b').write('x', 1n, { size: 8 }, Buffer.from('old-old!'));
     await s.bucket('b').removeEntry('x');
-    // its removal finishes in the background: written again once it is gone
-    for (let i = 0; ; i++) {
-      try {
-        await s.bucket('b').write('x', 1n, { size: 8 }, Buffer.from('new-new!'));
-        break;
-      } catch (e) {
-        if ((e as { status?: number }).status !== 409 || i > 200) throw e;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    }
-    // (the entry is writable again only once a checkpoint is past its removal: a crash replays
-    // no removal that would delete the new block file)
+    // its removal finishes in the background: written again once it is gone (only once a
+    // checkpoint is past the removal: a crash replays no removal that would delete the new file)
+    await whileDeleting(() => s.bucket('b').write('x', 1n, { size: 8 }, Buffer.from('new-new!')));
     const journal = join(dir, 'journal');
     const journaled = Buffer.concat(readdirSync(journal).map((n) => readFileSync(join(journal, n))));
     assert.ok(journaled.includes('new-new!'), 'the new payload is journaled');
     assert.ok(!journaled.includes('old-old!'), 'the removal dropped the journal records of its files');
-    const image = tempDir('ferry-journal-image-');
-    images.push(image);
-    cpSync(dir, image, { recursive: true });
-    rmSync(join(image, '.ferry', 'lock'), { force: true });
-    await s.close();
-    const t = await openStorage({ dataPath: image, log: () => undefined });
-    try {
-      assert.deepEqual(await read(t, 'x', 1n), Buffer.from('new-new!'));
-    } finally {
-      await t.close();
-    }
+    await assertCrashImageKeeps(s, dir, 'new-new!');
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    for (const i of images) rmSync(i, { recursive: true, force: true });
   }
 });
 
 test('a bucket removed and made again keeps its new records after a crash', async () => {
   const dir = tempDir();
-  const images: string[] = [];
   try {
     const s = await openStorage({ dataPath: dir });
     await s.createBucket('b');
     await s.bucket('b').write('x', 1n, { size: 8 }, Buffer.from('old-old!'));
     await s.removeBucket('b');
-    // its removal finishes in the background (409 until then): made again once it is gone
-    for (let i = 0; ; i++) {
-      try {
-        await s.createBucket('b');
-        break;
-      } catch (e) {
-        if ((e as { status?: number }).status !== 409 || i > 200) throw e;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    }
+    // made again once its removal is over (409 until then), so a crash now must not replay the
+    // removal over the new bucket
+    await whileDeleting(() => s.createBucket('b'));
     await s.bucket('b').write('x', 1n, { size: 8 }, Buffer.from('new-new!'));
-    // a crash now must not replay the removal over the new bucket (the name was free only once a
-    // checkpoint was past it)
-    const image = tempDir('ferry-journal-image-');
-    images.push(image);
-    cpSync(dir, image, { recursive: true });
-    rmSync(join(image, '.ferry', 'lock'), { force: true });
-    await s.close();
-    const t = await openStorage({ dataPath: image, log: () => undefined });
-    try {
-      assert.deepEqual(await read(t, 'x', 1n), Buffer.from('new-new!'));
-    } finally {
-      await t.close();
-    }
+    await assertCrashImageKeeps(s, dir, 'new-new!');
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    for (const i of images) rmSync(i, { recursive: true, force: true });
   }
 });

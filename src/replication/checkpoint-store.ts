@@ -51,6 +51,17 @@ export interface Checkpoint {
   group?: GroupCheckpoint;
 }
 
+/** The checkpoint of a replication that starts at `lsn` with nothing shipped yet. */
+export const initialCheckpoint = (lsn: bigint): Checkpoint => ({
+  lsn,
+  filter: {},
+  counters: zeroCounters(),
+  needs_verify: false,
+  needs_verify_reason: null,
+  suspended_reason: null,
+  destination_instance: '',
+});
+
 /** Checkpoint file of one replication. */
 export class CheckpointStore {
   private readonly file: AlternatingFile;

@@ -19,7 +19,7 @@ import type {
 import type { Storage } from '../storage/types.js';
 import type { LastUpdate } from '../protocol/replication-status.js';
 import { compileCondition, legacyToWhen } from '../query/condition/index.js';
-import { CheckpointStore, zeroCounters } from './checkpoint-store.js';
+import { CheckpointStore, initialCheckpoint, zeroCounters } from './checkpoint-store.js';
 import { DefinitionsStore, type StoredDefinition } from './definitions-store.js';
 import { FailureLog } from './failure-log.js';
 import type { FiltersStore } from './filters-store.js';
@@ -569,15 +569,7 @@ export class ReplicationManager {
         maxBytes: ReplicationTask.slotMaxBytes(eff),
         onOverflow: ReplicationTask.slotOverflow(eff),
       });
-      await cps.save({
-        lsn,
-        filter: {},
-        counters: zeroCounters(),
-        needs_verify: false,
-        needs_verify_reason: null,
-        suspended_reason: null,
-        destination_instance: '',
-      });
+      await cps.save(initialCheckpoint(lsn));
       await saveCopyOrigin(this.config.dataPath, name, lsn, this.sync);
       const def: StoredDefinition = { settings, mode: settings.mode, provisioned: false };
       this.defs.set(name, def);
