@@ -3,8 +3,12 @@
 // FERRY_TEST_SEED or drawn here, goes to every test process and is printed at the start and on
 // failure. Both lanes report through one spec reporter and end with one combined summary.
 //
-// Usage: node scripts/run-tests.mjs [--lane=unit|system] [name-filter ...]
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+// The unit lane's files share CONCURRENCY.unit processes (each imports its share of the files), so
+// that a run does not pay a Node start and an import of the whole source tree per file; with
+// --isolate (or FERRY_TEST_ISOLATE=1) every file runs in a process of its own, as the system lane's do.
+//
+// Usage: node scripts/run-tests.mjs [--lane=unit|system] [--isolate] [name-filter ...]
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,9 +19,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const LANES = ['unit', 'system'];
 /**
- * Files run at once per lane, sized for a 2-core machine: unit files wait on timers and the disk
+ * Processes at once per lane, sized for a 2-core machine: unit files wait on timers and the disk
  * as much as they compute (4 at once: 79 s instead of 111 s with 2), system files keep both cores
- * busy with their servers (3 at once was no faster than 2).
+ * busy with their servers (3 at once was no faster than 2). Sharing four processes among the unit
+ * files cut the lane's CPU from 211 to ~130 s (each file had paid ~0.5 s to start and import).
  */
 const CONCURRENCY = { unit: 4, system: 2 };
 const SUMMARY = /^(tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) ([\d.]+)$/;
@@ -60,6 +65,16 @@ function laneFiles() {
       );
     }
   }
+  // a root-level beforeEach/afterEach would wrap the tests of every file sharing its process
+  for (const file of lanes.unit ?? []) {
+    if (!sources.includes(file)) continue;
+    const text = readFileSync(join(root, 'test', file), 'utf8');
+    if (/^(beforeEach|afterEach)\(/m.test(text)) {
+      problems.push(
+        `test/${file}: a top-level beforeEach/afterEach would also run around the tests of the other unit files that share its process; put the tests and hooks in a describe()`,
+      );
+    }
+  }
   if (problems.length > 0) fail(problems.join('\n'));
   // in the listed order: the lists put long files first, so that no long file starts last
   const out = {};
@@ -75,14 +90,38 @@ function laneFiles() {
 
 function parseArgs(argv) {
   let lanes = LANES;
+  let isolate = process.env.FERRY_TEST_ISOLATE === '1';
   const filters = [];
   for (const arg of argv) {
     const m = /^--lane=(.*)$/.exec(arg);
-    if (!m) filters.push(arg);
+    if (arg === '--isolate') isolate = true;
+    else if (!m) filters.push(arg);
     else if (LANES.includes(m[1])) lanes = [m[1]];
     else fail(`unknown lane '${m[1]}' (lanes: ${LANES.join(', ')})`);
   }
-  return { lanes, filters };
+  return { lanes, filters, isolate };
+}
+
+/**
+ * Entry modules that each import a share of `files` (dealt in snake order over the longest-first
+ * list, so that the long files spread over the shares), written under dist/test/.shared/.
+ * Tests still report their own file.
+ */
+function sharedEntries(lane, files, shares) {
+  const n = Math.min(shares, files.length);
+  const groups = Array.from({ length: n }, () => []);
+  files.forEach((f, i) => {
+    const round = Math.floor(i / n);
+    const k = i % n;
+    groups[round % 2 === 0 ? k : n - 1 - k].push(f);
+  });
+  const dir = join(root, 'dist', 'test', '.shared');
+  mkdirSync(dir, { recursive: true });
+  return groups.map((group, i) => {
+    const entry = join(dir, `${lane}-${i + 1}-of-${n}.js`);
+    writeFileSync(entry, group.map((f) => `import ${JSON.stringify(pathToFileURL(f).href)};\n`).join(''));
+    return entry;
+  });
 }
 
 /** The run's seed, resolved by the compiled test helper that every test process uses as well. */
@@ -99,7 +138,7 @@ async function runSeed() {
 
 const note = (message) => ({ type: 'test:diagnostic', data: { nesting: 0, message } });
 
-const { lanes, filters } = parseArgs(process.argv.slice(2));
+const { lanes, filters, isolate } = parseArgs(process.argv.slice(2));
 const files = laneFiles();
 const selected = lanes
   .map((lane) => ({
@@ -122,7 +161,10 @@ async function* events() {
   const guard = pathToFileURL(join(root, 'scripts', 'unit-lane-guard.mjs')).href;
   const nodeOptions = process.env.NODE_OPTIONS ?? '';
   for (const { lane, files: laneFilesToRun } of selected) {
-    yield note(`${lane} lane: ${laneFilesToRun.length} files`);
+    const shared = lane === 'unit' && !isolate && laneFilesToRun.length > 1;
+    yield note(
+      `${lane} lane: ${laneFilesToRun.length} files${shared ? ` in ${Math.min(CONCURRENCY[lane], laneFilesToRun.length)} shared processes (--isolate: one each)` : ''}`,
+    );
     process.env.FERRY_TEST = '1';
     process.env.FERRY_TEST_SEED = String(seed);
     process.env.FERRY_TEST_LANE = lane;
@@ -130,7 +172,8 @@ async function* events() {
     const started = Date.now();
     // forceExit: a file whose tests are done ends even if a failed test left a socket or a
     // server open (a fault proxy not closed after an assertion kept a file alive for good).
-    const files = { files: laneFilesToRun, concurrency: CONCURRENCY[lane], forceExit: true };
+    const entries = shared ? sharedEntries(lane, laneFilesToRun, CONCURRENCY[lane]) : laneFilesToRun;
+    const files = { files: entries, concurrency: CONCURRENCY[lane], forceExit: true };
     for await (const event of run(files)) {
       const m =
         event.type === 'test:diagnostic' && event.data.nesting === 0 && !event.data.file

@@ -24,7 +24,9 @@ function* content(): Generator<Buffer> {
   for (let off = 0; off < SIZE; off += CHUNK) {
     // A fresh chunk each time: streams may hold several chunks before sending them.
     const chunk = Buffer.allocUnsafe(CHUNK);
-    for (let i = 0; i < CHUNK; i += 4) chunk.writeUInt32LE(((off + i) * 2654435761) >>> 0, i);
+    // a typed-array loop: writeUInt32LE per word cost the test 10 s of CPU for 1 GiB
+    const words = new Uint32Array(chunk.buffer, chunk.byteOffset, CHUNK / 4);
+    for (let i = 0; i < words.length; i++) words[i] = Math.imul(off + i * 4, 2654435761 | 0);
     yield chunk;
   }
 }
