@@ -106,6 +106,38 @@ test('a compressed v1 batch longer than its records: stored records are reported
   assert.equal(await stored('long-one', 1), 404);
 });
 
+test('a v1 batch of unknown length whose small last record arrives in pieces: stored once the body ends with it, refused when bytes follow it', async () => {
+  // chunked (no Content-Length): the end of the body is only known once it came
+  const post = (entry: string, parts: Array<string | number>, times: string[]) =>
+    rawHttp(
+      'POST',
+      `${node.url}/api/v1/b/in/${entry}/batch`,
+      {
+        authorization: `Bearer ${TOKEN}`,
+        ...Object.fromEntries(times.map((t, k) => [`x-reduct-time-${k + 1}`, t])),
+      },
+      parts,
+    );
+  const one = await post('tail-one', ['ab', 20, 'c'], ['3,']);
+  assert.equal(one.status, 200, String(one.headers['x-reduct-error']));
+  assert.equal(one.headers['x-reduct-error-1'], undefined);
+  const got = await call(node, 'GET', '/b/in/tail-one?ts=1');
+  assert.equal(got.status, 200);
+  assert.equal(got.text, 'abc');
+  // bytes after the only record: nothing stored, the whole request is refused
+  const extra = await post('tail-extra', ['abc', 20, 'X'], ['3,']);
+  assert.equal(extra.status, 400);
+  assert.equal(extra.headers['x-reduct-error'], 'Content is bigger than in content-length');
+  assert.equal(await stored('tail-extra', 1), 404);
+  // bytes after the last of two: the first is stored, the last refused and not stored
+  const two = await post('tail-two', ['aab', 20, 'b', 20, 'XX'], ['2,', '2,']);
+  assert.equal(two.status, 200);
+  assert.equal(two.headers['x-reduct-error-1'], undefined);
+  assert.equal(two.headers['x-reduct-error-2'], '400,Content is bigger than in content-length');
+  assert.equal(await stored('tail-two', 1), 200);
+  assert.equal(await stored('tail-two', 2), 404);
+});
+
 test('DELETE /io/{bucket}/remove ignores per-record values, empty ones included (api.md §11.7)', async () => {
   for (const ts of [1, 2, 3]) assert.equal((await call(node, 'POST', `/b/in/rm?ts=${ts}`, 'x')).status, 200);
   const r = await call(node, 'DELETE', '/io/in/remove', undefined, {

@@ -281,3 +281,37 @@ test('a copy plan keeps its change-log bound through the checkpoint file (a resu
   );
   assert.equal(unbounded.lsn, undefined);
 });
+
+test('smallBatchBody: the payloads of a small batch as one buffer, in order; none beyond the coalescing size', async () => {
+  const { smallBatchBody } = await import('../src/replication/target.js');
+  const rec = (ts: bigint, payload: Buffer): ShipRecord => ({
+    lsn: ts,
+    ts,
+    size: payload.length,
+    contentType: 'application/octet-stream',
+    labels: {},
+    removedLabels: [],
+    digest: Buffer.alloc(16),
+    origin: '',
+    record: {
+      meta: { size: payload.length } as never,
+      stream: () => {
+        throw new Error('a small batch is read whole');
+      },
+      buffer: async () => payload,
+    },
+  });
+  const one = await smallBatchBody([rec(1n, Buffer.from('abc'))]);
+  assert.equal(one?.toString(), 'abc');
+  const many = await smallBatchBody([
+    rec(1n, Buffer.from('ab')),
+    rec(2n, Buffer.alloc(0)),
+    rec(3n, Buffer.from('cd')),
+  ]);
+  assert.equal(many?.toString(), 'abcd');
+  // larger batches stream (their payloads are not held in memory at once)
+  assert.equal(
+    await smallBatchBody([rec(1n, Buffer.alloc(200 * 1024)), rec(2n, Buffer.alloc(100 * 1024))]),
+    null,
+  );
+});

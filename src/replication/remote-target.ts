@@ -21,6 +21,7 @@ import type { RemoteEndpoint } from './remotes.js';
 import { headerValueProblem, type Compression, type TargetSettings } from './settings.js';
 import {
   batchBody,
+  smallBatchBody,
   boundMessage,
   classifyStatus,
   labelChanges,
@@ -208,7 +209,7 @@ export class RemoteTarget implements Target {
     method: 'GET' | 'HEAD' | 'POST' | 'PATCH',
     path: string,
     headers: Record<string, string> | string[],
-    body?: Readable | string,
+    body?: Readable | Buffer | string,
   ) {
     const c = this.connection();
     try {
@@ -331,7 +332,7 @@ export class RemoteTarget implements Target {
       if (digests) headers.push(`x-ferry-digest-${r.ts}`, r.digest.toString('hex'));
       total += r.size;
     }
-    let body: Readable;
+    let body: Readable | Buffer;
     const encoding =
       this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
     if (encoding) {
@@ -339,7 +340,7 @@ export class RemoteTarget implements Target {
       body = compressBody(batchBody(records), encoding);
     } else {
       headers.push('content-length', String(total));
-      body = Readable.from(batchBody(records), { objectMode: false });
+      body = (await smallBatchBody(records)) ?? Readable.from(batchBody(records), { objectMode: false });
     }
     const res = await this.request('POST', `${this.entryPath(entry)}/batch`, headers, body);
     await res.body.dump();

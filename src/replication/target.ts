@@ -4,7 +4,7 @@
  * (`RemoteTarget`, batch protocol v1 over keep-alive HTTP).
  */
 import { MAX_REPLICATION_MESSAGE_CHARS } from '../protocol/limits.js';
-import { payloadChunks, type PayloadAccess } from '../storage/payload-chunks.js';
+import { payloadChunks, readPayloads, type PayloadAccess } from '../storage/payload-chunks.js';
 import type { Labels, StoredRecord } from '../storage/types.js';
 
 /** One record to apply at the destination, read from the source storage at send time. */
@@ -141,6 +141,18 @@ const SHIPPED: PayloadAccess<ShipRecord> = {
   open: (r) => r.record.stream(),
   stored: (r) => r.record,
 };
+
+/**
+ * The body of a v1 batch write whose payloads together are at most `COALESCE_BYTES`, as one buffer
+ * (null when larger): a buffer body goes out with the request's headers in one socket write, where
+ * a stream costs extra event-loop turns before its first byte is sent (sync replication waits on it).
+ */
+export async function smallBatchBody(records: readonly ShipRecord[]): Promise<Buffer | null> {
+  let total = 0;
+  for (const r of records) if ((total += r.size) > COALESCE_BYTES) return null;
+  const parts = await readPayloads(records, SHIPPED);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+}
 
 /** The body of a v1 batch write: the records' payloads in order (small ones gathered). */
 export function batchBody(records: readonly ShipRecord[]): AsyncGenerator<Buffer> {
