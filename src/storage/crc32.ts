@@ -1,7 +1,12 @@
 /**
- * CRC-32 (IEEE 802.3, reflected 0xEDB88320) for WAL frames and metadata files. Node 20 has no
- * zlib.crc32. Slicing-by-8: eight table lookups per 8 input bytes instead of one per byte.
+ * CRC-32 (IEEE 802.3, reflected 0xEDB88320) for WAL frames, metadata files and journal records.
+ * Slicing-by-8 (eight table lookups per 8 input bytes) for short inputs; from NATIVE_BYTES on,
+ * zlib's (Node >= 20.15), ~3x faster per byte here but ~0.1 µs more per call.
  */
+import { crc32 as zlibCrc32 } from 'node:zlib';
+
+/** Inputs from this length on go to zlib (below it the call costs more than the loop). */
+const NATIVE_BYTES = 512;
 const TABLES = (() => {
   const t = new Int32Array(256 * 8);
   for (let n = 0; n < 256; n++) {
@@ -21,6 +26,8 @@ const TABLES = (() => {
 
 /** CRC-32 of `buf[start, end)`; `seed`: the CRC of the bytes before them (a CRC over pieces). */
 export function crc32(buf: Uint8Array, start = 0, end = buf.length, seed = 0): number {
+  if (end - start >= NATIVE_BYTES)
+    return zlibCrc32(start === 0 && end === buf.length ? buf : buf.subarray(start, end), seed);
   const t = TABLES;
   let c = seed ^ -1;
   let i = start;
