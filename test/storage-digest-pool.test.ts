@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { DigestPool } from '../src/storage/digest-pool.js';
+import { DigestPool, eventLoopBusy } from '../src/storage/digest-pool.js';
 
 const sha16 = (b: Buffer): string => createHash('sha256').update(b).digest().subarray(0, 16).toString('hex');
 
@@ -82,4 +82,29 @@ test('a pool closed before first use hashes inline', async () => {
   const digests = await pool.digestMany(payloads);
   assertDigests(digests, payloads, 'closed before use');
   assert.equal(pool.offloadedBatches, 0);
+});
+
+test('a pool told the event loop is not busy hashes inline, with the same digests', async () => {
+  let busy = false;
+  const pool = new DigestPool(() => busy);
+  try {
+    const payloads = mixedPayloads(100);
+    assertDigests(await pool.digestMany(payloads), payloads, 'not busy');
+    assert.equal(pool.offloadedBatches, 0, 'hashed inline while the loop is not busy');
+    busy = true;
+    assertDigests(await pool.digestMany(payloads), payloads, 'busy');
+    assert.equal(pool.offloadedBatches, 1, 'offloaded while the loop is busy');
+  } finally {
+    await pool.close();
+  }
+});
+
+test('eventLoopBusy: false until a window passed, then whether the loop was busy in it', async () => {
+  const busy = eventLoopBusy(0.5, 20);
+  assert.equal(busy(), false);
+  const until = performance.now() + 40;
+  while (performance.now() < until); // a blocked loop
+  assert.equal(busy(), true);
+  await new Promise((r) => setTimeout(r, 60)); // an idle one
+  assert.equal(busy(), false);
 });
