@@ -2,6 +2,8 @@
  * Minimal little-endian binary writer/reader for WAL frames and metadata files. A binary layout
  * instead of per-record JSON keeps the hot path (group commit, checkpoints, replay) cheap.
  */
+import { crc32 } from './crc32.js';
+
 const SAFE_BIGINT = BigInt(Number.MAX_SAFE_INTEGER);
 /** Strings up to this many characters are tried as ASCII first (see `BinaryWriter.ascii`). */
 const SHORT_ASCII = 64;
@@ -156,6 +158,16 @@ export class BinaryWriter {
     this.u16(keys.length);
     for (const k of keys) this.str16(k).str32(labels[k]!);
     return this;
+  }
+
+  /** The first `n` bytes of `b` (a digest: no view of them made per record when `b` holds `n`). */
+  prefix(b: Uint8Array, n: number): this {
+    return this.bytes(b.length === n ? b : b.subarray(0, n));
+  }
+
+  /** CRC-32 of the bytes written from `start` on (no view of them made). */
+  crcFrom(start: number): number {
+    return crc32(this.buf, start, this.pos);
   }
 
   /** Writes a u32 at an absolute position (for back-patching lengths). */

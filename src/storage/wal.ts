@@ -161,7 +161,7 @@ export function encodeOp(w: BinaryWriter, op: WalOp, first = false): void {
   switch (op.type) {
     case OpType.Write:
       w.str16Cached(op.entry).u64(op.ts).u64(op.blockId).num(op.offset).num(op.size).u32(op.descSize);
-      w.str16Cached(op.contentType).labels(op.labels).bytes(op.digest.subarray(0, 16)).str16Cached(op.origin);
+      w.str16Cached(op.contentType).labels(op.labels).prefix(op.digest, 16).str16Cached(op.origin);
       break;
     case OpType.Update:
       w.str16(op.entry).u64(op.ts).labels(op.labels).u16(op.removed.length);
@@ -183,10 +183,9 @@ export function encodeOp(w: BinaryWriter, op: WalOp, first = false): void {
       w.str16(op.key).u64(op.position).u32(op.count);
       break;
   }
-  const buf = w.view();
   const len = w.length - start - HEADER;
   w.patchU32(start, len);
-  w.patchU32(start + 4, crc32(buf, start + HEADER, w.length));
+  w.patchU32(start + 4, w.crcFrom(start + HEADER));
 }
 
 function decodeOp(buf: Buffer, start: number, end: number): WalOp {
