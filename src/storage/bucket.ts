@@ -215,7 +215,36 @@ export class BucketImpl implements Bucket {
 
   // ---------------------------------------------------------------- reads
 
-  async read(entryName: string, ts?: bigint): Promise<StoredRecord> {
+  read(entryName: string, ts?: bigint): Promise<StoredRecord> {
+    if (ts !== undefined) {
+      // Descriptors in memory (a replication reads the records of a batch it just scanned): no
+      // async frames, one settled promise (per-record reads of a copy, issue 9).
+      try {
+        this.checkReady();
+        const entry = this.data.getEntry(entryName);
+        const block = entry.blockFor(ts);
+        if (block && this.services.cache.touch(block))
+          return Promise.resolve(this.foundAt(entry, block, block.find(ts), ts, entryName));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
+    return this.readLoading(entryName, ts);
+  }
+
+  private foundAt(
+    entry: Entry,
+    block: Block,
+    desc: RecordDesc | undefined,
+    ts: bigint,
+    entryName: string,
+  ): StoredRecord {
+    if (!desc) throw Errors.recordNotFound(ts, this.name, entryName);
+    if (desc.state === 'started') throw Errors.recordStillWritten(ts);
+    return this.stored(entry, block, desc);
+  }
+
+  private async readLoading(entryName: string, ts?: bigint): Promise<StoredRecord> {
     this.checkReady();
     const entry = this.data.getEntry(entryName);
     if (ts === undefined) {
@@ -231,9 +260,7 @@ export class BucketImpl implements Bucket {
     }
     const found = await this.locate(entry, ts);
     if (!found) throw Errors.recordNotFound(ts, this.name, entryName);
-    const { block, desc } = found;
-    if (desc.state === 'started') throw Errors.recordStillWritten(ts);
-    return this.stored(entry, block, desc);
+    return this.foundAt(entry, found.block, found.desc, ts, entryName);
   }
 
   /** The record at `ts` and its block (descriptors loaded), or undefined when there is none. */

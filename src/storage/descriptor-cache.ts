@@ -42,7 +42,14 @@ export class DescriptorCache {
     await p;
   }
 
-  /** Registers a block whose descriptors are in memory (loaded or newly created). */
+  /** `load` for a block whose descriptors are in memory: marks it used; false when they are not. */
+  touch(block: Block): boolean {
+    if (!block.records) return false;
+    block.lastUse = this.now();
+    return true;
+  }
+
+    /** Registers a block whose descriptors are in memory (loaded or newly created). */
   track(block: Block): void {
     if (this.loaded.has(block)) return;
     this.loaded.add(block);
