@@ -94,6 +94,12 @@ export function checkLabelName(name: string): void {
  */
 export function splitLabelList(raw: string, strict = false): Array<[string, string]> {
   const out: Array<[string, string]> = [];
+  eachLabel(raw, strict, (k, v) => void out.push([k, v]));
+  return out;
+}
+
+/** `splitLabelList` handing each pair to `fn` (no array per record on the batch write path). */
+function eachLabel(raw: string, strict: boolean, fn: (key: string, value: string) => void): void {
   let rest = raw.trim();
   while (rest.length > 0) {
     const eq = rest.indexOf('=');
@@ -108,7 +114,7 @@ export function splitLabelList(raw: string, strict = false): Array<[string, stri
     if (valuePart.startsWith('"')) {
       const end = valuePart.indexOf('"', 1);
       if (end < 0) throw Errors.invalidBatchedHeader();
-      out.push([key, valuePart.slice(1, end).trim()]);
+      fn(key, valuePart.slice(1, end).trim());
       rest = valuePart
         .slice(end + 1)
         .replace(/^,+/, '')
@@ -116,14 +122,13 @@ export function splitLabelList(raw: string, strict = false): Array<[string, stri
     } else {
       const comma = valuePart.indexOf(',');
       if (comma < 0) {
-        out.push([key, valuePart.trim()]);
+        fn(key, valuePart.trim());
         break;
       }
-      out.push([key, valuePart.slice(0, comma).trim()]);
+      fn(key, valuePart.slice(0, comma).trim());
       rest = valuePart.slice(comma + 1).trim();
     }
   }
-  return out;
 }
 
 /** Formats one label value for a header list: quoted when it contains a comma. */
@@ -138,11 +143,8 @@ export function formatLabelValue(value: string): string {
 function parseRecordValue(
   value: string,
   ts: bigint,
-): {
-  size: number;
-  contentType: string;
-  pairs: Array<[string, string]>;
-} {
+  label: (key: string, value: string) => void,
+): { size: number; contentType: string } {
   const comma = value.indexOf(',');
   if (comma < 0) throw Errors.invalidBatchedHeader();
   const lenText = value.slice(0, comma).trim();
@@ -157,8 +159,8 @@ function parseRecordValue(
   } catch {
     checkContentType(ct, headerWhere(ts)); // the same refusal, naming the header
   }
-  const pairs = comma2 < 0 ? [] : splitLabelList(rest.slice(comma2 + 1));
-  return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : internContentType(ct), pairs };
+  if (comma2 >= 0) eachLabel(rest.slice(comma2 + 1), false, label);
+  return { size, contentType: ct === '' ? DEFAULT_CONTENT_TYPE : internContentType(ct) };
 }
 
 const contentTypes = new Map<string, string>();
@@ -218,13 +220,17 @@ function collectTimeHeaders(headers: HeaderSource): Array<[bigint, string]> {
 export function parseV1Batch(headers: HeaderSource): V1Batch {
   const records: V1Record[] = [];
   let totalSize = 0;
+  let labels: Labels = {};
+  let computed = false;
+  const label = (k: string, v: string): void => {
+    // refused once the whole list is split: a malformed list is reported as such first
+    if (k.startsWith('@')) computed = true;
+    labels[k] = v;
+  };
   for (const [ts, value] of collectTimeHeaders(headers)) {
-    const { size, contentType, pairs } = parseRecordValue(value, ts);
-    const labels: Labels = {};
-    for (const [k, v] of pairs) {
-      if (k.startsWith('@')) throw Errors.batchComputedLabelName();
-      labels[k] = v;
-    }
+    labels = {};
+    const { size, contentType } = parseRecordValue(value, ts, label);
+    if (computed) throw Errors.batchComputedLabelName();
     checkLabels(labels, ts);
     records.push({ ts, size, contentType, labels });
     totalSize += size;
@@ -238,9 +244,8 @@ export function parseV1Batch(headers: HeaderSource): V1Batch {
  */
 export function parseV1UpdateBatch(headers: HeaderSource): V1LabelUpdate[] {
   return collectTimeHeaders(headers).map(([ts, value]) => {
-    const { pairs } = parseRecordValue(value, ts);
     const changes: Record<string, string | null> = {};
-    for (const [k, v] of pairs) changes[k] = v === '' ? null : v;
+    parseRecordValue(value, ts, (k, v) => void (changes[k] = v === '' ? null : v));
     checkLabels(changes, ts);
     return { ts, changes };
   });
