@@ -5,9 +5,10 @@
  * the group commit flushes (or when too much is queued), so a batch of 1 KiB records costs a few
  * syscalls instead of one per record. Large chunks are written directly.
  *
- * With a payload journal (fsync durability), queued runs are journaled too, and a group's sync of
- * them is the journal's: block files are synced lazily by `flushJournal` (payload-journal.ts).
- * Only files with direct writes are fdatasynced by a group.
+ * With a payload journal (fsync durability), queued runs below 64 KiB are journaled too, and a
+ * group's sync of them is the journal's: block files are synced lazily by `flushJournal`
+ * (payload-journal.ts). Files with direct writes, or with larger runs appended past their journaled
+ * bytes (a batch filling its block), are fdatasynced by a group.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants, writeSync, writevSync } from 'node:fs';

@@ -1,7 +1,9 @@
 /**
  * Payload journal: small payload writes are appended here as well as written to their block files
  * (page cache only), so that a group commit fdatasyncs the journal and the WAL instead of every
- * block file it touched (issue 10: 64 writers on 64 entries made each group sync 65 files).
+ * block file it touched (issue 10: 64 writers on 64 entries made each group sync 65 files). Runs of
+ * 64 KiB or more that append past every journaled byte of their file are not journaled (written
+ * twice they cost more CPU than the file's own fdatasync, issue 9): see BlockFiles.writeRuns.
  *
  * Layout: `journal/<12-digit generation>.jnl`, records `[u32 len][u32 crc32][u16 path length]
  * [path relative to the data root][f64 offset][payload]`. Block files are synced lazily by a flush
