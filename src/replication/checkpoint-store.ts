@@ -72,11 +72,7 @@ export class CheckpointStore {
   private queued: Checkpoint | null = null;
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
 
-  constructor(
-    dir: string,
-    name: string,
-    sync: boolean,
-  ) {
+  constructor(dir: string, name: string, sync: boolean) {
     this.file = new AlternatingFile(join(dir, `${name}.checkpoint`), sync);
     this.legacyPath = join(dir, `${name}.state.json`);
   }

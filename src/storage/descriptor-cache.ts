@@ -49,7 +49,7 @@ export class DescriptorCache {
     return true;
   }
 
-    /** Registers a block whose descriptors are in memory (loaded or newly created). */
+  /** Registers a block whose descriptors are in memory (loaded or newly created). */
   track(block: Block): void {
     if (this.loaded.has(block)) return;
     this.loaded.add(block);

@@ -84,7 +84,8 @@ export class ReplicationSlots implements SlotGuard {
     for (;;) {
       const batch = await wal.read(after, 10_000);
       if (batch.length === 0) break;
-      for (const c of batch) if (c.kind === 'write' && slotCovers(slot, c.bucket)) pending.push(c.lsn, c.size);
+      for (const c of batch)
+        if (c.kind === 'write' && slotCovers(slot, c.bucket)) pending.push(c.lsn, c.size);
       after = batch[batch.length - 1]!.lsn;
     }
     this.pending.set(name, pending);
