@@ -102,24 +102,6 @@ export async function writeBatch(
         pending.push({ error: Errors.contentBigger() });
         break;
       }
-      if (i === last && !item.rejected && size > 0 && size <= JOIN_LIMIT && !isMetaEntry(item.entry)) {
-        // A small last record whose bytes have all arrived joins the run as well (a one-record
-        // batch, as replication sends to a sync destination, skips the streamed write), once
-        // the body is known to end with it; bytes after it fail it, as its exact slice would.
-        if (!reader.takeBufferedPossible(size)) await reader.fill(size);
-        const whole = reader.takeBuffered(size);
-        if (whole) {
-          if (!(await reader.atEnd())) {
-            pending.push({ error: Errors.contentBigger() });
-            break;
-          }
-          item.opts.batch = runTicket ??= batch.ticket();
-          run.push({ entry: item.entry, ts: item.ts, opts: item.opts, payload: whole });
-          runIndex.push(pending.length);
-          pending.push(PLACEHOLDER);
-          break;
-        }
-      }
       // The last record goes through an exact slice: bytes after it fail its own write.
       if (i < last && !item.rejected && size > 0 && !isMetaEntry(item.entry)) {
         if (!reader.takeBufferedPossible(size) && size <= JOIN_LIMIT) await reader.fill(size);
