@@ -148,7 +148,8 @@ test(
       await createReplication(A, A, { name: 'local', dstBucket: 'dst-local', dstHost: '', settings });
       await createReplication(A, B, { name: 'remote', dstBucket: 'dst', createSrcBucket: false, settings });
       writer.start();
-      const rounds = 12;
+      // 8 rounds (4 kills of each side; seeded points differ from run to run): 12 cost a third more CPU
+      const rounds = 8;
       for (let round = 0; round < rounds; round++) {
         await sleep(150 + schedule() * 500);
         const victim = round % 2 === 0 ? A : B;
