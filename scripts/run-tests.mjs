@@ -8,7 +8,7 @@
 // --isolate (or FERRY_TEST_ISOLATE=1) every file runs in a process of its own, as the system lane's do.
 //
 // Usage: node scripts/run-tests.mjs [--lane=unit|system] [--isolate] [name-filter ...]
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -104,8 +104,9 @@ function parseArgs(argv) {
 
 /**
  * Entry modules that each import a share of `files` (dealt in snake order over the longest-first
- * list, so that the long files spread over the shares), written under dist/test/.shared/.
- * Tests still report their own file.
+ * list, so that the long files spread over the shares), written under dist/test/.shared/ with this
+ * run's pid (two runs in one checkout never share them) and removed after the lane. Tests still
+ * report their own file.
  */
 function sharedEntries(lane, files, shares) {
   const n = Math.min(shares, files.length);
@@ -118,7 +119,7 @@ function sharedEntries(lane, files, shares) {
   const dir = join(root, 'dist', 'test', '.shared');
   mkdirSync(dir, { recursive: true });
   return groups.map((group, i) => {
-    const entry = join(dir, `${lane}-${i + 1}-of-${n}.js`);
+    const entry = join(dir, `${lane}-${process.pid}-${i + 1}-of-${n}.js`);
     writeFileSync(entry, group.map((f) => `import ${JSON.stringify(pathToFileURL(f).href)};\n`).join(''));
     return entry;
   });
@@ -196,6 +197,7 @@ async function* events() {
       }
       yield event;
     }
+    if (shared) for (const entry of entries) rmSync(entry, { force: true });
     const seconds = (Date.now() - started) / 1000;
     durations.push(`${lane} lane ${seconds.toFixed(1)} s`);
     yield note(`${lane} lane finished in ${seconds.toFixed(1)} s`);

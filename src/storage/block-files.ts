@@ -270,11 +270,11 @@ export class BlockFiles {
       // 1 KiB copy's CPU at the destination, issue 9), synced by its group's fdatasync of the file.
       // Below a journaled byte it is journaled, so that no older journal record is replayed over it.
       const large = end - start >= DIRECT_WRITE_BYTES;
-      const journaled = this.journal !== undefined && !(large && start >= f.journaledEnd);
+      const journal = large && start >= f.journaledEnd ? undefined : this.journal;
       // journal first: a run that cannot be journaled is written nowhere (queued again)
-      if (journaled) {
-        this.journal!.append(f.path, start, run);
-        f.journalGen = this.journal!.generation();
+      if (journal) {
+        journal.append(f.path, start, run);
+        f.journalGen = journal.generation();
         if (end > f.journaledEnd) f.journaledEnd = end;
       }
       // Small runs into the page cache: one syscall on this thread costs less than a threadpool
@@ -282,7 +282,7 @@ export class BlockFiles {
       if (!large) writeFullySync(f.fh.fd, run, start);
       else await writeFully(f.fh, run, start);
       const n = f.sync.wrote();
-      if (!journaled) f.ownWrite = n;
+      if (!journal) f.ownWrite = n;
       progress.written = i;
     }
     if (this.journal && this.journal.size() >= JOURNAL_FLUSH_BYTES) void this.flushJournal().catch(() => {});

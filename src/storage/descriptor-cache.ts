@@ -24,8 +24,8 @@ export class DescriptorCache {
 
   /** Loads a block's descriptors (once; concurrent callers share the load). */
   async load(entry: Entry, block: Block): Promise<void> {
+    if (this.touch(block)) return;
     block.lastUse = this.now();
-    if (block.records) return;
     let p = this.loading.get(block);
     if (!p) {
       p = (async () => {
