@@ -127,34 +127,43 @@ forEachTarget(
   },
 );
 
-/** Answers writes only while `open`; holds them (unsettled) otherwise. */
+/**
+ * Answers writes only while `open`; holds them (unsettled) otherwise. It closes itself once
+ * `closeAfter` writes were let through, so a fast machine cannot finish the copy before the
+ * test sees the count.
+ */
 class GateTarget extends ForwardingTarget {
   open = true;
   writes = 0;
+  closeAfter = Infinity;
   private held: Array<() => void> = [];
   override async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    if (this.writes >= this.closeAfter) this.open = false;
     while (!this.open) await new Promise<void>((r) => this.held.push(r));
     this.writes++;
     return this.inner.write(entry, records);
   }
   release(): void {
     this.open = true;
+    this.closeAfter = Infinity;
     for (const r of this.held.splice(0)) r();
   }
 }
 
 /** The gate of the environment that runs now (tests of one file run one after another). */
 let gate: GateTarget | null = null;
+/** The `closeAfter` of the next gate made. */
+let nextCloseAfter = Infinity;
 
 forEachTarget(
   'a copy interrupted by a restart resumes at its per-entry cursors',
   async (env) => {
     await fill(env, 'a', 1, 40);
     await fill(env, 'b', 1, 40);
+    nextCloseAfter = 4;
     await env.replicate('r', { since: 0, batch: { max_records: 5, max_in_flight: 2 } });
     const first = gate!;
     await waitFor(() => first.writes >= 4, { message: 'four batches shipped' });
-    first.open = false;
     await waitFor(() => (runStatus(env, 'r').progress?.records_done ?? 0) >= 10, {
       message: 'two batches committed',
     });
@@ -182,7 +191,13 @@ forEachTarget(
     assert.ok(st.counters.records_written! + twice >= 80);
   },
   {
-    wrapTarget: (t: Target): Target => (gate = new GateTarget(t)),
+    // only the next target made closes (the one after the restart stays open)
+    wrapTarget: (t: Target): Target => {
+      gate = new GateTarget(t);
+      gate.closeAfter = nextCloseAfter;
+      nextCloseAfter = Infinity;
+      return gate;
+    },
   },
 );
 

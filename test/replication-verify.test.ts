@@ -223,6 +223,36 @@ forEachTarget(
 );
 
 forEachTarget(
+  'a verify right after delivery judges what was delivered, before the cursor is persisted',
+  async (env) => {
+    await env.storage.createBucket('src');
+    await env.replicate('r');
+    // checkpoints are written at most every 100 ms: rounds this quick verify before most of them
+    for (let k = 1; k <= 6; k++) {
+      await writeRecords(env.storage, 'a', 1, BigInt(k) * 1000n);
+      await waitFor(
+        () => {
+          const st = statusOf(env.manager, 'r');
+          return st.pending_records === 0 && st.cursor_lsn === env.storage.changes.lastLsn();
+        },
+        { message: `round ${k} delivered` },
+      );
+      const r = await verify(env);
+      assert.equal(r.totals.in_flight, 0, `round ${k}: delivered records are not in flight`);
+      assert.equal(r.totals.source_records, k);
+      assert.equal(r.outcome, 'clean');
+      if (k === 3) {
+        await env.dst.bucket('dst').updateLabels('a', 2000n, { n: 'changed' });
+        const found = await verify(env);
+        assert.equal(found.outcome, 'differences');
+        assert.deepEqual(totalsOf(found), { missing: 0, extra: 0, different: 1 });
+        await verify(env, { repair: true });
+      }
+    }
+  },
+);
+
+forEachTarget(
   'drop_oldest overflow: needs_verify is set, and a verify with repair clears it',
   async (env) => {
     await env.storage.createBucket('src', {

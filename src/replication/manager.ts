@@ -702,10 +702,15 @@ export class ReplicationManager {
       // the peer first: it may refuse (unknown remote) before a target's pool exists
       peer: this.newPeer(def.settings),
       target: this.makeTarget(name, def.settings),
-      deliveredLsn: async () =>
-        (await this.checkpoints(name).load())?.lsn ??
-        this.storage.changes.getSlot(ReplicationTask.slotName(name))?.lsn ??
-        0n,
+      // the live cursor: what the destination acknowledged, before the checkpoint catches up
+      deliveredLsn: async () => {
+        const persisted =
+          (await this.checkpoints(name).load())?.lsn ??
+          this.storage.changes.getSlot(ReplicationTask.slotName(name))?.lsn ??
+          0n;
+        const live = this.tasks.get(name)?.deliveredLsn ?? 0n;
+        return live > persisted ? live : persisted;
+      },
       createdLsn: () => loadCopyOrigin(this.config.dataPath, name),
       needsVerifyReason: () => {
         const st = this.tasks.get(name)?.status();

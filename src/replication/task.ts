@@ -520,6 +520,11 @@ export class ReplicationTask {
     return this.copy.completed;
   }
 
+  /** The log position up to which every change was acknowledged by the destination (or skipped). */
+  get deliveredLsn(): bigint {
+    return this.cursor;
+  }
+
   /** The `status` object of GET (replication.md §9). A pure read: changes nothing. */
   status(): Record<string, unknown> {
     const now = Date.now();

@@ -8,8 +8,8 @@
  * What is compared: per source entry in scope (patterns, `$meta` children, `when` on metadata; a
  * stateful `when` cannot be verified), the destination entry with `dst_prefix`, from the source
  * entry's oldest record (each side keeps its own retention: what the source evicted is not extra
- * at the destination) or from `start`, up to `stop`. Changes after the replication's persisted
- * cursor are in flight and not judged.
+ * at the destination) or from `start`, up to `stop`. Changes after the replication's delivered
+ * cursor (acknowledged by the destination, persisted or not yet) are in flight and not judged.
  */
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -39,7 +39,7 @@ export interface VerifySubject {
   target: Target;
   /** The destination to compare with; closed after the verification. */
   peer: VerifyPeer;
-  /** The replication's persisted cursor: every change up to it was delivered (or skipped). */
+  /** The replication's delivered cursor: every change up to it was acknowledged (or skipped). */
   deliveredLsn(): Promise<bigint>;
   /** The source's log position when the replication was created (verify-origin.ts). */
   createdLsn(): Promise<bigint | undefined>;
