@@ -14,6 +14,7 @@ import {
   formatLabelValue,
   checkLabelName,
   forEachHeader,
+  headerPairs,
   splitLabelList,
   type HeaderSource,
 } from './batch-v1.js';
@@ -381,4 +382,31 @@ export function encodeV2Batch(records: readonly V2OutRecord[]): V2EncodedBatch {
 /** Per-record error header of a v2 batch: `x-reduct-error-<i>-<delta>: <status>,<message>`. */
 export function v2ErrorHeader(entryIndex: number, delta: bigint, err: FerryError): [string, string] {
   return [`x-reduct-error-${entryIndex}-${delta}`, errorHeaderValue(err)];
+}
+
+const ERROR_HEADER = /^x-reduct-error-(\d+)-(\d+)$/;
+
+/** Key of a record in {@link parseV2ErrorHeaders}: entry index and delta. */
+export const v2RecordKey = (entryIndex: number, delta: bigint): string => `${entryIndex}-${delta}`;
+
+/**
+ * Parses the `x-reduct-error-<i>-<delta>` headers of a v2 batch response (for replication
+ * senders), keyed by {@link v2RecordKey}.
+ */
+export function parseV2ErrorHeaders(headers: HeaderSource): Map<string, FerryError> {
+  const out = new Map<string, FerryError>();
+  for (const [rawName, value] of headerPairs(headers)) {
+    const m = ERROR_HEADER.exec(rawName.toLowerCase());
+    if (m === null) continue;
+    const delta = parseU64(m[2]!);
+    const index = Number(m[1]);
+    if (delta === undefined || !Number.isSafeInteger(index)) continue;
+    const comma = value.indexOf(',');
+    const status = Number.parseInt(comma < 0 ? value : value.slice(0, comma), 10);
+    out.set(
+      v2RecordKey(index, delta),
+      new FerryError(Number.isFinite(status) ? status : 500, comma < 0 ? '' : value.slice(comma + 1)),
+    );
+  }
+  return out;
 }

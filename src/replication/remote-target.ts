@@ -13,12 +13,14 @@ import type { Dispatcher, Pool } from 'undici';
 import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { encodeV1UpdateHeaders, encodeV1Value, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
+import { encodeV2Batch, parseV2ErrorHeaders, v2RecordKey } from '../protocol/batch-v2.js';
 import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
 import { HANDSHAKE_TIMEOUT, IDENTITY_MISMATCH, PROXY_REFUSED } from './remote-connector.js';
 import type { RemoteEndpoint } from './remotes.js';
 import { headerValueProblem, type Compression, type TargetSettings } from './settings.js';
+import { WriteCoalescer, type CoalescedCall } from './write-coalescer.js';
 import {
   batchBody,
   smallBatchBody,
@@ -26,6 +28,7 @@ import {
   classifyStatus,
   labelChanges,
   missingBucketError,
+  SMALL_PAYLOAD,
   TargetError,
   type ItemOutcome,
   type ShipRecord,
@@ -98,6 +101,18 @@ function transportError(e: unknown): TargetError {
 const MAX_RECORDS_PER_REQUEST = 900;
 const MAX_RECORDS_WITH_DIGESTS = 450;
 
+/**
+ * Writes of several entries started together are joined into one v2 request (write-coalescer.ts)
+ * when each is at most this many records and bytes, of payloads up to `SMALL_PAYLOAD`; larger ones
+ * (an initial copy's slices) keep requests of their own, in parallel over the pool's connections.
+ */
+const MAX_COALESCED_CALL_RECORDS = 128;
+const MAX_COALESCED_CALL_BYTES = 256 * 1024;
+/** A joined request holds at most this many payload bytes (its records: `MAX_RECORDS_PER_REQUEST`). */
+const MAX_COALESCED_BYTES = 1024 * 1024;
+/** Batch protocol v2 (multi-entry writes) exists from API 1.18. */
+const V2_API_MINOR = 18;
+
 const PRESENT_PREFIX = 'x-ferry-present-';
 const WRITTEN: ItemOutcome = Object.freeze({ kind: 'written' });
 
@@ -150,6 +165,12 @@ export class RemoteTarget implements Target {
   private abort = new AbortController();
   /** Why this target can never work as configured (checked again here for stored definitions). */
   private readonly unusable: string | null = null;
+  /** Joins first sends of small writes of several entries (a Ferry destination only). */
+  private readonly coalescer = new WriteCoalescer<ShipRecord, ItemOutcome | Conflict>(
+    (origin, calls) => this.writeEntries(origin, calls),
+    { records: MAX_RECORDS_PER_REQUEST, bytes: MAX_COALESCED_BYTES },
+    (r) => r.size,
+  );
 
   constructor(private readonly opts: RemoteTargetOptions | SharedRemoteTargetOptions) {
     if ('url' in opts) {
@@ -176,9 +197,9 @@ export class RemoteTarget implements Target {
     return { url: ep.url, token: ep.token, dispatcher: ep.dispatcher, origin: ep.url.origin };
   }
 
-  /** Request path of the destination bucket. */
-  private bucketPath(c: Connection): string {
-    return `${basePath(c.url)}/api/v1/b/${encodeURIComponent(this.opts.dstBucket)}`;
+  /** Request path of the destination bucket (`io`: its batch protocol v2 path, api.md §11). */
+  private bucketPath(c: Connection, io = false): string {
+    return `${basePath(c.url)}/api/v1/${io ? 'io' : 'b'}/${encodeURIComponent(this.opts.dstBucket)}`;
   }
 
   private newPool(opts: RemoteTargetOptions): Pool {
@@ -204,19 +225,23 @@ export class RemoteTarget implements Target {
     if (m) this.apiMinor = Number(m[1]) > 1 ? 1000 : Number(m[2]);
   }
 
-  /** One request; `path` is relative to the destination bucket ('' = the bucket itself). */
+  /**
+   * One request; `path` is relative to the destination bucket ('' = the bucket itself), or with
+   * `io` to its v2 path (`/write`).
+   */
   private async request(
     method: 'GET' | 'HEAD' | 'POST' | 'PATCH',
     path: string,
     headers: Record<string, string> | string[],
     body?: Readable | Buffer | string,
+    io = false,
   ) {
     const c = this.connection();
     try {
       const res = await c.dispatcher.request({
         ...(c.origin ? { origin: c.origin } : {}),
         method,
-        path: this.bucketPath(c) + path,
+        path: this.bucketPath(c, io) + path,
         headers: this.headers(c.token, headers),
         body: body ?? null,
         signal: this.abort.signal,
@@ -287,7 +312,7 @@ export class RemoteTarget implements Target {
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     // stay below the destination's header count limit: one request per slice
     const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
-    const outcomes = (await Promise.all(slices.map((r) => this.writeOne(entry, r, false)))).flat();
+    const outcomes = (await Promise.all(slices.map((r) => this.firstSend(entry, r)))).flat();
     // Conflicts are rare (a re-send after a crash or a failed request): only then are the records
     // sent again with their content digests, so that a Ferry destination can tell "already
     // present" from a real conflict without a read-back, and first sends carry half the headers.
@@ -314,6 +339,106 @@ export class RemoteTarget implements Target {
     return outcomes as ItemOutcome[];
   }
 
+  /** The first send of a slice: joined with other entries' writes when it can be (a Ferry destination). */
+  private firstSend(entry: string, records: readonly ShipRecord[]): Promise<Array<ItemOutcome | Conflict>> {
+    return this.coalescible(records)
+      ? this.coalescer.submit(this.originOf(records), entry, records)
+      : this.writeOne(entry, records, false);
+  }
+
+  /**
+   * Whether a write may travel in a joined v2 request: the destination is Ferry (it sent its
+   * instance id) with v2, the write is small, and no label has an empty value (v2's `k=` deletes
+   * a label, so such a label could not be sent).
+   */
+  private coalescible(records: readonly ShipRecord[]): boolean {
+    if (this.instanceId === '' || this.apiMinor < V2_API_MINOR) return false;
+    if (records.length > MAX_COALESCED_CALL_RECORDS) return false;
+    let bytes = 0;
+    for (const r of records) {
+      if (r.size > SMALL_PAYLOAD) return false;
+      bytes += r.size;
+      for (const k in r.labels) if (r.labels[k] === '') return false;
+    }
+    return bytes <= MAX_COALESCED_CALL_BYTES;
+  }
+
+  /**
+   * Writes of several entries (same origin) in one v2 request (`POST /io/{bucket}/write`); a lone
+   * one goes as a v1 batch. Outcomes per call, as `writeOne` gives them.
+   */
+  private async writeEntries(
+    origin: string,
+    calls: readonly CoalescedCall<ShipRecord>[],
+  ): Promise<Array<Array<ItemOutcome | Conflict>>> {
+    if (calls.length === 1) return [await this.writeOne(calls[0]!.entry, calls[0]!.records, false)];
+    const flat: Array<{ entry: string; r: ShipRecord }> = [];
+    for (const c of calls) for (const r of c.records) flat.push({ entry: c.entry, r });
+    const enc = encodeV2Batch(
+      flat.map(({ entry, r }) => ({
+        entry,
+        ts: r.ts,
+        size: r.size,
+        contentType: r.contentType,
+        labels: r.labels,
+      })),
+    );
+    const headers: string[] = ['content-type', 'application/octet-stream', 'x-ferry-origin', origin];
+    for (const k in enc.headers) headers.push(k, enc.headers[k]!);
+    const ordered = enc.order.map((i) => flat[i]!.r);
+    const body = await this.body(ordered, enc.totalSize, headers);
+    const res = await this.request('POST', '/write', headers, body, true);
+    await res.body.dump();
+    if (res.statusCode !== 200) {
+      const all = this.refused(res.statusCode, res.headers, 'Batch write refused', ordered);
+      return calls.map((c) => c.records.map(() => all[0]!));
+    }
+    this.available = true;
+    const errors = parseV2ErrorHeaders(res.headers);
+    if (errors.size === 0) return calls.map((c) => c.records.map(() => WRITTEN));
+    const retryAfter = parseRetryAfter(res.headers['retry-after']);
+    const index = new Map(enc.entries.map((e, i) => [e, i]));
+    return calls.map((c) => {
+      const i = index.get(c.entry)!;
+      return c.records.map((r) => this.outcomeOf(errors.get(v2RecordKey(i, r.ts - enc.startTs)), retryAfter));
+    });
+  }
+
+  /**
+   * The body of a batch write of `records` (payloads in this order), compressed when the
+   * replication asks for it and the destination can; adds the matching headers to `headers`.
+   */
+  private async body(
+    records: readonly ShipRecord[],
+    total: number,
+    headers: string[],
+  ): Promise<Readable | Buffer> {
+    const encoding =
+      this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
+    if (encoding) {
+      headers.push('content-encoding', encoding);
+      return compressBody(batchBody(records), encoding);
+    }
+    headers.push('content-length', String(total));
+    return (await smallBatchBody(records)) ?? Readable.from(batchBody(records), { objectMode: false });
+  }
+
+  /** A record's outcome from its per-record error header (none: written); 409 is left to the caller. */
+  private outcomeOf(
+    err: { status: number; message: string } | undefined,
+    retryAfter: number | undefined,
+  ): ItemOutcome | Conflict {
+    if (!err) return WRITTEN;
+    const message = boundMessage(err.message);
+    if (err.status === 409) return { kind: 'conflict', message };
+    // per-record 404 = the bucket disappeared: re-create it and retry instead of dropping
+    if (err.status === 404) {
+      this.available = false;
+      return { kind: 'temporary', status: 404, message };
+    }
+    return classifyStatus(err.status, message, retryAfter);
+  }
+
   /** One v1 batch request; a per-record 409 is returned as `conflict` for the caller to resolve. */
   private async writeOne(
     entry: string,
@@ -332,16 +457,7 @@ export class RemoteTarget implements Target {
       if (digests) headers.push(`x-ferry-digest-${r.ts}`, r.digest.toString('hex'));
       total += r.size;
     }
-    let body: Readable | Buffer;
-    const encoding =
-      this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
-    if (encoding) {
-      headers.push('content-encoding', encoding);
-      body = compressBody(batchBody(records), encoding);
-    } else {
-      headers.push('content-length', String(total));
-      body = (await smallBatchBody(records)) ?? Readable.from(batchBody(records), { objectMode: false });
-    }
+    const body = await this.body(records, total, headers);
     const res = await this.request('POST', `${this.entryPath(entry)}/batch`, headers, body);
     await res.body.dump();
     if (res.statusCode !== 200)
@@ -354,18 +470,11 @@ export class RemoteTarget implements Target {
     for (const k of Object.keys(res.headers))
       if (k.startsWith(PRESENT_PREFIX)) present.add(k.slice(PRESENT_PREFIX.length));
     if (present.size === 0 && errors.size === 0) return records.map(() => WRITTEN);
-    return records.map((r): ItemOutcome | Conflict => {
-      if (present.size > 0 && present.has(String(r.ts))) return { kind: 'present' };
-      const err = errors.get(r.ts);
-      if (!err) return { kind: 'written' };
-      if (err.status === 409) return { kind: 'conflict', message: err.message };
-      // per-record 404 = the bucket disappeared: re-create it and retry instead of dropping
-      if (err.status === 404) {
-        this.available = false;
-        return { kind: 'temporary', status: 404, message: err.message };
-      }
-      return classifyStatus(err.status, err.message, retryAfter);
-    });
+    return records.map((r): ItemOutcome | Conflict =>
+      present.size > 0 && present.has(String(r.ts))
+        ? { kind: 'present' }
+        : this.outcomeOf(errors.get(r.ts), retryAfter),
+    );
   }
 
   /**

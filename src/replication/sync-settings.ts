@@ -17,6 +17,12 @@ export const SYNC_DEFAULTS: SyncSettings = { timeout_ms: 2000, on_timeout: 'fail
  */
 export const SYNC_CONNECTIONS = 16;
 
+/**
+ * Entries of one window a sync replication delivers at once: a Ferry destination gets the small
+ * ones joined into few requests (write-coalescer.ts), so they need not wait for a connection each.
+ */
+export const SYNC_GROUPS = 128;
+
 const invalid = (field: string, why: string): FerryError =>
   Errors.unprocessable(`Invalid replication setting '${field}': ${why}`);
 
