@@ -131,6 +131,16 @@ function eachLabel(raw: string, strict: boolean, fn: (key: string, value: string
   }
 }
 
+/**
+ * Whether `formatLabelValue(value)` parses back to `value` in a header list: a value that starts
+ * with a double quote, or holds both a comma and a double quote, cannot be written there (the
+ * grammar has no escape); such labels travel in headers of their own (`x-reduct-label-<name>`).
+ */
+export function listCarriesValue(value: string): boolean {
+  if (value.startsWith('"')) return false;
+  return !(value.includes('"') && value.includes(','));
+}
+
 /** Formats one label value for a header list: quoted when it contains a comma. */
 export function formatLabelValue(value: string): string {
   return value.includes(',') ? `"${value}"` : value;

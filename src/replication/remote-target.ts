@@ -12,9 +12,15 @@ import { Readable } from 'node:stream';
 import type { Dispatcher, Pool } from 'undici';
 import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
-import { encodeV1UpdateHeaders, encodeV1Value, parseV1ErrorHeaders } from '../protocol/batch-v1.js';
+import {
+  encodeV1UpdateHeaders,
+  encodeV1Value,
+  listCarriesValue,
+  parseV1ErrorHeaders,
+} from '../protocol/batch-v1.js';
 import { encodeV2Batch, parseV2ErrorHeaders, v2RecordKey } from '../protocol/batch-v2.js';
 import { stringifyJson } from '../protocol/json.js';
+import type { Labels } from '../storage/types.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
 import { HANDSHAKE_TIMEOUT, IDENTITY_MISMATCH, PROXY_REFUSED } from './remote-connector.js';
@@ -138,6 +144,12 @@ function recordErrors(h: IncomingHttpHeaders): Map<bigint, { status: number; mes
   for (const [ts, e] of parseV1ErrorHeaders(h))
     out.set(ts, { status: e.status, message: boundMessage(e.message) });
   return out;
+}
+
+/** Every label value can be written in a batch header list (see `listCarriesValue`). */
+function listCarries(labels: Labels): boolean {
+  for (const k in labels) if (!listCarriesValue(labels[k]!)) return false;
+  return true;
 }
 
 const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
@@ -310,6 +322,19 @@ export class RemoteTarget implements Target {
   }
 
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    // records with labels a header list cannot carry go one by one, the rest in batches
+    const awkward = records.filter((r) => !listCarries(r.labels));
+    if (awkward.length > 0) {
+      const batched = records.filter((r) => listCarries(r.labels));
+      const [a, b] = await Promise.all([
+        Promise.all(awkward.map((r) => this.writeSingle(entry, r))),
+        batched.length > 0 ? this.write(entry, batched) : Promise.resolve([]),
+      ]);
+      const byTs = new Map<bigint, ItemOutcome>();
+      awkward.forEach((r, i) => byTs.set(r.ts, a[i]!));
+      batched.forEach((r, i) => byTs.set(r.ts, b[i]!));
+      return records.map((r) => byTs.get(r.ts)!);
+    }
     // stay below the destination's header count limit: one request per slice
     const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
     const outcomes = (await Promise.all(slices.map((r) => this.firstSend(entry, r)))).flat();
@@ -337,6 +362,36 @@ export class RemoteTarget implements Target {
     );
     conflicts.forEach((i, k) => (outcomes[i] = verified[k]!));
     return outcomes as ItemOutcome[];
+  }
+
+  /**
+   * One record as a single write (`POST /b/{bucket}/{entry}?ts=`, labels in `x-reduct-label-*`
+   * headers of their own): for labels a batch header list cannot carry. A 409 is resolved by
+   * reading the stored record back (a digest re-send would be a batch again).
+   */
+  private async writeSingle(entry: string, r: ShipRecord): Promise<ItemOutcome> {
+    const headers: string[] = [
+      'content-type',
+      r.contentType === '' ? 'application/octet-stream' : r.contentType,
+      'x-ferry-origin',
+      this.originOf([r]),
+      'content-length',
+      String(r.size),
+    ];
+    for (const k in r.labels) headers.push(`x-reduct-label-${k}`, r.labels[k]!);
+    const body = (await smallBatchBody([r])) ?? Readable.from(batchBody([r]), { objectMode: false });
+    const res = await this.request('POST', `${this.entryPath(entry)}?ts=${r.ts}`, headers, body);
+    await res.body.dump();
+    if (res.statusCode === 200) {
+      this.available = true;
+      return WRITTEN;
+    }
+    const message = boundMessage(header(res.headers, 'x-reduct-error') ?? `HTTP ${res.statusCode}`);
+    if (res.statusCode === 409) {
+      this.available = true;
+      return this.verifyExisting(entry, r, message);
+    }
+    return this.refused(res.statusCode, res.headers, 'Write refused', [r])[0]!;
   }
 
   /** The first send of a slice: joined with other entries' writes when it can be (a Ferry destination). */
@@ -519,8 +574,43 @@ export class RemoteTarget implements Target {
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    const awkward = records.filter((r) => !listCarries(r.labels));
+    if (awkward.length > 0) {
+      const listed = records.filter((r) => listCarries(r.labels));
+      const [a, b] = await Promise.all([
+        Promise.all(awkward.map((r) => this.updateSingle(entry, r))),
+        listed.length > 0 ? this.update(entry, listed) : Promise.resolve([]),
+      ]);
+      const byTs = new Map<bigint, ItemOutcome>();
+      awkward.forEach((r, i) => byTs.set(r.ts, a[i]!));
+      listed.forEach((r, i) => byTs.set(r.ts, b[i]!));
+      return records.map((r) => byTs.get(r.ts)!);
+    }
     const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
     return (await Promise.all(slices.map((r) => this.updateOne(entry, r)))).flat();
+  }
+
+  /** One label update as `PATCH /b/{bucket}/{entry}?ts=` (an empty header value removes a label). */
+  private async updateSingle(entry: string, r: ShipRecord): Promise<ItemOutcome> {
+    const headers: string[] = ['x-ferry-origin', this.originOf([r])];
+    const changes = labelChanges(r);
+    for (const k in changes) headers.push(`x-reduct-label-${k}`, changes[k] ?? '');
+    const res = await this.request('PATCH', `${this.entryPath(entry)}?ts=${r.ts}`, headers);
+    await res.body.dump();
+    if (res.statusCode === 200) {
+      this.available = true;
+      return WRITTEN;
+    }
+    if (res.statusCode === 404) {
+      const message = header(res.headers, 'x-reduct-error') ?? '';
+      if (/^Bucket /.test(message)) {
+        this.available = false;
+        return { kind: 'temporary', status: 404, message: boundMessage(message) };
+      }
+      this.available = true;
+      return { kind: 'missing' };
+    }
+    return this.refused(res.statusCode, res.headers, 'Label update refused', [r])[0]!;
   }
 
   private async updateOne(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
