@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WriteCoalescer, type CoalescedCall } from '../src/replication/write-coalescer.js';
-import { forEachTarget, readText, statusOf } from './helpers/replication-env.js';
+import { forEachTarget, readText, statusOf, type ReplEnv } from './helpers/replication-env.js';
 import { waitFor } from './helpers/wait.js';
 
 type Rec = { id: string; size: number };
@@ -120,13 +120,14 @@ async function postsOf(url: string, token: string, family: string): Promise<numb
   return n;
 }
 
-forEachTarget(
-  'writes of many entries shipped together arrive whole, in few requests to a Ferry destination',
-  async (env) => {
+/** Many entries written while paused, then shipped at once; `extra`: more replication settings. */
+function joinedScenario(extra: Record<string, unknown>) {
+  return async (env: ReplEnv): Promise<void> => {
     await env.replicate('r', {
       mode: 'paused',
       replication_type: 'sync',
       sync: { timeout_ms: 5000, on_timeout: 'fail' },
+      ...extra,
     });
     const src = env.storage.bucket('src');
     const expected = new Map<
@@ -190,8 +191,15 @@ forEachTarget(
       assert.equal(v1, 2, `${v1} v1 requests`);
       assert.ok(v2 >= 1 && v2 <= 8, `${v2} v2 requests for ${ENTRIES - 2} entries`);
     }
-  },
+  };
+}
+
+forEachTarget(
+  'writes of many entries shipped together arrive whole, in few requests to a Ferry destination',
+  joinedScenario({}),
 );
+
+forEachTarget('joined writes arrive whole with a compressed body', joinedScenario({ compression: 'zstd' }));
 
 forEachTarget('a joined write sent again after a lost answer finds its records present', async (env) => {
   await env.replicate('r', { mode: 'paused' });
