@@ -6,19 +6,19 @@
  */
 import { createGzip } from 'node:zlib';
 import { Readable, pipeline } from 'node:stream';
-import { init as zstdInit, compress as zstdCompress } from '@bokuweb/zstd-wasm';
+import { compress as zstdCompress } from '@bokuweb/zstd-wasm';
+import { zstdReady } from '../storage/compressed-block.js';
 
 const ZSTD_CHUNK = 1024 * 1024;
 const ZSTD_LEVEL = 3;
-
-let zstdReady: Promise<void> | null = null;
 
 /** Encodings a replication may send. */
 export type BodyEncoding = 'gzip' | 'zstd';
 
 async function* zstdFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  zstdReady ??= zstdInit();
-  await zstdReady;
+  // one instance per thread, shared with block compression: a second init() replaces the
+  // module's memory under the other's feet (reads of compressed blocks then fail for good)
+  await zstdReady();
   let parts: Buffer[] = [];
   let size = 0;
   for await (const chunk of source) {
