@@ -6,25 +6,38 @@
  * (it sends an instance id) gets them once more with per-record `x-ferry-digest-<ts>`, applies them
  * idempotently and answers `x-ferry-present-<ts>: 1`; for a plain ReductStore, and for any record
  * still in conflict, the existing record is read back and compared (size, then SHA-256 prefix).
+ * Small writes of several entries started together go to a Ferry destination as one batch-v2
+ * request (write-coalescer.ts); records whose label values no batch header list can carry travel
+ * as single-record writes and updates (`x-reduct-label-*` headers).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Dispatcher, Pool } from 'undici';
 import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
-import {
-  encodeV1UpdateHeaders,
-  encodeV1Value,
-  listCarriesValue,
-  parseV1ErrorHeaders,
-} from '../protocol/batch-v1.js';
-import { encodeV2Batch, parseV2ErrorHeaders, v2RecordKey } from '../protocol/batch-v2.js';
+import { encodeV1UpdateHeaders, encodeV1Value } from '../protocol/batch-v1.js';
+import { parseV2ErrorHeaders } from '../protocol/batch-v2.js';
 import { stringifyJson } from '../protocol/json.js';
-import type { Labels } from '../storage/types.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
-import { HANDSHAKE_TIMEOUT, IDENTITY_MISMATCH, PROXY_REFUSED } from './remote-connector.js';
 import type { RemoteEndpoint } from './remotes.js';
+import {
+  coalescible,
+  encodePath,
+  header,
+  listCarries,
+  MAX_COALESCED_BYTES,
+  MAX_RECORDS_PER_REQUEST,
+  MAX_RECORDS_WITH_DIGESTS,
+  PRESENT_PREFIX,
+  recordErrors,
+  sliceRecords,
+  transportError,
+  v2RecordErrors,
+  v2WriteRequest,
+  WRITTEN,
+  type Conflict,
+} from './remote-wire.js';
 import { headerValueProblem, type Compression, type TargetSettings } from './settings.js';
 import { WriteCoalescer, type CoalescedCall } from './write-coalescer.js';
 import {
@@ -34,7 +47,6 @@ import {
   classifyStatus,
   labelChanges,
   missingBucketError,
-  SMALL_PAYLOAD,
   TargetError,
   type ItemOutcome,
   type ShipRecord,
@@ -75,84 +87,26 @@ export interface RemoteTargetOptions extends CommonOptions {
   timeoutMs: number;
 }
 
-const header = (h: IncomingHttpHeaders, name: string): string | undefined => {
-  const v = h[name];
-  return Array.isArray(v) ? v[0] : v;
-};
-
-/** Negative client codes of api.md §3.5 for transport failures. */
-function transportError(e: unknown): TargetError {
-  const err = e as NodeJS.ErrnoException & { code?: string };
-  const code = err?.code ?? '';
-  // refusals of a remote's connector: their messages say everything already
-  if (code === IDENTITY_MISMATCH || code === PROXY_REFUSED) return new TargetError(-3, err.message, true);
-  if (code === HANDSHAKE_TIMEOUT) return new TargetError(-2, `Timeout: ${err.message}`, true);
-  const timeout =
-    code === 'UND_ERR_CONNECT_TIMEOUT' ||
-    code === 'UND_ERR_HEADERS_TIMEOUT' ||
-    code === 'UND_ERR_BODY_TIMEOUT';
-  const status = timeout ? -2 : code.startsWith('E') || code.startsWith('UND_ERR') ? -3 : -1;
-  return new TargetError(
-    status,
-    `${timeout ? 'Timeout' : 'Connection error'}: ${err?.message ?? String(e)}`,
-    true,
-  );
-}
-
 /**
- * Records per request. Node's HTTP server keeps only about 1000 request headers by default and
- * drops the rest silently, and each record takes one header (two with its digest), so larger
- * batches are split into several requests.
+ * Outcomes of `records` when those whose labels no header list can carry go one by one (`single`)
+ * and the rest together (`batch`), in the order of `records`.
  */
-const MAX_RECORDS_PER_REQUEST = 900;
-const MAX_RECORDS_WITH_DIGESTS = 450;
-
-/**
- * Writes of several entries started together are joined into one v2 request (write-coalescer.ts)
- * when each is at most this many records and bytes, of payloads up to `SMALL_PAYLOAD`; larger ones
- * (an initial copy's slices) keep requests of their own, in parallel over the pool's connections.
- */
-const MAX_COALESCED_CALL_RECORDS = 128;
-const MAX_COALESCED_CALL_BYTES = 256 * 1024;
-/** A joined request holds at most this many payload bytes (its records: `MAX_RECORDS_PER_REQUEST`). */
-const MAX_COALESCED_BYTES = 1024 * 1024;
-/** Batch protocol v2 (multi-entry writes) exists from API 1.18. */
-const V2_API_MINOR = 18;
-
-const PRESENT_PREFIX = 'x-ferry-present-';
-const WRITTEN: ItemOutcome = Object.freeze({ kind: 'written' });
-
-/** A per-record 409, resolved by the caller (digest re-send or read-back). */
-interface Conflict {
-  kind: 'conflict';
-  message: string;
+async function splitAwkward(
+  records: readonly ShipRecord[],
+  single: (r: ShipRecord) => Promise<ItemOutcome>,
+  batch: (rest: readonly ShipRecord[]) => Promise<ItemOutcome[]>,
+): Promise<ItemOutcome[]> {
+  const awkward = records.filter((r) => !listCarries(r.labels));
+  const rest = records.filter((r) => listCarries(r.labels));
+  const [a, b] = await Promise.all([
+    Promise.all(awkward.map(single)),
+    rest.length > 0 ? batch(rest) : Promise.resolve([]),
+  ]);
+  const byTs = new Map<bigint, ItemOutcome>();
+  awkward.forEach((r, i) => byTs.set(r.ts, a[i]!));
+  rest.forEach((r, i) => byTs.set(r.ts, b[i]!));
+  return records.map((r) => byTs.get(r.ts)!);
 }
-
-/** Splits into the fewest slices of at most `max` records, of about equal size. */
-function sliceRecords(records: readonly ShipRecord[], max: number): Array<readonly ShipRecord[]> {
-  if (records.length <= max) return [records];
-  const n = Math.ceil(records.length / max);
-  const per = Math.ceil(records.length / n);
-  const out: Array<readonly ShipRecord[]> = [];
-  for (let i = 0; i < records.length; i += per) out.push(records.slice(i, i + per));
-  return out;
-}
-
-/** Per-record errors of a batch answer, with the destination's messages bounded. */
-function recordErrors(h: IncomingHttpHeaders): Map<bigint, { status: number; message: string }> {
-  const out = new Map<bigint, { status: number; message: string }>();
-  for (const [ts, e] of parseV1ErrorHeaders(h))
-    out.set(ts, { status: e.status, message: boundMessage(e.message) });
-  return out;
-}
-
-/** Every label value can be written in a batch header list (see `listCarriesValue`). */
-function listCarries(labels: Labels): boolean {
-  for (const k in labels) if (!listCarriesValue(labels[k]!)) return false;
-  return true;
-}
-
-const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
 
 /** Where requests go now: base URL, token and the pool (own, or the remote's shared one). */
 interface Connection {
@@ -323,18 +277,12 @@ export class RemoteTarget implements Target {
 
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     // records with labels a header list cannot carry go one by one, the rest in batches
-    const awkward = records.filter((r) => !listCarries(r.labels));
-    if (awkward.length > 0) {
-      const batched = records.filter((r) => listCarries(r.labels));
-      const [a, b] = await Promise.all([
-        Promise.all(awkward.map((r) => this.writeSingle(entry, r))),
-        batched.length > 0 ? this.write(entry, batched) : Promise.resolve([]),
-      ]);
-      const byTs = new Map<bigint, ItemOutcome>();
-      awkward.forEach((r, i) => byTs.set(r.ts, a[i]!));
-      batched.forEach((r, i) => byTs.set(r.ts, b[i]!));
-      return records.map((r) => byTs.get(r.ts)!);
-    }
+    if (!records.every((r) => listCarries(r.labels)))
+      return splitAwkward(
+        records,
+        (r) => this.writeSingle(entry, r),
+        (rest) => this.write(entry, rest),
+      );
     // stay below the destination's header count limit: one request per slice
     const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
     const outcomes = (await Promise.all(slices.map((r) => this.firstSend(entry, r)))).flat();
@@ -396,26 +344,9 @@ export class RemoteTarget implements Target {
 
   /** The first send of a slice: joined with other entries' writes when it can be (a Ferry destination). */
   private firstSend(entry: string, records: readonly ShipRecord[]): Promise<Array<ItemOutcome | Conflict>> {
-    return this.coalescible(records)
+    return coalescible(records, this.instanceId, this.apiMinor)
       ? this.coalescer.submit(this.originOf(records), entry, records)
       : this.writeOne(entry, records, false);
-  }
-
-  /**
-   * Whether a write may travel in a joined v2 request: the destination is Ferry (it sent its
-   * instance id) with v2, the write is small, and no label has an empty value (v2's `k=` deletes
-   * a label, so such a label could not be sent).
-   */
-  private coalescible(records: readonly ShipRecord[]): boolean {
-    if (this.instanceId === '' || this.apiMinor < V2_API_MINOR) return false;
-    if (records.length > MAX_COALESCED_CALL_RECORDS) return false;
-    let bytes = 0;
-    for (const r of records) {
-      if (r.size > SMALL_PAYLOAD) return false;
-      bytes += r.size;
-      for (const k in r.labels) if (r.labels[k] === '') return false;
-    }
-    return bytes <= MAX_COALESCED_CALL_BYTES;
   }
 
   /**
@@ -427,20 +358,7 @@ export class RemoteTarget implements Target {
     calls: readonly CoalescedCall<ShipRecord>[],
   ): Promise<Array<Array<ItemOutcome | Conflict>>> {
     if (calls.length === 1) return [await this.writeOne(calls[0]!.entry, calls[0]!.records, false)];
-    const flat: Array<{ entry: string; r: ShipRecord }> = [];
-    for (const c of calls) for (const r of c.records) flat.push({ entry: c.entry, r });
-    const enc = encodeV2Batch(
-      flat.map(({ entry, r }) => ({
-        entry,
-        ts: r.ts,
-        size: r.size,
-        contentType: r.contentType,
-        labels: r.labels,
-      })),
-    );
-    const headers: string[] = ['content-type', 'application/octet-stream', 'x-ferry-origin', origin];
-    for (const k in enc.headers) headers.push(k, enc.headers[k]!);
-    const ordered = enc.order.map((i) => flat[i]!.r);
+    const { enc, ordered, headers } = v2WriteRequest(origin, calls);
     const body = await this.body(ordered, enc.totalSize, headers);
     const res = await this.request('POST', '/write', headers, body, true);
     await res.body.dump();
@@ -452,11 +370,9 @@ export class RemoteTarget implements Target {
     const errors = parseV2ErrorHeaders(res.headers);
     if (errors.size === 0) return calls.map((c) => c.records.map(() => WRITTEN));
     const retryAfter = parseRetryAfter(res.headers['retry-after']);
-    const index = new Map(enc.entries.map((e, i) => [e, i]));
-    return calls.map((c) => {
-      const i = index.get(c.entry)!;
-      return c.records.map((r) => this.outcomeOf(errors.get(v2RecordKey(i, r.ts - enc.startTs)), retryAfter));
-    });
+    return v2RecordErrors(calls, enc, errors).map((list) =>
+      list.map((err) => this.outcomeOf(err, retryAfter)),
+    );
   }
 
   /**
@@ -574,18 +490,12 @@ export class RemoteTarget implements Target {
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
-    const awkward = records.filter((r) => !listCarries(r.labels));
-    if (awkward.length > 0) {
-      const listed = records.filter((r) => listCarries(r.labels));
-      const [a, b] = await Promise.all([
-        Promise.all(awkward.map((r) => this.updateSingle(entry, r))),
-        listed.length > 0 ? this.update(entry, listed) : Promise.resolve([]),
-      ]);
-      const byTs = new Map<bigint, ItemOutcome>();
-      awkward.forEach((r, i) => byTs.set(r.ts, a[i]!));
-      listed.forEach((r, i) => byTs.set(r.ts, b[i]!));
-      return records.map((r) => byTs.get(r.ts)!);
-    }
+    if (!records.every((r) => listCarries(r.labels)))
+      return splitAwkward(
+        records,
+        (r) => this.updateSingle(entry, r),
+        (rest) => this.update(entry, rest),
+      );
     const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
     return (await Promise.all(slices.map((r) => this.updateOne(entry, r)))).flat();
   }
