@@ -137,6 +137,22 @@ test('delivery health: backoff on the clock, the outage bound suspends, a clean 
   assert.deepEqual([h.suspendedReason, h.retryIn()], [null, 0]);
 });
 
+test('delivery health: resuming a healthy replication schedules nothing (no retrying without an error)', () => {
+  const clock = new ManualClock(0);
+  const reports: string[] = [];
+  const h = new DeliveryHealth(clock, (...e) => reports.push(...e.map((x) => x.kind)));
+  h.resume();
+  assert.deepEqual([h.retryAt, h.retries, reports], [null, 0, []]);
+  // a retry waiting for its backoff is made due at once
+  assert.equal(
+    h.failed({ status: 503, message: 'down' }, { initial_ms: 10_000, max_ms: 10_000, max_outage_ms: 0 }),
+    null,
+  );
+  assert.ok(h.retryIn()! > 0);
+  h.resume();
+  assert.equal(h.retryIn(), 0);
+});
+
 test('status: a pure function of what the parts report (reading twice changes nothing)', () => {
   const throughput = new Throughput();
   throughput.sample(0, 0, 0);

@@ -36,9 +36,18 @@ forEachTarget('subscribers hear every transition and every change, from creation
   assert.deepEqual([last.from, last.to, last.reason], ['idle', 'paused', 'mode is paused']);
   assert.ok(Math.abs(Date.parse(last.at) - Date.now()) < 5000);
 
+  // enabled again, it ships what came meanwhile
+  await writeText(env.storage, 'src', 'e', 6n, 'v6');
+  await env.manager.setMode('r', { mode: 'enabled' });
+  await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 6, { message: 'resumed' });
+  await waitFor(() => transitions().at(-1)?.endsWith('>idle'), { message: 'idle after resuming' });
+
   // a PUT replaces the task: the listener stays subscribed
   await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', ...env.destination });
   await waitFor(() => transitions().at(-1)?.endsWith('>idle'), { message: 'the new task idle' });
+  // nothing failed: no state on the way said 'retrying' (a PATCH or PUT of a healthy
+  // replication scheduled a retry without an error, and status showed it retrying)
+  assert.ok(!transitions().some((t) => t.endsWith('>retrying')), transitions().join(' '));
 
   off();
   const n = events.length;

@@ -80,8 +80,13 @@ export class DeliveryHealth {
     this.report({ kind: 'retry_made' });
   }
 
-  /** Clears a suspension (PATCH mode / PUT) and makes a retry due at once. */
+  /**
+   * Clears a suspension (PATCH mode / PUT) and makes a retry due at once; a scheduled retry is made
+   * due at once too. A healthy replication has nothing to resume: it stays as it is (a retry
+   * scheduled then would show it `retrying` with no error until the next turn).
+   */
   resume(): void {
+    if (this.suspendedReason === null && this.retryAt === null) return;
     this.suspendedReason = null;
     this.retryAt = this.clock.now();
     this.outageStart = null;
