@@ -31,7 +31,7 @@ function fakeCoalescer(
       return Promise.resolve(calls.map((x) => x.records.map((r) => `ok:${x.entry}:${r.id}`)));
     },
     limits,
-    (r) => r.size,
+    (_entry, records) => records.reduce((n, r) => n + r.size, 0),
   );
   return { c, packs };
 }
@@ -99,7 +99,7 @@ test('a sender answering too few outcomes fails the call, never resolves it shor
   const c = new WriteCoalescer<Rec, string>(
     (_k, calls) => Promise.resolve(calls.map((x) => x.records.slice(1).map(() => 'ok'))),
     { records: 10, bytes: 1000 },
-    (r) => r.size,
+    (_entry, records) => records.reduce((n, r) => n + r.size, 0),
   );
   await assert.rejects(c.submit('k', 'a', recs(2)), /answered 1 of 2 outcomes/);
 });
@@ -241,4 +241,79 @@ forEachTarget('a joined write sent again after a lost answer finds its records p
   assert.match(st.state_reason ?? '', /record 5 of entry 'e4' \(409\)/);
   assert.equal((await readText(dst, 'dst', 'e4'))[0]!.body, 'other');
   for (const e of [5, 6, 7]) assert.equal((await readText(dst, 'dst', `e${e}`))[0]!.body, `v${e}`);
+});
+
+/** Writes `perEntry(e)` into entries e0…e{n-1} while paused, enables, waits until nothing is pending. */
+async function shipTogether(
+  env: ReplEnv,
+  n: number,
+  perEntry: (e: number) => Array<{ labels: Record<string, string>; ct?: string }>,
+  extra: Record<string, unknown> = {},
+): Promise<number> {
+  await env.replicate('r', {
+    mode: 'paused',
+    replication_type: 'sync',
+    sync: { timeout_ms: 5000, on_timeout: 'fail' },
+    ...extra,
+  });
+  const src = env.storage.bucket('src');
+  const writes: Array<Promise<unknown>> = [];
+  for (let e = 0; e < n; e++)
+    perEntry(e).forEach((r, k) => {
+      const buf = Buffer.from(`e${e}-${k}`);
+      writes.push(
+        src.write(
+          `e${e}`,
+          BigInt(100 + k),
+          { size: buf.length, labels: r.labels, contentType: r.ct ?? 'text/plain' },
+          buf,
+        ),
+      );
+    });
+  await Promise.all(writes);
+  await env.manager.setMode('r', { mode: 'enabled' });
+  await waitFor(() => statusOf(env.manager, 'r').counters.records_written === writes.length, {
+    timeoutMs: 20_000,
+    message: `${writes.length} records written (state ${statusOf(env.manager, 'r').state}: ${statusOf(env.manager, 'r').state_reason})`,
+  });
+  return writes.length;
+}
+
+forEachTarget(
+  'joined requests stay within the header bound: 40 entries with 48 kB of labels each',
+  async (env) => {
+    const big = { a: 'x'.repeat(16_000), b: 'y'.repeat(16_000), c: 'z'.repeat(16_000) };
+    await shipTogether(env, 40, () => [{ labels: big }]);
+    for (let e = 0; e < 40; e++) assert.deepEqual((await readText(env.dst, 'dst', `e${e}`))[0]!.labels, big);
+  },
+);
+
+forEachTarget('one entry a joined request cannot carry does not fail the others', async (env) => {
+  // two records of one entry with 300 different label names each: as one v2 request the
+  // destination refused the whole request (labels deleted by the second record were counted)
+  const a: Record<string, string> = {};
+  const b: Record<string, string> = {};
+  for (let i = 0; i < 300; i++) {
+    a[`a${i}`] = 'x';
+    b[`b${i}`] = 'y';
+  }
+  await shipTogether(env, 10, (e) =>
+    e === 0 ? [{ labels: a }, { labels: b }] : [{ labels: { k: String(e) } }],
+  );
+  assert.deepEqual(
+    (await readText(env.dst, 'dst', 'e0')).map((r) => r.labels),
+    [a, b],
+  );
+  for (let e = 1; e < 10; e++)
+    assert.deepEqual((await readText(env.dst, 'dst', `e${e}`))[0]!.labels, { k: String(e) });
+  assert.equal(statusOf(env.manager, 'r').counters.records_failed, 0);
+});
+
+forEachTarget('content types with a comma arrive unchanged', async (env) => {
+  const cts = ['text/plain, text/html', 'a/b; x="1,y=2"', 'text/plain'];
+  await shipTogether(env, 3, (e) => [{ labels: { k: String(e) }, ct: cts[e] }]);
+  for (let e = 0; e < 3; e++) {
+    const [r] = await readText(env.dst, 'dst', `e${e}`);
+    assert.deepEqual([r!.contentType, r!.labels], [cts[e], { k: String(e) }], `entry e${e}`);
+  }
 });

@@ -47,3 +47,25 @@ forEachTarget('label values the batch grammar cannot carry arrive unchanged', as
   assert.deepEqual(await labelsOf('b'), [{ both: AWKWARD.both, quoted: '"q"' }]);
   assert.deepEqual(await labelsOf('a'), [AWKWARD, { quoted: 'plain now', inner: AWKWARD.inner }]);
 });
+
+forEachTarget(
+  'a record no request can carry exactly is refused visibly, never stored altered',
+  async (env) => {
+    // upper-case names keep their case only in batches, and the awkward value only travels alone
+    const labels = { Foo: '1', bar: '"x' };
+    await env.replicate('r');
+    await writeText(env.storage, 'src', 'a', 1n, 'one', labels);
+    if (env.kind === 'local') {
+      await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1, { message: 'written' });
+      assert.deepEqual((await readText(env.dst, 'dst', 'a'))[0]!.labels, labels);
+      return;
+    }
+    await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
+    assert.match(statusOf(env.manager, 'r').state_reason ?? '', /\(422\)/);
+    assert.equal(
+      env.dst.hasBucket('dst') && env.dst.bucket('dst').hasEntry('a'),
+      false,
+      'nothing stored altered',
+    );
+  },
+);

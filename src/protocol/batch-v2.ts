@@ -251,7 +251,8 @@ export function parseV2Batch(headers: HeaderSource, opts: V2ParseOptions = {}): 
         }
       }
       state = { contentType, labels };
-      if (changed) checkLabelSet(Object.fromEntries(labels), where);
+      // bounds apply to the labels the record has, not to those earlier records deleted
+      if (changed) checkLabelSet(splitState(labels).labels, where);
     }
     states.set(h.index, state);
     const split = splitState(state.labels);

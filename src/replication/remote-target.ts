@@ -22,6 +22,7 @@ import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
 import type { RemoteEndpoint } from './remotes.js';
 import {
+  awkwardWrite,
   coalescible,
   encodePath,
   header,
@@ -29,8 +30,11 @@ import {
   MAX_COALESCED_BYTES,
   MAX_RECORDS_PER_REQUEST,
   MAX_RECORDS_WITH_DIGESTS,
+  joinedBytes,
+  joinsWrites,
   PRESENT_PREFIX,
   recordErrors,
+  singleCarries,
   sliceRecords,
   transportError,
   v2RecordErrors,
@@ -88,24 +92,43 @@ export interface RemoteTargetOptions extends CommonOptions {
 }
 
 /**
- * Outcomes of `records` when those whose labels no header list can carry go one by one (`single`)
- * and the rest together (`batch`), in the order of `records`.
+ * Outcomes of `records` when those for which `alone` holds go one by one (`single`) and the rest
+ * together (`batch`), in the order of `records`. Settles only once every request has (so that no
+ * delivery of these records is still under way when the caller sees a failure).
  */
-async function splitAwkward(
+async function splitAlone(
   records: readonly ShipRecord[],
+  alone: (r: ShipRecord) => boolean,
   single: (r: ShipRecord) => Promise<ItemOutcome>,
   batch: (rest: readonly ShipRecord[]) => Promise<ItemOutcome[]>,
 ): Promise<ItemOutcome[]> {
-  const awkward = records.filter((r) => !listCarries(r.labels));
-  const rest = records.filter((r) => listCarries(r.labels));
-  const [a, b] = await Promise.all([
-    Promise.all(awkward.map(single)),
+  const one = records.filter(alone);
+  const rest = records.filter((r) => !alone(r));
+  const [a, b] = await Promise.allSettled([
+    Promise.allSettled(one.map(single)),
     rest.length > 0 ? batch(rest) : Promise.resolve([]),
   ]);
+  if (a.status === 'rejected') throw a.reason;
+  const failed = a.value.find((x) => x.status === 'rejected');
+  if (failed) throw failed.reason;
+  if (b.status === 'rejected') throw b.reason;
   const byTs = new Map<bigint, ItemOutcome>();
-  awkward.forEach((r, i) => byTs.set(r.ts, a[i]!));
-  rest.forEach((r, i) => byTs.set(r.ts, b[i]!));
+  one.forEach((r, i) => byTs.set(r.ts, (a.value[i] as PromiseFulfilledResult<ItemOutcome>).value));
+  rest.forEach((r, i) => byTs.set(r.ts, b.value[i]!));
   return records.map((r) => byTs.get(r.ts)!);
+}
+
+/**
+ * A write a batch cannot carry that a single-record write carries exactly. One with upper-case
+ * label names stays in its batch, where the destination refuses it visibly (nothing carries it).
+ */
+const writeAlone = (r: ShipRecord): boolean => awkwardWrite(r) && singleCarries(r.labels);
+
+/** The same for a label update (names of removed labels included). */
+function updateAlone(r: ShipRecord): boolean {
+  if (listCarries(r.labels)) return false;
+  if (!singleCarries(r.labels)) return false;
+  return r.removedLabels.every((k) => k === k.toLowerCase());
 }
 
 /** Where requests go now: base URL, token and the pool (own, or the remote's shared one). */
@@ -135,7 +158,7 @@ export class RemoteTarget implements Target {
   private readonly coalescer = new WriteCoalescer<ShipRecord, ItemOutcome | Conflict>(
     (origin, calls) => this.writeEntries(origin, calls),
     { records: MAX_RECORDS_PER_REQUEST, bytes: MAX_COALESCED_BYTES },
-    (r) => r.size,
+    joinedBytes,
   );
 
   constructor(private readonly opts: RemoteTargetOptions | SharedRemoteTargetOptions) {
@@ -144,6 +167,11 @@ export class RemoteTarget implements Target {
       this.unusable = tokenProblem ? `Invalid replication setting 'dst_token': ${tokenProblem}` : null;
       this.pool = this.newPool(opts);
     }
+  }
+
+  /** Small writes of several entries share requests (a Ferry destination with batch v2). */
+  get joinsWrites(): boolean {
+    return joinsWrites(this.instanceId, this.apiMinor);
   }
 
   /** The destination URL without credentials (for status). */
@@ -277,9 +305,10 @@ export class RemoteTarget implements Target {
 
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     // records with labels a header list cannot carry go one by one, the rest in batches
-    if (!records.every((r) => listCarries(r.labels)))
-      return splitAwkward(
+    if (records.some(writeAlone))
+      return splitAlone(
         records,
+        writeAlone,
         (r) => this.writeSingle(entry, r),
         (rest) => this.write(entry, rest),
       );
@@ -363,8 +392,11 @@ export class RemoteTarget implements Target {
     const res = await this.request('POST', '/write', headers, body, true);
     await res.body.dump();
     if (res.statusCode !== 200) {
-      const all = this.refused(res.statusCode, res.headers, 'Batch write refused', ordered);
-      return calls.map((c) => c.records.map(() => all[0]!));
+      const err = this.failure(res.statusCode, res.headers, 'Batch write refused');
+      if (err.temporary) throw err;
+      // refused as a whole (too large, a record of one entry invalid, …): each entry goes on its
+      // own, so that one entry's refusal stays its own
+      return Promise.all(calls.map((c) => this.writeOne(c.entry, c.records, false)));
     }
     this.available = true;
     const errors = parseV2ErrorHeaders(res.headers);
@@ -490,9 +522,10 @@ export class RemoteTarget implements Target {
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
-    if (!records.every((r) => listCarries(r.labels)))
-      return splitAwkward(
+    if (records.some(updateAlone))
+      return splitAlone(
         records,
+        updateAlone,
         (r) => this.updateSingle(entry, r),
         (rest) => this.update(entry, rest),
       );

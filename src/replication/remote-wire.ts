@@ -9,7 +9,7 @@ import { encodeV2Batch, v2RecordKey, type V2EncodedBatch } from '../protocol/bat
 import type { FerryError } from '../protocol/errors.js';
 import type { Labels } from '../storage/types.js';
 import { HANDSHAKE_TIMEOUT, IDENTITY_MISMATCH, PROXY_REFUSED } from './remote-connector.js';
-import { boundMessage, SMALL_PAYLOAD, TargetError, type ItemOutcome, type ShipRecord } from './target.js';
+import { boundMessage, joinable, TargetError, type ItemOutcome, type ShipRecord } from './target.js';
 import type { CoalescedCall } from './write-coalescer.js';
 
 /** One header of an answer (the first when repeated). */
@@ -46,14 +46,11 @@ export const MAX_RECORDS_PER_REQUEST = 900;
 export const MAX_RECORDS_WITH_DIGESTS = 450;
 
 /**
- * Writes of several entries started together are joined into one v2 request (write-coalescer.ts)
- * when each is at most this many records and bytes, of payloads up to `SMALL_PAYLOAD`; larger ones
- * (an initial copy's slices) keep requests of their own, in parallel over the pool's connections.
+ * A joined request holds at most this many bytes of payloads, label text and entry names, so that
+ * its headers stay far below the destination's 1 MiB bound and the watchdog's budget of its
+ * smallest write covers sending it all (its records: `MAX_RECORDS_PER_REQUEST`).
  */
-const MAX_COALESCED_CALL_RECORDS = 128;
-const MAX_COALESCED_CALL_BYTES = 256 * 1024;
-/** A joined request holds at most this many payload bytes (its records: `MAX_RECORDS_PER_REQUEST`). */
-export const MAX_COALESCED_BYTES = 1024 * 1024;
+export const MAX_COALESCED_BYTES = 256 * 1024;
 /** Batch protocol v2 (multi-entry writes) exists from API 1.18. */
 const V2_API_MINOR = 18;
 
@@ -92,24 +89,48 @@ export function listCarries(labels: Labels): boolean {
   return true;
 }
 
+/**
+ * A record a batch write cannot carry as it is: a label value no header list can hold, or a
+ * content type with a comma (the `<size>,<content type>,<labels>` value has no escape).
+ */
+export const awkwardWrite = (r: ShipRecord): boolean => r.contentType.includes(',') || !listCarries(r.labels);
+
+/**
+ * Whether a single-record request (`x-reduct-label-<name>` headers, whose names arrive
+ * lower-cased) carries these labels exactly: their names are lower-case.
+ */
+export function singleCarries(labels: Labels): boolean {
+  for (const k in labels) if (k !== k.toLowerCase()) return false;
+  return true;
+}
+
 /** An entry name as a URL path (each segment encoded). */
 export const encodePath = (entry: string): string => entry.split('/').map(encodeURIComponent).join('/');
 
+/** Whether a destination takes joined writes: a Ferry (it sent its instance id) with batch v2. */
+export const joinsWrites = (instanceId: string, apiMinor: number): boolean =>
+  instanceId !== '' && apiMinor >= V2_API_MINOR;
+
 /**
  * Whether a write may travel in a joined v2 request: the destination is Ferry (it sent its
- * instance id) with v2, the write is small, and no label has an empty value (v2's `k=` deletes
- * a label, so such a label could not be sent).
+ * instance id) with v2, the write is small (`joinable`), and no label has an empty value (v2's `k=`
+ * deletes a label, so such a label could not be sent).
  */
 export function coalescible(records: readonly ShipRecord[], instanceId: string, apiMinor: number): boolean {
-  if (instanceId === '' || apiMinor < V2_API_MINOR) return false;
-  if (records.length > MAX_COALESCED_CALL_RECORDS) return false;
-  let bytes = 0;
+  if (!joinsWrites(instanceId, apiMinor)) return false;
+  if (!joinable(records.map((r) => r.size))) return false;
+  for (const r of records) for (const k in r.labels) if (r.labels[k] === '') return false;
+  return true;
+}
+
+/** What a write adds to a joined request: payloads, label text and the entry name (encoded). */
+export function joinedBytes(entry: string, records: readonly ShipRecord[]): number {
+  let n = entry.length * 3;
   for (const r of records) {
-    if (r.size > SMALL_PAYLOAD) return false;
-    bytes += r.size;
-    for (const k in r.labels) if (r.labels[k] === '') return false;
+    n += r.size + 24;
+    for (const k in r.labels) n += k.length + r.labels[k]!.length * 3 + 4;
   }
-  return bytes <= MAX_COALESCED_CALL_BYTES;
+  return n;
 }
 
 /**

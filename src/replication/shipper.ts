@@ -18,6 +18,7 @@ import { mapLimit } from './map-limit.js';
 import { destinationEntry, type EffectiveSettings } from './settings.js';
 import {
   boundMessage,
+  joinable,
   TargetError,
   type ItemOutcome,
   type ShipRecord,
@@ -51,6 +52,11 @@ export interface ShipperContext {
    * entries per round trip.
    */
   groupConcurrency?(): number;
+  /**
+   * Small write groups delivered at once when the target joins writes (`Target.joinsWrites`): they
+   * share few requests, so they need not wait for a connection each. Absent: `groupConcurrency`.
+   */
+  joinedGroupConcurrency?(): number;
 }
 
 /** Result of one attempt to deliver a group of items. */
@@ -168,9 +174,8 @@ export class Shipper {
     const later: Item[][] = [];
     const now: Item[][] = [...writes.values()];
     for (const g of updates.values()) (g.some((i) => written.has(recordKey(i.change))) ? later : now).push(g);
-    const limit = this.ctx.groupConcurrency?.() ?? this.ctx.settings().batch.max_in_flight;
-    const attempts = await mapLimit(now, limit, (g) => this.deliver(g));
-    if (later.length > 0) attempts.push(...(await mapLimit(later, limit, (g) => this.deliver(g))));
+    const attempts = await this.deliverAll(now);
+    if (later.length > 0) attempts.push(...(await this.deliverAll(later)));
     const remaining: Item[] = [];
     let temp: Attempt['temp'];
     let perm: Attempt['perm'];
@@ -190,6 +195,29 @@ export class Shipper {
       w.status = 'temp_failed';
       w.error = temp ?? { status: -1, message: 'delivery incomplete' };
     }
+  }
+
+  /**
+   * Delivers groups `groupConcurrency` at a time; with a target that joins writes, its small write
+   * groups first, `joinedGroupConcurrency` at a time (they travel in few shared requests), then the
+   * others, so that no call waits for a connection while its watchdog runs.
+   */
+  private async deliverAll(groups: Item[][]): Promise<Attempt[]> {
+    const limit = this.ctx.groupConcurrency?.() ?? this.ctx.settings().batch.max_in_flight;
+    const wide = this.ctx.joinedGroupConcurrency?.();
+    if (wide === undefined || this.ctx.target.joinsWrites !== true)
+      return mapLimit(groups, limit, (g) => this.deliver(g));
+    const small = (g: Item[]): boolean =>
+      g[0]!.change.kind === 'write' && joinable(g.map((i) => i.change.size));
+    const out = await mapLimit(groups.filter(small), wide, (g) => this.deliver(g));
+    out.push(
+      ...(await mapLimit(
+        groups.filter((g) => !small(g)),
+        limit,
+        (g) => this.deliver(g),
+      )),
+    );
+    return out;
   }
 
   /** Waits until no earlier window that ships one of `w`'s records is being sent. */

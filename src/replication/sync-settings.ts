@@ -18,8 +18,8 @@ export const SYNC_DEFAULTS: SyncSettings = { timeout_ms: 2000, on_timeout: 'fail
 export const SYNC_CONNECTIONS = 16;
 
 /**
- * Entries of one window a sync replication delivers at once: a Ferry destination gets the small
- * ones joined into few requests (write-coalescer.ts), so they need not wait for a connection each.
+ * Small write groups (entries) of one window a sync replication delivers at once to a target that
+ * joins them into few requests (write-coalescer.ts); the others go `SYNC_CONNECTIONS` at a time.
  */
 export const SYNC_GROUPS = 128;
 

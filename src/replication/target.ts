@@ -28,6 +28,24 @@ export interface ShipRecord {
 
 /** Payloads up to this size are read whole instead of streamed. */
 export const SMALL_PAYLOAD = 64 * 1024;
+
+/**
+ * A write of at most this many records and payload bytes, each at most `SMALL_PAYLOAD`, may share
+ * a request with other entries' writes (a target that `joinsWrites`).
+ */
+export const JOINABLE_RECORDS = 128;
+export const JOINABLE_BYTES = 256 * 1024;
+
+/** Whether the changes of a write group are small enough to share a request (see `JOINABLE_RECORDS`). */
+export function joinable(sizes: readonly number[]): boolean {
+  if (sizes.length > JOINABLE_RECORDS) return false;
+  let bytes = 0;
+  for (const n of sizes) {
+    if (n > SMALL_PAYLOAD) return false;
+    bytes += n;
+  }
+  return bytes <= JOINABLE_BYTES;
+}
 /** Small payloads are coalesced into chunks of about this size before they reach a socket. */
 const COALESCE_BYTES = 256 * 1024;
 
@@ -110,6 +128,11 @@ export interface Target {
   readonly instanceId: string;
   /** True once `prepare()` succeeded and no request has failed since. */
   readonly available: boolean;
+  /**
+   * Small writes of several entries started together share requests (write-coalescer.ts), so the
+   * engine may start many at once without each waiting for a connection of its own.
+   */
+  readonly joinsWrites?: boolean;
   /** Makes sure the destination bucket exists (creating it when allowed). Throws TargetError. */
   prepare(): Promise<void>;
   /** Writes records of one destination entry, all with the same origin, ascending ts. */

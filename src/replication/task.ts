@@ -33,7 +33,7 @@ import {
 import { Shipper } from './shipper.js';
 import { StateMachine, type StateEvent } from './state-machine.js';
 import type { SyncGate, SyncHealth } from './sync-gate.js';
-import { SYNC_GROUPS } from './sync-settings.js';
+import { SYNC_CONNECTIONS, SYNC_GROUPS } from './sync-settings.js';
 import { boundMessage, type Target } from './target.js';
 import { taskStatus, Throughput } from './task-status.js';
 import { TaskEvents, type TaskEvent } from './task-events.js';
@@ -157,7 +157,8 @@ export class ReplicationTask {
       ...(this.syncGate
         ? {
             recordsDelivered: (lsns: bigint[]) => this.syncGate?.recordsDelivered(lsns),
-            groupConcurrency: () => Math.max(this.settings.batch.max_in_flight, SYNC_GROUPS),
+            groupConcurrency: () => Math.max(this.settings.batch.max_in_flight, SYNC_CONNECTIONS),
+            joinedGroupConcurrency: () => SYNC_GROUPS,
           }
         : {}),
     });

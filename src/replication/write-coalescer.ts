@@ -41,13 +41,13 @@ export class WriteCoalescer<R, O> {
   constructor(
     private readonly send: SendPack<R, O>,
     private readonly limits: PackLimits,
-    private readonly sizeOf: (r: R) => number,
+    /** What a call adds to a pack's bytes. */
+    private readonly bytesOf: (entry: string, records: readonly R[]) => number,
   ) {}
 
   /** Queues a write of `records` to `entry`; resolves with their outcomes, in order. */
   submit(key: string, entry: string, records: readonly R[]): Promise<O[]> {
-    let bytes = 0;
-    for (const r of records) bytes += this.sizeOf(r);
+    const bytes = this.bytesOf(entry, records);
     return new Promise<O[]>((resolve, reject) => {
       let list = this.queued.get(key);
       if (!list) this.queued.set(key, (list = []));

@@ -17,6 +17,9 @@ export class ForwardingTarget implements Target {
   get available(): boolean {
     return this.inner.available;
   }
+  get joinsWrites(): boolean | undefined {
+    return this.inner.joinsWrites;
+  }
   prepare(): Promise<void> {
     return this.inner.prepare();
   }
