@@ -120,15 +120,19 @@ async function postsOf(url: string, token: string, family: string): Promise<numb
   return n;
 }
 
+/** A sync replication 'r', created paused (so that what is written meanwhile ships at once). */
+const replicatePaused = (env: ReplEnv, extra: Record<string, unknown>): Promise<void> =>
+  env.replicate('r', {
+    mode: 'paused',
+    replication_type: 'sync',
+    sync: { timeout_ms: 5000, on_timeout: 'fail' },
+    ...extra,
+  });
+
 /** Many entries written while paused, then shipped at once; `extra`: more replication settings. */
 function joinedScenario(extra: Record<string, unknown>) {
   return async (env: ReplEnv): Promise<void> => {
-    await env.replicate('r', {
-      mode: 'paused',
-      replication_type: 'sync',
-      sync: { timeout_ms: 5000, on_timeout: 'fail' },
-      ...extra,
-    });
+    await replicatePaused(env, extra);
     const src = env.storage.bucket('src');
     const expected = new Map<
       string,
@@ -250,12 +254,7 @@ async function shipTogether(
   perEntry: (e: number) => Array<{ labels: Record<string, string>; ct?: string }>,
   extra: Record<string, unknown> = {},
 ): Promise<number> {
-  await env.replicate('r', {
-    mode: 'paused',
-    replication_type: 'sync',
-    sync: { timeout_ms: 5000, on_timeout: 'fail' },
-    ...extra,
-  });
+  await replicatePaused(env, extra);
   const src = env.storage.bucket('src');
   const writes: Array<Promise<unknown>> = [];
   for (let e = 0; e < n; e++)
