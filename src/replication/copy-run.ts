@@ -100,6 +100,13 @@ export class CopyRun {
         () => undefined, // progress stays without a total; the copy itself goes on
       );
     }
+    // a plan with nothing to read (no entries, or `since` past every record) ships no window, so
+    // no commit would ever finish it: it is finished now (shown once durable)
+    if (scan.finished && state.completed_at === null && !this.finishedRun) {
+      state.completed_at = new Date(this.ctx.now()).toISOString();
+      if (!continuous) this.finishedRun = true;
+      this.ctx.dirty('soon');
+    }
   }
 
   /** The bucket copied: the source bucket, or a group member being added. */

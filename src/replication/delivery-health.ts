@@ -31,6 +31,7 @@ export class DeliveryHealth {
   /** The last contact with the destination succeeded. */
   contactOk = true;
   private outageStart: number | null = null;
+  private resumedDue = false;
 
   constructor(
     private readonly clock: Clock,
@@ -52,6 +53,7 @@ export class DeliveryHealth {
     const maxOutage = retry.max_outage_ms;
     if (maxOutage > 0 && now - this.outageStart >= maxOutage)
       return `Destination unavailable for more than ${maxOutage} ms: ${err.message}`;
+    this.resumedDue = false;
     this.retryAt = now + backoffDelay(retry, this.consecutiveFailures, err.retryAfterMs);
     this.report({ kind: 'retry_scheduled', error: this.lastError!.message });
     return null;
@@ -77,6 +79,7 @@ export class DeliveryHealth {
   /** The scheduled retry is made: the destination answered, deliveries go on. */
   retryMade(): void {
     this.retryAt = null;
+    this.resumedDue = false;
     this.report({ kind: 'retry_made' });
   }
 
@@ -87,11 +90,17 @@ export class DeliveryHealth {
    */
   resume(): void {
     if (this.suspendedReason === null && this.retryAt === null) return;
+    // a retry a failure scheduled stays shown; one a resume made due has not failed (yet)
+    const retrying = this.retryAt !== null && !this.resumedDue;
+    this.resumedDue = !retrying;
     this.suspendedReason = null;
     this.retryAt = this.clock.now();
     this.outageStart = null;
     this.consecutiveFailures = 0;
-    this.report({ kind: 'resumed' }, { kind: 'retry_scheduled', error: this.lastError?.message ?? null });
+    // a resumed suspension has not failed again yet: only a retry that was scheduled stays shown
+    if (retrying)
+      this.report({ kind: 'resumed' }, { kind: 'retry_scheduled', error: this.lastError?.message ?? null });
+    else this.report({ kind: 'resumed' });
   }
 
   /** Windows were delivered; `clean`: nothing else failed meanwhile (the outage is over). */

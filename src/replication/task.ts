@@ -489,7 +489,10 @@ export class ReplicationTask {
     if (doing !== m.copy)
       events.push(doing === null ? { kind: 'copy_finished' } : { kind: 'copy_running', doing });
     if (this.copy.completed && !m.completed) events.push({ kind: 'completed' });
-    const busy = this.pipeline.inflight.length > 0 || this.log.gathering || this.pending().records > 0;
+    const busy =
+      this.pipeline.inflight.some((w) => w.scopeRecords > 0) ||
+      this.log.gathering ||
+      this.pending().records > 0;
     events.push(busy ? { kind: 'work_pending' } : { kind: 'all_delivered' });
     this.machine.send(...events);
   }

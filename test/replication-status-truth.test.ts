@@ -1,0 +1,104 @@
+/**
+ * Status tells the truth in ordinary sequences (found by probing, each failed before its fix):
+ * a copy with nothing to read completes; resuming a suspension never shows `retrying` without an
+ * error; writes outside a replication's scope do not flip it to `replicating`.
+ */
+import assert from 'node:assert/strict';
+import type { TaskEvent } from '../src/replication/task.js';
+import { TargetError, type ItemOutcome, type ShipRecord, type Target } from '../src/replication/target.js';
+import { ForwardingTarget } from './helpers/forwarding-target.js';
+import { forEachTarget, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
+import { waitFor } from './helpers/wait.js';
+
+/** Refuses every call permanently while `refusing` is set (like a revoked token). */
+let refusing = false;
+class RefusingTarget extends ForwardingTarget {
+  private check(): void {
+    if (refusing) throw new TargetError(401, 'Invalid token (test)', false);
+  }
+  override async prepare(): Promise<void> {
+    this.check();
+    return super.prepare();
+  }
+  override async write(e: string, r: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    this.check();
+    return super.write(e, r);
+  }
+}
+const wrapTarget = (t: Target): Target => new RefusingTarget(t);
+
+/** Every state transition of `name` as `from>to(reason)`. */
+function transitions(env: ReplEnv, name = 'r'): string[] {
+  const log: string[] = [];
+  env.manager.subscribe(name, (e: TaskEvent) => {
+    if (e.type === 'state') log.push(`${e.from}>${e.to}(${e.reason})`);
+  });
+  return log;
+}
+
+forEachTarget('a one-shot copy of an empty bucket completes', async (env) => {
+  await env.storage.createBucket('src');
+  await env.replicate('r', { continuous: false });
+  await waitFor(() => statusOf(env.manager, 'r').state === 'completed', { message: 'completed' });
+});
+
+forEachTarget('a copy whose since is past every record ends at once, also after a restart', async (env) => {
+  await env.storage.createBucket('src');
+  for (let i = 1n; i <= 3n; i++) await writeText(env.storage, 'src', 'e', i, 'x');
+  await env.replicate('r', { since: 1000 });
+  await waitFor(() => statusOf(env.manager, 'r').state === 'idle', { message: 'idle' });
+  await env.reopen();
+  await waitFor(() => statusOf(env.manager, 'r').state === 'idle', { message: 'idle after the restart' });
+  assert.equal(statusOf(env.manager, 'r').counters.records_written, 0);
+});
+
+forEachTarget(
+  'a suspension resumed by PUT or PATCH never shows retrying without an error',
+  async (env) => {
+    refusing = true;
+    try {
+      await env.storage.createBucket('src');
+      const log = transitions(env);
+      const settings = { retry: { initial_ms: 20, max_ms: 50 } };
+      await env.replicate('r', settings);
+      await writeText(env.storage, 'src', 'e', 1n, 'x');
+      await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
+      refusing = false;
+      await env.manager.update('r', {
+        src_bucket: 'src',
+        dst_bucket: 'dst',
+        ...env.destination,
+        ...settings,
+      });
+      assert.notEqual(statusOf(env.manager, 'r').state, 'retrying');
+      await waitFor(() => statusOf(env.manager, 'r').state === 'idle', { message: 'idle after the PUT' });
+      // again, resumed by PATCH after a restart
+      refusing = true;
+      await writeText(env.storage, 'src', 'e', 2n, 'y');
+      await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended again' });
+      refusing = false;
+      await env.reopen();
+      const log2 = transitions(env);
+      await env.manager.setMode('r', { mode: 'enabled' });
+      await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1, {
+        message: 'delivered',
+      });
+      for (const l of [...log, ...log2]) assert.ok(!/>retrying\(null\)/.test(l), [...log, ...log2].join(' '));
+    } finally {
+      refusing = false;
+    }
+  },
+  { wrapTarget },
+);
+
+forEachTarget('writes outside its scope leave a replication idle', async (env) => {
+  await env.storage.createBucket('src');
+  await env.storage.createBucket('other');
+  await env.replicate('r');
+  await waitFor(() => statusOf(env.manager, 'r').state === 'idle', { message: 'idle' });
+  const log = transitions(env);
+  for (let i = 1n; i <= 5n; i++) await writeText(env.storage, 'other', 'e', i, 'x');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(log, []);
+  assert.equal(statusOf(env.manager, 'r').state, 'idle');
+});
