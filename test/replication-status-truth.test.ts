@@ -1,7 +1,8 @@
 /**
  * Status tells the truth in ordinary sequences (found by probing, each failed before its fix):
  * a copy with nothing to read completes; resuming a suspension never shows `retrying` without an
- * error; writes outside a replication's scope do not flip it to `replicating`.
+ * error; writes outside a replication's scope do not flip it to `replicating`; a restart with a
+ * backlog is not `idle` before the backlog is counted.
  */
 import assert from 'node:assert/strict';
 import type { TaskEvent } from '../src/replication/task.js';
@@ -10,11 +11,13 @@ import { ForwardingTarget } from './helpers/forwarding-target.js';
 import { forEachTarget, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
 import { waitFor } from './helpers/wait.js';
 
-/** Refuses every call permanently while `refusing` is set (like a revoked token). */
+/** Refuses every call permanently while `refusing` is set (like a revoked token); `down`: temporarily. */
 let refusing = false;
+let down = false;
 class RefusingTarget extends ForwardingTarget {
   private check(): void {
     if (refusing) throw new TargetError(401, 'Invalid token (test)', false);
+    if (down) throw new TargetError(-3, 'Connection error: ECONNREFUSED (test)', true);
   }
   override async prepare(): Promise<void> {
     this.check();
@@ -102,3 +105,29 @@ forEachTarget('writes outside its scope leave a replication idle', async (env) =
   assert.deepEqual(log, []);
   assert.equal(statusOf(env.manager, 'r').state, 'idle');
 });
+
+forEachTarget(
+  'right after a restart with a backlog, status is not idle with nothing pending',
+  async (env) => {
+    down = true;
+    try {
+      await env.storage.createBucket('src');
+      await env.replicate('r', { retry: { initial_ms: 20, max_ms: 50 } });
+      for (let i = 1n; i <= 50n; i++) await writeText(env.storage, 'src', 'e', i, 'x');
+      await waitFor(() => statusOf(env.manager, 'r').state === 'retrying', { message: 'retrying' });
+      await env.reopen();
+      const st = statusOf(env.manager, 'r');
+      assert.ok(
+        st.state !== 'idle' || st.cursor_lsn === st.log_last_lsn,
+        `${st.state} with cursor ${st.cursor_lsn} of ${st.log_last_lsn}, ${st.pending_records} pending`,
+      );
+      down = false;
+      await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 50, {
+        message: 'delivered',
+      });
+    } finally {
+      down = false;
+    }
+  },
+  { wrapTarget },
+);

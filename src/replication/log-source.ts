@@ -71,6 +71,8 @@ export class LogSource {
   private unreadOldest: number | null = null;
   private counting: Promise<void> | null = null;
   private countAgain = false;
+  /** A count pass reached the end of the log since the last seek (`pending` is complete). */
+  private countedOnce = false;
   private closed = false;
 
   constructor(private readonly ctx: LogSourceContext) {}
@@ -86,6 +88,12 @@ export class LogSource {
     this.unreadOldest = null;
     this.readLsn = p.lsn;
     this.countedLsn = p.lsn;
+    this.countedOnce = false;
+  }
+
+  /** Whether `pending()` has counted the whole log after the position (false until a first pass). */
+  get counted(): boolean {
+    return this.countedOnce;
   }
 
   /** Stops counting (the task closes). */
@@ -160,6 +168,7 @@ export class LogSource {
     }
     this.counting = this.countLoop().finally(() => {
       this.counting = null;
+      if (!this.closed) this.countedOnce = true;
       done();
       if (this.countAgain) {
         this.countAgain = false;

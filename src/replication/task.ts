@@ -492,7 +492,9 @@ export class ReplicationTask {
     const busy =
       this.pipeline.inflight.some((w) => w.scopeRecords > 0) ||
       this.log.gathering ||
-      this.pending().records > 0;
+      this.pending().records > 0 ||
+      // a backlog not counted yet (at start): not `idle` before it is known to be empty
+      (!this.log.counted && this.storage.changes.lastLsn() > this.cursor);
     events.push(busy ? { kind: 'work_pending' } : { kind: 'all_delivered' });
     this.machine.send(...events);
   }
