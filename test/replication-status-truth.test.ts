@@ -2,7 +2,7 @@
  * Status tells the truth in ordinary sequences (found by probing, each failed before its fix):
  * a copy with nothing to read completes; resuming a suspension never shows `retrying` without an
  * error; writes outside a replication's scope do not flip it to `replicating`; a restart with a
- * backlog is not `idle` before the backlog is counted.
+ * backlog is not `idle` before the backlog is counted; the last error survives a restart or PUT.
  */
 import assert from 'node:assert/strict';
 import type { TaskEvent } from '../src/replication/task.js';
@@ -127,6 +127,28 @@ forEachTarget(
       });
     } finally {
       down = false;
+    }
+  },
+  { wrapTarget },
+);
+
+forEachTarget(
+  'the last error stays as history across a restart and a PUT',
+  async (env) => {
+    refusing = true;
+    try {
+      await env.storage.createBucket('src');
+      await env.replicate('r', { retry: { initial_ms: 20, max_ms: 50 } });
+      await writeText(env.storage, 'src', 'e', 1n, 'x');
+      await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
+      const before = statusOf(env.manager, 'r').last_error;
+      assert.match(before?.message ?? '', /Invalid token/);
+      await env.reopen();
+      assert.deepEqual(statusOf(env.manager, 'r').last_error, before, 'after the restart');
+      await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', ...env.destination });
+      assert.match(statusOf(env.manager, 'r').last_error?.message ?? '', /Invalid token/, 'after the PUT');
+    } finally {
+      refusing = false;
     }
   },
   { wrapTarget },

@@ -11,6 +11,7 @@ import { AlternatingFile } from '../storage/alternating-file.js';
 import { parseJson, stringifyJson } from '../protocol/json.js';
 import type { ReplicationCounters } from '../protocol/replication-status.js';
 import type { GroupCheckpoint } from './group-run.js';
+import type { LastError } from './delivery-health.js';
 import { ScanSource, type CopyState } from './scan-source.js';
 
 /** Counters of a replication (records and bytes); the wire type of the status routes. */
@@ -41,6 +42,8 @@ export interface Checkpoint {
   needs_verify_reason: string | null;
   /** Suspension survives restarts: resumed only by PATCH mode or PUT. */
   suspended_reason: string | null;
+  /** The last error, kept as history across restarts and PUTs (absent in older checkpoints). */
+  last_error?: LastError | null;
   /** Destination instance id learned from `x-ferry-instance` ('' = none seen). */
   destination_instance: string;
   /** Initial copy or one-shot run: plan and per-entry position (absent = none). */

@@ -251,6 +251,7 @@ export class ReplicationTask {
       this.needsVerify = cp.needs_verify;
       this.needsVerifyReason = cp.needs_verify_reason;
       this.health.suspendedReason = cp.suspended_reason;
+      if (cp.last_error) this.health.lastError = cp.last_error;
       if (cp.group) this.group?.restore(cp.group);
     }
     const at = resumePosition(log, this.name, cp?.lsn);
@@ -450,6 +451,7 @@ export class ReplicationTask {
       needs_verify: this.needsVerify,
       needs_verify_reason: this.needsVerifyReason,
       suspended_reason: this.health.suspendedReason,
+      last_error: this.health.lastError,
       destination_instance: this.target.instanceId,
       copy,
       completed,
