@@ -30,6 +30,37 @@ class RefusingTarget extends ForwardingTarget {
 }
 const wrapTarget = (t: Target): Target => new RefusingTarget(t);
 
+const FAST = { retry: { initial_ms: 20, max_ms: 50 } };
+
+/** A test per destination kind through the faulty target; the faults are off again afterwards. */
+function faultTest(name: string, fn: (env: ReplEnv) => Promise<void>): void {
+  forEachTarget(
+    name,
+    async (env) => {
+      try {
+        await fn(env);
+      } finally {
+        refusing = false;
+        down = false;
+      }
+    },
+    { wrapTarget },
+  );
+}
+
+/** Bucket 'src' and replication 'r' with fast retries. */
+async function replicateFast(env: ReplEnv): Promise<void> {
+  await env.storage.createBucket('src');
+  await env.replicate('r', FAST);
+}
+
+/** Refuses from now on, writes a record at `ts` and waits until 'r' is suspended by the refusal. */
+async function suspendByRefusal(env: ReplEnv, ts: bigint): Promise<void> {
+  refusing = true;
+  await writeText(env.storage, 'src', 'e', ts, `v${ts}`);
+  await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
+}
+
 /** Every state transition of `name` as `from>to(reason)`. */
 function transitions(env: ReplEnv, name = 'r'): string[] {
   const log: string[] = [];
@@ -55,44 +86,23 @@ forEachTarget('a copy whose since is past every record ends at once, also after 
   assert.equal(statusOf(env.manager, 'r').counters.records_written, 0);
 });
 
-forEachTarget(
-  'a suspension resumed by PUT or PATCH never shows retrying without an error',
-  async (env) => {
-    refusing = true;
-    try {
-      await env.storage.createBucket('src');
-      const log = transitions(env);
-      const settings = { retry: { initial_ms: 20, max_ms: 50 } };
-      await env.replicate('r', settings);
-      await writeText(env.storage, 'src', 'e', 1n, 'x');
-      await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
-      refusing = false;
-      await env.manager.update('r', {
-        src_bucket: 'src',
-        dst_bucket: 'dst',
-        ...env.destination,
-        ...settings,
-      });
-      assert.notEqual(statusOf(env.manager, 'r').state, 'retrying');
-      await waitFor(() => statusOf(env.manager, 'r').state === 'idle', { message: 'idle after the PUT' });
-      // again, resumed by PATCH after a restart
-      refusing = true;
-      await writeText(env.storage, 'src', 'e', 2n, 'y');
-      await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended again' });
-      refusing = false;
-      await env.reopen();
-      const log2 = transitions(env);
-      await env.manager.setMode('r', { mode: 'enabled' });
-      await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1, {
-        message: 'delivered',
-      });
-      for (const l of [...log, ...log2]) assert.ok(!/>retrying\(null\)/.test(l), [...log, ...log2].join(' '));
-    } finally {
-      refusing = false;
-    }
-  },
-  { wrapTarget },
-);
+faultTest('a suspension resumed by PUT or PATCH never shows retrying without an error', async (env) => {
+  const log = transitions(env);
+  await replicateFast(env);
+  await suspendByRefusal(env, 1n);
+  refusing = false;
+  await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', ...env.destination, ...FAST });
+  assert.notEqual(statusOf(env.manager, 'r').state, 'retrying');
+  await waitFor(() => statusOf(env.manager, 'r').state === 'idle', { message: 'idle after the PUT' });
+  // again, resumed by PATCH after a restart
+  await suspendByRefusal(env, 2n);
+  refusing = false;
+  await env.reopen();
+  const log2 = transitions(env);
+  await env.manager.setMode('r', { mode: 'enabled' });
+  await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1, { message: 'delivered' });
+  for (const l of [...log, ...log2]) assert.ok(!/>retrying\(null\)/.test(l), [...log, ...log2].join(' '));
+});
 
 forEachTarget('writes outside its scope leave a replication idle', async (env) => {
   await env.storage.createBucket('src');
@@ -106,50 +116,28 @@ forEachTarget('writes outside its scope leave a replication idle', async (env) =
   assert.equal(statusOf(env.manager, 'r').state, 'idle');
 });
 
-forEachTarget(
-  'right after a restart with a backlog, status is not idle with nothing pending',
-  async (env) => {
-    down = true;
-    try {
-      await env.storage.createBucket('src');
-      await env.replicate('r', { retry: { initial_ms: 20, max_ms: 50 } });
-      for (let i = 1n; i <= 50n; i++) await writeText(env.storage, 'src', 'e', i, 'x');
-      await waitFor(() => statusOf(env.manager, 'r').state === 'retrying', { message: 'retrying' });
-      await env.reopen();
-      const st = statusOf(env.manager, 'r');
-      assert.ok(
-        st.state !== 'idle' || st.cursor_lsn === st.log_last_lsn,
-        `${st.state} with cursor ${st.cursor_lsn} of ${st.log_last_lsn}, ${st.pending_records} pending`,
-      );
-      down = false;
-      await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 50, {
-        message: 'delivered',
-      });
-    } finally {
-      down = false;
-    }
-  },
-  { wrapTarget },
-);
+faultTest('right after a restart with a backlog, status is not idle with nothing pending', async (env) => {
+  down = true;
+  await replicateFast(env);
+  for (let i = 1n; i <= 50n; i++) await writeText(env.storage, 'src', 'e', i, 'x');
+  await waitFor(() => statusOf(env.manager, 'r').state === 'retrying', { message: 'retrying' });
+  await env.reopen();
+  const st = statusOf(env.manager, 'r');
+  assert.ok(
+    st.state !== 'idle' || st.cursor_lsn === st.log_last_lsn,
+    `${st.state} with cursor ${st.cursor_lsn} of ${st.log_last_lsn}, ${st.pending_records} pending`,
+  );
+  down = false;
+  await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 50, { message: 'delivered' });
+});
 
-forEachTarget(
-  'the last error stays as history across a restart and a PUT',
-  async (env) => {
-    refusing = true;
-    try {
-      await env.storage.createBucket('src');
-      await env.replicate('r', { retry: { initial_ms: 20, max_ms: 50 } });
-      await writeText(env.storage, 'src', 'e', 1n, 'x');
-      await waitFor(() => statusOf(env.manager, 'r').state === 'suspended', { message: 'suspended' });
-      const before = statusOf(env.manager, 'r').last_error;
-      assert.match(before?.message ?? '', /Invalid token/);
-      await env.reopen();
-      assert.deepEqual(statusOf(env.manager, 'r').last_error, before, 'after the restart');
-      await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', ...env.destination });
-      assert.match(statusOf(env.manager, 'r').last_error?.message ?? '', /Invalid token/, 'after the PUT');
-    } finally {
-      refusing = false;
-    }
-  },
-  { wrapTarget },
-);
+faultTest('the last error stays as history across a restart and a PUT', async (env) => {
+  await replicateFast(env);
+  await suspendByRefusal(env, 1n);
+  const before = statusOf(env.manager, 'r').last_error;
+  assert.match(before?.message ?? '', /Invalid token/);
+  await env.reopen();
+  assert.deepEqual(statusOf(env.manager, 'r').last_error, before, 'after the restart');
+  await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', ...env.destination });
+  assert.match(statusOf(env.manager, 'r').last_error?.message ?? '', /Invalid token/, 'after the PUT');
+});

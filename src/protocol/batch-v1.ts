@@ -327,6 +327,13 @@ export function v1ErrorHeader(ts: bigint, err: FerryError): [string, string] {
   return [`${ERROR_PREFIX}${ts}`, errorHeaderValue(err)];
 }
 
+/** The error of a per-record error header value `<status>,<message>` (v1 and v2). */
+export function parseErrorValue(value: string): FerryError {
+  const comma = value.indexOf(',');
+  const status = Number.parseInt(comma < 0 ? value : value.slice(0, comma), 10);
+  return new FerryError(Number.isFinite(status) ? status : 500, comma < 0 ? '' : value.slice(comma + 1));
+}
+
 /** Parses `x-reduct-error-<ts>` headers of a v1 batch response (for replication senders). */
 export function parseV1ErrorHeaders(headers: HeaderSource): Map<bigint, FerryError> {
   const out = new Map<bigint, FerryError>();
@@ -335,12 +342,7 @@ export function parseV1ErrorHeaders(headers: HeaderSource): Map<bigint, FerryErr
     if (!name.startsWith(ERROR_PREFIX)) continue;
     const ts = parseU64(name.slice(ERROR_PREFIX.length));
     if (ts === undefined) continue;
-    const comma = value.indexOf(',');
-    const status = Number.parseInt(comma < 0 ? value : value.slice(0, comma), 10);
-    out.set(
-      ts,
-      new FerryError(Number.isFinite(status) ? status : 500, comma < 0 ? '' : value.slice(comma + 1)),
-    );
+    out.set(ts, parseErrorValue(value));
   }
   return out;
 }

@@ -15,6 +15,7 @@ import {
   checkLabelName,
   forEachHeader,
   headerPairs,
+  parseErrorValue,
   splitLabelList,
   type HeaderSource,
 } from './batch-v1.js';
@@ -402,12 +403,7 @@ export function parseV2ErrorHeaders(headers: HeaderSource): Map<string, FerryErr
     const delta = parseU64(m[2]!);
     const index = Number(m[1]);
     if (delta === undefined || !Number.isSafeInteger(index)) continue;
-    const comma = value.indexOf(',');
-    const status = Number.parseInt(comma < 0 ? value : value.slice(0, comma), 10);
-    out.set(
-      v2RecordKey(index, delta),
-      new FerryError(Number.isFinite(status) ? status : 500, comma < 0 ? '' : value.slice(comma + 1)),
-    );
+    out.set(v2RecordKey(index, delta), parseErrorValue(value));
   }
   return out;
 }

@@ -98,9 +98,10 @@ export class DeliveryHealth {
     this.outageStart = null;
     this.consecutiveFailures = 0;
     // a resumed suspension has not failed again yet: only a retry that was scheduled stays shown
-    if (retrying)
-      this.report({ kind: 'resumed' }, { kind: 'retry_scheduled', error: this.lastError?.message ?? null });
-    else this.report({ kind: 'resumed' });
+    this.report(
+      { kind: 'resumed' },
+      ...(retrying ? [{ kind: 'retry_scheduled' as const, error: this.lastError?.message ?? null }] : []),
+    );
   }
 
   /** Windows were delivered; `clean`: nothing else failed meanwhile (the outage is over). */

@@ -102,8 +102,9 @@ async function splitAlone(
   single: (r: ShipRecord) => Promise<ItemOutcome>,
   batch: (rest: readonly ShipRecord[]) => Promise<ItemOutcome[]>,
 ): Promise<ItemOutcome[]> {
-  const one = records.filter(alone);
-  const rest = records.filter((r) => !alone(r));
+  const one: ShipRecord[] = [];
+  const rest: ShipRecord[] = [];
+  for (const r of records) (alone(r) ? one : rest).push(r);
   const [a, b] = await Promise.allSettled([
     Promise.allSettled(one.map(single)),
     rest.length > 0 ? batch(rest) : Promise.resolve([]),
@@ -116,6 +117,11 @@ async function splitAlone(
   one.forEach((r, i) => byTs.set(r.ts, (a.value[i] as PromiseFulfilledResult<ItemOutcome>).value));
   rest.forEach((r, i) => byTs.set(r.ts, b.value[i]!));
   return records.map((r) => byTs.get(r.ts)!);
+}
+
+/** The payloads of `records` as an uncompressed body: one buffer when small, else a stream. */
+async function plainBody(records: readonly ShipRecord[]): Promise<Readable | Buffer> {
+  return (await smallBatchBody(records)) ?? Readable.from(batchBody(records), { objectMode: false });
 }
 
 /**
@@ -356,8 +362,12 @@ export class RemoteTarget implements Target {
       String(r.size),
     ];
     for (const k in r.labels) headers.push(`x-reduct-label-${k}`, r.labels[k]!);
-    const body = (await smallBatchBody([r])) ?? Readable.from(batchBody([r]), { objectMode: false });
-    const res = await this.request('POST', `${this.entryPath(entry)}?ts=${r.ts}`, headers, body);
+    const res = await this.request(
+      'POST',
+      `${this.entryPath(entry)}?ts=${r.ts}`,
+      headers,
+      await plainBody([r]),
+    );
     await res.body.dump();
     if (res.statusCode === 200) {
       this.available = true;
@@ -423,7 +433,7 @@ export class RemoteTarget implements Target {
       return compressBody(batchBody(records), encoding);
     }
     headers.push('content-length', String(total));
-    return (await smallBatchBody(records)) ?? Readable.from(batchBody(records), { objectMode: false });
+    return plainBody(records);
   }
 
   /** A record's outcome from its per-record error header (none: written); 409 is left to the caller. */
@@ -544,15 +554,8 @@ export class RemoteTarget implements Target {
       this.available = true;
       return WRITTEN;
     }
-    if (res.statusCode === 404) {
-      const message = header(res.headers, 'x-reduct-error') ?? '';
-      if (/^Bucket /.test(message)) {
-        this.available = false;
-        return { kind: 'temporary', status: 404, message: boundMessage(message) };
-      }
-      this.available = true;
-      return { kind: 'missing' };
-    }
+    if (res.statusCode === 404)
+      return this.missingFor(boundMessage(header(res.headers, 'x-reduct-error') ?? ''));
     return this.refused(res.statusCode, res.headers, 'Label update refused', [r])[0]!;
   }
 
@@ -573,12 +576,22 @@ export class RemoteTarget implements Target {
     return records.map((r): ItemOutcome => {
       const err = errors.get(r.ts);
       if (!err) return { kind: 'written' };
-      if (err.status === 404)
-        return /^Bucket /.test(err.message)
-          ? { kind: 'temporary', status: 404, message: err.message }
-          : { kind: 'missing' };
+      if (err.status === 404) return this.missingFor(err.message);
       return classifyStatus(err.status, err.message);
     });
+  }
+
+  /**
+   * A label update's 404: the bucket is gone (temporary: it is created again) or the record is
+   * missing (the engine sends it whole instead).
+   */
+  private missingFor(message: string): ItemOutcome {
+    if (/^Bucket /.test(message)) {
+      this.available = false;
+      return { kind: 'temporary', status: 404, message };
+    }
+    this.available = true;
+    return { kind: 'missing' };
   }
 
   async reset(): Promise<void> {

@@ -118,7 +118,7 @@ export const joinsWrites = (instanceId: string, apiMinor: number): boolean =>
  */
 export function coalescible(records: readonly ShipRecord[], instanceId: string, apiMinor: number): boolean {
   if (!joinsWrites(instanceId, apiMinor)) return false;
-  if (!joinable(records.map((r) => r.size))) return false;
+  if (!joinable(records, (r) => r.size)) return false;
   for (const r of records) for (const k in r.labels) if (r.labels[k] === '') return false;
   return true;
 }

@@ -207,8 +207,7 @@ export class Shipper {
     const wide = this.ctx.joinedGroupConcurrency?.();
     if (wide === undefined || this.ctx.target.joinsWrites !== true)
       return mapLimit(groups, limit, (g) => this.deliver(g));
-    const small = (g: Item[]): boolean =>
-      g[0]!.change.kind === 'write' && joinable(g.map((i) => i.change.size));
+    const small = (g: Item[]): boolean => g[0]!.change.kind === 'write' && joinable(g, (i) => i.change.size);
     const out = await mapLimit(groups.filter(small), wide, (g) => this.deliver(g));
     out.push(
       ...(await mapLimit(

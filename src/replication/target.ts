@@ -36,16 +36,18 @@ export const SMALL_PAYLOAD = 64 * 1024;
 export const JOINABLE_RECORDS = 128;
 export const JOINABLE_BYTES = 256 * 1024;
 
-/** Whether the changes of a write group are small enough to share a request (see `JOINABLE_RECORDS`). */
-export function joinable(sizes: readonly number[]): boolean {
-  if (sizes.length > JOINABLE_RECORDS) return false;
+/** Whether a write group is small enough to share a request (see `JOINABLE_RECORDS`). */
+export function joinable<T>(items: readonly T[], size: (item: T) => number): boolean {
+  if (items.length > JOINABLE_RECORDS) return false;
   let bytes = 0;
-  for (const n of sizes) {
+  for (const item of items) {
+    const n = size(item);
     if (n > SMALL_PAYLOAD) return false;
     bytes += n;
   }
   return bytes <= JOINABLE_BYTES;
 }
+
 /** Small payloads are coalesced into chunks of about this size before they reach a socket. */
 const COALESCE_BYTES = 256 * 1024;
 
