@@ -1,7 +1,8 @@
 /**
  * Sync replication rows of `bench:replication` (replication.md §7): write latency p50/p99 and
  * throughput of 1 KiB single-record writes at 1, 8 and 64 concurrent writers on a source Ferry that
- * replicates to a second Ferry process on loopback, with an async replication and with a sync one,
+ * replicates to a second Ferry process on loopback, with an async replication and with a sync one
+ * (and the same writes with no replication, the single-instance baseline),
  * and in the same run PostgreSQL with a synchronous physical standby (`synchronous_commit = on`
  * and `remote_apply`), one INSERT of 1 KiB per transaction. Prints its own table and the targets:
  * sync p50 ≤ PostgreSQL's synchronous p50 (at every concurrency), sync throughput at 64 writers ≥
@@ -70,21 +71,27 @@ async function api(node: FerryProcess, method: string, path: string, body?: unkn
   await res.arrayBuffer();
 }
 
-/** Ferry rows: one replication of `type` from bucket `type` at each concurrency. */
+/**
+ * Ferry rows at each concurrency: writes to bucket `type` with one replication of that type, or
+ * (`none`) with no replication at all, the single-instance baseline of the same writes.
+ */
 async function ferryRows(
   src: FerryProcess,
   dst: FerryProcess,
-  type: 'async' | 'sync',
+  type: 'none' | 'async' | 'sync',
   seconds: number,
 ): Promise<SyncRow[]> {
   await api(src, 'POST', `/b/${type}`, {});
-  await api(src, 'POST', `/replications/${type}`, {
-    src_bucket: type,
-    dst_bucket: type,
-    dst_host: dst.url,
-    dst_token: dst.token,
-    ...(type === 'sync' ? { replication_type: 'sync', sync: { timeout_ms: 5000, on_timeout: 'fail' } } : {}),
-  });
+  if (type !== 'none')
+    await api(src, 'POST', `/replications/${type}`, {
+      src_bucket: type,
+      dst_bucket: type,
+      dst_host: dst.url,
+      dst_token: dst.token,
+      ...(type === 'sync'
+        ? { replication_type: 'sync', sync: { timeout_ms: 5000, on_timeout: 'fail' } }
+        : {}),
+    });
   const pool = new Pool(src.url, { connections: 64, pipelining: 1 });
   const payload = randomBytes(KiB);
   const rows: SyncRow[] = [];
@@ -102,11 +109,15 @@ async function ferryRows(
         if (res.statusCode !== 200)
           throw new Error(`write: ${res.statusCode} ${String(res.headers['x-reduct-error'])}`);
       });
-      rows.push({ system: `Ferry ${type} replication`, writers, ...r });
+      rows.push({
+        system: type === 'none' ? 'Ferry, no replication' : `Ferry ${type} replication`,
+        writers,
+        ...r,
+      });
     }
   } finally {
     await pool.close();
-    await api(src, 'DELETE', `/replications/${type}`);
+    if (type !== 'none') await api(src, 'DELETE', `/replications/${type}`);
   }
   return rows;
 }
@@ -164,6 +175,7 @@ export async function runSyncBench(quick: boolean): Promise<void> {
   let pgNote = '';
   try {
     rows = [
+      ...(await ferryRows(src, dst, 'none', seconds)),
       ...(await ferryRows(src, dst, 'async', seconds)),
       ...(await ferryRows(src, dst, 'sync', seconds)),
     ];
