@@ -57,6 +57,7 @@ import { remoteRoutes } from './routes/remotes.js';
 import { metricsHandler } from './routes/metrics.js';
 import { FerryMetrics } from './metrics.js';
 import { instrumentServices } from './instrument.js';
+import { FEATURES_HEADER, RECORDS_TABLE_FEATURE } from '../protocol/records-table.js';
 
 interface RouteStore {
   handler: Handler;
@@ -120,6 +121,7 @@ export function createHttpServer(services: HttpServices): FerryHttpServer {
     res.setHeader('x-reduct-api', API_VERSION);
     res.setHeader('server', `ReductStore ${SERVER_VERSION}`);
     res.setHeader('x-ferry-instance', instanceId);
+    res.setHeader(FEATURES_HEADER, RECORDS_TABLE_FEATURE);
     const origin = req.headers.origin;
     if (origin && (corsAny || corsOrigins.has(origin))) {
       res.setHeader('access-control-allow-origin', origin);

@@ -7,8 +7,10 @@
  * idempotently and answers `x-ferry-present-<ts>: 1`; for a plain ReductStore, and for any record
  * still in conflict, the existing record is read back and compared (size, then SHA-256 prefix).
  * Small writes of several entries started together go to a Ferry destination as one batch-v2
- * request (write-coalescer.ts); records whose label values no batch header list can carry travel
- * as single-record writes and updates (`x-reduct-label-*` headers).
+ * request (write-coalescer.ts); other writes to a Ferry destination that says it takes them go as
+ * records-table batches (protocol/records-table.ts: metadata and digests in the body, every label
+ * value exact). Toward ReductStore, records whose label values no batch header list can carry
+ * travel as single-record writes and updates (`x-reduct-label-*` headers).
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -17,6 +19,13 @@ import { destinationPool } from './destination-pool.js';
 import type { IncomingHttpHeaders } from 'undici/types/header.js';
 import { encodeV1UpdateHeaders, encodeV1Value } from '../protocol/batch-v1.js';
 import { parseV2ErrorHeaders } from '../protocol/batch-v2.js';
+import {
+  encodeRecordsTable,
+  FEATURES_HEADER,
+  RECORDS_TABLE_CONTENT_TYPE,
+  RECORDS_TABLE_FEATURE,
+  tableCarries,
+} from '../protocol/records-table.js';
 import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
 import { parseRetryAfter } from './backoff.js';
@@ -119,10 +128,25 @@ async function splitAlone(
   return records.map((r) => byTs.get(r.ts)!);
 }
 
-/** The payloads of `records` as an uncompressed body: one buffer when small, else a stream. */
-async function plainBody(records: readonly ShipRecord[]): Promise<Readable | Buffer> {
-  return (await smallBatchBody(records)) ?? Readable.from(batchBody(records), { objectMode: false });
+/**
+ * The payloads of `records` as an uncompressed body, after `prefix` (a records table): one buffer
+ * when small, else a stream.
+ */
+async function plainBody(records: readonly ShipRecord[], prefix?: Buffer): Promise<Readable | Buffer> {
+  const small = await smallBatchBody(records);
+  if (small) return prefix ? Buffer.concat([prefix, small]) : small;
+  return Readable.from(prefix ? prefixed(prefix, batchBody(records)) : batchBody(records), {
+    objectMode: false,
+  });
 }
+
+async function* prefixed(prefix: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield prefix;
+  yield* rest;
+}
+
+/** Records per records-table request (bounded by the batch's bytes too). */
+const MAX_TABLE_REQUEST_RECORDS = 4096;
 
 /**
  * A write a batch cannot carry that a single-record write carries exactly. One with upper-case
@@ -154,6 +178,8 @@ export class RemoteTarget implements Target {
   available = false;
   /** `x-reduct-api` minor version of the destination (compression needs >= 21). */
   private apiMinor = 0;
+  /** The destination takes records-table batches (it said so on its last answer). */
+  private tables = false;
   /** Own pool (null when the target uses a remote's shared pool). */
   private pool: Pool | null = null;
   /** Aborts this target's requests on `reset`/`close` (a shared pool is not destroyed). */
@@ -220,6 +246,10 @@ export class RemoteTarget implements Target {
   private learn(h: IncomingHttpHeaders): void {
     const inst = header(h, 'x-ferry-instance');
     if (inst !== undefined) this.instanceId = inst;
+    this.tables =
+      header(h, FEATURES_HEADER)
+        ?.split(',')
+        .some((f) => f.trim() === RECORDS_TABLE_FEATURE) ?? false;
     const api = header(h, 'x-reduct-api');
     const m = api ? /^(\d+)\.(\d+)/.exec(api) : null;
     if (m) this.apiMinor = Number(m[1]) > 1 ? 1000 : Number(m[2]);
@@ -311,7 +341,8 @@ export class RemoteTarget implements Target {
 
   async write(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     // records with labels a header list cannot carry go one by one, the rest in batches
-    if (records.some(writeAlone))
+    const tables = this.takesTables(records);
+    if (!tables && records.some(writeAlone))
       return splitAlone(
         records,
         writeAlone,
@@ -319,8 +350,8 @@ export class RemoteTarget implements Target {
         (rest) => this.write(entry, rest),
       );
     // stay below the destination's header count limit: one request per slice
-    const slices = sliceRecords(records, MAX_RECORDS_PER_REQUEST);
-    const outcomes = (await Promise.all(slices.map((r) => this.firstSend(entry, r)))).flat();
+    const slices = sliceRecords(records, tables ? MAX_TABLE_REQUEST_RECORDS : MAX_RECORDS_PER_REQUEST);
+    const outcomes = (await Promise.all(slices.map((r) => this.firstSend(entry, r, tables)))).flat();
     // Conflicts are rare (a re-send after a crash or a failed request): only then are the records
     // sent again with their content digests, so that a Ferry destination can tell "already
     // present" from a real conflict without a read-back, and first sends carry half the headers.
@@ -381,11 +412,28 @@ export class RemoteTarget implements Target {
     return this.refused(res.statusCode, res.headers, 'Write refused', [r])[0]!;
   }
 
-  /** The first send of a slice: joined with other entries' writes when it can be (a Ferry destination). */
-  private firstSend(entry: string, records: readonly ShipRecord[]): Promise<Array<ItemOutcome | Conflict>> {
-    return coalescible(records, this.instanceId, this.apiMinor)
-      ? this.coalescer.submit(this.originOf(records), entry, records)
-      : this.writeOne(entry, records, false);
+  /** The destination takes records tables, and one can carry every record of `records`. */
+  private takesTables(records: readonly ShipRecord[]): boolean {
+    return this.tables && records.every(tableCarries);
+  }
+
+  /**
+   * The first send of a slice: joined with other entries' writes when it can be (a Ferry
+   * destination); with `tables`, a label value a header list cannot carry goes in a table.
+   */
+  private firstSend(
+    entry: string,
+    records: readonly ShipRecord[],
+    tables: boolean,
+  ): Promise<Array<ItemOutcome | Conflict>> {
+    if (coalescible(records, this.instanceId, this.apiMinor) && !(tables && records.some(awkwardWrite)))
+      return this.coalescer.submit(this.originOf(records), entry, records);
+    return this.sendBatch(entry, records);
+  }
+
+  /** One batch request of one entry: a records table when the destination takes it, else v1. */
+  private sendBatch(entry: string, records: readonly ShipRecord[]): Promise<Array<ItemOutcome | Conflict>> {
+    return this.takesTables(records) ? this.writeTable(entry, records) : this.writeOne(entry, records, false);
   }
 
   /**
@@ -396,7 +444,7 @@ export class RemoteTarget implements Target {
     origin: string,
     calls: readonly CoalescedCall<ShipRecord>[],
   ): Promise<Array<Array<ItemOutcome | Conflict>>> {
-    if (calls.length === 1) return [await this.writeOne(calls[0]!.entry, calls[0]!.records, false)];
+    if (calls.length === 1) return [await this.sendBatch(calls[0]!.entry, calls[0]!.records)];
     const { enc, ordered, headers } = v2WriteRequest(origin, calls);
     const body = await this.body(ordered, enc.totalSize, headers);
     const res = await this.request('POST', '/write', headers, body, true);
@@ -406,7 +454,7 @@ export class RemoteTarget implements Target {
       if (err.temporary) throw err;
       // refused as a whole (too large, a record of one entry invalid, …): each entry goes on its
       // own, so that one entry's refusal stays its own
-      return Promise.all(calls.map((c) => this.writeOne(c.entry, c.records, false)));
+      return Promise.all(calls.map((c) => this.sendBatch(c.entry, c.records)));
     }
     this.available = true;
     const errors = parseV2ErrorHeaders(res.headers);
@@ -425,15 +473,16 @@ export class RemoteTarget implements Target {
     records: readonly ShipRecord[],
     total: number,
     headers: string[],
+    prefix?: Buffer,
   ): Promise<Readable | Buffer> {
     const encoding =
       this.opts.compression !== 'none' && this.apiMinor >= 21 ? this.opts.compression : undefined;
     if (encoding) {
       headers.push('content-encoding', encoding);
-      return compressBody(batchBody(records), encoding);
+      return compressBody(prefix ? prefixed(prefix, batchBody(records)) : batchBody(records), encoding);
     }
-    headers.push('content-length', String(total));
-    return plainBody(records);
+    headers.push('content-length', String(total + (prefix?.length ?? 0)));
+    return plainBody(records, prefix);
   }
 
   /** A record's outcome from its per-record error header (none: written); 409 is left to the caller. */
@@ -471,7 +520,39 @@ export class RemoteTarget implements Target {
       total += r.size;
     }
     const body = await this.body(records, total, headers);
+    return this.batchAnswer(
+      records,
+      await this.request('POST', `${this.entryPath(entry)}/batch`, headers, body),
+    );
+  }
+
+  /**
+   * One records-table batch (a Ferry destination): metadata and digests in the body, so present
+   * records are answered so at once and only a real conflict is a 409.
+   */
+  private async writeTable(
+    entry: string,
+    records: readonly ShipRecord[],
+  ): Promise<Array<ItemOutcome | Conflict>> {
+    const headers = ['content-type', RECORDS_TABLE_CONTENT_TYPE, 'x-ferry-origin', this.originOf(records)];
+    let total = 0;
+    for (const r of records) total += r.size;
+    const body = await this.body(records, total, headers, encodeRecordsTable(records));
     const res = await this.request('POST', `${this.entryPath(entry)}/batch`, headers, body);
+    // the table carried the digests: the destination compared them (an identical record is
+    // answered present), so a 409 for a record with a digest is other content there
+    return (await this.batchAnswer(records, res)).map((o, i) =>
+      o.kind === 'conflict' && records[i]!.digest.length >= 16
+        ? { kind: 'permanent', status: 409, message: `${o.message} (different content at destination)` }
+        : o,
+    );
+  }
+
+  /** Per-record outcomes of a v1 or records-table batch answer; a 409 is left to the caller. */
+  private async batchAnswer(
+    records: readonly ShipRecord[],
+    res: Dispatcher.ResponseData,
+  ): Promise<Array<ItemOutcome | Conflict>> {
     await res.body.dump();
     if (res.statusCode !== 200)
       return this.refused(res.statusCode, res.headers, 'Batch write refused', records);

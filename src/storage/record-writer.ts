@@ -237,6 +237,10 @@ export class RecordWriter {
             return 'already_present';
           }
         }
+        // a sender that gave a digest wants to know whether this is its record: not yet decided
+        // while the one stored is still being written (perhaps this very record, sent twice)
+        if (existing.state !== 'finished' && opts.digest && existing.size === size)
+          throw Errors.recordStillWritten(ts);
         throw Errors.recordExists(ts);
       }
       desc = this.reserve(entryName, block, ts, size, opts);

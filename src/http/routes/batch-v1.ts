@@ -16,10 +16,17 @@ import {
   v1ErrorHeader,
 } from '../../protocol/batch-v1.js';
 import { isMetaEntry, validateEntryName } from '../../protocol/names.js';
-import type { Bucket, StoredRecord } from '../../storage/types.js';
+import type { Bucket, Labels, StoredRecord } from '../../storage/types.js';
 import { payloadChunks, STORED_PAYLOAD } from '../../storage/payload-chunks.js';
 import { readAccess, writeAccess } from '../auth-hook.js';
 import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
+import type { ByteReader } from '../body.js';
+import {
+  decodeRecordsTable,
+  RECORDS_TABLE_CONTENT_TYPE,
+  TABLE_PREFIX_BYTES,
+  tableLength,
+} from '../../protocol/records-table.js';
 import type { RequestContext } from '../context.js';
 import { parseU64 } from '../../protocol/json.js';
 import { sendEmpty, toFerryError } from '../respond.js';
@@ -71,26 +78,79 @@ function readDigests(rawHeaders: readonly string[]): Map<bigint, Buffer> {
   return out;
 }
 
-/** POST /b/{bucket}/{entry}/batch */
+/** POST /b/{bucket}/{entry}/batch (also Ferry's records-table form, records-table.ts) */
 export async function writeBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   writeAccess(ctx, bucketName);
   validateEntryName(entry, { allowMeta: true });
+  if (ctx.header('content-type') === RECORDS_TABLE_CONTENT_TYPE)
+    return writeTableBatch(ctx, bucketName, entry);
   const batch = parseV1Batch(ctx.req.rawHeaders);
   checkBatchLength(declaredBatchLengths(ctx), batch.totalSize);
   const origin = originHeader(ctx);
   const digests = readDigests(ctx.req.rawHeaders);
+  const items: BatchWriteItem[] = batch.records.map((r) => ({
+    entry,
+    ts: r.ts,
+    opts: { size: r.size, contentType: r.contentType, labels: r.labels, origin, digest: digests.get(r.ts) },
+  }));
+  await writeAndAnswer(ctx, bucketName, items, ctx.body.reader());
+}
+
+/**
+ * A records-table batch: the table is read from the body (bounded, checked) before any record is
+ * stored; then the records go exactly as a v1 batch's, with the same answer.
+ */
+async function writeTableBatch(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
+  const reader = ctx.body.reader();
+  const prefix = await readExactly(reader, TABLE_PREFIX_BYTES);
+  const tableBytes = tableLength(prefix);
+  const table = decodeRecordsTable(await readExactly(reader, tableBytes));
+  const reduct = ctx.header('x-reduct-content-length');
+  if (reduct !== undefined) checkBatchLength([Number(parseU64(reduct.trim()) ?? -1)], table.totalSize);
+  const plain = ctx.body.compressed ? undefined : ctx.header('content-length');
+  if (plain !== undefined) {
+    const whole = Number(parseU64(plain.trim()) ?? -1);
+    if (whole !== TABLE_PREFIX_BYTES + tableBytes + table.totalSize)
+      throw Errors.unprocessable(
+        `Content-length ${plain} doesn't match the table and the sum of record sizes ${TABLE_PREFIX_BYTES + tableBytes + table.totalSize}`,
+      );
+  }
+  const origin = originHeader(ctx);
+  const items: BatchWriteItem[] = table.records.map((r) => ({
+    entry,
+    ts: r.ts,
+    opts: { size: r.size, contentType: r.contentType, labels: r.labels as Labels, origin, digest: r.digest },
+  }));
+  await writeAndAnswer(ctx, bucketName, items, reader);
+}
+
+/** Exactly `n` bytes of the body (422 when it ends first), joined once. */
+async function readExactly(reader: ByteReader, n: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  while (got < n) {
+    const chunk = await reader.read(n - got);
+    if (!chunk) throw Errors.unprocessable('Invalid records table: the body ends inside it');
+    parts.push(chunk);
+    got += chunk.length;
+  }
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
+}
+
+/** Writes a batch's records and answers with one header per record that was not simply written. */
+async function writeAndAnswer(
+  ctx: RequestContext,
+  bucketName: string,
+  items: BatchWriteItem[],
+  reader: ByteReader,
+): Promise<void> {
   let bucket: Bucket | FerryError;
   try {
     bucket = ctx.services.storage.bucket(bucketName);
   } catch (e) {
     bucket = toFerryError(e);
   }
-  const items: BatchWriteItem[] = batch.records.map((r) => ({
-    entry,
-    ts: r.ts,
-    opts: { size: r.size, contentType: r.contentType, labels: r.labels, origin, digest: digests.get(r.ts) },
-  }));
-  const results = await writeBatch(bucket, items, ctx.body.reader());
+  const results = await writeBatch(bucket, items, reader);
   ctx.body.markFinished();
   results.forEach((result, i) => {
     const ts = items[i]!.ts;
