@@ -2,13 +2,14 @@
  * Status tells the truth in ordinary sequences (found by probing, each failed before its fix):
  * a copy with nothing to read completes; resuming a suspension never shows `retrying` without an
  * error; writes outside a replication's scope do not flip it to `replicating`; a restart with a
- * backlog is not `idle` before the backlog is counted; the last error survives a restart or PUT.
+ * backlog is not `idle` before the backlog is counted, and its pending figures are the backlog's from
+ * the first moment; the last error survives a restart or PUT.
  */
 import assert from 'node:assert/strict';
 import type { TaskEvent } from '../src/replication/task.js';
 import { TargetError, type ItemOutcome, type ShipRecord, type Target } from '../src/replication/target.js';
 import { ForwardingTarget } from './helpers/forwarding-target.js';
-import { forEachTarget, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
+import { forEachTarget, infoOf, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
 import { waitFor } from './helpers/wait.js';
 
 /** Refuses every call permanently while `refusing` is set (like a revoked token); `down`: temporarily. */
@@ -130,6 +131,28 @@ faultTest('right after a restart with a backlog, status is not idle with nothing
   down = false;
   await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 50, { message: 'delivered' });
 });
+
+faultTest(
+  'right after a restart with a backlog, pending_records and pending_bytes are the backlog',
+  async (env) => {
+    down = true;
+    await replicateFast(env);
+    for (let i = 1n; i <= 50n; i++) await writeText(env.storage, 'src', 'e', i, 'x'.repeat(100));
+    await waitFor(() => statusOf(env.manager, 'r').state === 'retrying', { message: 'retrying' });
+    assert.equal(statusOf(env.manager, 'r').pending_records, 50);
+    await env.reopen();
+    const st = statusOf(env.manager, 'r');
+    assert.deepEqual(
+      [st.pending_records, st.pending_bytes],
+      [50, 5000],
+      `${st.state} right after the restart`,
+    );
+    assert.equal(infoOf(env.manager, 'r').pending_records, 50, 'the compatible info object');
+    down = false;
+    await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, { message: 'delivered' });
+    assert.equal(statusOf(env.manager, 'r').pending_bytes, 0);
+  },
+);
 
 faultTest('the last error stays as history across a restart and a PUT', async (env) => {
   await replicateFast(env);

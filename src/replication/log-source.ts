@@ -160,21 +160,24 @@ export class LogSource {
     }
   }
 
-  /** Counts in-scope changes not read yet (at start: the whole backlog); `done` after each pass. */
-  scheduleCount(done: () => void): void {
+  /**
+   * Counts in-scope changes not read yet (at start: the whole backlog); `done` after each pass.
+   * Resolves when the pass running now is over (the task awaits the first one before it is shown).
+   */
+  scheduleCount(done: () => void): Promise<void> {
     if (this.counting) {
       this.countAgain = true;
-      return;
+      return this.counting;
     }
-    this.counting = this.countLoop().finally(() => {
+    return (this.counting = this.countLoop().finally(() => {
       this.counting = null;
       if (!this.closed) this.countedOnce = true;
       done();
       if (this.countAgain) {
         this.countAgain = false;
-        this.scheduleCount(done);
+        void this.scheduleCount(done);
       }
-    });
+    }));
   }
 
   private seal(w: Window): Window {

@@ -269,6 +269,9 @@ export class ReplicationTask {
     this.copy.start(cp?.copy ?? null, cp?.completed ?? false);
     await restoreSlot(log, this.name, this.settings, this.cursor, this.group && [...this.group.members]);
     this.log.seek({ lsn: this.cursor });
+    // The backlog is counted before the task can be seen (the manager lists it once started):
+    // pending figures, the compatible `pending_records` too, are true from the first moment.
+    await this.log.scheduleCount(() => undefined);
     // what the checkpoint and the options say, then `started`: one transition at most
     this.machine.atOnce(() => {
       this.machine.send(modeEvent(this.mode));
@@ -436,7 +439,7 @@ export class ReplicationTask {
   }
 
   private scheduleCount(): void {
-    this.log.scheduleCount(() => {
+    void this.log.scheduleCount(() => {
       this.observe();
       this.announce();
     });

@@ -142,6 +142,7 @@ export interface TaskStatus {
   state: string;
   state_reason: string | null;
   pending_records: number;
+  pending_bytes: number;
   counters: Record<string, number>;
   cursor_lsn: bigint;
   log_last_lsn: bigint;
