@@ -3,7 +3,8 @@
  * a copy with nothing to read completes; resuming a suspension never shows `retrying` without an
  * error; writes outside a replication's scope do not flip it to `replicating`; a restart with a
  * backlog is not `idle` before the backlog is counted, and its pending figures are the backlog's from
- * the first moment; the last error survives a restart or PUT.
+ * the first moment; the last error survives a restart or PUT; label updates add no payload bytes to
+ * `pending_bytes`.
  */
 import assert from 'node:assert/strict';
 import type { TaskEvent } from '../src/replication/task.js';
@@ -27,6 +28,10 @@ class RefusingTarget extends ForwardingTarget {
   override async write(e: string, r: readonly ShipRecord[]): Promise<ItemOutcome[]> {
     this.check();
     return super.write(e, r);
+  }
+  override async update(e: string, r: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    this.check();
+    return super.update(e, r);
   }
 }
 const wrapTarget = (t: Target): Target => new RefusingTarget(t);
@@ -153,6 +158,27 @@ faultTest(
     assert.equal(statusOf(env.manager, 'r').pending_bytes, 0);
   },
 );
+
+faultTest('label updates waiting to be shipped add no payload bytes to pending_bytes', async (env) => {
+  await replicateFast(env);
+  for (let i = 1n; i <= 3n; i++) await writeText(env.storage, 'src', 'e', i, 'x'.repeat(1000));
+  await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 3, { message: 'delivered' });
+  down = true;
+  for (let i = 1n; i <= 3n; i++) await env.storage.bucket('src').updateLabels('e', i, { k: `v${i}` });
+  await writeText(env.storage, 'src', 'e', 4n, 'y'.repeat(500));
+  await waitFor(() => statusOf(env.manager, 'r').pending_records === 4, { message: '4 pending' });
+  // one figure while the changes are unread, another once a window holds them
+  for (let n = 0; n < 5; n++) {
+    assert.equal(statusOf(env.manager, 'r').pending_bytes, 500, 'only the write carries a payload');
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  await env.reopen(); // counted from the log
+  assert.equal(statusOf(env.manager, 'r').pending_bytes, 500, 'after a restart');
+  down = false;
+  await waitFor(() => statusOf(env.manager, 'r').pending_records === 0, { message: 'shipped' });
+  assert.equal(statusOf(env.manager, 'r').counters.label_updates_written, 3);
+  assert.equal(statusOf(env.manager, 'r').pending_bytes, 0);
+});
 
 faultTest('the last error stays as history across a restart and a PUT', async (env) => {
   await replicateFast(env);

@@ -12,7 +12,7 @@
  */
 import type { Change, ChangeLog } from '../storage/types.js';
 import type { BatchSettings } from './settings.js';
-import { groupKey, isFull, newWindow, wouldOverflow, type Window } from './window.js';
+import { groupKey, isFull, newWindow, payloadBytes, wouldOverflow, type Window } from './window.js';
 
 /** Position in the change log: every change with lsn <= `lsn` is covered. Persisted as is. */
 export interface LogPosition {
@@ -206,7 +206,7 @@ export class LogSource {
     const inScope = key !== undefined;
     if (inScope && c.lsn <= this.countedLsn) {
       this.unreadRecords--;
-      this.unreadBytes -= c.size;
+      this.unreadBytes -= payloadBytes(c);
       if (this.unreadRecords <= 0) {
         this.unreadRecords = 0;
         this.unreadBytes = 0;
@@ -219,7 +219,7 @@ export class LogSource {
     this.midCommit = this.ctx.wholeCommits && c.commitContinues === true;
     if (!inScope) return;
     w.scopeRecords++;
-    w.scopeBytes += c.size;
+    w.scopeBytes += payloadBytes(c);
     this.ctx.admit(c, w, key);
   }
 
@@ -234,7 +234,7 @@ export class LogSource {
         if (this.ctx.countsPending() && this.ctx.inScope(c)) {
           if (this.unreadRecords === 0) this.unreadOldest = c.commitTime;
           this.unreadRecords++;
-          this.unreadBytes += c.size;
+          this.unreadBytes += payloadBytes(c);
         }
       }
       if (changes.length < READ_CHUNK * 4) return;

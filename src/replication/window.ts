@@ -22,7 +22,7 @@ export interface Window {
   /** Commit point: every change with lsn <= endLsn is covered by this and earlier windows. */
   endLsn: bigint;
   items: Item[];
-  /** In-scope changes covered (pending accounting), records and payload bytes. */
+  /** In-scope changes covered (pending accounting): records, and payload bytes ({@link payloadBytes}). */
   scopeRecords: number;
   scopeBytes: number;
   /** `when` state after evaluating up to endLsn (null = stateless condition). */
@@ -46,6 +46,9 @@ export interface Window {
 
 /** The source record a change is about. */
 export const recordKey = (c: Change): string => `${c.entry}\u0000${c.ts}`;
+
+/** Payload bytes a change ships: a write's record size; a label update carries no payload. */
+export const payloadBytes = (c: Change): number => (c.kind === 'write' ? c.size : 0);
 
 /** Changes shipped in one request share kind, entry and origin. */
 export const groupKey = (c: Change): string => `${c.kind}\u0000${c.entry}\u0000${c.origin}`;
@@ -79,7 +82,7 @@ export function addItem(w: Window, c: Change, key: string): void {
   const n = (w.groups.get(key) ?? 0) + 1;
   w.groups.set(key, n);
   if (n > w.largestGroup) w.largestGroup = n;
-  if (c.kind === 'write') w.bytes += c.size;
+  w.bytes += payloadBytes(c);
 }
 
 /** Whether adding change `c` of group `key` would pass a limit: the window must seal first. */
@@ -88,7 +91,7 @@ export function wouldOverflow(w: Window, c: Change, key: string, limits: BatchSe
     w.items.length > 0 &&
     ((w.groups.get(key) ?? 0) >= limits.max_records ||
       w.items.length >= limits.max_records * WINDOW_GROUPS ||
-      w.bytes + (c.kind === 'write' ? c.size : 0) > limits.max_bytes)
+      w.bytes + payloadBytes(c) > limits.max_bytes)
   );
 }
 
