@@ -4,13 +4,21 @@
  * error; writes outside a replication's scope do not flip it to `replicating`; a restart with a
  * backlog is not `idle` before the backlog is counted, and its pending figures are the backlog's from
  * the first moment; the last error survives a restart or PUT; label updates add no payload bytes to
- * `pending_bytes`.
+ * `pending_bytes`; a disabled sync replication, whose writes are not waited for, says `async`.
  */
 import assert from 'node:assert/strict';
+import { syncWrites } from '../src/http/sync-writes.js';
 import type { TaskEvent } from '../src/replication/task.js';
 import { TargetError, type ItemOutcome, type ShipRecord, type Target } from '../src/replication/target.js';
 import { ForwardingTarget } from './helpers/forwarding-target.js';
-import { forEachTarget, infoOf, statusOf, writeText, type ReplEnv } from './helpers/replication-env.js';
+import {
+  forEachTarget,
+  infoOf,
+  readText,
+  statusOf,
+  writeText,
+  type ReplEnv,
+} from './helpers/replication-env.js';
 import { waitFor } from './helpers/wait.js';
 
 /** Refuses every call permanently while `refusing` is set (like a revoked token); `down`: temporarily. */
@@ -190,3 +198,51 @@ faultTest('the last error stays as history across a restart and a PUT', async (e
   await env.manager.update('r', { src_bucket: 'src', dst_bucket: 'dst', ...env.destination });
   assert.match(statusOf(env.manager, 'r').last_error?.message ?? '', /Invalid token/, 'after the PUT');
 });
+
+/** `effective_type (reason)` of 'r'. */
+function effective(env: ReplEnv): string {
+  const st = statusOf(env.manager, 'r') as unknown as {
+    effective_type: string;
+    effective_type_reason: string | null;
+  };
+  return `${st.effective_type} (${st.effective_type_reason})`;
+}
+
+faultTest(
+  'a disabled sync replication says async: its writes are not waited for, nor refused',
+  async (env) => {
+    await replicateFast(env);
+    const client = syncWrites(env.storage, env.manager.syncGates);
+    await writeText(client, 'src', 'e', 1n, 'warm'); // first contact while async
+    await waitFor(() => statusOf(env.manager, 'r').counters.records_written === 1, { message: 'warm-up' });
+    const sync = { replication_type: 'sync', sync: { timeout_ms: 300, on_timeout: 'fail' } };
+    await env.manager.update('r', {
+      src_bucket: 'src',
+      dst_bucket: 'dst',
+      ...env.destination,
+      ...FAST,
+      ...sync,
+    });
+    assert.equal(effective(env), 'sync (null)');
+    down = true;
+    await env.manager.setMode('r', { mode: 'disabled' });
+    assert.match(effective(env), /^async \(mode is disabled/);
+    const t0 = Date.now();
+    await writeText(client, 'src', 'e', 2n, 'not waited for');
+    assert.ok(Date.now() - t0 < 250, `a write waited ${Date.now() - t0} ms`);
+    await env.manager.setMode('r', { mode: 'enabled' });
+    assert.equal(effective(env), 'sync (null)', 'enabled again');
+    // blocked by a timeout, then disabled: writes are taken again, and enabled it is sync again
+    await assert.rejects(writeText(client, 'src', 'e', 3n, 'unknown'), /did not get it to its destination/);
+    assert.match(effective(env), /^blocked/);
+    await env.manager.setMode('r', { mode: 'disabled' });
+    assert.match(effective(env), /^async \(mode is disabled/);
+    await writeText(client, 'src', 'e', 4n, 'taken');
+    down = false;
+    await env.manager.setMode('r', { mode: 'enabled' });
+    assert.equal(effective(env), 'sync (null)', 'enabled again after blocked');
+    await writeText(client, 'src', 'e', 5n, 'synced');
+    const got = (await readText(env.dst, 'dst', 'e')).map((r) => r.body);
+    assert.ok(got.includes('synced'), `answered before it was at the destination: ${got.join(', ')}`);
+  },
+);

@@ -10,7 +10,8 @@
  * write and every waiting one are answered, shipping continues from the log). Both return to `sync`
  * by themselves: `blocked` once the replication is healthy and has delivered everything written
  * before it blocked, `async` once it has been healthy for `recover_after_ms` and has then delivered
- * the log up to where it stood. Every transition is counted.
+ * the log up to where it stood. A disabled replication waits for nothing and refuses nothing: it is
+ * `async` until it is enabled or paused again, then `sync` at once. Every transition is counted.
  *
  * The engine is reached through {@link SyncGateHooks} only: its health, a wake-up, its log position.
  */
@@ -66,6 +67,9 @@ interface Waiter {
   reject: (e: FerryError) => void;
 }
 
+/** The effective type's reason while the replication is disabled. */
+const DISABLED = 'mode is disabled: writes are not waited for';
+
 /** How often a gate that is not `sync` looks at the replication's health. */
 const RECOVERY_POLL_MS = 100;
 
@@ -89,6 +93,8 @@ export class SyncGate {
   private lastTransition: SyncTransition | null = null;
   private timedOut = 0;
   private closed = false;
+  /** `async` because the replication is disabled (not a failure: back to `sync` once enabled). */
+  private offByMode = false;
 
   constructor(
     readonly name: string,
@@ -112,6 +118,14 @@ export class SyncGate {
   configure(settings: SyncSettings): void {
     this.settings = settings;
     this.armTimer();
+  }
+
+  /**
+   * The replication's mode changed: a disabled one waits for nothing (api.md §20.2), so it is
+   * `async`, and it refuses nothing even if it was `blocked`; enabled or paused again, it is `sync`.
+   */
+  modeChanged(): void {
+    this.evaluate();
   }
 
   /** Effective type now. */
@@ -306,9 +320,25 @@ export class SyncGate {
 
   /** Leaves `blocked` / `async` when the replication is healthy and caught up. */
   private evaluate(): void {
-    if (this.effective === 'sync' || this.closed) return;
+    if (this.closed) return;
     const hooks = this.hooks;
     const health = hooks?.health();
+    if (health?.disabled) {
+      this.offByMode = true;
+      if (this.effective !== 'async') this.transition('async', DISABLED);
+      else if (this.reason !== DISABLED) {
+        this.reason = DISABLED;
+        hooks?.changed();
+      }
+      return;
+    }
+    if (this.offByMode && health) {
+      // nothing was waited for meanwhile, nor can be shipped (the cursor followed the log)
+      this.offByMode = false;
+      this.transition('sync', null);
+      return;
+    }
+    if (this.effective === 'sync') return;
     if (!hooks || !health || !health.ok) {
       this.healthySince = null;
       if (this.effective === 'async' && health && !health.disabled) this.catchUpTo = null;

@@ -329,6 +329,7 @@ export class ReplicationTask {
       if (mode === 'enabled' && this.health.suspendedReason) this.resume();
       this.observe();
     });
+    this.syncGate?.modeChanged();
     this.pipeline.wake();
   }
 
