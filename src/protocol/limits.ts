@@ -96,3 +96,32 @@ export const MAX_RATE_LIMIT_BYTES_PER_SEC = 2 ** 40;
  * part with a window's worth of earlier commits (`batch.max_bytes`, 8 MiB by default) fits.
  */
 export const MAX_ATOMIC_BATCH_BYTES = 16 * 1024 * 1024;
+
+// ---- replication settings (hostile input)
+
+/** Entries (names or patterns) one replication may list; every change is matched against them. */
+export const MAX_REPLICATION_ENTRIES = 1000;
+
+/** Bytes of a replication's `dst_prefix` (prepended to every destination entry name). */
+export const MAX_DST_PREFIX_BYTES = 255;
+
+/**
+ * Longest `batch.max_delay_ms`, `retry.initial_ms` and `retry.max_ms` (one hour). They become
+ * timers, and Node fires a timer longer than 2^31-1 ms after 1 ms: an unbounded value would make
+ * the replication spin instead of wait.
+ */
+export const MAX_REPLICATION_DELAY_MS = 3_600_000;
+
+/**
+ * Largest `batch.max_bytes` of a consistency-group replication. A group's window ends only at a
+ * commit boundary, so one shipment holds up to `max_bytes` plus one commit (MAX_ATOMIC_BATCH_BYTES)
+ * plus its header: beyond this a window could exceed MAX_SHIPMENT_BYTES, which the destination
+ * refuses for good.
+ */
+export const MAX_GROUP_BATCH_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Largest `batch.max_records` of a consistency-group replication: a window seals at 4 × this many
+ * changes (plus one commit), which keeps a shipment well within MAX_SHIPMENT_ITEMS.
+ */
+export const MAX_GROUP_BATCH_RECORDS = 10_000;

@@ -4,9 +4,21 @@
  * the field); the effective values (defaults filled in) are derived with `effectiveSettings`.
  */
 import { Errors, FerryError } from '../protocol/errors.js';
-import { MAX_DST_TOKEN_CHARS, MAX_RATE_LIMIT_BYTES_PER_SEC } from '../protocol/limits.js';
+import {
+  MAX_DST_PREFIX_BYTES,
+  MAX_DST_TOKEN_CHARS,
+  MAX_ENTRY_NAME_BYTES,
+  MAX_GROUP_BATCH_BYTES,
+  MAX_GROUP_BATCH_RECORDS,
+  MAX_RATE_LIMIT_BYTES_PER_SEC,
+  MAX_REMOTE_URL_CHARS,
+  MAX_REPLICATION_DELAY_MS,
+  MAX_REPLICATION_ENTRIES,
+  MAX_SHIPMENT_BYTES,
+  MAX_SHIPMENT_ITEMS,
+} from '../protocol/limits.js';
 import { jsonNumber, describeJsonValue } from '../protocol/json.js';
-import { isValidBucketName } from '../protocol/names.js';
+import { isValidBucketName, isValidEntryName, MAX_NAME_BYTES } from '../protocol/names.js';
 import { BUCKET_SETTINGS_FIELDS, parseBucketSettings } from '../protocol/bucket-settings.js';
 import type { BucketSettingsPatch } from '../storage/types.js';
 import { parseSyncFields } from './sync-settings.js';
@@ -103,15 +115,61 @@ const invalid = invalidSetting;
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function intField(obj: Record<string, unknown>, key: string, path: string, min: number): number | undefined {
+function intField(
+  obj: Record<string, unknown>,
+  key: string,
+  path: string,
+  min: number,
+  max?: number,
+): number | undefined {
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
   const n = jsonNumber(v);
   const num = typeof n === 'bigint' ? Number(n) : n;
-  if (num === undefined || !Number.isInteger(num) || num < min || !Number.isSafeInteger(num)) {
-    throw invalid(path === '' ? key : `${path}.${key}`, `must be an integer >= ${min}`);
+  const inRange = num !== undefined && num >= min && (max === undefined || num <= max);
+  if (num === undefined || !Number.isSafeInteger(num) || !inRange) {
+    const field = path === '' ? key : `${path}.${key}`;
+    throw invalid(
+      field,
+      max === undefined ? `must be an integer >= ${min}` : `must be an integer between ${min} and ${max}`,
+    );
   }
   return num;
+}
+
+/** A segment of an entry pattern: name characters and `*` wildcards. */
+const PATTERN_SEGMENT = /^[A-Za-z0-9_*-]+$/;
+
+/**
+ * True for an entry name or pattern of `entries` (entry-pattern.ts): an optional leading `!`
+ * (exclusion) and `/`, then `/`-separated segments of name characters and `*`, the last one
+ * possibly `$meta`. Anything else could never match an entry, and the replication would silently
+ * ship nothing of it.
+ */
+function isEntryPattern(p: string): boolean {
+  if (p.length === 0 || p.length > MAX_ENTRY_NAME_BYTES) return false;
+  const body = (p.startsWith('!') ? p.slice(1) : p).replace(/^\/+/, '');
+  if (body === '') return false;
+  const segments = body.split('/');
+  return segments.every(
+    (seg, i) =>
+      seg.length <= MAX_NAME_BYTES &&
+      (PATTERN_SEGMENT.test(seg) || (seg === '$meta' && i > 0 && i === segments.length - 1)),
+  );
+}
+
+/**
+ * Why `dst_host` cannot be stored, or null: it is bounded like a remote's URL, and user info in it
+ * would be a secret shown by every GET (nothing sends it: the token goes in `dst_token`). Whether
+ * it is an http(s) URL is `parseDestinationHost`'s check.
+ */
+function dstHostProblem(host: string): string | null {
+  if (host.length > MAX_REMOTE_URL_CHARS) return `must be at most ${MAX_REMOTE_URL_CHARS} characters`;
+  if (host === '' || !URL.canParse(host)) return null;
+  const url = new URL(host);
+  if (url.username !== '' || url.password !== '')
+    return "must not contain credentials (give the destination's token in 'dst_token')";
+  return null;
 }
 
 function objectField(
@@ -209,6 +267,12 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     }
   }
 
+  if (remote === undefined) {
+    const problem = dstHostProblem(body.dst_host as string);
+    if (problem) throw invalid('dst_host', problem);
+  }
+  if (group === undefined && !isValidBucketName(body.dst_bucket as string))
+    throw invalid('dst_bucket', `must be a bucket name (1 to ${MAX_NAME_BYTES} letters, digits, - and _)`);
   const dstToken = body.dst_token;
   if (dstToken !== undefined && dstToken !== null && typeof dstToken !== 'string') {
     throw Errors.invalidJson('invalid type for `dst_token`, expected a string');
@@ -223,10 +287,26 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
       throw Errors.invalidJson('invalid type for `entries`, expected a sequence of strings');
     }
     entries = [...(body.entries as string[])];
+    if (entries.length > MAX_REPLICATION_ENTRIES)
+      throw invalid('entries', `must list at most ${MAX_REPLICATION_ENTRIES} entries`);
+    const bad = entries.findIndex((e) => !isEntryPattern(e));
+    if (bad >= 0)
+      throw invalid(
+        `entries[${bad}]`,
+        "must be an entry name or pattern ('/'-separated letters, digits, -, _ and *, a leading ! excludes)",
+      );
   }
   const prefix = body.dst_prefix ?? '';
   if (typeof prefix !== 'string')
     throw Errors.invalidJson('invalid type for `dst_prefix`, expected a string');
+  if (group === undefined) {
+    // prepended to every destination entry name (`destinationEntry`): it must keep them valid
+    const p = prefix.replace(/^\/+|\/+$/g, '');
+    if (p.length > MAX_DST_PREFIX_BYTES)
+      throw invalid('dst_prefix', `must be at most ${MAX_DST_PREFIX_BYTES} characters`);
+    if (p !== '' && !isValidEntryName(p))
+      throw invalid('dst_prefix', "must be an entry name prefix ('/'-separated letters, digits, - and _)");
+  }
   const mode = body.mode === undefined || body.mode === null ? 'enabled' : parseModeValue(body.mode);
   let compression: Compression = 'none';
   if (body.compression !== undefined && body.compression !== null) {
@@ -298,7 +378,7 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     if (r !== undefined) b.max_records = r;
     const by = intField(batch, 'max_bytes', 'batch', 1);
     if (by !== undefined) b.max_bytes = by;
-    const d = intField(batch, 'max_delay_ms', 'batch', 0);
+    const d = intField(batch, 'max_delay_ms', 'batch', 0, MAX_REPLICATION_DELAY_MS);
     if (d !== undefined) b.max_delay_ms = d;
     const f = intField(batch, 'max_in_flight', 'batch', 1);
     if (f !== undefined) {
@@ -310,9 +390,9 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
   const retry = objectField(body, 'retry', ['initial_ms', 'max_ms', 'max_outage_ms']);
   if (retry) {
     const r: Partial<RetrySettings> = {};
-    const i = intField(retry, 'initial_ms', 'retry', 1);
+    const i = intField(retry, 'initial_ms', 'retry', 1, MAX_REPLICATION_DELAY_MS);
     if (i !== undefined) r.initial_ms = i;
-    const m = intField(retry, 'max_ms', 'retry', 1);
+    const m = intField(retry, 'max_ms', 'retry', 1, MAX_REPLICATION_DELAY_MS);
     if (m !== undefined) r.max_ms = m;
     const o = intField(retry, 'max_outage_ms', 'retry', 0);
     if (o !== undefined) r.max_outage_ms = o;
@@ -383,6 +463,17 @@ function checkGroupRun(s: ReplicationSettings): void {
   if (s.remote !== undefined) throw no('remote', 'give the destination as dst_host and dst_token');
   if (s.on_write_failure === 'skip')
     throw no('on_write_failure', 'a skipped record would break the order of the group');
+  // a window is one shipment, which the destination refuses for good beyond its bounds
+  if ((s.batch?.max_bytes ?? 0) > MAX_GROUP_BATCH_BYTES)
+    throw invalid(
+      'batch.max_bytes',
+      `must be at most ${MAX_GROUP_BATCH_BYTES} with 'src_group' (a window is one shipment of at most ${MAX_SHIPMENT_BYTES} bytes)`,
+    );
+  if ((s.batch?.max_records ?? 0) > MAX_GROUP_BATCH_RECORDS)
+    throw invalid(
+      'batch.max_records',
+      `must be at most ${MAX_GROUP_BATCH_RECORDS} with 'src_group' (a window is one shipment of at most ${MAX_SHIPMENT_ITEMS} changes)`,
+    );
   if (s.dst_prefix !== '' && !isValidBucketName(`${s.dst_prefix}x`))
     throw invalid(
       'dst_prefix',
@@ -486,12 +577,25 @@ export function effectiveSettings(
   };
 }
 
-/** Settings as returned by GET: `dst_token` masked, `mode` = current mode. */
+/**
+ * `dst_host` without user info, for answers: a definition stored before such hosts were refused
+ * must not show its credentials.
+ */
+function withoutCredentials(host: string): string {
+  if (host === '' || !URL.canParse(host)) return host;
+  const url = new URL(host);
+  if (url.username === '' && url.password === '') return host;
+  url.username = '';
+  url.password = '';
+  return url.href.endsWith('/') && !host.endsWith('/') ? url.href.slice(0, -1) : url.href;
+}
+
+/** Settings as returned by GET: `dst_token` and credentials in `dst_host` masked, `mode` = current mode. */
 export function settingsToWire(s: ReplicationSettings, mode: ReplicationMode): ReplicationSettingsJson {
   const out: Record<string, unknown> = {
     src_bucket: s.src_bucket,
     dst_bucket: s.dst_bucket,
-    dst_host: s.dst_host,
+    dst_host: withoutCredentials(s.dst_host),
     dst_prefix: s.dst_prefix,
     dst_token: null,
     entries: s.entries,
