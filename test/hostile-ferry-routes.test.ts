@@ -2,11 +2,13 @@
  * Hostile input on Ferry's own routes: replication settings that used to be accepted and then
  * broke the replication (a destination bucket or prefix no destination takes, entries that match
  * nothing, a group window larger than any shipment, timers beyond Node's 2^31-1 ms that spin),
- * and credentials in `dst_host` shown by GET. Each is refused at the edge with a 422 naming the
- * field; values at the bounds are still accepted.
+ * credentials in `dst_host` shown by GET, and a shipment apply that read its header for a token
+ * that can write nowhere. Each is refused at the edge with a 422 (403) naming the field; values at
+ * the bounds are still accepted.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import {
   MAX_GROUP_BATCH_BYTES,
   MAX_GROUP_BATCH_RECORDS,
@@ -215,4 +217,35 @@ test('a group replication refuses batch bounds whose windows no destination woul
   });
   // a plain replication keeps its own (unbounded) choice
   await accepted('grp-batch', { ...BASE, batch: { max_bytes: MAX_GROUP_BATCH_BYTES * 4, max_records: 1e6 } });
+});
+
+test('a shipment apply from a token that can write nowhere is refused before its header is read', async () => {
+  const { port } = new URL(node.url);
+  const answer = await new Promise<string>((resolve, reject) => {
+    const s = connect(Number(port), '127.0.0.1');
+    let got = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(`no answer; got ${JSON.stringify(got)}`);
+    }, 3000);
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      if (got.includes('\r\n\r\n')) {
+        clearTimeout(timer);
+        s.destroy();
+        resolve(got);
+      }
+    });
+    s.on('error', reject);
+    // a header length of 16 MiB announced, of which nothing follows
+    const prefix = Buffer.alloc(4);
+    prefix.writeUInt32BE(16 * 1024 * 1024, 0);
+    s.write(
+      `POST /api/v1/ferry/groups/apply HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${READER}\r\n` +
+        `Content-Length: ${4 + 16 * 1024 * 1024}\r\n\r\n`,
+    );
+    s.write(prefix);
+  });
+  assert.match(answer, /^HTTP\/1\.1 403 /, answer.slice(0, 200));
+  assert.match(answer, /x-reduct-error: Token 'reader' doesn't have write access to any bucket/);
 });

@@ -354,6 +354,13 @@ export const Errors = {
       `The write is stored here, but sync replication '${replication}' was removed or restarted while it waited for the destination: ` +
         'its outcome at the destination is unknown; retrying the same write is safe',
     ),
+  // hostile input (Ferry's own routes)
+  /**
+   * A shipment apply from a token that may write to no bucket at all: refused before its header
+   * is read, since every shipment writes to some bucket.
+   */
+  noWriteAccessAnywhere: (token: string) =>
+    new FerryError(403, `Token '${token}' doesn't have write access to any bucket`),
 } as const;
 
 /** Wraps a Node errno error from the file system into a FerryError when it is a known condition. */

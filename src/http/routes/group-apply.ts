@@ -82,6 +82,9 @@ async function readPayloads(
 
 async function applyShipment(ctx: RequestContext): Promise<void> {
   const principal = authenticated(ctx);
+  // the header names the buckets; a token that can write to none is refused before it is read
+  if (!principal.fullAccess && principal.write.length === 0)
+    throw Errors.noWriteAccessAnywhere(principal.name);
   if (!ctx.body.compressed) {
     const declared = ctx.header('content-length');
     if (declared === undefined) throw Errors.contentLengthRequired();
