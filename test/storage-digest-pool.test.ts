@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { DigestPool, eventLoopBusy } from '../src/storage/digest-pool.js';
+import { DigestPool, eventLoopBusy, spareCore } from '../src/storage/digest-pool.js';
 
 const sha16 = (b: Buffer): string => createHash('sha256').update(b).digest().subarray(0, 16).toString('hex');
 
@@ -107,4 +107,13 @@ test('eventLoopBusy: false until a window passed, then whether the loop was busy
   assert.equal(busy(), true);
   await new Promise((r) => setTimeout(r, 60)); // an idle one
   assert.equal(busy(), false);
+});
+
+test('spareCore: true until a window passed, then whether that much CPU was idle in it', async () => {
+  const never = spareCore(1000, 20); // no machine has 1000 idle cores
+  const always = spareCore(0, 20);
+  assert.equal(never(), true, 'no window measured yet');
+  await new Promise((r) => setTimeout(r, 40));
+  assert.equal(never(), false);
+  assert.equal(always(), true);
 });

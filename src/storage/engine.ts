@@ -24,7 +24,7 @@ import { Checkpointer } from './checkpointer.js';
 import { DataLock } from './data-lock.js';
 import { DescriptorCache } from './descriptor-cache.js';
 import { RangeDigester } from './range-digest.js';
-import { DigestPool, eventLoopBusy } from './digest-pool.js';
+import { DigestPool, offloadWhenWorthIt } from './digest-pool.js';
 import { GroupCommit } from './group-commit.js';
 import { Recovery } from './recovery.js';
 import { ReplicationSlots } from './replication-slots.js';
@@ -135,7 +135,7 @@ async function openLocked(opts: StorageOptions, lock: DataLock): Promise<Storage
   const compression = new BlockCompression(files, sync);
   const services = {
     files,
-    digests: new DigestPool(eventLoopBusy()),
+    digests: new DigestPool(offloadWhenWorthIt()),
     cache,
     commits,
     slots,
