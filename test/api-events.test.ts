@@ -136,7 +136,7 @@ test('a one-shot run: its copy is an active task with progress; the events strea
   await api(ferry, 'POST', '/replications/stuck', {
     src_bucket: 'runs',
     dst_bucket: 'stuck',
-    dst_host: 'http://user:pw@127.0.0.1:1',
+    dst_host: 'http://127.0.0.1:1',
     continuous: false,
     retry: { initial_ms: 20, max_ms: 40 },
   });

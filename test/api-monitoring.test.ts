@@ -110,7 +110,8 @@ test('status and active_tasks never show credentials; disabled replications are 
   await api(ferry, 'POST', '/replications/remote', {
     src_bucket: 'src',
     dst_bucket: 'far',
-    dst_host: 'http://someone:hunter2@127.0.0.1:1/base/?token=leak',
+    // (user info in dst_host is refused at creation: test/hostile-ferry-routes.test.ts)
+    dst_host: 'http://127.0.0.1:1/base/?token=leak',
     dst_token: 'secret-dst-token',
     entries: ['cam'],
     retry: { initial_ms: 50, max_ms: 100 },
@@ -136,7 +137,7 @@ test('status and active_tasks never show credentials; disabled replications are 
 
   const r = await call(ferry, 'GET', '/active_tasks');
   assert.equal(r.status, 200);
-  for (const secret of ['hunter2', 'someone', 'secret-dst-token', 'leak']) {
+  for (const secret of ['secret-dst-token', 'leak']) {
     assert.ok(!r.text.includes(secret), `active_tasks shows '${secret}'`);
     assert.ok(
       !JSON.stringify(st, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v)).includes(secret),
