@@ -199,3 +199,37 @@ test('a record still being written is answered 425 (try again), not 409, to a se
   const again = await sendTable('held', [{ ts: 30n, payload: body.toString() }]);
   assert.deepEqual(perRecord(again), { 'x-ferry-present-30': '1' });
 });
+
+test('label updates in a records table: exact names and values, an empty value removes', async () => {
+  assert.equal(
+    (await sendTable('upd', [{ ts: 40n, payload: 'x', labels: { Keep: '1', drop: '2' } }])).status,
+    200,
+  );
+  const table = encodeRecordsTable([
+    { ts: 40n, size: 0, contentType: '', labels: { Keep: '"new", v', drop: '' } },
+  ]);
+  const res = await rawHttp(
+    'PATCH',
+    `${ferry.url}/api/v1/b/tab/upd/batch`,
+    {
+      authorization: `Bearer ${TOKEN}`,
+      'content-type': RECORDS_TABLE_CONTENT_TYPE,
+      'content-length': table.length,
+    },
+    [table],
+  );
+  assert.equal(res.status, 200, String(res.headers['x-reduct-error']));
+  assert.deepEqual((await stored('upd'))[0]!.labels, { Keep: '"new", v' });
+  const missing = encodeRecordsTable([{ ts: 41n, size: 0, contentType: '', labels: { a: '1' } }]);
+  const nf = await rawHttp(
+    'PATCH',
+    `${ferry.url}/api/v1/b/tab/upd/batch`,
+    {
+      authorization: `Bearer ${TOKEN}`,
+      'content-type': RECORDS_TABLE_CONTENT_TYPE,
+      'content-length': missing.length,
+    },
+    [missing],
+  );
+  assert.match(perRecord(nf)['x-reduct-error-41'] ?? '', /^404,/);
+});

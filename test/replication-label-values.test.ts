@@ -51,7 +51,7 @@ forEachTarget('label values the batch grammar cannot carry arrive unchanged', as
 });
 
 forEachTarget(
-  'upper-case label names with a value no header list carries arrive exactly (records table)',
+  'upper-case label names with a value no header list carries arrive exactly, written and updated (records table)',
   async (env) => {
     // no v1/v2 header form carries both; a Ferry destination takes them in a records table
     const labels = { Foo: '1', bar: '"x', Baz: 'north, "y"' };
@@ -64,6 +64,13 @@ forEachTarget(
       got.map((r) => r.labels),
       [labels, { Only: '"q"' }],
     );
+    assert.equal(statusOf(env.manager, 'r').state_reason, null);
+    // label updates too: an upper-case name gets an awkward value, another is removed
+    await env.storage.bucket('src').updateLabels('a', 1n, { Foo: '"changed", yes', Baz: null });
+    await waitFor(() => statusOf(env.manager, 'r').counters.label_updates_written === 1, {
+      message: 'the label update written',
+    });
+    assert.deepEqual((await readText(env.dst, 'dst', 'a'))[0]!.labels, { Foo: '"changed", yes', bar: '"x' });
     assert.equal(statusOf(env.manager, 'r').state_reason, null);
   },
 );

@@ -161,6 +161,17 @@ function updateAlone(r: ShipRecord): boolean {
   return r.removedLabels.every((k) => k === k.toLowerCase());
 }
 
+/** A label update as a table's labels: a removed label has the empty value (as `k=` in v1). */
+function updateLabels(r: ShipRecord): Record<string, string> {
+  const out: Record<string, string> = {};
+  const changes = labelChanges(r);
+  for (const k in changes) out[k] = changes[k] ?? '';
+  return out;
+}
+
+/** A records table carries this update exactly (names, values, and the names it removes). */
+const updateCarried = (r: ShipRecord): boolean => tableCarries({ contentType: '', labels: updateLabels(r) });
+
 /** Where requests go now: base URL, token and the pool (own, or the remote's shared one). */
 interface Connection {
   url: URL;
@@ -613,6 +624,10 @@ export class RemoteTarget implements Target {
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
+    if (this.tables && records.every(updateCarried)) {
+      const slices = sliceRecords(records, MAX_TABLE_REQUEST_RECORDS);
+      return (await Promise.all(slices.map((r) => this.updateOne(entry, r, true)))).flat();
+    }
     if (records.some(updateAlone))
       return splitAlone(
         records,
@@ -640,10 +655,22 @@ export class RemoteTarget implements Target {
     return this.refused(res.statusCode, res.headers, 'Label update refused', [r])[0]!;
   }
 
-  private async updateOne(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
-    const headers = encodeV1UpdateHeaders(records.map((r) => ({ ts: r.ts, changes: labelChanges(r) })));
+  /** One label-update batch: a records table (every name and value exact) or v1 headers. */
+  private async updateOne(
+    entry: string,
+    records: readonly ShipRecord[],
+    table = false,
+  ): Promise<ItemOutcome[]> {
+    let headers: Record<string, string>;
+    let body: Buffer | undefined;
+    if (table) {
+      body = encodeRecordsTable(
+        records.map((r) => ({ ts: r.ts, size: 0, contentType: '', labels: updateLabels(r) })),
+      );
+      headers = { 'content-type': RECORDS_TABLE_CONTENT_TYPE, 'content-length': String(body.length) };
+    } else headers = encodeV1UpdateHeaders(records.map((r) => ({ ts: r.ts, changes: labelChanges(r) })));
     headers['x-ferry-origin'] = this.originOf(records);
-    const res = await this.request('PATCH', `${this.entryPath(entry)}/batch`, headers);
+    const res = await this.request('PATCH', `${this.entryPath(entry)}/batch`, headers, body);
     await res.body.dump();
     if (res.statusCode === 404) {
       // the whole entry is missing at the destination

@@ -124,6 +124,27 @@ async function writeTableBatch(ctx: RequestContext, bucketName: string, entry: s
   await writeAndAnswer(ctx, bucketName, items, reader);
 }
 
+/**
+ * The label updates of a records-table body (sizes and content types are not used): an empty
+ * value removes its label, as `k=` does in a v1 update header.
+ */
+async function tableUpdates(
+  ctx: RequestContext,
+): Promise<Array<{ ts: bigint; changes: Record<string, string | null> }>> {
+  const reader = ctx.body.reader();
+  const table = decodeRecordsTable(
+    await readExactly(reader, tableLength(await readExactly(reader, TABLE_PREFIX_BYTES))),
+  );
+  if (!(await reader.atEnd()))
+    throw Errors.unprocessable('A label update carries no payload: the body must end after its table');
+  ctx.body.markFinished();
+  return table.records.map((r) => {
+    const changes: Record<string, string | null> = {};
+    for (const k in r.labels) changes[k] = r.labels[k] === '' ? null : r.labels[k]!;
+    return { ts: r.ts, changes };
+  });
+}
+
 /** Exactly `n` bytes of the body (422 when it ends first), joined once. */
 async function readExactly(reader: ByteReader, n: number): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -164,7 +185,10 @@ async function writeAndAnswer(
 export async function updateBatchV1(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   writeAccess(ctx, bucketName);
   validateEntryName(entry, { allowMeta: true });
-  const updates = parseV1UpdateBatch(ctx.req.rawHeaders);
+  const updates =
+    ctx.header('content-type') === RECORDS_TABLE_CONTENT_TYPE
+      ? await tableUpdates(ctx)
+      : parseV1UpdateBatch(ctx.req.rawHeaders);
   const bucket = ctx.services.storage.bucket(bucketName);
   if (!bucket.hasEntry(entry)) throw Errors.entryNotFound(entry, bucketName);
   const origin = originHeader(ctx);
