@@ -316,9 +316,12 @@ export function encodeV1RemoveHeaders(timestamps: readonly bigint[]): Record<str
 
 const HEADER_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
 
+/** Whether `s` can be a header value as it is: tab, 0x20–0x7E and 0x80–0xFF only. */
+export const headerSafe = (s: string): boolean => !HEADER_UNSAFE.test(s);
+
 /** `<status>,<message>` for a per-record error header; unsafe messages become `Unparsable message`. */
 export function errorHeaderValue(err: FerryError): string {
-  const msg = HEADER_UNSAFE.test(err.message) ? 'Unparsable message' : err.message;
+  const msg = headerSafe(err.message) ? err.message : 'Unparsable message';
   return `${err.status},${msg}`;
 }
 

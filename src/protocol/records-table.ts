@@ -18,7 +18,7 @@
  * strictly. Every field is checked with the bounds of the header forms; the destination
  * advertises the form with `x-ferry-features: records-table` on its answers.
  */
-import { checkLabelName, DEFAULT_CONTENT_TYPE } from './batch-v1.js';
+import { checkLabelName, DEFAULT_CONTENT_TYPE, headerSafe } from './batch-v1.js';
 import { Errors, FerryError } from './errors.js';
 import { checkLabelSet } from './field-bounds.js';
 import type { Labels } from './labels.js';
@@ -58,14 +58,9 @@ export interface DecodedTable {
   totalSize: number;
 }
 
-/** `s` fits in a table: every character is one a header carries (see the file's comment). */
-function carried(s: string): boolean {
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff || c === 0x7f || (c < 0x20 && c !== 9)) return false;
-  }
-  return true;
-}
+/** The record has a digest to send. */
+const hasDigest = (r: TableRecord): r is TableRecord & { digest: Buffer } =>
+  r.digest !== undefined && r.digest.length >= DIGEST_BYTES;
 
 /** Writes `s` (header characters, one byte each) with its u16 length at `at`; returns the position after it. */
 function put(buf: Buffer, at: number, s: string): number {
@@ -82,8 +77,8 @@ function put(buf: Buffer, at: number, s: string): number {
 
 /** Whether a records table can carry `r` exactly (else it goes another way, or not at all). */
 export function tableCarries(r: Pick<TableRecord, 'contentType' | 'labels'>): boolean {
-  if (!carried(r.contentType)) return false;
-  for (const k in r.labels) if (!carried(k) || !carried(r.labels[k]!)) return false;
+  if (!headerSafe(r.contentType)) return false;
+  for (const k in r.labels) if (!headerSafe(k) || !headerSafe(r.labels[k]!)) return false;
   return true;
 }
 
@@ -109,7 +104,7 @@ export function encodeRecordsTable(records: readonly TableRecord[]): Buffer {
       labelBytes = 2;
       for (const k in r.labels) labelBytes += 4 + k.length + r.labels[k]!.length;
     }
-    bytes += 17 + (r.digest && r.digest.length >= DIGEST_BYTES ? DIGEST_BYTES : 0) + typeBytes + labelBytes;
+    bytes += 17 + (hasDigest(r) ? DIGEST_BYTES : 0) + typeBytes + labelBytes;
   }
   const buf = Buffer.allocUnsafe(bytes);
   buf.writeUInt32BE(MAGIC, 0);
@@ -127,7 +122,7 @@ export function encodeRecordsTable(records: readonly TableRecord[]): Buffer {
     buf.writeUInt32BE(Math.floor(r.size / 0x100000000), at + 8);
     buf.writeUInt32BE(r.size >>> 0, at + 12);
     at += 16;
-    if (r.digest && r.digest.length >= DIGEST_BYTES) {
+    if (hasDigest(r)) {
       buf[at++] = HAS_DIGEST;
       r.digest.copy(buf, at, 0, DIGEST_BYTES);
       at += DIGEST_BYTES;
@@ -183,15 +178,12 @@ function sameBytes(buf: Buffer, a: number, b: number, len: number): boolean {
   return true;
 }
 
-/** The text of `buf[at, at+len)`, one character per byte; undefined when a byte no header carries is in it. */
+/** The text of `buf[at, at+len)`, one character per byte; undefined when no header carries it. */
 function text(buf: Buffer, at: number, len: number): string | undefined {
   let s = '';
-  for (let i = 0; i < len; i++) {
-    const c = buf[at + i]!;
-    if (c === 0x7f || (c < 0x20 && c !== 9)) return undefined;
-    if (len <= 64) s += String.fromCharCode(c);
-  }
-  return len <= 64 ? s : buf.toString('latin1', at, at + len);
+  if (len <= 64) for (let i = 0; i < len; i++) s += String.fromCharCode(buf[at + i]!);
+  else s = buf.toString('latin1', at, at + len);
+  return headerSafe(s) ? s : undefined;
 }
 
 /**

@@ -6,7 +6,8 @@
  * match only patterns whose last segment is literally `$meta`.
  */
 
-import { isMetaEntry } from '../protocol/names.js';
+import { isMetaEntry, MAX_NAME_BYTES } from '../protocol/names.js';
+import { MAX_ENTRY_NAME_BYTES } from '../protocol/limits.js';
 
 const META = '$meta';
 
@@ -96,4 +97,25 @@ export function compileEntryPatterns(patterns: string[] | undefined): (entry: st
 export function matchesWithMeta(match: (entry: string) => boolean, entry: string): boolean {
   if (entry.endsWith('/$meta')) return match(entry.slice(0, -'/$meta'.length)) || match(entry);
   return match(entry);
+}
+
+/** A segment of an entry pattern: name characters and `*` wildcards. */
+const PATTERN_SEGMENT = /^[A-Za-z0-9_*-]+$/;
+
+/**
+ * True for an entry name or pattern this file compiles: an optional leading `!`
+ * (exclusion) and `/`, then `/`-separated segments of name characters and `*`, the last one
+ * possibly `$meta`. Anything else could never match an entry (a replication listing it would
+ * silently ship nothing of it).
+ */
+export function isValidEntryPattern(p: string): boolean {
+  if (p.length === 0 || p.length > MAX_ENTRY_NAME_BYTES) return false;
+  const body = (p.startsWith('!') ? p.slice(1) : p).replace(/^\/+/, '');
+  if (body === '') return false;
+  const segments = body.split('/');
+  return segments.every(
+    (seg, i) =>
+      seg.length <= MAX_NAME_BYTES &&
+      (PATTERN_SEGMENT.test(seg) || (seg === '$meta' && i > 0 && i === segments.length - 1)),
+  );
 }

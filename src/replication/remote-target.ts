@@ -25,6 +25,7 @@ import {
   RECORDS_TABLE_CONTENT_TYPE,
   RECORDS_TABLE_FEATURE,
   tableCarries,
+  type TableRecord,
 } from '../protocol/records-table.js';
 import { stringifyJson } from '../protocol/json.js';
 import { compressBody } from './compression.js';
@@ -168,9 +169,6 @@ function updateLabels(r: ShipRecord): Record<string, string> {
   for (const k in changes) out[k] = changes[k] ?? '';
   return out;
 }
-
-/** A records table carries this update exactly (names, values, and the names it removes). */
-const updateCarried = (r: ShipRecord): boolean => tableCarries({ contentType: '', labels: updateLabels(r) });
 
 /** Where requests go now: base URL, token and the pool (own, or the remote's shared one). */
 interface Connection {
@@ -439,12 +437,19 @@ export class RemoteTarget implements Target {
   ): Promise<Array<ItemOutcome | Conflict>> {
     if (coalescible(records, this.instanceId, this.apiMinor) && !(tables && records.some(awkwardWrite)))
       return this.coalescer.submit(this.originOf(records), entry, records);
-    return this.sendBatch(entry, records);
+    return this.sendBatch(entry, records, tables);
   }
 
-  /** One batch request of one entry: a records table when the destination takes it, else v1. */
-  private sendBatch(entry: string, records: readonly ShipRecord[]): Promise<Array<ItemOutcome | Conflict>> {
-    return this.takesTables(records) ? this.writeTable(entry, records) : this.writeOne(entry, records, false);
+  /**
+   * One batch request of one entry: a records table when the destination takes it (`tables`, when
+   * the caller knows already), else v1.
+   */
+  private sendBatch(
+    entry: string,
+    records: readonly ShipRecord[],
+    tables = this.takesTables(records),
+  ): Promise<Array<ItemOutcome | Conflict>> {
+    return tables ? this.writeTable(entry, records) : this.writeOne(entry, records, false);
   }
 
   /**
@@ -624,9 +629,15 @@ export class RemoteTarget implements Target {
   }
 
   async update(entry: string, records: readonly ShipRecord[]): Promise<ItemOutcome[]> {
-    if (this.tables && records.every(updateCarried)) {
+    const rows = this.tables
+      ? records.map((r) => ({ ts: r.ts, size: 0, contentType: '', labels: updateLabels(r) }))
+      : [];
+    if (this.tables && rows.every(tableCarries)) {
+      let at = 0;
       const slices = sliceRecords(records, MAX_TABLE_REQUEST_RECORDS);
-      return (await Promise.all(slices.map((r) => this.updateOne(entry, r, true)))).flat();
+      return (
+        await Promise.all(slices.map((r) => this.updateOne(entry, r, rows.slice(at, (at += r.length)))))
+      ).flat();
     }
     if (records.some(updateAlone))
       return splitAlone(
@@ -655,18 +666,19 @@ export class RemoteTarget implements Target {
     return this.refused(res.statusCode, res.headers, 'Label update refused', [r])[0]!;
   }
 
-  /** One label-update batch: a records table (every name and value exact) or v1 headers. */
+  /**
+   * One label-update batch: a records table of `rows` (the updates of `records` as table rows:
+   * every name and value exact) or v1 headers.
+   */
   private async updateOne(
     entry: string,
     records: readonly ShipRecord[],
-    table = false,
+    rows?: readonly TableRecord[],
   ): Promise<ItemOutcome[]> {
     let headers: Record<string, string>;
     let body: Buffer | undefined;
-    if (table) {
-      body = encodeRecordsTable(
-        records.map((r) => ({ ts: r.ts, size: 0, contentType: '', labels: updateLabels(r) })),
-      );
+    if (rows) {
+      body = encodeRecordsTable(rows);
       headers = { 'content-type': RECORDS_TABLE_CONTENT_TYPE, 'content-length': String(body.length) };
     } else headers = encodeV1UpdateHeaders(records.map((r) => ({ ts: r.ts, changes: labelChanges(r) })));
     headers['x-ferry-origin'] = this.originOf(records);

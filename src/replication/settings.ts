@@ -7,7 +7,6 @@ import { Errors, FerryError } from '../protocol/errors.js';
 import {
   MAX_DST_PREFIX_BYTES,
   MAX_DST_TOKEN_CHARS,
-  MAX_ENTRY_NAME_BYTES,
   MAX_GROUP_BATCH_BYTES,
   MAX_GROUP_BATCH_RECORDS,
   MAX_RATE_LIMIT_BYTES_PER_SEC,
@@ -36,6 +35,7 @@ import type {
   RetrySettings,
   TargetSettings,
 } from '../protocol/replications.js';
+import { isValidEntryPattern } from '../query/entry-pattern.js';
 import { COMPATIBLE_SETTINGS_KEYS, type CompatibleSettingsJson } from '../protocol/replications.js';
 import { invalidSetting, timestampField } from './setting-fields.js';
 
@@ -135,27 +135,6 @@ function intField(
     );
   }
   return num;
-}
-
-/** A segment of an entry pattern: name characters and `*` wildcards. */
-const PATTERN_SEGMENT = /^[A-Za-z0-9_*-]+$/;
-
-/**
- * True for an entry name or pattern of `entries` (entry-pattern.ts): an optional leading `!`
- * (exclusion) and `/`, then `/`-separated segments of name characters and `*`, the last one
- * possibly `$meta`. Anything else could never match an entry, and the replication would silently
- * ship nothing of it.
- */
-function isEntryPattern(p: string): boolean {
-  if (p.length === 0 || p.length > MAX_ENTRY_NAME_BYTES) return false;
-  const body = (p.startsWith('!') ? p.slice(1) : p).replace(/^\/+/, '');
-  if (body === '') return false;
-  const segments = body.split('/');
-  return segments.every(
-    (seg, i) =>
-      seg.length <= MAX_NAME_BYTES &&
-      (PATTERN_SEGMENT.test(seg) || (seg === '$meta' && i > 0 && i === segments.length - 1)),
-  );
 }
 
 /**
@@ -289,7 +268,7 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     entries = [...(body.entries as string[])];
     if (entries.length > MAX_REPLICATION_ENTRIES)
       throw invalid('entries', `must list at most ${MAX_REPLICATION_ENTRIES} entries`);
-    const bad = entries.findIndex((e) => !isEntryPattern(e));
+    const bad = entries.findIndex((e) => !isValidEntryPattern(e));
     if (bad >= 0)
       throw invalid(
         `entries[${bad}]`,
@@ -301,7 +280,7 @@ export function parseSettings(body: unknown, opts: ParseSettingsOptions): Replic
     throw Errors.invalidJson('invalid type for `dst_prefix`, expected a string');
   if (group === undefined) {
     // prepended to every destination entry name (`destinationEntry`): it must keep them valid
-    const p = prefix.replace(/^\/+|\/+$/g, '');
+    const p = trimPrefix(prefix);
     if (p.length > MAX_DST_PREFIX_BYTES)
       throw invalid('dst_prefix', `must be at most ${MAX_DST_PREFIX_BYTES} characters`);
     if (p !== '' && !isValidEntryName(p))
@@ -641,9 +620,12 @@ export function targetSettingsPatch(t: TargetSettings | undefined): BucketSettin
   return parseBucketSettings(t, { name: (f) => `target_settings.${f}` });
 }
 
+/** `dst_prefix` without its surrounding slashes. */
+const trimPrefix = (prefix: string): string => prefix.replace(/^\/+|\/+$/g, '');
+
 /** Destination entry name: `dst_prefix` (surrounding slashes trimmed) + '/' + entry. */
 export function destinationEntry(prefix: string, entry: string): string {
-  const p = prefix.replace(/^\/+|\/+$/g, '');
+  const p = trimPrefix(prefix);
   return p === '' ? entry : `${p}/${entry}`;
 }
 

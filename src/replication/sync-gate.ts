@@ -93,8 +93,6 @@ export class SyncGate {
   private lastTransition: SyncTransition | null = null;
   private timedOut = 0;
   private closed = false;
-  /** `async` because the replication is disabled (not a failure: back to `sync` once enabled). */
-  private offByMode = false;
 
   constructor(
     readonly name: string,
@@ -323,8 +321,9 @@ export class SyncGate {
     if (this.closed) return;
     const hooks = this.hooks;
     const health = hooks?.health();
+    // `async` because the replication is disabled (not a failure: back to `sync` once enabled)
+    const offByMode = this.effective === 'async' && this.reason === DISABLED;
     if (health?.disabled) {
-      this.offByMode = true;
       if (this.effective !== 'async') this.transition('async', DISABLED);
       else if (this.reason !== DISABLED) {
         this.reason = DISABLED;
@@ -332,9 +331,8 @@ export class SyncGate {
       }
       return;
     }
-    if (this.offByMode && health) {
+    if (offByMode && health) {
       // nothing was waited for meanwhile, nor can be shipped (the cursor followed the log)
-      this.offByMode = false;
       this.transition('sync', null);
       return;
     }

@@ -23,6 +23,7 @@ import { writeBatch, type BatchWriteItem } from '../batch-writer.js';
 import type { ByteReader } from '../body.js';
 import {
   decodeRecordsTable,
+  type DecodedTable,
   RECORDS_TABLE_CONTENT_TYPE,
   TABLE_PREFIX_BYTES,
   tableLength,
@@ -42,16 +43,26 @@ const HEX = /^[0-9a-fA-F]+$/;
  * uncompressed body, those present (none for chunked or compressed bodies without the former).
  */
 export function declaredBatchLengths(ctx: RequestContext): number[] {
-  const plain = ctx.body.compressed ? undefined : ctx.header('content-length');
   const out: number[] = [];
-  for (const raw of [ctx.header('x-reduct-content-length'), plain]) {
-    if (raw === undefined) continue;
-    const n = parseU64(raw.trim());
-    if (n === undefined) throw Errors.contentLengthInvalid(raw);
-    out.push(Number(n));
-  }
+  for (const n of [payloadLength(ctx), bodyLength(ctx)]) if (n !== undefined) out.push(n);
   return out;
 }
+
+/** A declared length header's value (422 when it is not a u64), undefined when absent. */
+function declaredLength(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = parseU64(raw.trim());
+  if (n === undefined) throw Errors.contentLengthInvalid(raw);
+  return Number(n);
+}
+
+/** `x-reduct-content-length`: the sum of the record sizes, when declared. */
+const payloadLength = (ctx: RequestContext): number | undefined =>
+  declaredLength(ctx.header('x-reduct-content-length'));
+
+/** `Content-Length` of an uncompressed body, when declared. */
+const bodyLength = (ctx: RequestContext): number | undefined =>
+  ctx.body.compressed ? undefined : declaredLength(ctx.header('content-length'));
 
 /**
  * 422 when a declared body length does not match the sum of the record lengths. Checked before
@@ -102,19 +113,14 @@ export async function writeBatchV1(ctx: RequestContext, bucketName: string, entr
  */
 async function writeTableBatch(ctx: RequestContext, bucketName: string, entry: string): Promise<void> {
   const reader = ctx.body.reader();
-  const prefix = await readExactly(reader, TABLE_PREFIX_BYTES);
-  const tableBytes = tableLength(prefix);
-  const table = decodeRecordsTable(await readExactly(reader, tableBytes));
-  const reduct = ctx.header('x-reduct-content-length');
-  if (reduct !== undefined) checkBatchLength([Number(parseU64(reduct.trim()) ?? -1)], table.totalSize);
-  const plain = ctx.body.compressed ? undefined : ctx.header('content-length');
-  if (plain !== undefined) {
-    const whole = Number(parseU64(plain.trim()) ?? -1);
-    if (whole !== TABLE_PREFIX_BYTES + tableBytes + table.totalSize)
-      throw Errors.unprocessable(
-        `Content-length ${plain} doesn't match the table and the sum of record sizes ${TABLE_PREFIX_BYTES + tableBytes + table.totalSize}`,
-      );
-  }
+  const { table, bytes } = await readTable(reader);
+  const payloads = payloadLength(ctx);
+  if (payloads !== undefined) checkBatchLength([payloads], table.totalSize);
+  const whole = bodyLength(ctx);
+  if (whole !== undefined && whole !== bytes + table.totalSize)
+    throw Errors.unprocessable(
+      `Content-length ${whole} doesn't match the table and the sum of record sizes ${bytes + table.totalSize}`,
+    );
   const origin = originHeader(ctx);
   const items: BatchWriteItem[] = table.records.map((r) => ({
     entry,
@@ -132,9 +138,7 @@ async function tableUpdates(
   ctx: RequestContext,
 ): Promise<Array<{ ts: bigint; changes: Record<string, string | null> }>> {
   const reader = ctx.body.reader();
-  const table = decodeRecordsTable(
-    await readExactly(reader, tableLength(await readExactly(reader, TABLE_PREFIX_BYTES))),
-  );
+  const { table } = await readTable(reader);
   if (!(await reader.atEnd()))
     throw Errors.unprocessable('A label update carries no payload: the body must end after its table');
   ctx.body.markFinished();
@@ -143,6 +147,12 @@ async function tableUpdates(
     for (const k in r.labels) changes[k] = r.labels[k] === '' ? null : r.labels[k]!;
     return { ts: r.ts, changes };
   });
+}
+
+/** The records table at the start of a body, checked; `bytes`: with its prefix. */
+async function readTable(reader: ByteReader): Promise<{ table: DecodedTable; bytes: number }> {
+  const n = tableLength(await readExactly(reader, TABLE_PREFIX_BYTES));
+  return { table: decodeRecordsTable(await readExactly(reader, n)), bytes: TABLE_PREFIX_BYTES + n };
 }
 
 /** Exactly `n` bytes of the body (422 when it ends first), joined once. */
