@@ -25,7 +25,7 @@ import {
   type Target,
   type TargetFailure,
 } from './target.js';
-import { groupKey, recordKey, type Item, type Window } from './window.js';
+import { groupKey, rangesMeet, recordKey, tsRanges, type Item, type Window } from './window.js';
 
 /** What a shipper works with (getters: the task may replace them, e.g. counters at start). */
 export interface ShipperContext {
@@ -234,6 +234,7 @@ export class Shipper {
   private overlap(a: Window, b: Window): boolean {
     // copy windows hold one entry each: two of different entries share no record
     if (a.copy && b.copy && a.copy.batch.entry !== b.copy.batch.entry) return false;
+    if (!rangesMeet((a.ranges ??= tsRanges(a.items)), (b.ranges ??= tsRanges(b.items)))) return false;
     const ra = (a.records ??= new Set(a.items.map((i) => recordKey(i.change))));
     const rb = (b.records ??= new Set(b.items.map((i) => recordKey(i.change))));
     const [small, large] = ra.size < rb.size ? [ra, rb] : [rb, ra];

@@ -40,12 +40,52 @@ export interface Window {
   sending?: Promise<void>;
   /** `recordKey`s of its items, built when an overlap with another window must be checked. */
   records?: Set<string>;
+  /** Per entry, the timestamp range of its items, built on the first overlap check. */
+  ranges?: TsRanges;
   /** A window of the scan source (initial copy): its batch and the copy's `when` state after it. */
   copy?: { batch: ScanBatch; filter: Record<string, unknown> | null };
 }
 
 /** The source record a change is about. */
 export const recordKey = (c: Change): string => `${c.entry}\u0000${c.ts}`;
+
+/** Per entry, the lowest and highest timestamp of some changes. */
+export type TsRanges = Map<string, { min: bigint; max: bigint }>;
+
+/** The per-entry timestamp ranges of `items`. */
+export function tsRanges(items: readonly Item[]): TsRanges {
+  const out: TsRanges = new Map();
+  let last: { min: bigint; max: bigint } | undefined;
+  let lastEntry: string | undefined;
+  for (const { change: c } of items) {
+    if (c.entry !== lastEntry) {
+      lastEntry = c.entry;
+      last = out.get(c.entry);
+      if (!last) {
+        out.set(c.entry, { min: c.ts, max: c.ts });
+        last = out.get(c.entry)!;
+        continue;
+      }
+    }
+    if (c.ts < last!.min) last!.min = c.ts;
+    if (c.ts > last!.max) last!.max = c.ts;
+  }
+  return out;
+}
+
+/**
+ * Whether the timestamp ranges of some entry meet: only then can two windows hold changes of one
+ * record (windows of a backlog hold ranges that follow each other, so a check is one comparison
+ * per entry, not a key per record).
+ */
+export function rangesMeet(a: TsRanges, b: TsRanges): boolean {
+  const [small, large] = a.size <= b.size ? [a, b] : [b, a];
+  for (const [entry, r] of small) {
+    const o = large.get(entry);
+    if (o && r.min <= o.max && o.min <= r.max) return true;
+  }
+  return false;
+}
 
 /** Payload bytes a change ships: a write's record size; a label update carries no payload. */
 export const payloadBytes = (c: Change): number => (c.kind === 'write' ? c.size : 0);

@@ -10,7 +10,7 @@
 import { open, readdir, unlink, mkdir, stat, truncate, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from './crc32.js';
-import { BinaryReader, BinaryWriter } from './binary-codec.js';
+import { BinaryReader, BinaryWriter, type InternCache } from './binary-codec.js';
 import { DATA_DIR_MODE, DATA_FILE_MODE, fsyncDir } from './atomic-file.js';
 import { writeFully, writeFullySync } from './block-files.js';
 import { SyncPoint } from './sync-point.js';
@@ -149,6 +149,10 @@ const SPARSE_EVERY = 512;
 /** Groups of frames smaller than this are written with a synchronous syscall (page cache only). */
 const SYNC_WRITE_BYTES = 256 * 1024;
 const TAIL_CAPACITY = 20_000;
+/** Bounds of the buffer that change-log reads from disk fill, and the frame size it is sized by. */
+const READ_BUFFER_MIN = 64 * 1024;
+const READ_BUFFER_MAX = 1 << 20;
+const READ_BYTES_PER_FRAME = 160;
 
 /** Serialises one op into a frame appended to `w`. */
 export function encodeOp(w: BinaryWriter, op: WalOp, first = false): void {
@@ -188,30 +192,36 @@ export function encodeOp(w: BinaryWriter, op: WalOp, first = false): void {
   w.patchU32(start + 4, w.crcFrom(start + HEADER));
 }
 
-function decodeOp(buf: Buffer, start: number, end: number): WalOp {
+/**
+ * Decodes the frame payload at `[start, end)` of `buf`. `names`: strings decoded earlier from the
+ * same buffer (bucket, entry, content type, origin and label names repeat from frame to frame;
+ * decoding each once spares the change log's readers an allocation per field).
+ */
+function decodeOp(buf: Buffer, start: number, end: number, names?: InternCache): WalOp {
   const r = new BinaryReader(buf, start, end);
   const raw = r.u8();
-  const op = decodeFields(r, (raw & ~(MORE | GROUP)) as OpType);
+  const op = decodeFields(r, (raw & ~(MORE | GROUP)) as OpType, names);
   if (raw & MORE) op.more = true;
   return op;
 }
 
-function decodeFields(r: BinaryReader, type: OpType): WalOp {
+function decodeFields(r: BinaryReader, type: OpType, names?: InternCache): WalOp {
+  const str = (): string => (names ? r.str16Interned(names) : r.str16());
   const lsn = r.u64();
   const time = r.num();
-  const bucket = r.str16();
+  const bucket = str();
   switch (type) {
     case OpType.Write: {
-      const entry = r.str16();
+      const entry = str();
       const ts = r.u64();
       const blockId = r.u64();
       const offset = r.num();
       const size = r.num();
       const descSize = r.u32();
-      const contentType = r.str16();
-      const labels = r.labels();
+      const contentType = str();
+      const labels = r.labels(names);
       const digest = Buffer.from(r.bytes(16));
-      const origin = r.str16();
+      const origin = str();
       return {
         type,
         lsn,
@@ -230,15 +240,15 @@ function decodeFields(r: BinaryReader, type: OpType): WalOp {
       };
     }
     case OpType.Update: {
-      const entry = r.str16();
+      const entry = str();
       const ts = r.u64();
-      const labels = r.labels();
+      const labels = r.labels(names);
       const n = r.u16();
       const removed: string[] = [];
       for (let i = 0; i < n; i++) removed.push(r.str16());
-      const origin = r.str16();
+      const origin = str();
       const size = r.num();
-      const contentType = r.str16();
+      const contentType = str();
       const digest = Buffer.from(r.bytes(16));
       return { type, lsn, time, bucket, entry, ts, labels, removed, origin, size, contentType, digest };
     }
@@ -323,6 +333,8 @@ export class Wal {
   /** Recent changes kept in memory so that live replication never touches the disk. */
   private tail: Change[] = [];
   private tailKept = false;
+  /** The buffer of the last read from disk, for the next one (none while a read holds it). */
+  private readBuffer: Buffer | undefined;
   private readonly writer = new BinaryWriter(1 << 16);
   /** Ops encoded for the next flush, and their sparse points (offsets within the group's bytes). */
   private group: WalOp[] = [];
@@ -745,53 +757,85 @@ export class Wal {
 
   private async readFromDisk(after: bigint, max: number): Promise<Change[]> {
     const out: Change[] = [];
-    /** Adds the change of `op` if it is newer than `after`; false once past the durable end. */
-    const take = (op: WalOp): boolean => {
-      if (op.lsn > this.durableLsn) return false;
-      if (op.lsn > after) {
-        const c = toChange(op);
-        if (c) out.push(c);
-      }
-      return true;
-    };
     let i = 0;
     for (let j = 0; j < this.segments.length; j++) if (this.segments[j]!.startLsn <= after + 1n) i = j;
-    for (; i < this.segments.length && out.length < max; i++) {
-      const seg = this.segments[i]!;
-      if (!seg.sparse) await this.scanSegment(seg, () => {});
-      let startOffset = 0;
-      for (const p of seg.sparse!) {
-        if (p.lsn <= after + 1n) startOffset = p.offset;
-        else break;
-      }
-      const fh = await open(seg.path, 'r');
-      try {
-        let offset = startOffset;
-        const chunk = Buffer.allocUnsafe(1 << 20);
-        while (offset < seg.size && out.length < max) {
-          const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, seg.size - offset), offset);
-          let rel = 0;
-          while (rel + HEADER <= bytesRead && out.length < max) {
-            const len = chunk.readUInt32LE(rel);
-            if (rel + HEADER + len > bytesRead) break;
-            if (!take(decodeOp(chunk, rel + HEADER, rel + HEADER + len))) return out;
-            rel += HEADER + len;
-          }
-          if (rel === 0) {
-            // A frame larger than the chunk: read it alone.
-            const len = chunk.readUInt32LE(0);
-            const big = Buffer.allocUnsafe(HEADER + len);
-            await fh.read(big, 0, big.length, offset);
-            if (!take(decodeOp(big, HEADER, HEADER + len))) return out;
-            rel = HEADER + len;
-          }
-          offset += rel;
+    // Sized for the frames wanted (a frame larger than it is read alone), and reused: decoded
+    // changes copy what they keep, so nothing refers to it once a read is over.
+    const want = Math.min(READ_BUFFER_MAX, Math.max(READ_BUFFER_MIN, max * READ_BYTES_PER_FRAME));
+    let chunk = this.readBuffer !== undefined && this.readBuffer.length >= want ? this.readBuffer : undefined;
+    this.readBuffer = undefined;
+    chunk ??= Buffer.allocUnsafeSlow(want);
+    try {
+      for (; i < this.segments.length && out.length < max; i++) {
+        const seg = this.segments[i]!;
+        if (!seg.sparse) await this.scanSegment(seg, () => {});
+        let startOffset = 0;
+        for (const p of seg.sparse!) {
+          if (p.lsn <= after + 1n) startOffset = p.offset;
+          else break;
         }
-      } finally {
-        await fh.close();
+        const fh = await open(seg.path, 'r');
+        try {
+          if (!(await this.readSegment(fh, seg, startOffset, after, max, chunk, out))) return out;
+        } finally {
+          await fh.close();
+        }
       }
+      return out;
+    } finally {
+      // another read may have given its buffer back meanwhile: the larger one is kept
+      const kept = this.readBuffer as Buffer | undefined;
+      if (kept === undefined || kept.length < chunk.length) this.readBuffer = chunk;
     }
-    return out;
+  }
+
+  /**
+   * Appends the changes of `seg` from `offset` on with lsn > `after` to `out` (up to `max` in all);
+   * false once past the durable end. Frames up to `after` (the sparse index points up to 511
+   * frames before it) are stepped over without being decoded.
+   */
+  private async readSegment(
+    fh: FileHandle,
+    seg: Segment,
+    offset: number,
+    after: bigint,
+    max: number,
+    chunk: Buffer,
+    out: Change[],
+  ): Promise<boolean> {
+    /** Adds the change of `op`; false once past the durable end. */
+    const take = (op: WalOp): boolean => {
+      if (op.lsn > this.durableLsn) return false;
+      const c = toChange(op);
+      if (c) out.push(c);
+      return true;
+    };
+    while (offset < seg.size && out.length < max) {
+      const { bytesRead } = await fh.read(chunk, 0, Math.min(chunk.length, seg.size - offset), offset);
+      // the interned strings refer to positions in this fill of the chunk
+      const names: InternCache = [];
+      let rel = 0;
+      while (rel + HEADER <= bytesRead && out.length < max) {
+        const len = chunk.readUInt32LE(rel);
+        if (rel + HEADER + len > bytesRead) break;
+        // the LSN follows the type byte
+        if (chunk.readBigUInt64LE(rel + HEADER + 1) > after) {
+          if (!take(decodeOp(chunk, rel + HEADER, rel + HEADER + len, names))) return false;
+        }
+        rel += HEADER + len;
+      }
+      if (rel === 0) {
+        // A frame larger than the chunk: read it alone.
+        const len = chunk.readUInt32LE(0);
+        const big = Buffer.allocUnsafe(HEADER + len);
+        await fh.read(big, 0, big.length, offset);
+        const op = decodeOp(big, HEADER, HEADER + len);
+        if (op.lsn > after && !take(op)) return false;
+        rel = HEADER + len;
+      }
+      offset += rel;
+    }
+    return true;
   }
 
   /** Deletes whole segments whose every op has lsn <= keepAfter (never the current one). */
