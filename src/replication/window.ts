@@ -55,20 +55,11 @@ export type TsRanges = Map<string, { min: bigint; max: bigint }>;
 /** The per-entry timestamp ranges of `items`. */
 export function tsRanges(items: readonly Item[]): TsRanges {
   const out: TsRanges = new Map();
-  let last: { min: bigint; max: bigint } | undefined;
-  let lastEntry: string | undefined;
   for (const { change: c } of items) {
-    if (c.entry !== lastEntry) {
-      lastEntry = c.entry;
-      last = out.get(c.entry);
-      if (!last) {
-        out.set(c.entry, { min: c.ts, max: c.ts });
-        last = out.get(c.entry)!;
-        continue;
-      }
-    }
-    if (c.ts < last!.min) last!.min = c.ts;
-    if (c.ts > last!.max) last!.max = c.ts;
+    const r = out.get(c.entry);
+    if (!r) out.set(c.entry, { min: c.ts, max: c.ts });
+    else if (c.ts < r.min) r.min = c.ts;
+    else if (c.ts > r.max) r.max = c.ts;
   }
   return out;
 }

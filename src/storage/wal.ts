@@ -205,23 +205,29 @@ function decodeOp(buf: Buffer, start: number, end: number, names?: InternCache):
   return op;
 }
 
+/** A u16-prefixed string, interned in `names` when given. */
+const str16Of = (r: BinaryReader, names: InternCache | undefined): string =>
+  names ? r.str16Interned(names) : r.str16();
+
+/** The LSN of the frame whose header starts at `at` (it follows the type byte). */
+const frameLsn = (buf: Buffer, at: number): bigint => buf.readBigUInt64LE(at + HEADER + 1);
+
 function decodeFields(r: BinaryReader, type: OpType, names?: InternCache): WalOp {
-  const str = (): string => (names ? r.str16Interned(names) : r.str16());
   const lsn = r.u64();
   const time = r.num();
-  const bucket = str();
+  const bucket = str16Of(r, names);
   switch (type) {
     case OpType.Write: {
-      const entry = str();
+      const entry = str16Of(r, names);
       const ts = r.u64();
       const blockId = r.u64();
       const offset = r.num();
       const size = r.num();
       const descSize = r.u32();
-      const contentType = str();
+      const contentType = str16Of(r, names);
       const labels = r.labels(names);
       const digest = Buffer.from(r.bytes(16));
-      const origin = str();
+      const origin = str16Of(r, names);
       return {
         type,
         lsn,
@@ -240,15 +246,15 @@ function decodeFields(r: BinaryReader, type: OpType, names?: InternCache): WalOp
       };
     }
     case OpType.Update: {
-      const entry = str();
+      const entry = str16Of(r, names);
       const ts = r.u64();
       const labels = r.labels(names);
       const n = r.u16();
       const removed: string[] = [];
       for (let i = 0; i < n; i++) removed.push(r.str16());
-      const origin = str();
+      const origin = str16Of(r, names);
       const size = r.num();
-      const contentType = str();
+      const contentType = str16Of(r, names);
       const digest = Buffer.from(r.bytes(16));
       return { type, lsn, time, bucket, entry, ts, labels, removed, origin, size, contentType, digest };
     }
@@ -759,8 +765,9 @@ export class Wal {
     const out: Change[] = [];
     let i = 0;
     for (let j = 0; j < this.segments.length; j++) if (this.segments[j]!.startLsn <= after + 1n) i = j;
-    // Sized for the frames wanted (a frame larger than it is read alone), and reused: decoded
-    // changes copy what they keep, so nothing refers to it once a read is over.
+    // Filled with about the frames wanted (a frame larger than that is read alone), from a buffer
+    // that is reused (a larger one too): decoded changes copy what they keep, so nothing refers
+    // to it once a read is over.
     const want = Math.min(READ_BUFFER_MAX, Math.max(READ_BUFFER_MIN, max * READ_BYTES_PER_FRAME));
     let chunk = this.readBuffer !== undefined && this.readBuffer.length >= want ? this.readBuffer : undefined;
     this.readBuffer = undefined;
@@ -776,7 +783,8 @@ export class Wal {
         }
         const fh = await open(seg.path, 'r');
         try {
-          if (!(await this.readSegment(fh, seg, startOffset, after, max, chunk, out))) return out;
+          if (!(await this.readSegment(fh, seg, startOffset, after, max, chunk.subarray(0, want), out)))
+            return out;
         } finally {
           await fh.close();
         }
@@ -818,10 +826,8 @@ export class Wal {
       while (rel + HEADER <= bytesRead && out.length < max) {
         const len = chunk.readUInt32LE(rel);
         if (rel + HEADER + len > bytesRead) break;
-        // the LSN follows the type byte
-        if (chunk.readBigUInt64LE(rel + HEADER + 1) > after) {
-          if (!take(decodeOp(chunk, rel + HEADER, rel + HEADER + len, names))) return false;
-        }
+        if (frameLsn(chunk, rel) > after && !take(decodeOp(chunk, rel + HEADER, rel + HEADER + len, names)))
+          return false;
         rel += HEADER + len;
       }
       if (rel === 0) {
@@ -829,8 +835,7 @@ export class Wal {
         const len = chunk.readUInt32LE(0);
         const big = Buffer.allocUnsafe(HEADER + len);
         await fh.read(big, 0, big.length, offset);
-        const op = decodeOp(big, HEADER, HEADER + len);
-        if (op.lsn > after && !take(op)) return false;
+        if (frameLsn(big, 0) > after && !take(decodeOp(big, HEADER, HEADER + len))) return false;
         rel = HEADER + len;
       }
       offset += rel;
